@@ -1,0 +1,39 @@
+# berth — the README's two commands are `make demo` and `make test`.
+GO        ?= go
+BIN       ?= bin/berth
+# Containers need cgo (libcontainer's nsenter) and, for seccomp, libseccomp.
+TAGS      ?= seccomp
+GOFLAGS_BUILD = -tags '$(TAGS)' -trimpath
+TESTFLAGS ?= -count=1 -timeout 25m
+
+.PHONY: all build test deps vet demo bench clean fmt
+
+all: build
+
+build:
+	CGO_ENABLED=1 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/berth
+
+# deps installs what the tests need: Debian packages and a cached Consul.
+deps:
+	scripts/install-deps >/dev/null
+
+vet:
+	$(GO) vet -tags '$(TAGS)' ./...
+
+# test installs everything the tests need, then runs every test: unit,
+# integration (real etcd, Consul, nginx, containers, Docker Engine).
+test: deps vet
+	BERTH_CONSUL=$$(scripts/install-deps --no-apt) \
+	CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' $(TESTFLAGS) ./...
+
+demo: build
+	examples/demo/run.sh
+
+bench: build
+	$(BIN) bench store
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

@@ -1,0 +1,6 @@
+// Package runtime defines what berth needs from a container runtime: run,
+// stop, remove, list and inspect containers, and a stream of lifecycle
+// events each carrying a full container snapshot. Implementations live in
+// sub-packages: runtime/embedded (berth's own Linux containers) and
+// runtime/docker (a real Docker Engine).
+package runtime
