@@ -74,3 +74,41 @@ func TestDiff(t *testing.T) {
 		})
 	}
 }
+
+func TestHistory(t *testing.T) {
+	h := kvdiff.NewHistory(2)
+	all := []store.KV{kv("/a/1", "x", 1), kv("/a/2", "y", 2), kv("/b/1", "z", 3)}
+	h.Add("/", 3, all)
+	h.Add("/a/", 2, all[:2])
+
+	tests := []struct {
+		name   string
+		prefix string
+		rev    store.Revision
+		want   []store.KV
+		ok     bool
+	}{
+		{name: "exact", prefix: "/a/", rev: 2, want: all[:2], ok: true},
+		{name: "filtered from a shorter prefix", prefix: "/b/", rev: 3, want: all[2:], ok: true},
+		{name: "filtered to nothing", prefix: "/c/", rev: 3, want: []store.KV{}, ok: true},
+		{name: "unknown revision", prefix: "/a/", rev: 1},
+		{name: "longer prefix does not contain a shorter one", prefix: "/", rev: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := h.Lookup(tt.prefix, tt.rev)
+			if ok != tt.ok || (ok && !reflect.DeepEqual(got, tt.want)) {
+				t.Errorf("Lookup(%q, %d) = %v, %v; want %v, %v", tt.prefix, tt.rev, got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+
+	// A third snapshot evicts the oldest.
+	h.Add("/b/", 4, all[2:])
+	if _, ok := h.Lookup("/", 3); ok {
+		t.Error("snapshot at revision 3 still remembered after eviction")
+	}
+	if _, ok := h.Lookup("/a/", 2); !ok {
+		t.Error("snapshot at revision 2 forgotten too early")
+	}
+}
