@@ -1,6 +1,20 @@
 // Package render turns a template and a snapshot of data into a file on
-// disk: it parses templates in one of three dialects (native, docker-gen,
-// confd), executes them, and runs the write pipeline — compare, stage,
-// check, atomic swap, reload, and rollback when the reload fails. It does
-// not know where the data came from.
+// disk. It does not know where the data came from.
+//
+// A Renderer runs the write pipeline for a cycle of jobs (Renderer.Cycle):
+// guards (min_entries, max_shrink) → execute → compare with the destination
+// (bytes, mode, owner; unchanged means no write and no command) → stage a
+// temporary file in the destination's directory → check command on the
+// staged file ({{.src}}) → backup → atomic swap (fsync, rename, fsync the
+// directory; in-place locked write for single-file bind mounts) → reload.
+// Identical reload commands run once per cycle, after all writes; a failed
+// reload restores every file it was for and runs the reload again.
+//
+// Every external command goes through a Commander with a timeout; Exec
+// kills the command's whole process group when the timeout expires.
+//
+// A Source renders one template against one snapshot (templates are parsed
+// and executed by package render/dialect). Diff makes the unified diff of a
+// dry run. Nothing in the package starts goroutines or owns
+// channels: every call returns when its work is done.
 package render

@@ -1,0 +1,102 @@
+package render
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+)
+
+// DefaultTimeout bounds every external command whose Spec sets no timeout.
+const DefaultTimeout = 30 * time.Second
+
+// Commander runs one external command and returns its combined output. It is
+// the one seam between berth and the programs it drives (check and reload
+// commands); ctx bounds the command's life.
+type Commander interface {
+	Run(ctx context.Context, argv []string) ([]byte, error)
+}
+
+// Exec is the real Commander. It starts each command in its own process
+// group and, when ctx ends, kills the whole group, so a shell that forked a
+// hanging child cannot outlive its timeout.
+type Exec struct {
+	// WaitDelay is how long Run waits for the output pipes to close after
+	// the group was killed (0: one second).
+	WaitDelay time.Duration
+}
+
+// Run implements Commander. The error, if any, carries the combined output.
+func (e Exec) Run(ctx context.Context, argv []string) ([]byte, error) {
+	if len(argv) == 0 {
+		return nil, errors.New("empty command")
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		// The group id is the leader's pid; kill every member.
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	cmd.WaitDelay = e.WaitDelay
+	if cmd.WaitDelay == 0 {
+		cmd.WaitDelay = time.Second
+	}
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	err := cmd.Run()
+	if ctx.Err() != nil && err != nil {
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return out.Bytes(), err
+}
+
+// command is one check or reload command of a Spec, before expansion.
+type command struct {
+	what    string // "check" or "reload", for errors and logs
+	text    string // shell command; may contain {{.src}}
+	timeout time.Duration
+}
+
+// expand substitutes {{.src}}, as confd does for check_cmd: the command text
+// is a Go template whose only data is src.
+func (c command) expand(src string) (string, error) {
+	if !strings.Contains(c.text, "{{") {
+		return c.text, nil
+	}
+	t, err := template.New(c.what).Option("missingkey=error").Parse(c.text)
+	if err != nil {
+		return "", fmt.Errorf("%s command %q: %w", c.what, c.text, err)
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, map[string]string{"src": src}); err != nil {
+		return "", fmt.Errorf("%s command %q: %w", c.what, c.text, err)
+	}
+	return b.String(), nil
+}
+
+// run executes an expanded command through /bin/sh -c with the command's
+// timeout. The error names the command and holds its combined output.
+func run(ctx context.Context, c Commander, what, line string, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	out, err := c.Run(ctx, []string{"/bin/sh", "-c", line})
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("timed out after %v: %w", timeout, err)
+	}
+	if o := strings.TrimSpace(string(out)); o != "" {
+		return fmt.Errorf("%s %q: %w\n%s", what, line, err, o)
+	}
+	return fmt.Errorf("%s %q: %w", what, line, err)
+}

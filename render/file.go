@@ -1,0 +1,248 @@
+package render
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// defaultMode is the mode of a new destination whose Spec sets none.
+const defaultMode os.FileMode = 0o644
+
+// current is what a destination holds before a render: its content and
+// attributes, so that the render can be compared with it and, if the
+// reload fails, put back.
+type current struct {
+	exists   bool
+	data     []byte
+	mode     os.FileMode
+	uid, gid int
+}
+
+// readCurrent reads the destination. A missing file is not an error; a
+// directory or any other non-regular file is.
+func readCurrent(dest string) (current, error) {
+	f, err := os.Open(dest)
+	if errors.Is(err, fs.ErrNotExist) {
+		return current{}, nil
+	}
+	if err != nil {
+		return current{}, fmt.Errorf("read destination: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return current{}, fmt.Errorf("read destination: %w", err)
+	}
+	if fi.IsDir() {
+		return current{}, fmt.Errorf("destination %s is a directory", dest)
+	}
+	if !fi.Mode().IsRegular() {
+		return current{}, fmt.Errorf("destination %s is not a regular file (%s)", dest, fi.Mode().Type())
+	}
+	data, err := readAll(f, fi.Size())
+	if err != nil {
+		return current{}, fmt.Errorf("read destination %s: %w", dest, err)
+	}
+	c := current{exists: true, data: data, mode: fi.Mode().Perm(), uid: -1, gid: -1}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		c.uid, c.gid = int(st.Uid), int(st.Gid)
+	}
+	return c, nil
+}
+
+// readAll reads f to its end into a buffer sized from its stat, as
+// os.ReadFile does: one allocation when the size is right.
+func readAll(f *os.File, size int64) ([]byte, error) {
+	data := make([]byte, 0, size+1)
+	for {
+		n, err := f.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if err == io.EOF {
+			return data, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(data) == cap(data) {
+			data = append(data, 0)[:len(data)]
+		}
+	}
+}
+
+// attrs are the attributes a destination must end up with.
+type attrs struct {
+	mode     os.FileMode
+	uid, gid int // -1: leave as created
+}
+
+// want resolves a Spec's attributes against the current destination: unset
+// mode and owner keep what the destination has (a new file: 0644, owned by
+// the process).
+func want(s Spec, cur current) attrs {
+	a := attrs{mode: s.Mode.Perm(), uid: -1, gid: -1}
+	if s.Mode == 0 {
+		a.mode = defaultMode
+		if cur.exists {
+			a.mode = cur.mode
+		}
+	}
+	if cur.exists {
+		a.uid, a.gid = cur.uid, cur.gid
+	}
+	if s.UID != nil {
+		a.uid = *s.UID
+	}
+	if s.GID != nil {
+		a.gid = *s.GID
+	}
+	return a
+}
+
+// unchanged reports whether the destination already holds data with the
+// wanted attributes: same bytes, same mode, same owner.
+func unchanged(cur current, data []byte, a attrs) bool {
+	return cur.exists && cur.mode == a.mode &&
+		(a.uid < 0 || cur.uid == a.uid) && (a.gid < 0 || cur.gid == a.gid) &&
+		bytes.Equal(cur.data, data)
+}
+
+// replace atomically replaces dest with data: it stages a temporary file in
+// dest's directory, writes and fsyncs it, applies mode and owner, calls
+// beforeSwap with the staged path (check command, backup), renames it over
+// dest and fsyncs the directory. Readers see the old file or the new one,
+// never a mix, and so does a reader after a crash at any point.
+//
+// If the rename fails with EBUSY or EXDEV — dest is a single file
+// bind-mounted into a container, whose inode must not change — replace
+// falls back to rewriting dest in place under an exclusive flock, and logs
+// that it did.
+//
+// On any error dest is untouched and the staged file removed.
+func replace(log *slog.Logger, dest string, data []byte, a attrs, beforeSwap func(staged string) error) (err error) {
+	dir, base := filepath.Split(dest)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".berth-")
+	if err != nil {
+		return fmt.Errorf("stage %s: %w", dest, err)
+	}
+	staged := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(staged)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("stage %s: %w", dest, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("stage %s: fsync: %w", dest, err)
+	}
+	if err = applyAttrs(f, a); err != nil {
+		return fmt.Errorf("stage %s: %w", dest, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("stage %s: %w", dest, err)
+	}
+	if beforeSwap != nil {
+		if err = beforeSwap(staged); err != nil {
+			return err
+		}
+	}
+	if err = os.Rename(staged, dest); err != nil {
+		if !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EXDEV) {
+			return fmt.Errorf("swap %s: %w", dest, err)
+		}
+		log.Warn("rename over destination failed, writing it in place (single-file bind mount?)", "dest", dest, "err", err)
+		if err = writeInPlace(dest, data, a); err != nil {
+			return err
+		}
+		os.Remove(staged)
+		return nil
+	}
+	if err = syncDir(dir); err != nil {
+		return fmt.Errorf("swap %s: %w", dest, err)
+	}
+	return nil
+}
+
+// applyAttrs sets mode and owner on an open file.
+func applyAttrs(f *os.File, a attrs) error {
+	if err := f.Chmod(a.mode); err != nil {
+		return err
+	}
+	if a.uid >= 0 || a.gid >= 0 {
+		if err := f.Chown(a.uid, a.gid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeInPlace rewrites dest's content without replacing its inode, under
+// an exclusive flock so that cooperating writers do not interleave. It is
+// not atomic for readers; it is the fallback for bind-mounted files only.
+func writeInPlace(dest string, data []byte, a attrs) error {
+	f, err := os.OpenFile(dest, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("write %s in place: %w", dest, err)
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("write %s in place: flock: %w", dest, err)
+	}
+	// Write first, truncate after: a shorter file never passes through empty.
+	if _, err := f.WriteAt(data, 0); err != nil {
+		return fmt.Errorf("write %s in place: %w", dest, err)
+	}
+	if err := f.Truncate(int64(len(data))); err != nil {
+		return fmt.Errorf("write %s in place: %w", dest, err)
+	}
+	if err := applyAttrs(f, a); err != nil {
+		return fmt.Errorf("write %s in place: %w", dest, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("write %s in place: fsync: %w", dest, err)
+	}
+	return nil
+}
+
+// syncDir fsyncs a directory, making a rename in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// backup makes dest.bak a hard link to the current dest (one generation),
+// replacing an older backup atomically.
+func backup(dest string) error {
+	bak := dest + ".bak"
+	tmp := bak + ".berth-tmp"
+	os.Remove(tmp)
+	if err := os.Link(dest, tmp); err != nil {
+		return fmt.Errorf("backup %s: %w", dest, err)
+	}
+	if err := os.Rename(tmp, bak); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("backup %s: %w", dest, err)
+	}
+	return nil
+}

@@ -1,0 +1,301 @@
+package render
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// ErrRefused marks a render that a guard (min_entries, max_shrink) refused:
+// the last good file stays in place. Test with errors.Is.
+var ErrRefused = errors.New("render refused")
+
+// Spec says where and how one template's output is written. The zero value
+// of every optional field means "not set".
+type Spec struct {
+	Name    string      // for logs and errors; Dest when empty
+	Dest    string      // the destination file
+	Mode    os.FileMode // 0: keep the destination's mode (0644 for a new file)
+	UID     *int        // nil: keep the destination's owner (a new file: the process's)
+	GID     *int        // nil: keep the destination's group
+	Backup  bool        // keep the previous file as Dest + ".bak"
+	Check   string      // shell command run on the staged file before the swap; {{.src}} is its path
+	Reload  string      // shell command run after the swap; {{.src}} is Dest
+	Timeout time.Duration
+
+	// MinEntries refuses to render when the template counts fewer records.
+	MinEntries int
+	// MaxShrink refuses to render when the record count drops by more than
+	// this fraction (0 < MaxShrink < 1) from the last good render. 0: off.
+	MaxShrink float64
+}
+
+func (s Spec) name() string {
+	if s.Name != "" {
+		return s.Name
+	}
+	return s.Dest
+}
+
+// Source produces one template's output from one snapshot: Render executes
+// the template, Count is the number of records the render guards count.
+type Source interface {
+	Render(w io.Writer) error
+	Count() int
+}
+
+// Job is one template resource to bring up to date.
+type Job struct {
+	Spec   Spec
+	Source Source
+	Force  bool // bypass MaxShrink (MinEntries still holds)
+}
+
+// Result is what one job of a cycle did.
+type Result struct {
+	Name     string
+	Dest     string
+	Count    int   // records counted by the guards
+	Changed  bool  // the destination was replaced (and stays so)
+	Reloaded bool  // its reload command ran successfully
+	Restored bool  // the reload failed and the previous file was put back
+	Err      error // nil on success or "unchanged"
+}
+
+// Renderer runs the write pipeline. It remembers, per destination, the
+// record count of the last good render (for MaxShrink); it is safe for
+// concurrent use, but cycles that share destinations must not overlap.
+type Renderer struct {
+	cmd Commander
+	log *slog.Logger
+
+	mu     sync.Mutex
+	counts map[string]int // dest → record count of the last good render
+}
+
+// Option configures a Renderer.
+type Option func(*Renderer)
+
+// WithCommander sets how check and reload commands run (default: Exec).
+func WithCommander(c Commander) Option { return func(r *Renderer) { r.cmd = c } }
+
+// WithLogger sets the logger (default: slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(r *Renderer) { r.log = l } }
+
+// New returns a Renderer.
+func New(opts ...Option) *Renderer {
+	r := &Renderer{cmd: Exec{}, log: slog.Default(), counts: map[string]int{}}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// Preview is a render that was not written: the output next to what the
+// destination holds now.
+type Preview struct {
+	Output  []byte
+	Current []byte // the destination's content (nil when it does not exist)
+	Exists  bool
+	Changed bool // output, mode or owner differ from the destination
+}
+
+// Preview renders a job (guards included) and compares it with the
+// destination, writing nothing and running no command.
+func (r *Renderer) Preview(job Job) (Preview, error) {
+	out, _, err := r.execute(job)
+	if err != nil {
+		return Preview{}, err
+	}
+	cur, err := readCurrent(job.Spec.Dest)
+	if err != nil {
+		return Preview{}, fmt.Errorf("%s: %w", job.Spec.name(), err)
+	}
+	return Preview{Output: out, Current: cur.data, Exists: cur.exists, Changed: !unchanged(cur, out, want(job.Spec, cur))}, nil
+}
+
+// execute applies the guards and renders a job into memory.
+func (r *Renderer) execute(job Job) ([]byte, int, error) {
+	s := job.Spec
+	n := job.Source.Count()
+	if s.MinEntries > 0 && n < s.MinEntries {
+		return nil, n, fmt.Errorf("%s: %w: %d records, min_entries is %d", s.name(), ErrRefused, n, s.MinEntries)
+	}
+	if s.MaxShrink > 0 && !job.Force {
+		r.mu.Lock()
+		prev, ok := r.counts[s.Dest]
+		r.mu.Unlock()
+		if ok && prev > 0 && n < prev && float64(prev-n)/float64(prev) > s.MaxShrink {
+			return nil, n, fmt.Errorf("%s: %w: records dropped from %d to %d, more than max_shrink %g%% (force to apply)",
+				s.name(), ErrRefused, prev, n, s.MaxShrink*100)
+		}
+	}
+	var buf bytes.Buffer
+	if err := job.Source.Render(&buf); err != nil {
+		return nil, n, fmt.Errorf("%s: render: %w", s.name(), err)
+	}
+	return buf.Bytes(), n, nil
+}
+
+// Cycle brings every job's destination up to date and then runs the reload
+// commands: each distinct reload command once, after all writes, in the
+// order the jobs name them. When a reload fails, every file it was run for
+// is restored to its previous content, the reload runs again, and both
+// errors are reported on those jobs.
+//
+// A job that fails (guard, render, check, write) leaves its destination
+// untouched and does not stop the others. The returned error joins every
+// job's error; the results say what each job did.
+func (r *Renderer) Cycle(ctx context.Context, jobs []Job) ([]Result, error) {
+	results := make([]Result, len(jobs))
+	prevs := make([]current, len(jobs))
+	seen := make(map[string]int, len(jobs))
+	for i, job := range jobs {
+		s := job.Spec
+		results[i] = Result{Name: s.name(), Dest: s.Dest}
+		if j, dup := seen[filepath.Clean(s.Dest)]; dup {
+			results[i].Err = fmt.Errorf("%s: destination %s is also written by %s", s.name(), s.Dest, results[j].Name)
+			continue
+		}
+		seen[filepath.Clean(s.Dest)] = i
+		prevs[i], results[i].Changed, results[i].Count, results[i].Err = r.write(ctx, job)
+		if results[i].Err == nil && !results[i].Changed {
+			r.remember(s.Dest, results[i].Count)
+		}
+	}
+
+	// Reloads: group the changed jobs by expanded command, keep first-seen order.
+	var order []string
+	groups := map[string][]int{}
+	for i, job := range jobs {
+		res := &results[i]
+		if !res.Changed || res.Err != nil {
+			continue
+		}
+		if job.Spec.Reload == "" {
+			r.remember(job.Spec.Dest, res.Count)
+			continue
+		}
+		line, err := command{what: "reload", text: job.Spec.Reload}.expand(job.Spec.Dest)
+		if err != nil {
+			res.Err = fmt.Errorf("%s: %w", res.Name, err)
+			if rerr := r.putBack(job.Spec, prevs[i]); rerr != nil {
+				res.Err = fmt.Errorf("%w; restore failed: %w", res.Err, rerr)
+			} else {
+				res.Err = fmt.Errorf("%w; previous file restored", res.Err)
+			}
+			res.Changed, res.Restored = false, true
+			continue
+		}
+		if _, ok := groups[line]; !ok {
+			order = append(order, line)
+		}
+		groups[line] = append(groups[line], i)
+	}
+	for _, line := range order {
+		idx := groups[line]
+		timeout := jobs[idx[0]].Spec.Timeout
+		err := run(ctx, r.cmd, "reload", line, timeout)
+		if err == nil {
+			for _, i := range idx {
+				results[i].Reloaded = true
+				r.remember(jobs[i].Spec.Dest, results[i].Count)
+			}
+			continue
+		}
+		// Roll back every file this reload was for, then reload once more.
+		var restoreErrs []error
+		for _, i := range idx {
+			if rerr := r.putBack(jobs[i].Spec, prevs[i]); rerr != nil {
+				restoreErrs = append(restoreErrs, rerr)
+			}
+		}
+		again := run(ctx, r.cmd, "reload", line, timeout)
+		for _, i := range idx {
+			res := &results[i]
+			res.Changed, res.Restored = false, true
+			res.Err = fmt.Errorf("%s: %w; previous file restored", res.Name, err)
+			if len(restoreErrs) > 0 {
+				res.Err = fmt.Errorf("%w; restore failed: %w", res.Err, errors.Join(restoreErrs...))
+			}
+			if again != nil {
+				res.Err = fmt.Errorf("%w; reload after restore also failed: %w", res.Err, again)
+			}
+		}
+		r.log.Error("reload failed, previous files restored", "reload", line, "err", err, "reload_after_restore_err", again)
+	}
+
+	var errs []error
+	for _, res := range results {
+		if res.Err != nil {
+			errs = append(errs, res.Err)
+		} else if res.Changed {
+			r.log.Info("rendered", "template", res.Name, "dest", res.Dest, "records", res.Count, "reloaded", res.Reloaded)
+		}
+	}
+	return results, errors.Join(errs...)
+}
+
+// write runs the first half of the pipeline for one job: guards, execute,
+// compare, stage, check, backup, swap. It returns what the destination held
+// before, and whether it was replaced.
+func (r *Renderer) write(ctx context.Context, job Job) (prev current, changed bool, n int, err error) {
+	s := job.Spec
+	out, n, err := r.execute(job)
+	if err != nil {
+		return current{}, false, n, err
+	}
+	prev, err = readCurrent(s.Dest)
+	if err != nil {
+		return current{}, false, n, fmt.Errorf("%s: %w", s.name(), err)
+	}
+	a := want(s, prev)
+	if unchanged(prev, out, a) {
+		return prev, false, n, nil
+	}
+	err = replace(r.log, s.Dest, out, a, func(staged string) error {
+		if s.Check != "" {
+			line, err := command{what: "check", text: s.Check}.expand(staged)
+			if err != nil {
+				return err
+			}
+			if err := run(ctx, r.cmd, "check", line, s.Timeout); err != nil {
+				return err
+			}
+		}
+		if s.Backup && prev.exists {
+			return backup(s.Dest)
+		}
+		return nil
+	})
+	if err != nil {
+		return prev, false, n, fmt.Errorf("%s: %w", s.name(), err)
+	}
+	return prev, true, n, nil
+}
+
+// putBack restores a destination to what it held before the cycle: the old
+// content and attributes, or no file if there was none.
+func (r *Renderer) putBack(s Spec, prev current) error {
+	if !prev.exists {
+		if err := os.Remove(s.Dest); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove %s: %w", s.Dest, err)
+		}
+		return nil
+	}
+	return replace(r.log, s.Dest, prev.data, attrs{mode: prev.mode, uid: prev.uid, gid: prev.gid}, nil)
+}
+
+// remember records the count of a good render for MaxShrink.
+func (r *Renderer) remember(dest string, n int) {
+	r.mu.Lock()
+	r.counts[dest] = n
+	r.mu.Unlock()
+}
