@@ -1,0 +1,156 @@
+// Package backend opens a store.Store from a URL, choosing the backend by
+// scheme:
+//
+//	embedded:///var/lib/berth/store   in-process etcd server (the default)
+//	etcd://h1:2379,h2:2379            etcd cluster (etcds:// for TLS)
+//	consul://127.0.0.1:8500           Consul KV (consuls:// for HTTPS)
+//	file:///etc/berth/values.yaml     YAML/JSON file or directory, read-only
+//	env://                            the environment, read-only
+//
+// An empty URL means the embedded store under the default state directory.
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/berthd/berth/store"
+	"github.com/berthd/berth/store/etcd"
+)
+
+// Options are the settings a URL does not carry.
+type Options struct {
+	CAFile, CertFile, KeyFile string // TLS to etcd or Consul
+	Username, Password        string // etcd authentication
+	Token                     string // Consul ACL token
+	DialTimeout               time.Duration
+	Logger                    *slog.Logger
+	StateDir                  string // where the default embedded store lives
+}
+
+// Option sets one of Options.
+type Option func(*Options)
+
+// WithTLS configures TLS files (any may be empty).
+func WithTLS(caFile, certFile, keyFile string) Option {
+	return func(o *Options) { o.CAFile, o.CertFile, o.KeyFile = caFile, certFile, keyFile }
+}
+
+// WithCredentials sets an etcd username and password.
+func WithCredentials(username, password string) Option {
+	return func(o *Options) { o.Username, o.Password = username, password }
+}
+
+// WithToken sets a Consul ACL token.
+func WithToken(token string) Option { return func(o *Options) { o.Token = token } }
+
+// WithDialTimeout bounds how long opening waits for the store to answer.
+func WithDialTimeout(d time.Duration) Option { return func(o *Options) { o.DialTimeout = d } }
+
+// WithLogger sets the logger of the store.
+func WithLogger(l *slog.Logger) Option { return func(o *Options) { o.Logger = l } }
+
+// WithStateDir sets the state directory whose "store" subdirectory holds the
+// default embedded store.
+func WithStateDir(dir string) Option { return func(o *Options) { o.StateDir = dir } }
+
+// DefaultStateDir is berth's state directory: /var/lib/berth for root,
+// else $XDG_STATE_HOME/berth (~/.local/state/berth).
+func DefaultStateDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/berth"
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "berth")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "berth")
+	}
+	return filepath.Join(os.TempDir(), "berth")
+}
+
+// Open opens the store rawURL names.
+func Open(ctx context.Context, rawURL string, opts ...Option) (store.Store, error) {
+	var o Options
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.StateDir == "" {
+		o.StateDir = DefaultStateDir()
+	}
+	if rawURL == "" {
+		rawURL = "embedded://"
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("store URL %q: %w", rawURL, err)
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("store URL %q: %s", rawURL, fmt.Sprintf(format, args...))
+	}
+	switch u.Scheme {
+	case "embedded":
+		if u.Host != "" {
+			return nil, bad("embedded takes a path (embedded:///var/lib/berth/store), not a host %q", u.Host)
+		}
+		dir := u.Path
+		if dir == "" {
+			dir = filepath.Join(o.StateDir, "store")
+		}
+		return etcd.Embedded(ctx, etcd.EmbeddedConfig{Dir: dir, Logger: o.Logger})
+	case "etcd", "etcds":
+		endpoints, err := hostList(u)
+		if err != nil {
+			return nil, bad("%v", err)
+		}
+		cfg := etcd.Config{
+			Endpoints: endpoints, Username: o.Username, Password: o.Password,
+			CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
+			DialTimeout: o.DialTimeout, Logger: o.Logger,
+		}
+		if u.User != nil {
+			cfg.Username = u.User.Username()
+			cfg.Password, _ = u.User.Password()
+		}
+		if u.Scheme == "etcds" {
+			for i, ep := range cfg.Endpoints {
+				cfg.Endpoints[i] = "https://" + ep
+			}
+		}
+		return etcd.New(ctx, cfg)
+	case "":
+		return nil, bad("no scheme; use embedded://, etcd://, consul://, file:// or env://")
+	}
+	return nil, bad("unknown scheme %q; use embedded://, etcd://, consul://, file:// or env://", u.Scheme)
+}
+
+// hostList splits the comma-separated host:port list of a URL.
+func hostList(u *url.URL) ([]string, error) {
+	if u.Host == "" {
+		return nil, errors.New("no host:port")
+	}
+	if u.Path != "" && u.Path != "/" {
+		return nil, fmt.Errorf("unexpected path %q", u.Path)
+	}
+	var hosts []string
+	for _, h := range strings.Split(u.Host, ",") {
+		if h == "" {
+			return nil, errors.New("empty host in list")
+		}
+		if !strings.Contains(h, ":") {
+			return nil, fmt.Errorf("host %q has no port", h)
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts, nil
+}

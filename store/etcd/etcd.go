@@ -1,0 +1,405 @@
+package etcd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/berthd/berth/store"
+)
+
+// DefaultDialTimeout bounds how long New waits for the first answer from
+// the cluster before it reports the endpoints unreachable.
+const DefaultDialTimeout = 5 * time.Second
+
+// listPage is how many keys one range request of a List returns; later
+// pages are read at the first page's revision, so the listing stays
+// consistent while no single response grows past gRPC's message limits.
+const listPage = 1000
+
+// maxMessage is the largest gRPC message the client sends or receives: above
+// any server's request limit, so that the server, not the client, says what
+// is too large.
+const maxMessage = 64 << 20
+
+// Config says how to reach an etcd cluster.
+type Config struct {
+	Endpoints []string // host:port or http(s)://host:port
+
+	Username, Password string
+
+	// CAFile, CertFile and KeyFile configure TLS. Setting any of them (or an
+	// https:// endpoint) turns TLS on.
+	CAFile, CertFile, KeyFile string
+
+	DialTimeout time.Duration // default DefaultDialTimeout
+	Logger      *slog.Logger  // nil: slog.Default()
+}
+
+// Store is a store.Store on an etcd v3 cluster. When it was opened with
+// Embedded it also owns the in-process server and stops it on Close.
+type Store struct {
+	cli    *clientv3.Client
+	log    *slog.Logger
+	desc   string // the endpoints, for error messages
+	leases *leaseKeeper
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	onClose   func() error // stops the embedded server, if any
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New connects to an etcd cluster and checks, within cfg.DialTimeout, that
+// it answers.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("etcd: no endpoints")
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	desc := strings.Join(cfg.Endpoints, ",")
+
+	tlsCfg, endpoints, err := clientTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:            endpoints,
+		DialTimeout:          cfg.DialTimeout,
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 3 * time.Second,
+		Username:             cfg.Username,
+		Password:             cfg.Password,
+		TLS:                  tlsCfg,
+		MaxCallSendMsgSize:   maxMessage,
+		MaxCallRecvMsgSize:   maxMessage,
+		Logger:               newZapLogger(log.With("component", "etcd-client"), slog.LevelError),
+		Context:              context.WithoutCancel(ctx),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd %s: %w", desc, err)
+	}
+	// clientv3 dials lazily; ask for the cluster's status so an unreachable
+	// cluster, a bad password or a TLS mismatch fail here, within the timeout.
+	pingCtx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	if _, err := cli.Get(pingCtx, "health-check", clientv3.WithCountOnly()); err != nil {
+		cli.Close()
+		if errors.Is(err, context.DeadlineExceeded) || isUnavailable(err) {
+			return nil, fmt.Errorf("etcd %s: no answer within %s: %w", desc, cfg.DialTimeout, store.ErrUnavailable)
+		}
+		return nil, fmt.Errorf("etcd %s: %w", desc, err)
+	}
+	s := &Store{cli: cli, log: log, desc: desc, closed: make(chan struct{})}
+	s.leases = newLeaseKeeper(cli, log, s.closed)
+	return s, nil
+}
+
+// clientTLS builds the client TLS configuration and normalises endpoints to
+// host:port form (clientv3 accepts both, but an https:// scheme must turn TLS
+// on).
+func clientTLS(cfg Config) (*tls.Config, []string, error) {
+	useTLS := cfg.CAFile != "" || cfg.CertFile != "" || cfg.KeyFile != ""
+	endpoints := make([]string, len(cfg.Endpoints))
+	for i, ep := range cfg.Endpoints {
+		switch {
+		case strings.HasPrefix(ep, "https://"):
+			useTLS = true
+			ep = strings.TrimPrefix(ep, "https://")
+		case strings.HasPrefix(ep, "http://"):
+			ep = strings.TrimPrefix(ep, "http://")
+		}
+		endpoints[i] = ep
+	}
+	if !useTLS {
+		return nil, endpoints, nil
+	}
+	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
+		return nil, nil, errors.New("etcd TLS: a client certificate needs both cert and key")
+	}
+	for _, f := range []string{cfg.CAFile, cfg.CertFile, cfg.KeyFile} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.ReadFile(f); err != nil {
+			return nil, nil, fmt.Errorf("etcd TLS: %w", err)
+		}
+	}
+	info := transport.TLSInfo{CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, TrustedCAFile: cfg.CAFile}
+	tc, err := info.ClientConfig()
+	if err != nil {
+		return nil, nil, fmt.Errorf("etcd TLS: %w", err)
+	}
+	return tc, endpoints, nil
+}
+
+// Client returns the underlying etcd client, for callers that need an etcd
+// feature outside the store contract (compaction in tests, status).
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return store.KV{}, s.wrap(err, "get %q", key)
+	}
+	if len(resp.Kvs) == 0 {
+		return store.KV{}, fmt.Errorf("get %q: %w", key, store.ErrNotFound)
+	}
+	kv := resp.Kvs[0]
+	return store.KV{Key: string(kv.Key), Value: kv.Value, ModRevision: store.Revision(kv.ModRevision)}, nil
+}
+
+// List implements store.Store. It reads in pages pinned to the revision of
+// the first page.
+func (s *Store) List(ctx context.Context, prefix string) ([]store.KV, store.Revision, error) {
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	if prefix == "" {
+		prefix = "\x00"
+	}
+	var (
+		out  []store.KV
+		rev  int64
+		from = prefix
+	)
+	for {
+		opts := []clientv3.OpOption{
+			clientv3.WithRange(end),
+			clientv3.WithLimit(listPage),
+			clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend),
+		}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		resp, err := s.cli.Get(ctx, from, opts...)
+		if err != nil {
+			return nil, 0, s.wrap(err, "list %q", prefix)
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+			out = make([]store.KV, 0, resp.Count)
+		}
+		for _, kv := range resp.Kvs {
+			out = append(out, store.KV{Key: string(kv.Key), Value: kv.Value, ModRevision: store.Revision(kv.ModRevision)})
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return out, store.Revision(rev), nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// Put implements store.Store.
+func (s *Store) Put(ctx context.Context, key string, value []byte, opts ...store.PutOption) (store.Revision, error) {
+	return s.Txn(ctx, store.Put(key, value, opts...))
+}
+
+// Delete implements store.Store.
+func (s *Store) Delete(ctx context.Context, key string, opts ...store.DeleteOption) (store.Revision, error) {
+	return s.Txn(ctx, store.Delete(key, opts...))
+}
+
+// Txn implements store.Store: one etcd transaction with every operation in
+// its success branch. TTL keys are bound to the store's lease for their TTL
+// and remembered, so they can be written again if the lease is lost.
+func (s *Store) Txn(ctx context.Context, ops ...store.Op) (store.Revision, error) {
+	if len(ops) == 0 {
+		resp, err := s.cli.Get(ctx, "\x00", clientv3.WithCountOnly())
+		if err != nil {
+			return 0, s.wrap(err, "txn")
+		}
+		return store.Revision(resp.Header.Revision), nil
+	}
+	etcdOps := make([]clientv3.Op, 0, len(ops))
+	for _, op := range ops {
+		switch op.Type {
+		case store.OpPut:
+			var popts []clientv3.OpOption
+			if op.TTL > 0 {
+				id, err := s.leases.lease(ctx, op.TTL)
+				if err != nil {
+					return 0, s.wrap(err, "put %q: lease for ttl %s", op.Key, op.TTL)
+				}
+				popts = append(popts, clientv3.WithLease(id))
+			}
+			etcdOps = append(etcdOps, clientv3.OpPut(op.Key, string(op.Value), popts...))
+		case store.OpDelete:
+			var dopts []clientv3.OpOption
+			if op.Prefix {
+				dopts = append(dopts, clientv3.WithPrefix())
+			}
+			etcdOps = append(etcdOps, clientv3.OpDelete(op.Key, dopts...))
+		default:
+			return 0, fmt.Errorf("txn: unknown operation type %d on %q", op.Type, op.Key)
+		}
+	}
+	resp, err := s.cli.Txn(ctx).Then(etcdOps...).Commit()
+	if err != nil {
+		return 0, s.wrap(err, "%s", describeOps(ops))
+	}
+	s.leases.track(ops)
+	return store.Revision(resp.Header.Revision), nil
+}
+
+// describeOps names a write for error messages: the key of a single
+// operation, else the count and the first key.
+func describeOps(ops []store.Op) string {
+	verb := func(op store.Op) string {
+		if op.Type == store.OpDelete {
+			return "delete"
+		}
+		return "put"
+	}
+	if len(ops) == 1 {
+		return fmt.Sprintf("%s %q", verb(ops[0]), ops[0].Key)
+	}
+	return fmt.Sprintf("txn of %d operations (first: %s %q)", len(ops), verb(ops[0]), ops[0].Key)
+}
+
+// Watch implements store.Store.
+func (s *Store) Watch(ctx context.Context, prefix string, after store.Revision) <-chan store.WatchResponse {
+	out := make(chan store.WatchResponse, 1)
+	// WithPrefix on "" watches every key.
+	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithProgressNotify()}
+	if after > 0 {
+		opts = append(opts, clientv3.WithRev(int64(after)+1))
+	}
+	// WithRequireLeader makes the server cancel the watch when the member
+	// loses its leader, instead of leaving it silently stale.
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	wch := s.cli.Watch(wctx, prefix, opts...)
+	go func() {
+		defer close(out)
+		defer cancel()
+		send := func(r store.WatchResponse) bool {
+			select {
+			case out <- r:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		for {
+			var (
+				wresp clientv3.WatchResponse
+				ok    bool
+			)
+			select {
+			case wresp, ok = <-wch:
+			case <-s.closed:
+				send(store.WatchResponse{Err: fmt.Errorf("watch %q: %w", prefix, store.ErrClosed)})
+				return
+			}
+			if !ok {
+				if ctx.Err() != nil {
+					return
+				}
+				select {
+				case <-s.closed:
+					send(store.WatchResponse{Err: fmt.Errorf("watch %q: %w", prefix, store.ErrClosed)})
+				default:
+					send(store.WatchResponse{Err: fmt.Errorf("watch %q: stream closed: %w", prefix, store.ErrUnavailable)})
+				}
+				return
+			}
+			if wresp.CompactRevision != 0 || errors.Is(wresp.Err(), rpctypes.ErrCompacted) {
+				send(store.WatchResponse{
+					Revision: store.Revision(wresp.CompactRevision),
+					Err:      fmt.Errorf("watch %q from revision %d: compacted at %d: %w", prefix, after+1, wresp.CompactRevision, store.ErrCompacted),
+				})
+				return
+			}
+			if err := wresp.Err(); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				send(store.WatchResponse{Err: s.wrap(err, "watch %q", prefix)})
+				return
+			}
+			if wresp.Created {
+				continue
+			}
+			resp := store.WatchResponse{Revision: store.Revision(wresp.Header.Revision)}
+			if len(wresp.Events) > 0 {
+				resp.Events = make([]store.Event, len(wresp.Events))
+				for i, ev := range wresp.Events {
+					e := store.Event{Type: store.EventPut, KV: store.KV{
+						Key: string(ev.Kv.Key), Value: ev.Kv.Value, ModRevision: store.Revision(ev.Kv.ModRevision),
+					}}
+					if ev.Type == clientv3.EventTypeDelete {
+						e.Type = store.EventDelete
+						e.KV.Value = nil
+					}
+					resp.Events[i] = e
+				}
+			}
+			if !send(resp) {
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// Close implements store.Store: it revokes the store's leases (so its TTL
+// keys go at once), closes the client and stops the embedded server.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.leases.revokeAll()
+		err = s.cli.Close()
+		if s.onClose != nil {
+			err = errors.Join(err, s.onClose())
+		}
+	})
+	return err
+}
+
+// wrap adds what was being done and the endpoints to an etcd error, and
+// maps etcd's errors onto the store's sentinels.
+func (s *Store) wrap(err error, format string, args ...any) error {
+	what := fmt.Sprintf(format, args...)
+	select {
+	case <-s.closed:
+		return fmt.Errorf("%s: %w", what, store.ErrClosed)
+	default:
+	}
+	switch {
+	case errors.Is(err, rpctypes.ErrCompacted), errors.Is(err, rpctypes.ErrGRPCCompacted):
+		return fmt.Errorf("%s: %w", what, store.ErrCompacted)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s on etcd %s: %w", what, s.desc, err)
+	case isUnavailable(err):
+		return fmt.Errorf("%s on etcd %s: %w: %w", what, s.desc, store.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s on etcd %s: %w", what, s.desc, err)
+}
+
+// isUnavailable reports errors that mean "the cluster cannot answer now".
+func isUnavailable(err error) bool {
+	switch {
+	case errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrGRPCNoLeader),
+		errors.Is(err, rpctypes.ErrTimeout), errors.Is(err, rpctypes.ErrGRPCTimeout),
+		errors.Is(err, rpctypes.ErrLeaderChanged), errors.Is(err, rpctypes.ErrGRPCLeaderChanged):
+		return true
+	}
+	return strings.Contains(err.Error(), "code = Unavailable")
+}
