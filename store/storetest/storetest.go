@@ -461,7 +461,7 @@ func (s *suite) testOddKeys(t *testing.T, p string) {
 	st := s.open(t)
 	puts := map[string]string{
 		p + "with space/and more": "spaces",
-		p + "ünïcødé/日本語/ключ":     "unicode",
+		p + "ünïcødé/日本語/ключ":    "unicode",
 		p + "punct/a-b_c.d:e@f+g": "punctuation",
 		p + "emoji/🚢":             "ship",
 	}
