@@ -1,0 +1,447 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+
+	"github.com/berthd/berth/render"
+)
+
+// Dialect names, as render/dialect spells them.
+const (
+	Native    = "native"
+	DockerGen = "docker-gen"
+	Confd     = "confd"
+)
+
+// DefaultPrefix is berth's key prefix when none is configured.
+const DefaultPrefix = "/berth"
+
+// Template is one template resource: what to render, from which data, and
+// how to write it. Every file format loads into it.
+type Template struct {
+	Name     string
+	Src      string   // the main template file
+	Includes []string // more files parsed into the same template set
+	Origin   string   // "file:line" where the resource is declared, for errors
+
+	// How the template is parsed and executed (render/dialect.Options).
+	Dialect               string // Native, DockerGen or Confd
+	Prefix                string // native: berth key prefix; confd: the resource prefix
+	MissingKeyError       bool
+	AllowNondeterministic bool
+	KeepBlankLines        bool
+
+	// Prefixes are the store prefixes whose keys the template reads. For
+	// confd they are the resource's keys under its prefix; for docker-gen,
+	// <prefix>/containers/.
+	Prefixes []string
+	Wait     Wait
+
+	// Spec is how the output is written: destination, mode, owner, backup,
+	// check, reload, timeout, guards.
+	Spec render.Spec
+
+	// DockerGen holds the docker-gen settings berth does not act on in the
+	// pipeline (kept so that docker-gen files load unmodified).
+	DockerGen *DockerGenExtras
+}
+
+// DockerGenExtras are the keys of a docker-gen [[config]] beyond template,
+// dest, wait, notifycmd and keepblanklines.
+type DockerGenExtras struct {
+	Watch                  bool
+	NotifyOutput           bool
+	NotifyContainers       map[string]int
+	NotifyContainersFilter map[string][]string
+	NotifyContainersSignal int
+	ContainerFilter        map[string][]string
+	Interval               time.Duration
+}
+
+// Store is the [store] table: where the key/value data lives and how to
+// authenticate to it.
+type Store struct {
+	URL      string `toml:"url"`
+	CA       string `toml:"ca"`
+	Cert     string `toml:"cert"`
+	Key      string `toml:"key"`
+	Username string `toml:"username"`
+	Password string `toml:"password"`
+	Token    string `toml:"token"`
+}
+
+// Runtime is the [runtime] table.
+type Runtime struct {
+	Kind string `toml:"kind"` // "embedded", "docker" or "none"
+}
+
+// File is a loaded berth.toml.
+type File struct {
+	Path      string
+	Store     Store
+	Runtime   Runtime
+	Wait      Wait   // default for templates without their own
+	Prefix    string // berth key prefix (DefaultPrefix)
+	Templates []Template
+}
+
+// berthFile is berth.toml as decoded.
+type berthFile struct {
+	Store    Store           `toml:"store"`
+	Runtime  Runtime         `toml:"runtime"`
+	Wait     string          `toml:"wait"`
+	Prefix   string          `toml:"prefix"`
+	Template []berthTemplate `toml:"template"`
+}
+
+// berthTemplate is one [[template]] as decoded.
+type berthTemplate struct {
+	Name                  string   `toml:"name"`
+	Src                   string   `toml:"src"`
+	Dest                  string   `toml:"dest"`
+	Dialect               string   `toml:"dialect"`
+	Prefix                string   `toml:"prefix"`
+	Prefixes              []string `toml:"prefixes"`
+	Includes              []string `toml:"includes"`
+	Wait                  string   `toml:"wait"`
+	Mode                  string   `toml:"mode"`
+	UID                   *int     `toml:"uid"`
+	GID                   *int     `toml:"gid"`
+	User                  string   `toml:"user"`
+	Group                 string   `toml:"group"`
+	Backup                bool     `toml:"backup"`
+	Check                 string   `toml:"check"`
+	Reload                string   `toml:"reload"`
+	Timeout               string   `toml:"timeout"`
+	MinEntries            int      `toml:"min_entries"`
+	MaxShrink             string   `toml:"max_shrink"`
+	MissingKey            string   `toml:"missingkey"`
+	AllowNondeterministic bool     `toml:"allow_nondeterministic"`
+	KeepBlankLines        bool     `toml:"keep_blank_lines"`
+}
+
+// Load reads a berth.toml. Relative src and includes paths are relative to
+// the file's directory. The templates are validated (Validate).
+func Load(file string) (*File, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var raw berthFile
+	if err := decodeStrict(file, data, &raw); err != nil {
+		return nil, err
+	}
+	f := &File{Path: file, Store: raw.Store, Runtime: raw.Runtime, Prefix: raw.Prefix}
+	if f.Prefix == "" {
+		f.Prefix = DefaultPrefix
+	}
+	if f.Wait, err = ParseWait(raw.Wait); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	switch f.Runtime.Kind {
+	case "", "embedded", "docker", "none":
+	default:
+		return nil, fmt.Errorf("%s: runtime kind %q: want embedded, docker or none", file, f.Runtime.Kind)
+	}
+	lines := headerLines(data, unstable.ArrayTable, "template")
+	dir := filepath.Dir(file)
+	for i, rt := range raw.Template {
+		origin := file
+		if i < len(lines) {
+			origin = fmt.Sprintf("%s:%d", file, lines[i])
+		}
+		t, err := rt.template(origin, dir, f)
+		if err != nil {
+			return nil, err
+		}
+		f.Templates = append(f.Templates, t)
+	}
+	if err := Validate(f.Templates); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// template resolves one decoded [[template]].
+func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) {
+	t := Template{
+		Name:                  rt.Name,
+		Src:                   relTo(dir, rt.Src),
+		Origin:                origin,
+		Dialect:               rt.Dialect,
+		Prefix:                rt.Prefix,
+		AllowNondeterministic: rt.AllowNondeterministic,
+		KeepBlankLines:        rt.KeepBlankLines,
+		Prefixes:              rt.Prefixes,
+		Wait:                  f.Wait,
+		Spec: render.Spec{
+			Name: rt.Name, Dest: rt.Dest, UID: rt.UID, GID: rt.GID,
+			Backup: rt.Backup, Check: rt.Check, Reload: rt.Reload, MinEntries: rt.MinEntries,
+		},
+	}
+	for _, inc := range rt.Includes {
+		t.Includes = append(t.Includes, relTo(dir, inc))
+	}
+	fail := func(format string, args ...any) (Template, error) {
+		return Template{}, fmt.Errorf("%s: template %q: %s", origin, t.label(), fmt.Sprintf(format, args...))
+	}
+	var err error
+	if t.Prefix == "" {
+		t.Prefix = f.Prefix
+	}
+	if rt.Wait != "" {
+		if t.Wait, err = ParseWait(rt.Wait); err != nil {
+			return fail("%v", err)
+		}
+	}
+	if t.Spec.Mode, err = parseMode(rt.Mode); err != nil {
+		return fail("%v", err)
+	}
+	if t.Spec.Timeout, err = parseDuration("timeout", rt.Timeout); err != nil {
+		return fail("%v", err)
+	}
+	if t.Spec.MaxShrink, err = parseShrink(rt.MaxShrink); err != nil {
+		return fail("%v", err)
+	}
+	if rt.MinEntries < 0 {
+		return fail("min_entries %d is negative", rt.MinEntries)
+	}
+	switch rt.MissingKey {
+	case "", "default", "zero", "invalid":
+	case "error":
+		t.MissingKeyError = true
+	default:
+		return fail("missingkey %q: want \"error\" or \"default\"", rt.MissingKey)
+	}
+	if t.Spec.UID, err = owner("uid", rt.UID, "user", rt.User, lookupUser); err != nil {
+		return fail("%v", err)
+	}
+	if t.Spec.GID, err = owner("gid", rt.GID, "group", rt.Group, lookupGroup); err != nil {
+		return fail("%v", err)
+	}
+	if err := t.finish(); err != nil {
+		return fail("%v", err)
+	}
+	return t, nil
+}
+
+// finish fills the defaults every format shares and checks what every
+// template needs.
+func (t *Template) finish() error {
+	if t.Dialect == "" {
+		t.Dialect = Native
+	}
+	if t.Src == "" {
+		return errors.New("src is required")
+	}
+	if t.Spec.Dest == "" {
+		return errors.New("dest is required")
+	}
+	if t.Name == "" {
+		t.Name = t.Spec.Dest
+	}
+	t.Spec.Name = t.Name
+	if t.Prefix == "" && t.Dialect != Confd {
+		t.Prefix = DefaultPrefix
+	}
+	switch t.Dialect {
+	case Native, Confd:
+		if t.Dialect == Native && len(t.Prefixes) == 0 {
+			t.Prefixes = []string{strings.TrimSuffix(t.Prefix, "/") + "/"}
+		}
+	case DockerGen:
+		if len(t.Prefixes) == 0 {
+			t.Prefixes = []string{strings.TrimSuffix(t.Prefix, "/") + "/containers/"}
+		}
+	default:
+		return fmt.Errorf("dialect %q: want native, docker-gen or confd", t.Dialect)
+	}
+	for _, p := range t.Prefixes {
+		if !strings.HasPrefix(p, "/") {
+			return fmt.Errorf("prefix %q does not start with /", p)
+		}
+	}
+	if t.AllowNondeterministic && t.Dialect != Native {
+		return errors.New("allow_nondeterministic is for the native dialect only")
+	}
+	return nil
+}
+
+func (t Template) label() string {
+	if t.Name != "" {
+		return t.Name
+	}
+	return t.Spec.Dest
+}
+
+// Validate checks a set of templates that run together, from any mix of
+// files: two templates may not write the same destination, nor share a name.
+func Validate(ts []Template) error {
+	dests := map[string]Template{}
+	names := map[string]Template{}
+	var errs []error
+	for _, t := range ts {
+		d := filepath.Clean(t.Spec.Dest)
+		if o, dup := dests[d]; dup {
+			errs = append(errs, fmt.Errorf("%s: template %q writes %s, as does template %q (%s)", t.Origin, t.label(), t.Spec.Dest, o.label(), o.Origin))
+			continue
+		}
+		dests[d] = t
+		if o, dup := names[t.Name]; dup && t.Name != "" {
+			errs = append(errs, fmt.Errorf("%s: template name %q is also used at %s", t.Origin, t.Name, o.Origin))
+		}
+		names[t.Name] = t
+	}
+	return errors.Join(errs...)
+}
+
+// decodeStrict decodes TOML into v, rejecting unknown keys; every error
+// names file:line:col and the key.
+func decodeStrict(file string, data []byte, v any) error {
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		return nil
+	}
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		errs := make([]error, 0, len(strict.Errors))
+		for _, e := range strict.Errors {
+			line, col := e.Position()
+			errs = append(errs, fmt.Errorf("%s:%d:%d: unknown key %q", file, line, col, strings.Join(e.Key(), ".")))
+		}
+		return errors.Join(errs...)
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		line, col := de.Position()
+		return fmt.Errorf("%s:%d:%d: %w", file, line, col, err)
+	}
+	return fmt.Errorf("%s: %w", file, err)
+}
+
+// headerLines returns the line of each [name] (kind unstable.Table) or
+// [[name]] (unstable.ArrayTable) header, in order, so that errors found
+// after decoding can still name a line.
+func headerLines(data []byte, kind unstable.Kind, name string) []int {
+	var p unstable.Parser
+	p.Reset(data)
+	var lines []int
+	for p.NextExpression() {
+		e := p.Expression()
+		if e.Kind != kind {
+			continue
+		}
+		it := e.Key()
+		if !it.Next() {
+			continue
+		}
+		k := it.Node()
+		if string(k.Data) != name || !it.IsLast() {
+			continue
+		}
+		line := 0
+		if r := p.Range(k.Data); len(p.Raw(r)) > 0 {
+			line = p.Shape(r).Start.Line
+		}
+		lines = append(lines, line)
+	}
+	return lines
+}
+
+// parseMode parses an octal file mode such as "0644" ("" is 0: keep).
+func parseMode(s string) (os.FileMode, error) {
+	if s == "" {
+		return 0, nil
+	}
+	m, err := strconv.ParseUint(strings.TrimPrefix(s, "0o"), 8, 32)
+	if err != nil || m == 0 || m > 0o777 {
+		return 0, fmt.Errorf("mode %q: want an octal mode such as \"0644\"", s)
+	}
+	return os.FileMode(m), nil
+}
+
+// parseDuration parses an optional duration setting.
+func parseDuration(what, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s %q: want a positive duration such as \"30s\"", what, s)
+	}
+	return d, nil
+}
+
+// parseShrink parses max_shrink, "50%", into a fraction (0.5).
+func parseShrink(s string) (float64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "%"), 64)
+	if err != nil || !strings.HasSuffix(s, "%") || n <= 0 || n > 100 {
+		return 0, fmt.Errorf("max_shrink %q: want a percentage such as \"50%%\"", s)
+	}
+	return n / 100, nil
+}
+
+// owner resolves a numeric id or a name (not both) to an id; nil is unset.
+func owner(idKey string, id *int, nameKey, name string, lookup func(string) (int, error)) (*int, error) {
+	switch {
+	case id != nil && name != "":
+		return nil, fmt.Errorf("both %s and %s are set", idKey, nameKey)
+	case id != nil:
+		if *id < 0 {
+			return nil, fmt.Errorf("%s %d is negative", idKey, *id)
+		}
+		return id, nil
+	case name != "":
+		n, err := lookup(name)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: %w", nameKey, name, err)
+		}
+		return &n, nil
+	}
+	return nil, nil
+}
+
+func lookupUser(name string) (int, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(u.Uid)
+}
+
+func lookupGroup(name string) (int, error) {
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+// relTo makes a relative path relative to dir ("" stays "").
+func relTo(dir, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
+}
+
+// joinKey joins a key to a prefix as confd does: "/" + prefix + key, cleaned.
+func joinKey(prefix, key string) string {
+	return path.Join("/", prefix, key)
+}
