@@ -1,0 +1,218 @@
+package dialect
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+
+	"github.com/berthd/berth/records"
+	"github.com/berthd/berth/store"
+)
+
+// Name names a dialect.
+type Name string
+
+// The dialects.
+const (
+	Native    Name = "native"
+	DockerGen Name = "docker-gen"
+	Confd     Name = "confd"
+)
+
+// Options configure Parse.
+type Options struct {
+	// Dialect picks the context and function set; "" means Native.
+	Dialect Name
+	// MissingKeyError makes a missing map key an execution error
+	// (missingkey = "error") instead of "<no value>" or the zero value.
+	MissingKeyError bool
+	// AllowNondeterministic enables, in the native dialect, the sprig
+	// functions whose result changes from call to call (now, rand*,
+	// uuidv4, ...; see Nondeterministic). The other dialects always have
+	// them, as docker-gen and confd do.
+	AllowNondeterministic bool
+	// KeepBlankLines keeps blank lines in docker-gen output; by default
+	// they are removed, as docker-gen does.
+	KeepBlankLines bool
+	// Prefix is berth's key prefix for the native and docker-gen dialects
+	// ("" means records.DefaultPrefix), and the resource prefix for confd:
+	// confd templates see keys relative to it.
+	Prefix string
+	// Includes are more template files parsed into the same set, so that
+	// templates can {{define}} and {{template}} across files. Each file's
+	// own template is named by its base name.
+	Includes []string
+}
+
+// Input is one consistent snapshot to render.
+type Input struct {
+	Revision store.Revision
+	// KVs is every key under the template's prefixes, sorted by key
+	// (native, confd; docker-gen reads its containers from them when
+	// Containers is nil).
+	KVs []store.KV
+	// Containers is $ of the docker-gen dialect, and .Containers of the
+	// native one when set.
+	Containers []records.Container
+	// Docker is $.Docker of the docker-gen dialect.
+	Docker records.Docker
+	// CurrentContainerID is the ID of the container berth runs in, if
+	// any: $.Docker.CurrentContainerID and $.CurrentContainer.
+	CurrentContainerID string
+	// Env is .Env, $.Env and what env/getenv read; nil means the process
+	// environment.
+	Env map[string]string
+}
+
+// Template is a parsed template. It is immutable and safe for concurrent
+// use.
+type Template struct {
+	opts  Options
+	fs    *funcSet
+	tmpl  *template.Template
+	main  string            // the name of the main template
+	files []string          // every file read, main first
+	paths map[string]string // template parse name → file path, for errors
+}
+
+// Parse reads and parses the template file main and opts.Includes.
+func Parse(main string, opts Options) (*Template, error) {
+	text, err := os.ReadFile(main)
+	if err != nil {
+		return nil, fmt.Errorf("read template: %w", err)
+	}
+	return parseTemplate(main, string(text), true, opts)
+}
+
+// ParseString parses a template held in memory; name stands for its file
+// name in errors. opts.Includes are still read from disk.
+func ParseString(name, text string, opts Options) (*Template, error) {
+	return parseTemplate(name, text, false, opts)
+}
+
+func parseTemplate(mainPath, mainText string, fromFile bool, opts Options) (*Template, error) {
+	if opts.Dialect == "" {
+		opts.Dialect = Native
+	}
+	fs, err := functions(opts)
+	if err != nil {
+		return nil, err
+	}
+	t := &Template{opts: opts, fs: fs, main: filepath.Base(mainPath), paths: map[string]string{}}
+	if fromFile {
+		t.files = append(t.files, mainPath)
+	}
+	root := template.New(t.main).Funcs(fs.parse)
+	if opts.MissingKeyError {
+		root.Option("missingkey=error")
+	}
+	if err := t.add(root, mainPath, mainText, fs); err != nil {
+		return nil, err
+	}
+	for _, inc := range opts.Includes {
+		text, err := os.ReadFile(inc)
+		if err != nil {
+			return nil, fmt.Errorf("read include: %w", err)
+		}
+		t.files = append(t.files, inc)
+		if err := t.add(root.New(filepath.Base(inc)), inc, string(text), fs); err != nil {
+			return nil, err
+		}
+	}
+	t.tmpl = root
+	return t, nil
+}
+
+// add parses one file into tmpl, turning errors into *Error.
+func (t *Template) add(tmpl *template.Template, path, text string, fs *funcSet) error {
+	name := tmpl.Name()
+	if prev, ok := t.paths[name]; ok {
+		return fmt.Errorf("templates %s and %s have the same base name %q", prev, path, name)
+	}
+	t.paths[name] = path
+	if _, err := tmpl.Parse(text); err != nil {
+		return parseError(path, name, text, err, fs)
+	}
+	return nil
+}
+
+// Files returns every file the template read: the main file (unless it was
+// parsed from a string) and the includes.
+func (t *Template) Files() []string { return append([]string(nil), t.files...) }
+
+// Dialect returns the template's dialect.
+func (t *Template) Dialect() Name { return t.opts.Dialect }
+
+// Count returns the number of records the render guards count: the
+// containers for docker-gen, the keys otherwise.
+func (t *Template) Count(in Input) int {
+	if t.opts.Dialect == DockerGen {
+		if in.Containers != nil {
+			return len(in.Containers)
+		}
+		n := 0
+		p := records.ContainersPrefix(t.opts.Prefix)
+		for _, kv := range in.KVs {
+			if strings.HasPrefix(kv.Key, p) {
+				n++
+			}
+		}
+		return n
+	}
+	return len(in.KVs)
+}
+
+// Execute renders in and writes the output to w. Nothing is written when
+// rendering fails. Errors are *Error and name file:line:col; errors.Is
+// finds ErrNoData when a safe* function refused to render from empty data.
+func (t *Template) Execute(w io.Writer, in Input) (err error) {
+	x, err := newExec(t, in)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	defer func() {
+		// text/template recovers panics of called functions; this catches
+		// the rest, such as a panicking method on the data.
+		if r := recover(); r != nil {
+			err = &Error{File: t.paths[t.main], Msg: fmt.Sprintf("panic while rendering: %v", r)}
+		}
+	}()
+	if err := x.tmpl.ExecuteTemplate(&buf, t.main, x.data); err != nil {
+		return t.execError(err)
+	}
+	out := buf.Bytes()
+	if t.opts.Dialect == DockerGen && !t.opts.KeepBlankLines {
+		out = removeBlankLines(out)
+	}
+	if _, err := w.Write(out); err != nil {
+		return fmt.Errorf("write output of %s: %w", t.paths[t.main], err)
+	}
+	return nil
+}
+
+// ErrNoData is the error safeLs and safeTree refuse to render with.
+var ErrNoData = errors.New("refusing to render: no data")
+
+// removeBlankLines drops the lines that hold only white space, as
+// docker-gen does.
+func removeBlankLines(b []byte) []byte {
+	out := b[:0:0]
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i+1], b[i+1:]
+		} else {
+			b = nil
+		}
+		if len(bytes.TrimSpace(line)) > 0 {
+			out = append(out, line...)
+		}
+	}
+	return out
+}

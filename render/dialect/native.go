@@ -1,0 +1,128 @@
+package dialect
+
+import (
+	"fmt"
+	"os"
+	"text/template"
+	"time"
+
+	"github.com/berthd/berth/records"
+	"github.com/berthd/berth/store"
+)
+
+// nativeContext is the data of a native template.
+type nativeContext struct {
+	// Services maps a service name to its instances, sorted by host, id.
+	Services map[string][]records.Instance
+	// Containers are the container records, sorted by host, id.
+	Containers []records.Container
+	// Hosts maps a host name to its record.
+	Hosts map[string]records.Host
+	// Env is the environment berth runs with (or Input.Env).
+	Env map[string]string
+	// Revision is the store revision of the snapshot.
+	Revision store.Revision
+}
+
+func nativeData(prefix string, x *execution) (any, error) {
+	r, err := decodeRecords(prefix, x.in.KVs, false)
+	if err != nil {
+		return nil, err
+	}
+	c := &nativeContext{Services: r.services, Containers: r.containers, Hosts: r.hosts, Env: x.env, Revision: x.in.Revision}
+	if x.in.Containers != nil {
+		c.Containers = x.in.Containers
+	}
+	return c, nil
+}
+
+// nativeFuncs is sprig (hermetic unless allowed) plus the key helpers of
+// consul-template and confd over the snapshot.
+func nativeFuncs(opts Options) *funcSet {
+	fs := &funcSet{parse: sprigFuncs(), denied: map[string]string{}}
+	if !opts.AllowNondeterministic {
+		for _, name := range nondeterministic {
+			delete(fs.parse, name)
+			fs.denied[name] = "its result changes on every render, so the output would never settle; set allow_nondeterministic = true to use it"
+		}
+		hermeticDates(fs.parse)
+	}
+	fs.bind = func(x *execution) template.FuncMap {
+		m := template.FuncMap{
+			// consul-template
+			"key":          unboundOr(x, func(s *kvStore) any { return s.key }),
+			"keyOrDefault": unboundOr(x, func(s *kvStore) any { return s.keyOrDefault }),
+			"keyExists":    unboundOr(x, func(s *kvStore) any { return s.keyExists }),
+			"ls":           unboundOr(x, func(s *kvStore) any { return s.ctLs }),
+			"safeLs":       unboundOr(x, func(s *kvStore) any { return s.safeLs }),
+			"tree":         unboundOr(x, func(s *kvStore) any { return s.tree }),
+			"safeTree":     unboundOr(x, func(s *kvStore) any { return s.safeTree }),
+			// confd (memkv); sprig's own get (a dict lookup) stays.
+			"getv":   unboundOr(x, func(s *kvStore) any { return s.getv }),
+			"getvs":  unboundOr(x, func(s *kvStore) any { return s.getvs }),
+			"gets":   unboundOr(x, func(s *kvStore) any { return s.gets }),
+			"lsdir":  unboundOr(x, func(s *kvStore) any { return s.lsdir }),
+			"exists": unboundOr(x, func(s *kvStore) any { return s.exists }),
+		}
+		bindEnv(m, x)
+		return m
+	}
+	return fs
+}
+
+// unboundOr returns the method pick selects on the execution's key/value
+// view, or a stub when there is no execution (the parse-time function map
+// only needs the names).
+func unboundOr(x *execution, pick func(*kvStore) any) any {
+	if x == nil {
+		return unbound
+	}
+	return pick(x.kv)
+}
+
+// bindEnv points sprig's env and expandenv at the execution's environment.
+func bindEnv(m template.FuncMap, x *execution) {
+	if x == nil {
+		m["env"], m["expandenv"] = unbound, unbound
+		return
+	}
+	m["env"] = x.getenv
+	m["expandenv"] = func(s string) string { return os.Expand(s, x.getenv) }
+}
+
+// hermeticDates replaces sprig's date formatting functions, which use the
+// current time for an argument that is not a time, with versions that fail
+// instead; durationRound likewise for a time argument (time since then).
+func hermeticDates(m template.FuncMap) {
+	check := func(fn string, v any) error {
+		switch v.(type) {
+		case time.Time, *time.Time, int, int32, int64:
+			return nil
+		}
+		return fmt.Errorf("%s: %T is not a time; the current time instead needs allow_nondeterministic = true", fn, v)
+	}
+	date := m["date"].(func(string, any) string)
+	m["date"] = func(format string, d any) (string, error) {
+		if err := check("date", d); err != nil {
+			return "", err
+		}
+		return date(format, d), nil
+	}
+	dateInZone := m["dateInZone"].(func(string, any, string) string)
+	inZone := func(format string, d any, zone string) (string, error) {
+		if err := check("dateInZone", d); err != nil {
+			return "", err
+		}
+		return dateInZone(format, d, zone), nil
+	}
+	m["dateInZone"], m["date_in_zone"] = inZone, inZone
+	m["htmlDate"] = func(d any) (string, error) { return inZone("2006-01-02", d, "Local") }
+	m["htmlDateInZone"] = func(d any, zone string) (string, error) { return inZone("2006-01-02", d, zone) }
+	durationRound := m["durationRound"].(func(any) string)
+	m["durationRound"] = func(d any) (string, error) {
+		if _, isTime := d.(time.Time); isTime {
+			return "", fmt.Errorf("durationRound: the time since a date needs allow_nondeterministic = true")
+		}
+		return durationRound(d), nil
+	}
+}
