@@ -101,6 +101,14 @@ type Store interface {
 	Close() error
 }
 
+// Detacher is implemented by stores whose TTL keys can be left to expire on
+// their own. Detach closes the store like Close but does not revoke its
+// leases or sessions: its TTL keys live until their TTL runs out. A
+// command-line "put with a TTL" uses it.
+type Detacher interface {
+	Detach() error
+}
+
 // Sentinel errors. Backends wrap them with context (%w), so test with
 // errors.Is.
 var (

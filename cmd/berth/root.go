@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
+	"io"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 )
@@ -56,8 +54,10 @@ nginx config current: render, check, swap atomically, reload.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	addLogFlags(root)
 	root.AddCommand(
 		newVersionCommand(),
+		newKVCommand(),
 	)
 	return root
 }
@@ -79,12 +79,14 @@ func isCobraUsageError(err error) bool {
 	return strings.HasPrefix(err.Error(), "unknown command")
 }
 
-// execute runs the command line and returns the process exit code.
-func execute(args []string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+// execute runs the command line with the given standard streams and returns
+// the process exit code.
+func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := newRootCommand()
 	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
@@ -92,11 +94,11 @@ func execute(args []string) int {
 	var ce exitCodeError
 	if errors.As(err, &ce) {
 		if ce.err != nil {
-			fmt.Fprintln(os.Stderr, "berth:", ce.err)
+			fmt.Fprintln(stderr, "berth:", ce.err)
 		}
 		return ce.code
 	}
-	fmt.Fprintln(os.Stderr, "berth:", err)
+	fmt.Fprintln(stderr, "berth:", err)
 	var ue usageError
 	if errors.As(err, &ue) || isCobraUsageError(err) {
 		return exitUsage

@@ -25,6 +25,10 @@ import (
 	"github.com/berthd/berth/store/etcd"
 )
 
+// ErrBadURL marks an error in the store URL itself (as opposed to a store
+// that cannot be reached).
+var ErrBadURL = errors.New("bad store URL")
+
 // Options are the settings a URL does not carry.
 type Options struct {
 	CAFile, CertFile, KeyFile string // TLS to etcd or Consul
@@ -93,10 +97,10 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (store.Store, erro
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("store URL %q: %w", rawURL, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadURL, err)
 	}
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("store URL %q: %s", rawURL, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w %q: %s", ErrBadURL, rawURL, fmt.Sprintf(format, args...))
 	}
 	switch u.Scheme {
 	case "embedded":

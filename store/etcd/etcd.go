@@ -360,11 +360,17 @@ func (s *Store) Watch(ctx context.Context, prefix string, after store.Revision) 
 
 // Close implements store.Store: it revokes the store's leases (so its TTL
 // keys go at once), closes the client and stops the embedded server.
-func (s *Store) Close() error {
+func (s *Store) Close() error { return s.close(true) }
+
+// Detach implements store.Detacher: it closes the store but leaves its
+// leases to expire after their TTL.
+func (s *Store) Detach() error { return s.close(false) }
+
+func (s *Store) close(revoke bool) error {
 	var err error
 	s.closeOnce.Do(func() {
 		close(s.closed)
-		s.leases.revokeAll()
+		s.leases.stop(revoke)
 		err = s.cli.Close()
 		if s.onClose != nil {
 			err = errors.Join(err, s.onClose())

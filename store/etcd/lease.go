@@ -201,9 +201,14 @@ func isLeaseNotFound(err error) bool {
 	return errors.Is(err, rpctypes.ErrLeaseNotFound) || errors.Is(err, rpctypes.ErrGRPCLeaseNotFound)
 }
 
-// revokeAll revokes every lease (the store is closing: its TTL keys go now
-// rather than after their TTL) and waits for the keepalive loops to end.
-func (k *leaseKeeper) revokeAll() {
+// stop waits for the keepalive loops to end (the store is closing) and, with
+// revoke, revokes every lease so its TTL keys go now rather than after
+// their TTL.
+func (k *leaseKeeper) stop(revoke bool) {
+	if !revoke {
+		k.wg.Wait()
+		return
+	}
 	k.mu.Lock()
 	ids := make([]clientv3.LeaseID, 0, len(k.leases))
 	for _, l := range k.leases {
