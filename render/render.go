@@ -110,19 +110,20 @@ type Preview struct {
 // Preview renders a job (guards included) and compares it with the
 // destination, writing nothing and running no command.
 func (r *Renderer) Preview(job Job) (Preview, error) {
-	out, _, err := r.execute(job)
-	if err != nil {
-		return Preview{}, err
-	}
 	cur, err := readCurrent(job.Spec.Dest)
 	if err != nil {
 		return Preview{}, fmt.Errorf("%s: %w", job.Spec.name(), err)
 	}
+	out, _, err := r.execute(job, len(cur.data))
+	if err != nil {
+		return Preview{}, err
+	}
 	return Preview{Output: out, Current: cur.data, Exists: cur.exists, Changed: !unchanged(cur, out, want(job.Spec, cur))}, nil
 }
 
-// execute applies the guards and renders a job into memory.
-func (r *Renderer) execute(job Job) ([]byte, int, error) {
+// execute applies the guards and renders a job into memory; sizeHint is
+// the expected output size (the current destination's).
+func (r *Renderer) execute(job Job, sizeHint int) ([]byte, int, error) {
 	s := job.Spec
 	n := job.Source.Count()
 	if s.MinEntries > 0 && n < s.MinEntries {
@@ -138,6 +139,7 @@ func (r *Renderer) execute(job Job) ([]byte, int, error) {
 		}
 	}
 	var buf bytes.Buffer
+	buf.Grow(sizeHint + sizeHint/8 + 512)
 	if err := job.Source.Render(&buf); err != nil {
 		return nil, n, fmt.Errorf("%s: render: %w", s.name(), err)
 	}
@@ -243,18 +245,18 @@ func (r *Renderer) Cycle(ctx context.Context, jobs []Job) ([]Result, error) {
 	return results, errors.Join(errs...)
 }
 
-// write runs the first half of the pipeline for one job: guards, execute,
-// compare, stage, check, backup, swap. It returns what the destination held
+// write runs the first half of the pipeline for one job: read the
+// destination, guards, execute, compare, stage, check, backup, swap. It returns what the destination held
 // before, and whether it was replaced.
 func (r *Renderer) write(ctx context.Context, job Job) (prev current, changed bool, n int, err error) {
 	s := job.Spec
-	out, n, err := r.execute(job)
-	if err != nil {
-		return current{}, false, n, err
-	}
 	prev, err = readCurrent(s.Dest)
 	if err != nil {
-		return current{}, false, n, fmt.Errorf("%s: %w", s.name(), err)
+		return current{}, false, job.Source.Count(), fmt.Errorf("%s: %w", s.name(), err)
+	}
+	out, n, err := r.execute(job, len(prev.data))
+	if err != nil {
+		return current{}, false, n, err
 	}
 	a := want(s, prev)
 	if unchanged(prev, out, a) {
