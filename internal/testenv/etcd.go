@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -20,6 +21,7 @@ import (
 // freeze and thaw.
 type EtcdCluster struct {
 	Members []*EtcdMember
+	tls     etcdOptions
 }
 
 // EtcdMember is one etcd process.
@@ -47,11 +49,24 @@ func EtcdBinary() (string, error) {
 	return p, nil
 }
 
+// EtcdOption configures StartEtcd and LaunchEtcd.
+type EtcdOption func(*etcdOptions)
+
+type etcdOptions struct {
+	certFile, keyFile, caFile string
+}
+
+// WithEtcdClientTLS serves clients over TLS with the given server
+// certificate, and requires client certificates signed by caFile.
+func WithEtcdClientTLS(certFile, keyFile, caFile string) EtcdOption {
+	return func(o *etcdOptions) { o.certFile, o.keyFile, o.caFile = certFile, keyFile, caFile }
+}
+
 // StartEtcd starts an n-member cluster, waits until it has a leader, and
 // stops it when the test ends.
-func StartEtcd(t testing.TB, n int) *EtcdCluster {
+func StartEtcd(t testing.TB, n int, opts ...EtcdOption) *EtcdCluster {
 	t.Helper()
-	c, err := LaunchEtcd(n)
+	c, err := LaunchEtcd(n, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +75,15 @@ func StartEtcd(t testing.TB, n int) *EtcdCluster {
 }
 
 // LaunchEtcd is StartEtcd without a test; the caller calls Stop.
-func LaunchEtcd(n int) (*EtcdCluster, error) {
+func LaunchEtcd(n int, opts ...EtcdOption) (*EtcdCluster, error) {
+	var o etcdOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	clientScheme := "http"
+	if o.certFile != "" {
+		clientScheme = "https"
+	}
 	bin, err := EtcdBinary()
 	if err != nil {
 		return nil, err
@@ -73,12 +96,12 @@ func LaunchEtcd(n int) (*EtcdCluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &EtcdCluster{}
+	c := &EtcdCluster{tls: o}
 	var initial []string
 	for i := range n {
 		m := &EtcdMember{
 			Name:      fmt.Sprintf("m%d", i),
-			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
+			ClientURL: fmt.Sprintf("%s://127.0.0.1:%d", clientScheme, ports[2*i]),
 			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
 			bin:       bin,
 			dir:       filepath.Join(root, fmt.Sprintf("m%d", i)),
@@ -101,6 +124,10 @@ func LaunchEtcd(n int) (*EtcdCluster, error) {
 			"--election-timeout", "500",
 			"--log-level", "warn",
 		}
+		if o.certFile != "" {
+			m.args = append(m.args, "--cert-file", o.certFile, "--key-file", o.keyFile,
+				"--trusted-ca-file", o.caFile, "--client-cert-auth")
+		}
 		if err := os.MkdirAll(m.dir, 0o700); err != nil {
 			c.Stop()
 			return nil, err
@@ -121,23 +148,39 @@ func LaunchEtcd(n int) (*EtcdCluster, error) {
 func (c *EtcdCluster) Endpoints() []string {
 	eps := make([]string, len(c.Members))
 	for i, m := range c.Members {
-		eps[i] = strings.TrimPrefix(m.ClientURL, "http://")
+		eps[i] = m.ClientURL[strings.Index(m.ClientURL, "://")+3:]
 	}
 	return eps
 }
 
-// URL is the berth store URL of the cluster (etcd://h1:p1,h2:p2).
-func (c *EtcdCluster) URL() string { return "etcd://" + strings.Join(c.Endpoints(), ",") }
+// URL is the berth store URL of the cluster (etcd://h1:p1,h2:p2, or
+// etcds:// with TLS).
+func (c *EtcdCluster) URL() string {
+	if c.tls.certFile != "" {
+		return "etcds://" + strings.Join(c.Endpoints(), ",")
+	}
+	return "etcd://" + strings.Join(c.Endpoints(), ",")
+}
 
 // WaitReady waits until a write succeeds through the live members.
 func (c *EtcdCluster) WaitReady(timeout time.Duration) error {
 	var live []string
-	for _, m := range c.Members {
+	for i, m := range c.Members {
 		if m.cmd != nil {
-			live = append(live, strings.TrimPrefix(m.ClientURL, "http://"))
+			live = append(live, c.Endpoints()[i])
 		}
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: live, DialTimeout: time.Second})
+	cfg := clientv3.Config{Endpoints: live, DialTimeout: time.Second}
+	if c.tls.certFile != "" {
+		// The cluster's own server certificate doubles as a client
+		// certificate for this readiness probe.
+		tc, err := (transport.TLSInfo{CertFile: c.tls.certFile, KeyFile: c.tls.keyFile, TrustedCAFile: c.tls.caFile}).ClientConfig()
+		if err != nil {
+			return err
+		}
+		cfg.TLS = tc
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -103,13 +104,62 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if _, err := cli.Get(pingCtx, "health-check", clientv3.WithCountOnly()); err != nil {
 		cli.Close()
 		if errors.Is(err, context.DeadlineExceeded) || isUnavailable(err) {
-			return nil, fmt.Errorf("etcd %s: no answer within %s: %w", desc, cfg.DialTimeout, store.ErrUnavailable)
+			return nil, fmt.Errorf("etcd %s: no answer within %s: %w%s", desc, cfg.DialTimeout, store.ErrUnavailable, diagnose(endpoints, tlsCfg))
 		}
 		return nil, fmt.Errorf("etcd %s: %w", desc, err)
 	}
 	s := &Store{cli: cli, log: log, desc: desc, closed: make(chan struct{})}
 	s.leases = newLeaseKeeper(cli, log, s.closed)
 	return s, nil
+}
+
+// diagnose probes each endpoint once, over TCP and TLS, to say why the
+// cluster did not answer: gRPC reports only that it timed out.
+func diagnose(endpoints []string, tlsCfg *tls.Config) string {
+	var reasons []string
+	for _, ep := range endpoints {
+		if err := probe(ep, tlsCfg); err != nil {
+			reasons = append(reasons, fmt.Sprintf("%s: %v", ep, err))
+		}
+	}
+	if len(reasons) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(reasons, "; ") + ")"
+}
+
+func probe(endpoint string, tlsCfg *tls.Config) error {
+	const timeout = time.Second
+	conn, err := net.DialTimeout("tcp", endpoint, timeout)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if tlsCfg == nil {
+		return nil
+	}
+	cfg := tlsCfg.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName, _, _ = net.SplitHostPort(endpoint)
+	}
+	cfg.NextProtos = []string{"h2"}
+	tc := tls.Client(conn, cfg)
+	tc.SetDeadline(time.Now().Add(timeout))
+	if err := tc.Handshake(); err != nil {
+		return err
+	}
+	// With TLS 1.3 a server that refuses the client's certificate says so
+	// only after the handshake, as an alert on the first read.
+	if _, err := tc.Read(make([]byte, 1)); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil
+		}
+		if strings.Contains(err.Error(), "tls:") {
+			return err
+		}
+	}
+	return nil
 }
 
 // clientTLS builds the client TLS configuration and normalises endpoints to

@@ -1,6 +1,8 @@
 package etcd_test
 
 import (
+	"context"
+	"fmt"
 	"errors"
 	"strings"
 	"testing"
@@ -79,10 +81,195 @@ func TestUnreachable(t *testing.T) {
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
-	if !strings.Contains(err.Error(), "127.0.0.1:1") {
+	if !strings.Contains(err.Error(), "127.0.0.1:1") || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("error does not name the endpoint: %v", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("unreachable endpoint took %s to fail", d)
+	}
+}
+
+func TestTLS(t *testing.T) {
+	certs := testenv.GenerateCerts(t)
+	cluster := testenv.StartEtcd(t, 1, testenv.WithEtcdClientTLS(certs.ServerCert, certs.ServerKey, certs.CA))
+	tests := []struct {
+		name    string
+		cfg     etcd.Config
+		wantErr string
+	}{
+		{"client cert", etcd.Config{CAFile: certs.CA, CertFile: certs.ClientCert, KeyFile: certs.ClientKey}, ""},
+		{"no client cert", etcd.Config{CAFile: certs.CA}, "tls: bad certificate"},
+		{"wrong CA", etcd.Config{CAFile: certs.OtherCA, CertFile: certs.ClientCert, KeyFile: certs.ClientKey}, "certificate signed by unknown authority"},
+		{"unreadable key", etcd.Config{CAFile: certs.CA, CertFile: certs.ClientCert, KeyFile: "/nonexistent/key.pem"}, "/nonexistent/key.pem"},
+		{"cert without key", etcd.Config{CAFile: certs.CA, CertFile: certs.ClientCert}, "needs both cert and key"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.Endpoints = []string{"https://" + cluster.Endpoints()[0]}
+			cfg.DialTimeout = 2 * time.Second
+			s, err := etcd.New(t.Context(), cfg)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+				if _, err := s.Put(t.Context(), "/tls/k", []byte("v")); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil {
+				s.Close()
+				t.Fatalf("connected; want an error containing %q", tc.wantErr)
+			}
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestUsernamePassword(t *testing.T) {
+	cluster := testenv.StartEtcd(t, 1)
+	admin, err := clientv3.New(clientv3.Config{Endpoints: cluster.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx := t.Context()
+	for _, step := range []func() error{
+		func() error { _, err := admin.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := admin.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := admin.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good, err := etcd.New(ctx, etcd.Config{Endpoints: cluster.Endpoints(), Username: "root", Password: "rootpw"})
+	if err != nil {
+		t.Fatalf("with credentials: %v", err)
+	}
+	defer good.Close()
+	if _, err := good.Put(ctx, "/auth/k", []byte("v"), store.WithTTL(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = etcd.New(ctx, etcd.Config{Endpoints: cluster.Endpoints(), Username: "root", Password: "wrong", DialTimeout: 2 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "authentication failed") {
+		t.Fatalf("wrong password: err = %v, want authentication failed", err)
+	}
+	_, err = etcd.New(ctx, etcd.Config{Endpoints: cluster.Endpoints(), DialTimeout: 2 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "user name is empty") {
+		t.Fatalf("no credentials: err = %v, want the server's refusal", err)
+	}
+}
+
+// TestClusterMemberDeath: with a three-member cluster, killing a member
+// (the leader, if the client's first endpoint leads) loses no write and no
+// change: a watch may end with ErrUnavailable, and resuming from the last
+// revision it saw delivers the rest.
+func TestClusterMemberDeath(t *testing.T) {
+	cluster := testenv.StartEtcd(t, 3)
+	s, err := etcd.New(t.Context(), etcd.Config{Endpoints: cluster.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	_, rev, err := s.List(ctx, "/c/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	last := rev
+	ch := s.Watch(ctx, "/c/", last)
+	const n = 60
+	for i := range n {
+		if i == n/3 {
+			cluster.Members[0].Kill()
+		}
+		if i == 2*n/3 {
+			if err := cluster.Members[0].Start(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		key := fmt.Sprintf("/c/%03d", i)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := s.Put(pctx, key, []byte("v"))
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("put %s: %v", key, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	deadline := time.After(30 * time.Second)
+	for len(seen) < n {
+		select {
+		case resp, ok := <-ch:
+			if !ok || resp.Err != nil {
+				if resp.Err != nil && !errors.Is(resp.Err, store.ErrUnavailable) {
+					t.Fatalf("watch ended with %v", resp.Err)
+				}
+				ch = s.Watch(ctx, "/c/", last) // resume where it stopped
+				continue
+			}
+			for _, ev := range resp.Events {
+				seen[ev.KV.Key] = true
+				last = ev.KV.ModRevision
+			}
+		case <-deadline:
+			t.Fatalf("saw %d of %d puts", len(seen), n)
+		}
+	}
+}
+
+// TestLeaseLost: the cluster is frozen for longer than the TTL, so the
+// lease expires; the store grants a new one and writes its keys again.
+func TestLeaseLost(t *testing.T) {
+	cluster := testenv.StartEtcd(t, 1)
+	s, err := etcd.New(t.Context(), etcd.Config{Endpoints: cluster.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	if _, err := s.Put(ctx, "/lease/k", []byte("mine"), store.WithTTL(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	before, err := s.Client().Get(ctx, "/lease/k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldLease := before.Kvs[0].Lease
+	if err := cluster.Members[0].Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second)
+	if err := cluster.Members[0].Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	// The old lease expires on thaw; the key must come back on a new lease
+	// and then stay.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := s.Client().Get(ctx, "/lease/k")
+		if err == nil && len(resp.Kvs) == 1 && resp.Kvs[0].Lease != oldLease {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("key not re-written on a new lease: %v %v", resp, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(5 * time.Second)
+	if kv, err := s.Get(ctx, "/lease/k"); err != nil || string(kv.Value) != "mine" {
+		t.Fatalf("re-written key did not stay: %+v, %v", kv, err)
 	}
 }
