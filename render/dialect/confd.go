@@ -94,7 +94,7 @@ func createMap(kv ...any) (map[string]any, error) {
 func jsonObject(s string) (map[string]any, error) {
 	var v map[string]any
 	if err := json.Unmarshal([]byte(s), &v); err != nil {
-		return nil, fmt.Errorf("json: %w", err)
+		return nil, err
 	}
 	return v, nil
 }
@@ -103,7 +103,7 @@ func jsonObject(s string) (map[string]any, error) {
 func jsonArray(s string) ([]any, error) {
 	var v []any
 	if err := json.Unmarshal([]byte(s), &v); err != nil {
-		return nil, fmt.Errorf("jsonArray: %w", err)
+		return nil, err
 	}
 	return v, nil
 }

@@ -2,7 +2,6 @@ package dialect
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"text/template"
 
@@ -81,14 +80,3 @@ func Nondeterministic() []string { return slices.Clone(nondeterministic) }
 
 // sprigFuncs returns a fresh copy of sprig's text/template functions.
 func sprigFuncs() template.FuncMap { return sprig.TxtFuncMap() }
-
-// FuncNames returns the sorted names of every function templates of
-// dialect d may call with opts (opts.Dialect is ignored).
-func FuncNames(d Name, opts Options) ([]string, error) {
-	opts.Dialect = d
-	fs, err := functions(opts)
-	if err != nil {
-		return nil, err
-	}
-	return slices.Sorted(maps.Keys(fs.parse)), nil
-}

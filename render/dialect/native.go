@@ -99,7 +99,7 @@ func hermeticDates(m template.FuncMap) {
 		case time.Time, *time.Time, int, int32, int64:
 			return nil
 		}
-		return fmt.Errorf("%s: %T is not a time; the current time instead needs allow_nondeterministic = true", fn, v)
+		return fmt.Errorf("%T is not a time; defaulting to the current time needs allow_nondeterministic = true (%s)", v, fn)
 	}
 	date := m["date"].(func(string, any) string)
 	m["date"] = func(format string, d any) (string, error) {
@@ -121,7 +121,7 @@ func hermeticDates(m template.FuncMap) {
 	durationRound := m["durationRound"].(func(any) string)
 	m["durationRound"] = func(d any) (string, error) {
 		if _, isTime := d.(time.Time); isTime {
-			return "", fmt.Errorf("durationRound: the time since a date needs allow_nondeterministic = true")
+			return "", fmt.Errorf("the time since a date needs allow_nondeterministic = true")
 		}
 		return durationRound(d), nil
 	}
