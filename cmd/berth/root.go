@@ -58,6 +58,8 @@ nginx config current: render, check, swap atomically, reload.`,
 	root.AddCommand(
 		newVersionCommand(),
 		newKVCommand(),
+		newRenderCommand(),
+		newBenchCommand(),
 	)
 	return root
 }

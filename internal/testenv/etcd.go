@@ -14,6 +14,7 @@ import (
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // EtcdCluster is a cluster of etcd processes (Debian's etcd-server) on
@@ -170,7 +171,8 @@ func (c *EtcdCluster) WaitReady(timeout time.Duration) error {
 			live = append(live, c.Endpoints()[i])
 		}
 	}
-	cfg := clientv3.Config{Endpoints: live, DialTimeout: time.Second}
+	// Refused connections are expected while members start: no logging.
+	cfg := clientv3.Config{Endpoints: live, DialTimeout: time.Second, Logger: zap.NewNop()}
 	if c.tls.certFile != "" {
 		// The cluster's own server certificate doubles as a client
 		// certificate for this readiness probe.
