@@ -11,6 +11,7 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 
 	"github.com/berthd/berth/render"
+	"github.com/berthd/berth/render/dialect"
 )
 
 // confdFile is one conf.d/*.toml as decoded: confd's TemplateResourceConfig.
@@ -95,8 +96,7 @@ func loadConfdResource(file, templates, globalPrefix string) (Template, error) {
 	t := Template{
 		Name:     strings.TrimSuffix(filepath.Base(file), ".toml"),
 		Origin:   origin,
-		Dialect:  Confd,
-		Prefix:   p,
+		Options:  dialect.Options{Dialect: dialect.Confd, Prefix: p},
 		Spec:     render.Spec{Dest: r.Dest, Check: r.CheckCmd, Reload: r.ReloadCmd},
 		Prefixes: make([]string, 0, len(r.Keys)),
 	}

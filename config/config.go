@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -15,33 +16,22 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
 
+	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/render"
+	"github.com/berthd/berth/render/dialect"
 )
-
-// Dialect names, as render/dialect spells them.
-const (
-	Native    = "native"
-	DockerGen = "docker-gen"
-	Confd     = "confd"
-)
-
-// DefaultPrefix is berth's key prefix when none is configured.
-const DefaultPrefix = "/berth"
 
 // Template is one template resource: what to render, from which data, and
 // how to write it. Every file format loads into it.
 type Template struct {
-	Name     string
-	Src      string   // the main template file
-	Includes []string // more files parsed into the same template set
-	Origin   string   // "file:line" where the resource is declared, for errors
+	Name   string
+	Src    string // the main template file
+	Origin string // "file:line" where the resource is declared, for errors
 
-	// How the template is parsed and executed (render/dialect.Options).
-	Dialect               string // Native, DockerGen or Confd
-	Prefix                string // native: berth key prefix; confd: the resource prefix
-	MissingKeyError       bool
-	AllowNondeterministic bool
-	KeepBlankLines        bool
+	// Options say how the template is parsed and executed: dialect,
+	// missingkey, nondeterministic functions, blank lines, key prefix
+	// (for confd, the resource prefix) and included files.
+	Options dialect.Options
 
 	// Prefixes are the store prefixes whose keys the template reads. For
 	// confd they are the resource's keys under its prefix; for docker-gen,
@@ -56,6 +46,31 @@ type Template struct {
 	// DockerGen holds the docker-gen settings berth does not act on in the
 	// pipeline (kept so that docker-gen files load unmodified).
 	DockerGen *DockerGenExtras
+
+	stdout bool // declared without a destination: output goes to stdout
+}
+
+// Stdout reports whether the template was declared without a destination
+// (ParseTemplateFlag "SRC"): its output is meant for standard output.
+func (t Template) Stdout() bool { return t.stdout }
+
+// ParseTemplateFlag parses the command-line shorthand SRC[:DEST[:RELOAD]]
+// (consul-template's -template) into a template with the given parse
+// options. Without DEST the template is for standard output (Stdout).
+func ParseTemplateFlag(s string, opts dialect.Options) (Template, error) {
+	parts := strings.SplitN(s, ":", 3)
+	t := Template{Src: parts[0], Origin: "--template " + s, Options: opts}
+	if len(parts) > 1 {
+		t.Spec.Dest = parts[1]
+	}
+	if len(parts) > 2 {
+		t.Spec.Reload = parts[2]
+	}
+	t.stdout = t.Spec.Dest == ""
+	if err := t.finish(); err != nil {
+		return Template{}, fmt.Errorf("--template %q: %w", s, err)
+	}
+	return t, nil
 }
 
 // DockerGenExtras are the keys of a docker-gen [[config]] beyond template,
@@ -93,7 +108,7 @@ type File struct {
 	Store     Store
 	Runtime   Runtime
 	Wait      Wait   // default for templates without their own
-	Prefix    string // berth key prefix (DefaultPrefix)
+	Prefix    string // berth key prefix (records.DefaultPrefix)
 	Templates []Template
 }
 
@@ -134,10 +149,20 @@ type berthTemplate struct {
 
 // Load reads a berth.toml. Relative src and includes paths are relative to
 // the file's directory. The templates are validated (Validate).
+//
+// A docker-gen configuration file ([[config]] sections) is accepted too:
+// its templates come back in a File with every other setting at its default.
 func Load(file string) (*File, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
+	}
+	if isDockerGen(data) {
+		ts, err := loadDockerGen(file, data, "")
+		if err != nil {
+			return nil, err
+		}
+		return &File{Path: file, Prefix: records.DefaultPrefix, Templates: ts}, nil
 	}
 	var raw berthFile
 	if err := decodeStrict(file, data, &raw); err != nil {
@@ -145,7 +170,7 @@ func Load(file string) (*File, error) {
 	}
 	f := &File{Path: file, Store: raw.Store, Runtime: raw.Runtime, Prefix: raw.Prefix}
 	if f.Prefix == "" {
-		f.Prefix = DefaultPrefix
+		f.Prefix = records.DefaultPrefix
 	}
 	if f.Wait, err = ParseWait(raw.Wait); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
@@ -177,29 +202,31 @@ func Load(file string) (*File, error) {
 // template resolves one decoded [[template]].
 func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) {
 	t := Template{
-		Name:                  rt.Name,
-		Src:                   relTo(dir, rt.Src),
-		Origin:                origin,
-		Dialect:               rt.Dialect,
-		Prefix:                rt.Prefix,
-		AllowNondeterministic: rt.AllowNondeterministic,
-		KeepBlankLines:        rt.KeepBlankLines,
-		Prefixes:              rt.Prefixes,
-		Wait:                  f.Wait,
+		Name:   rt.Name,
+		Src:    relTo(dir, rt.Src),
+		Origin: origin,
+		Options: dialect.Options{
+			Dialect:               dialect.Name(rt.Dialect),
+			Prefix:                rt.Prefix,
+			AllowNondeterministic: rt.AllowNondeterministic,
+			KeepBlankLines:        rt.KeepBlankLines,
+		},
+		Prefixes: rt.Prefixes,
+		Wait:     f.Wait,
 		Spec: render.Spec{
 			Name: rt.Name, Dest: rt.Dest, UID: rt.UID, GID: rt.GID,
 			Backup: rt.Backup, Check: rt.Check, Reload: rt.Reload, MinEntries: rt.MinEntries,
 		},
 	}
 	for _, inc := range rt.Includes {
-		t.Includes = append(t.Includes, relTo(dir, inc))
+		t.Options.Includes = append(t.Options.Includes, relTo(dir, inc))
 	}
 	fail := func(format string, args ...any) (Template, error) {
 		return Template{}, fmt.Errorf("%s: template %q: %s", origin, t.label(), fmt.Sprintf(format, args...))
 	}
 	var err error
-	if t.Prefix == "" {
-		t.Prefix = f.Prefix
+	if t.Options.Prefix == "" {
+		t.Options.Prefix = f.Prefix
 	}
 	if rt.Wait != "" {
 		if t.Wait, err = ParseWait(rt.Wait); err != nil {
@@ -221,7 +248,7 @@ func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) 
 	switch rt.MissingKey {
 	case "", "default", "zero", "invalid":
 	case "error":
-		t.MissingKeyError = true
+		t.Options.MissingKeyError = true
 	default:
 		return fail("missingkey %q: want \"error\" or \"default\"", rt.MissingKey)
 	}
@@ -240,40 +267,42 @@ func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) 
 // finish fills the defaults every format shares and checks what every
 // template needs.
 func (t *Template) finish() error {
-	if t.Dialect == "" {
-		t.Dialect = Native
+	o := &t.Options
+	if o.Dialect == "" {
+		o.Dialect = dialect.Native
 	}
 	if t.Src == "" {
 		return errors.New("src is required")
 	}
-	if t.Spec.Dest == "" {
+	if t.Spec.Dest == "" && !t.stdout {
 		return errors.New("dest is required")
 	}
 	if t.Name == "" {
-		t.Name = t.Spec.Dest
+		t.Name = cmp.Or(t.Spec.Dest, t.Src)
 	}
 	t.Spec.Name = t.Name
-	if t.Prefix == "" && t.Dialect != Confd {
-		t.Prefix = DefaultPrefix
+	if o.Prefix == "" && o.Dialect != dialect.Confd {
+		o.Prefix = records.DefaultPrefix
 	}
-	switch t.Dialect {
-	case Native, Confd:
-		if t.Dialect == Native && len(t.Prefixes) == 0 {
-			t.Prefixes = []string{strings.TrimSuffix(t.Prefix, "/") + "/"}
-		}
-	case DockerGen:
+	switch o.Dialect {
+	case dialect.Native:
 		if len(t.Prefixes) == 0 {
-			t.Prefixes = []string{strings.TrimSuffix(t.Prefix, "/") + "/containers/"}
+			t.Prefixes = []string{strings.TrimSuffix(o.Prefix, "/") + "/"}
 		}
+	case dialect.DockerGen:
+		if len(t.Prefixes) == 0 {
+			t.Prefixes = []string{records.ContainersPrefix(o.Prefix)}
+		}
+	case dialect.Confd:
 	default:
-		return fmt.Errorf("dialect %q: want native, docker-gen or confd", t.Dialect)
+		return fmt.Errorf("dialect %q: want native, docker-gen or confd", o.Dialect)
 	}
 	for _, p := range t.Prefixes {
 		if !strings.HasPrefix(p, "/") {
 			return fmt.Errorf("prefix %q does not start with /", p)
 		}
 	}
-	if t.AllowNondeterministic && t.Dialect != Native {
+	if o.AllowNondeterministic && o.Dialect != dialect.Native {
 		return errors.New("allow_nondeterministic is for the native dialect only")
 	}
 	return nil
@@ -293,13 +322,16 @@ func Validate(ts []Template) error {
 	names := map[string]Template{}
 	var errs []error
 	for _, t := range ts {
+		if t.Spec.Dest == "" {
+			continue
+		}
 		d := filepath.Clean(t.Spec.Dest)
 		if o, dup := dests[d]; dup {
 			errs = append(errs, fmt.Errorf("%s: template %q writes %s, as does template %q (%s)", t.Origin, t.label(), t.Spec.Dest, o.label(), o.Origin))
 			continue
 		}
 		dests[d] = t
-		if o, dup := names[t.Name]; dup && t.Name != "" {
+		if o, dup := names[t.Name]; dup {
 			errs = append(errs, fmt.Errorf("%s: template name %q is also used at %s", t.Origin, t.Name, o.Origin))
 		}
 		names[t.Name] = t

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/render/dialect"
 )
 
 func write(t *testing.T, dir, name, text string) string {
@@ -73,8 +75,8 @@ keep_blank_lines = true
 	if n.Name != "nginx" || n.Src != filepath.Join(dir, "templates/nginx.tmpl") || n.Origin != file+":12" {
 		t.Errorf("nginx: name %q src %q origin %q", n.Name, n.Src, n.Origin)
 	}
-	if !reflect.DeepEqual(n.Includes, []string{filepath.Join(dir, "templates/upstream.tmpl")}) {
-		t.Errorf("includes %v", n.Includes)
+	if !reflect.DeepEqual(n.Options.Includes, []string{filepath.Join(dir, "templates/upstream.tmpl")}) {
+		t.Errorf("includes %v", n.Options.Includes)
 	}
 	s := n.Spec
 	if s.Name != "nginx" || s.Dest != "/etc/nginx/conf.d/default.conf" || s.Mode != 0o640 || *s.UID != 101 || *s.GID != 0 ||
@@ -82,11 +84,11 @@ keep_blank_lines = true
 		s.MinEntries != 1 || s.MaxShrink != 0.5 {
 		t.Errorf("spec %+v", s)
 	}
-	if n.Wait != (Wait{100 * time.Millisecond, time.Second}) || !n.MissingKeyError || n.Dialect != Native || n.Prefix != "/berth" {
+	if n.Wait != (Wait{100 * time.Millisecond, time.Second}) || !n.Options.MissingKeyError || n.Options.Dialect != dialect.Native || n.Options.Prefix != "/berth" {
 		t.Errorf("nginx: %+v", n)
 	}
 	d := f.Templates[1]
-	if d.Name != "/tmp/dg.conf" || d.Dialect != DockerGen || !d.KeepBlankLines || d.Spec.UID != nil || d.Spec.Mode != 0 ||
+	if d.Name != "/tmp/dg.conf" || d.Options.Dialect != dialect.DockerGen || !d.Options.KeepBlankLines || d.Spec.UID != nil || d.Spec.Mode != 0 ||
 		!reflect.DeepEqual(d.Prefixes, []string{"/berth/containers/"}) || d.Wait != (Wait{200 * time.Millisecond, 800 * time.Millisecond}) {
 		t.Errorf("docker-gen template: %+v", d)
 	}
@@ -184,13 +186,13 @@ reload_cmd = "nginx -s reload"
 		t.Fatalf("templates %+v", ts)
 	}
 	n := ts[1]
-	if n.Src != filepath.Join(dir, "templates/nginx.tmpl") || n.Dialect != Confd || n.Prefix != "/myapp" ||
+	if n.Src != filepath.Join(dir, "templates/nginx.tmpl") || n.Options.Dialect != dialect.Confd || n.Options.Prefix != "/myapp" ||
 		!reflect.DeepEqual(n.Prefixes, []string{"/myapp/upstreams", "/myapp/services/web"}) ||
 		n.Spec.Mode != 0o600 || *n.Spec.UID != 0 || *n.Spec.GID != 0 ||
 		n.Spec.Check != "nginx -t -c {{.src}}" || n.Spec.Reload != "nginx -s reload" || n.Origin != filepath.Join(dir, "conf.d/nginx.toml")+":2" {
 		t.Errorf("nginx resource %+v", n)
 	}
-	if a := ts[0]; a.Prefix != "/" || !reflect.DeepEqual(a.Prefixes, []string{"/app"}) || a.Spec.UID != nil {
+	if a := ts[0]; a.Options.Prefix != "/" || !reflect.DeepEqual(a.Prefixes, []string{"/app"}) || a.Spec.UID != nil {
 		t.Errorf("app resource %+v", a)
 	}
 	// The global prefix overrides the resources', as in confd.
@@ -198,7 +200,7 @@ reload_cmd = "nginx -s reload"
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := ts[1]; n.Prefix != "/prod" || n.Prefixes[0] != "/prod/upstreams" {
+	if n := ts[1]; n.Options.Prefix != "/prod" || n.Prefixes[0] != "/prod/upstreams" {
 		t.Errorf("global prefix: %+v", n)
 	}
 }
@@ -267,8 +269,8 @@ interval = 30
 		t.Fatalf("%d templates", len(ts))
 	}
 	n := ts[0]
-	if n.Src != "/etc/docker-gen/templates/nginx.tmpl" || !reflect.DeepEqual(n.Includes, []string{"/etc/docker-gen/templates/extra.tmpl"}) ||
-		n.Dialect != DockerGen || !n.KeepBlankLines || n.Spec.Reload != "nginx -s reload" || n.Wait != (Wait{500 * time.Millisecond, 2 * time.Second}) ||
+	if n.Src != "/etc/docker-gen/templates/nginx.tmpl" || !reflect.DeepEqual(n.Options.Includes, []string{"/etc/docker-gen/templates/extra.tmpl"}) ||
+		n.Options.Dialect != dialect.DockerGen || !n.Options.KeepBlankLines || n.Spec.Reload != "nginx -s reload" || n.Wait != (Wait{500 * time.Millisecond, 2 * time.Second}) ||
 		!reflect.DeepEqual(n.Prefixes, []string{"/berth/containers/"}) || n.Origin != file+":2" {
 		t.Errorf("nginx config %+v", n)
 	}
@@ -281,9 +283,42 @@ interval = 30
 		t.Errorf("etcd config %+v", ts[1])
 	}
 
+	// Load recognises a docker-gen file.
+	f, err := Load(file)
+	if err != nil || len(f.Templates) != 2 || f.Templates[0].Options.Dialect != dialect.DockerGen {
+		t.Errorf("Load of a docker-gen file: %+v, %v", f, err)
+	}
+
 	// docker-gen's README still shows onlyexposed, which docker-gen ignores silently: berth does not.
 	bad := write(t, dir, "old.cfg", "[[config]]\ntemplate = \"a\"\ndest = \"/tmp/b\"\nonlyexposed = true\n")
 	if _, err := LoadDockerGen(bad, ""); err == nil || !strings.Contains(err.Error(), bad+`:4:1: unknown key "config.onlyexposed"`) {
 		t.Errorf("onlyexposed: %v", err)
+	}
+}
+
+func TestParseTemplateFlag(t *testing.T) {
+	tests := []struct {
+		in                string
+		src, dest, reload string
+		stdout            bool
+		err               string
+	}{
+		{in: "in.tmpl:/tmp/out:nginx -s reload", src: "in.tmpl", dest: "/tmp/out", reload: "nginx -s reload"},
+		{in: "in.tmpl:/tmp/out:sh -c 'a:b'", src: "in.tmpl", dest: "/tmp/out", reload: "sh -c 'a:b'"},
+		{in: "in.tmpl:/tmp/out", src: "in.tmpl", dest: "/tmp/out"},
+		{in: "in.tmpl", src: "in.tmpl", stdout: true},
+		{in: ":/tmp/out", err: "src is required"},
+	}
+	for _, tc := range tests {
+		tm, err := ParseTemplateFlag(tc.in, dialect.Options{Dialect: dialect.Native})
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || tm.Src != tc.src || tm.Spec.Dest != tc.dest || tm.Spec.Reload != tc.reload || tm.Stdout() != tc.stdout {
+			t.Errorf("%q: %+v %v", tc.in, tm, err)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 
 	"github.com/berthd/berth/render"
+	"github.com/berthd/berth/render/dialect"
 )
 
 // dockerGenFile is a docker-gen configuration file as decoded.
@@ -37,13 +38,24 @@ type dockerGenConfig struct {
 // template may list several files separated by ";": the first is the main
 // template, the others are parsed into the same set, as docker-gen does.
 // Paths are used as given (relative to the working directory, as docker-gen
-// does). prefix is berth's key prefix ("" for DefaultPrefix). The templates
+// does). prefix is berth's key prefix ("" for records.DefaultPrefix). The templates
 // are validated (Validate).
 func LoadDockerGen(file, prefix string) ([]Template, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
 	}
+	return loadDockerGen(file, data, prefix)
+}
+
+// isDockerGen reports whether a TOML document is a docker-gen configuration:
+// it has [[config]] sections and no [[template]] ones.
+func isDockerGen(data []byte) bool {
+	return len(headerLines(data, unstable.ArrayTable, "config")) > 0 &&
+		len(headerLines(data, unstable.ArrayTable, "template")) == 0
+}
+
+func loadDockerGen(file string, data []byte, prefix string) ([]Template, error) {
 	var raw dockerGenFile
 	if err := decodeStrict(file, data, &raw); err != nil {
 		return nil, err
@@ -73,12 +85,10 @@ func LoadDockerGen(file, prefix string) ([]Template, error) {
 func (c dockerGenConfig) template(origin, prefix string) (Template, error) {
 	files := strings.Split(c.Template, ";")
 	t := Template{
-		Origin:         origin,
-		Src:            strings.TrimSpace(files[0]),
-		Dialect:        DockerGen,
-		Prefix:         prefix,
-		KeepBlankLines: c.KeepBlankLines,
-		Spec:           render.Spec{Dest: c.Dest, Reload: c.NotifyCmd},
+		Origin:  origin,
+		Src:     strings.TrimSpace(files[0]),
+		Options: dialect.Options{Dialect: dialect.DockerGen, Prefix: prefix, KeepBlankLines: c.KeepBlankLines},
+		Spec:    render.Spec{Dest: c.Dest, Reload: c.NotifyCmd},
 		DockerGen: &DockerGenExtras{
 			Watch:                  c.Watch,
 			NotifyOutput:           c.NotifyOutput,
@@ -91,7 +101,7 @@ func (c dockerGenConfig) template(origin, prefix string) (Template, error) {
 	}
 	for _, f := range files[1:] {
 		if f = strings.TrimSpace(f); f != "" {
-			t.Includes = append(t.Includes, f)
+			t.Options.Includes = append(t.Options.Includes, f)
 		}
 	}
 	if c.Interval < 0 {
