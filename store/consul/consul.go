@@ -1,0 +1,496 @@
+package consul
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/berthd/berth/store"
+	"github.com/berthd/berth/store/internal/kvdiff"
+)
+
+// Config says how to reach a Consul agent.
+type Config struct {
+	Address string // host:port
+	Scheme  string // "http" (default) or "https"
+	// Token is the ACL token. "" sends none, unless CONSUL_HTTP_TOKEN or
+	// CONSUL_HTTP_TOKEN_FILE is set: the Consul client library reads them.
+	Token                     string
+	CAFile, CertFile, KeyFile string
+	// DialTimeout bounds connecting to the agent (default 5s): an
+	// unreachable agent fails New within it, naming the endpoint.
+	DialTimeout time.Duration
+	// WatchRetry is how long a watch retries transient errors before it
+	// ends with store.ErrUnavailable (default 15s).
+	WatchRetry time.Duration
+	Logger     *slog.Logger // nil: slog.Default()
+}
+
+// ErrPermissionDenied is wrapped by errors caused by Consul's ACL system
+// refusing the request (a token without the needed rights, or an unknown
+// token).
+var ErrPermissionDenied = errors.New("permission denied by Consul ACL")
+
+const (
+	// maxTxnOps is Consul's limit on operations per transaction.
+	maxTxnOps = 128
+	// minTTL and maxTTL bound a Consul session's TTL.
+	minTTL = 10 * time.Second
+	maxTTL = 24 * time.Hour
+	// historySize is how many List/watch snapshots the Store remembers.
+	historySize = 32
+	// waitTime is the blocking-query wait; Consul caps it at 10 minutes.
+	waitTime = 5 * time.Minute
+)
+
+// Store is a store.Store on Consul KV. Create it with New.
+type Store struct {
+	client      *api.Client
+	kv          *api.KV
+	endpoint    string // scheme://address, named by errors
+	logger      *slog.Logger
+	dialTimeout time.Duration
+	watchRetry  time.Duration
+	history     *kvdiff.History
+
+	ctx    context.Context // ends at Close; parent of renewers and watches
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // session renewers
+
+	sessMu   sync.Mutex               // serializes session creation and recovery
+	sessions map[time.Duration]string // TTL → session ID; guarded by sessMu
+
+	mu     sync.Mutex
+	closed bool
+	owned  map[string]ownedKey // the TTL keys this store wrote
+}
+
+// ownedKey is a TTL key the store wrote and re-puts if its session is lost.
+type ownedKey struct {
+	value []byte
+	ttl   time.Duration
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New connects to the agent at cfg.Address and checks, within
+// cfg.DialTimeout, that it answers and has a leader, and that a configured
+// token is accepted.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Address == "" {
+		return nil, errors.New("consul: no agent address")
+	}
+	cfg.Scheme = cmp.Or(cfg.Scheme, "http")
+	if cfg.Scheme != "http" && cfg.Scheme != "https" {
+		return nil, fmt.Errorf("consul %s: scheme %q: want http or https", cfg.Address, cfg.Scheme)
+	}
+	cfg.DialTimeout = cmp.Or(cfg.DialTimeout, 5*time.Second)
+	cfg.WatchRetry = cmp.Or(cfg.WatchRetry, 15*time.Second)
+	logger := cmp.Or(cfg.Logger, slog.Default())
+	endpoint := cfg.Scheme + "://" + cfg.Address
+
+	tlsCfg := api.TLSConfig{CAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile}
+	if host, _, err := net.SplitHostPort(cfg.Address); err == nil {
+		tlsCfg.Address = host
+	}
+	for what, path := range map[string]string{"CA": cfg.CAFile, "certificate": cfg.CertFile, "key": cfg.KeyFile} {
+		if path == "" {
+			continue
+		}
+		if _, err := os.ReadFile(path); err != nil {
+			return nil, fmt.Errorf("consul %s: TLS %s file: %w", endpoint, what, err)
+		}
+	}
+	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	transport := &http.Transport{
+		DialContext:         dialer.DialContext,
+		TLSHandshakeTimeout: cfg.DialTimeout,
+		MaxIdleConns:        64,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	httpClient, err := api.NewHttpClient(transport, tlsCfg)
+	if err != nil {
+		return nil, fmt.Errorf("consul %s: TLS: %w", endpoint, err)
+	}
+	client, err := api.NewClient(&api.Config{
+		Address:    cfg.Address,
+		Scheme:     cfg.Scheme,
+		Token:      cfg.Token,
+		TLSConfig:  tlsCfg,
+		HttpClient: httpClient,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consul %s: %w", endpoint, err)
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	q := (&api.QueryOptions{}).WithContext(cctx)
+	leader, err := client.Status().LeaderWithQueryOptions(q)
+	if err != nil {
+		return nil, fmt.Errorf("consul %s: agent unreachable (dial timeout %s): %w: %w", endpoint, cfg.DialTimeout, store.ErrUnavailable, err)
+	}
+	if leader == "" {
+		return nil, fmt.Errorf("consul %s: %w: agent has no cluster leader", endpoint, store.ErrUnavailable)
+	}
+	if cfg.Token != "" {
+		if _, _, err := client.ACL().TokenReadSelf(q); err != nil && !aclDisabled(err) {
+			if isPermission(err) {
+				return nil, fmt.Errorf("consul %s: ACL token rejected: %w: %v", endpoint, ErrPermissionDenied, err)
+			}
+			return nil, fmt.Errorf("consul %s: checking ACL token: %w", endpoint, err)
+		}
+	}
+
+	sctx, scancel := context.WithCancel(context.Background())
+	return &Store{
+		client:      client,
+		kv:          client.KV(),
+		endpoint:    endpoint,
+		logger:      logger.With("store", endpoint),
+		dialTimeout: cfg.DialTimeout,
+		watchRetry:  cfg.WatchRetry,
+		history:     kvdiff.NewHistory(historySize),
+		ctx:         sctx,
+		cancel:      scancel,
+		sessions:    make(map[time.Duration]string),
+		owned:       make(map[string]ownedKey),
+	}, nil
+}
+
+// consulKey maps a berth key to a Consul key: berth keys start with "/",
+// Consul keys do not.
+func consulKey(key string) string { return strings.TrimPrefix(key, "/") }
+
+// berthKey maps a Consul key back to a berth key.
+func berthKey(key string) string { return "/" + key }
+
+func (s *Store) checkOpen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("consul %s: %w", s.endpoint, store.ErrClosed)
+	}
+	return nil
+}
+
+// Get returns one key, read consistently.
+func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
+	if err := s.checkOpen(); err != nil {
+		return store.KV{}, err
+	}
+	q := (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx)
+	pair, _, err := s.kv.Get(consulKey(key), q)
+	if err != nil {
+		return store.KV{}, s.wrap("get", key, err)
+	}
+	if pair == nil {
+		return store.KV{}, fmt.Errorf("consul %s: get %q: %w", s.endpoint, key, store.ErrNotFound)
+	}
+	return toKV(pair), nil
+}
+
+// List returns every key under prefix, read consistently, and the Consul
+// index of the prefix. The result is remembered so that a Watch from that
+// index misses nothing.
+func (s *Store) List(ctx context.Context, prefix string) ([]store.KV, store.Revision, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, 0, err
+	}
+	q := (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx)
+	kvs, rev, err := s.list(prefix, q)
+	if err != nil {
+		return nil, 0, s.wrap("list", prefix, err)
+	}
+	return kvs, rev, nil
+}
+
+// list reads prefix with q, records the result in the history and returns
+// it sorted by key.
+func (s *Store) list(prefix string, q *api.QueryOptions) ([]store.KV, store.Revision, error) {
+	pairs, meta, err := s.kv.List(consulKey(prefix), q)
+	if err != nil {
+		return nil, 0, err
+	}
+	if meta.ResultsFilteredByACLs {
+		// A listing with holes would look like deleted keys downstream.
+		return nil, 0, fmt.Errorf("%w: the token may not read some keys under this prefix (key:read)", ErrPermissionDenied)
+	}
+	kvs := make([]store.KV, 0, len(pairs))
+	for _, p := range pairs {
+		// With prefix "/", Consul lists every key, including any that
+		// would map to a key outside prefix; the mapping keeps them in.
+		kvs = append(kvs, toKV(p))
+	}
+	slices.SortFunc(kvs, func(a, b store.KV) int { return strings.Compare(a.Key, b.Key) })
+	// Consul documents index 0 as possible on an empty store; treat it as 1
+	// so that it is never mistaken for "now".
+	rev := store.Revision(max(meta.LastIndex, 1))
+	s.history.Add(prefix, rev, kvs)
+	return kvs, rev, nil
+}
+
+func toKV(p *api.KVPair) store.KV {
+	return store.KV{Key: berthKey(p.Key), Value: p.Value, ModRevision: store.Revision(p.ModifyIndex)}
+}
+
+// Put writes one key; WithTTL binds it to the store's session for that TTL.
+func (s *Store) Put(ctx context.Context, key string, value []byte, opts ...store.PutOption) (store.Revision, error) {
+	return s.Txn(ctx, store.Put(key, value, opts...))
+}
+
+// Delete removes a key, or with WithPrefix every key under it.
+func (s *Store) Delete(ctx context.Context, key string, opts ...store.DeleteOption) (store.Revision, error) {
+	return s.Txn(ctx, store.Delete(key, opts...))
+}
+
+// Txn applies ops in one Consul transaction: all of them or none.
+func (s *Store) Txn(ctx context.Context, ops ...store.Op) (store.Revision, error) {
+	if err := s.checkOpen(); err != nil {
+		return 0, err
+	}
+	if len(ops) == 0 {
+		return 0, nil
+	}
+	txn, origin, err := s.txnOps(ctx, ops)
+	if err != nil {
+		return 0, err
+	}
+	if len(txn) > maxTxnOps {
+		return 0, fmt.Errorf("consul %s: transaction of %d operations (%d Consul operations) exceeds Consul's limit of %d; nothing was written",
+			s.endpoint, len(ops), len(txn), maxTxnOps)
+	}
+	ok, resp, _, err := s.kv.Txn(txn, (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return 0, s.wrap("txn", describeOps(ops), err)
+	}
+	if !ok {
+		return 0, s.txnError(ops, origin, resp.Errors)
+	}
+	var rev store.Revision
+	for _, r := range resp.Results {
+		if r != nil {
+			rev = max(rev, store.Revision(r.ModifyIndex))
+		}
+	}
+	s.recordOwned(ops)
+	if rev == 0 {
+		// Only deletes: Consul reports no index for them. The index of the
+		// now missing key is at least the deletion's.
+		q := (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx)
+		_, meta, err := s.kv.Get(consulKey(ops[0].Key), q)
+		if err != nil {
+			return 0, s.wrap("txn", describeOps(ops), err)
+		}
+		rev = store.Revision(meta.LastIndex)
+	}
+	return rev, nil
+}
+
+// txnOps translates ops into Consul operations; origin[i] is the index in
+// ops of Consul operation i.
+func (s *Store) txnOps(ctx context.Context, ops []store.Op) (api.KVTxnOps, []int, error) {
+	var txn api.KVTxnOps
+	var origin []int
+	add := func(i int, op *api.KVTxnOp) {
+		txn = append(txn, op)
+		origin = append(origin, i)
+	}
+	for i, op := range ops {
+		if !strings.HasPrefix(op.Key, "/") {
+			return nil, nil, fmt.Errorf("consul %s: operation %d: key %q must start with /", s.endpoint, i, op.Key)
+		}
+		key := consulKey(op.Key)
+		switch op.Type {
+		case store.OpPut:
+			if key == "" {
+				return nil, nil, fmt.Errorf("consul %s: operation %d: empty key", s.endpoint, i)
+			}
+			ttl := sessionTTL(op.TTL)
+			s.mu.Lock()
+			prev, isOwned := s.owned[op.Key]
+			s.mu.Unlock()
+			if isOwned && prev.ttl != ttl {
+				// Held by our session for another TTL: release it first,
+				// as a put without that lease would in etcd.
+				add(i, &api.KVTxnOp{Verb: api.KVDelete, Key: key})
+			}
+			if ttl == 0 {
+				add(i, &api.KVTxnOp{Verb: api.KVSet, Key: key, Value: op.Value})
+				continue
+			}
+			id, err := s.session(ctx, ttl)
+			if err != nil {
+				return nil, nil, err
+			}
+			add(i, &api.KVTxnOp{Verb: api.KVLock, Key: key, Value: op.Value, Session: id})
+		case store.OpDelete:
+			verb := api.KVDelete
+			if op.Prefix {
+				verb = api.KVDeleteTree
+			}
+			add(i, &api.KVTxnOp{Verb: verb, Key: key})
+		default:
+			return nil, nil, fmt.Errorf("consul %s: operation %d on %q: unknown type %d", s.endpoint, i, op.Key, op.Type)
+		}
+	}
+	return txn, origin, nil
+}
+
+// txnError describes why Consul rolled a transaction back.
+func (s *Store) txnError(ops []store.Op, origin []int, errs api.TxnErrors) error {
+	var msgs []string
+	perm := false
+	for _, e := range errs {
+		if e == nil {
+			continue
+		}
+		what := e.What
+		if e.OpIndex >= 0 && e.OpIndex < len(origin) {
+			op := ops[origin[e.OpIndex]]
+			what = fmt.Sprintf("operation %d (%s %q): %s", origin[e.OpIndex], opName(op), op.Key, e.What)
+		}
+		if strings.Contains(e.What, "Permission denied") || strings.Contains(e.What, "ACL not found") {
+			perm = true
+		}
+		msgs = append(msgs, what)
+	}
+	msg := strings.Join(msgs, "; ")
+	if perm {
+		return fmt.Errorf("consul %s: transaction rolled back, nothing written: %w: %s", s.endpoint, ErrPermissionDenied, msg)
+	}
+	return fmt.Errorf("consul %s: transaction rolled back, nothing written: %s", s.endpoint, msg)
+}
+
+// recordOwned updates the set of TTL keys the store owns after ops
+// succeeded.
+func (s *Store) recordOwned(ops []store.Op) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, op := range ops {
+		switch {
+		case op.Type == store.OpPut && op.TTL > 0:
+			s.owned[op.Key] = ownedKey{value: slices.Clone(op.Value), ttl: sessionTTL(op.TTL)}
+		case op.Type == store.OpDelete && op.Prefix:
+			for k := range s.owned {
+				if strings.HasPrefix(k, op.Key) {
+					delete(s.owned, k)
+				}
+			}
+		default:
+			delete(s.owned, op.Key)
+		}
+	}
+}
+
+func opName(op store.Op) string {
+	switch {
+	case op.Type == store.OpPut:
+		return "put"
+	case op.Prefix:
+		return "delete prefix"
+	}
+	return "delete"
+}
+
+func describeOps(ops []store.Op) string {
+	if len(ops) == 1 {
+		return ops[0].Key
+	}
+	return fmt.Sprintf("%d operations from %s", len(ops), ops[0].Key)
+}
+
+// wrap gives a Consul client error the endpoint, the action and the key,
+// and the sentinel callers test for.
+func (s *Store) wrap(action, key string, err error) error {
+	if key != "" {
+		action = fmt.Sprintf("%s %q", action, key)
+	}
+	switch {
+	case errors.Is(err, ErrPermissionDenied):
+		return fmt.Errorf("consul %s: %s: %w", s.endpoint, action, err)
+	case isPermission(err):
+		return fmt.Errorf("consul %s: %s: %w: %v", s.endpoint, action, ErrPermissionDenied, err)
+	case isTransient(err):
+		return fmt.Errorf("consul %s: %s: %w: %w", s.endpoint, action, store.ErrUnavailable, err)
+	}
+	return fmt.Errorf("consul %s: %s: %w", s.endpoint, action, err)
+}
+
+// isPermission reports whether err is an ACL denial.
+func isPermission(err error) bool {
+	var se api.StatusError
+	if errors.As(err, &se) && se.Code == http.StatusForbidden {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "Permission denied") || strings.Contains(msg, "ACL not found")
+}
+
+// aclDisabled reports whether err says the agent runs without ACLs.
+func aclDisabled(err error) bool {
+	return strings.Contains(err.Error(), "ACL support disabled")
+}
+
+// isTransient reports whether err may go away by retrying: the agent could
+// not be reached or answered with a server-side error.
+func isTransient(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var se api.StatusError
+	if errors.As(err, &se) {
+		return se.Code >= 500 || se.Code == http.StatusTooManyRequests
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "connection refused") || strings.Contains(msg, "EOF") ||
+		strings.Contains(msg, "connection reset") || strings.Contains(msg, "Unexpected response code: 5") ||
+		strings.Contains(msg, "No cluster leader")
+}
+
+// Close stops renewing the store's sessions and destroys them, which
+// deletes their keys. Watches end with store.ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), s.dialTimeout)
+	defer cancel()
+	var errs []error
+	for ttl, id := range s.sessions {
+		if _, err := s.client.Session().Destroy(id, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
+			errs = append(errs, fmt.Errorf("consul %s: destroy session %s (TTL %s): %w", s.endpoint, id, ttl, err))
+		}
+		delete(s.sessions, ttl)
+	}
+	return errors.Join(errs...)
+}

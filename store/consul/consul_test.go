@@ -1,0 +1,422 @@
+package consul_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/store"
+	"github.com/berthd/berth/store/consul"
+	"github.com/berthd/berth/store/storetest"
+)
+
+// agent is the one Consul agent the tests of this package share; tests
+// isolate themselves by key prefix. Tests that restart or reconfigure an
+// agent start their own.
+var agent *testenv.Consul
+
+func TestMain(m *testing.M) {
+	if os.Getenv(orphanEnv) != "" {
+		os.Exit(orphanChild())
+	}
+	var err error
+	agent, err = testenv.LaunchConsul()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "consul tests:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	agent.Stop()
+	os.Exit(code)
+}
+
+// orphanEnv holds "address key value ttl" for the orphan child process.
+//
+// storetest.RunOrphan does the same through store/backend; this package
+// keeps its own child until backend.Open knows consul:// URLs.
+const (
+	orphanEnv = "BERTH_CONSUL_TEST_ORPHAN"
+	orphanSep = "\x1f"
+)
+
+// orphanChild puts a TTL key, reports it, and waits to be killed without
+// ever closing the store.
+func orphanChild() int {
+	f := strings.Split(os.Getenv(orphanEnv), orphanSep)
+	ttl, err := time.ParseDuration(f[3])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "orphan:", err)
+		return 2
+	}
+	ctx := context.Background()
+	s, err := consul.New(ctx, consul.Config{Address: f[0]})
+	if err == nil {
+		_, err = s.Put(ctx, f[1], []byte(f[2]), store.WithTTL(ttl))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "orphan:", err)
+		return 1
+	}
+	fmt.Println("ready")
+	select {}
+}
+
+// runOrphan starts the orphan child, waits until its key is written and
+// kills it with SIGKILL.
+func runOrphan(t *testing.T, key, value string, ttl time.Duration) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), orphanEnv+"="+strings.Join([]string{agent.Addr, key, value, ttl.String()}, orphanSep))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		ready <- sc.Scan() && sc.Text() == "ready"
+		io.Copy(io.Discard, out)
+	}()
+	var ok bool
+	select {
+	case ok = <-ready:
+	case <-time.After(30 * time.Second):
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if !ok {
+		t.Fatal("orphan child did not write its key")
+	}
+}
+
+func open(t *testing.T, cfg consul.Config) *consul.Store {
+	t.Helper()
+	if cfg.Address == "" {
+		cfg.Address = agent.Addr
+	}
+	s, err := consul.New(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("consul.New: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, storetest.Harness{
+		Open: func(t *testing.T) store.Store {
+			s, err := consul.New(t.Context(), consul.Config{Address: agent.Addr})
+			if err != nil {
+				t.Fatalf("consul.New: %v", err)
+			}
+			return s
+		},
+		Coalesces: true,
+		// The store resumes watches from the last few states it has seen;
+		// listing enough other prefixes pushes the older ones out.
+		Compact: func(t *testing.T, s store.Store) {
+			for i := range 64 {
+				if _, _, err := s.List(t.Context(), fmt.Sprintf("/compact-filler/%d/", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		},
+		Orphan: func(t *testing.T, key, value string, ttl time.Duration) {
+			runOrphan(t, key, value, ttl)
+		},
+		TTL:      10 * time.Second, // Consul's minimum
+		MaxValue: 1 << 20,          // the test agent's kv_max_value_size is 1.5 MiB
+	})
+}
+
+func TestTxnOverConsulLimitIsRefusedWhole(t *testing.T) {
+	s := open(t, consul.Config{})
+	p := "/limit-" + t.Name() + "/"
+	ops := make([]store.Op, 129)
+	for i := range ops {
+		ops[i] = store.Put(fmt.Sprintf("%s%03d", p, i), []byte("x"))
+	}
+	_, err := s.Txn(t.Context(), ops...)
+	if err == nil || !strings.Contains(err.Error(), "limit of 128") {
+		t.Fatalf("txn of 129 puts: %v, want an error naming the limit", err)
+	}
+	if kvs, _, err := s.List(t.Context(), p); err != nil || len(kvs) != 0 {
+		t.Fatalf("after refused txn: %d keys, %v; want none", len(kvs), err)
+	}
+	// 128 fit.
+	if _, err := s.Txn(t.Context(), ops[:128]...); err != nil {
+		t.Fatalf("txn of 128 puts: %v", err)
+	}
+}
+
+func TestTxnRollsBackOnLockConflict(t *testing.T) {
+	owner := open(t, consul.Config{})
+	other := open(t, consul.Config{})
+	p := "/conflict/"
+	if _, err := owner.Put(t.Context(), p+"held", []byte("owner"), store.WithTTL(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// The key is held by owner's session: other cannot bind it to its own,
+	// and the put before it in the same transaction must not happen.
+	_, err := other.Txn(t.Context(),
+		store.Put(p+"first", []byte("1")),
+		store.Put(p+"held", []byte("other"), store.WithTTL(10*time.Second)),
+	)
+	if err == nil || !strings.Contains(err.Error(), `operation 1 (put "/conflict/held")`) {
+		t.Fatalf("conflicting txn: %v, want an error naming operation 1", err)
+	}
+	if _, err := other.Get(t.Context(), p+"first"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("first put of a rolled-back txn: %v, want ErrNotFound", err)
+	}
+}
+
+func TestTTLKeysComeBackAfterSessionLoss(t *testing.T) {
+	s := open(t, consul.Config{})
+	p := "/session-loss/"
+	if _, err := s.Put(t.Context(), p+"a", []byte("1"), store.WithTTL(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// Destroy the store's session behind its back, as an outage longer than
+	// the TTL would: Consul deletes the key.
+	client, err := api.NewClient(&api.Config{Address: agent.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, _, err := client.KV().Get("session-loss/a", nil)
+	if err != nil || pair == nil || pair.Session == "" {
+		t.Fatalf("TTL key %+v, %v: want it bound to a session", pair, err)
+	}
+	if _, err := client.Session().Destroy(pair.Session, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(t.Context(), p+"a"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("key after its session was destroyed: %v, want ErrNotFound", err)
+	}
+	// The store notices at its next renewal (TTL/2) and puts it again.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		kv, err := s.Get(t.Context(), p+"a")
+		if err == nil {
+			if string(kv.Value) != "1" {
+				t.Fatalf("re-put value %q, want 1", kv.Value)
+			}
+			break
+		}
+		if !errors.Is(err, store.ErrNotFound) || time.Now().After(deadline) {
+			t.Fatalf("TTL key not re-put after session loss: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	pair, _, err = client.KV().Get("session-loss/a", nil)
+	if err != nil || pair == nil || pair.Session == "" {
+		t.Fatalf("re-put key %+v, %v: want it bound to the new session", pair, err)
+	}
+}
+
+func TestUnreachableAgent(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+
+	tests := []struct {
+		name string
+		cfg  consul.Config
+	}{
+		{name: "refused", cfg: consul.Config{Address: addr, DialTimeout: time.Second}},
+		{name: "https to a closed port", cfg: consul.Config{Address: addr, Scheme: "https", DialTimeout: time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := consul.New(t.Context(), tt.cfg)
+			if err == nil {
+				t.Fatal("New succeeded against a closed port")
+			}
+			if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), addr) {
+				t.Fatalf("error %q: want ErrUnavailable naming %s", err, addr)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("New took %s with a 1s dial timeout", d)
+			}
+		})
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	missing := t.TempDir() + "/missing-ca.pem"
+	tests := []struct {
+		name string
+		cfg  consul.Config
+		want string
+	}{
+		{name: "no address", cfg: consul.Config{}, want: "no agent address"},
+		{name: "bad scheme", cfg: consul.Config{Address: agent.Addr, Scheme: "ftp"}, want: `scheme "ftp"`},
+		{name: "unreadable CA", cfg: consul.Config{Address: agent.Addr, Scheme: "https", CAFile: missing}, want: "TLS CA file: open " + missing},
+		{name: "unreadable cert", cfg: consul.Config{Address: agent.Addr, CertFile: missing, KeyFile: missing}, want: "TLS certificate file: open " + missing},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := consul.New(t.Context(), tt.cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New: %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestACLDenial(t *testing.T) {
+	const mgmt = "3f1a9c9e-6d55-4c1e-9d43-4b7f0a6b2c11"
+	acl := testenv.StartConsul(t, testenv.WithConsulACL(mgmt))
+	admin, err := api.NewClient(&api.Config{Address: acl.Addr, Token: mgmt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A token that may read nodes but has no KV rights at all.
+	policy, _, err := admin.ACL().PolicyCreate(&api.ACLPolicy{Name: "nodes-only", Rules: `node_prefix "" { policy = "read" }`}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, _, err := admin.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: policy.ID}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := consul.New(t.Context(), consul.Config{Address: acl.Addr, Token: "00000000-0000-0000-0000-000000000000"}); !errors.Is(err, consul.ErrPermissionDenied) || !strings.Contains(err.Error(), "ACL token rejected") {
+		t.Fatalf("New with an unknown token: %v, want a rejected-token error", err)
+	}
+
+	// A key the token may not see: a listing must not silently skip it.
+	if _, err := admin.KV().Put(&api.KVPair{Key: "berth/denied", Value: []byte("orig")}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	s := open(t, consul.Config{Address: acl.Addr, Token: token.SecretID})
+	checks := []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"get", func(ctx context.Context) error { _, err := s.Get(ctx, "/berth/denied"); return err }},
+		{"list", func(ctx context.Context) error { _, _, err := s.List(ctx, "/berth/"); return err }},
+		{"put", func(ctx context.Context) error { _, err := s.Put(ctx, "/berth/denied", []byte("x")); return err }},
+		{"delete", func(ctx context.Context) error { _, err := s.Delete(ctx, "/berth/denied"); return err }},
+		{"watch", func(ctx context.Context) error {
+			for resp := range s.Watch(ctx, "/berth/", 0) {
+				if resp.Err != nil {
+					return resp.Err
+				}
+			}
+			return nil
+		}},
+	}
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			err := c.call(ctx)
+			if !errors.Is(err, consul.ErrPermissionDenied) || !strings.Contains(err.Error(), acl.Addr) {
+				t.Fatalf("%s: %v, want ErrPermissionDenied naming %s", c.name, err, acl.Addr)
+			}
+			t.Logf("%s: %v", c.name, err)
+		})
+	}
+	// Nothing was written.
+	if pair, _, err := admin.KV().Get("berth/denied", nil); err != nil || pair == nil || string(pair.Value) != "orig" {
+		t.Fatalf("denied key: %+v, %v; want it unchanged", pair, err)
+	}
+}
+
+func TestAgentRestartEndsWatchWithCompacted(t *testing.T) {
+	c := testenv.StartConsul(t)
+	s := open(t, consul.Config{Address: c.Addr, WatchRetry: 30 * time.Second})
+	p := "/restart/"
+	for i := range 20 {
+		if _, err := s.Put(t.Context(), fmt.Sprintf("%s%d", p, i), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, rev, err := s.List(t.Context(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := s.Watch(t.Context(), p, rev)
+	// The dev agent keeps its state in memory: after a restart it is empty
+	// and its index starts over.
+	if err := c.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case resp, ok := <-ch:
+		if !ok || !errors.Is(resp.Err, store.ErrCompacted) {
+			t.Fatalf("watch across an agent restart: %+v (open %v), want ErrCompacted", resp, ok)
+		}
+		t.Logf("final response: %v", resp.Err)
+	case <-time.After(40 * time.Second):
+		t.Fatal("watch did not end after the agent restarted")
+	}
+	if _, ok := <-ch; ok {
+		t.Fatal("watch channel open after its final response")
+	}
+}
+
+func TestAgentGoneEndsWatchWithUnavailable(t *testing.T) {
+	c := testenv.StartConsul(t)
+	s := open(t, consul.Config{Address: c.Addr, WatchRetry: 2 * time.Second})
+	ch := s.Watch(t.Context(), "/gone/", 0)
+	c.Kill()
+	select {
+	case resp, ok := <-ch:
+		if !ok || !errors.Is(resp.Err, store.ErrUnavailable) || !strings.Contains(resp.Err.Error(), c.Addr) {
+			t.Fatalf("watch of a dead agent: %+v (open %v), want ErrUnavailable naming %s", resp, ok, c.Addr)
+		}
+		t.Logf("final response: %v", resp.Err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("watch did not give up on a dead agent")
+	}
+	// Plain calls fail fast too, naming the endpoint.
+	if _, err := s.Get(t.Context(), "/gone/x"); !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), c.Addr) {
+		t.Fatalf("get from a dead agent: %v, want ErrUnavailable naming %s", err, c.Addr)
+	}
+}
+
+func TestWatchFromUnknownRevisionOfQuietPrefix(t *testing.T) {
+	// A revision the store never listed is fine when nothing under the
+	// prefix changed since: Put's own revision, for example.
+	s := open(t, consul.Config{})
+	p := "/quiet/"
+	rev, err := s.Put(t.Context(), p+"a", []byte("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	ch := s.Watch(ctx, p, rev)
+	if _, err := s.Put(t.Context(), p+"b", []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case resp := <-ch:
+		if resp.Err != nil || len(resp.Events) != 1 || resp.Events[0].KV.Key != p+"b" {
+			t.Fatalf("watch from the put's revision: %+v, want one put of %sb", resp, p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event")
+	}
+}

@@ -1,0 +1,31 @@
+// Package consul is berth's store backend on Consul's KV store
+// (consul://host:8500), through github.com/hashicorp/consul/api.
+//
+// Keys map one to one: berth's "/berth/x" is Consul's "berth/x". A revision
+// is a Consul raft index (X-Consul-Index). List is a consistent read; Put and
+// Delete are single-operation Consul transactions, so every write reports
+// the index it was committed at; Txn is one Consul transaction (at most 128
+// operations, never split).
+//
+// TTL keys are bound to a Consul session (behavior "delete", one per TTL
+// value, TTL rounded up to Consul's 10s minimum) that the Store renews in
+// the background. The Store remembers the TTL keys it owns: if its session
+// is lost (an outage longer than the TTL), it creates a new one and puts the
+// keys again. Close destroys the sessions, which deletes their keys. A
+// process that dies without Close loses its keys when Consul invalidates the
+// session, up to twice the TTL later.
+//
+// Watch reads the prefix before it returns (so nothing written after the
+// call is missed), then runs blocking queries and turns each new state into
+// events by diffing it against the previous one (kvdiff), so several changes
+// of one key between two responses fold into the last one. To watch from a
+// revision, the Store needs the state at that revision: it keeps the last
+// few List and watch results, and a watch from an older revision ends with
+// store.ErrCompacted, as does an index going backwards (agent restarted,
+// snapshot restored). Transient HTTP errors are retried for a bounded time
+// (Config.WatchRetry), then the watch ends with store.ErrUnavailable.
+//
+// Channels: Watch's goroutine owns and closes its channel, when the caller's
+// context ends (no final response) or after one final response with Err set
+// (ErrCompacted, ErrUnavailable, ErrClosed after Close, or an ACL denial).
+package consul
