@@ -1,0 +1,290 @@
+// Package embeddedtest holds what tests of the embedded runtime share:
+// the libcontainer init dispatch for test binaries, test images built
+// from Debian's busybox-static and from a static Go HTTP server compiled
+// on the fly, a runtime on its own bridge, subnet and cgroup parent, and
+// the check that nothing (mount, cgroup, netns, veth, bridge) is left.
+package embeddedtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/vishvananda/netlink"
+
+	// The container init needs these in every test binary that starts
+	// containers: nsenter's cgo constructor and the devices cgroup rules.
+	_ "github.com/opencontainers/cgroups/devices"
+	_ "github.com/opencontainers/runc/libcontainer/nsenter"
+
+	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/runtime/embedded"
+	"github.com/berthd/berth/runtime/embedded/network"
+)
+
+// Main is a TestMain for packages that start containers: it becomes the
+// container init when re-executed as "init", else builds the shared
+// fixtures, runs the tests and removes the fixtures.
+func Main(m *testing.M, fx **Fixtures) {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		libcontainer.Init() // never returns
+	}
+	dir, err := os.MkdirTemp("", "berth-fixtures-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	f, err := BuildFixtures(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fixtures:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	*fx = f
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// Fixtures are built once per test binary.
+type Fixtures struct {
+	Busybox string // rootfs dir: busybox-static, its applets, /etc/passwd
+	Web     string // rootfs dir: Busybox plus /srv/web (the HTTP server)
+	WebBin  string // the static HTTP server binary
+}
+
+// webSource is the test HTTP server: it answers "hello from <hostname>"
+// on $PORT (default 8080), and /env with its environment.
+const webSource = `package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+)
+
+func main() {
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	h, _ := os.Hostname()
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "hello from %s\n", h) })
+	http.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, strings.Join(os.Environ(), "\n")) })
+	fmt.Println("listening on", port)
+	if err := http.ListenAndServe(":"+port, nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+`
+
+// BuildFixtures builds the busybox and web root filesystems under dir.
+func BuildFixtures(dir string) (*Fixtures, error) {
+	f := &Fixtures{Busybox: filepath.Join(dir, "busybox"), Web: filepath.Join(dir, "web")}
+	for _, root := range []string{f.Busybox, f.Web} {
+		if err := busyboxRootfs(root); err != nil {
+			return nil, err
+		}
+	}
+	src := filepath.Join(dir, "websrc")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(webSource), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module web\n\ngo 1.22\n"), 0o644); err != nil {
+		return nil, err
+	}
+	f.WebBin = filepath.Join(dir, "web-server")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", f.WebBin, ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=", "GOWORK=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build web server: %w\n%s", err, out)
+	}
+	if err := os.MkdirAll(filepath.Join(f.Web, "srv"), 0o755); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(f.WebBin)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(f.Web, "srv", "web"), b, 0o755); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// busyboxRootfs makes a minimal root: /bin/busybox with a symlink per
+// applet, /etc/passwd and /etc/group with root and nobody.
+func busyboxRootfs(root string) error {
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		return fmt.Errorf("busybox-static is not installed: %w", err)
+	}
+	for _, d := range []string{"bin", "etc", "tmp", "proc", "sys", "dev", "root"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(bb)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), b, 0o755); err != nil {
+		return err
+	}
+	out, err := exec.Command(bb, "--list").Output()
+	if err != nil {
+		return fmt.Errorf("busybox --list: %w", err)
+	}
+	for _, applet := range strings.Fields(string(out)) {
+		if applet == "busybox" {
+			continue
+		}
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", applet)); err != nil && !os.IsExist(err) {
+			return err
+		}
+	}
+	files := map[string]string{
+		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+		"etc/group":  "root:x:0:\nnogroup:x:65534:\n",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Env is one test's private runtime set-up.
+type Env struct {
+	StateDir     string
+	Bridge       string
+	Subnet       netip.Prefix
+	CgroupParent string
+}
+
+// NewEnv picks a unique bridge name, subnet (inside 10.240.0.0/12) and
+// cgroup parent for one test, and a state dir under t.TempDir().
+func NewEnv(t testing.TB) Env {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	n, _ := rand.Int(rand.Reader, big.NewInt(4096))
+	x := int(n.Int64())
+	return Env{
+		StateDir:     t.TempDir(),
+		Bridge:       "bt" + hex.EncodeToString(b)[:8],
+		Subnet:       netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(240 + x>>8), byte(x & 0xff), 0}), 24),
+		CgroupParent: "berth-test-" + hex.EncodeToString(b),
+	}
+}
+
+// Options are the embedded.New options for e.
+func (e Env) Options() []embedded.Option {
+	return []embedded.Option{
+		embedded.WithStateDir(e.StateDir), embedded.WithBridge(e.Bridge, e.Subnet),
+		embedded.WithCgroupParent(e.CgroupParent),
+	}
+}
+
+// NewRuntime starts a runtime on e. Cleanup removes every container,
+// closes the runtime, deletes the bridge and asserts nothing is left.
+func NewRuntime(t testing.TB, e Env) *embedded.Runtime {
+	t.Helper()
+	r, err := embedded.New(context.Background(), e.Options()...)
+	if err != nil {
+		t.Fatalf("embedded.New: %v", err)
+	}
+	t.Cleanup(func() {
+		RemoveAll(t, r)
+		_ = r.Close()
+		// Everything but the bridge itself must be gone by now.
+		for _, l := range Leftovers(e) {
+			if l != "bridge "+e.Bridge {
+				t.Errorf("left behind on the host: %s", l)
+			}
+		}
+		_ = r.Network().RemoveBridge()
+		AssertClean(t, e)
+	})
+	return r
+}
+
+// RemoveAll force-removes every container of r.
+func RemoveAll(t testing.TB, r *embedded.Runtime) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cs, _ := r.List(ctx)
+	for _, c := range cs {
+		if err := r.Remove(ctx, c.ID, runtime.Force()); err != nil {
+			t.Errorf("cleanup: remove %s: %v", c.Name, err)
+		}
+	}
+}
+
+// Leftovers lists what of e still exists on the host: mounts under the
+// state dir, cgroups under the parent, netns named after the bridge,
+// veths and the bridge itself.
+func Leftovers(e Env) []string {
+	var left []string
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], e.StateDir) {
+				left = append(left, "mount "+f[4])
+			}
+		}
+	}
+	ents, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, c := range ents {
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", c.Name(), e.CgroupParent)); err == nil {
+			left = append(left, "cgroup "+c.Name()+"/"+e.CgroupParent)
+		}
+	}
+	if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", e.CgroupParent)); err == nil {
+		left = append(left, "cgroup "+e.CgroupParent)
+	}
+	nss, _ := os.ReadDir(network.NetnsDir)
+	for _, ns := range nss {
+		if strings.HasPrefix(ns.Name(), e.Bridge+"-") {
+			left = append(left, "netns "+ns.Name())
+		}
+	}
+	if br, err := netlink.LinkByName(e.Bridge); err == nil {
+		left = append(left, "bridge "+e.Bridge)
+		links, _ := netlink.LinkList()
+		for _, l := range links {
+			if l.Attrs().MasterIndex == br.Attrs().Index {
+				left = append(left, "veth "+l.Attrs().Name)
+			}
+		}
+	}
+	return left
+}
+
+// AssertClean fails t when anything of e is left on the host.
+func AssertClean(t testing.TB, e Env) {
+	t.Helper()
+	if left := Leftovers(e); len(left) > 0 {
+		t.Errorf("left behind on the host: %s", strings.Join(left, ", "))
+	}
+}

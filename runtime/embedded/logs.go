@@ -1,0 +1,226 @@
+package embedded
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// A container writes its stdout and stderr straight into files (never
+// pipes, so it survives the daemon); a tailer turns what they gain into
+// timestamped lines in container.log, remembering how far it read in
+// log.offsets so a restarted daemon continues where the last one stopped.
+type tailer struct {
+	dir string
+	mu  sync.Mutex
+}
+
+// LogLine is one line of container output.
+type LogLine struct {
+	Time   time.Time `json:"time"`
+	Stream string    `json:"stream"` // "stdout" or "stderr"
+	Line   string    `json:"log"`    // with its trailing newline, if any
+}
+
+var streams = [2]string{"stdout", "stderr"}
+
+const maxPartial = 16 << 10 // a line longer than this is cut
+
+func newTailer(dir string) *tailer { return &tailer{dir: dir} }
+
+func (t *tailer) rawPath(i int) string { return filepath.Join(t.dir, streams[i]+".raw") }
+func (t *tailer) logPath() string      { return filepath.Join(t.dir, "container.log") }
+
+// openRaw opens the raw output files for a container process to inherit.
+func (t *tailer) openRaw() (stdout, stderr *os.File, err error) {
+	var f [2]*os.File
+	for i := range f {
+		f[i], err = os.OpenFile(t.rawPath(i), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			if i == 1 {
+				f[0].Close()
+			}
+			return nil, nil, fmt.Errorf("container log: %w", err)
+		}
+	}
+	return f[0], f[1], nil
+}
+
+// follow syncs every 200ms until ctx ends.
+func (t *tailer) follow(ctx context.Context) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = t.sync(false)
+			return
+		case <-tick.C:
+			_ = t.sync(false)
+		}
+	}
+}
+
+// sync moves new complete lines (all remaining bytes when final) from the
+// raw files to container.log.
+func (t *tailer) sync(final bool) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var off [2]int64
+	if b, err := os.ReadFile(filepath.Join(t.dir, "log.offsets")); err == nil {
+		_ = json.Unmarshal(b, &off)
+	}
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	now := time.Now().UTC()
+	moved := false
+	for i := range streams {
+		f, err := os.Open(t.rawPath(i))
+		if err != nil {
+			continue
+		}
+		if _, err := f.Seek(off[i], io.SeekStart); err != nil {
+			f.Close()
+			continue
+		}
+		data, _ := io.ReadAll(io.LimitReader(f, 8<<20))
+		f.Close()
+		for len(data) > 0 {
+			n := bytes.IndexByte(data, '\n') + 1
+			if n == 0 {
+				if !final && len(data) < maxPartial {
+					break
+				}
+				n = min(len(data), maxPartial)
+			}
+			_ = enc.Encode(LogLine{Time: now, Stream: streams[i], Line: string(data[:n])})
+			off[i] += int64(n)
+			data = data[n:]
+			moved = true
+		}
+	}
+	if !moved {
+		return nil
+	}
+	lf, err := os.OpenFile(t.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = lf.Write(out.Bytes())
+	if cerr := lf.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(off)
+	return os.WriteFile(filepath.Join(t.dir, "log.offsets"), b, 0o600)
+}
+
+// LogOptions selects what Logs returns.
+type LogOptions struct {
+	Follow bool // keep streaming until the container stops or ctx ends
+	Tail   int  // only the last Tail lines; <= 0 means all
+}
+
+// Logs sends the container's output lines to fn in order.
+func (r *Runtime) Logs(ctx context.Context, ref string, opts LogOptions, fn func(LogLine) error) error {
+	c, err := r.lookup(ref)
+	if err != nil {
+		return err
+	}
+	_ = c.logs.sync(false)
+	f, err := os.Open(c.logs.logPath())
+	if os.IsNotExist(err) {
+		if !opts.Follow {
+			return nil
+		}
+		// Nothing yet: wait for the first line below.
+	} else if err != nil {
+		return err
+	}
+	var lines []LogLine
+	var rd *bufio.Reader
+	if f != nil {
+		defer f.Close()
+		rd = bufio.NewReader(f)
+		for {
+			l, err := readLogLine(rd)
+			if err != nil {
+				break
+			}
+			lines = append(lines, l)
+		}
+	}
+	if opts.Tail > 0 && len(lines) > opts.Tail {
+		lines = lines[len(lines)-opts.Tail:]
+	}
+	for _, l := range lines {
+		if err := fn(l); err != nil {
+			return err
+		}
+	}
+	if !opts.Follow {
+		return nil
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		r.mu.Lock()
+		running := c.run != nil || c.pending != nil
+		r.mu.Unlock()
+		_ = c.logs.sync(!running)
+		if f == nil {
+			if f, err = os.Open(c.logs.logPath()); err != nil {
+				f = nil
+				if !running {
+					return nil
+				}
+				continue
+			}
+			defer f.Close()
+			rd = bufio.NewReader(f)
+		}
+		for {
+			l, err := readLogLine(rd)
+			if err != nil {
+				break
+			}
+			if err := fn(l); err != nil {
+				return err
+			}
+		}
+		if !running {
+			return nil
+		}
+	}
+}
+
+// readLogLine reads one complete JSON line; a partial line is left unread.
+func readLogLine(rd *bufio.Reader) (LogLine, error) {
+	var l LogLine
+	b, err := rd.Peek(1)
+	if err != nil || len(b) == 0 {
+		return l, io.EOF
+	}
+	line, err := rd.ReadBytes('\n')
+	if err != nil {
+		return l, err // a half-written line: dropped, rare and harmless
+	}
+	if err := json.Unmarshal(line, &l); err != nil {
+		return l, err
+	}
+	return l, nil
+}

@@ -1,0 +1,46 @@
+package embedded
+
+import (
+	"log/slog"
+	"net/netip"
+
+	"github.com/berthd/berth/runtime/embedded/network"
+)
+
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	stateDir     string
+	bridge       string
+	subnet       netip.Prefix
+	cgroupParent string
+	log          *slog.Logger
+}
+
+func defaults() options {
+	return options{
+		stateDir:     "/var/lib/berth",
+		bridge:       network.DefaultBridge,
+		subnet:       netip.MustParsePrefix(network.DefaultSubnet),
+		cgroupParent: "berth",
+		log:          slog.Default(),
+	}
+}
+
+// WithStateDir sets where images, containers and allocator state live
+// (default /var/lib/berth).
+func WithStateDir(dir string) Option { return func(o *options) { o.stateDir = dir } }
+
+// WithBridge sets the bridge name and subnet of the bridge network
+// (default berth0 on 10.213.0.0/16).
+func WithBridge(name string, subnet netip.Prefix) Option {
+	return func(o *options) { o.bridge, o.subnet = name, subnet }
+}
+
+// WithCgroupParent sets the cgroup every container's cgroup is created
+// under (default "berth", i.e. /sys/fs/cgroup/<controller>/berth/<id>).
+func WithCgroupParent(name string) Option { return func(o *options) { o.cgroupParent = name } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }

@@ -1,0 +1,140 @@
+package embedded
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+
+	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/runtime/embedded/network"
+)
+
+// recover loads every container record, removes orphans (state, cgroups,
+// mounts, netns, veths, addresses that belong to no container),
+// re-attaches to running containers and applies restart policies to
+// those that exited while no daemon watched them.
+func (r *Runtime) recover(ctx context.Context) error {
+	cdir := filepath.Join(r.opts.stateDir, "containers")
+	ents, err := os.ReadDir(cdir)
+	if err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	for _, e := range ents {
+		dir := filepath.Join(cdir, e.Name())
+		var rec record
+		b, err := os.ReadFile(filepath.Join(dir, "container.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &rec)
+		}
+		if err != nil || rec.C.ID != e.Name() {
+			r.log.Warn("removing container dir without a valid record", "dir", dir, "err", err)
+			_ = unmountRootfs(dir)
+			_ = os.RemoveAll(dir)
+			continue
+		}
+		r.ctrs[rec.C.ID] = &ctr{rec: rec, logs: newTailer(dir), announced: true}
+	}
+	live := func(id string) bool { _, ok := r.ctrs[id]; return ok }
+	var errs []error
+	// libcontainer state of unknown containers.
+	lcEnts, _ := os.ReadDir(r.lcRoot())
+	for _, e := range lcEnts {
+		if live(e.Name()) {
+			continue
+		}
+		if lc, err := libcontainer.Load(r.lcRoot(), e.Name()); err == nil {
+			errs = append(errs, destroyLC(lc))
+		}
+		errs = append(errs, os.RemoveAll(filepath.Join(r.lcRoot(), e.Name())))
+	}
+	// cgroups of unknown containers.
+	for _, d := range cgroupDirs("/" + r.opts.cgroupParent) {
+		sub, _ := os.ReadDir(d)
+		for _, s := range sub {
+			if s.IsDir() && !live(s.Name()) {
+				removeCgroup("/" + r.opts.cgroupParent + "/" + s.Name())
+			}
+		}
+	}
+	// Mounts of unknown containers.
+	for _, m := range mountsUnder(cdir) {
+		id, _, _ := strings.Cut(strings.TrimPrefix(m, cdir+"/"), "/")
+		if !live(id) {
+			errs = append(errs, unmountRootfs(filepath.Join(cdir, id)))
+		}
+	}
+	errs = append(errs, r.net.Cleanup(live))
+	if err := errors.Join(errs...); err != nil {
+		r.log.Warn("orphan cleanup", "err", err)
+	}
+	for _, c := range r.ctrs {
+		r.reattach(ctx, c)
+	}
+	return nil
+}
+
+// reattach adopts c's process if it still runs, else records its exit.
+func (r *Runtime) reattach(ctx context.Context, c *ctr) {
+	id := c.rec.C.ID
+	lc, err := libcontainer.Load(r.lcRoot(), id)
+	if err == nil {
+		if st, serr := lc.Status(); serr == nil && st == libcontainer.Running {
+			state, serr := lc.State()
+			if serr == nil {
+				pid := state.InitProcessPid
+				var proxies []*network.Proxy
+				for _, p := range c.rec.C.Ports {
+					if p.HostPort == 0 {
+						continue
+					}
+					px, err := network.Publish(p.HostIP, p.HostPort, fmt.Sprintf("%s:%d", c.rec.C.IP, p.Port))
+					if err != nil {
+						r.log.Warn("re-publish port", "id", id, "err", err)
+						continue
+					}
+					proxies = append(proxies, px)
+				}
+				r.attach(c, lc, pid, proxies, func() (int, bool) { return waitPid(r.closed, pid) }, nil)
+				r.log.Info("re-attached container", "id", id[:12], "name", c.rec.C.Name, "pid", pid)
+				return
+			}
+		}
+		_ = destroyLC(lc)
+	}
+	_ = unmountRootfs(r.ctrDir(id))
+	removeCgroup(r.cgroupPath(id))
+	wasUp := c.rec.C.State == runtime.StateRunning || c.rec.C.State == runtime.StateRestarting
+	if wasUp {
+		r.update(c, func(rc *record) {
+			wasRunning := rc.C.State == runtime.StateRunning
+			rc.C.State = runtime.StateExited
+			rc.C.Pid = 0
+			if wasRunning {
+				rc.C.ExitCode = 255
+				rc.C.Error = "exit status unknown: the process exited while no berth daemon was watching it"
+				rc.C.Finished = time.Now().UTC()
+			}
+		}, runtime.EventDie)
+	}
+	switch {
+	case c.rec.Spec.Restart.Name == "always" && c.rec.C.State == runtime.StateExited:
+		// docker: "always" restarts on daemon start even after a manual stop.
+		c.op.Lock()
+		defer c.op.Unlock()
+		r.mu.Lock()
+		c.rec.ManualStop = false
+		r.mu.Unlock()
+		if err := r.start(ctx, c); err != nil {
+			r.log.Warn("restart container on daemon start", "id", id, "err", err)
+		}
+	case wasUp:
+		r.maybeRestart(c, 0)
+	}
+}
