@@ -1,0 +1,298 @@
+package watcher
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berthd/berth/store"
+)
+
+// Defaults of a Mirror.
+const (
+	DefaultResync     = 5 * time.Minute
+	DefaultMinBackoff = 100 * time.Millisecond
+	DefaultMaxBackoff = 30 * time.Second
+)
+
+// Mirror is a local copy of every key under one store prefix. Run seeds it
+// with List and advances it with Watch from the listed revision; when the
+// watch ends (compaction, a broken stream, a closed store) or the resync
+// interval passes, it lists again, with backoff on errors. Applying an event
+// costs O(1); the sorted snapshot is rebuilt at most once per change, when
+// someone asks for it.
+//
+// A Mirror is safe for concurrent use. Subscribers are notified (without
+// blocking) after each change; they then call Snapshot.
+type Mirror struct {
+	st     store.Store
+	prefix string
+	log    *slog.Logger
+	resync time.Duration
+	minBO  time.Duration
+	maxBO  time.Duration
+
+	mu       sync.Mutex
+	kvs      map[string]store.KV
+	rev      store.Revision
+	sorted   []store.KV // cache of kvs sorted by key; nil when stale
+	synced   chan struct{}
+	isSynced bool
+	subs     map[chan struct{}]struct{}
+	health   Health
+}
+
+// Health says how a Mirror is doing, for /healthz and metrics.
+type Health struct {
+	Synced       bool           // the first full listing succeeded
+	Revision     store.Revision // the revision the mirror is current to
+	LastSync     time.Time      // the last successful List
+	LastEvent    time.Time      // the last watch response
+	LastError    error          // the last List or Watch error (nil after a success)
+	LastErrorAt  time.Time
+	Relists      int // listings after the first
+	EventsSeen   int
+	FailingSince time.Time // first of the current run of failed listings; zero when healthy
+}
+
+// MirrorOption configures a Mirror.
+type MirrorOption func(*Mirror)
+
+// WithResync sets how often the mirror re-lists as a backstop against
+// anything a watch might have missed (0: never).
+func WithResync(d time.Duration) MirrorOption { return func(m *Mirror) { m.resync = d } }
+
+// WithBackoff sets the bounds of the retry backoff after a failed List.
+func WithBackoff(min, max time.Duration) MirrorOption {
+	return func(m *Mirror) { m.minBO, m.maxBO = min, max }
+}
+
+// WithLogger sets the mirror's logger.
+func WithLogger(l *slog.Logger) MirrorOption { return func(m *Mirror) { m.log = l } }
+
+// NewMirror returns a mirror of prefix in st; call Run to fill it.
+func NewMirror(st store.Store, prefix string, opts ...MirrorOption) *Mirror {
+	m := &Mirror{
+		st: st, prefix: prefix, log: slog.Default(),
+		resync: DefaultResync, minBO: DefaultMinBackoff, maxBO: DefaultMaxBackoff,
+		kvs:    map[string]store.KV{},
+		synced: make(chan struct{}),
+		subs:   map[chan struct{}]struct{}{},
+	}
+	for _, f := range opts {
+		f(m)
+	}
+	m.log = m.log.With("prefix", prefix)
+	return m
+}
+
+// Prefix returns the mirrored prefix.
+func (m *Mirror) Prefix() string { return m.prefix }
+
+// Synced is closed once the first full listing is in.
+func (m *Mirror) Synced() <-chan struct{} { return m.synced }
+
+// Health reports the mirror's state.
+func (m *Mirror) Health() Health {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.health
+}
+
+// Subscribe returns a channel that receives a value after each change (the
+// first full listing counts as one); notifications coalesce, so a slow
+// reader sees one for many changes. cancel stops them.
+func (m *Mirror) Subscribe() (notify <-chan struct{}, cancel func()) {
+	ch := make(chan struct{}, 1)
+	m.mu.Lock()
+	m.subs[ch] = struct{}{}
+	synced := m.isSynced
+	m.mu.Unlock()
+	if synced {
+		ch <- struct{}{} // the subscriber has not seen the current state yet
+	}
+	return ch, func() {
+		m.mu.Lock()
+		delete(m.subs, ch)
+		m.mu.Unlock()
+	}
+}
+
+// Snapshot returns the mirrored keys sorted by key, and the revision they
+// are current to. The slice is shared and must not be modified.
+func (m *Mirror) Snapshot() ([]store.KV, store.Revision) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sorted == nil {
+		m.sorted = make([]store.KV, 0, len(m.kvs))
+		for _, kv := range m.kvs {
+			m.sorted = append(m.sorted, kv)
+		}
+		slices.SortFunc(m.sorted, func(a, b store.KV) int { return strings.Compare(a.Key, b.Key) })
+	}
+	return m.sorted, m.rev
+}
+
+// Run keeps the mirror current until ctx ends.
+func (m *Mirror) Run(ctx context.Context) {
+	backoff := m.minBO
+	for ctx.Err() == nil {
+		kvs, rev, err := m.st.List(ctx, m.prefix)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			m.failed(err)
+			m.log.Warn("listing failed; retrying", "err", err, "in", backoff)
+			if !sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, m.maxBO)
+			continue
+		}
+		backoff = m.minBO
+		m.replace(kvs, rev)
+		m.watch(ctx, rev)
+	}
+}
+
+// watch follows the prefix from rev until the watch ends, ctx ends, or the
+// resync interval passes.
+func (m *Mirror) watch(ctx context.Context, rev store.Revision) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var resync <-chan time.Time
+	if m.resync > 0 {
+		t := time.NewTimer(m.resync)
+		defer t.Stop()
+		resync = t.C
+	}
+	ch := m.st.Watch(wctx, m.prefix, rev)
+	for {
+		select {
+		case resp, ok := <-ch:
+			if !ok {
+				return
+			}
+			if resp.Err != nil {
+				if errors.Is(resp.Err, store.ErrCompacted) {
+					m.log.Info("watch history compacted; re-listing", "err", resp.Err)
+				} else {
+					m.failed(resp.Err)
+					m.log.Warn("watch ended; re-listing", "err", resp.Err)
+				}
+				return
+			}
+			m.apply(resp)
+		case <-resync:
+			m.log.Debug("periodic resync")
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// replace swaps in a full listing, notifying subscribers if anything
+// differs from what the mirror held (or on the first listing).
+func (m *Mirror) replace(kvs []store.KV, rev store.Revision) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	changed := !m.isSynced || len(kvs) != len(m.kvs)
+	next := make(map[string]store.KV, len(kvs))
+	for _, kv := range kvs {
+		next[kv.Key] = kv
+		if !changed {
+			old, ok := m.kvs[kv.Key]
+			changed = !ok || !bytes.Equal(old.Value, kv.Value)
+		}
+	}
+	now := time.Now()
+	if m.isSynced {
+		m.health.Relists++
+		if changed {
+			m.log.Info("re-listing found changes the watch had not delivered", "keys", len(kvs), "revision", rev)
+		}
+	}
+	m.kvs = next
+	m.rev = rev
+	m.health.Synced, m.health.Revision, m.health.LastSync = true, rev, now
+	m.health.LastError, m.health.FailingSince = nil, time.Time{}
+	if changed {
+		m.sorted = nil
+	}
+	if !m.isSynced {
+		m.isSynced = true
+		close(m.synced)
+	}
+	if changed {
+		m.notifyLocked()
+	}
+}
+
+// apply applies one watch response.
+func (m *Mirror) apply(resp store.WatchResponse) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	changed := false
+	for _, ev := range resp.Events {
+		switch ev.Type {
+		case store.EventPut:
+			if old, ok := m.kvs[ev.KV.Key]; ok && bytes.Equal(old.Value, ev.KV.Value) {
+				m.kvs[ev.KV.Key] = ev.KV // same bytes: no render needed
+				continue
+			}
+			m.kvs[ev.KV.Key] = ev.KV
+			changed = true
+		case store.EventDelete:
+			if _, ok := m.kvs[ev.KV.Key]; ok {
+				delete(m.kvs, ev.KV.Key)
+				changed = true
+			}
+		}
+		m.rev = max(m.rev, ev.KV.ModRevision)
+	}
+	m.rev = max(m.rev, resp.Revision)
+	m.health.Revision, m.health.LastEvent = m.rev, time.Now()
+	m.health.EventsSeen += len(resp.Events)
+	if changed {
+		m.sorted = nil
+		m.notifyLocked()
+	}
+}
+
+func (m *Mirror) failed(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	m.health.LastError, m.health.LastErrorAt = err, now
+	if m.health.FailingSince.IsZero() {
+		m.health.FailingSince = now
+	}
+}
+
+func (m *Mirror) notifyLocked() {
+	for ch := range m.subs {
+		select {
+		case ch <- struct{}{}:
+		default: // a notification is already pending
+		}
+	}
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still alive.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
