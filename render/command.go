@@ -96,7 +96,8 @@ func run(ctx context.Context, c Commander, what, line string, timeout time.Durat
 		err = fmt.Errorf("timed out after %v: %w", timeout, err)
 	}
 	if o := strings.TrimSpace(string(out)); o != "" {
-		return fmt.Errorf("%s %q: %w\n%s", what, line, err, o)
+		// One line, so that joined errors stay readable.
+		return fmt.Errorf("%s %q: %w: %s", what, line, err, strings.ReplaceAll(o, "\n", " | "))
 	}
 	return fmt.Errorf("%s %q: %w", what, line, err)
 }

@@ -231,7 +231,6 @@ func (r *Renderer) Cycle(ctx context.Context, jobs []Job) ([]Result, error) {
 				res.Err = fmt.Errorf("%w; reload after restore also failed: %w", res.Err, again)
 			}
 		}
-		r.log.Error("reload failed, previous files restored", "reload", line, "err", err, "reload_after_restore_err", again)
 	}
 
 	var errs []error

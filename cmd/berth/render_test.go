@@ -1,0 +1,286 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/records"
+	"github.com/berthd/berth/render"
+	"github.com/berthd/berth/store"
+	"github.com/berthd/berth/store/backend"
+)
+
+var updateGolden = flag.Bool("update", false, "rewrite the golden files of berth render in render/testdata/oneshot")
+
+// oneshot is the directory of the one-shot fixtures and golden files.
+const oneshot = "../../render/testdata/oneshot"
+
+func fixture(name string) string { return filepath.Join(oneshot, name) }
+
+// golden compares got with the golden file, or rewrites it with -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	p := fixture(name)
+	if *updateGolden {
+		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s:\n--- got\n%s\n--- want\n%s", p, got, want)
+	}
+}
+
+// TestRenderContext renders each dialect from a --context fixture to
+// standard output; the confd directory uses every confd function and runs
+// unmodified.
+func TestRenderContext(t *testing.T) {
+	t.Setenv("BERTH_TEST_CONFD_VAR", "hello")
+	tests := []struct {
+		name, golden string
+		args         []string
+	}{
+		{"confd", "confd.golden", []string{"--confdir", fixture("confd"), "--context", fixture("confd.json")}},
+		{"native", "native.golden", []string{"--template", fixture("upstreams.tmpl"), "--context", fixture("native.json")}},
+		{"docker-gen", "dockergen.golden", []string{"--template", fixture("vhosts.tmpl"), "--dialect", "docker-gen", "--context", fixture("containers.json")}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errs := run(t, t.Context(), "", append([]string{"render", "--stdout"}, tc.args...)...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errs)
+			}
+			golden(t, tc.golden, out)
+		})
+	}
+}
+
+// TestRenderWrite is the one-shot write path: write, unchanged, dry-run
+// diff, and the exit codes of the failures.
+func TestRenderWrite(t *testing.T) {
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "upstreams.conf")
+	log := filepath.Join(dir, "reload.log")
+	tmpl := fixture("upstreams.tmpl")
+	spec := tmpl + ":" + dest + ":echo reload >> " + log
+	ctx := t.Context()
+
+	code, _, errs := run(t, ctx, "", "render", "--template", spec, "--context", fixture("native.json"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	want, _ := os.ReadFile(fixture("native.golden"))
+	if got := readFile(t, dest); got != string(want) {
+		t.Fatalf("dest:\n%s\nwant:\n%s", got, want)
+	}
+	// Unchanged: exit 0, no reload.
+	if code, _, errs := run(t, ctx, "", "render", "--template", spec, "--context", fixture("native.json")); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if got := readFile(t, log); got != "reload\n" {
+		t.Errorf("reload log %q, want one reload", got)
+	}
+
+	// --dry-run: a unified diff against the destination, nothing written.
+	changed := filepath.Join(dir, "changed.json")
+	data := strings.Replace(readFile(t, fixture("native.json")), `"16m"`, `"32m"`, 1)
+	os.WriteFile(changed, []byte(data), 0o644)
+	code, out, errs := run(t, ctx, "", "render", "--dry-run", "--template", spec, "--context", changed)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	wantDiff := "--- " + dest + "\n+++ " + dest + " (rendered)\n@@ -6,4 +6,4 @@\n" +
+		"     server 10.1.0.2:8080;\n     server 10.1.0.3:8080 down;\n }\n-client_max_body_size 16m;\n+client_max_body_size 32m;\n"
+	if out != wantDiff {
+		t.Errorf("dry-run diff:\n%s\nwant:\n%s", out, wantDiff)
+	}
+	if got := readFile(t, dest); got != string(want) {
+		t.Error("--dry-run wrote the destination")
+	}
+	// --dry-run of a new file diffs against /dev/null.
+	code, out, _ = run(t, ctx, "", "render", "--dry-run", "--template", tmpl+":"+filepath.Join(dir, "new.conf"), "--context", changed)
+	if code != 0 || !strings.HasPrefix(out, "--- /dev/null\n") || !strings.Contains(out, "@@ -0,0 +1,9 @@") {
+		t.Errorf("dry-run of a new file: exit %d\n%s", code, out)
+	}
+}
+
+// TestRenderErrors: each bad input exits with its code, says what is wrong,
+// and leaves the destination untouched.
+func TestRenderErrors(t *testing.T) {
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "out.conf")
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	kv := write("kv.json", `{"/berth/config/bad": "{not json", "/berth/config/x": "1"}`)
+	syntax := write("syntax.tmpl", "line one\n{{ if }}\n")
+	unknownFn := write("unknown.tmpl", "{{ nosuchfunc 1 }}\n")
+	missing := write("missing.tmpl", "{{ .Env.BERTH_SURELY_UNSET_VARIABLE }}\n")
+	badJSON := write("json.tmpl", "{{ (keyOrDefault \"/berth/config/bad\" \"\" | mustFromJson).a }}\n")
+	good := write("good.tmpl", "{{ key \"/berth/config/x\" }}\n")
+	unknownKey := write("berth.toml", "[[template]]\nsrc = \""+good+"\"\ndest = \""+dest+"\"\nreload_cmd = \"x\"\n")
+	missingKeyConf := write("missingkey.toml", "[[template]]\nsrc = \""+missing+"\"\ndest = \""+dest+"\"\nmissingkey = \"error\"\n")
+
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"syntax error", []string{"--template", syntax + ":" + dest}, 1, "syntax.tmpl:2:"},
+		{"unknown function", []string{"--template", unknownFn + ":" + dest}, 1, `unknown function "nosuchfunc"`},
+		{"missing key", []string{"--config", missingKeyConf}, 1, "BERTH_SURELY_UNSET_VARIABLE"},
+		{"malformed JSON", []string{"--template", badJSON + ":" + dest}, 1, "json.tmpl:1:"},
+		{"failing check", []string{"--config", write("check.toml", "[[template]]\nsrc = \""+good+"\"\ndest = \""+dest+"\"\ncheck = \"echo 'config is bad'; exit 1\"\n")}, 1, "config is bad"},
+		{"failing reload", []string{"--template", good + ":" + dest + ":echo reload failed; exit 1"}, 1, "previous file restored"},
+		{"unknown config key", []string{"--config", unknownKey}, 2, `berth.toml:4:1: unknown key "template.reload_cmd"`},
+		{"same destination", []string{"--template", good + ":" + dest, "--template", syntax + ":" + dest}, 2, "writes " + dest + ", as does"},
+		{"destination is a directory", []string{"--template", good + ":" + dir}, 1, "is a directory"},
+		{"no templates", nil, 2, "no templates"},
+		{"no destination without --stdout", []string{"--template", good}, 2, "no destination"},
+		{"bad context", []string{"--template", good + ":" + dest, "--context", write("bad.json", "[{\"Nmae\": \"x\"}]")}, 2, `unknown field "Nmae"`},
+		{"bad dialect", []string{"--template", good + ":" + dest, "--dialect", "jinja"}, 2, `dialect "jinja"`},
+		{"dry-run and stdout", []string{"--template", good + ":" + dest, "--dry-run", "--stdout"}, 2, "exclude"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			const old = "old content\n"
+			if err := os.WriteFile(dest, []byte(old), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			args := append([]string{"render"}, tc.args...)
+			if !strings.Contains(strings.Join(tc.args, " "), "--context") {
+				args = append(args, "--context", kv)
+			}
+			code, _, errs := run(t, t.Context(), "", args...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d; stderr %s", code, tc.code, errs)
+			}
+			if !strings.Contains(errs, tc.want) {
+				t.Errorf("stderr %q does not contain %q", errs, tc.want)
+			}
+			if got := readFile(t, dest); got != old {
+				t.Errorf("destination changed to %q", got)
+			}
+		})
+	}
+}
+
+// TestRenderStores renders the same templates from real stores: embedded
+// etcd and an etcd server, filled through the store API.
+func TestRenderStores(t *testing.T) {
+	cluster := testenv.StartEtcd(t, 1)
+	stores := []struct {
+		name string
+		url  func(t *testing.T) string
+	}{
+		{"embedded", func(t *testing.T) string { return "embedded://" + filepath.Join(t.TempDir(), "store") }},
+		{"etcd", func(*testing.T) string { return cluster.URL() }},
+	}
+	for _, sc := range stores {
+		t.Run(sc.name, func(t *testing.T) {
+			url := sc.url(t)
+			fill(t, url, fixture("native.json"), fixture("confd.json"))
+			// The docker-gen container records live under /berth/containers/.
+			fillContainers(t, url, fixture("containers.json"))
+			t.Setenv("BERTH_TEST_CONFD_VAR", "hello")
+			for _, c := range []struct {
+				golden string
+				args   []string
+			}{
+				{"native.golden", []string{"--template", fixture("upstreams.tmpl")}},
+				{"confd.golden", []string{"--confdir", fixture("confd")}},
+				{"dockergen.golden", []string{"--template", fixture("vhosts.tmpl"), "--dialect", "docker-gen"}},
+			} {
+				code, out, errs := run(t, t.Context(), "", append([]string{"render", "--stdout", "--store", url}, c.args...)...)
+				if code != 0 {
+					t.Fatalf("%s: exit %d: %s", c.golden, code, errs)
+				}
+				want, _ := os.ReadFile(fixture(c.golden))
+				if out != string(want) {
+					t.Errorf("%s from %s:\n%s\nwant:\n%s", c.golden, sc.name, out, want)
+				}
+			}
+			// And a real write through the pipeline.
+			dest := filepath.Join(t.TempDir(), "upstreams.conf")
+			if code, _, errs := run(t, t.Context(), "", "render", "--store", url, "--template", fixture("upstreams.tmpl")+":"+dest); code != 0 {
+				t.Fatalf("exit %d: %s", code, errs)
+			}
+			want, _ := os.ReadFile(fixture("native.golden"))
+			if got := readFile(t, dest); got != string(want) {
+				t.Errorf("written file:\n%s", got)
+			}
+		})
+	}
+}
+
+// fill writes the keys of JSON key → value fixtures into the store.
+func fill(t *testing.T, url string, fixtures ...string) {
+	t.Helper()
+	st, err := backend.Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, f := range fixtures {
+		fx, err := render.ReadFixture(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ops []store.Op
+		for _, kv := range fx.KVs {
+			ops = append(ops, store.Put(kv.Key, kv.Value))
+		}
+		if _, err := st.Txn(t.Context(), ops...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+
+// fillContainers writes a docker-gen container fixture as container records
+// of host "host1".
+func fillContainers(t *testing.T, url, file string) {
+	t.Helper()
+	fx, err := render.ReadFixture(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := backend.Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, c := range fx.Containers {
+		b, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Put(t.Context(), records.ContainerKey(records.DefaultPrefix, "host1", c.ID), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
