@@ -260,7 +260,6 @@ func readFile(t *testing.T, p string) string {
 	return string(b)
 }
 
-
 // fillContainers writes a docker-gen container fixture as container records
 // of host "host1".
 func fillContainers(t *testing.T, url, file string) {
