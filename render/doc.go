@@ -13,8 +13,10 @@
 // Every external command goes through a Commander with a timeout; Exec
 // kills the command's whole process group when the timeout expires.
 //
-// A Source renders one template against one snapshot (templates are parsed
-// and executed by package render/dialect). Diff makes the unified diff of a
-// dry run. Nothing in the package starts goroutines or owns
+// A Source renders one template against one snapshot; Bind makes one from
+// a template of package render/dialect (which parses and executes them) and
+// its Input. ReadFixture reads the JSON context files of one-shot renders,
+// MergeKVs joins the listings of several prefixes, and Diff makes the
+// unified diff of a dry run. Nothing in the package starts goroutines or owns
 // channels: every call returns when its work is done.
 package render
