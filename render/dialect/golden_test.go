@@ -460,3 +460,32 @@ func funcNames(d Name, opts Options) ([]string, error) {
 	}
 	return slices.SortedFunc(maps.Keys(fs.parse), cmp.Compare[string]), nil
 }
+
+// TestConfdDirectoryCoversEveryFunction checks that the templates of the
+// confd directory rendered by TestConfdDirectory call every confd
+// function.
+func TestConfdDirectoryCoversEveryFunction(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "confd", "templates", "*.tmpl"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no templates: %v", err)
+	}
+	called := map[string]bool{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range calledFunctions(t, string(b)) {
+			called[n] = true
+		}
+	}
+	names, err := funcNames(Confd, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if !called[n] {
+			t.Errorf("testdata/confd/templates call no %s", n)
+		}
+	}
+}
