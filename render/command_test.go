@@ -1,0 +1,69 @@
+package render
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestExecTimeoutKillsTheGroup: on timeout the whole process group dies,
+// including what the shell started in the background.
+func TestExecTimeoutKillsTheGroup(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	out, err := Exec{}.Run(ctx, []string{"/bin/sh", "-c", "sleep 600 & echo $! > " + pidFile + "; echo started; wait"})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err %v, want a deadline error", err)
+	}
+	if !strings.Contains(string(out), "started") {
+		t.Errorf("output %q lost", out)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("background child %d outlived the timeout", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// alive reports whether pid runs (a zombie waiting to be reaped does not).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z")
+}
+
+func TestRunErrors(t *testing.T) {
+	tests := []struct {
+		line string
+		want string
+	}{
+		{"echo one; echo two >&2; exit 4", `check "echo one; echo two >&2; exit 4": exit status 4: one | two`},
+		{"exit 1", `check "exit 1": exit status 1`},
+		{"/nonexistent/berth-cmd", "not found"},
+	}
+	for _, tc := range tests {
+		err := run(context.Background(), Exec{}, "check", tc.line, time.Minute)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.line, err, tc.want)
+		}
+	}
+	if err := run(context.Background(), Exec{}, "check", "true", 0); err != nil {
+		t.Errorf("true: %v", err)
+	}
+}
