@@ -2,6 +2,7 @@ package dialect
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"text/template"
 
@@ -54,7 +55,7 @@ func functions(opts Options) (*funcSet, error) {
 // unbound stands for a function that is bound per execution.
 func unbound() (string, error) { return "", fmt.Errorf("function called outside an execution") }
 
-// Nondeterministic lists the sprig functions whose result changes from
+// nondeterministic lists the sprig functions whose result changes from
 // call to call with the same arguments — the clock, randomness, key
 // generation, DNS. The native dialect leaves them out unless
 // Options.AllowNondeterministic is set, because a changing output reloads
@@ -78,5 +79,32 @@ var nondeterministic = []string{
 // needs AllowNondeterministic for.
 func Nondeterministic() []string { return slices.Clone(nondeterministic) }
 
-// sprigFuncs returns a fresh copy of sprig's text/template functions.
-func sprigFuncs() template.FuncMap { return sprig.TxtFuncMap() }
+// sprigFuncs returns a fresh copy of sprig's text/template functions, with
+// keys and values in key order rather than Go's random map order, so that
+// the output of a template does not change from render to render.
+func sprigFuncs() template.FuncMap {
+	m := sprig.TxtFuncMap()
+	m["keys"] = sortedDictKeys
+	m["values"] = dictValues
+	return m
+}
+
+// sortedDictKeys returns the keys of every dict, each dict's sorted, in
+// the order of the dicts (sprig's keys, ordered).
+func sortedDictKeys(dicts ...map[string]any) []string {
+	out := []string{}
+	for _, d := range dicts {
+		out = append(out, slices.Sorted(maps.Keys(d))...)
+	}
+	return out
+}
+
+// dictValues returns the values of dict in the order of its keys (sprig's
+// values, ordered).
+func dictValues(dict map[string]any) []any {
+	out := make([]any, 0, len(dict))
+	for _, k := range slices.Sorted(maps.Keys(dict)) {
+		out = append(out, dict[k])
+	}
+	return out
+}
