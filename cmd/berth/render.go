@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -17,15 +19,11 @@ import (
 
 // renderOptions are the flags of berth render.
 type renderOptions struct {
-	configs   []string
-	confdir   string
-	templates []string
-	dialect   string
-	prefix    string
-	dryRun    bool
-	stdout    bool
-	context   string
-	store     *storeFlags
+	sources *templateFlags
+	dryRun  bool
+	stdout  bool
+	context string
+	store   *storeFlags
 }
 
 func newRenderCommand() *cobra.Command {
@@ -44,7 +42,8 @@ unmodified) and --template SRC[:DEST[:RELOAD]] (repeatable; without DEST
 the output goes to standard output). --dialect and --prefix apply to
 --template; --prefix also overrides the confd resources' prefix.
 
-With --store, each prefix of a template is read with one List (consistent
+The store is --store (or BERTH_STORE), else the [store] table of a --config
+file, else the default embedded store. Each prefix of a template is read with one List (consistent
 per prefix). --context renders from a JSON fixture instead: a list of
 containers in docker-gen's RuntimeContainer shape, or an object mapping
 keys to values.`,
@@ -52,11 +51,7 @@ keys to values.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&o.configs, "config", nil, "berth.toml or docker-gen configuration file (repeatable)")
-	f.StringVar(&o.confdir, "confdir", "", "confd directory: conf.d/*.toml resources and templates/")
-	f.StringArrayVar(&o.templates, "template", nil, "SRC[:DEST[:RELOAD]] template shorthand (repeatable)")
-	f.StringVar(&o.dialect, "dialect", string(dialect.Native), "dialect of --template templates: native, docker-gen or confd")
-	f.StringVar(&o.prefix, "prefix", "", "key prefix of --template templates (default /berth); the global prefix of --confdir resources")
+	o.sources = addTemplateFlags(f)
 	f.BoolVar(&o.dryRun, "dry-run", false, "write nothing, run nothing: print a unified diff against each destination")
 	f.BoolVar(&o.stdout, "stdout", false, "write nothing, run nothing: print each rendered output")
 	f.StringVar(&o.context, "context", "", "render from this JSON fixture instead of a store")
@@ -81,7 +76,7 @@ func (o *renderOptions) run(cmd *cobra.Command) error {
 	if o.context != "" && cmd.Flags().Changed("store") {
 		return usagef("--context and --store exclude each other")
 	}
-	confs, err := o.templateConfigs()
+	confs, files, err := o.sources.load()
 	if err != nil {
 		return err
 	}
@@ -97,6 +92,7 @@ func (o *renderOptions) run(cmd *cobra.Command) error {
 		ts = append(ts, loaded{conf: c, tmpl: t})
 	}
 
+	o.store.useConfig(files)
 	inputs, err := o.inputs(cmd.Context(), log, ts)
 	if err != nil {
 		return err
@@ -118,38 +114,28 @@ func (o *renderOptions) run(cmd *cobra.Command) error {
 	return nil
 }
 
-// templateConfigs loads every template the flags name, and validates them
-// together.
-func (o *renderOptions) templateConfigs() ([]config.Template, error) {
-	var ts []config.Template
-	for _, file := range o.configs {
-		f, err := config.Load(file)
-		if err != nil {
-			return nil, usageError{err}
+// fallBackTo makes the [store] table of a configuration file the value of
+// every store setting that neither a flag nor its environment variable sets:
+// flags, then environment, then file.
+func (f *storeFlags) fallBackTo(s config.Store) {
+	for _, x := range []struct {
+		field *string
+		env   []string
+		file  string
+	}{
+		{&f.url, []string{"BERTH_STORE"}, s.URL},
+		{&f.ca, []string{"BERTH_STORE_CA"}, s.CA},
+		{&f.cert, []string{"BERTH_STORE_CERT"}, s.Cert},
+		{&f.key, []string{"BERTH_STORE_KEY"}, s.Key},
+		{&f.user, []string{"BERTH_STORE_USER"}, s.Username},
+		{&f.password, []string{"BERTH_STORE_PASSWORD"}, s.Password},
+		{&f.token, []string{"BERTH_STORE_TOKEN", "CONSUL_HTTP_TOKEN"}, s.Token},
+	} {
+		if *x.field != "" || slices.ContainsFunc(x.env, func(e string) bool { return os.Getenv(e) != "" }) {
+			continue
 		}
-		ts = append(ts, f.Templates...)
+		*x.field = x.file
 	}
-	if o.confdir != "" {
-		cts, err := config.LoadConfd(o.confdir, o.prefix)
-		if err != nil {
-			return nil, usageError{err}
-		}
-		ts = append(ts, cts...)
-	}
-	for _, s := range o.templates {
-		t, err := config.ParseTemplateFlag(s, dialect.Options{Dialect: dialect.Name(o.dialect), Prefix: o.prefix})
-		if err != nil {
-			return nil, usageError{err}
-		}
-		ts = append(ts, t)
-	}
-	if len(ts) == 0 {
-		return nil, usagef("no templates: give --config, --confdir or --template")
-	}
-	if err := config.Validate(ts); err != nil {
-		return nil, usageError{err}
-	}
-	return ts, nil
 }
 
 // inputs reads each template's data: from the fixture, or from the store

@@ -215,6 +215,15 @@ func TestRenderStores(t *testing.T) {
 					t.Errorf("%s from %s:\n%s\nwant:\n%s", c.golden, sc.name, out, want)
 				}
 			}
+			// The [store] table of a berth.toml names the store when no flag does.
+			conf := filepath.Join(t.TempDir(), "berth.toml")
+			src, _ := filepath.Abs(fixture("upstreams.tmpl"))
+			os.WriteFile(conf, []byte("[store]\nurl = \""+url+"\"\n[[template]]\nsrc = \""+src+"\"\ndest = \"/unused\"\n"), 0o644)
+			code, out, errs := run(t, t.Context(), "", "render", "--stdout", "--config", conf)
+			if want, _ := os.ReadFile(fixture("native.golden")); code != 0 || out != string(want) {
+				t.Errorf("from the [store] of berth.toml: exit %d, stderr %s\n%s", code, errs, out)
+			}
+
 			// And a real write through the pipeline.
 			dest := filepath.Join(t.TempDir(), "upstreams.conf")
 			if code, _, errs := run(t, t.Context(), "", "render", "--store", url, "--template", fixture("upstreams.tmpl")+":"+dest); code != 0 {
