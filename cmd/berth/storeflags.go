@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/store/backend"
 )
@@ -17,6 +18,18 @@ import (
 // falls back to an environment variable, then to the default.
 type storeFlags struct {
 	url, ca, cert, key, user, password, token, stateDir string
+	file                                                config.Store // [store] of berth.toml: below env and flags
+}
+
+// useConfig takes the [store] table of the first configuration file that
+// has one as the defaults under the environment and the flags.
+func (f *storeFlags) useConfig(files []*config.File) {
+	for _, cf := range files {
+		if cf.Store != (config.Store{}) {
+			f.file = cf.Store
+			return
+		}
+	}
 }
 
 // addStoreFlags registers the store flags on fs.
@@ -34,15 +47,20 @@ func addStoreFlags(fs *pflag.FlagSet) *storeFlags {
 }
 
 // URL is the store URL after flags and environment.
-func (f *storeFlags) URL() string { return cmp.Or(f.url, os.Getenv("BERTH_STORE")) }
+func (f *storeFlags) URL() string { return cmp.Or(f.url, os.Getenv("BERTH_STORE"), f.file.URL) }
 
 // options turns the flags (or their environment fallbacks) into backend
 // options.
 func (f *storeFlags) options(log *slog.Logger) []backend.Option {
 	return []backend.Option{
-		backend.WithTLS(cmp.Or(f.ca, os.Getenv("BERTH_STORE_CA")), cmp.Or(f.cert, os.Getenv("BERTH_STORE_CERT")), cmp.Or(f.key, os.Getenv("BERTH_STORE_KEY"))),
-		backend.WithCredentials(cmp.Or(f.user, os.Getenv("BERTH_STORE_USER")), cmp.Or(f.password, os.Getenv("BERTH_STORE_PASSWORD"))),
-		backend.WithToken(cmp.Or(f.token, os.Getenv("BERTH_STORE_TOKEN"), os.Getenv("CONSUL_HTTP_TOKEN"))),
+		backend.WithTLS(
+			cmp.Or(f.ca, os.Getenv("BERTH_STORE_CA"), f.file.CA),
+			cmp.Or(f.cert, os.Getenv("BERTH_STORE_CERT"), f.file.Cert),
+			cmp.Or(f.key, os.Getenv("BERTH_STORE_KEY"), f.file.Key)),
+		backend.WithCredentials(
+			cmp.Or(f.user, os.Getenv("BERTH_STORE_USER"), f.file.Username),
+			cmp.Or(f.password, os.Getenv("BERTH_STORE_PASSWORD"), f.file.Password)),
+		backend.WithToken(cmp.Or(f.token, os.Getenv("BERTH_STORE_TOKEN"), os.Getenv("CONSUL_HTTP_TOKEN"), f.file.Token)),
 		backend.WithStateDir(cmp.Or(f.stateDir, os.Getenv("BERTH_STATE_DIR"))),
 		backend.WithLogger(log),
 	}

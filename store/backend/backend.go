@@ -22,7 +22,9 @@ import (
 	"time"
 
 	"github.com/berthd/berth/store"
+	"github.com/berthd/berth/store/consul"
 	"github.com/berthd/berth/store/etcd"
+	"github.com/berthd/berth/store/file"
 )
 
 // ErrBadURL marks an error in the store URL itself (as opposed to a store
@@ -95,12 +97,17 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (store.Store, erro
 	if rawURL == "" {
 		rawURL = "embedded://"
 	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadURL, err)
-	}
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w %q: %s", ErrBadURL, rawURL, fmt.Sprintf(format, args...))
+	}
+	const schemes = "embedded://, etcd://, consul://, file:// or env://"
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, bad("%v; a store URL starts with %s", err, schemes)
 	}
 	switch u.Scheme {
 	case "embedded":
@@ -132,10 +139,34 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (store.Store, erro
 			}
 		}
 		return etcd.New(ctx, cfg)
+	case "consul", "consuls":
+		if u.Host == "" || (u.Path != "" && u.Path != "/") || strings.Contains(u.Host, ",") {
+			return nil, bad("consul takes one agent address (consul://127.0.0.1:8500)")
+		}
+		if !strings.Contains(u.Host, ":") {
+			return nil, bad("host %q has no port", u.Host)
+		}
+		cfg := consul.Config{
+			Address: u.Host, Scheme: "http", Token: o.Token,
+			CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
+			DialTimeout: o.DialTimeout, Logger: o.Logger,
+		}
+		if u.Scheme == "consuls" {
+			cfg.Scheme = "https"
+		}
+		return consul.New(ctx, cfg)
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, bad("file takes a path (file:///etc/berth/values.yaml), not a host %q", u.Host)
+		}
+		if u.Path == "" {
+			return nil, bad("no path")
+		}
+		return file.New(ctx, u.Path, o.Logger)
 	case "":
-		return nil, bad("no scheme; use embedded://, etcd://, consul://, file:// or env://")
+		return nil, bad("no scheme; use %s", schemes)
 	}
-	return nil, bad("unknown scheme %q; use embedded://, etcd://, consul://, file:// or env://", u.Scheme)
+	return nil, bad("unknown scheme %q; use %s", u.Scheme, schemes)
 }
 
 // hostList splits the comma-separated host:port list of a URL.

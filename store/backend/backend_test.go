@@ -1,0 +1,84 @@
+package backend_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/store"
+	"github.com/berthd/berth/store/backend"
+)
+
+func TestOpenRejectsBadURLs(t *testing.T) {
+	for _, tc := range []struct{ url, want string }{
+		{"nosuch://x", `unknown scheme "nosuch"`},
+		{"127.0.0.1:2379", "a store URL starts with embedded://"},
+		{"etcd://", "no host:port"},
+		{"etcd://h1:2379,,h2:2379", "empty host"},
+		{"etcd://h1", `host "h1" has no port`},
+		{"etcd://h1:2379/path", "unexpected path"},
+		{"consul://", "one agent address"},
+		{"consul://a:1,b:2", "one agent address"},
+		{"embedded://host/dir", "takes a path"},
+		{"file://host/etc/x.yaml", "takes a path"},
+		{"file://", "no path"},
+		{"%zz", "invalid URL escape"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			_, err := backend.Open(t.Context(), tc.url)
+			if !errors.Is(err, backend.ErrBadURL) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Open(%q) = %v; want ErrBadURL containing %q", tc.url, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestOpenEachBackend opens every scheme against a real instance and reads
+// one key through it.
+func TestOpenEachBackend(t *testing.T) {
+	dir := t.TempDir()
+	values := filepath.Join(dir, "values.yaml")
+	if err := os.WriteFile(values, []byte("app:\n  port: 8080\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cluster := testenv.StartEtcd(t, 1)
+	agent := testenv.StartConsul(t)
+	for _, tc := range []struct {
+		name, url string
+		writable  bool
+	}{
+		{"embedded", "embedded://" + filepath.Join(dir, "store"), true},
+		{"default embedded", "", true},
+		{"etcd", cluster.URL(), true},
+		{"consul", "consul://" + agent.Addr, true},
+		{"file", "file://" + values, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := backend.Open(t.Context(), tc.url, backend.WithStateDir(filepath.Join(dir, "state")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			if tc.writable {
+				if _, err := st.Put(t.Context(), "/app/port", []byte("8080")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			kv, err := st.Get(t.Context(), "/app/port")
+			if err != nil || string(kv.Value) != "8080" {
+				t.Fatalf("get = %+v, %v", kv, err)
+			}
+			if !tc.writable {
+				if _, err := st.Put(t.Context(), "/x", nil); !errors.Is(err, store.ErrReadOnly) {
+					t.Fatalf("put on %s: %v, want ErrReadOnly", tc.name, err)
+				}
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", "store")); err != nil {
+		t.Fatalf("default embedded store not under the state dir: %v", err)
+	}
+}
