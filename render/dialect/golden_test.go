@@ -442,7 +442,7 @@ const (
 {{ randBytes 12 | b64dec | len }} {{ randInt 5 6 }} {{ shuffle "aa" }} {{ uuidv4 | len }} {{ bcrypt "pw" | hasPrefix "$2a$" }} {{ htpasswd "user" "pw" | hasPrefix "user:$2a$" }}
 {{ encryptAES "key" "secret text" | decryptAES "key" }} {{ getHostByName "localhost" | kindOf }}
 {{ genPrivateKey "ecdsa" | hasPrefix "-----BEGIN EC PRIVATE KEY-----" }} {{ $ca := genCA "berth-ca" 30 }}{{ $ca.Cert | hasPrefix "-----BEGIN CERTIFICATE-----" }}
-{{ $key := genPrivateKey "rsa" }}{{ (genCAWithKey "ca2" 30 $key).Key | eq $key }}
+{{ $key := genPrivateKey "ed25519" }}{{ (genCAWithKey "ca2" 30 $key).Key | eq $key }}
 {{ $c := genSelfSignedCert "x.example" (list "127.0.0.1") (list "x.example") 30 }}{{ $c.Key | hasPrefix "-----BEGIN RSA PRIVATE KEY-----" }}
 {{ (genSelfSignedCertWithKey "y.example" nil nil 30 $key).Key | eq $key }}
 {{ (genSignedCert "z.example" nil (list "z.example") 30 $ca).Cert | hasPrefix "-----BEGIN CERTIFICATE-----" }}
