@@ -63,7 +63,7 @@ type Result struct {
 	Name     string
 	Dest     string
 	Count    int   // records counted by the guards
-	Changed  bool  // the destination was replaced (and stays so)
+	Changed  bool  // the destination holds the new output
 	Reloaded bool  // its reload command ran successfully
 	Restored bool  // the reload failed and the previous file was put back
 	Err      error // nil on success or "unchanged"
@@ -158,48 +158,40 @@ func (r *Renderer) execute(job Job, sizeHint int) ([]byte, int, error) {
 func (r *Renderer) Cycle(ctx context.Context, jobs []Job) ([]Result, error) {
 	results := make([]Result, len(jobs))
 	prevs := make([]current, len(jobs))
+	reloads := make([]string, len(jobs)) // expanded reload command per job
 	seen := make(map[string]int, len(jobs))
 	for i, job := range jobs {
-		s := job.Spec
-		results[i] = Result{Name: s.name(), Dest: s.Dest}
+		s, res := job.Spec, &results[i]
+		*res = Result{Name: s.name(), Dest: s.Dest}
 		if j, dup := seen[filepath.Clean(s.Dest)]; dup {
-			results[i].Err = fmt.Errorf("%s: destination %s is also written by %s", s.name(), s.Dest, results[j].Name)
+			res.Err = fmt.Errorf("%s: destination %s is also written by %s", s.name(), s.Dest, results[j].Name)
 			continue
 		}
 		seen[filepath.Clean(s.Dest)] = i
-		prevs[i], results[i].Changed, results[i].Count, results[i].Err = r.write(ctx, job)
-		if results[i].Err == nil && !results[i].Changed {
-			r.remember(s.Dest, results[i].Count)
+		if s.Reload != "" {
+			var err error
+			if reloads[i], err = (command{what: "reload", text: s.Reload}).expand(s.Dest); err != nil {
+				res.Err = fmt.Errorf("%s: %w", s.name(), err)
+				continue
+			}
+		}
+		prevs[i], res.Changed, res.Count, res.Err = r.write(ctx, job)
+		if res.Err == nil && (!res.Changed || reloads[i] == "") {
+			r.remember(s.Dest, res.Count)
 		}
 	}
 
-	// Reloads: group the changed jobs by expanded command, keep first-seen order.
+	// Group the changed jobs by reload command, in first-seen order.
 	var order []string
 	groups := map[string][]int{}
-	for i, job := range jobs {
-		res := &results[i]
-		if !res.Changed || res.Err != nil {
+	for i := range jobs {
+		if !results[i].Changed || reloads[i] == "" {
 			continue
 		}
-		if job.Spec.Reload == "" {
-			r.remember(job.Spec.Dest, res.Count)
-			continue
+		if _, ok := groups[reloads[i]]; !ok {
+			order = append(order, reloads[i])
 		}
-		line, err := command{what: "reload", text: job.Spec.Reload}.expand(job.Spec.Dest)
-		if err != nil {
-			res.Err = fmt.Errorf("%s: %w", res.Name, err)
-			if rerr := r.putBack(job.Spec, prevs[i]); rerr != nil {
-				res.Err = fmt.Errorf("%w; restore failed: %w", res.Err, rerr)
-			} else {
-				res.Err = fmt.Errorf("%w; previous file restored", res.Err)
-			}
-			res.Changed, res.Restored = false, true
-			continue
-		}
-		if _, ok := groups[line]; !ok {
-			order = append(order, line)
-		}
-		groups[line] = append(groups[line], i)
+		groups[reloads[i]] = append(groups[reloads[i]], i)
 	}
 	for _, line := range order {
 		idx := groups[line]
@@ -212,20 +204,20 @@ func (r *Renderer) Cycle(ctx context.Context, jobs []Job) ([]Result, error) {
 			}
 			continue
 		}
-		// Roll back every file this reload was for, then reload once more.
-		var restoreErrs []error
-		for _, i := range idx {
-			if rerr := r.putBack(jobs[i].Spec, prevs[i]); rerr != nil {
-				restoreErrs = append(restoreErrs, rerr)
-			}
+		// Put back every file this reload was for, then reload once more.
+		restoreErrs := make([]error, len(idx))
+		for k, i := range idx {
+			restoreErrs[k] = r.putBack(jobs[i].Spec, prevs[i])
 		}
 		again := run(ctx, r.cmd, "reload", line, timeout)
-		for _, i := range idx {
+		for k, i := range idx {
 			res := &results[i]
-			res.Changed, res.Restored = false, true
-			res.Err = fmt.Errorf("%s: %w; previous file restored", res.Name, err)
-			if len(restoreErrs) > 0 {
-				res.Err = fmt.Errorf("%w; restore failed: %w", res.Err, errors.Join(restoreErrs...))
+			res.Changed = restoreErrs[k] != nil // still the new file if it could not be put back
+			res.Restored = restoreErrs[k] == nil
+			if res.Restored {
+				res.Err = fmt.Errorf("%s: %w; previous file restored", res.Name, err)
+			} else {
+				res.Err = fmt.Errorf("%s: %w; restoring the previous file failed: %w", res.Name, err, restoreErrs[k])
 			}
 			if again != nil {
 				res.Err = fmt.Errorf("%w; reload after restore also failed: %w", res.Err, again)
@@ -245,8 +237,8 @@ func (r *Renderer) Cycle(ctx context.Context, jobs []Job) ([]Result, error) {
 }
 
 // write runs the first half of the pipeline for one job: read the
-// destination, guards, execute, compare, stage, check, backup, swap. It returns what the destination held
-// before, and whether it was replaced.
+// destination, guards, execute, compare, stage, check, backup, swap. It
+// returns what the destination held before, and whether it was replaced.
 func (r *Renderer) write(ctx context.Context, job Job) (prev current, changed bool, n int, err error) {
 	s := job.Spec
 	prev, err = readCurrent(s.Dest)

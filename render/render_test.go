@@ -186,6 +186,11 @@ func TestBadInputs(t *testing.T) {
 			want: `check command "cat {{.source}}"`,
 		},
 		{
+			name: "reload with bad placeholder",
+			spec: func(string) Spec { return Spec{Reload: "kill -HUP {{.pid}}"} },
+			want: `reload command "kill -HUP {{.pid}}"`,
+		},
+		{
 			name: "failing reload restores",
 			spec: func(dir string) Spec {
 				return Spec{Reload: writeScript(t, dir, "reload.sh", "echo reload >> "+dir+"/reload.log; echo 'emerg: bad'; exit 1\n")}
@@ -446,4 +451,29 @@ func TestBindMountedFile(t *testing.T) {
 		t.Error("inode changed")
 	}
 	noTemps(t, dir)
+}
+
+// TestRestoreFails: the reload fails and the directory has meanwhile become
+// read-only, so the previous file cannot be put back; the error says so and
+// the result says the new file is still in place.
+func TestRestoreFails(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "conf")
+	os.Mkdir(dir, 0o755)
+	if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	dest := filepath.Join(dir, "out")
+	os.WriteFile(dest, []byte("old"), 0o644)
+	reload := "mount -o remount,bind,ro " + dir + " && exit 1"
+	res, err := cycle(t, testRenderer(t), Job{Spec: Spec{Dest: dest, Reload: reload}, Source: static("new")})
+	if err == nil || !strings.Contains(err.Error(), "restoring the previous file failed") || !strings.Contains(err.Error(), "read-only file system") {
+		t.Fatalf("error %v", err)
+	}
+	if !res[0].Changed || res[0].Restored {
+		t.Errorf("result %+v: want the new file reported in place", res[0])
+	}
+	if got := readFile(t, dest); got != "new" {
+		t.Errorf("dest = %q", got)
+	}
 }
