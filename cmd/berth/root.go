@@ -59,6 +59,7 @@ nginx config current: render, check, swap atomically, reload.`,
 		newVersionCommand(),
 		newKVCommand(),
 		newRenderCommand(),
+		newWatchCommand(),
 		newBenchCommand(),
 	)
 	return root

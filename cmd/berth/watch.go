@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/render"
+	"github.com/berthd/berth/runner"
+	"github.com/berthd/berth/watcher"
+)
+
+// watchOptions are the flags of berth watch.
+type watchOptions struct {
+	sources     *templateFlags
+	store       *storeFlags
+	once        bool
+	wait        string
+	minInterval time.Duration
+	resync      time.Duration
+}
+
+func newWatchCommand() *cobra.Command {
+	o := &watchOptions{}
+	cmd := &cobra.Command{
+		Use:   "watch",
+		Short: "Keep templates rendered from a store as it changes (the sidecar)",
+		Long: `Watch the store prefixes the templates read and re-render them when the
+data or the template files change: one store watch per prefix however many
+templates read it; a template renders once all its prefixes are synced;
+bursts of changes are debounced (wait = "min:max"); a failed render, check
+or reload keeps the last good file and is retried with backoff.
+
+SIGHUP reloads the configuration (unchanged templates and watches are
+kept); SIGTERM or SIGINT stops. --once renders after the first sync and
+exits: 0 rendered or unchanged, 1 a template failed, 2 usage or
+configuration error.`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
+	}
+	f := cmd.Flags()
+	o.sources = addTemplateFlags(f)
+	o.store = addStoreFlags(f)
+	f.BoolVar(&o.once, "once", false, "render once after the first sync and exit")
+	f.StringVar(&o.wait, "wait", "", `default quiescence "min[:max]" for templates without their own (e.g. 100ms:1s)`)
+	f.DurationVar(&o.minInterval, "min-reload-interval", 0, "reload budget: at most one change applied per template in this interval")
+	f.DurationVar(&o.resync, "resync", watcher.DefaultResync, "re-list every watched prefix this often as a backstop (0: never)")
+	return cmd
+}
+
+func (o *watchOptions) run(cmd *cobra.Command) error {
+	log, err := commandLogger(cmd)
+	if err != nil {
+		return err
+	}
+	templates, files, err := o.sources.load()
+	if err != nil {
+		return err
+	}
+	for _, t := range templates {
+		if t.Stdout() {
+			return usagef("%s: no destination: berth watch writes files (use berth render --stdout to print)", t.Origin)
+		}
+	}
+	var defWait watcher.Wait
+	if o.wait != "" {
+		w, err := config.ParseWait(o.wait)
+		if err != nil {
+			return usagef("--wait: %v", err)
+		}
+		defWait = watcher.Wait{Min: w.Min, Max: w.Max}
+	}
+	o.store.useConfig(files)
+	ctx := cmd.Context()
+	st, err := o.store.open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	r := runner.New(st, render.New(render.WithLogger(log)),
+		runner.WithLogger(log),
+		runner.WithDefaultWait(defWait),
+		runner.WithMinReloadInterval(o.minInterval),
+		runner.WithMirrorOptions(watcher.WithResync(o.resync)),
+	)
+	if o.once {
+		results, err := r.Once(ctx, templates)
+		if err != nil {
+			return exitCodeError{exitFailure, err}
+		}
+		for _, res := range results {
+			if res.Err != nil {
+				return exitCodeError{exitFailure, errors.New("one or more templates failed")}
+			}
+		}
+		return nil
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, templates) }()
+	log.Info("watching", "templates", len(templates), "store", o.store.URL())
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return exitCodeError{exitFailure, err}
+			}
+			log.Info("stopped")
+			return nil
+		case <-hup:
+			ts, _, err := o.sources.load()
+			if err == nil {
+				err = r.Update(ctx, ts)
+			}
+			if err != nil {
+				log.Error("configuration reload failed; keeping the running configuration", "err", err)
+				continue
+			}
+			log.Info("configuration reloaded", "templates", len(ts))
+		}
+	}
+}

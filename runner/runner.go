@@ -1,0 +1,544 @@
+// Package runner keeps template outputs current: it ties the watcher
+// (mirrors of store prefixes, quiescence, file watches) to the render
+// pipeline, the way consul-template's manager ties dependencies to its
+// renderer. One mirror per prefix is shared by every template that reads
+// it; a template renders only after all its prefixes finished their first
+// sync; a failed render, check or reload is retried with backoff and the
+// last good output stays in place.
+//
+// Concurrency: Run owns all state and returns when its context ends;
+// Update and Status talk to it over channels and may be called from any
+// goroutine while Run runs.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/render"
+	"github.com/berthd/berth/render/dialect"
+	"github.com/berthd/berth/store"
+	"github.com/berthd/berth/watcher"
+)
+
+// Retry bounds for a template whose render, check or reload failed.
+const (
+	minRetry = time.Second
+	maxRetry = time.Minute
+)
+
+// Runner renders a set of templates whenever their data or files change.
+type Runner struct {
+	st       store.Store
+	renderer *render.Renderer
+	log      *slog.Logger
+	mirrorO  []watcher.MirrorOption
+	defWait  watcher.Wait
+	minIntvl time.Duration
+
+	updates chan update
+	status  chan chan []TemplateStatus
+}
+
+// Option configures a Runner.
+type Option func(*Runner)
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(r *Runner) { r.log = l } }
+
+// WithMirrorOptions passes options to every mirror (resync, backoff).
+func WithMirrorOptions(o ...watcher.MirrorOption) Option {
+	return func(r *Runner) { r.mirrorO = append(r.mirrorO, o...) }
+}
+
+// WithDefaultWait sets the quiescence of templates that have none.
+func WithDefaultWait(w watcher.Wait) Option { return func(r *Runner) { r.defWait = w } }
+
+// WithMinReloadInterval sets the reload budget: no template renders sooner
+// than d after its previous change was applied.
+func WithMinReloadInterval(d time.Duration) Option { return func(r *Runner) { r.minIntvl = d } }
+
+// New returns a runner reading st and writing through renderer.
+func New(st store.Store, renderer *render.Renderer, opts ...Option) *Runner {
+	r := &Runner{
+		st: st, renderer: renderer, log: slog.Default(),
+		updates: make(chan update),
+		status:  make(chan chan []TemplateStatus),
+	}
+	for _, f := range opts {
+		f(r)
+	}
+	return r
+}
+
+// TemplateStatus is what one template last did.
+type TemplateStatus struct {
+	Name       string
+	Dest       string
+	Synced     bool           // every prefix finished its first sync
+	Revision   store.Revision // of the last successful render
+	LastRender time.Time      // last successful render (changed or not)
+	LastChange time.Time      // last time the destination was replaced
+	LastError  error          // of the last attempt; nil after a success
+	Mirrors    []watcher.Health
+}
+
+type update struct {
+	templates []config.Template
+	reply     chan error
+}
+
+// Update replaces the set of templates (configuration reload). Unchanged
+// templates keep their state, mirrors still in use keep watching; new
+// templates render once their prefixes are synced.
+func (r *Runner) Update(ctx context.Context, templates []config.Template) error {
+	reply := make(chan error, 1)
+	select {
+	case r.updates <- update{templates, reply}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Status reports every template's state.
+func (r *Runner) Status(ctx context.Context) ([]TemplateStatus, error) {
+	reply := make(chan []TemplateStatus, 1)
+	select {
+	case r.status <- reply:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case s := <-reply:
+		return s, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Once waits until every prefix the templates read has synced, renders all
+// of them in one cycle, and returns the results (one-shot mode).
+func (r *Runner) Once(ctx context.Context, templates []config.Template) ([]render.Result, error) {
+	ts, err := parseAll(templates)
+	if err != nil {
+		return nil, err
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	mirrors := map[string]*watcher.Mirror{}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for _, t := range ts {
+		for _, p := range t.conf.Prefixes {
+			if _, ok := mirrors[p]; !ok {
+				m := watcher.NewMirror(r.st, p, append([]watcher.MirrorOption{watcher.WithLogger(r.log)}, r.mirrorO...)...)
+				mirrors[p] = m
+				wg.Go(func() { m.Run(mctx) })
+			}
+		}
+	}
+	for _, m := range mirrors {
+		select {
+		case <-m.Synced():
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the first sync of %s: %w", m.Prefix(), ctx.Err())
+		}
+	}
+	jobs := make([]render.Job, len(ts))
+	for i, t := range ts {
+		in := snapshot(t.conf.Prefixes, mirrors)
+		jobs[i] = render.Job{Spec: t.conf.Spec, Source: render.Bind(t.tmpl, in)}
+	}
+	return r.renderer.Cycle(ctx, jobs)
+}
+
+// parsed is a template configuration with its parsed template.
+type parsed struct {
+	conf config.Template
+	tmpl *dialect.Template
+}
+
+func parseAll(templates []config.Template) ([]parsed, error) {
+	if err := config.Validate(templates); err != nil {
+		return nil, err
+	}
+	out := make([]parsed, 0, len(templates))
+	var errs []error
+	for _, c := range templates {
+		t, err := dialect.Parse(c.Src, c.Options)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.Origin, err))
+			continue
+		}
+		out = append(out, parsed{conf: c, tmpl: t})
+	}
+	return out, errors.Join(errs...)
+}
+
+// snapshot merges the mirrors of prefixes into one render input.
+func snapshot(prefixes []string, mirrors map[string]*watcher.Mirror) dialect.Input {
+	var (
+		parts [][]store.KV
+		rev   store.Revision
+	)
+	for _, p := range prefixes {
+		kvs, r := mirrors[p].Snapshot()
+		parts = append(parts, kvs)
+		rev = max(rev, r)
+	}
+	return dialect.Input{Revision: rev, KVs: render.MergeKVs(parts...)}
+}
+
+// Run renders the templates until ctx ends. It returns an error only when
+// the initial templates cannot be parsed or the file watcher cannot start;
+// later errors are logged, reported by Status, and retried.
+func (r *Runner) Run(ctx context.Context, templates []config.Template) error {
+	files, err := watcher.NewFiles(r.log)
+	if err != nil {
+		return err
+	}
+	defer files.Close()
+	s := &state{
+		r: r, files: files,
+		mirrors: map[string]*mirrorEntry{},
+		tmpls:   map[string]*tmplState{},
+		due:     make(chan *tmplState, 64),
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer s.wg.Wait()
+	defer cancel()
+	s.ctx = ctx
+	s.wg.Go(func() { files.Run(ctx) })
+	if err := s.apply(templates); err != nil {
+		return err
+	}
+	for {
+		select {
+		case t := <-s.due:
+			batch := map[*tmplState]bool{t: true}
+			for more := true; more; {
+				select {
+				case t := <-s.due:
+					batch[t] = true
+				default:
+					more = false
+				}
+			}
+			s.render(batch)
+		case u := <-r.updates:
+			u.reply <- s.apply(u.templates)
+		case reply := <-r.status:
+			reply <- s.report()
+		case <-ctx.Done():
+			for _, t := range s.tmpls {
+				t.stop()
+			}
+			for _, m := range s.mirrors {
+				m.cancel()
+			}
+			return nil
+		}
+	}
+}
+
+// state is Run's state; only Run's goroutine touches it (the per-template
+// goroutines only send on due).
+type state struct {
+	r       *Runner
+	ctx     context.Context
+	wg      sync.WaitGroup
+	files   *watcher.Files
+	mirrors map[string]*mirrorEntry
+	tmpls   map[string]*tmplState
+	due     chan *tmplState
+}
+
+type mirrorEntry struct {
+	m      *watcher.Mirror
+	refs   int
+	cancel context.CancelFunc
+}
+
+type tmplState struct {
+	conf    config.Template
+	tmpl    *dialect.Template
+	mirrors map[string]*watcher.Mirror
+	deb     *watcher.Debouncer
+	cancel  context.CancelFunc
+	done    chan struct{}
+
+	// Owned by Run's goroutine, except tmpl, which the watch goroutine
+	// replaces under mu when a file changes.
+	mu         sync.Mutex
+	synced     bool
+	appliedRev store.Revision
+	applied    bool // appliedRev and the current template were rendered successfully
+	tmplGen    int  // bumped when the template is re-parsed
+	appliedGen int
+	lastRender time.Time
+	lastChange time.Time
+	lastErr    error
+	retry      time.Duration
+	retryTimer *time.Timer
+}
+
+func (t *tmplState) stop() {
+	t.cancel()
+	<-t.done
+	if t.retryTimer != nil {
+		t.retryTimer.Stop()
+	}
+}
+
+// apply makes the running set match templates.
+func (s *state) apply(templates []config.Template) error {
+	ts, err := parseAll(templates)
+	if err != nil {
+		return err
+	}
+	next := map[string]parsed{}
+	for _, t := range ts {
+		next[t.conf.Name] = t
+	}
+	for name, cur := range s.tmpls {
+		if n, ok := next[name]; ok && reflect.DeepEqual(n.conf, cur.conf) {
+			delete(next, name) // unchanged: keep it as it is
+			continue
+		}
+		cur.stop()
+		for p := range cur.mirrors {
+			s.releaseMirror(p)
+		}
+		delete(s.tmpls, name)
+	}
+	for _, name := range slices.Sorted(maps.Keys(next)) {
+		s.start(next[name])
+	}
+	return nil
+}
+
+func (s *state) acquireMirror(prefix string) *watcher.Mirror {
+	if e, ok := s.mirrors[prefix]; ok {
+		e.refs++
+		return e.m
+	}
+	m := watcher.NewMirror(s.r.st, prefix, append([]watcher.MirrorOption{watcher.WithLogger(s.r.log)}, s.r.mirrorO...)...)
+	ctx, cancel := context.WithCancel(s.ctx)
+	s.mirrors[prefix] = &mirrorEntry{m: m, refs: 1, cancel: cancel}
+	s.wg.Go(func() { m.Run(ctx) })
+	return m
+}
+
+func (s *state) releaseMirror(prefix string) {
+	e := s.mirrors[prefix]
+	if e.refs--; e.refs == 0 {
+		e.cancel()
+		delete(s.mirrors, prefix)
+	}
+}
+
+// start begins watching one template's prefixes and files.
+func (s *state) start(p parsed) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	wait := watcher.Wait{Min: p.conf.Wait.Min, Max: p.conf.Wait.Max}
+	if p.conf.Wait.IsZero() {
+		wait = s.r.defWait
+	}
+	t := &tmplState{
+		conf: p.conf, tmpl: p.tmpl,
+		mirrors: map[string]*watcher.Mirror{},
+		deb:     watcher.NewDebouncer(ctx, wait, s.r.minIntvl),
+		cancel:  cancel,
+		done:    make(chan struct{}),
+	}
+	for _, pre := range p.conf.Prefixes {
+		t.mirrors[pre] = s.acquireMirror(pre)
+	}
+	s.tmpls[p.conf.Name] = t
+	go s.watchTemplate(ctx, t)
+}
+
+// watchTemplate is one template's goroutine: it waits for the first sync of
+// every prefix, asks for the first render at once, then turns data and file
+// changes into debounced render requests.
+func (s *state) watchTemplate(ctx context.Context, t *tmplState) {
+	defer close(t.done)
+	log := s.r.log.With("template", t.conf.Name)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	// Data changes go straight to the debouncer, which coalesces them.
+	for _, m := range t.mirrors {
+		ch, cancel := m.Subscribe()
+		defer cancel()
+		wg.Go(func() {
+			for {
+				select {
+				case <-ch:
+					t.deb.Trigger()
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
+	fileCh, cancelFiles, err := s.files.Watch(t.tmpl.Files())
+	if err != nil {
+		log.Warn("template files are not watched for changes", "err", err)
+	} else {
+		defer cancelFiles()
+	}
+	for _, m := range t.mirrors {
+		select {
+		case <-m.Synced():
+		case <-ctx.Done():
+			return
+		}
+	}
+	t.mu.Lock()
+	t.synced = true
+	t.mu.Unlock()
+	if !s.send(ctx, t) { // the first render waits for no quiescence
+		return
+	}
+	for {
+		select {
+		case <-t.deb.C():
+			if !s.send(ctx, t) {
+				return
+			}
+		case <-fileCh:
+			s.reparse(t, log)
+			t.deb.Trigger()
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// reparse re-reads a changed template; a broken edit keeps the previous
+// version and is reported.
+func (s *state) reparse(t *tmplState, log *slog.Logger) {
+	nt, err := dialect.Parse(t.conf.Src, t.conf.Options)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err != nil {
+		t.lastErr = fmt.Errorf("%s: %w (keeping the previous version)", t.conf.Origin, err)
+		log.Error("template edit does not parse; keeping the previous version", "err", err)
+		return
+	}
+	t.tmpl = nt
+	t.tmplGen++
+	log.Info("template changed on disk; re-rendering")
+}
+
+func (s *state) send(ctx context.Context, t *tmplState) bool {
+	select {
+	case s.due <- t:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// render runs one cycle over the templates that are due.
+func (s *state) render(batch map[*tmplState]bool) {
+	var (
+		jobs  []render.Job
+		owner []*tmplState
+		revs  []store.Revision
+		gens  []int
+	)
+	for t := range batch {
+		if s.tmpls[t.conf.Name] != t {
+			continue // replaced or removed by an update meanwhile
+		}
+		in := snapshot(t.conf.Prefixes, t.mirrors)
+		t.mu.Lock()
+		tmpl, gen := t.tmpl, t.tmplGen
+		skip := t.applied && t.appliedRev == in.Revision && t.appliedGen == gen
+		t.mu.Unlock()
+		if skip {
+			continue // this exact snapshot and template are already applied
+		}
+		jobs = append(jobs, render.Job{Spec: t.conf.Spec, Source: render.Bind(tmpl, in)})
+		owner = append(owner, t)
+		revs = append(revs, in.Revision)
+		gens = append(gens, gen)
+	}
+	if len(jobs) == 0 {
+		return
+	}
+	results, _ := s.r.renderer.Cycle(s.ctx, jobs)
+	now := time.Now()
+	for i, res := range results {
+		t := owner[i]
+		log := s.r.log.With("template", t.conf.Name, "dest", res.Dest, "revision", revs[i])
+		t.mu.Lock()
+		if res.Err == nil {
+			t.applied, t.appliedRev, t.appliedGen = true, revs[i], gens[i]
+			t.lastRender, t.lastErr, t.retry = now, nil, 0
+			if res.Changed {
+				t.lastChange = now
+				t.deb.Rendered()
+				log.Info("rendered", "records", res.Count, "reloaded", res.Reloaded)
+			} else {
+				log.Debug("unchanged", "records", res.Count)
+			}
+			t.mu.Unlock()
+			continue
+		}
+		t.lastErr = res.Err
+		t.applied = false
+		if errors.Is(res.Err, render.ErrRefused) {
+			// A guard refused this data; new data will trigger a new try.
+			t.mu.Unlock()
+			log.Warn("render refused; keeping the last good output", "err", res.Err)
+			continue
+		}
+		t.retry = min(max(2*t.retry, minRetry), maxRetry)
+		delay := t.retry
+		t.mu.Unlock()
+		log.Error("render failed; keeping the last good output", "err", res.Err, "retry_in", delay)
+		s.scheduleRetry(t, delay)
+	}
+}
+
+func (s *state) scheduleRetry(t *tmplState, delay time.Duration) {
+	if t.retryTimer != nil {
+		t.retryTimer.Stop()
+	}
+	t.retryTimer = time.AfterFunc(delay, func() { t.deb.Trigger() })
+}
+
+func (s *state) report() []TemplateStatus {
+	out := make([]TemplateStatus, 0, len(s.tmpls))
+	for _, name := range slices.Sorted(maps.Keys(s.tmpls)) {
+		t := s.tmpls[name]
+		t.mu.Lock()
+		st := TemplateStatus{
+			Name: name, Dest: t.conf.Spec.Dest, Synced: t.synced,
+			Revision: t.appliedRev, LastRender: t.lastRender, LastChange: t.lastChange, LastError: t.lastErr,
+		}
+		t.mu.Unlock()
+		for _, p := range t.conf.Prefixes {
+			st.Mirrors = append(st.Mirrors, t.mirrors[p].Health())
+		}
+		out = append(out, st)
+	}
+	return out
+}
