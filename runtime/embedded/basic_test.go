@@ -2,6 +2,7 @@ package embedded_test
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -83,4 +84,13 @@ func TestRunExitCodeAndLogs(t *testing.T) {
 			}
 		})
 	}
+}
+
+func mustAddr(t *testing.T, s string) netip.Addr {
+	t.Helper()
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		t.Fatalf("address %q: %v", s, err)
+	}
+	return a
 }

@@ -219,7 +219,7 @@ func NewRuntime(t testing.TB, e Env) *embedded.Runtime {
 		_ = r.Close()
 		// Everything but the bridge itself must be gone by now.
 		for _, l := range Leftovers(e) {
-			if l != "bridge "+e.Bridge {
+			if l != "bridge "+e.Bridge && l != "iptables rule for "+e.Bridge {
 				t.Errorf("left behind on the host: %s", l)
 			}
 		}
@@ -268,6 +268,9 @@ func Leftovers(e Env) []string {
 		if strings.HasPrefix(ns.Name(), e.Bridge+"-") {
 			left = append(left, "netns "+ns.Name())
 		}
+	}
+	if out, err := exec.Command("iptables", "-w", "-S", "FORWARD").Output(); err == nil && strings.Contains(string(out), "berth bridge "+e.Bridge+"\"") {
+		left = append(left, "iptables rule for "+e.Bridge)
 	}
 	if br, err := netlink.LinkByName(e.Bridge); err == nil {
 		left = append(left, "bridge "+e.Bridge)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
@@ -97,16 +98,44 @@ func (m *Manager) ensureBridge() error {
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("network: bridge %s up: %w", m.bridge, err)
 	}
-	return nil
+	return m.forwardRule(true)
 }
 
-// RemoveBridge deletes the bridge (used by tests and uninstall).
-func (m *Manager) RemoveBridge() error {
-	link, err := netlink.LinkByName(m.bridge)
+// forwardRule adds (or deletes) an iptables rule accepting traffic
+// between ports of the bridge. With br_netfilter loaded, switched traffic
+// passes the FORWARD chain, whose policy docker sets to DROP. Hosts
+// without iptables filter nothing and need no rule.
+func (m *Manager) forwardRule(add bool) error {
+	ipt, err := exec.LookPath("iptables")
 	if err != nil {
 		return nil
 	}
-	return netlink.LinkDel(link)
+	rule := []string{"FORWARD", "-i", m.bridge, "-o", m.bridge, "-m", "comment", "--comment", "berth bridge " + m.bridge, "-j", "ACCEPT"}
+	present := exec.Command(ipt, append([]string{"-w", "-C"}, rule...)...).Run() == nil
+	var args []string
+	switch {
+	case add && !present:
+		args = append([]string{"-w", "-I", "FORWARD", "1"}, rule[1:]...)
+	case !add && present:
+		args = append([]string{"-w", "-D"}, rule...)
+	default:
+		return nil
+	}
+	if out, err := exec.Command(ipt, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("network: iptables %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// RemoveBridge deletes the bridge and its forwarding rule (used by tests
+// and uninstall).
+func (m *Manager) RemoveBridge() error {
+	err := m.forwardRule(false)
+	link, lerr := netlink.LinkByName(m.bridge)
+	if lerr != nil {
+		return err
+	}
+	return errors.Join(err, netlink.LinkDel(link))
 }
 
 func (m *Manager) netnsName(id string) string { return m.bridge + "-" + short(id) }
