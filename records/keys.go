@@ -58,6 +58,10 @@ func cleanPrefix(prefix string) string {
 	return prefix
 }
 
+// Root is the directory every record key is under, with a trailing slash:
+// "<prefix>/".
+func Root(prefix string) string { return cleanPrefix(prefix) + "/" }
+
 // ServicesPrefix is the directory of every instance record, with a trailing
 // slash: "<prefix>/services/".
 func ServicesPrefix(prefix string) string { return cleanPrefix(prefix) + "/" + servicesDir + "/" }
@@ -108,24 +112,48 @@ func ValidSegment(s string) bool {
 // prefix, in an unknown directory, with the wrong number of segments, or
 // with an empty segment.
 func ParseKey(prefix, key string) (Key, error) {
-	p := cleanPrefix(prefix) + "/"
+	p := cleanPrefix(prefix)
 	rest, ok := strings.CutPrefix(key, p)
-	if !ok {
-		return Key{}, fmt.Errorf("key %q is not under prefix %q", key, p)
+	if ok {
+		rest, ok = strings.CutPrefix(rest, "/")
 	}
-	parts := strings.Split(rest, "/")
-	for _, s := range parts[1:] {
+	if !ok {
+		return Key{}, fmt.Errorf("key %q is not under prefix %q", key, p+"/")
+	}
+	p += "/"
+	// Split into at most four segments without allocating: this runs for
+	// every key of every snapshot.
+	var parts [4]string
+	n := 0
+	for {
+		if n == len(parts) {
+			return Key{}, notRecordKey(key, p)
+		}
+		i := strings.IndexByte(rest, '/')
+		if i < 0 {
+			parts[n] = rest
+			n++
+			break
+		}
+		parts[n], rest = rest[:i], rest[i+1:]
+		n++
+	}
+	for _, s := range parts[1:n] {
 		if !ValidSegment(s) {
 			return Key{}, fmt.Errorf("key %q: bad segment %q", key, s)
 		}
 	}
 	switch {
-	case parts[0] == servicesDir && len(parts) == 4:
+	case parts[0] == servicesDir && n == 4:
 		return Key{Kind: KindService, Service: parts[1], Host: parts[2], ID: parts[3]}, nil
-	case parts[0] == containersDir && len(parts) == 3:
+	case parts[0] == containersDir && n == 3:
 		return Key{Kind: KindContainer, Host: parts[1], ID: parts[2]}, nil
-	case parts[0] == hostsDir && len(parts) == 2:
+	case parts[0] == hostsDir && n == 2:
 		return Key{Kind: KindHost, Host: parts[1]}, nil
 	}
-	return Key{}, fmt.Errorf("key %q is not a record key (want %sservices/<service>/<host>/<id>, %scontainers/<host>/<id> or %shosts/<host>)", key, p, p, p)
+	return Key{}, notRecordKey(key, p)
+}
+
+func notRecordKey(key, p string) error {
+	return fmt.Errorf("key %q is not a record key (want %sservices/<service>/<host>/<id>, %scontainers/<host>/<id> or %shosts/<host>)", key, p, p, p)
 }

@@ -23,6 +23,9 @@ func TestKeysRoundTrip(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("%+v.String(%q) = %q, want %q", tt.key, tt.prefix, got, tt.want)
 		}
+		if !strings.HasPrefix(got, Root(tt.prefix)) {
+			t.Errorf("%q is not under Root(%q) = %q", got, tt.prefix, Root(tt.prefix))
+		}
 		back, err := ParseKey(tt.prefix, got)
 		if err != nil {
 			t.Errorf("ParseKey(%q, %q): %v", tt.prefix, got, err)

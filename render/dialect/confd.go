@@ -53,13 +53,13 @@ func confdFuncs() *funcSet {
 	}
 	return &funcSet{parse: m, bind: func(x *execution) template.FuncMap {
 		b := template.FuncMap{
-			"get":    unboundOr(x, func(s *kvStore) any { return s.get }),
-			"gets":   unboundOr(x, func(s *kvStore) any { return s.gets }),
-			"getv":   unboundOr(x, func(s *kvStore) any { return s.getv }),
-			"getvs":  unboundOr(x, func(s *kvStore) any { return s.getvs }),
-			"ls":     unboundOr(x, func(s *kvStore) any { return s.ls }),
-			"lsdir":  unboundOr(x, func(s *kvStore) any { return s.lsdir }),
-			"exists": unboundOr(x, func(s *kvStore) any { return s.exists }),
+			"get":    kvFunc(x, func(s *kvStore) any { return s.get }),
+			"gets":   kvFunc(x, func(s *kvStore) any { return s.gets }),
+			"getv":   kvFunc(x, func(s *kvStore) any { return s.getv }),
+			"getvs":  kvFunc(x, func(s *kvStore) any { return s.getvs }),
+			"ls":     kvFunc(x, func(s *kvStore) any { return s.ls }),
+			"lsdir":  kvFunc(x, func(s *kvStore) any { return s.lsdir }),
+			"exists": kvFunc(x, func(s *kvStore) any { return s.exists }),
 			"getenv": unbound,
 		}
 		if x != nil {

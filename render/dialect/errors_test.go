@@ -320,3 +320,27 @@ func TestConcurrentExecute(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestRecordsFromKeys checks that the key names a record's service and
+// host, whatever the record says.
+func TestRecordsFromKeys(t *testing.T) {
+	in := Input{KVs: kvs(map[string]string{
+		records.ServiceKey("", "web", "h1", "a"):   `{"ip":"10.0.0.1","port":80}`,
+		records.ServiceKey("", "web", "h0", "b"):   `{"id":"b","service":"web","ip":"10.0.0.2","port":80}`,
+		records.ServiceKey("", "web", "h0", "x/y"): `not a record key: ignored`,
+		"/berth/services/web":                      `not a record key either`,
+		records.HostKey("", "h1"):                  `{"lease_id":7}`,
+	})}
+	tm, err := ParseString("t.tmpl", `{{ range $s, $l := .Services }}{{ range $l }}{{ $s }}:{{ .Service }}:{{ .Host }}{{ .ID }} {{ end }}{{ end }}{{ range $n, $h := .Hosts }}{{ $n }}={{ $h.Name }}/{{ $h.LeaseID }}{{ end }}`, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := tm.Execute(&out, in); err != nil {
+		t.Fatal(err)
+	}
+	// Sorted by host, then id.
+	if want := "web:web:h0b web:web:h1a h1=h1/7"; out.String() != want {
+		t.Errorf("got %q, want %q", out.String(), want)
+	}
+}

@@ -72,35 +72,41 @@ type snapshotRecords struct {
 }
 
 // decodeRecords decodes the instance, container and host records among
-// kvs. A record that is not valid JSON fails the render: rendering without
-// it would drop a backend silently.
+// kvs; other keys are left alone. The key names a record's service, host
+// and id (the schema is the truth); the record's own fields are filled in
+// from it when missing. A record that is not valid JSON fails the render:
+// rendering without it would drop a backend silently.
 func decodeRecords(prefix string, kvs []store.KV, containersOnly bool) (*snapshotRecords, error) {
 	r := &snapshotRecords{services: map[string][]records.Instance{}, hosts: map[string]records.Host{}}
-	sp, cp, hp := records.ServicesPrefix(prefix), records.ContainersPrefix(prefix), records.HostsPrefix(prefix)
+	base := records.Root(prefix)
 	for _, kv := range kvs {
-		var err error
-		switch {
-		case !containersOnly && strings.HasPrefix(kv.Key, sp):
+		if !strings.HasPrefix(kv.Key, base) {
+			continue
+		}
+		k, err := records.ParseKey(prefix, kv.Key)
+		if err != nil || (containersOnly && k.Kind != records.KindContainer) {
+			continue
+		}
+		switch k.Kind {
+		case records.KindService:
 			var in records.Instance
 			if err = json.Unmarshal(kv.Value, &in); err == nil {
-				svc := in.Service
-				if svc == "" {
-					svc, _, _ = strings.Cut(kv.Key[len(sp):], "/")
-				}
-				r.services[svc] = append(r.services[svc], in)
+				in.Service = cmp.Or(in.Service, k.Service)
+				in.Host = cmp.Or(in.Host, k.Host)
+				in.ID = cmp.Or(in.ID, k.ID)
+				r.services[k.Service] = append(r.services[k.Service], in)
 			}
-		case strings.HasPrefix(kv.Key, cp):
+		case records.KindContainer:
 			var c records.Container
 			if err = json.Unmarshal(kv.Value, &c); err == nil {
+				c.ID = cmp.Or(c.ID, k.ID)
 				r.containers = append(r.containers, c)
 			}
-		case !containersOnly && strings.HasPrefix(kv.Key, hp):
+		case records.KindHost:
 			var h records.Host
 			if err = json.Unmarshal(kv.Value, &h); err == nil {
-				if h.Name == "" {
-					h.Name = kv.Key[len(hp):]
-				}
-				r.hosts[h.Name] = h
+				h.Name = cmp.Or(h.Name, k.Host)
+				r.hosts[k.Host] = h
 			}
 		}
 		if err != nil {

@@ -50,19 +50,19 @@ func nativeFuncs(opts Options) *funcSet {
 	fs.bind = func(x *execution) template.FuncMap {
 		m := template.FuncMap{
 			// consul-template
-			"key":          unboundOr(x, func(s *kvStore) any { return s.key }),
-			"keyOrDefault": unboundOr(x, func(s *kvStore) any { return s.keyOrDefault }),
-			"keyExists":    unboundOr(x, func(s *kvStore) any { return s.keyExists }),
-			"ls":           unboundOr(x, func(s *kvStore) any { return s.ctLs }),
-			"safeLs":       unboundOr(x, func(s *kvStore) any { return s.safeLs }),
-			"tree":         unboundOr(x, func(s *kvStore) any { return s.tree }),
-			"safeTree":     unboundOr(x, func(s *kvStore) any { return s.safeTree }),
+			"key":          kvFunc(x, func(s *kvStore) any { return s.key }),
+			"keyOrDefault": kvFunc(x, func(s *kvStore) any { return s.keyOrDefault }),
+			"keyExists":    kvFunc(x, func(s *kvStore) any { return s.keyExists }),
+			"ls":           kvFunc(x, func(s *kvStore) any { return s.ctLs }),
+			"safeLs":       kvFunc(x, func(s *kvStore) any { return s.safeLs }),
+			"tree":         kvFunc(x, func(s *kvStore) any { return s.tree }),
+			"safeTree":     kvFunc(x, func(s *kvStore) any { return s.safeTree }),
 			// confd (memkv); sprig's own get (a dict lookup) stays.
-			"getv":   unboundOr(x, func(s *kvStore) any { return s.getv }),
-			"getvs":  unboundOr(x, func(s *kvStore) any { return s.getvs }),
-			"gets":   unboundOr(x, func(s *kvStore) any { return s.gets }),
-			"lsdir":  unboundOr(x, func(s *kvStore) any { return s.lsdir }),
-			"exists": unboundOr(x, func(s *kvStore) any { return s.exists }),
+			"getv":   kvFunc(x, func(s *kvStore) any { return s.getv }),
+			"getvs":  kvFunc(x, func(s *kvStore) any { return s.getvs }),
+			"gets":   kvFunc(x, func(s *kvStore) any { return s.gets }),
+			"lsdir":  kvFunc(x, func(s *kvStore) any { return s.lsdir }),
+			"exists": kvFunc(x, func(s *kvStore) any { return s.exists }),
 		}
 		bindEnv(m, x)
 		return m
@@ -70,10 +70,10 @@ func nativeFuncs(opts Options) *funcSet {
 	return fs
 }
 
-// unboundOr returns the method pick selects on the execution's key/value
+// kvFunc returns the function pick selects on the execution's key/value
 // view, or a stub when there is no execution (the parse-time function map
 // only needs the names).
-func unboundOr(x *execution, pick func(*kvStore) any) any {
+func kvFunc(x *execution, pick func(*kvStore) any) any {
 	if x == nil {
 		return unbound
 	}
