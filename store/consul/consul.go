@@ -479,6 +479,10 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.cancel()
+	// Wait out a session being created (it started no renewer yet, or one
+	// that sees the cancelled context); later ones fail with ErrClosed.
+	s.sessMu.Lock()
+	s.sessMu.Unlock()
 	s.wg.Wait()
 
 	s.sessMu.Lock()

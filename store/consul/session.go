@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/berthd/berth/store"
 )
 
 // sessionTTL rounds a requested TTL to what a Consul session accepts: whole
@@ -25,6 +27,9 @@ func (s *Store) session(ctx context.Context, ttl time.Duration) (string, error) 
 	defer s.sessMu.Unlock()
 	if id, ok := s.sessions[ttl]; ok {
 		return id, nil
+	}
+	if s.ctx.Err() != nil {
+		return "", fmt.Errorf("consul %s: %w", s.endpoint, store.ErrClosed)
 	}
 	id, err := s.createSession(ctx, ttl)
 	if err != nil {

@@ -114,7 +114,9 @@ func (w *watcher) read(ctx context.Context, wait store.Revision) ([]store.KV, st
 	backoff := 100 * time.Millisecond
 	var failingSince time.Time
 	for {
-		q := (&api.QueryOptions{WaitIndex: uint64(wait), WaitTime: waitTime}).WithContext(ctx)
+		// A baseline read (wait 0) is consistent, like List; blocking
+		// queries are served by the leader without the extra round.
+		q := (&api.QueryOptions{WaitIndex: uint64(wait), WaitTime: waitTime, RequireConsistent: wait == 0}).WithContext(ctx)
 		if !failingSince.IsZero() {
 			// After a failure, do not block: an agent that came back with
 			// an index below wait (restarted, restored) would hold the
