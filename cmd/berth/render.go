@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -43,8 +41,8 @@ the output goes to standard output). --dialect and --prefix apply to
 --template; --prefix also overrides the confd resources' prefix.
 
 The store is --store (or BERTH_STORE), else the [store] table of a --config
-file, else the default embedded store. Each prefix of a template is read with one List (consistent
-per prefix). --context renders from a JSON fixture instead: a list of
+file, else the default embedded store. Each prefix of a template is read
+with one List (consistent per prefix). --context renders from a JSON fixture instead: a list of
 containers in docker-gen's RuntimeContainer shape, or an object mapping
 keys to values.`,
 		Args: usageArgs(cobra.NoArgs),
@@ -112,30 +110,6 @@ func (o *renderOptions) run(cmd *cobra.Command) error {
 		return exitCodeError{exitFailure, err}
 	}
 	return nil
-}
-
-// fallBackTo makes the [store] table of a configuration file the value of
-// every store setting that neither a flag nor its environment variable sets:
-// flags, then environment, then file.
-func (f *storeFlags) fallBackTo(s config.Store) {
-	for _, x := range []struct {
-		field *string
-		env   []string
-		file  string
-	}{
-		{&f.url, []string{"BERTH_STORE"}, s.URL},
-		{&f.ca, []string{"BERTH_STORE_CA"}, s.CA},
-		{&f.cert, []string{"BERTH_STORE_CERT"}, s.Cert},
-		{&f.key, []string{"BERTH_STORE_KEY"}, s.Key},
-		{&f.user, []string{"BERTH_STORE_USER"}, s.Username},
-		{&f.password, []string{"BERTH_STORE_PASSWORD"}, s.Password},
-		{&f.token, []string{"BERTH_STORE_TOKEN", "CONSUL_HTTP_TOKEN"}, s.Token},
-	} {
-		if *x.field != "" || slices.ContainsFunc(x.env, func(e string) bool { return os.Getenv(e) != "" }) {
-			continue
-		}
-		*x.field = x.file
-	}
 }
 
 // inputs reads each template's data: from the fixture, or from the store

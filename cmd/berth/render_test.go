@@ -181,22 +181,24 @@ func TestRenderErrors(t *testing.T) {
 }
 
 // TestRenderStores renders the same templates from real stores: embedded
-// etcd and an etcd server, filled through the store API.
+// etcd, an etcd server, Consul, and a file store, each filled with the
+// fixtures (and the docker-gen containers as container records).
 func TestRenderStores(t *testing.T) {
 	cluster := testenv.StartEtcd(t, 1)
+	consul := testenv.StartConsul(t)
+	kvs := storeData(t)
 	stores := []struct {
 		name string
 		url  func(t *testing.T) string
 	}{
-		{"embedded", func(t *testing.T) string { return "embedded://" + filepath.Join(t.TempDir(), "store") }},
-		{"etcd", func(*testing.T) string { return cluster.URL() }},
+		{"embedded", func(t *testing.T) string { return fill(t, "embedded://"+filepath.Join(t.TempDir(), "store"), kvs) }},
+		{"etcd", func(t *testing.T) string { return fill(t, cluster.URL(), kvs) }},
+		{"consul", func(t *testing.T) string { return fill(t, "consul://"+consul.Addr, kvs) }},
+		{"file", func(t *testing.T) string { return "file://" + writeJSONStore(t, kvs) }},
 	}
 	for _, sc := range stores {
 		t.Run(sc.name, func(t *testing.T) {
 			url := sc.url(t)
-			fill(t, url, fixture("native.json"), fixture("confd.json"))
-			// The docker-gen container records live under /berth/containers/.
-			fillContainers(t, url, fixture("containers.json"))
 			t.Setenv("BERTH_TEST_CONFD_VAR", "hello")
 			for _, c := range []struct {
 				golden string
@@ -237,27 +239,76 @@ func TestRenderStores(t *testing.T) {
 	}
 }
 
-// fill writes the keys of JSON key → value fixtures into the store.
-func fill(t *testing.T, url string, fixtures ...string) {
+// storeData is every key the store tests render from: the native and confd
+// fixtures, and the docker-gen containers as container records of host1.
+func storeData(t *testing.T) []store.KV {
+	t.Helper()
+	var kvs []store.KV
+	for _, f := range []string{"native.json", "confd.json"} {
+		fx, err := render.ReadFixture(fixture(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		kvs = append(kvs, fx.KVs...)
+	}
+	fx, err := render.ReadFixture(fixture("containers.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range fx.Containers {
+		b, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kvs = append(kvs, store.KV{Key: records.ContainerKey(records.DefaultPrefix, "host1", c.ID), Value: b})
+	}
+	return kvs
+}
+
+// fill writes kvs into the store at url, through the store API, and
+// returns url.
+func fill(t *testing.T, url string, kvs []store.KV) string {
 	t.Helper()
 	st, err := backend.Open(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	for _, f := range fixtures {
-		fx, err := render.ReadFixture(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ops []store.Op
-		for _, kv := range fx.KVs {
-			ops = append(ops, store.Put(kv.Key, kv.Value))
-		}
-		if _, err := st.Txn(t.Context(), ops...); err != nil {
+	for _, kv := range kvs {
+		if _, err := st.Put(t.Context(), kv.Key, kv.Value); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return url
+}
+
+// writeJSONStore writes kvs as one nested JSON document for the file
+// backend (which flattens it back into the same keys) and returns its path.
+func writeJSONStore(t *testing.T, kvs []store.KV) string {
+	t.Helper()
+	root := map[string]any{}
+	for _, kv := range kvs {
+		parts := strings.Split(strings.TrimPrefix(kv.Key, "/"), "/")
+		m := root
+		for _, p := range parts[:len(parts)-1] {
+			next, ok := m[p].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				m[p] = next
+			}
+			m = next
+		}
+		m[parts[len(parts)-1]] = string(kv.Value)
+	}
+	b, err := json.Marshal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "values.json")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func readFile(t *testing.T, p string) string {
@@ -267,28 +318,4 @@ func readFile(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// fillContainers writes a docker-gen container fixture as container records
-// of host "host1".
-func fillContainers(t *testing.T, url, file string) {
-	t.Helper()
-	fx, err := render.ReadFixture(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := backend.Open(t.Context(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	for _, c := range fx.Containers {
-		b, err := json.Marshal(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.Put(t.Context(), records.ContainerKey(records.DefaultPrefix, "host1", c.ID), b); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
