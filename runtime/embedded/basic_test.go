@@ -94,3 +94,15 @@ func mustAddr(t *testing.T, s string) netip.Addr {
 	}
 	return a
 }
+
+// waitLogs polls until the container's output contains want.
+func waitLogs(t *testing.T, r *embedded.Runtime, id, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logsOf(t, r, id), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s never printed %q; output %q", id[:12], want, logsOf(t, r, id))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -35,11 +35,11 @@ func TestLifecycle(t *testing.T) {
 		}
 	})
 	t.Run("stop with trap exits cleanly", func(t *testing.T) {
-		c, err := r.Run(ctx, runtime.Spec{Image: "busybox:test", Cmd: []string{"sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"}})
+		c, err := r.Run(ctx, runtime.Spec{Image: "busybox:test", Cmd: []string{"sh", "-c", "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done"}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		waitLogs(t, r, c.ID, "ready\n")
 		if err := r.Stop(ctx, c.ID, 10*time.Second); err != nil {
 			t.Fatal(err)
 		}

@@ -60,6 +60,9 @@ func New(bridge string, subnet netip.Prefix, stateDir string) (*Manager, error) 
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
+	if err := ensureNetnsDir(); err != nil {
+		return nil, err
+	}
 	m := &Manager{bridge: bridge, subnet: subnet, ipam: &ipam{path: filepath.Join(stateDir, bridge+"-ipam.json"), subnet: subnet}}
 	if err := m.ensureBridge(); err != nil {
 		return nil, err
@@ -214,6 +217,25 @@ func (m *Manager) Attach(id string) (_ Attachment, err error) {
 	}
 	att.MAC = eth.Attrs().HardwareAddr.String()
 	return att, nil
+}
+
+// ensureNetnsDir makes NetnsDir a shared mount point of its own, as
+// iproute2 does, so that namespaces bind-mounted there by berth and by
+// `ip netns` live on the same mount and can always be unmounted.
+func ensureNetnsDir() error {
+	if err := os.MkdirAll(NetnsDir, 0o755); err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	err := unix.Mount("", NetnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if errors.Is(err, unix.EINVAL) {
+		if err = unix.Mount(NetnsDir, NetnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err == nil {
+			err = unix.Mount("", NetnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("network: make %s a shared mount: %w", NetnsDir, err)
+	}
+	return nil
 }
 
 // newNamedNetns creates a network namespace bind-mounted at

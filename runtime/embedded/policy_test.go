@@ -1,0 +1,175 @@
+package embedded_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/runtime/embedded"
+	"github.com/berthd/berth/runtime/embedded/embeddedtest"
+)
+
+func TestRestartPolicy(t *testing.T) {
+	r := embeddedtest.NewRuntime(t, embeddedtest.NewEnv(t))
+	importBusybox(t, r)
+	ctx := context.Background()
+	t.Run("on-failure:2", func(t *testing.T) {
+		c, err := r.Run(ctx, runtime.Spec{Image: "busybox:test", Cmd: []string{"sh", "-c", "echo run; exit 1"},
+			Restart: runtime.RestartPolicy{Name: "on-failure", MaxRetries: 2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitLogs(t, r, c.ID, "run\nrun\nrun\n")
+		got := waitState(t, r, c.ID, runtime.StateExited)
+		time.Sleep(time.Second) // a fourth run would start within 800ms
+		got, _ = r.Inspect(ctx, c.ID)
+		if got.State != runtime.StateExited || got.RestartCnt != 2 || got.ExitCode != 1 || logsOf(t, r, c.ID) != "run\nrun\nrun\n" {
+			t.Errorf("state %s restarts %d exit %d logs %q, want exited after 2 restarts", got.State, got.RestartCnt, got.ExitCode, logsOf(t, r, c.ID))
+		}
+	})
+	t.Run("on-failure does not restart on success", func(t *testing.T) {
+		c, err := r.Run(ctx, runtime.Spec{Image: "busybox:test", Cmd: []string{"true"}, Restart: runtime.RestartPolicy{Name: "on-failure"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitState(t, r, c.ID, runtime.StateExited)
+		time.Sleep(300 * time.Millisecond)
+		if got, _ := r.Inspect(ctx, c.ID); got.RestartCnt != 0 || got.State != runtime.StateExited {
+			t.Errorf("state %s restarts %d", got.State, got.RestartCnt)
+		}
+	})
+	t.Run("always until stopped", func(t *testing.T) {
+		c, err := r.Run(ctx, runtime.Spec{Image: "busybox:test", Cmd: []string{"sh", "-c", "echo run; sleep 0.2"}, Restart: runtime.RestartPolicy{Name: "always"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitLogs(t, r, c.ID, "run\nrun\nrun\n")
+		if err := r.Stop(ctx, c.ID, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		n := len(logsOf(t, r, c.ID))
+		time.Sleep(time.Second)
+		got, _ := r.Inspect(ctx, c.ID)
+		if got.State != runtime.StateExited || len(logsOf(t, r, c.ID)) != n {
+			t.Errorf("after stop: state %s and it kept running", got.State)
+		}
+	})
+}
+
+func TestHealthAndEvents(t *testing.T) {
+	r := embeddedtest.NewRuntime(t, embeddedtest.NewEnv(t))
+	importBusybox(t, r)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, errc := r.Events(ctx)
+	c, err := r.Run(ctx, runtime.Spec{Image: "busybox:test",
+		Cmd:    []string{"sh", "-c", "sleep 0.5; touch /tmp/ok; sleep 1.5; rm /tmp/ok; sleep 1000"},
+		Health: &runtime.HealthCheck{Cmd: []string{"test", "-f", "/tmp/ok"}, Interval: 100 * time.Millisecond, Timeout: time.Second, Retries: 2, StartPeriod: 1500 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Health != runtime.HealthStarting {
+		t.Errorf("health at start %q, want starting", c.Health)
+	}
+	var seen []string
+	deadline := time.After(20 * time.Second)
+	for !slices.Contains(seen, "destroy") {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatalf("events closed: %v; seen %v", <-errc, seen)
+			}
+			if ev.Container.ID != c.ID {
+				continue
+			}
+			s := string(ev.Type)
+			if ev.Type == runtime.EventHealthStatus {
+				s += ":" + string(ev.Container.Health)
+				if ev.Container.Health == runtime.HealthUnhealthy {
+					if err := r.Remove(ctx, c.ID, runtime.Force()); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			seen = append(seen, s)
+		case <-deadline:
+			t.Fatalf("timed out; events so far %v", seen)
+		}
+	}
+	want := []string{"create", "start", "health_status:healthy", "health_status:unhealthy", "die", "destroy"}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Errorf("events %v, want %v", seen, want)
+	}
+}
+
+// TestDaemonRestart: containers outlive the runtime that started them; a
+// new runtime re-attaches, keeps serving, stops and removes them, and
+// clears orphans left on the host.
+func TestDaemonRestart(t *testing.T) {
+	env := embeddedtest.NewEnv(t)
+	ctx := context.Background()
+	first, err := embedded.New(ctx, env.Options()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	importWeb(t, first)
+	web, err := first.Run(ctx, runtime.Spec{Name: "web", Image: "web:test", Hostname: "web", Cmd: []string{"/srv/web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	httpGet(t, "http://"+web.IP+":8080/")
+
+	// Orphans a crash could leave: a netns, a cgroup, a mounted rootfs of
+	// a container without a record.
+	orphanID := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	if out, err := exec.Command("ip", "netns", "add", env.Bridge+"-"+orphanID[:12]).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	if err := os.MkdirAll(filepath.Join("/sys/fs/cgroup/pids", env.CgroupParent, orphanID), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	orphanRoot := filepath.Join(env.StateDir, "containers", orphanID, "rootfs")
+	if err := os.MkdirAll(orphanRoot, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", orphanRoot, "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+
+	second := embeddedtest.NewRuntime(t, env)
+	got, err := second.Inspect(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != runtime.StateRunning || got.Pid != web.Pid {
+		t.Fatalf("after re-attach: state %s pid %d, want running pid %d", got.State, got.Pid, web.Pid)
+	}
+	if body := httpGet(t, "http://"+web.IP+":8080/"); body != "hello from web\n" {
+		t.Errorf("GET after re-attach: %q", body)
+	}
+	for _, l := range embeddedtest.Leftovers(env) {
+		if l == "netns "+env.Bridge+"-"+orphanID[:12] || l == "cgroup pids/"+env.CgroupParent+"/"+orphanID {
+			t.Errorf("orphan not cleaned up: %s", l)
+		}
+	}
+	if _, err := os.Stat(filepath.Dir(orphanRoot)); !os.IsNotExist(err) {
+		t.Errorf("orphan container dir still there: %v", err)
+	}
+	if err := second.Stop(ctx, "web", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := second.Inspect(ctx, "web"); got.State != runtime.StateExited {
+		t.Errorf("after stop: %s", got.State)
+	}
+}
