@@ -79,12 +79,16 @@ func mustBeIntInRange(lo, hi int, value string) (string, error) {
 	return value, nil
 }
 
-// nginxMustParseHSTS checks a Strict-Transport-Security value and returns
-// it normalised: "max-age=N[; includeSubDomains[; preload]]".
+// nginxMustParseHSTS checks a Strict-Transport-Security value, case
+// insensitively, and returns it normalised:
+// "max-age=N[; includeSubDomains[; preload]]", or "off".
 func nginxMustParseHSTS(value string) (string, error) {
 	value = strings.ToLower(strings.TrimSpace(value))
-	if value == "" {
+	switch value {
+	case "":
 		return "", fmt.Errorf("HSTS value cannot be empty")
+	case "off":
+		return value, nil
 	}
 	var maxAge int
 	var sub, preload bool
@@ -93,7 +97,7 @@ func nginxMustParseHSTS(value string) (string, error) {
 		if age, ok := strings.CutPrefix(d, "max-age="); ok {
 			n, err := strconv.Atoi(age)
 			if err != nil || strings.TrimLeft(age, "0123456789") != "" {
-				return "", fmt.Errorf("invalid Strict-Transport-Security max-age directive: %s", d)
+				return "", fmt.Errorf("invalid max-age directive: %s", d)
 			}
 			maxAge = n
 			continue
@@ -104,16 +108,16 @@ func nginxMustParseHSTS(value string) (string, error) {
 		case "preload":
 			preload = true
 		default:
-			return "", fmt.Errorf("unknown Strict-Transport-Security directive: %s", d)
+			return "", fmt.Errorf("unknown HSTS directive: %s", d)
 		}
 	}
 	switch {
 	case maxAge <= 0:
-		return "", fmt.Errorf("Strict-Transport-Security max-age directive must be greater than 0")
+		return "", fmt.Errorf("max-age directive must be greater than 0")
 	case preload && !sub:
-		return "", fmt.Errorf("Strict-Transport-Security preload directive requires includeSubDomains to be set")
+		return "", fmt.Errorf("preload directive requires includeSubDomains to be set")
 	case preload && maxAge < 31536000:
-		return "", fmt.Errorf("Strict-Transport-Security preload directive requires max-age to be at least 31536000 seconds (1 year)")
+		return "", fmt.Errorf("preload directive requires max-age to be at least 31536000 seconds (1 year)")
 	case preload:
 		return fmt.Sprintf("max-age=%d; includeSubDomains; preload", maxAge), nil
 	case sub:
@@ -148,11 +152,24 @@ func nginxQuote(value string) (string, error) {
 	return value, nil
 }
 
+// escapedAt reports whether the byte at i is escaped: preceded by an odd
+// number of backslashes.
+func escapedAt(value string, i int) bool {
+	if i <= 0 || i >= len(value) {
+		return false
+	}
+	n := 0
+	for j := i - 1; j >= 0 && value[j] == '\\'; j-- {
+		n++
+	}
+	return n%2 == 1
+}
+
 // quotedWith reports whether value is enclosed in q, the closing one not
 // escaped.
 func quotedWith(value string, q byte) bool {
 	n := len(value)
-	return n >= 2 && value[0] == q && value[n-1] == q && value[n-2] != '\\'
+	return n >= 2 && value[0] == q && value[n-1] == q && !escapedAt(value, n-1)
 }
 
 // unescapedSpecial reports whether value holds an nginx special character
@@ -166,7 +183,7 @@ func unescapedSpecial(value string) bool {
 		if i == 0 {
 			return true
 		}
-		if value[i-1] != '\\' {
+		if !escapedAt(value, i) {
 			return !quotedWith(value, '\'') && !quotedWith(value, '"')
 		}
 	}
@@ -188,15 +205,15 @@ func unescapedQuote(value string, q byte) bool {
 		}
 		switch {
 		case i == 0:
-			if n < 2 || value[n-1] != q || value[n-2] == '\\' {
+			if n < 2 || value[n-1] != q || escapedAt(value, n-1) {
 				return true
 			}
 		case i == n-1:
-			if value[i-1] != '\\' && value[0] != q {
+			if !escapedAt(value, i) && value[0] != q {
 				return true
 			}
 		default:
-			if value[i-1] != '\\' {
+			if !escapedAt(value, i) {
 				return !quotedWith(value, other)
 			}
 		}
