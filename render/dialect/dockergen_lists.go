@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/berthd/berth/records"
 )
@@ -315,8 +316,28 @@ func sortStringsDesc(values []string) []string {
 	return out
 }
 
-// sortObjects returns the entries (dereferenced) stably sorted by their
-// string value at key; a missing value sorts as "".
+// sortKey is the text an entry sorts by: its value at key as a string,
+// integer, boolean or time; "" for anything else or no value.
+func sortKey(e any, key string) string {
+	switch v := deepGet(e, key).(type) {
+	case string:
+		return v
+	case int:
+		return strconv.FormatInt(int64(v), 10)
+	case int32:
+		return strconv.FormatInt(int64(v), 10)
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case bool:
+		return strconv.FormatBool(v)
+	case time.Time:
+		return v.String()
+	}
+	return ""
+}
+
+// sortObjects returns the entries stably sorted by sortKey (as text, so
+// "10" sorts before "9", as in docker-gen).
 func sortObjects(fn string, entries any, key string, desc bool) ([]any, error) {
 	list, err := listValue(fn, entries)
 	if err != nil {
@@ -328,16 +349,8 @@ func sortObjects(fn string, entries any, key string, desc bool) ([]any, error) {
 	}
 	items := make([]item, list.Len())
 	for i := range items {
-		e := reflect.Indirect(list.Index(i)).Interface()
-		var k string
-		if v := deepGet(e, key); v != nil {
-			s, ok := v.(string)
-			if !ok {
-				return nil, fmt.Errorf("%s: value of %q is %T, not a string", fn, key, v)
-			}
-			k = s
-		}
-		items[i] = item{e, k}
+		e := list.Index(i).Interface()
+		items[i] = item{e, sortKey(e, key)}
 	}
 	slices.SortStableFunc(items, func(a, b item) int {
 		if desc {

@@ -289,6 +289,9 @@ groupByLabelWithDefault:{{ range $k, $v := groupByLabelWithDefault $ "com.exampl
 `},
 		{name: "sort", in: in, text: `{{ range sortObjectsByKeysAsc $ "Name" }}{{ .Name }} {{ end }}
 {{ range sortObjectsByKeysDesc $ "Name" }}{{ .Name }} {{ end }}
+by time: {{ range sortObjectsByKeysDesc $ "Created" }}{{ .Name }} {{ end }} by bool: {{ range sortObjectsByKeysAsc $ "State.Running" }}{{ .Name }} {{ end }}
+by int: {{ range sortObjectsByKeysAsc (list (dict "n" 10) (dict "n" 9) (dict "n" 100)) "n" }}{{ .n }} {{ end }}
+no value: {{ range sortObjectsByKeysAsc $ "Env.VIRTUAL_PORT" }}{{ .Name }} {{ end }} pointers kept: {{ (first (sortObjectsByKeysAsc $ "Name")).PublishedAddresses }}
 {{ sortStringsAsc (split "b,c,a" ",") }} {{ sortStringsDesc (split "b,c,a" ",") }}
 `},
 		{name: "strings", in: in, text: `{{ closest (split "a.example,example,b" ",") "www.a.example" }}
