@@ -48,7 +48,7 @@ func (c *dockerGenContext) CurrentContainer() *records.Container { return c.root
 func dockerGenData(prefix string, x *execution) (any, error) {
 	cs := x.in.Containers
 	if cs == nil {
-		r, err := decodeRecords(prefix, x.in.KVs, true)
+		r, err := decodeRecords(prefix, x.kv.kvs, true)
 		if err != nil {
 			return nil, err
 		}

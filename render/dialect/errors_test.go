@@ -293,6 +293,26 @@ func TestDockerGenFromKVs(t *testing.T) {
 	}
 }
 
+// TestUnsortedKVs checks that key lookups work when the input breaks its
+// promise to be sorted.
+func TestUnsortedKVs(t *testing.T) {
+	tm, err := ParseString("t.tmpl", `{{ key "/a" }} {{ key "/c" }} {{ range ls "/" }}{{ .Key }}{{ end }}`, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	in := Input{KVs: []store.KV{{Key: "/c", Value: []byte("C")}, {Key: "/b", Value: []byte("B")}, {Key: "/a", Value: []byte("A")}}}
+	if err := tm.Execute(&out, in); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "A C abc" {
+		t.Errorf("got %q", out.String())
+	}
+	if in.KVs[0].Key != "/c" {
+		t.Error("Execute reordered the caller's slice")
+	}
+}
+
 // TestConcurrentExecute runs one template from many goroutines (for -race)
 // and checks every output.
 func TestConcurrentExecute(t *testing.T) {

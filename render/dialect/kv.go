@@ -27,11 +27,17 @@ type kvStore struct {
 	kvs []store.KV // sorted by key
 }
 
-// newKVStore builds the view of kvs, which are sorted by key. With strip
-// set (confd), keys are made relative to strip as confd stores them in
-// memkv: path.Join("/", strings.TrimPrefix(key, strip)).
+// newKVStore builds the view of kvs, which Input promises sorted by key
+// (a copy is sorted if they are not). With strip set (confd), keys are
+// made relative to strip as confd stores them in memkv:
+// path.Join("/", strings.TrimPrefix(key, strip)).
 func newKVStore(kvs []store.KV, strip string) *kvStore {
+	byKeys := func(a, b store.KV) int { return cmp.Compare(a.Key, b.Key) }
 	if strip == "" {
+		if !slices.IsSortedFunc(kvs, byKeys) {
+			kvs = slices.Clone(kvs)
+			slices.SortStableFunc(kvs, byKeys)
+		}
 		return &kvStore{kvs: kvs}
 	}
 	out := make([]store.KV, len(kvs))
@@ -39,7 +45,7 @@ func newKVStore(kvs []store.KV, strip string) *kvStore {
 		kv.Key = path.Join("/", strings.TrimPrefix(kv.Key, strip))
 		out[i] = kv
 	}
-	slices.SortStableFunc(out, func(a, b store.KV) int { return cmp.Compare(a.Key, b.Key) })
+	slices.SortStableFunc(out, byKeys)
 	return &kvStore{kvs: out}
 }
 
