@@ -2,22 +2,32 @@
 // text/template source in one of three dialects, each with its own data
 // (context) and function set:
 //
-//   - native: .Services, .Containers, .Hosts, .Env, .Revision; sprig v3
-//     without its nondeterministic functions (unless allowed); consul-template's
-//     key helpers (key, keyOrDefault, keyExists, ls, safeLs, tree, safeTree)
-//     and confd's getv/getvs/get/gets/lsdir over the snapshot.
+//   - native: .Services (service → instances sorted by host, id),
+//     .Containers, .Hosts, .Env, .Revision, decoded from the record keys of
+//     the snapshot; sprig v3 without its nondeterministic functions unless
+//     Options.AllowNondeterministic (see Nondeterministic); consul-template's
+//     key, keyOrDefault, keyExists, ls, safeLs, tree and safeTree, and
+//     confd's getv, getvs, gets, lsdir and exists, over the snapshot's keys
+//     (sprig's get stays the dict lookup).
 //   - docker-gen: $ is the container list in docker-gen's RuntimeContainer
-//     shape with $.Env, $.Docker and $.CurrentContainer; sprig plus
-//     docker-gen's own functions, which take precedence.
-//   - confd: memkv's get/gets/getv/getvs/ls/lsdir/exists over the snapshot
-//     (keys relative to the resource prefix) and confd's helper functions.
+//     shape, with $.Env, $.Docker and $.CurrentContainer; sprig, overridden
+//     by docker-gen's own functions (where*, groupBy*, sortObjectsByKeys*,
+//     nginxQuote, ...) and its sprig* escapes. Blank lines are removed from
+//     the output unless Options.KeepBlankLines.
+//   - confd: memkv's get, gets, getv, getvs, ls, lsdir and exists over the
+//     snapshot, keys relative to the resource prefix, and confd's helpers.
+//
+// Where the peers iterate Go maps (sprig's keys and values, docker-gen's
+// keys, groupByKeys and intersect), berth sorts, so that the same snapshot
+// always renders the same bytes.
 //
 // Parse reads a template and its include files once; an unknown function,
 // like any syntax error, is a parse error. Execute renders one consistent
 // snapshot (Input) and writes the output only if rendering succeeded. Every
-// error names file:line:col (1-based columns) as an *Error.
+// error is an *Error naming file:line:col (1-based column).
 //
-// A Template is immutable after Parse and safe for concurrent Execute calls:
-// each call works on its own clone with functions bound to its Input. The
-// package holds no state and starts no goroutines.
+// A Template does not change after Parse and is safe for concurrent
+// Execute calls: each call works on its own clone of the parsed templates,
+// with the key functions bound to its Input. The package holds no state
+// and starts no goroutines.
 package dialect
