@@ -165,7 +165,7 @@ func (s *Store) Import(ctx context.Context, src, tag string) (Image, error) {
 		}
 		tarPath = f.Name()
 		defer os.Remove(tarPath)
-		err = tarDir(f, src)
+		err = WriteDirTar(f, src)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -200,9 +200,9 @@ func (s *Store) Import(ctx context.Context, src, tag string) (Image, error) {
 	return stored, nil
 }
 
-// tarDir writes the tree under dir as an uncompressed tar to w, paths
+// WriteDirTar writes the tree under dir as an uncompressed tar to w, paths
 // relative to dir. Hard links are stored as copies.
-func tarDir(w io.Writer, dir string) error {
+func WriteDirTar(w io.Writer, dir string) error {
 	tw := tar.NewWriter(w)
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
