@@ -319,3 +319,51 @@ func readFile(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+// TestRenderConfdAndDockerGenFiles writes through confd's and docker-gen's
+// own configuration files: confd's check_cmd runs on the staged file, its
+// mode applies, reload_cmd and docker-gen's notifycmd run after the swap.
+func TestRenderConfdAndDockerGenFiles(t *testing.T) {
+	t.Setenv("BERTH_TEST_CONFD_VAR", "hello")
+	dir := t.TempDir()
+	log := filepath.Join(dir, "reload.log")
+
+	// The confd directory as is, but for its destination.
+	confd := filepath.Join(dir, "confd")
+	os.MkdirAll(filepath.Join(confd, "conf.d"), 0o755)
+	os.MkdirAll(filepath.Join(confd, "templates"), 0o755)
+	os.WriteFile(filepath.Join(confd, "templates", "app.tmpl"), []byte(readFile(t, fixture("confd/templates/app.tmpl"))), 0o644)
+	confdDest := filepath.Join(dir, "app.conf")
+	resource := strings.Replace(readFile(t, fixture("confd/conf.d/app.toml")), "/tmp/berth-confd-app.conf", confdDest, 1)
+	resource = strings.Replace(resource, `reload_cmd = "true"`, `reload_cmd = "echo confd >> `+log+`"`, 1)
+	os.WriteFile(filepath.Join(confd, "conf.d", "app.toml"), []byte(resource), 0o644)
+	if code, _, errs := run(t, t.Context(), "", "render", "--confdir", confd, "--context", fixture("confd.json")); code != 0 {
+		t.Fatalf("confd: exit %d: %s", code, errs)
+	}
+	if want := readFile(t, fixture("confd.golden")); readFile(t, confdDest) != want {
+		t.Errorf("confd output differs from confd.golden")
+	}
+	if fi, err := os.Stat(confdDest); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("confd mode: %v %v", fi.Mode(), err)
+	}
+	// The check_cmd greps the staged file: a template whose output fails it never lands.
+	os.WriteFile(filepath.Join(confd, "templates", "app.tmpl"), []byte("no header\n"), 0o644)
+	if code, _, errs := run(t, t.Context(), "", "render", "--confdir", confd, "--context", fixture("confd.json")); code != 1 || !strings.Contains(errs, "check") {
+		t.Errorf("failing check_cmd: exit %d: %s", code, errs)
+	}
+
+	// A docker-gen [[config]] file.
+	dgDest := filepath.Join(dir, "vhosts.conf")
+	src, _ := filepath.Abs(fixture("vhosts.tmpl"))
+	cfg := filepath.Join(dir, "docker-gen.cfg")
+	os.WriteFile(cfg, []byte("[[config]]\ntemplate = \""+src+"\"\ndest = \""+dgDest+"\"\nwatch = true\nwait = \"500ms:2s\"\nnotifycmd = \"echo docker-gen >> "+log+"\"\n"), 0o644)
+	if code, _, errs := run(t, t.Context(), "", "render", "--config", cfg, "--context", fixture("containers.json")); code != 0 {
+		t.Fatalf("docker-gen: exit %d: %s", code, errs)
+	}
+	if want := readFile(t, fixture("dockergen.golden")); readFile(t, dgDest) != want {
+		t.Errorf("docker-gen output differs from dockergen.golden")
+	}
+	if got := strings.Fields(readFile(t, log)); strings.Join(got, " ") != "confd docker-gen" {
+		t.Errorf("reloads %q", got)
+	}
+}
