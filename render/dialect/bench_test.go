@@ -69,4 +69,29 @@ type countingWriter struct{ n int }
 
 func (w *countingWriter) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }
 
-var _ io.Writer = (*countingWriter)(nil)
+// BenchmarkDockerGenProxy1k renders the docker-gen reverse-proxy template
+// of testdata over 1,000 containers on 100 virtual hosts.
+func BenchmarkDockerGenProxy1k(b *testing.B) {
+	tm, err := Parse("testdata/docker-gen/nginx-proxy.tmpl", Options{Dialect: DockerGen})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cs := []records.Container{{ID: "proxy", Networks: []records.Network{{Name: "front", IP: "172.30.0.2"}}}}
+	for i := range 1000 {
+		ip := fmt.Sprintf("172.30.%d.%d", i/250, i%250+3)
+		cs = append(cs, records.Container{
+			ID: fmt.Sprintf("%012x", i), Name: fmt.Sprintf("app-%d", i),
+			Addresses: []records.Address{{IP: ip, Port: "80", Proto: "tcp"}},
+			Networks:  []records.Network{{Name: "front", IP: ip}},
+			Env:       map[string]string{"VIRTUAL_HOST": fmt.Sprintf("app%d.example", i%100)},
+			State:     records.ContainerState{Running: true},
+		})
+	}
+	in := Input{Containers: cs, CurrentContainerID: "proxy", Env: map[string]string{"HTTP_PORT": "80"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := tm.Execute(io.Discard, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
