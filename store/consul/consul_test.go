@@ -1,14 +1,10 @@
 package consul_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -21,94 +17,31 @@ import (
 	"github.com/berthd/berth/store/storetest"
 )
 
-// agent is the one Consul agent the tests of this package share; tests
-// isolate themselves by key prefix. Tests that restart or reconfigure an
-// agent start their own.
-var agent *testenv.Consul
+func TestMain(m *testing.M) { storetest.Main(m) }
 
-func TestMain(m *testing.M) {
-	if os.Getenv(orphanEnv) != "" {
-		os.Exit(orphanChild())
+// TestSharedAgent runs the tests that can share one agent (isolated by key
+// prefix) against one agent, to keep the package's test time low. Tests
+// that restart or reconfigure an agent start their own.
+func TestSharedAgent(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, addr string)
+	}{
+		{"Conformance", testConformance},
+		{"TxnOverConsulLimitIsRefusedWhole", testTxnOverLimit},
+		{"TxnRollsBackOnLockConflict", testTxnLockConflict},
+		{"TTLKeysComeBackAfterSessionLoss", testSessionLoss},
+		{"WatchFromUnknownRevisionOfQuietPrefix", testWatchQuietPrefix},
+		{"BadConfig", testBadConfig},
 	}
-	var err error
-	agent, err = testenv.LaunchConsul()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "consul tests:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	agent.Stop()
-	os.Exit(code)
-}
-
-// orphanEnv holds "address key value ttl" for the orphan child process.
-//
-// storetest.RunOrphan does the same through store/backend; this package
-// keeps its own child until backend.Open knows consul:// URLs.
-const (
-	orphanEnv = "BERTH_CONSUL_TEST_ORPHAN"
-	orphanSep = "\x1f"
-)
-
-// orphanChild puts a TTL key, reports it, and waits to be killed without
-// ever closing the store.
-func orphanChild() int {
-	f := strings.Split(os.Getenv(orphanEnv), orphanSep)
-	ttl, err := time.ParseDuration(f[3])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "orphan:", err)
-		return 2
-	}
-	ctx := context.Background()
-	s, err := consul.New(ctx, consul.Config{Address: f[0]})
-	if err == nil {
-		_, err = s.Put(ctx, f[1], []byte(f[2]), store.WithTTL(ttl))
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "orphan:", err)
-		return 1
-	}
-	fmt.Println("ready")
-	select {}
-}
-
-// runOrphan starts the orphan child, waits until its key is written and
-// kills it with SIGKILL.
-func runOrphan(t *testing.T, key, value string, ttl time.Duration) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), orphanEnv+"="+strings.Join([]string{agent.Addr, key, value, ttl.String()}, orphanSep))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		ready <- sc.Scan() && sc.Text() == "ready"
-		io.Copy(io.Discard, out)
-	}()
-	var ok bool
-	select {
-	case ok = <-ready:
-	case <-time.After(30 * time.Second):
-	}
-	cmd.Process.Kill()
-	cmd.Wait()
-	if !ok {
-		t.Fatal("orphan child did not write its key")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, agent.Addr) })
 	}
 }
 
 func open(t *testing.T, cfg consul.Config) *consul.Store {
 	t.Helper()
-	if cfg.Address == "" {
-		cfg.Address = agent.Addr
-	}
 	s, err := consul.New(t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("consul.New: %v", err)
@@ -117,10 +50,10 @@ func open(t *testing.T, cfg consul.Config) *consul.Store {
 	return s
 }
 
-func TestConformance(t *testing.T) {
+func testConformance(t *testing.T, addr string) {
 	storetest.Run(t, storetest.Harness{
 		Open: func(t *testing.T) store.Store {
-			s, err := consul.New(t.Context(), consul.Config{Address: agent.Addr})
+			s, err := consul.New(t.Context(), consul.Config{Address: addr})
 			if err != nil {
 				t.Fatalf("consul.New: %v", err)
 			}
@@ -137,15 +70,15 @@ func TestConformance(t *testing.T) {
 			}
 		},
 		Orphan: func(t *testing.T, key, value string, ttl time.Duration) {
-			runOrphan(t, key, value, ttl)
+			storetest.RunOrphan(t, "consul://"+addr, key, value, ttl)
 		},
 		TTL:      10 * time.Second, // Consul's minimum
 		MaxValue: 1 << 20,          // the test agent's kv_max_value_size is 1.5 MiB
 	})
 }
 
-func TestTxnOverConsulLimitIsRefusedWhole(t *testing.T) {
-	s := open(t, consul.Config{})
+func testTxnOverLimit(t *testing.T, addr string) {
+	s := open(t, consul.Config{Address: addr})
 	p := "/limit-" + t.Name() + "/"
 	ops := make([]store.Op, 129)
 	for i := range ops {
@@ -164,9 +97,9 @@ func TestTxnOverConsulLimitIsRefusedWhole(t *testing.T) {
 	}
 }
 
-func TestTxnRollsBackOnLockConflict(t *testing.T) {
-	owner := open(t, consul.Config{})
-	other := open(t, consul.Config{})
+func testTxnLockConflict(t *testing.T, addr string) {
+	owner := open(t, consul.Config{Address: addr})
+	other := open(t, consul.Config{Address: addr})
 	p := "/conflict/"
 	if _, err := owner.Put(t.Context(), p+"held", []byte("owner"), store.WithTTL(10*time.Second)); err != nil {
 		t.Fatal(err)
@@ -185,15 +118,15 @@ func TestTxnRollsBackOnLockConflict(t *testing.T) {
 	}
 }
 
-func TestTTLKeysComeBackAfterSessionLoss(t *testing.T) {
-	s := open(t, consul.Config{})
+func testSessionLoss(t *testing.T, addr string) {
+	s := open(t, consul.Config{Address: addr})
 	p := "/session-loss/"
 	if _, err := s.Put(t.Context(), p+"a", []byte("1"), store.WithTTL(10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	// Destroy the store's session behind its back, as an outage longer than
 	// the TTL would: Consul deletes the key.
-	client, err := api.NewClient(&api.Config{Address: agent.Addr})
+	client, err := api.NewClient(&api.Config{Address: addr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,12 +169,30 @@ func TestUnreachableAgent(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
 
+	// A listener that accepts connections and never answers, like a hung
+	// agent: New must still give up within its dial timeout.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { silent.Close() })
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+
 	tests := []struct {
 		name string
 		cfg  consul.Config
 	}{
 		{name: "refused", cfg: consul.Config{Address: addr, DialTimeout: time.Second}},
 		{name: "https to a closed port", cfg: consul.Config{Address: addr, Scheme: "https", DialTimeout: time.Second}},
+		{name: "never answers", cfg: consul.Config{Address: silent.Addr().String(), DialTimeout: time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -250,9 +201,10 @@ func TestUnreachableAgent(t *testing.T) {
 			if err == nil {
 				t.Fatal("New succeeded against a closed port")
 			}
-			if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), addr) {
-				t.Fatalf("error %q: want ErrUnavailable naming %s", err, addr)
+			if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), tt.cfg.Address) {
+				t.Fatalf("error %q: want ErrUnavailable naming %s", err, tt.cfg.Address)
 			}
+			t.Logf("%v", err)
 			if d := time.Since(start); d > 5*time.Second {
 				t.Fatalf("New took %s with a 1s dial timeout", d)
 			}
@@ -260,7 +212,7 @@ func TestUnreachableAgent(t *testing.T) {
 	}
 }
 
-func TestBadConfig(t *testing.T) {
+func testBadConfig(t *testing.T, addr string) {
 	missing := t.TempDir() + "/missing-ca.pem"
 	tests := []struct {
 		name string
@@ -268,9 +220,9 @@ func TestBadConfig(t *testing.T) {
 		want string
 	}{
 		{name: "no address", cfg: consul.Config{}, want: "no agent address"},
-		{name: "bad scheme", cfg: consul.Config{Address: agent.Addr, Scheme: "ftp"}, want: `scheme "ftp"`},
-		{name: "unreadable CA", cfg: consul.Config{Address: agent.Addr, Scheme: "https", CAFile: missing}, want: "TLS CA file: open " + missing},
-		{name: "unreadable cert", cfg: consul.Config{Address: agent.Addr, CertFile: missing, KeyFile: missing}, want: "TLS certificate file: open " + missing},
+		{name: "bad scheme", cfg: consul.Config{Address: addr, Scheme: "ftp"}, want: `scheme "ftp"`},
+		{name: "unreadable CA", cfg: consul.Config{Address: addr, Scheme: "https", CAFile: missing}, want: "TLS CA file: open " + missing},
+		{name: "unreadable cert", cfg: consul.Config{Address: addr, CertFile: missing, KeyFile: missing}, want: "TLS certificate file: open " + missing},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -396,10 +348,10 @@ func TestAgentGoneEndsWatchWithUnavailable(t *testing.T) {
 	}
 }
 
-func TestWatchFromUnknownRevisionOfQuietPrefix(t *testing.T) {
+func testWatchQuietPrefix(t *testing.T, addr string) {
 	// A revision the store never listed is fine when nothing under the
 	// prefix changed since: Put's own revision, for example.
-	s := open(t, consul.Config{})
+	s := open(t, consul.Config{Address: addr})
 	p := "/quiet/"
 	rev, err := s.Put(t.Context(), p+"a", []byte("1"))
 	if err != nil {

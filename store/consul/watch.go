@@ -116,21 +116,32 @@ func (w *watcher) read(ctx context.Context, wait store.Revision) ([]store.KV, st
 	for {
 		// A baseline read (wait 0) is consistent, like List; blocking
 		// queries are served by the leader without the extra round.
-		q := (&api.QueryOptions{WaitIndex: uint64(wait), WaitTime: waitTime, RequireConsistent: wait == 0}).WithContext(ctx)
+		q := &api.QueryOptions{WaitIndex: uint64(wait), WaitTime: waitTime, RequireConsistent: wait == 0}
 		if !failingSince.IsZero() {
 			// After a failure, do not block: an agent that came back with
 			// an index below wait (restarted, restored) would hold the
 			// query until the wait time instead of revealing that.
 			q.WaitIndex = 0
 		}
-		kvs, index, err := s.list(w.prefix, q)
+		// A hung agent (accepting, never answering) must not hold the
+		// watch forever: bound each query by its wait time (plus Consul's
+		// jitter of up to 1/16) and the dial timeout.
+		limit := 2 * s.dialTimeout
+		if q.WaitIndex > 0 {
+			limit += waitTime + waitTime/16
+		}
+		rctx, cancel := context.WithTimeout(ctx, limit)
+		kvs, index, err := s.list(w.prefix, q.WithContext(rctx))
+		cancel()
 		if err == nil {
 			return kvs, index, nil
 		}
 		if ctx.Err() != nil {
 			return nil, 0, ctx.Err()
 		}
-		if !isTransient(err) {
+		if rctx.Err() != nil {
+			err = fmt.Errorf("no answer within %s: %w", limit, err)
+		} else if !isTransient(err) {
 			return nil, 0, s.wrap("watch", w.prefix, err)
 		}
 		if failingSince.IsZero() {
