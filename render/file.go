@@ -81,7 +81,8 @@ func readAll(f *os.File, size int64) ([]byte, error) {
 // attrs are the attributes a destination must end up with.
 type attrs struct {
 	mode     os.FileMode
-	uid, gid int // -1: leave as created
+	uid, gid int  // -1: leave as created
+	keepOnly bool // the owner only carries the old file's over: not being allowed to is no error
 }
 
 // want resolves a Spec's attributes against the current destination: unset
@@ -96,7 +97,7 @@ func want(s Spec, cur current) attrs {
 		}
 	}
 	if cur.exists {
-		a.uid, a.gid = cur.uid, cur.gid
+		a.uid, a.gid, a.keepOnly = cur.uid, cur.gid, s.UID == nil && s.GID == nil
 	}
 	if s.UID != nil {
 		a.uid = *s.UID
@@ -183,7 +184,7 @@ func applyAttrs(f *os.File, a attrs) error {
 		return err
 	}
 	if a.uid >= 0 || a.gid >= 0 {
-		if err := f.Chown(a.uid, a.gid); err != nil {
+		if err := f.Chown(a.uid, a.gid); err != nil && !(a.keepOnly && errors.Is(err, fs.ErrPermission)) {
 			return err
 		}
 	}

@@ -283,7 +283,7 @@ func (r *Renderer) putBack(s Spec, prev current) error {
 		}
 		return nil
 	}
-	return replace(r.log, s.Dest, prev.data, attrs{mode: prev.mode, uid: prev.uid, gid: prev.gid}, nil)
+	return replace(r.log, s.Dest, prev.data, attrs{mode: prev.mode, uid: prev.uid, gid: prev.gid, keepOnly: true}, nil)
 }
 
 // remember records the count of a good render for MaxShrink.
