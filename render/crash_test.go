@@ -21,6 +21,10 @@ import (
 const crashEnv = "BERTH_TEST_CRASH_DEST"
 
 func TestMain(m *testing.M) {
+	if dest := os.Getenv(renderAsEnv); dest != "" {
+		renderOnce(dest)
+		return
+	}
 	if dest := os.Getenv(crashEnv); dest != "" {
 		base, _ := strconv.Atoi(os.Getenv(crashEnv + "_BASE"))
 		crashChild(dest, base)
