@@ -58,7 +58,7 @@ func parseError(path, name, text string, err error, fs *funcSet) error {
 		}
 		return e
 	}
-	e.Col = actionColumn(text, line)
+	e.Col = syntaxColumn(text, line, m[3])
 	return e
 }
 
@@ -164,15 +164,37 @@ func walkBranch(b *parse.BranchNode, f func(parse.Node) bool) {
 	}
 }
 
-// actionColumn points a parse error at the first action on its line: the
-// parser reports only the line.
-func actionColumn(text string, line int) int {
+// unexpectedRE finds the token a syntax error complains about:
+// unexpected "}", unexpected <.X>, unexpected {{end}}, unexpected right
+// paren.
+var unexpectedRE = regexp.MustCompile(`unexpected (?:"([^"]+)"|<([^>]+)>|\{\{(\w+)\}\}|(right paren))`)
+
+// syntaxColumn guesses the column of a syntax error, which the parser
+// reports by line only: the token it complains about, the last action on
+// the line for an unclosed one, else the first action on the line.
+func syntaxColumn(text string, line int, msg string) int {
 	lines := strings.SplitN(text, "\n", line+1)
 	if line < 1 || line > len(lines) {
 		return 0
 	}
-	if i := strings.Index(lines[line-1], "{{"); i >= 0 {
-		return i + 1
+	l := lines[line-1]
+	first := strings.Index(l, "{{")
+	if strings.Contains(msg, "unclosed action") {
+		if i := strings.LastIndex(l, "{{"); i >= 0 {
+			return i + 1
+		}
+	}
+	if m := unexpectedRE.FindStringSubmatch(msg); m != nil && first >= 0 {
+		tok := m[1] + m[2] + m[3]
+		if m[4] != "" {
+			tok = ")"
+		}
+		if i := strings.Index(l[first+2:], tok); i >= 0 {
+			return first + 2 + i + 1
+		}
+	}
+	if first >= 0 {
+		return first + 1
 	}
 	return 1
 }

@@ -48,14 +48,24 @@ func TestErrors(t *testing.T) {
 			parse: true, file: "main.tmpl", line: 2, col: 6, msg: "unclosed action",
 		},
 		{
+			name:  "syntax error: second action unclosed",
+			files: map[string]string{"main.tmpl": "{{ .A }} and {{ .B "},
+			parse: true, file: "main.tmpl", line: 1, col: 14, msg: "unclosed action",
+		},
+		{
+			name:  "syntax error: unexpected token",
+			files: map[string]string{"main.tmpl": "x\n  {{ if .A }}{{ .B ) }}{{ end }}"},
+			parse: true, file: "main.tmpl", line: 2, col: 20, msg: `unexpected right paren`,
+		},
+		{
 			name:  "syntax error: missing end",
 			files: map[string]string{"main.tmpl": "a\n{{ if .X }}\nb\n"},
 			parse: true, file: "main.tmpl", line: 4, col: 1, msg: "unexpected EOF",
 		},
 		{
 			name:  "syntax error: end without a block",
-			files: map[string]string{"main.tmpl": "ok\n  ok {{ end }}\n"},
-			parse: true, file: "main.tmpl", line: 2, col: 6, msg: "unexpected {{end}}",
+			files: map[string]string{"main.tmpl": "ok\n  ok {{ .A }} {{ end }}\n"},
+			parse: true, file: "main.tmpl", line: 2, col: 18, msg: "unexpected {{end}}",
 		},
 		{
 			name:  "unknown function",
