@@ -27,6 +27,21 @@ type current struct {
 	uid, gid int
 }
 
+// resolveDest follows a destination that is a symbolic link to the file it
+// names, so that the link stays a link (sites-enabled/x → sites-available/x)
+// and the file behind it is replaced. Anything else is returned as is.
+func resolveDest(dest string) string {
+	fi, err := os.Lstat(dest)
+	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		return dest
+	}
+	real, err := filepath.EvalSymlinks(dest)
+	if err != nil {
+		return dest
+	}
+	return real
+}
+
 // readCurrent reads the destination. A missing file is not an error; a
 // directory or any other non-regular file is.
 func readCurrent(dest string) (current, error) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 )
@@ -21,7 +22,7 @@ var ErrRefused = errors.New("render refused")
 // of every optional field means "not set".
 type Spec struct {
 	Name    string      // for logs and errors; Dest when empty
-	Dest    string      // the destination file
+	Dest    string      // the destination file; a symbolic link is followed (the link stays)
 	Mode    os.FileMode // 0: keep the destination's mode (0644 for a new file)
 	UID     *int        // nil: keep the destination's owner (a new file: the process's)
 	GID     *int        // nil: keep the destination's group
@@ -61,12 +62,12 @@ type Job struct {
 // Result is what one job of a cycle did.
 type Result struct {
 	Name     string
-	Dest     string
-	Count    int   // records counted by the guards
-	Changed  bool  // the destination holds the new output
-	Reloaded bool  // its reload command ran successfully
-	Restored bool  // the reload failed and the previous file was put back
-	Err      error // nil on success or "unchanged"
+	Dest     string // the file written: a symbolic link's target
+	Count    int    // records counted by the guards
+	Changed  bool   // the destination holds the new output
+	Reloaded bool   // its reload command ran successfully
+	Restored bool   // the reload failed and the previous file was put back
+	Err      error  // nil on success or "unchanged"
 }
 
 // Renderer runs the write pipeline. It remembers, per destination, the
@@ -110,6 +111,7 @@ type Preview struct {
 // Preview renders a job (guards included) and compares it with the
 // destination, writing nothing and running no command.
 func (r *Renderer) Preview(job Job) (Preview, error) {
+	job.Spec.Dest = resolveDest(job.Spec.Dest)
 	cur, err := readCurrent(job.Spec.Dest)
 	if err != nil {
 		return Preview{}, fmt.Errorf("%s: %w", job.Spec.name(), err)
@@ -156,11 +158,14 @@ func (r *Renderer) execute(job Job, sizeHint int) ([]byte, int, error) {
 // untouched and does not stop the others. The returned error joins every
 // job's error; the results say what each job did.
 func (r *Renderer) Cycle(ctx context.Context, jobs []Job) ([]Result, error) {
+	jobs = slices.Clone(jobs) // the destinations get resolved in place
 	results := make([]Result, len(jobs))
 	prevs := make([]current, len(jobs))
 	reloads := make([]string, len(jobs)) // expanded reload command per job
 	seen := make(map[string]int, len(jobs))
 	for i, job := range jobs {
+		job.Spec.Dest = resolveDest(job.Spec.Dest)
+		jobs[i] = job
 		s, res := job.Spec, &results[i]
 		*res = Result{Name: s.name(), Dest: s.Dest}
 		if j, dup := seen[filepath.Clean(s.Dest)]; dup {

@@ -477,3 +477,29 @@ func TestRestoreFails(t *testing.T) {
 		t.Errorf("dest = %q", got)
 	}
 }
+
+// TestSymlinkedDestination: the file behind a symbolic link is replaced and
+// the link stays a link.
+func TestSymlinkedDestination(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "sites-available", "app.conf")
+	link := filepath.Join(dir, "sites-enabled", "app.conf")
+	os.MkdirAll(filepath.Dir(target), 0o755)
+	os.MkdirAll(filepath.Dir(link), 0o755)
+	os.WriteFile(target, []byte("old"), 0o644)
+	if err := os.Symlink("../sites-available/app.conf", link); err != nil {
+		t.Fatal(err)
+	}
+	res, err := cycle(t, testRenderer(t), Job{Spec: Spec{Dest: link}, Source: static("new")})
+	if err != nil || !res[0].Changed || res[0].Dest != target {
+		t.Fatalf("%+v %v", res[0], err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the link was replaced: %v %v", fi.Mode(), err)
+	}
+	if got := readFile(t, target); got != "new" {
+		t.Errorf("target = %q", got)
+	}
+	noTemps(t, filepath.Dir(link))
+	noTemps(t, filepath.Dir(target))
+}
