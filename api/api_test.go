@@ -1,0 +1,140 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthd/berth/api"
+	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/runtime/embedded"
+	"github.com/berthd/berth/runtime/embedded/embeddedtest"
+)
+
+var fx *embeddedtest.Fixtures
+
+func TestMain(m *testing.M) { embeddedtest.Main(m, &fx) }
+
+// serve starts a daemon API for a fresh runtime and returns its client.
+func serve(t *testing.T) *api.Client {
+	t.Helper()
+	r := embeddedtest.NewRuntime(t, embeddedtest.NewEnv(t))
+	sock := filepath.Join(t.TempDir(), "berth.sock")
+	ln, err := api.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(sock)
+	if err != nil || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("socket mode %v %v, want 0660", fi.Mode(), err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- api.NewServer(r).Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	c := api.NewClient(sock)
+	if err := c.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestContainerAPI(t *testing.T) {
+	c := serve(t)
+	ctx := context.Background()
+	if _, err := c.Import(ctx, fx.Busybox, "busybox:test"); err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := c.Images(ctx)
+	if err != nil || len(imgs) != 1 || imgs[0].RepoTags[0] != "busybox:test" {
+		t.Fatalf("images: %v %v", imgs, err)
+	}
+	evctx, stopEvents := context.WithCancel(ctx)
+	defer stopEvents()
+	events, _ := c.Events(evctx)
+
+	ctr, err := c.Run(ctx, runtime.Spec{Name: "one", Image: "busybox:test", Labels: map[string]string{"app": "a"},
+		Cmd: []string{"sh", "-c", "echo started; sleep 1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Run(ctx, runtime.Spec{Name: "two", Image: "busybox:test", Labels: map[string]string{"app": "b"}, Cmd: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		opts api.ListOptions
+		want int
+	}{
+		{"all", api.ListOptions{All: true}, 2},
+		{"label app=a", api.ListOptions{All: true, Labels: []string{"app=a"}}, 1},
+		{"label app", api.ListOptions{All: true, Labels: []string{"app"}}, 2},
+		{"label app=c", api.ListOptions{All: true, Labels: []string{"app=c"}}, 0},
+	}
+	for _, tc := range tests {
+		if cs, err := c.ListFiltered(ctx, tc.opts); err != nil || len(cs) != tc.want {
+			t.Errorf("%s: %d containers (%v), want %d", tc.name, len(cs), err, tc.want)
+		}
+	}
+	var out, errOut strings.Builder
+	code, err := c.Exec(ctx, "one", api.ExecRequest{Cmd: []string{"sh", "-c", "echo out; echo err >&2; exit 5"}}, &out, &errOut)
+	if err != nil || code != 5 || out.String() != "out\n" || errOut.String() != "err\n" {
+		t.Errorf("exec: %d %v %q %q", code, err, out.String(), errOut.String())
+	}
+	if _, err := c.Exec(ctx, "one", api.ExecRequest{Cmd: []string{"nope"}}, &out, &errOut); !errors.Is(err, embedded.ErrCommandNotFound) {
+		t.Errorf("exec nope: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var logs strings.Builder
+		if err := c.Logs(ctx, ctr.ID, embedded.LogOptions{}, func(l embedded.LogLine) error { logs.WriteString(l.Line); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if logs.String() == "started\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("logs %q", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := c.Stop(ctx, "one", 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Inspect(ctx, "one"); err != nil || got.State != runtime.StateExited || got.ExitCode != 137 {
+		t.Errorf("after stop: %+v %v", got.State, err)
+	}
+	if err := c.Remove(ctx, "one"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Inspect(ctx, "one"); !errors.Is(err, runtime.ErrNotFound) {
+		t.Errorf("inspect removed: %v", err)
+	}
+	if _, err := c.Run(ctx, runtime.Spec{Name: "two", Image: "busybox:test", Cmd: []string{"true"}}); !errors.Is(err, runtime.ErrConflict) {
+		t.Errorf("name in use: %v", err)
+	}
+	var seen []string
+	timeout := time.After(10 * time.Second)
+	for len(seen) < 5 {
+		select {
+		case ev := <-events:
+			if ev.Container.Name == "one" {
+				seen = append(seen, string(ev.Type))
+			}
+		case <-timeout:
+			t.Fatalf("events for one: %v", seen)
+		}
+	}
+	if strings.Join(seen, ",") != "create,start,die,stop,destroy" {
+		t.Errorf("events %v", seen)
+	}
+}

@@ -1,0 +1,307 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/runtime/embedded"
+	"github.com/berthd/berth/runtime/embedded/image"
+)
+
+// Client talks to a berth daemon over its unix socket.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+var _ runtime.Runtime = (*Client)(nil)
+
+// NewClient returns a client for the daemon listening on socket.
+func NewClient(socket string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}
+	return &Client{socket: socket, hc: &http.Client{Transport: tr}}
+}
+
+// do sends a request and returns the response when its status is 2xx;
+// otherwise it decodes the API error.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	u := "http://berth" + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("berth daemon at %s: %w", c.socket, err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		var ae Error
+		if err := json.NewDecoder(resp.Body).Decode(&ae); err != nil || ae.Message == "" {
+			return nil, fmt.Errorf("berth daemon: %s %s: %s", method, path, resp.Status)
+		}
+		return nil, &ae
+	}
+	return resp, nil
+}
+
+// call does a request and decodes a JSON result into out (if non-nil).
+func (c *Client) call(ctx context.Context, method, path string, q url.Values, body, out any) error {
+	resp, err := c.do(ctx, method, path, q, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("berth daemon: %s %s: bad response: %w", method, path, err)
+	}
+	return nil
+}
+
+// frames reads a streamed response, calling fn per frame until the stream
+// ends; an error frame ends it with that error.
+func (c *Client) frames(ctx context.Context, method, path string, q url.Values, body any, fn func(Frame) error) error {
+	resp, err := c.do(ctx, method, path, q, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var f Frame
+		if err := json.Unmarshal(sc.Bytes(), &f); err != nil {
+			return fmt.Errorf("berth daemon: bad frame: %w", err)
+		}
+		if f.Error != nil {
+			return f.Error
+		}
+		if err := fn(f); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("berth daemon: stream: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that the daemon answers.
+func (c *Client) Ping(ctx context.Context) error {
+	return c.call(ctx, http.MethodGet, "/v1/_ping", nil, nil, nil)
+}
+
+// Run creates and starts a container.
+func (c *Client) Run(ctx context.Context, spec runtime.Spec) (runtime.Container, error) {
+	var out runtime.Container
+	err := c.call(ctx, http.MethodPost, "/v1/containers", nil, spec, &out)
+	return out, err
+}
+
+// ListOptions filters ListFiltered.
+type ListOptions struct {
+	All    bool     // include stopped containers
+	Labels []string // "k=v" or "k"; all must match
+}
+
+// List returns every container (runtime.Runtime semantics).
+func (c *Client) List(ctx context.Context) ([]runtime.Container, error) {
+	return c.ListFiltered(ctx, ListOptions{All: true})
+}
+
+// ListFiltered returns the containers opts selects.
+func (c *Client) ListFiltered(ctx context.Context, opts ListOptions) ([]runtime.Container, error) {
+	q := url.Values{"label": opts.Labels}
+	if opts.All {
+		q.Set("all", "1")
+	}
+	var out []runtime.Container
+	err := c.call(ctx, http.MethodGet, "/v1/containers", q, nil, &out)
+	return out, err
+}
+
+// Inspect returns one container by id, id prefix or name.
+func (c *Client) Inspect(ctx context.Context, id string) (runtime.Container, error) {
+	var out runtime.Container
+	err := c.call(ctx, http.MethodGet, "/v1/containers/"+url.PathEscape(id), nil, nil, &out)
+	return out, err
+}
+
+func graceQuery(d time.Duration) url.Values {
+	return url.Values{"t": {strconv.Itoa(int(d / time.Second))}}
+}
+
+// Start starts a stopped container.
+func (c *Client) Start(ctx context.Context, id string) error {
+	return c.call(ctx, http.MethodPost, "/v1/containers/"+url.PathEscape(id)+"/start", nil, nil, nil)
+}
+
+// Stop stops a container, killing it after grace (whole seconds).
+func (c *Client) Stop(ctx context.Context, id string, grace time.Duration) error {
+	return c.call(ctx, http.MethodPost, "/v1/containers/"+url.PathEscape(id)+"/stop", graceQuery(grace), nil, nil)
+}
+
+// Restart stops and starts a container.
+func (c *Client) Restart(ctx context.Context, id string, grace time.Duration) error {
+	return c.call(ctx, http.MethodPost, "/v1/containers/"+url.PathEscape(id)+"/restart", graceQuery(grace), nil, nil)
+}
+
+// Kill sends a signal ("KILL", "SIGHUP", "15"; empty means KILL).
+func (c *Client) Kill(ctx context.Context, id, signal string) error {
+	return c.call(ctx, http.MethodPost, "/v1/containers/"+url.PathEscape(id)+"/kill", url.Values{"signal": {signal}}, nil, nil)
+}
+
+// Remove deletes a container.
+func (c *Client) Remove(ctx context.Context, id string, opts ...runtime.RemoveOption) error {
+	var q url.Values
+	if runtime.ApplyRemoveOptions(opts).Force {
+		q = url.Values{"force": {"1"}}
+	}
+	return c.call(ctx, http.MethodDelete, "/v1/containers/"+url.PathEscape(id), q, nil, nil)
+}
+
+// Logs streams a container's output lines to fn.
+func (c *Client) Logs(ctx context.Context, id string, opts embedded.LogOptions, fn func(embedded.LogLine) error) error {
+	q := url.Values{"tail": {strconv.Itoa(opts.Tail)}}
+	if opts.Follow {
+		q.Set("follow", "1")
+	}
+	return c.frames(ctx, http.MethodGet, "/v1/containers/"+url.PathEscape(id)+"/logs", q, nil, func(f Frame) error {
+		if f.Log != nil {
+			return fn(*f.Log)
+		}
+		return nil
+	})
+}
+
+// Exec runs cmd in a running container, copying its output to stdout and
+// stderr, and returns its exit code.
+func (c *Client) Exec(ctx context.Context, id string, req ExecRequest, stdout, stderr io.Writer) (int, error) {
+	code := -1
+	err := c.frames(ctx, http.MethodPost, "/v1/containers/"+url.PathEscape(id)+"/exec", nil, req, func(f Frame) error {
+		switch {
+		case f.Log != nil && f.Log.Stream == "stderr":
+			_, err := io.WriteString(stderr, f.Log.Line)
+			return err
+		case f.Log != nil:
+			_, err := io.WriteString(stdout, f.Log.Line)
+			return err
+		case f.ExitCode != nil:
+			code = *f.ExitCode
+		}
+		return nil
+	})
+	if err == nil && code < 0 {
+		err = errors.New("berth daemon: exec stream ended without an exit code")
+	}
+	return code, err
+}
+
+// Events streams lifecycle events until ctx ends or the stream breaks.
+func (c *Client) Events(ctx context.Context) (<-chan runtime.Event, <-chan error) {
+	ch := make(chan runtime.Event, 64)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(errc)
+		defer close(ch)
+		err := c.frames(ctx, http.MethodGet, "/v1/events", nil, nil, func(f Frame) error {
+			if f.Event == nil {
+				return nil
+			}
+			select {
+			case ch <- *f.Event:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		if err != nil && ctx.Err() == nil {
+			errc <- err
+		}
+	}()
+	return ch, errc
+}
+
+// Images lists the daemon's images.
+func (c *Client) Images(ctx context.Context) ([]image.Image, error) {
+	var out []image.Image
+	err := c.call(ctx, http.MethodGet, "/v1/images", nil, nil, &out)
+	return out, err
+}
+
+// Pull pulls ref on the daemon, reporting progress.
+func (c *Client) Pull(ctx context.Context, ref string, progress func(image.Progress)) (image.Image, error) {
+	var img image.Image
+	got := false
+	err := c.frames(ctx, http.MethodPost, "/v1/images/pull", url.Values{"ref": {ref}}, nil, func(f Frame) error {
+		if f.Progress != nil && progress != nil {
+			progress(*f.Progress)
+		}
+		if f.Image != nil {
+			img, got = *f.Image, true
+		}
+		return nil
+	})
+	if err == nil && !got {
+		err = errors.New("berth daemon: pull stream ended without an image")
+	}
+	return img, err
+}
+
+// Load loads a docker save tarball at path (on the daemon's host).
+func (c *Client) Load(ctx context.Context, path string) ([]image.Image, error) {
+	var out []image.Image
+	err := c.call(ctx, http.MethodPost, "/v1/images/load", nil, LoadRequest{Path: path}, &out)
+	return out, err
+}
+
+// Import imports a rootfs tar or directory as tag.
+func (c *Client) Import(ctx context.Context, src, tag string) (image.Image, error) {
+	var out image.Image
+	err := c.call(ctx, http.MethodPost, "/v1/images/import", nil, ImportRequest{Src: src, Tag: tag}, &out)
+	return out, err
+}
+
+// RemoveImage untags or deletes an image.
+func (c *Client) RemoveImage(ctx context.Context, ref string, force bool) ([]string, error) {
+	q := url.Values{"ref": {ref}}
+	if force {
+		q.Set("force", "1")
+	}
+	var out []string
+	err := c.call(ctx, http.MethodDelete, "/v1/images", q, nil, &out)
+	return out, err
+}

@@ -1,0 +1,107 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/runtime/embedded"
+	"github.com/berthd/berth/runtime/embedded/image"
+)
+
+// DefaultSocket is where the daemon listens unless told otherwise.
+const DefaultSocket = "/run/berth/berth.sock"
+
+// Frame is one line of a streamed response. Exactly one group of fields
+// is set per frame.
+type Frame struct {
+	// logs and exec output
+	Log *embedded.LogLine `json:"log,omitempty"`
+	// exec: the final frame
+	ExitCode *int `json:"exit_code,omitempty"`
+	// events
+	Event *runtime.Event `json:"event,omitempty"`
+	// pull progress, then the final image
+	Progress *image.Progress `json:"progress,omitempty"`
+	Image    *image.Image    `json:"image,omitempty"`
+	// a failure after the stream started; ends the stream
+	Error *Error `json:"error,omitempty"`
+}
+
+// ExecRequest is the body of an exec call.
+type ExecRequest struct {
+	Cmd []string `json:"cmd"`
+	Env []string `json:"env,omitempty"`
+}
+
+// LoadRequest and ImportRequest name files on the daemon's host (the
+// socket is local, so paths are shared).
+type LoadRequest struct {
+	Path string `json:"path"`
+}
+
+// ImportRequest imports a rootfs tar or directory as Tag.
+type ImportRequest struct {
+	Src string `json:"src"`
+	Tag string `json:"tag"`
+}
+
+// Error kinds, mapped to and from the runtime's sentinel errors.
+const (
+	KindNotFound        = "not_found"
+	KindConflict        = "conflict"
+	KindInvalid         = "invalid"
+	KindCommandNotFound = "command_not_found"
+	KindDigestMismatch  = "digest_mismatch"
+	KindInternal        = "internal"
+)
+
+// Error is an API error as sent on the wire.
+type Error struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Unwrap maps the kind back to the sentinel, so errors.Is works on the
+// client side as on the daemon's.
+func (e *Error) Unwrap() error {
+	for _, k := range kinds {
+		if k.kind == e.Kind {
+			return k.err
+		}
+	}
+	return nil
+}
+
+var kinds = []struct {
+	kind   string
+	err    error
+	status int
+}{
+	{KindNotFound, runtime.ErrNotFound, http.StatusNotFound},
+	{KindConflict, runtime.ErrConflict, http.StatusConflict},
+	{KindInvalid, runtime.ErrInvalid, http.StatusBadRequest},
+	{KindCommandNotFound, embedded.ErrCommandNotFound, http.StatusBadRequest},
+	{KindDigestMismatch, image.ErrDigestMismatch, http.StatusBadRequest},
+}
+
+// toError classifies err for the wire and picks the HTTP status.
+func toError(err error) (*Error, int) {
+	var ae *Error
+	if errors.As(err, &ae) {
+		return ae, http.StatusInternalServerError
+	}
+	for _, k := range kinds {
+		if errors.Is(err, k.err) {
+			return &Error{Kind: k.kind, Message: err.Error()}, k.status
+		}
+	}
+	return &Error{Kind: KindInternal, Message: err.Error()}, http.StatusInternalServerError
+}
+
+func errorf(kind, format string, args ...any) *Error {
+	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
+}
