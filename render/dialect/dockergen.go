@@ -3,6 +3,7 @@ package dialect
 import (
 	"bytes"
 	"errors"
+	"maps"
 	"net/url"
 	"os"
 	"strconv"
@@ -70,8 +71,8 @@ func dockerGenData(prefix string, x *execution) (any, error) {
 // dockerGenFuncs is sprig overridden by docker-gen's own functions, as in
 // docker-gen's newTemplate.
 func dockerGenFuncs() *funcSet {
-	sp := sprigFuncs()
 	m := sprigFuncs()
+	sp := maps.Clone(m) // sprig before docker-gen's overrides, for the aliases
 	own := template.FuncMap{
 		"closest":                 closest,
 		"coalesce":                coalesce,
