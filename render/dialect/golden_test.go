@@ -492,3 +492,10 @@ func TestConfdDirectoryCoversEveryFunction(t *testing.T) {
 		}
 	}
 }
+
+// TestMain pins the local time zone: sprig's date functions format in it,
+// and the goldens must not depend on the machine's.
+func TestMain(m *testing.M) {
+	time.Local = time.UTC
+	os.Exit(m.Run())
+}
