@@ -181,6 +181,11 @@ func TestBadInputs(t *testing.T) {
 			want: "unknown directive",
 		},
 		{
+			name: "hanging check times out",
+			spec: func(string) Spec { return Spec{Check: "sleep 600", Timeout: 200 * time.Millisecond} },
+			want: `check "sleep 600": timed out after 200ms`,
+		},
+		{
 			name: "check with bad placeholder",
 			spec: func(string) Spec { return Spec{Check: "cat {{.source}}"} },
 			want: `check command "cat {{.source}}"`,
