@@ -88,6 +88,8 @@ type TemplateStatus struct {
 	LastRender time.Time      // last successful render (changed or not)
 	LastChange time.Time      // last time the destination was replaced
 	LastError  error          // of the last attempt; nil after a success
+	Renders    int            // renders that replaced the destination
+	Failures   int            // failed attempts (render, check, write, reload)
 	Mirrors    []watcher.Health
 }
 
@@ -293,6 +295,8 @@ type tmplState struct {
 	lastRender time.Time
 	lastChange time.Time
 	lastErr    error
+	renders    int
+	failures   int
 	retry      time.Duration
 	retryTimer *time.Timer
 }
@@ -494,6 +498,7 @@ func (s *state) render(batch map[*tmplState]bool) {
 			t.lastRender, t.lastErr, t.retry = now, nil, 0
 			if res.Changed {
 				t.lastChange = now
+				t.renders++
 				t.deb.Rendered()
 				log.Info("rendered", "records", res.Count, "reloaded", res.Reloaded)
 			} else {
@@ -504,6 +509,7 @@ func (s *state) render(batch map[*tmplState]bool) {
 		}
 		t.lastErr = res.Err
 		t.applied = false
+		t.failures++
 		if errors.Is(res.Err, render.ErrRefused) {
 			// A guard refused this data; new data will trigger a new try.
 			t.mu.Unlock()
@@ -533,6 +539,7 @@ func (s *state) report() []TemplateStatus {
 		st := TemplateStatus{
 			Name: name, Dest: t.conf.Spec.Dest, Synced: t.synced,
 			Revision: t.appliedRev, LastRender: t.lastRender, LastChange: t.lastChange, LastError: t.lastErr,
+			Renders: t.renders, Failures: t.failures,
 		}
 		t.mu.Unlock()
 		for _, p := range t.conf.Prefixes {

@@ -1,0 +1,156 @@
+package runner_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/render"
+	"github.com/berthd/berth/render/dialect"
+	"github.com/berthd/berth/runner"
+	"github.com/berthd/berth/store"
+)
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+// kvTemplate writes a template listing the keys under prefix and returns
+// its configuration.
+func kvTemplate(t *testing.T, dir, name, prefix, text string) config.Template {
+	t.Helper()
+	src := filepath.Join(dir, name+".tmpl")
+	if err := os.WriteFile(src, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return config.Template{
+		Name: name, Src: src, Origin: name + ".toml:1",
+		Options:  dialect.Options{Dialect: dialect.Native},
+		Prefixes: []string{prefix},
+		Spec:     render.Spec{Name: name, Dest: filepath.Join(dir, name+".out")},
+	}
+}
+
+func startRunner(t *testing.T, st store.Store, ts ...config.Template) *runner.Runner {
+	t.Helper()
+	r := runner.New(st, render.New(render.WithLogger(quietLogger())), runner.WithLogger(quietLogger()))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, ts) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return r
+}
+
+func waitFile(t *testing.T, path, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, _ := os.ReadFile(path)
+		if string(got) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %q, want %q", path, got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestTemplateEdits: an edited template re-renders; a broken edit keeps the
+// previous version, is reported with file:line, and a fixed edit applies.
+func TestTemplateEdits(t *testing.T) {
+	st := openStore(t, "embedded://"+t.TempDir())
+	st.Put(t.Context(), "/app/port", []byte("8080"))
+	dir := t.TempDir()
+	tmpl := kvTemplate(t, dir, "app", "/app/", `port={{ key "/app/port" }}`)
+	r := startRunner(t, st, tmpl)
+	waitFile(t, tmpl.Spec.Dest, "port=8080")
+
+	// An editor's atomic save: write a temp file and rename it over.
+	save := func(text string) {
+		tmp := tmpl.Src + ".swp"
+		os.WriteFile(tmp, []byte(text), 0o644)
+		os.Rename(tmp, tmpl.Src)
+	}
+	save(`listen={{ key "/app/port" }}`)
+	waitFile(t, tmpl.Spec.Dest, "listen=8080")
+
+	save("listen={{ key \"/app/port\" \n{{ end }}")
+	s := waitStatus(t, r, func(s runner.TemplateStatus) bool { return s.LastError != nil })
+	if !strings.Contains(s.LastError.Error(), "app.tmpl:") || !strings.Contains(s.LastError.Error(), "keeping the previous version") {
+		t.Fatalf("broken edit reported as %v", s.LastError)
+	}
+	// Data still flows through the previous version of the template.
+	st.Put(t.Context(), "/app/port", []byte("9090"))
+	waitFile(t, tmpl.Spec.Dest, "listen=9090")
+
+	save(`port {{ key "/app/port" }}`)
+	waitFile(t, tmpl.Spec.Dest, "port 9090")
+}
+
+// TestUpdate: a configuration reload keeps unchanged templates, starts new
+// ones (sharing mirrors), and stops removed ones.
+func TestUpdate(t *testing.T) {
+	st := openStore(t, "embedded://"+t.TempDir())
+	ctx := t.Context()
+	st.Put(ctx, "/a/x", []byte("1"))
+	st.Put(ctx, "/b/y", []byte("2"))
+	dir := t.TempDir()
+	a := kvTemplate(t, dir, "a", "/a/", `{{ range tree "/a/" }}{{ .Key }}={{ .Value }};{{ end }}`)
+	b := kvTemplate(t, dir, "b", "/b/", `{{ range tree "/b/" }}{{ .Key }}={{ .Value }};{{ end }}`)
+	a2 := kvTemplate(t, dir, "a2", "/a/", `count={{ len (tree "/a/") }}`)
+	r := startRunner(t, st, a, b)
+	waitFile(t, a.Spec.Dest, "x=1;")
+	waitFile(t, b.Spec.Dest, "y=2;")
+
+	if err := r.Update(ctx, []config.Template{a, a2}); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, a2.Spec.Dest, "count=1")
+	st.Put(ctx, "/a/z", []byte("3"))
+	st.Put(ctx, "/b/y", []byte("changed"))
+	waitFile(t, a.Spec.Dest, "x=1;z=3;")
+	waitFile(t, a2.Spec.Dest, "count=2")
+	time.Sleep(300 * time.Millisecond)
+	if got, _ := os.ReadFile(b.Spec.Dest); string(got) != "y=2;" {
+		t.Fatalf("removed template still renders: %q", got)
+	}
+	ss, _ := r.Status(ctx)
+	if len(ss) != 2 || ss[0].Name != "a" || ss[1].Name != "a2" {
+		t.Fatalf("status after update: %+v", ss)
+	}
+
+	// A bad configuration is refused and the running one stays.
+	bad := a2
+	bad.Spec.Dest = a.Spec.Dest
+	if err := r.Update(ctx, []config.Template{a, bad}); err == nil {
+		t.Fatal("two templates writing one destination accepted")
+	}
+	st.Put(ctx, "/a/w", []byte("4"))
+	waitFile(t, a2.Spec.Dest, "count=3")
+}
+
+// TestOnceRendersAfterSync: one-shot mode renders once every prefix has
+// synced, and reports what it wrote.
+func TestOnceRendersAfterSync(t *testing.T) {
+	st := openStore(t, "embedded://"+t.TempDir())
+	st.Put(t.Context(), "/o/a", []byte("1"))
+	dir := t.TempDir()
+	tmpl := kvTemplate(t, dir, "o", "/o/", `{{ range tree "/o/" }}{{ .Key }}{{ end }}`)
+	r := runner.New(st, render.New(render.WithLogger(quietLogger())), runner.WithLogger(quietLogger()))
+	res, err := r.Once(t.Context(), []config.Template{tmpl})
+	if err != nil || len(res) != 1 || res[0].Err != nil || !res[0].Changed {
+		t.Fatalf("once: %v %+v", err, res)
+	}
+	waitFile(t, tmpl.Spec.Dest, "a")
+}
