@@ -246,7 +246,7 @@ func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) 
 		return fail("min_entries %d is negative", rt.MinEntries)
 	}
 	switch rt.MissingKey {
-	case "", "default", "zero", "invalid":
+	case "", "default":
 	case "error":
 		t.Options.MissingKeyError = true
 	default:
