@@ -132,6 +132,7 @@ func (w *watcher) read(ctx context.Context, wait store.Revision) ([]store.KV, st
 		}
 		rctx, cancel := context.WithTimeout(ctx, limit)
 		kvs, index, err := s.list(w.prefix, q.WithContext(rctx))
+		timedOut := rctx.Err() != nil
 		cancel()
 		if err == nil {
 			return kvs, index, nil
@@ -139,7 +140,7 @@ func (w *watcher) read(ctx context.Context, wait store.Revision) ([]store.KV, st
 		if ctx.Err() != nil {
 			return nil, 0, ctx.Err()
 		}
-		if rctx.Err() != nil {
+		if timedOut {
 			err = fmt.Errorf("no answer within %s: %w", limit, err)
 		} else if !isTransient(err) {
 			return nil, 0, s.wrap("watch", w.prefix, err)
