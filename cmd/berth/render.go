@@ -42,9 +42,9 @@ the output goes to standard output). --dialect and --prefix apply to
 
 The store is --store (or BERTH_STORE), else the [store] table of a --config
 file, else the default embedded store. Each prefix of a template is read
-with one List (consistent per prefix). --context renders from a JSON fixture instead: a list of
-containers in docker-gen's RuntimeContainer shape, or an object mapping
-keys to values.`,
+with one List (consistent per prefix). --context renders from a JSON
+fixture instead: a list of containers in docker-gen's RuntimeContainer
+shape, or an object mapping keys to values.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
