@@ -116,4 +116,10 @@ func TestCrashLeavesOldOrNew(t *testing.T) {
 	if len(seen) < 2 {
 		t.Errorf("the child never completed a render: versions seen %v", seen)
 	}
+	// The next renderer to write the destination removes the staging files
+	// the killed ones left.
+	if _, err := testRenderer(t).Cycle(context.Background(), []Job{{Spec: Spec{Dest: dest}, Source: static("after")}}); err != nil {
+		t.Fatal(err)
+	}
+	noTemps(t, dir)
 }

@@ -131,6 +131,24 @@ func unchanged(cur current, data []byte, a attrs) bool {
 		bytes.Equal(cur.data, data)
 }
 
+// stagePattern is the glob of dest's staging files (os.CreateTemp's "*"
+// goes at the end).
+func stagePattern(dest string) string {
+	dir, base := filepath.Split(dest)
+	return filepath.Join(dir, "."+base+".berth-*")
+}
+
+// sweepStaged removes staging files of dest that a renderer killed
+// mid-write left behind.
+func sweepStaged(log *slog.Logger, dest string) {
+	stale, _ := filepath.Glob(stagePattern(dest))
+	for _, f := range stale {
+		if err := os.Remove(f); err == nil {
+			log.Info("removed a staging file left by an interrupted render", "file", f)
+		}
+	}
+}
+
 // replace atomically replaces dest with data: it stages a temporary file in
 // dest's directory, writes and fsyncs it, applies mode and owner, calls
 // beforeSwap with the staged path (check command, backup), renames it over
@@ -144,11 +162,8 @@ func unchanged(cur current, data []byte, a attrs) bool {
 //
 // On any error dest is untouched and the staged file removed.
 func replace(log *slog.Logger, dest string, data []byte, a attrs, beforeSwap func(staged string) error) (err error) {
-	dir, base := filepath.Split(dest)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".berth-")
+	dir := filepath.Dir(dest)
+	f, err := os.CreateTemp(dir, filepath.Base(stagePattern(dest)))
 	if err != nil {
 		return fmt.Errorf("stage %s: %w", dest, err)
 	}

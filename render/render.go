@@ -78,7 +78,8 @@ type Renderer struct {
 	log *slog.Logger
 
 	mu     sync.Mutex
-	counts map[string]int // dest → record count of the last good render
+	counts map[string]int      // dest → record count of the last good render
+	swept  map[string]struct{} // dests whose stale staging files are gone
 }
 
 // Option configures a Renderer.
@@ -92,7 +93,7 @@ func WithLogger(l *slog.Logger) Option { return func(r *Renderer) { r.log = l } 
 
 // New returns a Renderer.
 func New(opts ...Option) *Renderer {
-	r := &Renderer{cmd: Exec{}, log: slog.Default(), counts: map[string]int{}}
+	r := &Renderer{cmd: Exec{}, log: slog.Default(), counts: map[string]int{}, swept: map[string]struct{}{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -258,6 +259,7 @@ func (r *Renderer) write(ctx context.Context, job Job) (prev current, changed bo
 	if unchanged(prev, out, a) {
 		return prev, false, n, nil
 	}
+	r.sweepOnce(s.Dest)
 	err = replace(r.log, s.Dest, out, a, func(staged string) error {
 		if s.Check != "" {
 			line, err := command{what: "check", text: s.Check}.expand(staged)
@@ -289,6 +291,18 @@ func (r *Renderer) putBack(s Spec, prev current) error {
 		return nil
 	}
 	return replace(r.log, s.Dest, prev.data, attrs{mode: prev.mode, uid: prev.uid, gid: prev.gid, keepOnly: true}, nil)
+}
+
+// sweepOnce removes, the first time this Renderer writes dest, the staging
+// files a killed renderer may have left beside it.
+func (r *Renderer) sweepOnce(dest string) {
+	r.mu.Lock()
+	_, done := r.swept[dest]
+	r.swept[dest] = struct{}{}
+	r.mu.Unlock()
+	if !done {
+		sweepStaged(r.log, dest)
+	}
 }
 
 // remember records the count of a good render for MaxShrink.
