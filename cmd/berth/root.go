@@ -62,6 +62,7 @@ nginx config current: render, check, swap atomically, reload.`,
 		newWatchCommand(),
 		newBenchCommand(),
 	)
+	root.AddCommand(newRuntimeCommands()...)
 	return root
 }
 

@@ -1,0 +1,569 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	units "github.com/docker/go-units"
+	"github.com/spf13/cobra"
+
+	"github.com/berthd/berth/api"
+	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/runtime/embedded"
+)
+
+// addHostFlag gives a container command its -H/--host flag and returns
+// how to get a client for the daemon it names (flag, else $BERTH_HOST,
+// else the default socket).
+func addHostFlag(cmd *cobra.Command) func() *api.Client {
+	host := cmd.Flags().StringP("host", "H", "", "daemon socket (default $BERTH_HOST or "+api.DefaultSocket+")")
+	return func() *api.Client {
+		h := *host
+		if h == "" {
+			h = os.Getenv("BERTH_HOST")
+		}
+		if h == "" {
+			h = api.DefaultSocket
+		}
+		return api.NewClient(h)
+	}
+}
+
+// daemonError maps the daemon's errors to exit codes: a command missing
+// from the image exits 127 as with docker, bad input exits 2.
+func daemonError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, embedded.ErrCommandNotFound):
+		return exitCodeError{127, err}
+	case errors.Is(err, runtime.ErrInvalid):
+		return usageError{err}
+	}
+	return err
+}
+
+// newContainerCommands returns run, ps, start, stop, kill, restart, rm,
+// logs, inspect, exec and events.
+func newContainerCommands() []*cobra.Command {
+	return []*cobra.Command{
+		newRunCommand(), newPsCommand(), newStartCommand(), newStopCommand(), newKillCommand(),
+		newRestartCommand(), newRmCommand(), newLogsCommand(), newInspectCommand(), newExecCommand(),
+		newEventsCommand(),
+	}
+}
+
+// runFlags are docker run's flags that berth supports.
+type runFlags struct {
+	name, workdir, user, hostname, network, restart, entrypoint, memory, stopSignal string
+	env, labels, volumes, publish                                                  []string
+	readOnly, detach, rm                                                           bool
+	cpus                                                                           float64
+	pids                                                                           int64
+	healthCmd                                                                      string
+	healthInterval, healthTimeout, healthStart                                     time.Duration
+	healthRetries                                                                  int
+}
+
+// spec turns the flags, image and command into a runtime.Spec.
+func (f *runFlags) spec(cmd *cobra.Command, args []string) (runtime.Spec, error) {
+	s := runtime.Spec{
+		Name: f.name, Image: args[0], Cmd: args[1:], WorkingDir: f.workdir, User: f.user,
+		Hostname: f.hostname, Network: f.network, ReadOnly: f.readOnly, CPUs: f.cpus, PidsLimit: f.pids,
+		StopSignal: f.stopSignal,
+	}
+	if cmd.Flags().Changed("entrypoint") {
+		s.Entrypoint = []string{f.entrypoint}
+		if f.entrypoint != "" {
+			s.Entrypoint = strings.Fields(f.entrypoint)
+		}
+	}
+	for _, e := range f.env {
+		if !strings.Contains(e, "=") {
+			v, ok := os.LookupEnv(e)
+			if !ok {
+				continue
+			}
+			e += "=" + v
+		}
+		s.Env = append(s.Env, e)
+	}
+	if len(f.labels) > 0 {
+		s.Labels = map[string]string{}
+		for _, l := range f.labels {
+			k, v, _ := strings.Cut(l, "=")
+			s.Labels[k] = v
+		}
+	}
+	if f.memory != "" {
+		m, err := units.RAMInBytes(f.memory)
+		if err != nil || m <= 0 {
+			return s, usagef("invalid memory value %q: want a size such as 64m or 1g", f.memory)
+		}
+		s.Memory = m
+	}
+	for _, v := range f.volumes {
+		m, err := parseVolume(v)
+		if err != nil {
+			return s, err
+		}
+		s.Volumes = append(s.Volumes, m)
+	}
+	for _, p := range f.publish {
+		port, err := parsePublish(p)
+		if err != nil {
+			return s, err
+		}
+		s.Publish = append(s.Publish, port)
+	}
+	if f.restart != "" {
+		name, n, _ := strings.Cut(f.restart, ":")
+		s.Restart.Name = name
+		if n != "" {
+			max, err := strconv.Atoi(n)
+			if err != nil || max < 0 || name != "on-failure" {
+				return s, usagef("--restart %q: want no, always, unless-stopped or on-failure[:N]", f.restart)
+			}
+			s.Restart.MaxRetries = max
+		}
+	}
+	if f.healthCmd != "" {
+		s.Health = &runtime.HealthCheck{Cmd: []string{"/bin/sh", "-c", f.healthCmd}, Interval: f.healthInterval,
+			Timeout: f.healthTimeout, Retries: f.healthRetries, StartPeriod: f.healthStart}
+	}
+	return s, nil
+}
+
+// parseVolume parses host:ctr[:ro|rw]; a relative host path is made absolute.
+func parseVolume(v string) (runtime.Mount, error) {
+	parts := strings.Split(v, ":")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		return runtime.Mount{}, usagef("-v %q: want HOST:CONTAINER[:ro]", v)
+	}
+	src, err := filepath.Abs(parts[0])
+	if err != nil {
+		return runtime.Mount{}, usagef("-v %q: %v", v, err)
+	}
+	m := runtime.Mount{Source: src, Destination: parts[1]}
+	if len(parts) == 3 {
+		switch parts[2] {
+		case "ro":
+			m.ReadOnly = true
+		case "rw":
+		default:
+			return runtime.Mount{}, usagef("-v %q: mode must be ro or rw", v)
+		}
+	}
+	return m, nil
+}
+
+// parsePublish parses [ip:]hostport:ctrport[/tcp].
+func parsePublish(p string) (runtime.Port, error) {
+	spec, proto, _ := strings.Cut(p, "/")
+	parts := strings.Split(spec, ":")
+	var ip string
+	switch len(parts) {
+	case 2:
+	case 3:
+		ip, parts = parts[0], parts[1:]
+	default:
+		return runtime.Port{}, usagef("-p %q: want [IP:]HOSTPORT:CONTAINERPORT", p)
+	}
+	hp, err1 := strconv.ParseUint(parts[0], 10, 16)
+	cp, err2 := strconv.ParseUint(parts[1], 10, 16)
+	if err1 != nil || err2 != nil || hp == 0 || cp == 0 {
+		return runtime.Port{}, usagef("-p %q: ports must be 1-65535", p)
+	}
+	return runtime.Port{Port: uint16(cp), Proto: proto, HostIP: ip, HostPort: uint16(hp)}, nil
+}
+
+func newRunCommand() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run [flags] IMAGE [COMMAND [ARG...]]",
+		Short: "Create and start a container",
+		Long: `Create and start a container from a local image. In the foreground
+(without -d) berth prints the container's output and exits with its exit
+code; a command missing from the image exits 127.`,
+		Args: usageArgs(cobra.MinimumNArgs(1)),
+	}
+	client := addHostFlag(cmd)
+	fl := cmd.Flags()
+	fl.SetInterspersed(false)
+	fl.StringVar(&f.name, "name", "", "container name")
+	fl.StringArrayVarP(&f.env, "env", "e", nil, "environment variable KEY=VALUE (or KEY to copy it)")
+	fl.StringArrayVarP(&f.labels, "label", "l", nil, "label KEY=VALUE")
+	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory inside the container")
+	fl.StringVarP(&f.user, "user", "u", "", "user NAME|UID[:GROUP|GID]")
+	fl.StringVar(&f.hostname, "hostname", "", "container hostname (default: the short id)")
+	fl.StringVar(&f.network, "network", "bridge", "network: bridge, host or none")
+	fl.StringVar(&f.restart, "restart", "no", "restart policy: no, on-failure[:N], always, unless-stopped")
+	fl.StringVar(&f.entrypoint, "entrypoint", "", "override the image's entrypoint")
+	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit (e.g. 64m, 1g)")
+	fl.Float64Var(&f.cpus, "cpus", 0, "CPU limit (e.g. 0.5)")
+	fl.Int64Var(&f.pids, "pids-limit", 0, "process limit")
+	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind mount HOST:CONTAINER[:ro]")
+	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a port [IP:]HOSTPORT:CONTAINERPORT")
+	fl.BoolVar(&f.readOnly, "read-only", false, "mount the root filesystem read-only")
+	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the container id")
+	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits (foreground only)")
+	fl.StringVar(&f.stopSignal, "stop-signal", "", "signal to stop the container (default SIGTERM)")
+	fl.StringVar(&f.healthCmd, "health-cmd", "", "health check command, run with /bin/sh -c")
+	fl.DurationVar(&f.healthInterval, "health-interval", 30*time.Second, "time between health checks")
+	fl.DurationVar(&f.healthTimeout, "health-timeout", 30*time.Second, "health check timeout")
+	fl.IntVar(&f.healthRetries, "health-retries", 3, "consecutive failures before unhealthy")
+	fl.DurationVar(&f.healthStart, "health-start-period", 0, "failures in this period after start do not count")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		spec, err := f.spec(cmd, args)
+		if err != nil {
+			return err
+		}
+		c := client()
+		ctx := cmd.Context()
+		ctr, err := c.Run(ctx, spec)
+		if err != nil {
+			return daemonError(err)
+		}
+		if f.detach {
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), ctr.ID)
+			return err
+		}
+		if err := printLogs(ctx, c, ctr.ID, embedded.LogOptions{Follow: true}, false, cmd.OutOrStdout(), cmd.ErrOrStderr()); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil // interrupted: the container keeps running
+		}
+		got, err := waitExited(ctx, c, ctr.ID)
+		if err != nil {
+			return err
+		}
+		if f.rm {
+			if err := c.Remove(context.WithoutCancel(ctx), ctr.ID, runtime.Force()); err != nil {
+				return err
+			}
+		}
+		if got.ExitCode != 0 {
+			return exitCodeError{code: got.ExitCode}
+		}
+		return nil
+	}
+	return cmd
+}
+
+// waitExited polls until the container has exited (log streaming ends
+// when the process does; the record follows a moment later).
+func waitExited(ctx context.Context, c *api.Client, id string) (runtime.Container, error) {
+	for {
+		got, err := c.Inspect(ctx, id)
+		if err != nil {
+			return got, err
+		}
+		if got.State == runtime.StateExited || got.State == runtime.StateDead {
+			return got, nil
+		}
+		select {
+		case <-ctx.Done():
+			return got, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// printLogs writes a container's output to stdout/stderr by stream.
+func printLogs(ctx context.Context, c *api.Client, id string, opts embedded.LogOptions, timestamps bool, stdout, stderr io.Writer) error {
+	err := c.Logs(ctx, id, opts, func(l embedded.LogLine) error {
+		w := stdout
+		if l.Stream == "stderr" {
+			w = stderr
+		}
+		if timestamps {
+			if _, err := fmt.Fprint(w, l.Time.Format(time.RFC3339Nano), " "); err != nil {
+				return err
+			}
+		}
+		_, err := io.WriteString(w, l.Line)
+		return err
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	return daemonError(err)
+}
+
+func newPsCommand() *cobra.Command {
+	var all, quiet bool
+	var filters []string
+	cmd := &cobra.Command{
+		Use:   "ps",
+		Short: "List containers",
+		Args:  usageArgs(cobra.NoArgs),
+	}
+	client := addHostFlag(cmd)
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "show all containers, not only running ones")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print container ids")
+	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "filter: label=KEY or label=KEY=VALUE")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		var labels []string
+		for _, f := range filters {
+			l, ok := strings.CutPrefix(f, "label=")
+			if !ok {
+				return usagef("--filter %q: only label=KEY[=VALUE] is supported", f)
+			}
+			labels = append(labels, l)
+		}
+		cs, err := client().ListFiltered(cmd.Context(), api.ListOptions{All: all, Labels: labels})
+		if err != nil {
+			return daemonError(err)
+		}
+		out := cmd.OutOrStdout()
+		if quiet {
+			for _, c := range cs {
+				fmt.Fprintln(out, c.ID[:12])
+			}
+			return nil
+		}
+		tw := tabwriter.NewWriter(out, 0, 8, 3, ' ', 0)
+		fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES")
+		for _, c := range cs {
+			command := strings.Join(c.Cmd, " ")
+			if len(command) > 20 {
+				command = command[:19] + "…"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%q\t%s ago\t%s\t%s\t%s\n", c.ID[:12], c.Image, command,
+				units.HumanDuration(time.Since(c.Created)), status(c), ports(c.Ports), c.Name)
+		}
+		return tw.Flush()
+	}
+	return cmd
+}
+
+// status is docker's STATUS column.
+func status(c runtime.Container) string {
+	switch c.State {
+	case runtime.StateRunning:
+		s := "Up " + units.HumanDuration(time.Since(c.Started))
+		if c.Health != runtime.HealthNone && c.Health != "" {
+			s += " (" + string(c.Health) + ")"
+		}
+		return s
+	case runtime.StateExited:
+		return fmt.Sprintf("Exited (%d) %s ago", c.ExitCode, units.HumanDuration(time.Since(c.Finished)))
+	case runtime.StateRestarting:
+		return fmt.Sprintf("Restarting (%d) %s ago", c.ExitCode, units.HumanDuration(time.Since(c.Finished)))
+	case runtime.StateCreated:
+		return "Created"
+	}
+	return string(c.State)
+}
+
+func ports(ps []runtime.Port) string {
+	var out []string
+	for _, p := range ps {
+		if p.HostPort != 0 {
+			ip := p.HostIP
+			if ip == "" {
+				ip = "0.0.0.0"
+			}
+			out = append(out, fmt.Sprintf("%s:%d->%d/%s", ip, p.HostPort, p.Port, p.Proto))
+		} else {
+			out = append(out, fmt.Sprintf("%d/%s", p.Port, p.Proto))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// eachContainer runs fn for every argument, printing each name on success
+// like docker does, and returns the first failure.
+func eachContainer(cmd *cobra.Command, args []string, fn func(ctx context.Context, id string) error) error {
+	var first error
+	for _, id := range args {
+		if err := fn(cmd.Context(), id); err != nil {
+			fmt.Fprintln(cmd.ErrOrStderr(), "berth:", err)
+			if first == nil {
+				first = exitCodeError{code: exitFailure}
+				if de := daemonError(err); errors.As(de, new(usageError)) {
+					first = exitCodeError{code: exitUsage}
+				}
+			}
+			continue
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), id)
+	}
+	return first
+}
+
+func newStartCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "start CONTAINER...", Short: "Start stopped containers", Args: usageArgs(cobra.MinimumNArgs(1))}
+	client := addHostFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c := client()
+		return eachContainer(cmd, args, c.Start)
+	}
+	return cmd
+}
+
+func newStopCommand() *cobra.Command {
+	var secs int
+	cmd := &cobra.Command{Use: "stop CONTAINER...", Short: "Stop containers: the stop signal, a grace period, then SIGKILL", Args: usageArgs(cobra.MinimumNArgs(1))}
+	client := addHostFlag(cmd)
+	cmd.Flags().IntVarP(&secs, "time", "t", 10, "seconds to wait before killing")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c := client()
+		return eachContainer(cmd, args, func(ctx context.Context, id string) error {
+			return c.Stop(ctx, id, time.Duration(secs)*time.Second)
+		})
+	}
+	return cmd
+}
+
+func newRestartCommand() *cobra.Command {
+	var secs int
+	cmd := &cobra.Command{Use: "restart CONTAINER...", Short: "Restart containers", Args: usageArgs(cobra.MinimumNArgs(1))}
+	client := addHostFlag(cmd)
+	cmd.Flags().IntVarP(&secs, "time", "t", 10, "seconds to wait before killing")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c := client()
+		return eachContainer(cmd, args, func(ctx context.Context, id string) error {
+			return c.Restart(ctx, id, time.Duration(secs)*time.Second)
+		})
+	}
+	return cmd
+}
+
+func newKillCommand() *cobra.Command {
+	var signal string
+	cmd := &cobra.Command{Use: "kill CONTAINER...", Short: "Send a signal to containers (default SIGKILL)", Args: usageArgs(cobra.MinimumNArgs(1))}
+	client := addHostFlag(cmd)
+	cmd.Flags().StringVarP(&signal, "signal", "s", "KILL", "signal to send")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c := client()
+		return eachContainer(cmd, args, func(ctx context.Context, id string) error { return c.Kill(ctx, id, signal) })
+	}
+	return cmd
+}
+
+func newRmCommand() *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{Use: "rm CONTAINER...", Short: "Remove containers", Args: usageArgs(cobra.MinimumNArgs(1))}
+	client := addHostFlag(cmd)
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill and remove running containers")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c := client()
+		return eachContainer(cmd, args, func(ctx context.Context, id string) error {
+			if force {
+				return c.Remove(ctx, id, runtime.Force())
+			}
+			return c.Remove(ctx, id)
+		})
+	}
+	return cmd
+}
+
+func newLogsCommand() *cobra.Command {
+	var follow, timestamps bool
+	var tail int
+	cmd := &cobra.Command{Use: "logs CONTAINER", Short: "Print a container's output", Args: usageArgs(cobra.ExactArgs(1))}
+	client := addHostFlag(cmd)
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output")
+	cmd.Flags().BoolVarP(&timestamps, "timestamps", "t", false, "prefix each line with its time")
+	cmd.Flags().IntVarP(&tail, "tail", "n", 0, "only the last N lines (0: all)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return printLogs(cmd.Context(), client(), args[0], embedded.LogOptions{Follow: follow, Tail: tail}, timestamps, cmd.OutOrStdout(), cmd.ErrOrStderr())
+	}
+	return cmd
+}
+
+func newInspectCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "inspect CONTAINER...", Short: "Print containers as JSON", Args: usageArgs(cobra.MinimumNArgs(1))}
+	client := addHostFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c := client()
+		out := []runtime.Container{}
+		var first error
+		for _, id := range args {
+			ctr, err := c.Inspect(cmd.Context(), id)
+			if err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), "berth:", err)
+				first = exitCodeError{code: exitFailure}
+				continue
+			}
+			out = append(out, ctr)
+		}
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "    ")
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+		return first
+	}
+	return cmd
+}
+
+func newExecCommand() *cobra.Command {
+	var env []string
+	cmd := &cobra.Command{
+		Use:   "exec [flags] CONTAINER COMMAND [ARG...]",
+		Short: "Run a command in a running container",
+		Long:  "Run a command in a running container and exit with its exit code (127 when it does not exist).",
+		Args:  usageArgs(cobra.MinimumNArgs(2)),
+	}
+	client := addHostFlag(cmd)
+	cmd.Flags().SetInterspersed(false)
+	cmd.Flags().StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		code, err := client().Exec(cmd.Context(), args[0], api.ExecRequest{Cmd: args[1:], Env: env}, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		if err != nil {
+			return daemonError(err)
+		}
+		if code != 0 {
+			return exitCodeError{code: code}
+		}
+		return nil
+	}
+	return cmd
+}
+
+func newEventsCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{Use: "events", Short: "Stream container lifecycle events", Args: usageArgs(cobra.NoArgs)}
+	client := addHostFlag(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print each event as JSON with the full container")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		ctx := cmd.Context()
+		events, errc := client().Events(ctx)
+		out := cmd.OutOrStdout()
+		enc := json.NewEncoder(out)
+		for ev := range events {
+			if asJSON {
+				if err := enc.Encode(ev); err != nil {
+					return err
+				}
+				continue
+			}
+			extra := ""
+			if ev.Type == runtime.EventDie {
+				extra = fmt.Sprintf(", exitCode=%d", ev.Container.ExitCode)
+			}
+			if ev.Type == runtime.EventHealthStatus {
+				extra = ", health=" + string(ev.Container.Health)
+			}
+			fmt.Fprintf(out, "%s container %s %s (image=%s, name=%s%s)\n", ev.Time.Format(time.RFC3339Nano), ev.Type,
+				ev.Container.ID, ev.Container.Image, ev.Container.Name, extra)
+		}
+		if err := <-errc; err != nil {
+			return daemonError(err)
+		}
+		return nil
+	}
+	return cmd
+}
