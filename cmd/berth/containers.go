@@ -65,13 +65,13 @@ func newContainerCommands() []*cobra.Command {
 // runFlags are docker run's flags that berth supports.
 type runFlags struct {
 	name, workdir, user, hostname, network, restart, entrypoint, memory, stopSignal string
-	env, labels, volumes, publish                                                  []string
-	readOnly, detach, rm                                                           bool
-	cpus                                                                           float64
-	pids                                                                           int64
-	healthCmd                                                                      string
-	healthInterval, healthTimeout, healthStart                                     time.Duration
-	healthRetries                                                                  int
+	env, labels, volumes, publish                                                   []string
+	readOnly, detach, rm                                                            bool
+	cpus                                                                            float64
+	pids                                                                            int64
+	healthCmd                                                                       string
+	healthInterval, healthTimeout, healthStart                                      time.Duration
+	healthRetries                                                                   int
 }
 
 // spec turns the flags, image and command into a runtime.Spec.
