@@ -94,7 +94,7 @@ func main() {
 func BuildFixtures(dir string) (*Fixtures, error) {
 	f := &Fixtures{Busybox: filepath.Join(dir, "busybox"), Web: filepath.Join(dir, "web")}
 	for _, root := range []string{f.Busybox, f.Web} {
-		if err := busyboxRootfs(root); err != nil {
+		if err := BusyboxRootfs(root); err != nil {
 			return nil, err
 		}
 	}
@@ -128,9 +128,9 @@ func BuildFixtures(dir string) (*Fixtures, error) {
 	return f, nil
 }
 
-// busyboxRootfs makes a minimal root: /bin/busybox with a symlink per
+// BusyboxRootfs makes a minimal root: /bin/busybox with a symlink per
 // applet, /etc/passwd and /etc/group with root and nobody.
-func busyboxRootfs(root string) error {
+func BusyboxRootfs(root string) error {
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
 		return fmt.Errorf("busybox-static is not installed: %w", err)
@@ -240,6 +240,16 @@ func RemoveAll(t testing.TB, r *embedded.Runtime) {
 			t.Errorf("cleanup: remove %s: %v", c.Name, err)
 		}
 	}
+}
+
+// RemoveBridge deletes e's bridge and its forwarding rule, as a stopped
+// daemon leaves them.
+func RemoveBridge(e Env) error {
+	m, err := network.New(e.Bridge, e.Subnet, filepath.Join(e.StateDir, "network"))
+	if err != nil {
+		return err
+	}
+	return m.RemoveBridge()
 }
 
 // Leftovers lists what of e still exists on the host: mounts under the

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthd/berth/api"
+	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/runtime/embedded/embeddedtest"
+)
+
+// berthCLI runs berth in-process and returns its exit code and output.
+func berthCLI(ctx context.Context, args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := execute(ctx, args, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// startDaemon runs `berth up` in-process on a private bridge, subnet,
+// cgroup parent and state dir; cleanup removes every container, stops
+// the daemon and checks nothing is left on the host.
+func startDaemon(t *testing.T) (sock string) {
+	t.Helper()
+	env := embeddedtest.NewEnv(t)
+	sock = filepath.Join(t.TempDir(), "berth.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		code, _, stderr := berthCLI(ctx, "up", "--state-dir", env.StateDir, "--socket", sock, "--bridge", env.Bridge,
+			"--subnet", env.Subnet.String(), "--cgroup-parent", env.CgroupParent, "--log-level", "warn")
+		if code != 0 {
+			t.Errorf("berth up: exit %d: %s", code, stderr)
+		}
+		done <- code
+	}()
+	t.Cleanup(func() {
+		c := api.NewClient(sock)
+		cs, _ := c.List(context.Background())
+		for _, ctr := range cs {
+			if err := c.Remove(context.Background(), ctr.ID, runtime.Force()); err != nil {
+				t.Errorf("cleanup: rm %s: %v", ctr.Name, err)
+			}
+		}
+		cancel()
+		<-done
+		if err := embeddedtest.RemoveBridge(env); err != nil {
+			t.Errorf("remove bridge: %v", err)
+		}
+		embeddedtest.AssertClean(t, env)
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for api.NewClient(sock).Ping(context.Background()) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("berth up never answered on its socket")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return sock
+}
+
+func TestContainerCommands(t *testing.T) {
+	sock := startDaemon(t)
+	h := "--host=" + sock
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := embeddedtest.BusyboxRootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	vol := t.TempDir()
+	if err := os.WriteFile(filepath.Join(vol, "f"), []byte("vol\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		stdout   string // exact unless empty
+		stdoutIn string
+		stderrIn string
+	}{
+		{"import", []string{"import", h, rootfs, "bb:1"}, 0, "", "sha256:", ""},
+		{"images", []string{"images", h}, 0, "", "bb           1", ""},
+		{"run foreground", []string{"run", h, "--name", "fg", "-e", "A=b", "bb:1", "sh", "-c", "echo $A; exit 3"}, 3, "b\n", "", ""},
+		{"run volume read-only", []string{"run", h, "--rm", "-v", vol + ":/v:ro", "bb:1", "sh", "-c", "cat /v/f; touch /v/g || true"}, 0, "vol\n", "", "Read-only file system"},
+		{"command not found", []string{"run", h, "bb:1", "nope"}, 127, "", "", `exec: "nope": executable file not found in $PATH`},
+		{"unknown image", []string{"run", h, "nope:1", "true"}, 1, "", "", `unable to find image "nope:1"`},
+		{"invalid memory", []string{"run", h, "-m", "lots", "bb:1", "true"}, 2, "", "", `invalid memory value "lots"`},
+		{"bad publish", []string{"run", h, "-p", "80", "bb:1", "true"}, 2, "", "", `-p "80"`},
+		{"name in use", []string{"run", h, "--name", "fg", "bb:1", "true"}, 1, "", "", `name "fg" is already in use`},
+		{"run detached", []string{"run", h, "-d", "--name", "bg", "-l", "app=x", "bb:1", "sh", "-c", "echo up; sleep 1000"}, 0, "", "", ""},
+		{"ps", []string{"ps", h}, 0, "", "   bg\n", ""},
+		{"ps -a", []string{"ps", h, "-a"}, 0, "", "Exited (3)", ""},
+		{"ps label filter", []string{"ps", h, "-a", "-q", "--filter", "label=app=y"}, 0, "", "", ""},
+		{"exec", []string{"exec", h, "bg", "sh", "-c", "echo in; exit 4"}, 4, "in\n", "", ""},
+		{"exec missing", []string{"exec", h, "bg", "nope"}, 127, "", "", "executable file not found"},
+		{"logs", []string{"logs", h, "--tail", "1", "fg"}, 0, "b\n", "", ""},
+		{"rm running", []string{"rm", h, "bg"}, 1, "", "", "cannot remove running container"},
+		{"rmi in use", []string{"rmi", h, "bb:1"}, 1, "", "", "in use"},
+		{"kill", []string{"kill", h, "bg"}, 0, "bg\n", "", ""},
+		{"rm", []string{"rm", h, "bg", "fg"}, 0, "bg\nfg\n", "", ""},
+		{"rmi", []string{"rmi", h, "bb:1"}, 0, "", "Deleted: sha256:", ""},
+		{"no daemon", []string{"ps", "--host", filepath.Join(t.TempDir(), "none.sock")}, 1, "", "", "berth daemon at"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := berthCLI(ctx, tc.args...)
+			if code != tc.code || tc.stdout != "" && stdout != tc.stdout || !strings.Contains(stdout, tc.stdoutIn) || !strings.Contains(stderr, tc.stderrIn) {
+				t.Errorf("berth %s: exit %d stdout %q stderr %q; want exit %d stdout %q (containing %q) stderr containing %q",
+					strings.Join(tc.args, " "), code, stdout, stderr, tc.code, tc.stdout, tc.stdoutIn, tc.stderrIn)
+			}
+			if tc.name == "run detached" {
+				waitForLog(t, sock, "bg", "up\n")
+			}
+			if tc.name == "kill" {
+				waitForExit(t, sock, "bg")
+			}
+		})
+	}
+	code, stdout, _ := berthCLI(ctx, "ps", h, "-a", "-q")
+	if code != 0 || stdout != "" {
+		t.Errorf("containers left: %q", stdout)
+	}
+}
+
+func TestInspectJSON(t *testing.T) {
+	sock := startDaemon(t)
+	h := "--host=" + sock
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := embeddedtest.BusyboxRootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if code, _, stderr := berthCLI(ctx, "import", h, rootfs, "bb:1"); code != 0 {
+		t.Fatal(stderr)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	taken := ln.Addr().String()
+	if code, _, stderr := berthCLI(ctx, "run", h, "-d", "--name", "j", "-p", taken+":80", "bb:1", "true"); code != 1 || !strings.Contains(stderr, "address already in use") {
+		t.Errorf("publishing a taken port: exit %d %s", code, stderr)
+	}
+	if code, _, stderr := berthCLI(ctx, "run", h, "-d", "--name", "j", "--hostname", "jj", "--restart", "on-failure:2", "bb:1", "sleep", "1000"); code != 0 {
+		t.Fatal(stderr)
+	}
+	code, stdout, stderr := berthCLI(ctx, "inspect", h, "j")
+	var got []runtime.Container
+	if code != 0 || json.Unmarshal([]byte(stdout), &got) != nil || len(got) != 1 {
+		t.Fatalf("inspect: %d %q %s", code, stdout, stderr)
+	}
+	c := got[0]
+	if c.Name != "j" || c.Hostname != "jj" || c.State != runtime.StateRunning || c.IP == "" || c.Restart.Name != "on-failure" || c.Restart.MaxRetries != 2 {
+		t.Errorf("inspect: %+v", c)
+	}
+}
+
+func waitForLog(t *testing.T, sock, id, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, stdout, _ := berthCLI(context.Background(), "logs", "--host="+sock, id)
+		if code == 0 && stdout == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("logs of %s: %q, want %q", id, stdout, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func waitForExit(t *testing.T, sock, id string) {
+	t.Helper()
+	if _, err := waitExited(context.Background(), api.NewClient(sock), id); err != nil {
+		t.Fatal(err)
+	}
+}
