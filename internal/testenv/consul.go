@@ -27,6 +27,8 @@ const ConsulVersion = "v1.22.0"
 type Consul struct {
 	// Addr is the agent's HTTP API address, host:port.
 	Addr string
+	// HTTPSAddr is the HTTPS API address with WithConsulHTTPS, else "".
+	HTTPSAddr string
 	// Token is the initial management token when ACLs are enabled, else "".
 	Token string
 
@@ -41,6 +43,7 @@ type Consul struct {
 type consulOptions struct {
 	config string
 	token  string
+	https  bool
 }
 
 // ConsulOption configures StartConsul and LaunchConsul.
@@ -60,6 +63,15 @@ func WithConsulACL(token string) ConsulOption {
 	return func(o *consulOptions) {
 		o.token = token
 		o.config += fmt.Sprintf("\nacl {\n  enabled = true\n  default_policy = \"deny\"\n  tokens { initial_management = %q }\n}\n", token)
+	}
+}
+
+// WithConsulHTTPS also serves the HTTP API over TLS (Consul.HTTPSAddr)
+// with the given PEM files, requiring client certificates signed by ca.
+func WithConsulHTTPS(ca, cert, key string) ConsulOption {
+	return func(o *consulOptions) {
+		o.https = true
+		o.config += fmt.Sprintf("\ntls {\n  https {\n    ca_file = %q\n    cert_file = %q\n    key_file = %q\n    verify_incoming = true\n  }\n}\n", ca, cert, key)
 	}
 }
 
@@ -115,7 +127,7 @@ func LaunchConsul(opts ...ConsulOption) (*Consul, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	ports, err := freePorts(4)
+	ports, err := freePorts(5)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -131,6 +143,10 @@ func LaunchConsul(opts ...ConsulOption) (*Consul, error) {
 			"-serf-lan-port", strconv.Itoa(ports[1]), "-serf-wan-port", strconv.Itoa(ports[2]),
 			"-server-port", strconv.Itoa(ports[3]),
 			"-data-dir", filepath.Join(dir, "data"), "-config-file", cfg},
+	}
+	if o.https {
+		c.HTTPSAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[4]))
+		c.args = append(c.args, "-https-port", strconv.Itoa(ports[4]))
 	}
 	if err := c.start(); err != nil {
 		os.RemoveAll(dir)

@@ -3,6 +3,7 @@ package consul
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -104,12 +105,12 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if host, _, err := net.SplitHostPort(cfg.Address); err == nil {
 		tlsCfg.Address = host
 	}
-	for what, path := range map[string]string{"CA": cfg.CAFile, "certificate": cfg.CertFile, "key": cfg.KeyFile} {
-		if path == "" {
+	for _, f := range []struct{ what, path string }{{"CA", cfg.CAFile}, {"certificate", cfg.CertFile}, {"key", cfg.KeyFile}} {
+		if f.path == "" {
 			continue
 		}
-		if _, err := os.ReadFile(path); err != nil {
-			return nil, fmt.Errorf("consul %s: TLS %s file: %w", endpoint, what, err)
+		if _, err := os.ReadFile(f.path); err != nil {
+			return nil, fmt.Errorf("consul %s: TLS %s file: %w", endpoint, f.what, err)
 		}
 	}
 	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
@@ -139,6 +140,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	defer cancel()
 	q := (&api.QueryOptions{}).WithContext(cctx)
 	leader, err := client.Status().LeaderWithQueryOptions(q)
+	if err != nil && isTLS(err) {
+		return nil, fmt.Errorf("consul %s: TLS handshake failed (check the CA, client certificate and key): %w", endpoint, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("consul %s: agent unreachable (dial timeout %s): %w: %w", endpoint, cfg.DialTimeout, store.ErrUnavailable, err)
 	}
@@ -439,6 +443,19 @@ func isPermission(err error) bool {
 	return strings.Contains(msg, "Permission denied") || strings.Contains(msg, "ACL not found")
 }
 
+// isTLS reports whether err comes from the TLS handshake (an unknown CA, a
+// refused client certificate), which retrying does not cure.
+func isTLS(err error) bool {
+	var cve *tls.CertificateVerificationError
+	var alert tls.AlertError
+	var rec tls.RecordHeaderError
+	if errors.As(err, &cve) || errors.As(err, &alert) || errors.As(err, &rec) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "tls: ") || strings.Contains(msg, "x509: ")
+}
+
 // aclDisabled reports whether err says the agent runs without ACLs.
 func aclDisabled(err error) bool {
 	return strings.Contains(err.Error(), "ACL support disabled")
@@ -447,7 +464,7 @@ func aclDisabled(err error) bool {
 // isTransient reports whether err may go away by retrying: the agent could
 // not be reached or answered with a server-side error.
 func isTransient(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || isTLS(err) {
 		return false
 	}
 	var se api.StatusError
