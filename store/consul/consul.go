@@ -181,6 +181,15 @@ func consulKey(key string) string { return strings.TrimPrefix(key, "/") }
 // berthKey maps a Consul key back to a berth key.
 func berthKey(key string) string { return "/" + key }
 
+// checkKey rejects keys and prefixes that do not start with "/": they have
+// no Consul form that maps back to them. The empty prefix means all keys.
+func (s *Store) checkKey(op, key string, prefix bool) error {
+	if strings.HasPrefix(key, "/") || (prefix && key == "") {
+		return nil
+	}
+	return fmt.Errorf("consul %s: %s %q: keys must start with /", s.endpoint, op, key)
+}
+
 func (s *Store) checkOpen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -192,7 +201,7 @@ func (s *Store) checkOpen() error {
 
 // Get returns one key, read consistently.
 func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
-	if err := s.checkOpen(); err != nil {
+	if err := cmp.Or(s.checkOpen(), s.checkKey("get", key, false)); err != nil {
 		return store.KV{}, err
 	}
 	q := (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx)
@@ -210,7 +219,7 @@ func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
 // index of the prefix. The result is remembered so that a Watch from that
 // index misses nothing.
 func (s *Store) List(ctx context.Context, prefix string) ([]store.KV, store.Revision, error) {
-	if err := s.checkOpen(); err != nil {
+	if err := cmp.Or(s.checkOpen(), s.checkKey("list", prefix, true)); err != nil {
 		return nil, 0, err
 	}
 	q := (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx)
@@ -313,8 +322,8 @@ func (s *Store) txnOps(ctx context.Context, ops []store.Op) (api.KVTxnOps, []int
 		origin = append(origin, i)
 	}
 	for i, op := range ops {
-		if !strings.HasPrefix(op.Key, "/") {
-			return nil, nil, fmt.Errorf("consul %s: operation %d: key %q must start with /", s.endpoint, i, op.Key)
+		if err := s.checkKey(fmt.Sprintf("operation %d (%s)", i, opName(op)), op.Key, false); err != nil {
+			return nil, nil, err
 		}
 		key := consulKey(op.Key)
 		switch op.Type {

@@ -34,6 +34,7 @@ func TestSharedAgent(t *testing.T) {
 		{"TTLKeysComeBackAfterSessionLoss", testSessionLoss},
 		{"WatchFromUnknownRevisionOfQuietPrefix", testWatchQuietPrefix},
 		{"BadConfig", testBadConfig},
+		{"KeysWithoutLeadingSlashRefused", testRelativeKeys},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, agent.Addr) })
@@ -370,5 +371,27 @@ func testWatchQuietPrefix(t *testing.T, addr string) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no event")
+	}
+}
+
+func testRelativeKeys(t *testing.T, addr string) {
+	s := open(t, consul.Config{Address: addr})
+	ctx := t.Context()
+	errs := map[string]error{}
+	_, errs["get"] = s.Get(ctx, "berth/x")
+	_, _, errs["list"] = s.List(ctx, "berth/")
+	_, errs["put"] = s.Put(ctx, "berth/x", []byte("1"))
+	_, errs["delete"] = s.Delete(ctx, "berth/", store.WithPrefix())
+	for resp := range s.Watch(ctx, "berth/", 0) {
+		errs["watch"] = resp.Err
+	}
+	for op, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "keys must start with /") {
+			t.Errorf("%s of a key without a leading slash: %v", op, err)
+		}
+	}
+	// The empty prefix is every key.
+	if _, _, err := s.List(ctx, ""); err != nil {
+		t.Errorf("list of the empty prefix: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package consul
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -32,7 +33,7 @@ func (s *Store) Watch(ctx context.Context, prefix string, after store.Revision) 
 			f()
 		}()
 	}
-	if err := s.checkOpen(); err != nil {
+	if err := cmp.Or(s.checkOpen(), s.checkKey("watch", prefix, true)); err != nil {
 		run(func() { w.final(ctx, err) })
 		return ch
 	}
