@@ -26,7 +26,12 @@ test: deps vet
 	BERTH_CONSUL=$$(scripts/install-deps --no-apt) \
 	CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' $(TESTFLAGS) ./...
 
-demo: build
+# demo is the README's main command: on a fresh machine it installs the
+# build prerequisites (Debian packages; not Consul), builds berth, and runs
+# the demo.
+demo:
+	scripts/install-deps --no-consul
+	$(MAKE) build
 	examples/demo/run.sh
 
 bench: build
