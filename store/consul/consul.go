@@ -35,7 +35,11 @@ type Config struct {
 	// WatchRetry is how long a watch retries transient errors before it
 	// ends with store.ErrUnavailable (default 15s).
 	WatchRetry time.Duration
-	Logger     *slog.Logger // nil: slog.Default()
+	// BlockingWait is how long one blocking query of a watch waits for a
+	// change (default 1m, at most Consul's 10m). A hung agent is noticed
+	// within about BlockingWait + 2×DialTimeout.
+	BlockingWait time.Duration
+	Logger       *slog.Logger // nil: slog.Default()
 }
 
 // ErrPermissionDenied is wrapped by errors caused by Consul's ACL system
@@ -51,8 +55,6 @@ const (
 	maxTTL = 24 * time.Hour
 	// historySize is how many List/watch snapshots the Store remembers.
 	historySize = 32
-	// waitTime is the blocking-query wait; Consul caps it at 10 minutes.
-	waitTime = 5 * time.Minute
 )
 
 // Store is a store.Store on Consul KV. Create it with New.
@@ -63,6 +65,7 @@ type Store struct {
 	logger      *slog.Logger
 	dialTimeout time.Duration
 	watchRetry  time.Duration
+	wait        time.Duration // blocking-query wait time
 	history     *kvdiff.History
 
 	ctx    context.Context // ends at Close; parent of renewers and watches
@@ -98,6 +101,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	cfg.DialTimeout = cmp.Or(cfg.DialTimeout, 5*time.Second)
 	cfg.WatchRetry = cmp.Or(cfg.WatchRetry, 15*time.Second)
+	cfg.BlockingWait = min(cmp.Or(cfg.BlockingWait, time.Minute), 10*time.Minute)
 	logger := cmp.Or(cfg.Logger, slog.Default())
 	endpoint := cfg.Scheme + "://" + cfg.Address
 
@@ -166,6 +170,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		logger:      logger.With("store", endpoint),
 		dialTimeout: cfg.DialTimeout,
 		watchRetry:  cfg.WatchRetry,
+		wait:        cfg.BlockingWait,
 		history:     kvdiff.NewHistory(historySize),
 		ctx:         sctx,
 		cancel:      scancel,

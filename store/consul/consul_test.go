@@ -395,3 +395,23 @@ func testRelativeKeys(t *testing.T, addr string) {
 		t.Errorf("list of the empty prefix: %v", err)
 	}
 }
+
+func TestHungAgentEndsWatchWithUnavailable(t *testing.T) {
+	c := testenv.StartConsul(t)
+	s := open(t, consul.Config{Address: c.Addr, DialTimeout: time.Second, BlockingWait: 2 * time.Second, WatchRetry: 2 * time.Second})
+	ch := s.Watch(t.Context(), "/hung/", 0)
+	// SIGSTOP: connections stay open, nothing answers.
+	if err := c.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Thaw() })
+	select {
+	case resp, ok := <-ch:
+		if !ok || !errors.Is(resp.Err, store.ErrUnavailable) || !strings.Contains(resp.Err.Error(), c.Addr) {
+			t.Fatalf("watch of a hung agent: %+v (open %v), want ErrUnavailable naming %s", resp, ok, c.Addr)
+		}
+		t.Logf("final response: %v", resp.Err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("watch did not give up on a hung agent")
+	}
+}

@@ -23,7 +23,9 @@
 // few List and watch results, and a watch from an older revision ends with
 // store.ErrCompacted, as does an index going backwards (agent restarted,
 // snapshot restored). Transient HTTP errors are retried for a bounded time
-// (Config.WatchRetry), then the watch ends with store.ErrUnavailable.
+// (Config.WatchRetry), then the watch ends with store.ErrUnavailable; each
+// query is bounded (Config.BlockingWait plus the dial timeout), so a hung
+// agent ends a watch the same way.
 //
 // Channels: Watch's goroutine owns and closes its channel, when the caller's
 // context ends (no final response) or after one final response with Err set

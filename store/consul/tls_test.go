@@ -1,116 +1,21 @@
 package consul_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/store/consul"
 )
 
-// pki is a throwaway CA and the PEM files it signed, for one test.
-type pki struct {
-	dir    string
-	caKey  *ecdsa.PrivateKey
-	caCert *x509.Certificate
-	caFile string
-	serial int64
-}
-
-func newPKI(t *testing.T, name string) *pki {
-	t.Helper()
-	p := &pki{dir: t.TempDir()}
-	p.caKey = newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &p.caKey.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.caCert, err = x509.ParseCertificate(der); err != nil {
-		t.Fatal(err)
-	}
-	p.caFile = writePEM(t, p.dir, name+"-ca.pem", "CERTIFICATE", der)
-	p.serial = 1
-	return p
-}
-
-func newKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
-	t.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// issue signs a certificate for 127.0.0.1 usable by servers and clients
-// and returns its certificate and key files.
-func (p *pki) issue(t *testing.T, name string) (certFile, keyFile string) {
-	t.Helper()
-	p.serial++
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(p.serial),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:     []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &key.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return writePEM(t, p.dir, name+".pem", "CERTIFICATE", der), writePEM(t, p.dir, name+"-key.pem", "EC PRIVATE KEY", kder)
-}
-
 func TestTLS(t *testing.T) {
-	ca := newPKI(t, "berth-test")
-	srvCert, srvKey := ca.issue(t, "server")
-	cliCert, cliKey := ca.issue(t, "client")
-	other := newPKI(t, "someone-else")
-	strangerCert, strangerKey := other.issue(t, "stranger")
-
-	agent := testenv.StartConsul(t, testenv.WithConsulHTTPS(ca.caFile, srvCert, srvKey))
+	certs := testenv.GenerateCerts(t)
+	agent := testenv.StartConsul(t, testenv.WithConsulHTTPS(certs.CA, certs.ServerCert, certs.ServerKey))
 
 	t.Run("CA and client certificate", func(t *testing.T) {
-		s := open(t, consul.Config{Address: agent.HTTPSAddr, Scheme: "https", CAFile: ca.caFile, CertFile: cliCert, KeyFile: cliKey})
+		s := open(t, consul.Config{Address: agent.HTTPSAddr, Scheme: "https", CAFile: certs.CA, CertFile: certs.ClientCert, KeyFile: certs.ClientKey})
 		if _, err := s.Put(t.Context(), "/tls/k", []byte("v")); err != nil {
 			t.Fatal(err)
 		}
@@ -126,22 +31,17 @@ func TestTLS(t *testing.T) {
 	}{
 		{
 			name: "no client certificate",
-			cfg:  consul.Config{Address: agent.HTTPSAddr, Scheme: "https", CAFile: ca.caFile},
-			want: "TLS handshake failed",
-		},
-		{
-			name: "client certificate from another CA",
-			cfg:  consul.Config{Address: agent.HTTPSAddr, Scheme: "https", CAFile: ca.caFile, CertFile: strangerCert, KeyFile: strangerKey},
+			cfg:  consul.Config{Address: agent.HTTPSAddr, Scheme: "https", CAFile: certs.CA},
 			want: "TLS handshake failed",
 		},
 		{
 			name: "server not signed by the configured CA",
-			cfg:  consul.Config{Address: agent.HTTPSAddr, Scheme: "https", CAFile: other.caFile, CertFile: cliCert, KeyFile: cliKey},
+			cfg:  consul.Config{Address: agent.HTTPSAddr, Scheme: "https", CAFile: certs.OtherCA, CertFile: certs.ClientCert, KeyFile: certs.ClientKey},
 			want: "x509: certificate signed by unknown authority",
 		},
 		{
 			name: "key does not match the certificate",
-			cfg:  consul.Config{Address: agent.HTTPSAddr, Scheme: "https", CAFile: ca.caFile, CertFile: cliCert, KeyFile: strangerKey},
+			cfg:  consul.Config{Address: agent.HTTPSAddr, Scheme: "https", CAFile: certs.CA, CertFile: certs.ClientCert, KeyFile: certs.ServerKey},
 			want: "TLS: tls: private key does not match public key",
 		},
 	}

@@ -117,7 +117,7 @@ func (w *watcher) read(ctx context.Context, wait store.Revision) ([]store.KV, st
 	for {
 		// A baseline read (wait 0) is consistent, like List; blocking
 		// queries are served by the leader without the extra round.
-		q := &api.QueryOptions{WaitIndex: uint64(wait), WaitTime: waitTime, RequireConsistent: wait == 0}
+		q := &api.QueryOptions{WaitIndex: uint64(wait), WaitTime: s.wait, RequireConsistent: wait == 0}
 		if !failingSince.IsZero() {
 			// After a failure, do not block: an agent that came back with
 			// an index below wait (restarted, restored) would hold the
@@ -129,7 +129,7 @@ func (w *watcher) read(ctx context.Context, wait store.Revision) ([]store.KV, st
 		// jitter of up to 1/16) and the dial timeout.
 		limit := 2 * s.dialTimeout
 		if q.WaitIndex > 0 {
-			limit += waitTime + waitTime/16
+			limit += s.wait + s.wait/16
 		}
 		rctx, cancel := context.WithTimeout(ctx, limit)
 		kvs, index, err := s.list(w.prefix, q.WithContext(rctx))
