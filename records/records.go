@@ -1,6 +1,8 @@
 package records
 
 import (
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -78,4 +80,13 @@ type Host struct {
 	LeaseID   int64     `json:"lease_id,omitempty"`
 	Version   string    `json:"version,omitempty"` // berth version of the registrar
 	StartedAt time.Time `json:"started_at"`
+}
+
+// Copy returns a copy of i that shares no map or slice with it.
+func (i Instance) Copy() Instance {
+	i.Ports = slices.Clone(i.Ports)
+	i.Labels = maps.Clone(i.Labels)
+	i.Env = maps.Clone(i.Env)
+	i.Tags = slices.Clone(i.Tags)
+	return i
 }

@@ -78,6 +78,8 @@ type Template struct {
 	main  string            // the name of the main template
 	files []string          // every file read, main first
 	paths map[string]string // template parse name → file path, for errors
+
+	instances *instanceCache // decoded instance records of earlier executions
 }
 
 // Parse reads and parses the template file main and opts.Includes.
@@ -103,7 +105,7 @@ func parseTemplate(mainPath, mainText string, fromFile bool, opts Options) (*Tem
 	if err != nil {
 		return nil, err
 	}
-	t := &Template{opts: opts, fs: fs, main: filepath.Base(mainPath), paths: map[string]string{}}
+	t := &Template{opts: opts, fs: fs, main: filepath.Base(mainPath), paths: map[string]string{}, instances: &instanceCache{}}
 	if fromFile {
 		t.files = append(t.files, mainPath)
 	}

@@ -49,7 +49,7 @@ func (c *dockerGenContext) CurrentContainer() *records.Container { return c.root
 func dockerGenData(prefix string, x *execution) (any, error) {
 	cs := x.in.Containers
 	if cs == nil {
-		r, err := decodeRecords(prefix, x.kv.kvs, true)
+		r, err := decodeRecords(prefix, x.kv.kvs, true, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -25,7 +25,7 @@ type nativeContext struct {
 }
 
 func nativeData(prefix string, x *execution) (any, error) {
-	r, err := decodeRecords(prefix, x.kv.kvs, false)
+	r, err := decodeRecords(prefix, x.kv.kvs, false, x.instances)
 	if err != nil {
 		return nil, err
 	}
