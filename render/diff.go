@@ -8,10 +8,11 @@ import (
 // diffContext is the number of unchanged lines around each hunk, as diff -u.
 const diffContext = 3
 
-// maxEditDistance bounds the Myers search. Past it the changed middle (after
-// the common head and tail) is shown as one replaced block: still a correct
-// diff, just not a minimal one.
-const maxEditDistance = 4096
+// maxEditDistance bounds the Myers search (its memory grows with the
+// square of the distance). Past it the changed middle (after the common
+// head and tail) is shown as one replaced block: still a correct diff, just
+// not a minimal one.
+const maxEditDistance = 1024
 
 // Diff returns a unified diff (diff -u format) from old to new, with the
 // given file names in its header; "" when they are equal.
@@ -70,37 +71,36 @@ func diffLines(a, b []string) []op {
 	return ops
 }
 
-// myers is E. Myers' O(ND) shortest edit script; off shifts the indexes it
-// reports. Beyond maxEditDistance it gives up and replaces the whole block.
+// myers is E. Myers' O(ND) shortest edit script; offA and offB shift the
+// indexes it reports. Beyond maxEditDistance it gives up and replaces the
+// whole block.
 func myers(a, b []string, offA, offB int) []op {
 	n, m := len(a), len(b)
-	max := n + m
-	if max == 0 {
+	if n+m == 0 {
 		return nil
 	}
-	limit := max
-	if limit > maxEditDistance {
-		limit = maxEditDistance
-	}
-	v := make([]int, 2*max+2)
+	limit := min(n+m, maxEditDistance)
+	// v[off+k] is the furthest x reached on diagonal k = x-y.
+	off := n + m + 1
+	v := make([]int, 2*off+1)
+	// trace[d] keeps what step d read: v on diagonals -d-1 … d+1, from
+	// index off-d-1 on.
 	var trace [][]int
 	found := -1
 	for d := 0; d <= limit && found < 0; d++ {
-		snap := make([]int, len(v))
-		copy(snap, v)
-		trace = append(trace, snap)
+		trace = append(trace, append([]int(nil), v[off-d-1:off+d+2]...))
 		for k := -d; k <= d; k += 2 {
 			var x int
-			if k == -d || (k != d && v[max+k-1] < v[max+k+1]) {
-				x = v[max+k+1]
+			if k == -d || (k != d && v[off+k-1] < v[off+k+1]) {
+				x = v[off+k+1] // down from diagonal k+1: an insertion
 			} else {
-				x = v[max+k-1] + 1
+				x = v[off+k-1] + 1 // right from diagonal k-1: a deletion
 			}
 			y := x - k
 			for x < n && y < m && a[x] == b[y] {
 				x, y = x+1, y+1
 			}
-			v[max+k] = x
+			v[off+k] = x
 			if x >= n && y >= m {
 				found = d
 				break
@@ -108,7 +108,7 @@ func myers(a, b []string, offA, offB int) []op {
 		}
 	}
 	if found < 0 {
-		var ops []op
+		ops := make([]op, 0, n+m)
 		for i := range a {
 			ops = append(ops, op{'-', offA + i, offB})
 		}
@@ -121,15 +121,15 @@ func myers(a, b []string, offA, offB int) []op {
 	var rev []op
 	x, y := n, m
 	for d := found; d > 0; d-- {
-		vd := trace[d]
+		at := func(k int) int { return trace[d][k+d+1] }
 		k := x - y
 		var pk int
-		if k == -d || (k != d && vd[max+k-1] < vd[max+k+1]) {
+		if k == -d || (k != d && at(k-1) < at(k+1)) {
 			pk = k + 1
 		} else {
 			pk = k - 1
 		}
-		px := vd[max+pk]
+		px := at(pk)
 		py := px - pk
 		for x > px && y > py { // the snake after the edit
 			x, y = x-1, y-1

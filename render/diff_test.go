@@ -29,6 +29,21 @@ func TestDiffAppliesWithPatch(t *testing.T) {
 		{"newline added at end", "a\nb", "a\nb\n"},
 		{"middle change", "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n", "1\n2\n3\n4\nfive\n6\n7\n8\n9\n10\n11\ntwelve\n"},
 	}
+	// Large: 10,000 lines with every third one changed (past the search
+	// bound: one replaced block), and with 300 changed (within it).
+	big := lines(10000)
+	every3 := append([]string(nil), big...)
+	some := append([]string(nil), big...)
+	for i := range every3 {
+		if i%3 == 0 {
+			every3[i] = fmt.Sprintf("new %d\n", i)
+		}
+		if i%33 == 0 {
+			some[i] = fmt.Sprintf("new %d\n", i)
+		}
+	}
+	cases = append(cases, pair{"large, many changes", strings.Join(big, ""), strings.Join(every3, "")},
+		pair{"large, some changes", strings.Join(big, ""), strings.Join(some, "")})
 	for i := 0; i < 60; i++ {
 		a := lines(rng.IntN(40))
 		b := append([]string(nil), a...)
