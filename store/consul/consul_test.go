@@ -23,6 +23,7 @@ func TestMain(m *testing.M) { storetest.Main(m) }
 // prefix) against one agent, to keep the package's test time low. Tests
 // that restart or reconfigure an agent start their own.
 func TestSharedAgent(t *testing.T) {
+	t.Parallel()
 	agent := testenv.StartConsul(t)
 	tests := []struct {
 		name string
@@ -236,6 +237,7 @@ func testBadConfig(t *testing.T, addr string) {
 }
 
 func TestACLDenial(t *testing.T) {
+	t.Parallel()
 	const mgmt = "3f1a9c9e-6d55-4c1e-9d43-4b7f0a6b2c11"
 	acl := testenv.StartConsul(t, testenv.WithConsulACL(mgmt))
 	admin, err := api.NewClient(&api.Config{Address: acl.Addr, Token: mgmt})
@@ -297,6 +299,7 @@ func TestACLDenial(t *testing.T) {
 }
 
 func TestAgentRestartEndsWatchWithCompacted(t *testing.T) {
+	t.Parallel()
 	c := testenv.StartConsul(t)
 	s := open(t, consul.Config{Address: c.Addr, WatchRetry: 30 * time.Second})
 	p := "/restart/"
@@ -330,6 +333,7 @@ func TestAgentRestartEndsWatchWithCompacted(t *testing.T) {
 }
 
 func TestAgentGoneEndsWatchWithUnavailable(t *testing.T) {
+	t.Parallel()
 	c := testenv.StartConsul(t)
 	s := open(t, consul.Config{Address: c.Addr, WatchRetry: 2 * time.Second})
 	ch := s.Watch(t.Context(), "/gone/", 0)
@@ -397,6 +401,7 @@ func testRelativeKeys(t *testing.T, addr string) {
 }
 
 func TestHungAgentEndsWatchWithUnavailable(t *testing.T) {
+	t.Parallel()
 	c := testenv.StartConsul(t)
 	s := open(t, consul.Config{Address: c.Addr, DialTimeout: time.Second, BlockingWait: 2 * time.Second, WatchRetry: 2 * time.Second})
 	ch := s.Watch(t.Context(), "/hung/", 0)

@@ -11,6 +11,7 @@ import (
 )
 
 func TestTLS(t *testing.T) {
+	t.Parallel()
 	certs := testenv.GenerateCerts(t)
 	agent := testenv.StartConsul(t, testenv.WithConsulHTTPS(certs.CA, certs.ServerCert, certs.ServerKey))
 
