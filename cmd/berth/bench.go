@@ -11,6 +11,7 @@ func newBenchCommand() *cobra.Command {
 	}
 	cmd.AddCommand(
 		newBenchStoreCommand(),
+		newBenchRuntimeCommand(),
 		newBenchWatchCommand(),
 	)
 	return cmd

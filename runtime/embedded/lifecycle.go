@@ -62,6 +62,7 @@ func (r *Runtime) start(ctx context.Context, c *ctr) (err error) {
 	}
 	id := rec.C.ID
 	dir := r.ctrDir(id)
+	t0 := time.Now()
 	if err := mountRootfs(dir, rec.Lower); err != nil {
 		return err
 	}
@@ -123,10 +124,12 @@ func (r *Runtime) start(ctx context.Context, c *ctr) (err error) {
 	if old, err := libcontainer.Load(r.lcRoot(), id); err == nil {
 		_ = destroyLC(old)
 	}
+	tConfig := time.Since(t0)
 	lc, err = libcontainer.Create(r.lcRoot(), id, cfg)
 	if err != nil {
 		return fmt.Errorf("create container: %w", err)
 	}
+	tCreate := time.Since(t0)
 	stdout, stderr, err := c.logs.openRaw()
 	if err != nil {
 		return err
@@ -141,6 +144,7 @@ func (r *Runtime) start(ctx context.Context, c *ctr) (err error) {
 	if err := lc.Run(proc); err != nil {
 		return startError(rec.C.Cmd[0], err)
 	}
+	r.log.Debug("container process started", "id", id[:12], "mount_and_config", tConfig, "create", tCreate, "run", time.Since(t0))
 	pid, err := proc.Pid()
 	if err != nil {
 		return err

@@ -274,10 +274,12 @@ func newID() string {
 
 // Run creates and starts a container; on any error nothing is left.
 func (r *Runtime) Run(ctx context.Context, spec runtime.Spec) (runtime.Container, error) {
+	t0 := time.Now()
 	c, err := r.create(ctx, spec)
 	if err != nil {
 		return runtime.Container{}, err
 	}
+	r.log.Debug("container created", "id", c.rec.C.ID[:12], "took", time.Since(t0))
 	c.op.Lock()
 	defer c.op.Unlock()
 	if err := r.start(ctx, c); err != nil {

@@ -19,26 +19,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opencontainers/runc/libcontainer"
 	"github.com/vishvananda/netlink"
 
-	// The container init needs these in every test binary that starts
-	// containers: nsenter's cgo constructor and the devices cgroup rules.
-	_ "github.com/opencontainers/cgroups/devices"
-	_ "github.com/opencontainers/runc/libcontainer/nsenter"
+	// Test binaries that start containers are their init process too.
+	_ "github.com/berthd/berth/runtime/embedded/containerinit"
 
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/network"
 )
 
-// Main is a TestMain for packages that start containers: it becomes the
-// container init when re-executed as "init", else builds the shared
-// fixtures, runs the tests and removes the fixtures.
+// Main is a TestMain for packages that start containers: it builds the
+// shared fixtures, runs the tests and removes the fixtures. (Importing
+// this package makes the test binary a container init when libcontainer
+// re-executes it.)
 func Main(m *testing.M, fx **Fixtures) {
-	if len(os.Args) > 1 && os.Args[1] == "init" {
-		libcontainer.Init() // never returns
-	}
 	dir, err := os.MkdirTemp("", "berth-fixtures-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -128,51 +123,8 @@ func BuildFixtures(dir string) (*Fixtures, error) {
 	return f, nil
 }
 
-// BusyboxRootfs makes a minimal root: /bin/busybox with a symlink per
-// applet, /etc/passwd and /etc/group with root and nobody.
-func BusyboxRootfs(root string) error {
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		return fmt.Errorf("busybox-static is not installed: %w", err)
-	}
-	for _, d := range []string{"bin", "etc", "tmp", "proc", "sys", "dev", "root"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			return err
-		}
-	}
-	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
-		return err
-	}
-	b, err := os.ReadFile(bb)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), b, 0o755); err != nil {
-		return err
-	}
-	out, err := exec.Command(bb, "--list").Output()
-	if err != nil {
-		return fmt.Errorf("busybox --list: %w", err)
-	}
-	for _, applet := range strings.Fields(string(out)) {
-		if applet == "busybox" {
-			continue
-		}
-		if err := os.Symlink("busybox", filepath.Join(root, "bin", applet)); err != nil && !os.IsExist(err) {
-			return err
-		}
-	}
-	files := map[string]string{
-		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-		"etc/group":  "root:x:0:\nnogroup:x:65534:\n",
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// BusyboxRootfs makes a minimal busybox root filesystem in root.
+func BusyboxRootfs(root string) error { return embedded.BusyboxRootfs(root) }
 
 // Env is one test's private runtime set-up.
 type Env struct {
