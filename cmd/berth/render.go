@@ -102,9 +102,9 @@ func (o *renderOptions) run(cmd *cobra.Command) error {
 	r := render.New(render.WithLogger(log))
 	switch {
 	case o.stdout:
-		return o.print(cmd.OutOrStdout(), r, jobs, false)
+		return o.print(cmd.OutOrStdout(), log, r, jobs, false)
 	case o.dryRun:
-		return o.print(cmd.OutOrStdout(), r, jobs, true)
+		return o.print(cmd.OutOrStdout(), log, r, jobs, true)
 	}
 	if _, err := r.Cycle(cmd.Context(), jobs); err != nil {
 		return exitCodeError{exitFailure, err}
@@ -158,7 +158,7 @@ func (o *renderOptions) inputs(ctx context.Context, log *slog.Logger, ts []loade
 
 // print renders each job without writing it: its output, or its diff
 // against the destination.
-func (o *renderOptions) print(w io.Writer, r *render.Renderer, jobs []render.Job, diff bool) error {
+func (o *renderOptions) print(w io.Writer, log *slog.Logger, r *render.Renderer, jobs []render.Job, diff bool) error {
 	var errs []error
 	for _, job := range jobs {
 		p, err := r.Preview(job)
@@ -170,6 +170,10 @@ func (o *renderOptions) print(w io.Writer, r *render.Renderer, jobs []render.Job
 			if _, err := w.Write(p.Output); err != nil {
 				return err
 			}
+			continue
+		}
+		if !p.Changed {
+			log.Info("unchanged", "template", job.Spec.Name, "dest", job.Spec.Dest)
 			continue
 		}
 		old := job.Spec.Dest

@@ -91,6 +91,11 @@ func TestRenderWrite(t *testing.T) {
 		t.Errorf("reload log %q, want one reload", got)
 	}
 
+	// --dry-run of the current output: no diff.
+	if code, out, errs := run(t, ctx, "", "render", "--dry-run", "--template", spec, "--context", fixture("native.json")); code != 0 || out != "" || !strings.Contains(errs, "unchanged") {
+		t.Errorf("dry-run, unchanged: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+
 	// --dry-run: a unified diff against the destination, nothing written.
 	changed := filepath.Join(dir, "changed.json")
 	data := strings.Replace(readFile(t, fixture("native.json")), `"16m"`, `"32m"`, 1)
