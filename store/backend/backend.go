@@ -23,6 +23,7 @@ import (
 
 	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/store/consul"
+	"github.com/berthd/berth/store/env"
 	"github.com/berthd/berth/store/etcd"
 	"github.com/berthd/berth/store/file"
 )
@@ -163,6 +164,11 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (store.Store, erro
 			return nil, bad("no path")
 		}
 		return file.New(ctx, u.Path, o.Logger)
+	case "env":
+		if u.Host != "" || (u.Path != "" && u.Path != "/") {
+			return nil, bad("env takes nothing after the scheme (env://)")
+		}
+		return env.New(os.Environ()), nil
 	case "":
 		return nil, bad("no scheme; use %s", schemes)
 	}

@@ -26,6 +26,7 @@ func TestOpenRejectsBadURLs(t *testing.T) {
 		{"file://host/etc/x.yaml", "takes a path"},
 		{"file://", "no path"},
 		{"%zz", "invalid URL escape"},
+		{"env://host", "env takes nothing"},
 	} {
 		t.Run(tc.url, func(t *testing.T) {
 			_, err := backend.Open(t.Context(), tc.url)
@@ -39,6 +40,7 @@ func TestOpenRejectsBadURLs(t *testing.T) {
 // TestOpenEachBackend opens every scheme against a real instance and reads
 // one key through it.
 func TestOpenEachBackend(t *testing.T) {
+	t.Setenv("APP_PORT", "8080") // what env:// reads as /app/port
 	dir := t.TempDir()
 	values := filepath.Join(dir, "values.yaml")
 	if err := os.WriteFile(values, []byte("app:\n  port: 8080\n"), 0o644); err != nil {
@@ -55,6 +57,7 @@ func TestOpenEachBackend(t *testing.T) {
 		{"etcd", cluster.URL(), true},
 		{"consul", "consul://" + agent.Addr, true},
 		{"file", "file://" + values, false},
+		{"env", "env://", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, err := backend.Open(t.Context(), tc.url, backend.WithStateDir(filepath.Join(dir, "state")))
