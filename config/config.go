@@ -38,6 +38,9 @@ type Template struct {
 	// <prefix>/containers/.
 	Prefixes []string
 	Wait     Wait
+	// MinReloadInterval is the reload budget: no change is applied sooner
+	// than this after the previous one (0: none).
+	MinReloadInterval time.Duration
 
 	// Spec is how the output is written: destination, mode, owner, backup,
 	// check, reload, timeout, guards.
@@ -104,21 +107,24 @@ type Runtime struct {
 
 // File is a loaded berth.toml.
 type File struct {
-	Path      string
-	Store     Store
-	Runtime   Runtime
-	Wait      Wait   // default for templates without their own
-	Prefix    string // berth key prefix (records.DefaultPrefix)
-	Templates []Template
+	Path    string
+	Store   Store
+	Runtime Runtime
+	Wait    Wait   // default for templates without their own
+	Prefix  string // berth key prefix (records.DefaultPrefix)
+	// MinReloadInterval is the default reload budget of its templates.
+	MinReloadInterval time.Duration
+	Templates         []Template
 }
 
 // berthFile is berth.toml as decoded.
 type berthFile struct {
-	Store    Store           `toml:"store"`
-	Runtime  Runtime         `toml:"runtime"`
-	Wait     string          `toml:"wait"`
-	Prefix   string          `toml:"prefix"`
-	Template []berthTemplate `toml:"template"`
+	Store             Store           `toml:"store"`
+	Runtime           Runtime         `toml:"runtime"`
+	Wait              string          `toml:"wait"`
+	MinReloadInterval string          `toml:"min_reload_interval"`
+	Prefix            string          `toml:"prefix"`
+	Template          []berthTemplate `toml:"template"`
 }
 
 // berthTemplate is one [[template]] as decoded.
@@ -131,6 +137,7 @@ type berthTemplate struct {
 	Prefixes              []string `toml:"prefixes"`
 	Includes              []string `toml:"includes"`
 	Wait                  string   `toml:"wait"`
+	MinReloadInterval     string   `toml:"min_reload_interval"`
 	Mode                  string   `toml:"mode"`
 	UID                   *int     `toml:"uid"`
 	GID                   *int     `toml:"gid"`
@@ -175,6 +182,9 @@ func Load(file string) (*File, error) {
 	if f.Wait, err = ParseWait(raw.Wait); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
+	if f.MinReloadInterval, err = parseDuration("min_reload_interval", raw.MinReloadInterval); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
 	switch f.Runtime.Kind {
 	case "", "embedded", "docker", "none":
 	default:
@@ -211,8 +221,9 @@ func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) 
 			AllowNondeterministic: rt.AllowNondeterministic,
 			KeepBlankLines:        rt.KeepBlankLines,
 		},
-		Prefixes: rt.Prefixes,
-		Wait:     f.Wait,
+		Prefixes:          rt.Prefixes,
+		Wait:              f.Wait,
+		MinReloadInterval: f.MinReloadInterval,
 		Spec: render.Spec{
 			Name: rt.Name, Dest: rt.Dest, UID: rt.UID, GID: rt.GID,
 			Backup: rt.Backup, Check: rt.Check, Reload: rt.Reload, MinEntries: rt.MinEntries,
@@ -238,6 +249,11 @@ func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) 
 	}
 	if t.Spec.Timeout, err = parseDuration("timeout", rt.Timeout); err != nil {
 		return fail("%v", err)
+	}
+	if rt.MinReloadInterval != "" {
+		if t.MinReloadInterval, err = parseDuration("min_reload_interval", rt.MinReloadInterval); err != nil {
+			return fail("%v", err)
+		}
 	}
 	if t.Spec.MaxShrink, err = parseShrink(rt.MaxShrink); err != nil {
 		return fail("%v", err)

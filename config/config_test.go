@@ -322,3 +322,30 @@ func TestParseTemplateFlag(t *testing.T) {
 		}
 	}
 }
+
+func TestMinReloadInterval(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "berth.toml")
+	os.WriteFile(p, []byte(`min_reload_interval = "2s"
+[[template]]
+name = "a"
+src = "a.tmpl"
+dest = "/tmp/a"
+[[template]]
+name = "b"
+src = "b.tmpl"
+dest = "/tmp/b"
+min_reload_interval = "500ms"
+`), 0o644)
+	f, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Templates[0].MinReloadInterval != 2*time.Second || f.Templates[1].MinReloadInterval != 500*time.Millisecond {
+		t.Fatalf("min_reload_interval: %v, %v", f.Templates[0].MinReloadInterval, f.Templates[1].MinReloadInterval)
+	}
+	os.WriteFile(p, []byte("min_reload_interval = \"soon\"\n"), 0o644)
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "min_reload_interval") {
+		t.Fatalf("bad min_reload_interval: %v", err)
+	}
+}

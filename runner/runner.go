@@ -12,6 +12,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,8 +63,8 @@ func WithMirrorOptions(o ...watcher.MirrorOption) Option {
 // WithDefaultWait sets the quiescence of templates that have none.
 func WithDefaultWait(w watcher.Wait) Option { return func(r *Runner) { r.defWait = w } }
 
-// WithMinReloadInterval sets the reload budget: no template renders sooner
-// than d after its previous change was applied.
+// WithMinReloadInterval sets the reload budget of templates that have
+// none: no change is applied sooner than d after the previous one.
 func WithMinReloadInterval(d time.Duration) Option { return func(r *Runner) { r.minIntvl = d } }
 
 // New returns a runner reading st and writing through renderer.
@@ -366,7 +367,7 @@ func (s *state) start(p parsed) {
 	t := &tmplState{
 		conf: p.conf, tmpl: p.tmpl,
 		mirrors: map[string]*watcher.Mirror{},
-		deb:     watcher.NewDebouncer(ctx, wait, s.r.minIntvl),
+		deb:     watcher.NewDebouncer(ctx, wait, cmp.Or(p.conf.MinReloadInterval, s.r.minIntvl)),
 		cancel:  cancel,
 		done:    make(chan struct{}),
 	}
