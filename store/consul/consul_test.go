@@ -123,8 +123,10 @@ func testTxnLockConflict(t *testing.T, addr string) {
 func testSessionLoss(t *testing.T, addr string) {
 	s := open(t, consul.Config{Address: addr})
 	p := "/session-loss/"
-	if _, err := s.Put(t.Context(), p+"a", []byte("1"), store.WithTTL(10*time.Second)); err != nil {
-		t.Fatal(err)
+	for _, k := range []string{"a", "b"} {
+		if _, err := s.Put(t.Context(), p+k, []byte("1"), store.WithTTL(10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Destroy the store's session behind its back, as an outage longer than
 	// the TTL would: Consul deletes the key.
@@ -141,6 +143,12 @@ func testSessionLoss(t *testing.T, addr string) {
 	}
 	if _, err := s.Get(t.Context(), p+"a"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("key after its session was destroyed: %v, want ErrNotFound", err)
+	}
+	// Meanwhile another writer puts b: its value is newer than the owner's
+	// and must survive the owner's recovery.
+	other := open(t, consul.Config{Address: addr})
+	if _, err := other.Put(t.Context(), p+"b", []byte("newer")); err != nil {
+		t.Fatal(err)
 	}
 	// The store notices at its next renewal (TTL/2) and puts it again.
 	deadline := time.Now().Add(30 * time.Second)
@@ -160,6 +168,9 @@ func testSessionLoss(t *testing.T, addr string) {
 	pair, _, err = client.KV().Get("session-loss/a", nil)
 	if err != nil || pair == nil || pair.Session == "" {
 		t.Fatalf("re-put key %+v, %v: want it bound to the new session", pair, err)
+	}
+	if kv, err := s.Get(t.Context(), p+"b"); err != nil || string(kv.Value) != "newer" {
+		t.Fatalf("key written by another store during the loss: %+v, %v; want the newer value kept", kv, err)
 	}
 }
 

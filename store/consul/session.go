@@ -2,8 +2,8 @@ package consul
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -58,13 +58,16 @@ func (s *Store) createSession(ctx context.Context, ttl time.Duration) (string, e
 }
 
 // renew keeps the session for ttl alive until the store is closed,
-// renewing it every ttl/2 and replacing it when Consul has lost it.
+// renewing it every ttl/2. When Consul has lost it (an outage longer than
+// the TTL), renew creates a new one and puts the store's keys with that TTL
+// again, retrying those that fail until they are back.
 func (s *Store) renew(ttl time.Duration) {
 	defer s.wg.Done()
 	interval := ttl / 2
 	retry := min(interval, time.Second)
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
+	var missing []string // keys to put again under the current session
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -86,62 +89,84 @@ func (s *Store) renew(ttl time.Duration) {
 			timer.Reset(retry)
 			continue
 		case entry == nil:
-			if err := s.recoverSession(ttl, id); err != nil {
+			if id, err = s.replaceSession(ttl); err != nil {
 				s.logger.Error("re-creating lost consul session failed; retrying", "ttl", ttl, "err", err)
 				timer.Reset(retry)
 				continue
 			}
+			missing = s.ownedKeys(ttl)
+			s.logger.Warn("consul session lost (expired or invalidated); created a new one, putting its keys again",
+				"session", id, "ttl", ttl, "keys", len(missing))
+		}
+		if len(missing) > 0 {
+			if missing = s.reput(ttl, id, missing); len(missing) > 0 {
+				timer.Reset(retry)
+				continue
+			}
+			s.logger.Info("keys of the lost consul session are back", "session", id, "ttl", ttl)
 		}
 		timer.Reset(interval)
 	}
 }
 
-// recoverSession replaces the lost session old for ttl with a new one and
-// puts the keys the store owns with that TTL again.
-func (s *Store) recoverSession(ttl time.Duration, old string) error {
+// replaceSession creates a new session for ttl in place of the lost one.
+func (s *Store) replaceSession(ttl time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, ttl)
 	defer cancel()
 	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
 	id, err := s.createSession(ctx, ttl)
 	if err != nil {
-		s.sessMu.Unlock()
-		return err
+		return "", err
 	}
 	s.sessions[ttl] = id
-	s.sessMu.Unlock()
+	return id, nil
+}
 
+// ownedKeys returns the keys the store owns with ttl.
+func (s *Store) ownedKeys(ttl time.Duration) []string {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	var keys []string
-	var ops api.KVTxnOps
 	for k, o := range s.owned {
 		if o.ttl == ttl {
 			keys = append(keys, k)
-			ops = append(ops, &api.KVTxnOp{Verb: api.KVLock, Key: consulKey(k), Value: o.value, Session: id})
 		}
 	}
-	s.mu.Unlock()
+	return keys
+}
 
-	// Re-put in batches; a batch that fails (a key taken over by another
-	// session meanwhile) is retried key by key so the others still come back.
-	// A key that cannot be re-put is logged: the session itself is fine.
-	var errs []error
-	for start := 0; start < len(ops); start += maxTxnOps {
-		batch := ops[start:min(start+maxTxnOps, len(ops))]
-		if err := s.lockAll(ctx, batch); err == nil {
+// reput binds keys to session id again, with the values the store wrote,
+// and returns those that failed for a reason that may pass. Only a key
+// that is still missing is put (the check and the put are one
+// transaction): one written meanwhile, by this store or another, is newer
+// and stays. A key no longer owned with ttl is skipped.
+func (s *Store) reput(ttl time.Duration, id string, keys []string) []string {
+	ctx, cancel := context.WithTimeout(s.ctx, ttl)
+	defer cancel()
+	var failed []string
+	for _, k := range keys {
+		s.mu.Lock()
+		o, ok := s.owned[k]
+		s.mu.Unlock()
+		if !ok || o.ttl != ttl {
 			continue
 		}
-		for j, op := range batch {
-			if err := s.lockAll(ctx, api.KVTxnOps{op}); err != nil {
-				errs = append(errs, fmt.Errorf("re-put %q: %w", keys[start+j], err))
-			}
+		ck := consulKey(k)
+		err := s.lockAll(ctx, api.KVTxnOps{
+			{Verb: api.KVCheckNotExists, Key: ck},
+			{Verb: api.KVLock, Key: ck, Value: o.value, Session: id},
+		})
+		switch {
+		case err == nil:
+		case strings.Contains(err.Error(), fmt.Sprintf("key %q exists", ck)):
+			s.logger.Info("TTL key was written again while its session was lost; keeping the newer value", "key", k)
+		default:
+			s.logger.Warn("putting a TTL key again failed; retrying", "key", k, "err", err)
+			failed = append(failed, k)
 		}
 	}
-	s.logger.Warn("consul session lost (expired or invalidated); created a new one and put its keys again",
-		"old_session", old, "session", id, "ttl", ttl, "keys", len(ops), "failed", len(errs))
-	if len(errs) > 0 {
-		s.logger.Error("some keys of the lost consul session could not be put again", "err", errors.Join(errs...))
-	}
-	return nil
+	return failed
 }
 
 func (s *Store) lockAll(ctx context.Context, ops api.KVTxnOps) error {
