@@ -3,15 +3,17 @@
 //
 // Keys map one to one: berth's "/berth/x" is Consul's "berth/x". A revision
 // is a Consul raft index (X-Consul-Index). List is a consistent read; Put and
-// Delete are single-operation Consul transactions, so every write reports
-// the index it was committed at; Txn is one Consul transaction (at most 128
+// Delete are single-operation Consul transactions, so a put reports the
+// index it was committed at (a delete, which Consul reports no index for,
+// the index of the key read right after); Txn is one Consul transaction (at most 128
 // operations, never split).
 //
 // TTL keys are bound to a Consul session (behavior "delete", one per TTL
 // value, TTL rounded up to Consul's 10s minimum) that the Store renews in
 // the background. The Store remembers the TTL keys it owns: if its session
-// is lost (an outage longer than the TTL), it creates a new one and puts the
-// keys again. Close destroys the sessions, which deletes their keys. A
+// is lost (an outage longer than the TTL), it creates a new one and puts
+// again the keys that are still missing (one written meanwhile is newer and
+// stays), retrying until they are back. Close destroys the sessions, which deletes their keys. A
 // process that dies without Close loses its keys when Consul invalidates the
 // session, up to twice the TTL later.
 //
