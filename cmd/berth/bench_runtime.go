@@ -25,9 +25,13 @@ type runtimeBenchResult struct {
 	Runs       int     `json:"runs"`
 	StartP50Ms float64 `json:"start_p50_ms"`
 	StartP90Ms float64 `json:"start_p90_ms"`
-	RuncP50Ms  float64 `json:"runc_p50_ms,omitempty"`
-	RuncP90Ms  float64 `json:"runc_p90_ms,omitempty"`
-	Runc       string  `json:"runc,omitempty"` // the runc binary measured
+	// runc run (foreground): create, start, the process runs, delete.
+	RuncP50Ms float64 `json:"runc_p50_ms,omitempty"`
+	RuncP90Ms float64 `json:"runc_p90_ms,omitempty"`
+	// runc run -d: create and start, returning once the process runs.
+	RuncDetachedP50Ms float64 `json:"runc_detached_p50_ms,omitempty"`
+	RuncDetachedP90Ms float64 `json:"runc_detached_p90_ms,omitempty"`
+	Runc              string  `json:"runc,omitempty"` // the runc binary measured
 }
 
 func newBenchRuntimeCommand() *cobra.Command {
@@ -39,9 +43,12 @@ func newBenchRuntimeCommand() *cobra.Command {
 		Long: `berth bench runtime measures create+start until the container's process
 runs, for the embedded runtime (bridge network, overlay root from an
 imported busybox image, Docker's confinement) and, when a runc binary is on
-PATH, for "runc run -d" of a bundle with the same OCI spec (same
-namespaces, capabilities, seccomp profile, masked paths and limits; a new
-empty network namespace). Needs root and busybox-static. Everything it
+PATH, for "runc run" of a bundle with the same OCI spec (same namespaces,
+capabilities, seccomp profile, masked paths and limits; a new empty
+network namespace), both in the foreground (runc_p50_ms: the whole
+invocation, as the runc CLI starts containers) and detached (runc run -d,
+returning once the process runs). Runs alternate between the runtimes so
+that load affects them alike. Needs root and busybox-static. Everything it
 creates (bridge, cgroups, state) is removed afterwards.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -62,8 +69,9 @@ creates (bridge, cgroups, state) is removed afterwards.`,
 			}
 			fmt.Fprintf(out, "runs: %d\nembedded create+start: p50 %.2f ms  p90 %.2f ms\n", res.Runs, res.StartP50Ms, res.StartP90Ms)
 			if res.Runc != "" {
-				fmt.Fprintf(out, "runc run -d (%s): p50 %.2f ms  p90 %.2f ms\nembedded/runc p50 ratio: %.2f\n",
-					res.Runc, res.RuncP50Ms, res.RuncP90Ms, res.StartP50Ms/res.RuncP50Ms)
+				fmt.Fprintf(out, "runc run (%s): p50 %.2f ms  p90 %.2f ms\nrunc run -d: p50 %.2f ms  p90 %.2f ms\nembedded/runc run p50 ratio: %.2f (detached: %.2f)\n",
+					res.Runc, res.RuncP50Ms, res.RuncP90Ms, res.RuncDetachedP50Ms, res.RuncDetachedP90Ms,
+					res.StartP50Ms/res.RuncP50Ms, res.StartP50Ms/res.RuncDetachedP50Ms)
 			} else {
 				fmt.Fprintln(out, "runc: not found on PATH, not measured")
 			}
@@ -103,8 +111,18 @@ func benchRuntime(ctx context.Context, runs int, log *slog.Logger) (runtimeBench
 		return res, err
 	}
 	spec := runtime.Spec{Image: "bench:busybox", Cmd: []string{"true"}, Memory: 64 << 20, PidsLimit: 64}
-	var starts []time.Duration
-	for i := 0; i <= runs; i++ { // run 0 warms up
+	runc, _ := exec.LookPath("runc")
+	var rc *runcBench
+	if runc != "" {
+		res.Runc = runc
+		rc, err = newRuncBench(runc, tmp, rootfs, suffix)
+		if err != nil {
+			return res, err
+		}
+		defer rc.cleanup()
+	}
+	var starts, fg, detached []time.Duration
+	for i := 0; i <= runs; i++ { // round 0 warms up
 		t0 := time.Now()
 		c, err := rt.Run(ctx, spec)
 		d := time.Since(t0)
@@ -114,72 +132,83 @@ func benchRuntime(ctx context.Context, runs int, log *slog.Logger) (runtimeBench
 		if err := rt.Remove(ctx, c.ID, runtime.Force()); err != nil {
 			return res, fmt.Errorf("run %d: rm: %w", i, err)
 		}
+		if rc == nil {
+			if i > 0 {
+				starts = append(starts, d)
+			}
+			continue
+		}
+		f, err := rc.run(ctx, i, false)
+		if err != nil {
+			return res, err
+		}
+		dd, err := rc.run(ctx, i, true)
+		if err != nil {
+			return res, err
+		}
 		if i > 0 {
-			starts = append(starts, d)
+			starts, fg, detached = append(starts, d), append(fg, f), append(detached, dd)
 		}
 	}
 	res.StartP50Ms, res.StartP90Ms = ms(percentile(starts, 50)), ms(percentile(starts, 90))
-	log.Info("embedded runtime measured", "runs", runs)
-
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		return res, nil
+	if rc != nil {
+		res.RuncP50Ms, res.RuncP90Ms = ms(percentile(fg, 50)), ms(percentile(fg, 90))
+		res.RuncDetachedP50Ms, res.RuncDetachedP90Ms = ms(percentile(detached, 50)), ms(percentile(detached, 90))
 	}
-	res.Runc = runc
-	rd, err := benchRunc(ctx, runc, tmp, rootfs, suffix, runs)
-	if err != nil {
-		return res, fmt.Errorf("runc: %w", err)
-	}
-	res.RuncP50Ms, res.RuncP90Ms = ms(percentile(rd, 50)), ms(percentile(rd, 90))
+	log.Info("runtime start latency measured", "runs", runs)
 	return res, nil
 }
 
-// benchRunc times `runc run -d` (create+start, returning once the process
-// runs) of a bundle whose config.json is embedded.OCISpec with the same
-// settings, deleting each container untimed.
-func benchRunc(ctx context.Context, runc, tmp, rootfs, suffix string, runs int) ([]time.Duration, error) {
-	bundle := filepath.Join(tmp, "bundle")
-	state := filepath.Join(tmp, "runc-state")
-	if err := os.MkdirAll(bundle, 0o755); err != nil {
-		return nil, err
+// runcBench runs the runc binary on a bundle whose config.json is
+// embedded.OCISpec with the same settings as the embedded runs.
+type runcBench struct {
+	runc, bundle, state, rootfs, parent, suffix string
+}
+
+func newRuncBench(runc, tmp, rootfs, suffix string) (*runcBench, error) {
+	b := &runcBench{runc: runc, bundle: filepath.Join(tmp, "bundle"), state: filepath.Join(tmp, "runc-state"),
+		rootfs: rootfs, parent: "berth-bench-runc-" + suffix, suffix: suffix}
+	return b, os.MkdirAll(b.bundle, 0o755)
+}
+
+// run times one runc run (detached: runc run -d, then an untimed delete).
+func (b *runcBench) run(ctx context.Context, i int, detached bool) (time.Duration, error) {
+	id := fmt.Sprintf("bench-%s-%d", b.suffix, i)
+	args := []string{"--root", b.state, "run", "--bundle", b.bundle, id}
+	if detached {
+		id += "d"
+		args = []string{"--root", b.state, "run", "-d", "--bundle", b.bundle, id}
 	}
-	parent := "berth-bench-runc-" + suffix
-	defer func() {
-		for _, d := range []string{"/sys/fs/cgroup/unified/" + parent, "/sys/fs/cgroup/" + parent} {
-			_ = os.Remove(d)
-		}
-		ents, _ := os.ReadDir("/sys/fs/cgroup")
-		for _, e := range ents {
-			_ = os.Remove(filepath.Join("/sys/fs/cgroup", e.Name(), parent))
-		}
-	}()
-	var ds []time.Duration
-	for i := 0; i <= runs; i++ {
-		id := fmt.Sprintf("bench-%s-%d", suffix, i)
-		spec := embedded.OCISpec(embedded.OCIParams{
-			Rootfs: rootfs, Args: []string{"true"}, Env: []string{"PATH=/bin"}, Cwd: "/",
-			Hostname: id, ReadOnly: true, CgroupPath: "/" + parent + "/" + id, Memory: 64 << 20, Pids: 64,
-		})
-		b, err := json.Marshal(spec)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
-			return nil, err
-		}
-		run := exec.CommandContext(ctx, runc, "--root", state, "run", "-d", "--bundle", bundle, id)
-		t0 := time.Now()
-		out, err := run.CombinedOutput()
-		d := time.Since(t0)
-		if err != nil {
-			return nil, fmt.Errorf("runc run: %w: %s", err, out)
-		}
-		if out, err := exec.CommandContext(ctx, runc, "--root", state, "delete", "-f", id).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("runc delete: %w: %s", err, out)
-		}
-		if i > 0 {
-			ds = append(ds, d)
+	spec := embedded.OCISpec(embedded.OCIParams{
+		Rootfs: b.rootfs, Args: []string{"true"}, Env: []string{"PATH=/bin"}, Cwd: "/",
+		Hostname: id, ReadOnly: true, CgroupPath: "/" + b.parent + "/" + id, Memory: 64 << 20, Pids: 64,
+	})
+	js, err := json.Marshal(spec)
+	if err != nil {
+		return 0, err
+	}
+	if err := os.WriteFile(filepath.Join(b.bundle, "config.json"), js, 0o644); err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	out, err := exec.CommandContext(ctx, b.runc, args...).CombinedOutput()
+	d := time.Since(t0)
+	if err != nil {
+		return 0, fmt.Errorf("runc run: %w: %s", err, out)
+	}
+	if detached {
+		if out, err := exec.CommandContext(ctx, b.runc, "--root", b.state, "delete", "-f", id).CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("runc delete: %w: %s", err, out)
 		}
 	}
-	return ds, nil
+	return d, nil
+}
+
+// cleanup removes the parent cgroups runc's containers were created in.
+func (b *runcBench) cleanup() {
+	ents, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, e := range ents {
+		_ = os.Remove(filepath.Join("/sys/fs/cgroup", e.Name(), b.parent))
+	}
+	_ = os.Remove(filepath.Join("/sys/fs/cgroup", b.parent))
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/runtime"
@@ -161,16 +162,15 @@ func oomKilled(path string) bool {
 }
 
 // writeEtcFiles writes the container's /etc/hosts, /etc/hostname and
-// /etc/resolv.conf into dir; they are bind-mounted at start.
-func writeEtcFiles(dir string, c runtime.Container) error {
+// /etc/resolv.conf into its mounted root (so into its upper dir), with
+// symlinks resolved inside the root. Writing them costs less at start
+// than docker's three bind mounts.
+func writeEtcFiles(rootfs string, c runtime.Container) error {
 	hostname := c.Hostname
 	var hosts bytes.Buffer
 	if c.NetworkMode == runtime.NetworkHost {
 		b, _ := os.ReadFile("/etc/hosts")
 		hosts.Write(b)
-		if h, err := os.Hostname(); err == nil {
-			hostname = h
-		}
 	} else {
 		hosts.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 		hosts.WriteString("fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
@@ -184,8 +184,16 @@ func writeEtcFiles(dir string, c runtime.Container) error {
 		"resolv.conf": resolvConf(c.NetworkMode == runtime.NetworkHost),
 	}
 	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", name, err)
+		p, err := securejoin.SecureJoin(rootfs, "/etc/"+name)
+		if err == nil {
+			err = os.MkdirAll(filepath.Dir(p), 0o755)
+		}
+		if err == nil {
+			_ = os.Remove(p) // a symlink or read-only file from the image is replaced
+			err = os.WriteFile(p, b, 0o644)
+		}
+		if err != nil {
+			return fmt.Errorf("write /etc/%s: %w", name, err)
 		}
 	}
 	return nil

@@ -76,6 +76,9 @@ func (r *Runtime) start(ctx context.Context, c *ctr) (err error) {
 		}
 	}()
 	rootfs := filepath.Join(dir, "rootfs")
+	if err := writeEtcFiles(rootfs, rec.C); err != nil {
+		return err
+	}
 	uid, gid, groups, err := resolveUser(rootfs, rec.C.User)
 	if err != nil {
 		return err
@@ -98,11 +101,6 @@ func (r *Runtime) start(ctx context.Context, c *ctr) (err error) {
 		}
 		proxies = append(proxies, px)
 	}
-	binds := append([]runtime.Mount{
-		{Source: filepath.Join(dir, "hosts"), Destination: "/etc/hosts"},
-		{Source: filepath.Join(dir, "hostname"), Destination: "/etc/hostname"},
-		{Source: filepath.Join(dir, "resolv.conf"), Destination: "/etc/resolv.conf"},
-	}, rec.Spec.Volumes...)
 	for _, v := range rec.Spec.Volumes {
 		if _, err := os.Stat(v.Source); errors.Is(err, os.ErrNotExist) {
 			if err := os.MkdirAll(v.Source, 0o755); err != nil {
@@ -115,7 +113,7 @@ func (r *Runtime) start(ctx context.Context, c *ctr) (err error) {
 		UID: uid, GID: gid, Groups: groups, Hostname: rec.C.Hostname, ReadOnly: rec.Spec.ReadOnly,
 		Netns: rec.Netns, HostNet: rec.Spec.Network == runtime.NetworkHost,
 		CgroupPath: r.cgroupPath(id), Memory: rec.Spec.Memory, CPUs: rec.Spec.CPUs, Pids: rec.Spec.PidsLimit,
-		Binds: binds,
+		Binds: rec.Spec.Volumes,
 	})
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: id, Spec: spec})
 	if err != nil {

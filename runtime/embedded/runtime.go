@@ -327,6 +327,9 @@ func (r *Runtime) create(ctx context.Context, spec runtime.Spec) (_ *ctr, err er
 	hostname := spec.Hostname
 	if hostname == "" {
 		hostname = id[:12]
+		if spec.Network == runtime.NetworkHost {
+			hostname, _ = os.Hostname()
+		}
 	}
 	c := &ctr{rec: record{
 		Spec:  spec,
@@ -370,9 +373,6 @@ func (r *Runtime) create(ctx context.Context, spec runtime.Spec) (_ *ctr, err er
 		c.rec.Netns = att.Netns
 		c.rec.C.IP = att.IP.String()
 		c.rec.C.Networks = []runtime.Network{{Name: runtime.NetworkBridge, IP: att.IP.String(), PrefixLen: att.PrefixLen, Gateway: att.Gateway.String(), MAC: att.MAC}}
-	}
-	if err := writeEtcFiles(dir, c.rec.C); err != nil {
-		return nil, err
 	}
 	r.update(c, func(*record) { c.announced = true }, runtime.EventCreate)
 	return c, ctx.Err()
