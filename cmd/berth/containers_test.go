@@ -4,16 +4,28 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"log"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
 	"github.com/berthd/berth/api"
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded/embeddedtest"
+	"github.com/berthd/berth/runtime/embedded/image"
 )
 
 // berthCLI runs berth in-process and returns its exit code and output.
@@ -182,5 +194,80 @@ func waitForExit(t *testing.T, sock, id string) {
 	t.Helper()
 	if _, err := waitExited(context.Background(), api.NewClient(sock), id); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPullAndLoad pushes a busybox image to go-containerregistry's
+// in-process registry, pulls it with berth pull, saves it as a docker
+// save tarball and loads that with berth load.
+func TestPullAndLoad(t *testing.T) {
+	sock := startDaemon(t)
+	h := "--host=" + sock
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := embeddedtest.BusyboxRootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	var layerTar bytes.Buffer
+	if err := image.WriteDirTar(&layerTar, rootfs); err != nil {
+		t.Fatal(err)
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerTar.Bytes())), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err = mutate.Config(img, v1.Config{Cmd: []string{"echo", "from the registry"}, Env: []string{"PATH=/bin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/test/bb:1"
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(tag, img); err != nil {
+		t.Fatal(err)
+	}
+	saved := filepath.Join(t.TempDir(), "saved.tar")
+	savedTag, _ := name.NewTag("saved:1")
+	if err := tarball.WriteToFile(saved, savedTag, img); err != nil {
+		t.Fatal(err)
+	}
+	corrupt := filepath.Join(t.TempDir(), "corrupt.tar")
+	if err := os.WriteFile(corrupt, []byte("not a tarball"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		stdoutIn string
+		stderrIn string
+	}{
+		{"pull", []string{"pull", h, ref}, 0, "layer 1/1", ""},
+		{"pull again is cached", []string{"pull", h, ref}, 0, "already present", ""},
+		{"run pulled", []string{"run", h, "--rm", ref}, 0, "from the registry\n", ""},
+		{"pull unknown", []string{"pull", h, strings.TrimPrefix(srv.URL, "http://") + "/test/none:1"}, 1, "", "pull"},
+		{"pull bad reference", []string{"pull", h, "Not::A/Ref"}, 2, "", "bad image reference"},
+		{"load", []string{"load", h, "-i", saved}, 0, "Loaded image: saved:1", ""},
+		{"run loaded", []string{"run", h, "--rm", "saved:1"}, 0, "from the registry\n", ""},
+		{"load corrupt", []string{"load", h, "-i", corrupt}, 1, "", "not a docker save or OCI layout tarball"},
+		{"rmi", []string{"rmi", h, "saved:1", ref}, 0, "Untagged: saved:1", ""},
+		{"images empty", []string{"images", h, "-q"}, 0, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := berthCLI(ctx, tc.args...)
+			if code != tc.code || !strings.Contains(stdout, tc.stdoutIn) || !strings.Contains(stderr, tc.stderrIn) {
+				t.Errorf("berth %s: exit %d stdout %q stderr %q; want exit %d, stdout containing %q, stderr containing %q",
+					strings.Join(tc.args, " "), code, stdout, stderr, tc.code, tc.stdoutIn, tc.stderrIn)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package embedded_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,5 +105,38 @@ func TestConfinement(t *testing.T) {
 			c, out := runOutput(t, r, tc.spec)
 			tc.check(t, c, out)
 		})
+	}
+}
+
+// TestCgroupLimits reads the limits from the host side of the container's
+// cgroups.
+func TestCgroupLimits(t *testing.T) {
+	env := embeddedtest.NewEnv(t)
+	r := embeddedtest.NewRuntime(t, env)
+	importBusybox(t, r)
+	c, err := r.Run(context.Background(), runtime.Spec{Image: "busybox:test", Cmd: []string{"sleep", "1000"},
+		Memory: 32 << 20, CPUs: 0.5, PidsLimit: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg := filepath.Join(env.CgroupParent, c.ID)
+	want := map[string]string{
+		"memory/" + cg + "/memory.limit_in_bytes": "33554432",
+		"cpu/" + cg + "/cpu.cfs_quota_us":         "50000",
+		"cpu/" + cg + "/cpu.cfs_period_us":        "100000",
+		"pids/" + cg + "/pids.max":                "20",
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		want = map[string]string{cg + "/memory.max": "33554432", cg + "/cpu.max": "50000 100000", cg + "/pids.max": "20"}
+	}
+	for f, v := range want {
+		b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", f))
+		if err != nil || strings.TrimSpace(string(b)) != v {
+			t.Errorf("%s = %q (%v), want %q", f, strings.TrimSpace(string(b)), err, v)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join("/proc", fmt.Sprint(c.Pid), "cgroup"))
+	if err != nil || !strings.Contains(string(b), "/"+cg) {
+		t.Errorf("pid %d cgroups %q (%v), want %s", c.Pid, b, err, cg)
 	}
 }
