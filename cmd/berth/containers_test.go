@@ -7,8 +7,10 @@ import (
 	"io"
 	"log"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -269,5 +271,108 @@ func TestPullAndLoad(t *testing.T) {
 					strings.Join(tc.args, " "), code, stdout, stderr, tc.code, tc.stdoutIn, tc.stderrIn)
 			}
 		})
+	}
+}
+
+// TestDaemonCrash builds berth, runs `berth up` as a process, starts a
+// container, SIGKILLs the daemon, and checks that the container keeps
+// serving, that a new daemon re-attaches to it, and that it can then be
+// stopped and removed.
+func TestDaemonCrash(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "berth")
+	build := exec.Command("go", "build", "-tags", "seccomp", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	env := embeddedtest.NewEnv(t)
+	sock := filepath.Join(t.TempDir(), "berth.sock")
+	h := "--host=" + sock
+	up := func() *exec.Cmd {
+		cmd := exec.Command(bin, "up", "--state-dir", env.StateDir, "--socket", sock, "--bridge", env.Bridge,
+			"--subnet", env.Subnet.String(), "--cgroup-parent", env.CgroupParent)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for api.NewClient(sock).Ping(context.Background()) != nil {
+			if time.Now().After(deadline) {
+				t.Fatal("berth up never answered")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return cmd
+	}
+	daemon := up()
+	t.Cleanup(func() {
+		c := api.NewClient(sock)
+		cs, _ := c.List(context.Background())
+		for _, ctr := range cs {
+			_ = c.Remove(context.Background(), ctr.ID, runtime.Force())
+		}
+		_ = daemon.Process.Signal(os.Interrupt)
+		_ = daemon.Wait()
+		_ = embeddedtest.RemoveBridge(env)
+		embeddedtest.AssertClean(t, env)
+	})
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := embeddedtest.BusyboxRootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "index.html"), []byte("served\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if code, _, stderr := berthCLI(ctx, "import", h, rootfs, "bb:1"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if code, _, stderr := berthCLI(ctx, "run", h, "-d", "--name", "web", "bb:1", "httpd", "-f", "-p", "8080", "-h", "/"); code != 0 {
+		t.Fatal(stderr)
+	}
+	web, err := api.NewClient(sock).Inspect(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func() string {
+		t.Helper()
+		client := &http.Client{Timeout: 2 * time.Second}
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			resp, err := client.Get("http://" + web.IP + ":8080/index.html")
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				return string(b)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GET %s: %v", web.IP, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if got := get(); got != "served\n" {
+		t.Fatalf("GET before the crash: %q", got)
+	}
+	if err := daemon.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = daemon.Wait()
+	if got := get(); got != "served\n" {
+		t.Errorf("GET with the daemon dead: %q", got)
+	}
+	daemon = up()
+	code, stdout, _ := berthCLI(ctx, "ps", h)
+	if code != 0 || !strings.Contains(stdout, "Up ") || !strings.Contains(stdout, "web") {
+		t.Errorf("ps after re-attach: %q", stdout)
+	}
+	if got := get(); got != "served\n" {
+		t.Errorf("GET after re-attach: %q", got)
+	}
+	if code, _, stderr := berthCLI(ctx, "stop", h, "-t", "1", "web"); code != 0 {
+		t.Errorf("stop: %s", stderr)
+	}
+	if code, _, stderr := berthCLI(ctx, "rm", h, "web"); code != 0 {
+		t.Errorf("rm: %s", stderr)
 	}
 }
