@@ -286,16 +286,9 @@ func (s *Store) Txn(ctx context.Context, ops ...store.Op) (store.Revision, error
 	if err != nil {
 		return 0, err
 	}
-	if len(txn) > maxTxnOps {
-		return 0, fmt.Errorf("consul %s: transaction of %d operations (%d Consul operations) exceeds Consul's limit of %d; nothing was written",
-			s.endpoint, len(ops), len(txn), maxTxnOps)
-	}
-	ok, resp, _, err := s.kv.Txn(txn, (&api.QueryOptions{}).WithContext(ctx))
+	resp, err := s.commit(ctx, ops, txn, origin)
 	if err != nil {
-		return 0, s.wrap("txn", describeOps(ops), err)
-	}
-	if !ok {
-		return 0, s.txnError(ops, origin, resp.Errors)
+		return 0, err
 	}
 	var rev store.Revision
 	for _, r := range resp.Results {
@@ -315,6 +308,65 @@ func (s *Store) Txn(ctx context.Context, ops ...store.Op) (store.Revision, error
 		rev = store.Revision(meta.LastIndex)
 	}
 	return rev, nil
+}
+
+// commit runs the Consul transaction txn built from ops.
+//
+// A TTL put of a key that another session holds fails in Consul. That
+// session is typically this process's previous run, not expired yet after
+// a restart; a put in etcd replaces the key's lease, so commit does the
+// same: it retries once with every TTL key of the transaction deleted and
+// locked anew (the others are likely held too), all in one transaction.
+func (s *Store) commit(ctx context.Context, ops []store.Op, txn api.KVTxnOps, origin []int) (*api.KVTxnResponse, error) {
+	for attempt := 0; ; attempt++ {
+		if len(txn) > maxTxnOps {
+			why := ""
+			if attempt > 0 {
+				why = " once the TTL keys another session holds are taken over (a delete and a lock each)"
+			}
+			return nil, fmt.Errorf("consul %s: transaction of %d operations (%d Consul operations) exceeds Consul's limit of %d%s; nothing was written",
+				s.endpoint, len(ops), len(txn), maxTxnOps, why)
+		}
+		ok, resp, _, err := s.kv.Txn(txn, (&api.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			return nil, s.wrap("txn", describeOps(ops), err)
+		}
+		if ok {
+			return resp, nil
+		}
+		if attempt > 0 || !lockHeld(txn, resp.Errors) {
+			return nil, s.txnError(ops, origin, resp.Errors)
+		}
+		txn, origin = takeOver(txn, origin)
+	}
+}
+
+// lockHeld reports whether errs says a lock operation of txn failed
+// because another session holds the key.
+func lockHeld(txn api.KVTxnOps, errs api.TxnErrors) bool {
+	for _, e := range errs {
+		if e != nil && e.OpIndex >= 0 && e.OpIndex < len(txn) && txn[e.OpIndex].Verb == api.KVLock &&
+			strings.Contains(e.What, "lock is already held") {
+			return true
+		}
+	}
+	return false
+}
+
+// takeOver puts a delete of its key before each lock operation of txn that
+// has none.
+func takeOver(txn api.KVTxnOps, origin []int) (api.KVTxnOps, []int) {
+	var out api.KVTxnOps
+	var outOrigin []int
+	for i, op := range txn {
+		if op.Verb == api.KVLock && (i == 0 || txn[i-1].Verb != api.KVDelete || txn[i-1].Key != op.Key) {
+			out = append(out, &api.KVTxnOp{Verb: api.KVDelete, Key: op.Key})
+			outOrigin = append(outOrigin, origin[i])
+		}
+		out = append(out, op)
+		outOrigin = append(outOrigin, origin[i])
+	}
+	return out, outOrigin
 }
 
 // txnOps translates ops into Consul operations; origin[i] is the index in

@@ -31,7 +31,7 @@ func TestSharedAgent(t *testing.T) {
 	}{
 		{"Conformance", testConformance},
 		{"TxnOverConsulLimitIsRefusedWhole", testTxnOverLimit},
-		{"TxnRollsBackOnLockConflict", testTxnLockConflict},
+		{"TTLPutTakesOverKeyHeldByAnotherSession", testTTLPutTakesOverHeldKey},
 		{"TTLKeysComeBackAfterSessionLoss", testSessionLoss},
 		{"WatchFromUnknownRevisionOfQuietPrefix", testWatchQuietPrefix},
 		{"BadConfig", testBadConfig},
@@ -99,24 +99,42 @@ func testTxnOverLimit(t *testing.T, addr string) {
 	}
 }
 
-func testTxnLockConflict(t *testing.T, addr string) {
-	owner := open(t, consul.Config{Address: addr})
-	other := open(t, consul.Config{Address: addr})
-	p := "/conflict/"
-	if _, err := owner.Put(t.Context(), p+"held", []byte("owner"), store.WithTTL(10*time.Second)); err != nil {
+func testTTLPutTakesOverHeldKey(t *testing.T, addr string) {
+	// A restarted owner: its previous run's session still holds the keys
+	// (for up to 2×TTL); its new session must take them over, as a put
+	// replaces a key's lease in etcd, and keep them when the old one goes.
+	old, err := consul.New(t.Context(), consul.Config{Address: addr})
+	if err != nil {
 		t.Fatal(err)
 	}
-	// The key is held by owner's session: other cannot bind it to its own,
-	// and the put before it in the same transaction must not happen.
-	_, err := other.Txn(t.Context(),
-		store.Put(p+"first", []byte("1")),
-		store.Put(p+"held", []byte("other"), store.WithTTL(10*time.Second)),
-	)
-	if err == nil || !strings.Contains(err.Error(), `operation 1 (put "/conflict/held")`) {
-		t.Fatalf("conflicting txn: %v, want an error naming operation 1", err)
+	restarted := open(t, consul.Config{Address: addr})
+	p := "/takeover/"
+	var ops []store.Op
+	// 60 keys: taken over at once, 121 Consul operations.
+	const n = 60
+	for i := range n {
+		k := fmt.Sprintf("%sheld%03d", p, i)
+		if _, err := old.Put(t.Context(), k, []byte("old"), store.WithTTL(10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		ops = append(ops, store.Put(k, []byte("new"), store.WithTTL(10*time.Second)))
 	}
-	if _, err := other.Get(t.Context(), p+"first"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("first put of a rolled-back txn: %v, want ErrNotFound", err)
+	ops = append(ops, store.Put(p+"plain", []byte("x")))
+	if _, err := restarted.Txn(t.Context(), ops...); err != nil {
+		t.Fatalf("TTL puts of keys another session holds: %v", err)
+	}
+	old.Close() // destroys the old session: keys it still held would go
+	kvs, _, err := restarted.List(t.Context(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kvs) != n+1 {
+		t.Fatalf("after the old session ended: %d keys, want %d", len(kvs), n+1)
+	}
+	for _, kv := range kvs[:n] {
+		if string(kv.Value) != "new" {
+			t.Fatalf("%s = %q, want new", kv.Key, kv.Value)
+		}
 	}
 }
 
