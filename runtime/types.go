@@ -12,6 +12,7 @@ const (
 	StateRestarting State = "restarting"
 	StateExited     State = "exited"
 	StateDead       State = "dead"
+	StateRemoving   State = "removing" // being removed (the snapshot of a destroy event)
 )
 
 // Health is a container's health status, with Docker's names.
@@ -142,6 +143,9 @@ const (
 	EventDie          EventType = "die"
 	EventStop         EventType = "stop"
 	EventDestroy      EventType = "destroy"
+	// EventUpdate: the container's name or networks changed (Docker's
+	// rename, network connect and disconnect).
+	EventUpdate EventType = "update"
 )
 
 // Event is one lifecycle event with a full snapshot of the container after
