@@ -1,6 +1,8 @@
 // Package file is berth's read-only store backend on YAML or JSON files
 // (file:///etc/berth/values.yaml, or a directory of *.yaml, *.yml and *.json
-// files merged in lexical order).
+// files, recursively, merged in lexical order; hidden files and directories
+// are skipped, so editors' temporary files and Kubernetes' ..data
+// directories are not read).
 //
 // Documents are flattened to keys exactly as confd's file backend does:
 // map keys and list indexes become path segments ("/a/b/0" is the first
@@ -15,7 +17,8 @@
 // and line. Put, Delete and Txn fail with store.ErrReadOnly.
 //
 // Watch follows fsnotify events on the directory (not the file, so that
-// editors' rename-on-save is seen), re-reads, and diffs the new data
+// editors' rename-on-save and a Kubernetes ConfigMap's symlink swap are
+// seen), re-reads, and diffs the new data
 // against the old (kvdiff). A file that does not parse keeps the last good
 // data; the error is logged with file and line and nothing is emitted until
 // the file is fixed. The last few revisions are kept so Watch can resume

@@ -132,6 +132,9 @@ func (s *Store) files() ([]string, error) {
 			return err
 		}
 		if d.IsDir() {
+			if name != s.path && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir // hidden, like Kubernetes' ..2006_01_02 data dirs
+			}
 			seen[name] = true
 			return s.watchDir(name)
 		}
@@ -366,7 +369,10 @@ func (s *Store) refresh() {
 // relevant reports whether a file event may change the data.
 func (s *Store) relevant(ev fsnotify.Event) bool {
 	if !s.isDir {
-		return ev.Name == s.path
+		// The file itself, or (when it is a symlink, as in a Kubernetes
+		// ConfigMap volume) whatever in its directory it points through;
+		// the fingerprint tells whether the file really changed.
+		return ev.Name == s.path || !isSource(ev.Name)
 	}
 	if isSource(ev.Name) {
 		return true

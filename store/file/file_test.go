@@ -395,3 +395,56 @@ func TestWatchFromOldRevisions(t *testing.T) {
 		})
 	}
 }
+
+func TestConfigMapStyleSymlinkSwap(t *testing.T) {
+	// Kubernetes updates a ConfigMap volume by writing a new hidden data
+	// directory and renaming a "..data" symlink over to it; the visible
+	// file is a symlink through ..data and never changes itself.
+	dir := t.TempDir()
+	writeData := func(gen, content string) {
+		d := filepath.Join(dir, "..gen"+gen)
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "values.yaml"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tmp := filepath.Join(dir, "..data_tmp")
+		if err := os.Symlink("..gen"+gen, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeData("1", "port: 80\n")
+	if err := os.Symlink("..data/values.yaml", filepath.Join(dir, "values.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{filepath.Join(dir, "values.yaml"), dir} {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			s, err := file.New(t.Context(), path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			kvs, _, err := s.List(t.Context(), "/")
+			if err != nil || len(kvs) != 1 {
+				t.Fatalf("list: %v, %v; want just /port (hidden data dirs are not read twice)", kvs, err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			ch := s.Watch(ctx, "/", 0)
+			gen := fmt.Sprint(time.Now().UnixNano())
+			writeData(gen, "port: "+gen+"\n")
+			select {
+			case resp := <-ch:
+				if resp.Err != nil || len(resp.Events) != 1 || string(resp.Events[0].KV.Value) != gen {
+					t.Fatalf("watch: %+v, want a put of port %s", resp, gen)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no event after the ..data symlink swap")
+			}
+		})
+	}
+}
