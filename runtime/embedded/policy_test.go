@@ -166,6 +166,13 @@ func TestDaemonRestart(t *testing.T) {
 	if _, err := os.Stat(filepath.Dir(orphanRoot)); !os.IsNotExist(err) {
 		t.Errorf("orphan container dir still there: %v", err)
 	}
+	other, err := second.Run(ctx, runtime.Spec{Image: "web:test", Cmd: []string{"/srv/web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.IP == web.IP {
+		t.Errorf("a new container got the re-attached container's address %s", web.IP)
+	}
 	if err := second.Stop(ctx, "web", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
