@@ -1,0 +1,38 @@
+// Command whoami is the HTTP server berth's tests and examples run inside
+// containers: it answers every request with its name (WHOAMI_NAME, else the
+// hostname). "whoami -check URL" exits 0 when URL answers 200, for health
+// checks in images that have no shell.
+package main
+
+import (
+	"cmp"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+)
+
+func main() {
+	listen := flag.String("listen", ":"+cmp.Or(os.Getenv("PORT"), "8080"), "address to listen on")
+	check := flag.String("check", "", "exit 0 if this URL answers 200, else 1")
+	flag.Parse()
+	if *check != "" {
+		c := http.Client{Timeout: 2 * time.Second}
+		resp, err := c.Get(*check)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	host, _ := os.Hostname()
+	name := cmp.Or(os.Getenv("WHOAMI_NAME"), host)
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s\n", name)
+	})
+	fmt.Fprintf(os.Stderr, "whoami %s listening on %s\n", name, *listen)
+	if err := http.ListenAndServe(*listen, nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
