@@ -2,7 +2,6 @@ package api
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/berthd/berth/runtime"
@@ -68,7 +67,7 @@ func (e *Error) Error() string { return e.Message }
 // Unwrap maps the kind back to the sentinel, so errors.Is works on the
 // client side as on the daemon's.
 func (e *Error) Unwrap() error {
-	for _, k := range kinds {
+	for _, k := range kinds() {
 		if k.kind == e.Kind {
 			return k.err
 		}
@@ -76,16 +75,22 @@ func (e *Error) Unwrap() error {
 	return nil
 }
 
-var kinds = []struct {
+type kind struct {
 	kind   string
 	err    error
 	status int
-}{
-	{KindNotFound, runtime.ErrNotFound, http.StatusNotFound},
-	{KindConflict, runtime.ErrConflict, http.StatusConflict},
-	{KindInvalid, runtime.ErrInvalid, http.StatusBadRequest},
-	{KindCommandNotFound, embedded.ErrCommandNotFound, http.StatusBadRequest},
-	{KindDigestMismatch, image.ErrDigestMismatch, http.StatusBadRequest},
+}
+
+// kinds maps error kinds to sentinels and HTTP statuses, most specific
+// first.
+func kinds() []kind {
+	return []kind{
+		{KindCommandNotFound, embedded.ErrCommandNotFound, http.StatusBadRequest},
+		{KindDigestMismatch, image.ErrDigestMismatch, http.StatusBadRequest},
+		{KindNotFound, runtime.ErrNotFound, http.StatusNotFound},
+		{KindConflict, runtime.ErrConflict, http.StatusConflict},
+		{KindInvalid, runtime.ErrInvalid, http.StatusBadRequest},
+	}
 }
 
 // toError classifies err for the wire and picks the HTTP status.
@@ -94,14 +99,10 @@ func toError(err error) (*Error, int) {
 	if errors.As(err, &ae) {
 		return ae, http.StatusInternalServerError
 	}
-	for _, k := range kinds {
+	for _, k := range kinds() {
 		if errors.Is(err, k.err) {
 			return &Error{Kind: k.kind, Message: err.Error()}, k.status
 		}
 	}
 	return &Error{Kind: KindInternal, Message: err.Error()}, http.StatusInternalServerError
-}
-
-func errorf(kind, format string, args ...any) *Error {
-	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
 }

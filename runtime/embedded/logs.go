@@ -29,13 +29,14 @@ type LogLine struct {
 	Line   string    `json:"log"`    // with its trailing newline, if any
 }
 
-var streams = [2]string{"stdout", "stderr"}
+// streamName names the two raw output files, by index.
+func streamName(i int) string { return [2]string{"stdout", "stderr"}[i] }
 
 const maxPartial = 16 << 10 // a line longer than this is cut
 
 func newTailer(dir string) *tailer { return &tailer{dir: dir} }
 
-func (t *tailer) rawPath(i int) string { return filepath.Join(t.dir, streams[i]+".raw") }
+func (t *tailer) rawPath(i int) string { return filepath.Join(t.dir, streamName(i)+".raw") }
 func (t *tailer) logPath() string      { return filepath.Join(t.dir, "container.log") }
 
 // openRaw opens the raw output files for a container process to inherit.
@@ -81,7 +82,7 @@ func (t *tailer) sync(final bool) error {
 	enc := json.NewEncoder(&out)
 	now := time.Now().UTC()
 	moved := false
-	for i := range streams {
+	for i := range 2 {
 		f, err := os.Open(t.rawPath(i))
 		if err != nil {
 			continue
@@ -100,7 +101,7 @@ func (t *tailer) sync(final bool) error {
 				}
 				n = min(len(data), maxPartial)
 			}
-			_ = enc.Encode(LogLine{Time: now, Stream: streams[i], Line: string(data[:n])})
+			_ = enc.Encode(LogLine{Time: now, Stream: streamName(i), Line: string(data[:n])})
 			off[i] += int64(n)
 			data = data[n:]
 			moved = true

@@ -16,38 +16,46 @@ import (
 	"github.com/berthd/berth/runtime"
 )
 
-// Docker's default capability set.
-var defaultCaps = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
-	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
-	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+// defaultCaps is Docker's default capability set.
+func defaultCaps() []string {
+	return []string{
+		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+		"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+		"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+	}
 }
 
-// Docker's masked and read-only /proc and /sys paths.
-var (
-	maskedPaths = []string{
+// maskedPaths and readonlyPaths are Docker's masked and read-only /proc
+// and /sys paths.
+func maskedPaths() []string {
+	return []string{
 		"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
 		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
 		"/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
 	}
-	readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
-)
+}
+
+func readonlyPaths() []string {
+	return []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+}
 
 // deniedSyscalls is the default seccomp profile: everything is allowed
 // except what Docker's default profile withholds from a container without
 // extra capabilities (kernel modules, mounts, namespaces, clocks, keyrings,
 // tracing other processes' memory, BPF, perf, reboot, swap, ...).
-var deniedSyscalls = []string{
-	"acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module",
-	"delete_module", "finit_module", "fsconfig", "fsmount", "fsopen", "fspick",
-	"get_kernel_syms", "get_mempolicy", "init_module", "ioperm", "iopl", "kcmp",
-	"kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie", "mbind", "mount",
-	"mount_setattr", "move_mount", "move_pages", "name_to_handle_at", "nfsservctl",
-	"open_by_handle_at", "open_tree", "perf_event_open", "pivot_root",
-	"process_vm_readv", "process_vm_writev", "query_module", "quotactl", "reboot",
-	"request_key", "set_mempolicy", "setns", "settimeofday", "stime", "swapoff",
-	"swapon", "syslog", "sysfs", "_sysctl", "umount", "umount2", "unshare",
-	"uselib", "userfaultfd", "ustat", "vhangup", "adjtimex",
+func deniedSyscalls() []string {
+	return []string{
+		"acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module",
+		"delete_module", "finit_module", "fsconfig", "fsmount", "fsopen", "fspick",
+		"get_kernel_syms", "get_mempolicy", "init_module", "ioperm", "iopl", "kcmp",
+		"kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie", "mbind", "mount",
+		"mount_setattr", "move_mount", "move_pages", "name_to_handle_at", "nfsservctl",
+		"open_by_handle_at", "open_tree", "perf_event_open", "pivot_root",
+		"process_vm_readv", "process_vm_writev", "query_module", "quotactl", "reboot",
+		"request_key", "set_mempolicy", "setns", "settimeofday", "stime", "swapoff",
+		"swapon", "syslog", "sysfs", "_sysctl", "umount", "umount2", "unshare",
+		"uselib", "userfaultfd", "ustat", "vhangup", "adjtimex",
+	}
 }
 
 // seccompArches are the architectures a process of this machine's
@@ -70,7 +78,7 @@ func defaultSeccomp() *specs.LinuxSeccomp {
 		DefaultAction: specs.ActAllow,
 		Architectures: seccompArches(),
 		Syscalls: []specs.LinuxSyscall{
-			{Names: deniedSyscalls, Action: specs.ActErrno, ErrnoRet: &eperm},
+			{Names: deniedSyscalls(), Action: specs.ActErrno, ErrnoRet: &eperm},
 			// No new user namespaces through clone either.
 			{Names: []string{"clone"}, Action: specs.ActErrno, ErrnoRet: &eperm, Args: []specs.LinuxSeccompArg{
 				{Index: 0, Value: unix.CLONE_NEWUSER, ValueTwo: unix.CLONE_NEWUSER, Op: specs.OpMaskedEqual},
@@ -105,7 +113,7 @@ type OCIParams struct {
 // written as config.json runs under the runc binary (berth bench runtime
 // does exactly that).
 func OCISpec(p OCIParams) *specs.Spec {
-	caps := slices.Clone(defaultCaps)
+	caps := defaultCaps()
 	s := &specs.Spec{
 		Version:  specs.Version,
 		Root:     &specs.Root{Path: p.Rootfs, Readonly: p.ReadOnly},
@@ -126,8 +134,8 @@ func OCISpec(p OCIParams) *specs.Spec {
 		},
 		Linux: &specs.Linux{
 			CgroupsPath:   p.CgroupPath,
-			MaskedPaths:   maskedPaths,
-			ReadonlyPaths: readonlyPaths,
+			MaskedPaths:   maskedPaths(),
+			ReadonlyPaths: readonlyPaths(),
 			Seccomp:       defaultSeccomp(),
 			Resources: &specs.LinuxResources{
 				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},

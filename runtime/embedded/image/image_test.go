@@ -364,8 +364,14 @@ func TestImportAndRemove(t *testing.T) {
 	if _, err := s.Remove("tool:2", false, inUse); !errors.Is(err, runtime.ErrConflict) {
 		t.Errorf("removing an image in use: %v", err)
 	}
-	if did, err := s.Remove("tool:2", true, inUse); err != nil || len(did) != 2 {
-		t.Fatalf("remove: %v %v", did, err)
+	if did, err := s.Remove("tool:2", true, inUse); err != nil || strings.Join(did, ",") != "Untagged: tool:2" {
+		t.Fatalf("forced remove of an image in use: %v %v, want it untagged only", did, err)
+	}
+	if _, err := os.Stat(s.LayerDirs(a)[0]); err != nil {
+		t.Fatalf("layer of an image in use removed: %v", err)
+	}
+	if did, err := s.Remove(a.ID, false, nil); err != nil || strings.Join(did, ",") != "Deleted: "+a.ID {
+		t.Fatalf("remove by id once unused: %v %v", did, err)
 	}
 	if _, err := os.Stat(s.LayerDirs(a)[0]); !os.IsNotExist(err) {
 		t.Errorf("unused layer kept: %v", err)

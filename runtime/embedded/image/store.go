@@ -348,8 +348,9 @@ func (p *progressReader) Read(b []byte) (int, error) {
 }
 
 // Remove untags ref, or deletes the image when ref is its ID or its last
-// tag. inUse reports whether a container uses an image ID; such an image
-// is not deleted unless force. It returns what it did, docker-style
+// tag. inUse reports whether a container uses an image ID: such an image
+// is refused, or with force only untagged (its layers stay while the
+// container needs them). It returns what it did, docker-style
 // ("Untagged: x", "Deleted: sha256:…").
 func (s *Store) Remove(ref string, force bool, inUse func(id string) bool) ([]string, error) {
 	s.mu.Lock()
@@ -362,16 +363,22 @@ func (s *Store) Remove(ref string, force bool, inUse func(id string) bool) ([]st
 	if err != nil {
 		return nil, err
 	}
-	var did []string
 	if tag, terr := Normalize(ref); terr == nil && slices.Contains(img.RepoTags, tag) && len(img.RepoTags) > 1 {
 		img.RepoTags = slices.DeleteFunc(img.RepoTags, func(t string) bool { return t == tag })
 		return []string{"Untagged: " + tag}, s.writeRecord(img)
 	}
-	if !force && inUse != nil && inUse(img.ID) {
-		return nil, fmt.Errorf("image %s is in use by a container: %w", ref, runtime.ErrConflict)
-	}
+	var did []string
 	for _, t := range img.RepoTags {
 		did = append(did, "Untagged: "+t)
+	}
+	if inUse != nil && inUse(img.ID) {
+		if !force {
+			return nil, fmt.Errorf("image %s is in use by a container: %w", ref, runtime.ErrConflict)
+		}
+		// As docker does: forcing only untags an image a container uses;
+		// it stays (dangling) until no container needs its layers.
+		img.RepoTags = nil
+		return did, s.writeRecord(img)
 	}
 	if err := os.Remove(s.recordPath(img.ID)); err != nil {
 		return nil, fmt.Errorf("remove image %s: %w", img.ID, err)
