@@ -13,6 +13,7 @@ import (
 	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/store/backend"
+	"github.com/berthd/berth/store/env"
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite the golden files of berth render in render/testdata/oneshot")
@@ -370,5 +371,34 @@ func TestRenderConfdAndDockerGenFiles(t *testing.T) {
 	}
 	if got := strings.Fields(readFile(t, log)); strings.Join(got, " ") != "confd docker-gen" {
 		t.Errorf("reloads %q", got)
+	}
+}
+
+// TestRenderEnvStore renders the confd and docker-gen goldens from the
+// environment (env://). The native fixture stays out: its key
+// /berth/config/max_body has an underscore, which env's key mapping (confd's)
+// reads back as a path separator.
+func TestRenderEnvStore(t *testing.T) {
+	for _, kv := range storeData(t) {
+		if strings.HasPrefix(kv.Key, records.ServicesPrefix("")) || strings.HasPrefix(kv.Key, "/berth/config/") {
+			continue
+		}
+		t.Setenv(env.VarName(kv.Key), string(kv.Value))
+	}
+	t.Setenv("BERTH_TEST_CONFD_VAR", "hello")
+	for _, c := range []struct {
+		golden string
+		args   []string
+	}{
+		{"confd.golden", []string{"--confdir", fixture("confd")}},
+		{"dockergen.golden", []string{"--template", fixture("vhosts.tmpl"), "--dialect", "docker-gen"}},
+	} {
+		code, out, errs := run(t, t.Context(), "", append([]string{"render", "--stdout", "--store", "env://"}, c.args...)...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", c.golden, code, errs)
+		}
+		if want := readFile(t, fixture(c.golden)); out != want {
+			t.Errorf("%s from env://:\n%s\nwant:\n%s", c.golden, out, want)
+		}
 	}
 }
