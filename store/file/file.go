@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,7 +15,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -46,7 +46,7 @@ type Store struct {
 	closed  bool
 	rev     store.Revision
 	data    []store.KV // sorted by key; shared with history, never modified
-	stamp   string     // fingerprint of the files data was read from
+	stamp   string     // hash of the files data was parsed from
 	changed chan struct{}
 	history *kvdiff.History
 	watched map[string]bool // directories fsw watches
@@ -180,16 +180,24 @@ func (s *Store) reload() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("file store %s: %w", s.path, err)
 	}
-	stamp, err := fingerprint(names)
-	if err != nil {
-		return false, fmt.Errorf("file store %s: %w", s.path, err)
+	// Read everything first, then compare with what the data was parsed
+	// from: file times are too coarse to tell two quick edits apart.
+	contents := make([][]byte, len(names))
+	sum := sha256.New()
+	for i, name := range names {
+		if contents[i], err = os.ReadFile(name); err != nil {
+			return false, fmt.Errorf("file store %s: %w", s.path, err)
+		}
+		fmt.Fprintf(sum, "%s\x00%d\x00", name, len(contents[i]))
+		sum.Write(contents[i])
 	}
+	stamp := string(sum.Sum(nil))
 	if stamp == s.stamp && s.rev > 0 {
 		return false, nil
 	}
 	vars := make(map[string]string)
-	for _, name := range names {
-		if err := parseFile(name, vars); err != nil {
+	for i, name := range names {
+		if err := parseFile(name, contents[i], vars); err != nil {
 			return false, fmt.Errorf("file store: %w", err)
 		}
 	}
@@ -219,29 +227,6 @@ func (s *Store) reload() (bool, error) {
 }
 
 func byKey(kv store.KV, key string) int { return strings.Compare(kv.Key, key) }
-
-// fingerprint identifies the current version of the files: name, inode,
-// size and modification time of each.
-func fingerprint(names []string) (string, error) {
-	var b strings.Builder
-	for _, name := range names {
-		fi, err := os.Stat(name)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(&b, "%s\x00%d\x00%d\x00%v\n", name, inode(fi), fi.Size(), fi.ModTime().UnixNano())
-	}
-	return b.String(), nil
-}
-
-// inode returns the file's inode number (0 where unknown): a rename-on-save
-// replaces it even when size and time look the same.
-func inode(fi fs.FileInfo) uint64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return st.Ino
-	}
-	return 0
-}
 
 // current re-reads the files if needed and returns the data and revision.
 func (s *Store) current(op string) ([]store.KV, store.Revision, error) {

@@ -448,3 +448,24 @@ func TestConfigMapStyleSymlinkSwap(t *testing.T) {
 		})
 	}
 }
+
+func TestQuickSameSizeEditsInPlace(t *testing.T) {
+	// Two in-place writes of the same size within a clock tick leave size,
+	// inode and modification time alike: only the content tells them apart.
+	name := filepath.Join(t.TempDir(), "v.yaml")
+	save(t, name, "a: 0\n")
+	s, err := file.New(t.Context(), name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := 1; i <= 50; i++ {
+		want := fmt.Sprint(i % 10)
+		if err := os.WriteFile(name, []byte("a: "+want+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if kv, err := s.Get(t.Context(), "/a"); err != nil || string(kv.Value) != want {
+			t.Fatalf("edit %d: get = %q, %v; want %q", i, kv.Value, err, want)
+		}
+	}
+}

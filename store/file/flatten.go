@@ -2,7 +2,6 @@ package file
 
 import (
 	"fmt"
-	"os"
 	"path"
 	"regexp"
 	"strconv"
@@ -10,14 +9,10 @@ import (
 	"go.yaml.in/yaml/v2"
 )
 
-// parseFile reads one YAML or JSON file and flattens it into vars the way
-// confd's file backend does. Errors name the file and, for syntax errors,
-// the line.
-func parseFile(name string, vars map[string]string) error {
-	data, err := os.ReadFile(name)
-	if err != nil {
-		return err
-	}
+// parseFile parses data, the content of the YAML or JSON file name, and
+// flattens it into vars the way confd's file backend does. Syntax errors
+// name the file and line.
+func parseFile(name string, data []byte, vars map[string]string) error {
 	// JSON is read as YAML (flow style), exactly as confd does, so both
 	// kinds of file give the same keys and values.
 	var doc any
