@@ -43,17 +43,13 @@ func resolveDest(dest string) string {
 }
 
 // readCurrent reads the destination. A missing file is not an error; a
-// directory or any other non-regular file is.
+// directory or any other non-regular file is (checked before opening, so
+// that a FIFO cannot block the render).
 func readCurrent(dest string) (current, error) {
-	f, err := os.Open(dest)
+	fi, err := os.Stat(dest)
 	if errors.Is(err, fs.ErrNotExist) {
 		return current{}, nil
 	}
-	if err != nil {
-		return current{}, fmt.Errorf("read destination: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
 	if err != nil {
 		return current{}, fmt.Errorf("read destination: %w", err)
 	}
@@ -62,6 +58,14 @@ func readCurrent(dest string) (current, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		return current{}, fmt.Errorf("destination %s is not a regular file (%s)", dest, fi.Mode().Type())
+	}
+	f, err := os.Open(dest)
+	if err != nil {
+		return current{}, fmt.Errorf("read destination: %w", err)
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return current{}, fmt.Errorf("read destination: %w", err)
 	}
 	data, err := readAll(f, fi.Size())
 	if err != nil {

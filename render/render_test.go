@@ -234,6 +234,16 @@ func TestBadInputs(t *testing.T) {
 			want: "is a directory",
 		},
 		{
+			name: "destination is a FIFO",
+			setup: func(t *testing.T, _, dest string) {
+				os.Remove(dest)
+				if err := unix.Mkfifo(dest, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: "is not a regular file (p---------)",
+		},
+		{
 			name:    "min_entries",
 			spec:    func(string) Spec { return Spec{MinEntries: 3} },
 			source:  func(*testing.T) Source { return staticSource{data: []byte("x"), count: 2} },
