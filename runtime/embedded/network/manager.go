@@ -226,7 +226,17 @@ func ensureNetnsDir() error {
 	if err := os.MkdirAll(NetnsDir, 0o755); err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
-	err := unix.Mount("", NetnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	// Two processes doing this at once would stack two bind mounts; an
+	// flock makes the second see the first one's mount point.
+	lock, err := os.OpenFile(filepath.Join(filepath.Dir(NetnsDir), ".berth-netns.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("network: lock %s: %w", lock.Name(), err)
+	}
+	err = unix.Mount("", NetnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
 	if errors.Is(err, unix.EINVAL) {
 		if err = unix.Mount(NetnsDir, NetnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err == nil {
 			err = unix.Mount("", NetnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
@@ -280,13 +290,18 @@ func deleteNetns(path string) error {
 	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("network: unmount %s: %w", path, err)
+	// The file may carry more than one mount (copies from stacked
+	// /run/netns binds): unmount until removal succeeds.
+	var err error
+	for range 4 {
+		if uerr := unix.Unmount(path, unix.MNT_DETACH); uerr != nil && !errors.Is(uerr, unix.EINVAL) && !errors.Is(uerr, unix.ENOENT) {
+			return fmt.Errorf("network: unmount %s: %w", path, uerr)
+		}
+		if err = os.Remove(path); err == nil || errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("network: remove %s: %w", path, err)
-	}
-	return nil
+	return fmt.Errorf("network: remove %s: %w", path, err)
 }
 
 // Cleanup detaches everything on this bridge that belongs to no live
