@@ -3,6 +3,9 @@ package embedded_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +18,8 @@ import (
 )
 
 func TestLifecycle(t *testing.T) {
-	r := embeddedtest.NewRuntime(t, embeddedtest.NewEnv(t))
+	env := embeddedtest.NewEnv(t)
+	r := embeddedtest.NewRuntime(t, env)
 	importBusybox(t, r)
 	ctx := context.Background()
 	sleeper := runtime.Spec{Image: "busybox:test", Cmd: []string{"sleep", "1000"}}
@@ -60,7 +64,8 @@ func TestLifecycle(t *testing.T) {
 		}
 	})
 	t.Run("rm running needs force", func(t *testing.T) {
-		c, err := r.Run(ctx, sleeper)
+		c, err := r.Run(ctx, runtime.Spec{Image: "busybox:test", Cmd: []string{"sleep", "1000"}, Memory: 64 << 20,
+			Publish: []runtime.Port{{Port: 80, HostIP: "127.0.0.1", HostPort: freePort(t)}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,6 +77,9 @@ func TestLifecycle(t *testing.T) {
 		}
 		if _, err := r.Inspect(ctx, c.ID); !errors.Is(err, runtime.ErrNotFound) {
 			t.Errorf("inspect after rm: %v, want not found", err)
+		}
+		if left := embeddedtest.ContainerLeftovers(env, c.ID); len(left) > 0 {
+			t.Errorf("left after rm: %v", left)
 		}
 	})
 	t.Run("exec", func(t *testing.T) {
@@ -93,7 +101,8 @@ func TestLifecycle(t *testing.T) {
 
 // TestBadInput: each error is clear and nothing is left half-created.
 func TestBadInput(t *testing.T) {
-	r := embeddedtest.NewRuntime(t, embeddedtest.NewEnv(t))
+	env := embeddedtest.NewEnv(t)
+	r := embeddedtest.NewRuntime(t, env)
 	importBusybox(t, r)
 	ctx := context.Background()
 	if _, err := r.Run(ctx, runtime.Spec{Name: "taken", Image: "busybox:test", Cmd: []string{"sleep", "1000"}}); err != nil {
@@ -113,9 +122,16 @@ func TestBadInput(t *testing.T) {
 		{"unknown user", runtime.Spec{Image: "busybox:test", User: "ghost", Cmd: []string{"true"}}, runtime.ErrInvalid, `user "ghost"`},
 		{"no command", runtime.Spec{Image: "busybox:test"}, runtime.ErrInvalid, "no command specified"},
 	}
+	before := fmt.Sprint(embeddedtest.Leftovers(env))
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := r.Run(ctx, tc.spec)
+			if after := fmt.Sprint(embeddedtest.Leftovers(env)); after != before {
+				t.Errorf("host state changed by the failed run: %s, was %s", after, before)
+			}
+			if ents, _ := os.ReadDir(filepath.Join(env.StateDir, "containers")); len(ents) != 1 {
+				t.Errorf("%d container dirs after the failed run, want 1", len(ents))
+			}
 			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.msg) {
 				t.Fatalf("err = %v, want %v containing %q", err, tc.is, tc.msg)
 			}

@@ -241,6 +241,33 @@ func Leftovers(e Env) []string {
 	return left
 }
 
+// ContainerLeftovers lists what of container id still exists: its
+// mount, cgroups, netns, host veth, state and libcontainer directories.
+func ContainerLeftovers(e Env, id string) []string {
+	var left []string
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(b), id) {
+		left = append(left, "mount")
+	}
+	ents, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, c := range ents {
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", c.Name(), e.CgroupParent, id)); err == nil {
+			left = append(left, "cgroup "+c.Name())
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(network.NetnsDir, e.Bridge+"-"+id[:12])); err == nil {
+		left = append(left, "netns")
+	}
+	if _, err := netlink.LinkByName("vb" + id[:12]); err == nil {
+		left = append(left, "veth")
+	}
+	for _, d := range []string{"containers", "libcontainer"} {
+		if _, err := os.Stat(filepath.Join(e.StateDir, d, id)); err == nil {
+			left = append(left, d+" dir")
+		}
+	}
+	return left
+}
+
 // AssertClean fails t when anything of e is left on the host.
 func AssertClean(t testing.TB, e Env) {
 	t.Helper()
