@@ -164,7 +164,7 @@ func (r *Runner) Once(ctx context.Context, templates []config.Template) ([]rende
 	}
 	jobs := make([]render.Job, len(ts))
 	for i, t := range ts {
-		in := snapshot(t.conf.Prefixes, mirrors)
+		in, _ := snapshot(t.conf.Prefixes, mirrors)
 		jobs[i] = render.Job{Spec: t.conf.Spec, Source: render.Bind(t.tmpl, in)}
 	}
 	return r.renderer.Cycle(ctx, jobs)
@@ -193,18 +193,21 @@ func parseAll(templates []config.Template) ([]parsed, error) {
 	return out, errors.Join(errs...)
 }
 
-// snapshot merges the mirrors of prefixes into one render input.
-func snapshot(prefixes []string, mirrors map[string]*watcher.Mirror) dialect.Input {
+// snapshot merges the mirrors of prefixes into one render input, and
+// returns the mirrors' generations: the identity of its content.
+func snapshot(prefixes []string, mirrors map[string]*watcher.Mirror) (dialect.Input, []uint64) {
 	var (
 		parts [][]store.KV
 		rev   store.Revision
+		gens  = make([]uint64, 0, len(prefixes))
 	)
 	for _, p := range prefixes {
-		kvs, r := mirrors[p].Snapshot()
-		parts = append(parts, kvs)
-		rev = max(rev, r)
+		s := mirrors[p].Snapshot()
+		parts = append(parts, s.KVs)
+		rev = max(rev, s.Revision)
+		gens = append(gens, s.Generation)
 	}
-	return dialect.Input{Revision: rev, KVs: render.MergeKVs(parts...)}
+	return dialect.Input{Revision: rev, KVs: render.MergeKVs(parts...)}, gens
 }
 
 // Run renders the templates until ctx ends. It returns an error only when
@@ -287,12 +290,13 @@ type tmplState struct {
 
 	// Owned by Run's goroutine, except tmpl, which the watch goroutine
 	// replaces under mu when a file changes.
-	mu         sync.Mutex
-	synced     bool
-	appliedRev store.Revision
-	applied    bool // appliedRev and the current template were rendered successfully
-	tmplGen    int  // bumped when the template is re-parsed
-	appliedGen int
+	mu          sync.Mutex
+	synced      bool
+	applied     bool     // the snapshot (appliedData) and template (appliedGen) below were rendered successfully
+	appliedData []uint64 // mirror generations of the last successful render
+	appliedRev  store.Revision
+	tmplGen     int // bumped when the template is re-parsed
+	appliedGen  int
 	lastRender time.Time
 	lastChange time.Time
 	lastErr    error
@@ -466,16 +470,17 @@ func (s *state) render(batch map[*tmplState]bool) {
 		jobs  []render.Job
 		owner []*tmplState
 		revs  []store.Revision
+		data  [][]uint64
 		gens  []int
 	)
 	for t := range batch {
 		if s.tmpls[t.conf.Name] != t {
 			continue // replaced or removed by an update meanwhile
 		}
-		in := snapshot(t.conf.Prefixes, t.mirrors)
+		in, dataGens := snapshot(t.conf.Prefixes, t.mirrors)
 		t.mu.Lock()
 		tmpl, gen := t.tmpl, t.tmplGen
-		skip := t.applied && t.appliedRev == in.Revision && t.appliedGen == gen
+		skip := t.applied && slices.Equal(t.appliedData, dataGens) && t.appliedGen == gen
 		t.mu.Unlock()
 		if skip {
 			continue // this exact snapshot and template are already applied
@@ -483,6 +488,7 @@ func (s *state) render(batch map[*tmplState]bool) {
 		jobs = append(jobs, render.Job{Spec: t.conf.Spec, Source: render.Bind(tmpl, in)})
 		owner = append(owner, t)
 		revs = append(revs, in.Revision)
+		data = append(data, dataGens)
 		gens = append(gens, gen)
 	}
 	if len(jobs) == 0 {
@@ -495,7 +501,7 @@ func (s *state) render(batch map[*tmplState]bool) {
 		log := s.r.log.With("template", t.conf.Name, "dest", res.Dest, "revision", revs[i])
 		t.mu.Lock()
 		if res.Err == nil {
-			t.applied, t.appliedRev, t.appliedGen = true, revs[i], gens[i]
+			t.applied, t.appliedData, t.appliedRev, t.appliedGen = true, data[i], revs[i], gens[i]
 			t.lastRender, t.lastErr, t.retry = now, nil, 0
 			if res.Changed {
 				t.lastChange = now

@@ -40,6 +40,7 @@ type Mirror struct {
 	mu       sync.Mutex
 	kvs      map[string]store.KV
 	rev      store.Revision
+	gen      uint64     // bumped on every change of content
 	sorted   []store.KV // cache of kvs sorted by key; nil when stale
 	synced   chan struct{}
 	isSynced bool
@@ -111,11 +112,10 @@ func (m *Mirror) Subscribe() (notify <-chan struct{}, cancel func()) {
 	ch := make(chan struct{}, 1)
 	m.mu.Lock()
 	m.subs[ch] = struct{}{}
-	synced := m.isSynced
-	m.mu.Unlock()
-	if synced {
+	if m.isSynced {
 		ch <- struct{}{} // the subscriber has not seen the current state yet
 	}
+	m.mu.Unlock()
 	return ch, func() {
 		m.mu.Lock()
 		delete(m.subs, ch)
@@ -123,9 +123,19 @@ func (m *Mirror) Subscribe() (notify <-chan struct{}, cancel func()) {
 	}
 }
 
-// Snapshot returns the mirrored keys sorted by key, and the revision they
-// are current to. The slice is shared and must not be modified.
-func (m *Mirror) Snapshot() ([]store.KV, store.Revision) {
+// Snapshot is the content of a Mirror at one moment.
+type Snapshot struct {
+	KVs      []store.KV     // sorted by key; shared, must not be modified
+	Revision store.Revision // the store revision the content is current to
+	// Generation counts the content changes the mirror has seen: two
+	// snapshots of one mirror with equal generations have equal content
+	// (a revision number alone does not say that: a watch may report a
+	// revision before it has delivered every event up to it).
+	Generation uint64
+}
+
+// Snapshot returns the mirrored keys.
+func (m *Mirror) Snapshot() Snapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.sorted == nil {
@@ -135,7 +145,7 @@ func (m *Mirror) Snapshot() ([]store.KV, store.Revision) {
 		}
 		slices.SortFunc(m.sorted, func(a, b store.KV) int { return strings.Compare(a.Key, b.Key) })
 	}
-	return m.sorted, m.rev
+	return Snapshot{KVs: m.sorted, Revision: m.rev, Generation: m.gen}
 }
 
 // Run keeps the mirror current until ctx ends.
@@ -225,6 +235,7 @@ func (m *Mirror) replace(kvs []store.KV, rev store.Revision) {
 	m.health.LastError, m.health.FailingSince = nil, time.Time{}
 	if changed {
 		m.sorted = nil
+		m.gen++
 	}
 	if !m.isSynced {
 		m.isSynced = true
@@ -244,7 +255,10 @@ func (m *Mirror) apply(resp store.WatchResponse) {
 		switch ev.Type {
 		case store.EventPut:
 			if old, ok := m.kvs[ev.KV.Key]; ok && bytes.Equal(old.Value, ev.KV.Value) {
-				m.kvs[ev.KV.Key] = ev.KV // same bytes: no render needed
+				// Same bytes: no render needed, but the snapshot's
+				// ModRevision must be the new one.
+				m.kvs[ev.KV.Key] = ev.KV
+				m.sorted = nil
 				continue
 			}
 			m.kvs[ev.KV.Key] = ev.KV
@@ -262,6 +276,7 @@ func (m *Mirror) apply(resp store.WatchResponse) {
 	m.health.EventsSeen += len(resp.Events)
 	if changed {
 		m.sorted = nil
+		m.gen++
 		m.notifyLocked()
 	}
 }

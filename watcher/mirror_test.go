@@ -26,9 +26,9 @@ func embedded(t *testing.T) *etcd.Store {
 }
 
 func snapshotMap(m *watcher.Mirror) map[string]string {
-	kvs, _ := m.Snapshot()
-	out := make(map[string]string, len(kvs))
-	for _, kv := range kvs {
+	snap := m.Snapshot()
+	out := make(map[string]string, len(snap.KVs))
+	for _, kv := range snap.KVs {
 		out[kv.Key] = string(kv.Value)
 	}
 	return out
@@ -98,11 +98,12 @@ func TestMirrorFollowsChanges(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no notification after changes")
 	}
-	// Re-putting identical bytes is not a change.
-	kvs, rev := m.Snapshot()
-	st.Put(ctx, "/svc/b", []byte("2"))
+	// Re-putting identical bytes is not a change: no notification, same
+	// generation, but the new ModRevision shows.
+	before := m.Snapshot()
+	rev, _ := st.Put(ctx, "/svc/b", []byte("2"))
 	deadline := time.Now().Add(10 * time.Second)
-	for m.Health().Revision <= rev && time.Now().Before(deadline) {
+	for m.Health().Revision < rev && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	select {
@@ -110,8 +111,9 @@ func TestMirrorFollowsChanges(t *testing.T) {
 		t.Fatal("notified for a put of identical bytes")
 	default:
 	}
-	if kvs2, _ := m.Snapshot(); &kvs2[0] != &kvs[0] {
-		t.Fatal("snapshot rebuilt although nothing changed")
+	after := m.Snapshot()
+	if after.Generation != before.Generation || after.KVs[0].ModRevision != rev {
+		t.Fatalf("identical put: generation %d→%d, mod revision %d (want %d)", before.Generation, after.Generation, after.KVs[0].ModRevision, rev)
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/berthd/berth/store"
 )
@@ -277,6 +279,16 @@ func (s *Store) Txn(ctx context.Context, ops ...store.Op) (store.Revision, error
 		}
 		return store.Revision(resp.Header.Revision), nil
 	}
+	select {
+	case <-s.closed:
+		return 0, fmt.Errorf("%s: %w", describeOps(ops), store.ErrClosed)
+	default:
+	}
+	// Between choosing a lease and recording what was written with it, a
+	// lease re-grant must not run: it would write stale values over this
+	// write, or bring back a key this write deletes.
+	s.leases.gate.RLock()
+	defer s.leases.gate.RUnlock()
 	etcdOps := make([]clientv3.Op, 0, len(ops))
 	for _, op := range ops {
 		switch op.Type {
@@ -302,6 +314,9 @@ func (s *Store) Txn(ctx context.Context, ops ...store.Op) (store.Revision, error
 	}
 	resp, err := s.cli.Txn(ctx).Then(etcdOps...).Commit()
 	if err != nil {
+		if isLeaseNotFound(err) {
+			return 0, fmt.Errorf("%s on etcd %s: its lease expired just now and is being re-granted; retry: %w", describeOps(ops), s.desc, store.ErrUnavailable)
+		}
 		return 0, s.wrap(err, "%s", describeOps(ops))
 	}
 	s.leases.track(ops)
@@ -386,8 +401,12 @@ func (s *Store) Watch(ctx context.Context, prefix string, after store.Revision) 
 			if wresp.Created {
 				continue
 			}
+			// With events, the response brings the watcher up to its last
+			// event: etcd stamps catch-up batches with the store's current
+			// revision although later batches are still to come.
 			resp := store.WatchResponse{Revision: store.Revision(wresp.Header.Revision)}
-			if len(wresp.Events) > 0 {
+			if n := len(wresp.Events); n > 0 {
+				resp.Revision = store.Revision(wresp.Events[n-1].Kv.ModRevision)
 				resp.Events = make([]store.Event, len(wresp.Events))
 				for i, ev := range wresp.Events {
 					e := store.Event{Type: store.EventPut, KV: store.KV{
@@ -457,5 +476,5 @@ func isUnavailable(err error) bool {
 		errors.Is(err, rpctypes.ErrLeaderChanged), errors.Is(err, rpctypes.ErrGRPCLeaderChanged):
 		return true
 	}
-	return strings.Contains(err.Error(), "code = Unavailable")
+	return status.Code(err) == codes.Unavailable
 }

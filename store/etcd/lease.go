@@ -27,6 +27,11 @@ type leaseKeeper struct {
 	log    *slog.Logger
 	closed <-chan struct{}
 
+	// gate orders writes against re-grants: Txn holds it for reading from
+	// choosing a lease to recording its keys; regrant holds it for writing
+	// while it grants a new lease and writes the keys again.
+	gate sync.RWMutex
+
 	mu     sync.Mutex
 	leases map[int64]*ownedLease // by TTL seconds
 	wg     sync.WaitGroup
@@ -136,6 +141,8 @@ func (k *leaseKeeper) keepAlive(l *ownedLease) {
 
 // regrant grants a new lease for l and writes l's keys with it.
 func (k *leaseKeeper) regrant(ctx context.Context, l *ownedLease) (int, error) {
+	k.gate.Lock()
+	defer k.gate.Unlock()
 	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	resp, err := k.cli.Grant(gctx, l.ttl)

@@ -238,6 +238,13 @@ func (m *mirror) apply(t *testing.T, resp store.WatchResponse) {
 
 // until reads ch into m until cond(m) holds; it fails after timeout.
 func (m *mirror) until(t *testing.T, ch <-chan store.WatchResponse, timeout time.Duration, cond func(*mirror) bool) {
+	m.untilExact(t, ch, timeout, cond, false)
+}
+
+// untilExact is until that also checks, for backends that do not coalesce,
+// that a response with events says it brings the watcher up to its last
+// event (and not further: later events may still be on their way).
+func (m *mirror) untilExact(t *testing.T, ch <-chan store.WatchResponse, timeout time.Duration, cond func(*mirror) bool, exact bool) {
 	t.Helper()
 	deadline := time.After(timeout)
 	for !cond(m) {
@@ -249,6 +256,9 @@ func (m *mirror) until(t *testing.T, ch <-chan store.WatchResponse, timeout time
 			if resp.Err != nil {
 				m.lastErr = resp.Err
 				t.Fatalf("watch ended: %v", resp.Err)
+			}
+			if n := len(resp.Events); exact && n > 0 && resp.Revision != resp.Events[n-1].KV.ModRevision {
+				t.Fatalf("response with events up to revision %d says revision %d", resp.Events[n-1].KV.ModRevision, resp.Revision)
 			}
 			m.apply(t, resp)
 		case <-deadline:
@@ -309,7 +319,7 @@ func (s *suite) testWatchOrdering(t *testing.T, p string) {
 		}
 	}
 	m := newMirror(nil, rev)
-	m.until(t, ch, watchTimeout, equalState(want))
+	m.untilExact(t, ch, watchTimeout, equalState(want), !s.h.Coalesces)
 	if !s.h.Coalesces {
 		// Every write is its own revision; none may be folded or reordered.
 		for i := 1; i < len(m.events); i++ {
