@@ -297,13 +297,13 @@ type tmplState struct {
 	appliedRev  store.Revision
 	tmplGen     int // bumped when the template is re-parsed
 	appliedGen  int
-	lastRender time.Time
-	lastChange time.Time
-	lastErr    error
-	renders    int
-	failures   int
-	retry      time.Duration
-	retryTimer *time.Timer
+	lastRender  time.Time
+	lastChange  time.Time
+	lastErr     error
+	renders     int
+	failures    int
+	retry       time.Duration
+	retryTimer  *time.Timer
 }
 
 func (t *tmplState) stop() {
