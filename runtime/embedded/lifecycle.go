@@ -197,9 +197,8 @@ func (r *Runtime) attach(c *ctr, lc *libcontainer.Container, pid int, proxies []
 // waitProcess waits for a child process and returns its exit code, with
 // 128+signal for a killed process as shells and docker report it.
 func waitProcess(proc *libcontainer.Process) (int, bool) {
-	st, err := proc.Wait()
+	st, _ := proc.Wait() // a non-nil state comes with the exit status even on error
 	if st == nil {
-		_ = err
 		return 255, false
 	}
 	return exitCode(st.Sys().(syscall.WaitStatus)), true
