@@ -79,15 +79,20 @@ func (o *renderOptions) run(cmd *cobra.Command) error {
 		return err
 	}
 	ts := make([]loaded, 0, len(confs))
+	var parseErrs []error
 	for _, c := range confs {
 		if c.Stdout() && !o.stdout {
 			return usagef("%s: no destination: use --stdout, or SRC:DEST", c.Origin)
 		}
 		t, err := dialect.Parse(c.Src, c.Options)
 		if err != nil {
-			return exitCodeError{exitFailure, fmt.Errorf("%s: %w", c.Origin, err)}
+			parseErrs = append(parseErrs, fmt.Errorf("%s: %w", c.Origin, err))
+			continue
 		}
 		ts = append(ts, loaded{conf: c, tmpl: t})
+	}
+	if err := errors.Join(parseErrs...); err != nil {
+		return exitCodeError{exitFailure, err}
 	}
 
 	o.store.useConfig(files)
@@ -180,7 +185,11 @@ func (o *renderOptions) print(w io.Writer, log *slog.Logger, r *render.Renderer,
 		if !p.Exists {
 			old = "/dev/null"
 		}
-		if _, err := io.WriteString(w, render.Diff(old, job.Spec.Dest+" (rendered)", p.Current, p.Output)); err != nil {
+		d := render.Diff(old, job.Spec.Dest+" (rendered)", p.Current, p.Output)
+		if d == "" {
+			log.Info("same content, but mode or owner would change", "template", job.Spec.Name, "dest", job.Spec.Dest)
+		}
+		if _, err := io.WriteString(w, d); err != nil {
 			return err
 		}
 	}

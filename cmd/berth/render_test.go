@@ -149,6 +149,7 @@ func TestRenderErrors(t *testing.T) {
 	}{
 		{"syntax error", []string{"--template", syntax + ":" + dest}, 1, "syntax.tmpl:2:"},
 		{"unknown function", []string{"--template", unknownFn + ":" + dest}, 1, `unknown function "nosuchfunc"`},
+		{"every parse error", []string{"--template", unknownFn + ":" + dest, "--template", syntax + ":" + dest + ".2"}, 1, "syntax.tmpl:2:"},
 		{"missing key", []string{"--config", missingKeyConf}, 1, "BERTH_SURELY_UNSET_VARIABLE"},
 		{"malformed JSON", []string{"--template", badJSON + ":" + dest}, 1, "json.tmpl:1:"},
 		{"failing check", []string{"--config", write("check.toml", "[[template]]\nsrc = \""+good+"\"\ndest = \""+dest+"\"\ncheck = \"echo 'config is bad'; exit 1\"\n")}, 1, "config is bad"},
