@@ -138,3 +138,44 @@ func TestContainerAPI(t *testing.T) {
 		t.Errorf("events %v", seen)
 	}
 }
+
+func TestLogsFollow(t *testing.T) {
+	c := serve(t)
+	ctx := context.Background()
+	if _, err := c.Import(ctx, fx.Busybox, "busybox:test"); err != nil {
+		t.Fatal(err)
+	}
+	ctr, err := c.Run(ctx, runtime.Spec{Image: "busybox:test", Cmd: []string{"sh", "-c", "for i in 1 2 3; do echo line $i; sleep 0.2; done; echo bye >&2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Logs(ctx, ctr.ID, embedded.LogOptions{Follow: true}, func(l embedded.LogLine) error {
+			if l.Time.IsZero() {
+				t.Errorf("line %q without a timestamp", l.Line)
+			}
+			lines = append(lines, l.Stream+":"+l.Line)
+			return nil
+		})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("logs -f did not end when the container exited")
+	}
+	if got := strings.Join(lines, ""); got != "stdout:line 1\nstdout:line 2\nstdout:line 3\nstderr:bye\n" {
+		t.Errorf("followed %q", got)
+	}
+	var tail []string
+	if err := c.Logs(ctx, ctr.ID, embedded.LogOptions{Tail: 2}, func(l embedded.LogLine) error { tail = append(tail, l.Line); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(tail, "") != "line 3\nbye\n" {
+		t.Errorf("tail 2: %q", tail)
+	}
+}
