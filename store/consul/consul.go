@@ -60,6 +60,7 @@ const (
 // Store is a store.Store on Consul KV. Create it with New.
 type Store struct {
 	client      *api.Client
+	transport   *http.Transport
 	kv          *api.KV
 	endpoint    string // scheme://address, named by errors
 	logger      *slog.Logger
@@ -140,31 +141,15 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("consul %s: %w", endpoint, err)
 	}
 
-	cctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
-	defer cancel()
-	q := (&api.QueryOptions{}).WithContext(cctx)
-	leader, err := client.Status().LeaderWithQueryOptions(q)
-	if err != nil && isTLS(err) {
-		return nil, fmt.Errorf("consul %s: TLS handshake failed (check the CA, client certificate and key): %w", endpoint, err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("consul %s: agent unreachable (dial timeout %s): %w: %w", endpoint, cfg.DialTimeout, store.ErrUnavailable, err)
-	}
-	if leader == "" {
-		return nil, fmt.Errorf("consul %s: %w: agent has no cluster leader", endpoint, store.ErrUnavailable)
-	}
-	if cfg.Token != "" {
-		if _, _, err := client.ACL().TokenReadSelf(q); err != nil && !aclDisabled(err) {
-			if isPermission(err) {
-				return nil, fmt.Errorf("consul %s: ACL token rejected: %w: %v", endpoint, ErrPermissionDenied, err)
-			}
-			return nil, fmt.Errorf("consul %s: checking ACL token: %w", endpoint, err)
-		}
+	if err := check(ctx, client, cfg); err != nil {
+		transport.CloseIdleConnections()
+		return nil, fmt.Errorf("consul %s: %w", endpoint, err)
 	}
 
 	sctx, scancel := context.WithCancel(context.Background())
 	return &Store{
 		client:      client,
+		transport:   transport,
 		kv:          client.KV(),
 		endpoint:    endpoint,
 		logger:      logger.With("store", endpoint),
@@ -177,6 +162,33 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		sessions:    make(map[time.Duration]string),
 		owned:       make(map[string]ownedKey),
 	}, nil
+}
+
+// check verifies, within cfg.DialTimeout, that the agent answers and has a
+// leader, and that a configured token is accepted.
+func check(ctx context.Context, client *api.Client, cfg Config) error {
+	ctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	leader, err := client.Status().LeaderWithQueryOptions(q)
+	switch {
+	case err != nil && isTLS(err):
+		return fmt.Errorf("TLS handshake failed (check the CA, client certificate and key): %w", err)
+	case err != nil:
+		return fmt.Errorf("agent unreachable (dial timeout %s): %w: %w", cfg.DialTimeout, store.ErrUnavailable, err)
+	case leader == "":
+		return fmt.Errorf("%w: agent has no cluster leader", store.ErrUnavailable)
+	case cfg.Token == "":
+		return nil
+	}
+	_, _, err = client.ACL().TokenReadSelf(q)
+	switch {
+	case err == nil || aclDisabled(err):
+		return nil
+	case isPermission(err):
+		return fmt.Errorf("ACL token rejected: %w: %v", ErrPermissionDenied, err)
+	}
+	return fmt.Errorf("checking ACL token: %w", err)
 }
 
 // consulKey maps a berth key to a Consul key: berth keys start with "/",
@@ -579,5 +591,6 @@ func (s *Store) Close() error {
 		}
 		delete(s.sessions, ttl)
 	}
+	s.transport.CloseIdleConnections()
 	return errors.Join(errs...)
 }
