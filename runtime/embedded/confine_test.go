@@ -54,9 +54,9 @@ func TestConfinement(t *testing.T) {
 				}
 			}
 		}},
-		{"hostname and hosts", runtime.Spec{Hostname: "box1", Cmd: []string{"sh", "-c", "hostname; cat /etc/hostname; grep -c box1 /etc/hosts"}}, func(t *testing.T, _ runtime.Container, out string) {
-			if out != "box1\nbox1\n1\n" {
-				t.Errorf("output %q", out)
+		{"hostname, hosts, resolv.conf", runtime.Spec{Hostname: "box1", Cmd: []string{"sh", "-c", "hostname; cat /etc/hostname; grep box1 /etc/hosts; grep -c '^nameserver' /etc/resolv.conf; grep -c 'nameserver 127' /etc/resolv.conf"}}, func(t *testing.T, c runtime.Container, out string) {
+			if want := "box1\nbox1\n" + c.IP + "\tbox1\n"; !strings.HasPrefix(out, want) || strings.HasSuffix(out, "\n0\n0\n") || !strings.HasSuffix(out, "\n0\n") {
+				t.Errorf("output %q: want %q, nameservers, none on loopback", out, want)
 			}
 		}},
 		{"mount denied", runtime.Spec{Cmd: []string{"sh", "-c", "mount -t tmpfs none /tmp && echo mounted; exit 0"}}, func(t *testing.T, _ runtime.Container, out string) {
