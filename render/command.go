@@ -27,7 +27,7 @@ type Commander interface {
 // hanging child cannot outlive its timeout.
 type Exec struct {
 	// WaitDelay is how long Run waits for the output pipes to close after
-	// the group was killed (0: one second).
+	// the command exited or its group was killed (0: one second).
 	WaitDelay time.Duration
 }
 
@@ -50,6 +50,11 @@ func (e Exec) Run(ctx context.Context, argv []string) ([]byte, error) {
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	err := cmd.Run()
+	if errors.Is(err, exec.ErrWaitDelay) && ctx.Err() == nil && cmd.ProcessState.Success() {
+		// The command succeeded; something it started in the background
+		// (a daemon, "cmd &") still holds its output open. Not a failure.
+		err = nil
+	}
 	if ctx.Err() != nil && err != nil {
 		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}

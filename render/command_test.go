@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -65,5 +66,32 @@ func TestRunErrors(t *testing.T) {
 	}
 	if err := run(context.Background(), Exec{}, "check", "true", 0); err != nil {
 		t.Errorf("true: %v", err)
+	}
+}
+
+// TestExecBackgroundChildHoldingOutput: a command that exits 0 but leaves a
+// background process holding its output (a reload that starts a daemon)
+// succeeds, with the output it wrote.
+func TestExecBackgroundChildHoldingOutput(t *testing.T) {
+	dir := t.TempDir()
+	background := func(name string) string {
+		pidFile := filepath.Join(dir, name)
+		t.Cleanup(func() { // the background sleep is ours to stop
+			if b, err := os.ReadFile(pidFile); err == nil {
+				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		})
+		return "sleep 600 & echo $! > " + pidFile
+	}
+	e := Exec{WaitDelay: 200 * time.Millisecond}
+	out, err := e.Run(context.Background(), []string{"/bin/sh", "-c", "echo reloaded; " + background("ok")})
+	if err != nil || !strings.Contains(string(out), "reloaded") {
+		t.Fatalf("out %q, err %v", out, err)
+	}
+	// A failing one still fails.
+	if _, err := e.Run(context.Background(), []string{"/bin/sh", "-c", background("fail") + "; exit 3"}); err == nil {
+		t.Error("exit 3 reported as success")
 	}
 }
