@@ -180,7 +180,7 @@ func TestNginxFollowsStore(t *testing.T) {
 			// A port nginx rejects: nginx -t fails, the old file stays.
 			good := readFile(n.Conf)
 			putInstance(t, st, "bad", "127.0.0.1", 99999)
-			status := waitStatus(t, r, func(s runner.TemplateStatus) bool { return s.LastError != nil })
+			status := waitStatusOf(t, r, "nginx", func(s runner.TemplateStatus) bool { return s.LastError != nil })
 			if !strings.Contains(status.LastError.Error(), "invalid port") {
 				t.Fatalf("error does not carry nginx's reason: %v", status.LastError)
 			}
@@ -192,25 +192,7 @@ func TestNginxFollowsStore(t *testing.T) {
 			delInstance(t, st, "bad")
 			putInstance(t, st, "b4", ips["b4"], ports["b4"])
 			reaches(t, n, "b2", "b3", "b4")
-			waitStatus(t, r, func(s runner.TemplateStatus) bool { return s.LastError == nil })
+			waitStatusOf(t, r, "nginx", func(s runner.TemplateStatus) bool { return s.LastError == nil })
 		})
-	}
-}
-
-func waitStatus(t *testing.T, r *runner.Runner, cond func(runner.TemplateStatus) bool) runner.TemplateStatus {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ss, err := r.Status(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(ss) == 1 && cond(ss[0]) {
-			return ss[0]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status condition not met: %+v", ss)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

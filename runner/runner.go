@@ -155,11 +155,20 @@ func (r *Runner) Once(ctx context.Context, templates []config.Template) ([]rende
 			}
 		}
 	}
+	// One-shot mode does not wait out an outage: the first failed listing
+	// of a prefix fails the run.
 	for _, m := range mirrors {
-		select {
-		case <-m.Synced():
-		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for the first sync of %s: %w", m.Prefix(), ctx.Err())
+		for synced := false; !synced; {
+			select {
+			case <-m.Synced():
+				synced = true
+			case <-time.After(20 * time.Millisecond):
+				if h := m.Health(); h.LastError != nil && !h.Synced {
+					return nil, fmt.Errorf("list %s: %w", m.Prefix(), h.LastError)
+				}
+			case <-ctx.Done():
+				return nil, fmt.Errorf("waiting for the first sync of %s: %w", m.Prefix(), ctx.Err())
+			}
 		}
 	}
 	jobs := make([]render.Job, len(ts))
@@ -173,24 +182,37 @@ func (r *Runner) Once(ctx context.Context, templates []config.Template) ([]rende
 // parsed is a template configuration with its parsed template.
 type parsed struct {
 	conf config.Template
-	tmpl *dialect.Template
+	tmpl *dialect.Template // nil when it does not parse
+	err  error
 }
 
 func parseAll(templates []config.Template) ([]parsed, error) {
+	ps, err := parseEach(templates)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, p := range ps {
+		errs = append(errs, p.err)
+	}
+	return ps, errors.Join(errs...)
+}
+
+// parseEach validates templates as a set and parses each; a template that
+// does not parse comes back with its error.
+func parseEach(templates []config.Template) ([]parsed, error) {
 	if err := config.Validate(templates); err != nil {
 		return nil, err
 	}
 	out := make([]parsed, 0, len(templates))
-	var errs []error
 	for _, c := range templates {
-		t, err := dialect.Parse(c.Src, c.Options)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", c.Origin, err))
-			continue
+		p := parsed{conf: c}
+		if p.tmpl, p.err = dialect.Parse(c.Src, c.Options); p.err != nil {
+			p.err = fmt.Errorf("%s: %w", c.Origin, p.err)
 		}
-		out = append(out, parsed{conf: c, tmpl: t})
+		out = append(out, p)
 	}
-	return out, errors.Join(errs...)
+	return out, nil
 }
 
 // snapshot merges the mirrors of prefixes into one render input, and
@@ -211,8 +233,10 @@ func snapshot(prefixes []string, mirrors map[string]*watcher.Mirror) (dialect.In
 }
 
 // Run renders the templates until ctx ends. It returns an error only when
-// the initial templates cannot be parsed or the file watcher cannot start;
-// later errors are logged, reported by Status, and retried.
+// the set of templates is invalid as configuration (two writing one
+// destination) or the file watcher cannot start. A template that does not
+// parse is reported (log, Status) and picked up when its file is fixed;
+// render, check and reload errors are retried with backoff.
 func (r *Runner) Run(ctx context.Context, templates []config.Template) error {
 	files, err := watcher.NewFiles(r.log)
 	if err != nil {
@@ -306,6 +330,17 @@ type tmplState struct {
 	retryTimer  *time.Timer
 }
 
+// files are the files the template reads: those the parsed template
+// names, else (it did not parse) its configured source and includes.
+func (t *tmplState) files() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.tmpl != nil {
+		return t.tmpl.Files()
+	}
+	return append([]string{t.conf.Src}, t.conf.Options.Includes...)
+}
+
 func (t *tmplState) stop() {
 	t.cancel()
 	<-t.done
@@ -316,27 +351,36 @@ func (t *tmplState) stop() {
 
 // apply makes the running set match templates.
 func (s *state) apply(templates []config.Template) error {
-	ts, err := parseAll(templates)
+	ts, err := parseEach(templates)
 	if err != nil {
 		return err
 	}
 	next := map[string]parsed{}
 	for _, t := range ts {
 		next[t.conf.Name] = t
+		if t.err != nil {
+			s.r.log.Error("template does not parse; it renders once its file is fixed", "template", t.conf.Name, "err", t.err)
+		}
 	}
+	var retired []*tmplState
 	for name, cur := range s.tmpls {
-		if n, ok := next[name]; ok && reflect.DeepEqual(n.conf, cur.conf) {
+		if n, ok := next[name]; ok && reflect.DeepEqual(n.conf, cur.conf) && n.err == nil && cur.tmpl != nil {
 			delete(next, name) // unchanged: keep it as it is
 			continue
 		}
+		retired = append(retired, cur)
+		delete(s.tmpls, name)
+	}
+	// Start the new templates before releasing the old ones' mirrors, so
+	// a prefix both use keeps its mirror (and its sync).
+	for _, name := range slices.Sorted(maps.Keys(next)) {
+		s.start(next[name])
+	}
+	for _, cur := range retired {
 		cur.stop()
 		for p := range cur.mirrors {
 			s.releaseMirror(p)
 		}
-		delete(s.tmpls, name)
-	}
-	for _, name := range slices.Sorted(maps.Keys(next)) {
-		s.start(next[name])
 	}
 	return nil
 }
@@ -369,7 +413,7 @@ func (s *state) start(p parsed) {
 		wait = s.r.defWait
 	}
 	t := &tmplState{
-		conf: p.conf, tmpl: p.tmpl,
+		conf: p.conf, tmpl: p.tmpl, lastErr: p.err,
 		mirrors: map[string]*watcher.Mirror{},
 		deb:     watcher.NewDebouncer(ctx, wait, cmp.Or(p.conf.MinReloadInterval, s.r.minIntvl)),
 		cancel:  cancel,
@@ -405,12 +449,26 @@ func (s *state) watchTemplate(ctx context.Context, t *tmplState) {
 			}
 		})
 	}
-	fileCh, cancelFiles, err := s.files.Watch(t.tmpl.Files())
-	if err != nil {
-		log.Warn("template files are not watched for changes", "err", err)
-	} else {
-		defer cancelFiles()
+	var (
+		fileCh      <-chan struct{}
+		cancelFiles = func() {}
+		watched     []string
+	)
+	watchFiles := func() {
+		files := t.files()
+		if slices.Equal(files, watched) {
+			return
+		}
+		ch, cancel, err := s.files.Watch(files)
+		if err != nil {
+			log.Warn("template files are not watched for changes", "err", err)
+			return
+		}
+		cancelFiles()
+		fileCh, cancelFiles, watched = ch, cancel, files
 	}
+	watchFiles()
+	defer func() { cancelFiles() }()
 	for _, m := range t.mirrors {
 		select {
 		case <-m.Synced():
@@ -432,6 +490,7 @@ func (s *state) watchTemplate(ctx context.Context, t *tmplState) {
 			}
 		case <-fileCh:
 			s.reparse(t, log)
+			watchFiles() // an edit may have added or dropped an include
 			t.deb.Trigger()
 		case <-ctx.Done():
 			return
@@ -446,6 +505,11 @@ func (s *state) reparse(t *tmplState, log *slog.Logger) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err != nil {
+		if t.tmpl == nil {
+			t.lastErr = fmt.Errorf("%s: %w", t.conf.Origin, err)
+			log.Error("template still does not parse", "err", err)
+			return
+		}
 		t.lastErr = fmt.Errorf("%s: %w (keeping the previous version)", t.conf.Origin, err)
 		log.Error("template edit does not parse; keeping the previous version", "err", err)
 		return
@@ -480,7 +544,8 @@ func (s *state) render(batch map[*tmplState]bool) {
 		in, dataGens := snapshot(t.conf.Prefixes, t.mirrors)
 		t.mu.Lock()
 		tmpl, gen := t.tmpl, t.tmplGen
-		skip := t.applied && slices.Equal(t.appliedData, dataGens) && t.appliedGen == gen
+		skip := tmpl == nil || // never parsed: nothing to render until its file is fixed
+			t.applied && slices.Equal(t.appliedData, dataGens) && t.appliedGen == gen
 		t.mu.Unlock()
 		if skip {
 			continue // this exact snapshot and template are already applied

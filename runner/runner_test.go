@@ -86,7 +86,7 @@ func TestTemplateEdits(t *testing.T) {
 	waitFile(t, tmpl.Spec.Dest, "listen=8080")
 
 	save("listen={{ key \"/app/port\" \n{{ end }}")
-	s := waitStatus(t, r, func(s runner.TemplateStatus) bool { return s.LastError != nil })
+	s := waitStatusOf(t, r, "app", func(s runner.TemplateStatus) bool { return s.LastError != nil })
 	if !strings.Contains(s.LastError.Error(), "app.tmpl:") || !strings.Contains(s.LastError.Error(), "keeping the previous version") {
 		t.Fatalf("broken edit reported as %v", s.LastError)
 	}
@@ -153,4 +153,58 @@ func TestOnceRendersAfterSync(t *testing.T) {
 		t.Fatalf("once: %v %+v", err, res)
 	}
 	waitFile(t, tmpl.Spec.Dest, "a")
+}
+
+// TestBrokenTemplateAtStart: a template that does not parse does not stop
+// the daemon; it is reported, and renders once its file is fixed.
+func TestBrokenTemplateAtStart(t *testing.T) {
+	st := openStore(t, "embedded://"+t.TempDir())
+	st.Put(t.Context(), "/app/port", []byte("8080"))
+	dir := t.TempDir()
+	good := kvTemplate(t, dir, "good", "/app/", `port={{ key "/app/port" }}`)
+	broken := kvTemplate(t, dir, "broken", "/app/", `{{ if }}`)
+	r := startRunner(t, st, good, broken)
+	waitFile(t, good.Spec.Dest, "port=8080")
+	s := waitStatusOf(t, r, "broken", func(s runner.TemplateStatus) bool { return s.LastError != nil })
+	if !strings.Contains(s.LastError.Error(), "broken.tmpl:1") {
+		t.Fatalf("error does not name file:line: %v", s.LastError)
+	}
+	os.WriteFile(broken.Src, []byte(`fixed {{ key "/app/port" }}`), 0o644)
+	waitFile(t, broken.Spec.Dest, "fixed 8080")
+}
+
+// TestOnceFailsFast: one-shot mode does not wait out a store that cannot
+// list; it fails with the store's error.
+func TestOnceFailsFast(t *testing.T) {
+	st := openStore(t, "embedded://"+t.TempDir())
+	st.Close()
+	tmpl := kvTemplate(t, t.TempDir(), "o", "/o/", `x`)
+	r := runner.New(st, render.New(render.WithLogger(quietLogger())), runner.WithLogger(quietLogger()))
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	_, err := r.Once(ctx, []config.Template{tmpl})
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("once on a closed store: %v (context %v)", err, ctx.Err())
+	}
+}
+
+// waitStatusOf waits until the named template's status meets cond.
+func waitStatusOf(t *testing.T, r *runner.Runner, name string, cond func(runner.TemplateStatus) bool) runner.TemplateStatus {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ss, err := r.Status(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range ss {
+			if s.Name == name && cond(s) {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status of %s never met the condition: %+v", name, ss)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

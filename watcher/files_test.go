@@ -41,11 +41,13 @@ func TestFilesSeesEditorSaves(t *testing.T) {
 				t.Fatalf("%s: no notification", what)
 			}
 		}
-		// Drain duplicates of the same change.
-		time.Sleep(50 * time.Millisecond)
-		select {
-		case <-ch:
-		default:
+		// Drain duplicates of the same change until quiet.
+		for quiet := false; !quiet; {
+			select {
+			case <-ch:
+			case <-time.After(300 * time.Millisecond):
+				quiet = true
+			}
 		}
 	}
 	os.WriteFile(tmpl, []byte("v2"), 0o644)

@@ -165,15 +165,30 @@ func (m *Mirror) Run(ctx context.Context) {
 			backoff = min(2*backoff, m.maxBO)
 			continue
 		}
-		backoff = m.minBO
 		m.replace(kvs, rev)
-		m.watch(ctx, rev)
+		if m.watch(ctx, rev) {
+			backoff = m.minBO
+			continue
+		}
+		// The watch broke before it delivered anything: back off rather
+		// than spin between List and Watch.
+		if !sleep(ctx, backoff) {
+			return
+		}
+		backoff = min(2*backoff, m.maxBO)
 	}
 }
 
+// healthyWatch is how long a watch must last, if it delivers nothing, to
+// count as having worked.
+const healthyWatch = 5 * time.Second
+
 // watch follows the prefix from rev until the watch ends, ctx ends, or the
-// resync interval passes.
-func (m *Mirror) watch(ctx context.Context, rev store.Revision) {
+// resync interval passes. It reports whether the watch worked: it delivered
+// a response, lasted healthyWatch, or ended for the resync.
+func (m *Mirror) watch(ctx context.Context, rev store.Revision) (worked bool) {
+	started := time.Now()
+	defer func() { worked = worked || time.Since(started) >= healthyWatch }()
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var resync <-chan time.Time
@@ -187,23 +202,24 @@ func (m *Mirror) watch(ctx context.Context, rev store.Revision) {
 		select {
 		case resp, ok := <-ch:
 			if !ok {
-				return
+				return worked
 			}
 			if resp.Err != nil {
 				if errors.Is(resp.Err, store.ErrCompacted) {
 					m.log.Info("watch history compacted; re-listing", "err", resp.Err)
-				} else {
-					m.failed(resp.Err)
-					m.log.Warn("watch ended; re-listing", "err", resp.Err)
+					return true // a compaction is news, not a broken watch
 				}
-				return
+				m.failed(resp.Err)
+				m.log.Warn("watch ended; re-listing", "err", resp.Err)
+				return worked
 			}
+			worked = true
 			m.apply(resp)
 		case <-resync:
 			m.log.Debug("periodic resync")
-			return
+			return true
 		case <-ctx.Done():
-			return
+			return true
 		}
 	}
 }

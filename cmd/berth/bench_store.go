@@ -60,8 +60,8 @@ consul -dev agent on loopback). --store measures an existing store instead.`,
 			}
 			type target struct{ name, url string }
 			var targets []target
-			if sf.URL() != "" {
-				targets = append(targets, target{"store", sf.URL()})
+			if sf.url != "" { // only the flag: BERTH_STORE must not override --backends
+				targets = append(targets, target{"store", sf.url})
 			} else {
 				for _, b := range backends {
 					url, stop, err := startBenchBackend(b)

@@ -63,6 +63,9 @@ func RunOrphan(t *testing.T, url, key, value string, ttl time.Duration) {
 	cmd.Env = append(os.Environ(),
 		envOrphanURL+"="+url, envOrphanKey+"="+key, envOrphanValue+"="+value, envOrphanTTL+"="+ttl.String())
 	cmd.Stderr = os.Stderr
+	// If the test binary dies first (a -timeout), the orphan must not live
+	// on and keep its lease alive.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

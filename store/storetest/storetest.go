@@ -665,9 +665,18 @@ func (s *suite) testTTLKept(t *testing.T, p string) {
 	if kv, err := st.Get(t.Context(), p+"lease"); err != nil || string(kv.Value) != "alive" {
 		t.Fatalf("TTL key of a live owner after 2×TTL: %+v, %v", kv, err)
 	}
-	// Rewriting it without a TTL detaches it from the lease.
+	// Rewriting it without a TTL detaches it from the lease: it outlives
+	// the owner's Close.
 	if _, err := st.Put(t.Context(), p+"lease", []byte("plain")); err != nil {
 		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	other := s.open(t)
+	time.Sleep(s.h.TTL + time.Second)
+	if kv, err := other.Get(t.Context(), p+"lease"); err != nil || string(kv.Value) != "plain" {
+		t.Fatalf("key rewritten without a TTL did not outlive its former owner: %+v, %v", kv, err)
 	}
 }
 
@@ -681,8 +690,9 @@ func (s *suite) testTTLClose(t *testing.T, p string) {
 	if err := owner.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
+	// Close revokes: the key goes now, not when its TTL runs out.
 	st := s.open(t)
-	waitGone(t, st, p+"owned", 3*s.h.TTL+5*time.Second)
+	waitGone(t, st, p+"owned", min(2*time.Second, s.h.TTL/2))
 	if _, err := owner.Put(t.Context(), p+"after-close", nil); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("put after close: %v, want ErrClosed", err)
 	}
