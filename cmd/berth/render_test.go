@@ -152,6 +152,7 @@ func TestRenderErrors(t *testing.T) {
 		{"every parse error", []string{"--template", unknownFn + ":" + dest, "--template", syntax + ":" + dest + ".2"}, 1, "syntax.tmpl:2:"},
 		{"missing key", []string{"--config", missingKeyConf}, 1, "BERTH_SURELY_UNSET_VARIABLE"},
 		{"malformed JSON", []string{"--template", badJSON + ":" + dest}, 1, "json.tmpl:1:"},
+		{"min_entries", []string{"--context", fixture("containers.json"), "--config", write("guard.toml", "[[template]]\nsrc = \""+abs(t, fixture("vhosts.tmpl"))+"\"\ndest = \""+dest+"\"\ndialect = \"docker-gen\"\nmin_entries = 3\n")}, 1, "render refused: 2 records, min_entries is 3"},
 		{"failing check", []string{"--config", write("check.toml", "[[template]]\nsrc = \""+good+"\"\ndest = \""+dest+"\"\ncheck = \"echo 'config is bad'; exit 1\"\n")}, 1, "config is bad"},
 		{"failing reload", []string{"--template", good + ":" + dest + ":echo reload failed; exit 1"}, 1, "previous file restored"},
 		{"unknown config key", []string{"--config", unknownKey}, 2, `berth.toml:4:1: unknown key "template.reload_cmd"`},
@@ -316,6 +317,15 @@ func writeJSONStore(t *testing.T, kvs []store.KV) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+func abs(t *testing.T, p string) string {
+	t.Helper()
+	a, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 func readFile(t *testing.T, p string) string {
