@@ -8,7 +8,9 @@
 // staged file ({{.src}}) → backup → atomic swap (fsync, rename, fsync the
 // directory; in-place locked write for single-file bind mounts) → reload.
 // Identical reload commands run once per cycle, after all writes; a failed
-// reload restores every file it was for and runs the reload again.
+// reload restores every file it was for and runs the reload again. A
+// symbolic link as destination is followed. Renderer.Preview renders and
+// compares without writing (dry runs).
 //
 // Every external command goes through a Commander with a timeout; Exec
 // kills the command's whole process group when the timeout expires.
