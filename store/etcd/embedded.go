@@ -9,9 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/berthd/berth/store"
 )
 
 // Limits of the embedded server, above etcd's defaults (128 operations,
@@ -57,6 +60,21 @@ func Embedded(ctx context.Context, cfg EmbeddedConfig) (*Store, error) {
 	if s, err := joinRunning(ctx, epPath, log); s != nil || err != nil {
 		return s, err
 	}
+	// One server per directory: whoever holds Dir/lock serves it; anyone
+	// else joins that server once it answers (it may still be starting).
+	lock, err := lockDir(cfg.Dir)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return awaitServer(ctx, cfg.Dir, epPath, log)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("embedded store %s: %w", cfg.Dir, err)
+	}
+	started := false
+	defer func() {
+		if !started {
+			lock.Close()
+		}
+	}()
 
 	ecfg := embed.NewConfig()
 	ecfg.Name = "berth"
@@ -110,9 +128,45 @@ func Embedded(ctx context.Context, cfg EmbeddedConfig) (*Store, error) {
 		}
 		muted.Store(true)
 		e.Close()
-		return nil
+		return lock.Close() // releases the directory
 	}
+	started = true
 	return s, nil
+}
+
+// lockDir takes the directory's server lock without waiting; it fails with
+// EWOULDBLOCK when another process holds it. The lock file records the
+// holder's pid, for messages.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, err
+	}
+	f.Truncate(0)
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return f, nil
+}
+
+// awaitServer joins the server another process is starting on dir.
+func awaitServer(ctx context.Context, dir, epPath string, log *slog.Logger) (*Store, error) {
+	deadline := time.Now().Add(embeddedStartTimeout)
+	for time.Now().Before(deadline) {
+		if s, err := joinRunning(ctx, epPath, log); s != nil || err != nil {
+			return s, err
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	pid, _ := os.ReadFile(filepath.Join(dir, "lock"))
+	return nil, fmt.Errorf("embedded store %s: held by process %s but not answering within %s: %w",
+		dir, strings.TrimSpace(string(pid)), embeddedStartTimeout, store.ErrUnavailable)
 }
 
 // joinRunning connects to the server named in the endpoint file, if one

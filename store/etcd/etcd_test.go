@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -271,5 +272,38 @@ func TestLeaseLost(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	if kv, err := s.Get(ctx, "/lease/k"); err != nil || string(kv.Value) != "mine" {
 		t.Fatalf("re-written key did not stay: %+v, %v", kv, err)
+	}
+}
+
+// TestEmbeddedConcurrentOpen opens one embedded directory from several
+// goroutines at once (as a daemon and CLI commands starting together do):
+// exactly one serves, the others join it, and all see the same data.
+func TestEmbeddedConcurrentOpen(t *testing.T) {
+	dir := t.TempDir()
+	const n = 4
+	stores := make([]*etcd.Store, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { stores[i], errs[i] = etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: dir}) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("open %d: %v", i, err)
+		}
+	}
+	// Close the joiners before the server: stores[i] that serve are the
+	// ones whose Close stops the server; order does not matter for data.
+	if _, err := stores[0].Put(t.Context(), "/shared", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < n; i++ {
+		if kv, err := stores[i].Get(t.Context(), "/shared"); err != nil || string(kv.Value) != "x" {
+			t.Fatalf("store %d does not see the others' data: %+v, %v", i, kv, err)
+		}
+	}
+	for _, s := range stores {
+		s.Close()
 	}
 }
