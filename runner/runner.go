@@ -568,13 +568,10 @@ func (s *state) render(batch map[*tmplState]bool) {
 		if res.Err == nil {
 			t.applied, t.appliedData, t.appliedRev, t.appliedGen = true, data[i], revs[i], gens[i]
 			t.lastRender, t.lastErr, t.retry = now, nil, 0
-			if res.Changed {
+			if res.Changed { // the render package logs what it wrote
 				t.lastChange = now
 				t.renders++
 				t.deb.Rendered()
-				log.Info("rendered", "records", res.Count, "reloaded", res.Reloaded)
-			} else {
-				log.Debug("unchanged", "records", res.Count)
 			}
 			t.mu.Unlock()
 			continue

@@ -59,14 +59,9 @@ func (o *watchOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	templates, files, err := o.sources.load()
+	templates, files, err := o.load()
 	if err != nil {
 		return err
-	}
-	for _, t := range templates {
-		if t.Stdout() {
-			return usagef("%s: no destination: berth watch writes files (use berth render --stdout to print)", t.Origin)
-		}
 	}
 	var defWait watcher.Wait
 	if o.wait != "" {
@@ -120,7 +115,7 @@ func (o *watchOptions) run(cmd *cobra.Command) error {
 			log.Info("stopped")
 			return nil
 		case <-hup:
-			ts, _, err := o.sources.load()
+			ts, _, err := o.load()
 			if err == nil {
 				err = r.Update(ctx, ts)
 			}
@@ -131,4 +126,18 @@ func (o *watchOptions) run(cmd *cobra.Command) error {
 			log.Info("configuration reloaded", "templates", len(ts))
 		}
 	}
+}
+
+// load reads the templates; every one needs a destination file.
+func (o *watchOptions) load() ([]config.Template, []*config.File, error) {
+	templates, files, err := o.sources.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, t := range templates {
+		if t.Stdout() {
+			return nil, nil, usagef("%s: no destination: berth watch writes files (use berth render --stdout to print)", t.Origin)
+		}
+	}
+	return templates, files, nil
 }
