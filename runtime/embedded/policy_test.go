@@ -125,6 +125,16 @@ func TestDaemonRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Docker's rules on daemon start: "always" comes back even after a
+	// manual stop, "unless-stopped" does not.
+	for _, p := range []string{"always", "unless-stopped"} {
+		if _, err := first.Run(ctx, runtime.Spec{Name: p, Image: "web:test", Cmd: []string{"sleep", "1000"}, Restart: runtime.RestartPolicy{Name: p}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := first.Stop(ctx, p, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +164,11 @@ func TestDaemonRestart(t *testing.T) {
 	}
 	if got.State != runtime.StateRunning || got.Pid != web.Pid {
 		t.Fatalf("after re-attach: state %s pid %d, want running pid %d", got.State, got.Pid, web.Pid)
+	}
+	for name, want := range map[string]runtime.State{"always": runtime.StateRunning, "unless-stopped": runtime.StateExited} {
+		if got, _ := second.Inspect(ctx, name); got.State != want {
+			t.Errorf("%s after daemon restart: %s, want %s", name, got.State, want)
+		}
 	}
 	if body := httpGet(t, "http://"+web.IP+":8080/"); body != "hello from web\n" {
 		t.Errorf("GET after re-attach: %q", body)
