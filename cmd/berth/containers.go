@@ -339,8 +339,12 @@ func newPsCommand() *cobra.Command {
 			if len(command) > 20 {
 				command = command[:19] + "…"
 			}
+			var portList string
+			if c.Running() {
+				portList = ports(c.Ports) // as docker: a stopped container publishes nothing
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%q\t%s ago\t%s\t%s\t%s\n", c.ID[:12], c.Image, command,
-				units.HumanDuration(time.Since(c.Created)), status(c), ports(c.Ports), c.Name)
+				units.HumanDuration(time.Since(c.Created)), status(c), portList, c.Name)
 		}
 		return tw.Flush()
 	}
