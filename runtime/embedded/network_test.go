@@ -135,3 +135,35 @@ func TestHostNetwork(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+// TestConcurrentRuns starts containers in parallel: every one gets its
+// own address and nothing collides.
+func TestConcurrentRuns(t *testing.T) {
+	r := embeddedtest.NewRuntime(t, embeddedtest.NewEnv(t))
+	importBusybox(t, r)
+	const n = 8
+	ips := make(chan string, n)
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			c, err := r.Run(context.Background(), runtime.Spec{Name: fmt.Sprintf("c%d", i), Image: "busybox:test", Cmd: []string{"sleep", "1000"}})
+			if err != nil {
+				errs <- err
+				return
+			}
+			ips <- c.IP
+		}()
+	}
+	seen := map[string]bool{}
+	for range n {
+		select {
+		case err := <-errs:
+			t.Fatal(err)
+		case ip := <-ips:
+			if seen[ip] {
+				t.Errorf("address %s handed out twice", ip)
+			}
+			seen[ip] = true
+		}
+	}
+}
