@@ -106,3 +106,22 @@ func TestInstanceJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestParseImage(t *testing.T) {
+	for _, tc := range []struct {
+		ref  string
+		want DockerImage
+	}{
+		{"nginx", DockerImage{Repository: "nginx"}},
+		{"nginx:1.27", DockerImage{Repository: "nginx", Tag: "1.27"}},
+		{"registry:5000/app:v2", DockerImage{Registry: "registry:5000", Repository: "app", Tag: "v2"}},
+		{"library/nginx:latest", DockerImage{Registry: "library", Repository: "nginx", Tag: "latest"}},
+	} {
+		if got := ParseImage(tc.ref); got != tc.want {
+			t.Errorf("ParseImage(%q) = %+v, want %+v", tc.ref, got, tc.want)
+		}
+		if tc.want.String() != tc.ref {
+			t.Errorf("%+v.String() = %q, want %q", tc.want, tc.want.String(), tc.ref)
+		}
+	}
+}

@@ -1,0 +1,355 @@
+// Package registrar keeps a host's containers registered in the store
+// (design.md §4): one instance record per service a container serves under
+// <prefix>/services/<service>/<host>/<id>, its full record under
+// <prefix>/containers/<host>/<id>, and the host record, all bound to the
+// store's lease for the TTL so that a dead host's records expire together.
+//
+// It subscribes to runtime events before it lists containers, so nothing
+// falls between; reconciles the store with the runtime at start and every
+// resync period (dropping this host's records that match no container);
+// publishes a container with a health check only while it is healthy; and
+// on stop keeps a container's records as "draining" for the drain period
+// before removing them. Losing the lease (an outage longer than the TTL) is
+// the store's to repair: it grants a new lease and writes the keys again.
+//
+// Concurrency: Run owns all state and returns when its context ends.
+package registrar
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/berthd/berth/records"
+	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/store"
+)
+
+// Defaults of a Config.
+const (
+	DefaultTTL    = 15 * time.Second
+	DefaultResync = time.Minute
+	// txnLimit bounds the operations of one transaction, below the
+	// smallest backend limit (Consul: 64 by default; etcd: 128). A
+	// container's operations are never split across transactions.
+	txnLimit = 64
+)
+
+// Config configures a Registrar.
+type Config struct {
+	Host    string        // this host's name in the key schema (default: the hostname)
+	Prefix  string        // key prefix (default records.DefaultPrefix)
+	TTL     time.Duration // lease of every record (default DefaultTTL)
+	Drain   time.Duration // how long a stopped container stays "draining" (0: removed at once)
+	Resync  time.Duration // reconcile period (default DefaultResync)
+	Version string        // berth's version, for the host record
+	Logger  *slog.Logger
+}
+
+// Registrar registers one host's containers.
+type Registrar struct {
+	st  store.Store
+	rt  runtime.Runtime
+	cfg Config
+	log *slog.Logger
+
+	// Owned by Run's goroutine.
+	written  map[string]map[string][]byte // container id → keys and values it has in the store
+	draining map[string]*time.Timer       // container id → end of its drain
+	warned   map[string]bool              // container id → its warnings were logged
+	drained  chan string
+	started  time.Time
+}
+
+// New returns a registrar of rt's containers into st.
+func New(st store.Store, rt runtime.Runtime, cfg Config) (*Registrar, error) {
+	if cfg.Host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("registrar: host name: %w", err)
+		}
+		cfg.Host = h
+	}
+	if !records.ValidSegment(cfg.Host) {
+		return nil, fmt.Errorf("registrar: host name %q cannot be a key segment", cfg.Host)
+	}
+	cfg.Prefix = cmp.Or(cfg.Prefix, records.DefaultPrefix)
+	cfg.TTL = cmp.Or(cfg.TTL, DefaultTTL)
+	cfg.Resync = cmp.Or(cfg.Resync, DefaultResync)
+	return &Registrar{
+		st: st, rt: rt, cfg: cfg,
+		log:      cmp.Or(cfg.Logger, slog.Default()).With("host", cfg.Host),
+		written:  map[string]map[string][]byte{},
+		draining: map[string]*time.Timer{},
+		warned:   map[string]bool{},
+		drained:  make(chan string, 16),
+	}, nil
+}
+
+// Run registers containers until ctx ends. Store and runtime errors are
+// logged and retried (a reconcile fixes what a failed write left); Run
+// returns only when ctx ends or the runtime's event stream fails for good.
+func (r *Registrar) Run(ctx context.Context) error {
+	r.started = time.Now()
+	evs, errc := r.rt.Events(ctx) // subscribe before listing: nothing falls between
+	backoff := 100 * time.Millisecond
+	for {
+		err := r.reconcile(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.log.Warn("registration failed; retrying", "err", err, "in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+	tick := time.NewTicker(r.cfg.Resync)
+	defer tick.Stop()
+	defer func() {
+		for _, t := range r.draining {
+			t.Stop()
+		}
+	}()
+	for {
+		select {
+		case ev, ok := <-evs:
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				if err := <-errc; err != nil {
+					return fmt.Errorf("registrar: runtime events: %w", err)
+				}
+				return errors.New("registrar: runtime event stream ended")
+			}
+			if err := r.handle(ctx, ev); err != nil && ctx.Err() == nil {
+				r.log.Warn("registration update failed; the next reconcile repairs it", "container", ev.Container.Name, "event", ev.Type, "err", err)
+			}
+		case id := <-r.drained:
+			if _, ok := r.draining[id]; ok {
+				delete(r.draining, id)
+				if err := r.write(ctx, id, nil); err != nil && ctx.Err() == nil {
+					r.log.Warn("removing a drained container failed; the next reconcile repairs it", "container", id, "err", err)
+				}
+			}
+		case <-tick.C:
+			if err := r.reconcile(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("reconcile failed", "err", err)
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// handle applies one container event.
+func (r *Registrar) handle(ctx context.Context, ev runtime.Event) error {
+	c := ev.Container
+	if ev.Type == runtime.EventDestroy {
+		r.stopDrain(c.ID)
+		return r.write(ctx, c.ID, nil)
+	}
+	if !c.Running() || ev.Type == runtime.EventStop || ev.Type == runtime.EventDie {
+		if _, ok := r.written[c.ID]; ok && r.cfg.Drain > 0 {
+			if _, already := r.draining[c.ID]; already {
+				return nil
+			}
+			return r.drain(ctx, c)
+		}
+		return r.write(ctx, c.ID, nil)
+	}
+	r.stopDrain(c.ID)
+	return r.write(ctx, c.ID, r.desired(c, records.StateRunning))
+}
+
+// desired is the records of a container, logging its warnings once.
+func (r *Registrar) desired(c runtime.Container, state records.State) map[string][]byte {
+	d := recordsFor(r.cfg.Prefix, r.cfg.Host, c, state)
+	if len(d.warnings) > 0 && !r.warned[c.ID] {
+		r.warned[c.ID] = true
+		for _, w := range d.warnings {
+			r.log.Warn(w)
+		}
+	}
+	return d.kvs
+}
+
+// drain re-writes a stopping container's records as draining and removes
+// them when the drain period ends.
+func (r *Registrar) drain(ctx context.Context, c runtime.Container) error {
+	// The container is no longer running, so recordsFor would give none:
+	// take what was written and mark the instances draining.
+	kvs := map[string][]byte{}
+	for k, v := range r.written[c.ID] {
+		key, err := records.ParseKey(r.cfg.Prefix, k)
+		if err == nil && key.Kind == records.KindService {
+			var in records.Instance
+			if json.Unmarshal(v, &in) == nil {
+				in.State = records.StateDraining
+				v, _ = json.Marshal(in)
+			}
+		}
+		kvs[k] = v
+	}
+	id := c.ID
+	r.draining[id] = time.AfterFunc(r.cfg.Drain, func() {
+		select {
+		case r.drained <- id:
+		case <-ctx.Done():
+		}
+	})
+	r.log.Info("draining", "container", c.Name, "for", r.cfg.Drain)
+	return r.write(ctx, id, kvs)
+}
+
+func (r *Registrar) stopDrain(id string) {
+	if t, ok := r.draining[id]; ok {
+		t.Stop()
+		delete(r.draining, id)
+	}
+}
+
+// write makes one container's records in the store equal want (nil: none),
+// in one transaction, and remembers them.
+func (r *Registrar) write(ctx context.Context, id string, want map[string][]byte) error {
+	ops := diffOps(r.written[id], want, r.cfg.TTL)
+	if len(ops) == 0 {
+		return nil
+	}
+	if _, err := r.st.Txn(ctx, ops...); err != nil {
+		return err
+	}
+	if len(want) == 0 {
+		delete(r.written, id)
+		delete(r.warned, id)
+	} else {
+		r.written[id] = want
+	}
+	return nil
+}
+
+// diffOps turns have into want: puts of what is new or changed, deletes of
+// what is gone.
+func diffOps(have, want map[string][]byte, ttl time.Duration) []store.Op {
+	var ops []store.Op
+	for _, k := range sortedKeys(want) {
+		if old, ok := have[k]; !ok || !bytes.Equal(old, want[k]) {
+			ops = append(ops, store.Put(k, want[k], store.WithTTL(ttl)))
+		}
+	}
+	for _, k := range sortedKeys(have) {
+		if _, ok := want[k]; !ok {
+			ops = append(ops, store.Delete(k))
+		}
+	}
+	return ops
+}
+
+// reconcile makes the store hold exactly the records of this host's
+// containers: it lists the runtime and this host's keys, writes what is
+// missing or different and deletes what matches no container.
+func (r *Registrar) reconcile(ctx context.Context) error {
+	cs, err := r.rt.List(ctx)
+	if err != nil {
+		return fmt.Errorf("list containers: %w", err)
+	}
+	want := map[string]map[string][]byte{} // container id → records
+	for _, c := range cs {
+		if _, ok := r.draining[c.ID]; ok && !c.Running() {
+			want[c.ID] = r.written[c.ID] // keep draining records until the drain ends
+			continue
+		}
+		r.stopDrain(c.ID)
+		if kvs := r.desired(c, records.StateRunning); len(kvs) > 0 {
+			want[c.ID] = kvs
+		}
+	}
+	have, err := r.hostKeys(ctx)
+	if err != nil {
+		return err
+	}
+	// Group the operations by container so that none is split.
+	ids := map[string]bool{}
+	for id := range want {
+		ids[id] = true
+	}
+	for id := range have {
+		ids[id] = true
+	}
+	var batch []store.Op
+	var batchIDs []string
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if _, err := r.st.Txn(ctx, batch...); err != nil {
+			return err
+		}
+		for _, id := range batchIDs {
+			if len(want[id]) == 0 {
+				delete(r.written, id)
+			} else {
+				r.written[id] = want[id]
+			}
+		}
+		batch, batchIDs = nil, nil
+		return nil
+	}
+	host := records.Host{Name: r.cfg.Host, Version: r.cfg.Version, StartedAt: r.started}
+	hb, _ := json.Marshal(host)
+	batch = append(batch, store.Put(records.HostKey(r.cfg.Prefix, r.cfg.Host), hb, store.WithTTL(r.cfg.TTL)))
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
+		ops := diffOps(have[id], want[id], r.cfg.TTL)
+		if len(ops) == 0 {
+			r.written[id] = want[id]
+			if len(want[id]) == 0 {
+				delete(r.written, id)
+			}
+			continue
+		}
+		if len(batch)+len(ops) > txnLimit {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		batch = append(batch, ops...)
+		batchIDs = append(batchIDs, id)
+	}
+	return flush()
+}
+
+// hostKeys lists this host's records in the store, by container id.
+func (r *Registrar) hostKeys(ctx context.Context) (map[string]map[string][]byte, error) {
+	have := map[string]map[string][]byte{}
+	for _, prefix := range []string{records.ServicesPrefix(r.cfg.Prefix), records.ContainerKey(r.cfg.Prefix, r.cfg.Host, "")} {
+		kvs, _, err := r.st.List(ctx, prefix)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", prefix, err)
+		}
+		for _, kv := range kvs {
+			k, err := records.ParseKey(r.cfg.Prefix, kv.Key)
+			if err != nil || k.Host != r.cfg.Host || (k.Kind != records.KindService && k.Kind != records.KindContainer) {
+				continue
+			}
+			if have[k.ID] == nil {
+				have[k.ID] = map[string][]byte{}
+			}
+			have[k.ID][kv.Key] = kv.Value
+		}
+	}
+	return have, nil
+}
