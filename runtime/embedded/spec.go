@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/runtime/embedded/image"
 )
 
 // defaultCaps is Docker's default capability set.
@@ -190,7 +191,7 @@ func mergeConfig(spec runtime.Spec, img v1.Config) (merged, error) {
 	m := merged{WorkingDir: img.WorkingDir, User: img.User, Labels: map[string]string{}}
 	m.Env = mergeEnv(img.Env, spec.Env)
 	if !slices.ContainsFunc(m.Env, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
-		m.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, m.Env...)
+		m.Env = append([]string{image.DefaultPath}, m.Env...)
 	}
 	entry, cmd := img.Entrypoint, img.Cmd
 	if spec.Entrypoint != nil {
