@@ -83,24 +83,16 @@ func (r *Runtime) start(ctx context.Context, c *ctr) (err error) {
 	if err != nil {
 		return err
 	}
-	var proxies []*network.Proxy
+	proxies, err := publishPorts(rec.C)
+	if err != nil {
+		closeProxies(proxies)
+		return err
+	}
 	defer func() {
 		if err != nil {
-			for _, p := range proxies {
-				_ = p.Close()
-			}
+			closeProxies(proxies)
 		}
 	}()
-	for _, p := range rec.C.Ports {
-		if p.HostPort == 0 {
-			continue
-		}
-		px, err := network.Publish(p.HostIP, p.HostPort, fmt.Sprintf("%s:%d", rec.C.IP, p.Port))
-		if err != nil {
-			return fmt.Errorf("%w: %w", err, runtime.ErrConflict)
-		}
-		proxies = append(proxies, px)
-	}
 	for _, v := range rec.Spec.Volumes {
 		if _, err := os.Stat(v.Source); errors.Is(err, os.ErrNotExist) {
 			if err := os.MkdirAll(v.Source, 0o755); err != nil {
@@ -194,6 +186,33 @@ func (r *Runtime) attach(c *ctr, lc *libcontainer.Container, pid int, proxies []
 	}()
 }
 
+// publishPorts starts a proxy per published port of c; on error it
+// returns the proxies it started with the error.
+func publishPorts(c runtime.Container) ([]*network.Proxy, error) {
+	var proxies []*network.Proxy
+	for _, p := range c.Ports {
+		if p.HostPort == 0 {
+			continue
+		}
+		px, err := network.Publish(p.HostIP, p.HostPort, fmt.Sprintf("%s:%d", c.IP, p.Port))
+		if err != nil {
+			return proxies, fmt.Errorf("%w: %w", err, runtime.ErrConflict)
+		}
+		proxies = append(proxies, px)
+	}
+	return proxies, nil
+}
+
+func closeProxies(ps []*network.Proxy) {
+	for _, p := range ps {
+		_ = p.Close()
+	}
+}
+
+// errExitUnknown is recorded for a container whose process ended while no
+// daemon was its parent, so its exit status was lost.
+const errExitUnknown = "exit status unknown: the process exited while no berth daemon was watching it"
+
 // waitProcess waits for a child process and returns its exit code, with
 // 128+signal for a killed process as shells and docker report it.
 func waitProcess(proc *libcontainer.Process) (int, bool) {
@@ -261,7 +280,7 @@ func (r *Runtime) exited(c *ctr, rn *run, code int, known bool) {
 		rc.C.OOMKilled = oom
 		rc.C.Finished = time.Now().UTC()
 		if !known {
-			rc.C.Error = "exit status unknown: the process exited while no berth daemon was watching it"
+			rc.C.Error = errExitUnknown
 		}
 		if rc.Spec.Health != nil && rc.C.Health != runtime.HealthNone {
 			rc.C.Health = runtime.HealthUnhealthy

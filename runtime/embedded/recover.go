@@ -13,7 +13,6 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/embedded/network"
 )
 
 // recover loads every container record, removes orphans (state, cgroups,
@@ -89,17 +88,9 @@ func (r *Runtime) reattach(ctx context.Context, c *ctr) {
 			state, serr := lc.State()
 			if serr == nil {
 				pid := state.InitProcessPid
-				var proxies []*network.Proxy
-				for _, p := range c.rec.C.Ports {
-					if p.HostPort == 0 {
-						continue
-					}
-					px, err := network.Publish(p.HostIP, p.HostPort, fmt.Sprintf("%s:%d", c.rec.C.IP, p.Port))
-					if err != nil {
-						r.log.Warn("re-publish port", "id", id, "err", err)
-						continue
-					}
-					proxies = append(proxies, px)
+				proxies, err := publishPorts(c.rec.C)
+				if err != nil {
+					r.log.Warn("re-publish ports", "id", id, "err", err)
 				}
 				r.attach(c, lc, pid, proxies, func() (int, bool) { return waitPid(r.closed, pid) }, nil)
 				r.log.Info("re-attached container", "id", id[:12], "name", c.rec.C.Name, "pid", pid)
@@ -118,7 +109,7 @@ func (r *Runtime) reattach(ctx context.Context, c *ctr) {
 			rc.C.Pid = 0
 			if wasRunning {
 				rc.C.ExitCode = 255
-				rc.C.Error = "exit status unknown: the process exited while no berth daemon was watching it"
+				rc.C.Error = errExitUnknown
 				rc.C.Finished = time.Now().UTC()
 			}
 		}, runtime.EventDie)
