@@ -318,6 +318,12 @@ func (t *Template) finish() error {
 			return fmt.Errorf("prefix %q does not start with /", p)
 		}
 	}
+	if err := render.ValidateCommand("check", t.Spec.Check); err != nil {
+		return err
+	}
+	if err := render.ValidateCommand("reload", t.Spec.Reload); err != nil {
+		return err
+	}
 	if o.AllowNondeterministic && o.Dialect != dialect.Native {
 		return errors.New("allow_nondeterministic is for the native dialect only")
 	}

@@ -116,6 +116,8 @@ func TestLoadErrors(t *testing.T) {
 		{"no src", "[[template]]\ndest = \"/tmp/x\"\n", `src is required`},
 		{"relative prefix", head + "prefixes = [\"berth\"]\n", `prefix "berth"`},
 		{"nondeterministic docker-gen", head + "dialect = \"docker-gen\"\nallow_nondeterministic = true\n", `native dialect only`},
+		{"bad check placeholder", head + "check = \"nginx -t -c {{.source}}\"\n", `:1: template "/tmp/a": check command "nginx -t -c {{.source}}"`},
+		{"bad reload syntax", head + "reload = \"kill {{.src\"\n", `reload command "kill {{.src"`},
 		{"bad runtime", "[runtime]\nkind = \"podman\"\n", `runtime kind "podman"`},
 		{"same dest", head + "\n\n" + head, `:6: template "/tmp/a" writes /tmp/a, as does template "/tmp/a"`},
 		{"same dest, other spelling", head + "[[template]]\nsrc = \"b\"\ndest = \"/tmp/./a\"\n", `as does template`},

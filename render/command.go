@@ -85,6 +85,15 @@ func (c command) expand(src string) (string, error) {
 	return b.String(), nil
 }
 
+// ValidateCommand reports whether a check or reload command (what names
+// which, for the error) expands: its only template data is {{.src}}.
+// Configuration loaders call it so that a typo is a configuration error,
+// not a failure at the first render.
+func ValidateCommand(what, text string) error {
+	_, err := command{what: what, text: text}.expand("/dev/null")
+	return err
+}
+
 // run executes an expanded command through /bin/sh -c with the command's
 // timeout. The error names the command and holds its combined output.
 func run(ctx context.Context, c Commander, what, line string, timeout time.Duration) error {
