@@ -27,6 +27,12 @@ type current struct {
 	uid, gid int
 }
 
+// attrs are the attributes to give a copy of the current file (backup,
+// restore); its owner is carried over where the process may.
+func (c current) attrs() attrs {
+	return attrs{mode: c.mode, uid: c.uid, gid: c.gid, keepOnly: true}
+}
+
 // resolveDest follows a destination that is a symbolic link to the file it
 // names, so that the link stays a link (sites-enabled/x → sites-available/x)
 // and the file behind it is replaced. Anything else is returned as is.
@@ -262,22 +268,6 @@ func syncDir(dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
-}
-
-// backup makes dest.bak a hard link to the current dest (one generation),
-// replacing an older backup atomically.
-func backup(dest string) error {
-	bak := dest + ".bak"
-	tmp := bak + ".berth-tmp"
-	os.Remove(tmp)
-	if err := os.Link(dest, tmp); err != nil {
-		return fmt.Errorf("backup %s: %w", dest, err)
-	}
-	if err := os.Rename(tmp, bak); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("backup %s: %w", dest, err)
 	}
 	return nil
 }

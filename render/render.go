@@ -271,7 +271,11 @@ func (r *Renderer) write(ctx context.Context, job Job) (prev current, changed bo
 			}
 		}
 		if s.Backup && prev.exists {
-			return backup(s.Dest)
+			// A copy of the bytes already read, not a hard link: a link to a
+			// bind-mounted destination would cross devices.
+			if err := replace(r.log, s.Dest+".bak", prev.data, prev.attrs(), nil); err != nil {
+				return fmt.Errorf("backup: %w", err)
+			}
 		}
 		return nil
 	})
@@ -290,7 +294,7 @@ func (r *Renderer) putBack(s Spec, prev current) error {
 		}
 		return nil
 	}
-	return replace(r.log, s.Dest, prev.data, attrs{mode: prev.mode, uid: prev.uid, gid: prev.gid, keepOnly: true}, nil)
+	return replace(r.log, s.Dest, prev.data, prev.attrs(), nil)
 }
 
 // sweepOnce removes, the first time this Renderer writes dest, the staging

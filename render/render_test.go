@@ -452,7 +452,7 @@ func TestBindMountedFile(t *testing.T) {
 	}
 	t.Cleanup(func() { unix.Unmount(dest, unix.MNT_DETACH) })
 	ino := stat(t, dest).Ino
-	res, err := cycle(t, testRenderer(t), Job{Spec: Spec{Dest: dest}, Source: static("new\n")})
+	res, err := cycle(t, testRenderer(t), Job{Spec: Spec{Dest: dest, Backup: true}, Source: static("new\n")})
 	if err != nil || !res[0].Changed {
 		t.Fatalf("res %+v err %v", res, err)
 	}
@@ -464,6 +464,9 @@ func TestBindMountedFile(t *testing.T) {
 	}
 	if stat(t, dest).Ino != ino {
 		t.Error("inode changed")
+	}
+	if got := readFile(t, dest+".bak"); got != "a much longer old content\n" {
+		t.Errorf("backup = %q", got)
 	}
 	noTemps(t, dir)
 }
