@@ -7,7 +7,6 @@ import (
 	"io"
 	"log"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -336,20 +335,7 @@ func TestDaemonCrash(t *testing.T) {
 	}
 	get := func() string {
 		t.Helper()
-		client := &http.Client{Timeout: 2 * time.Second}
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			resp, err := client.Get("http://" + web.IP + ":8080/index.html")
-			if err == nil {
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				return string(b)
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("GET %s: %v", web.IP, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		return embeddedtest.HTTPGet(t, "http://"+web.IP+":8080/index.html")
 	}
 	if got := get(); got != "served\n" {
 		t.Fatalf("GET before the crash: %q", got)

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -23,24 +21,7 @@ func importWeb(t *testing.T, r *embedded.Runtime) {
 	}
 }
 
-// httpGet retries until the server answers (it needs a moment to listen).
-func httpGet(t *testing.T, url string) string {
-	t.Helper()
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := client.Get(url)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return string(b)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: %v", url, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+func httpGet(t *testing.T, url string) string { t.Helper(); return embeddedtest.HTTPGet(t, url) }
 
 func freePort(t *testing.T) uint16 {
 	t.Helper()

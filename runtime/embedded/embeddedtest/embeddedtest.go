@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"math/big"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -273,5 +275,25 @@ func AssertClean(t testing.TB, e Env) {
 	t.Helper()
 	if left := Leftovers(e); len(left) > 0 {
 		t.Errorf("left behind on the host: %s", strings.Join(left, ", "))
+	}
+}
+
+// HTTPGet fetches url, retrying for up to 15s while the server in the
+// container comes up, and returns the body.
+func HTTPGet(t testing.TB, url string) string {
+	t.Helper()
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return string(b)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
