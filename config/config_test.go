@@ -120,6 +120,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad reload syntax", head + "reload = \"kill {{.src\"\n", `reload command "kill {{.src"`},
 		{"bad runtime", "[runtime]\nkind = \"podman\"\n", `runtime kind "podman"`},
 		{"same dest", head + "\n\n" + head, `:6: template "/tmp/a" writes /tmp/a, as does template "/tmp/a"`},
+		{"same name", head + "name = \"x\"\n[[template]]\nsrc = \"b\"\ndest = \"/tmp/b\"\nname = \"x\"\n", `:5: template name "x" is also used at`},
 		{"same dest, other spelling", head + "[[template]]\nsrc = \"b\"\ndest = \"/tmp/./a\"\n", `as does template`},
 	}
 	for _, tc := range tests {
