@@ -469,3 +469,63 @@ func TestQuickSameSizeEditsInPlace(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkEditToEvent measures the time from saving a file (rename over)
+// to the watch event for the change.
+func BenchmarkEditToEvent(b *testing.B) {
+	name := filepath.Join(b.TempDir(), "v.yaml")
+	if err := os.WriteFile(name, []byte("n: 0\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	s, err := file.New(b.Context(), name, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ch := s.Watch(b.Context(), "/", 0)
+	tmp := name + ".tmp"
+	i := 0
+	for b.Loop() {
+		i++
+		if err := os.WriteFile(tmp, []byte(fmt.Sprintf("n: %d\n", i)), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.Rename(tmp, name); err != nil {
+			b.Fatal(err)
+		}
+		for got := ""; got != fmt.Sprint(i); {
+			resp := <-ch
+			if resp.Err != nil {
+				b.Fatal(resp.Err)
+			}
+			for _, ev := range resp.Events {
+				got = string(ev.KV.Value)
+			}
+		}
+	}
+}
+
+// BenchmarkList10000 measures a List of 10,000 keys from one YAML file
+// that is unchanged (read and hashed, not parsed again).
+func BenchmarkList10000(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("svc:\n")
+	for i := range 10000 {
+		fmt.Fprintf(&sb, "  k%05d: '{\"ip\":\"10.1.2.3\",\"port\":8080}'\n", i)
+	}
+	name := filepath.Join(b.TempDir(), "v.yaml")
+	if err := os.WriteFile(name, []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	s, err := file.New(b.Context(), name, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for b.Loop() {
+		kvs, _, err := s.List(b.Context(), "/svc/")
+		if err != nil || len(kvs) != 10000 {
+			b.Fatalf("list: %d keys, %v", len(kvs), err)
+		}
+	}
+}
