@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A container writes its stdout and stderr straight into files (never
@@ -18,8 +20,9 @@ import (
 // timestamped lines in container.log, remembering how far it read in
 // log.offsets so a restarted daemon continues where the last one stopped.
 type tailer struct {
-	dir string
-	mu  sync.Mutex
+	dir     string
+	maxSize int64 // rotate container.log beyond this
+	mu      sync.Mutex
 }
 
 // LogLine is one line of container output.
@@ -32,9 +35,12 @@ type LogLine struct {
 // streamName names the two raw output files, by index.
 func streamName(i int) string { return [2]string{"stdout", "stderr"}[i] }
 
-const maxPartial = 16 << 10 // a line longer than this is cut
+const (
+	maxPartial = 16 << 10 // a line longer than this is cut
+	maxLogSize = 16 << 20 // container.log is rotated to container.log.1 beyond this
+)
 
-func newTailer(dir string) *tailer { return &tailer{dir: dir} }
+func newTailer(dir string) *tailer { return &tailer{dir: dir, maxSize: maxLogSize} }
 
 func (t *tailer) rawPath(i int) string { return filepath.Join(t.dir, streamName(i)+".raw") }
 func (t *tailer) logPath() string      { return filepath.Join(t.dir, "container.log") }
@@ -110,6 +116,11 @@ func (t *tailer) sync(final bool) error {
 	if !moved {
 		return nil
 	}
+	if fi, err := os.Stat(t.logPath()); err == nil && fi.Size()+int64(out.Len()) > t.maxSize {
+		if err := os.Rename(t.logPath(), t.logPath()+".1"); err != nil {
+			return err
+		}
+	}
 	lf, err := os.OpenFile(t.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
@@ -122,7 +133,20 @@ func (t *tailer) sync(final bool) error {
 		return err
 	}
 	b, _ := json.Marshal(off)
-	return os.WriteFile(filepath.Join(t.dir, "log.offsets"), b, 0o600)
+	if err := os.WriteFile(filepath.Join(t.dir, "log.offsets"), b, 0o600); err != nil {
+		return err
+	}
+	// Free the disk space of what was moved; offsets (and the container's
+	// appends) are unaffected by a hole.
+	for i := range 2 {
+		if end := off[i] &^ 4095; end > 0 {
+			if f, err := os.OpenFile(t.rawPath(i), os.O_WRONLY, 0); err == nil {
+				_ = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, end)
+				f.Close()
+			}
+		}
+	}
+	return nil
 }
 
 // LogOptions selects what Logs returns.
@@ -138,27 +162,24 @@ func (r *Runtime) Logs(ctx context.Context, ref string, opts LogOptions, fn func
 		return err
 	}
 	_ = c.logs.sync(false)
+	var lines []LogLine
+	if f, err := os.Open(c.logs.logPath() + ".1"); err == nil {
+		lines = readLogLines(newLogReader(f), lines)
+		f.Close()
+	}
 	f, err := os.Open(c.logs.logPath())
-	if os.IsNotExist(err) {
-		if !opts.Follow {
-			return nil
-		}
-		// Nothing yet: wait for the first line below.
-	} else if err != nil {
+	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	var lines []LogLine
-	var rd *bufio.Reader
-	if f != nil {
-		defer f.Close()
-		rd = bufio.NewReader(f)
-		for {
-			l, err := readLogLine(rd)
-			if err != nil {
-				break
-			}
-			lines = append(lines, l)
+	defer func() {
+		if f != nil {
+			f.Close()
 		}
+	}()
+	var rd *logReader
+	if f != nil {
+		rd = newLogReader(f)
+		lines = readLogLines(rd, lines)
 	}
 	if opts.Tail > 0 && len(lines) > opts.Tail {
 		lines = lines[len(lines)-opts.Tail:]
@@ -183,25 +204,27 @@ func (r *Runtime) Logs(ctx context.Context, ref string, opts LogOptions, fn func
 		running := c.run != nil || c.pending != nil
 		r.mu.Unlock()
 		_ = c.logs.sync(!running)
-		if f == nil {
-			if f, err = os.Open(c.logs.logPath()); err != nil {
-				f = nil
-				if !running {
-					return nil
-				}
-				continue
-			}
-			defer f.Close()
-			rd = bufio.NewReader(f)
-		}
 		for {
-			l, err := readLogLine(rd)
+			if rd != nil {
+				for _, l := range readLogLines(rd, nil) {
+					if err := fn(l); err != nil {
+						return err
+					}
+				}
+			}
+			// Rotated (or created) since we opened it: go on with the new file.
+			nf, err := os.Open(c.logs.logPath())
 			if err != nil {
 				break
 			}
-			if err := fn(l); err != nil {
-				return err
+			if f != nil && sameFile(f, nf) {
+				nf.Close()
+				break
 			}
+			if f != nil {
+				f.Close()
+			}
+			f, rd = nf, newLogReader(nf)
 		}
 		if !running {
 			return nil
@@ -209,19 +232,33 @@ func (r *Runtime) Logs(ctx context.Context, ref string, opts LogOptions, fn func
 	}
 }
 
-// readLogLine reads one complete JSON line; a partial line is left unread.
-func readLogLine(rd *bufio.Reader) (LogLine, error) {
-	var l LogLine
-	b, err := rd.Peek(1)
-	if err != nil || len(b) == 0 {
-		return l, io.EOF
+func sameFile(a, b *os.File) bool {
+	ai, err1 := a.Stat()
+	bi, err2 := b.Stat()
+	return err1 == nil && err2 == nil && os.SameFile(ai, bi)
+}
+
+// logReader reads complete JSON lines, keeping a partly written last line
+// until the rest of it arrives.
+type logReader struct {
+	rd      *bufio.Reader
+	partial []byte
+}
+
+func newLogReader(f *os.File) *logReader { return &logReader{rd: bufio.NewReader(f)} }
+
+// readLogLines appends every complete line lr has to lines.
+func readLogLines(lr *logReader, lines []LogLine) []LogLine {
+	for {
+		b, err := lr.rd.ReadBytes('\n')
+		lr.partial = append(lr.partial, b...)
+		if err != nil {
+			return lines // EOF: lr.partial waits for its newline
+		}
+		var l LogLine
+		if json.Unmarshal(lr.partial, &l) == nil {
+			lines = append(lines, l)
+		}
+		lr.partial = lr.partial[:0]
 	}
-	line, err := rd.ReadBytes('\n')
-	if err != nil {
-		return l, err // a half-written line: dropped, rare and harmless
-	}
-	if err := json.Unmarshal(line, &l); err != nil {
-		return l, err
-	}
-	return l, nil
 }
