@@ -308,6 +308,11 @@ func (s *Store) Txn(ctx context.Context, ops ...store.Op) (store.Revision, error
 			rev = max(rev, store.Revision(r.ModifyIndex))
 		}
 	}
+	drev, err := s.detach(ctx, ops, resp.Results)
+	if err != nil {
+		return 0, err
+	}
+	rev = max(rev, drev)
 	s.recordOwned(ops)
 	if rev == 0 {
 		// Only deletes: Consul reports no index for them. The index of the
@@ -318,6 +323,65 @@ func (s *Store) Txn(ctx context.Context, ops ...store.Op) (store.Revision, error
 			return 0, s.wrap("txn", describeOps(ops), err)
 		}
 		rev = store.Revision(meta.LastIndex)
+	}
+	return rev, nil
+}
+
+// detach finishes the puts without a TTL of a committed transaction whose
+// keys another session holds: Consul keeps a key's session on a plain set,
+// so the key would still go with that session, whereas a put without a
+// lease detaches the key from its lease in etcd. Each such key is deleted
+// and set again, unless it changed since (then the newer write stands).
+// It returns the highest index written.
+func (s *Store) detach(ctx context.Context, ops []store.Op, results []*api.KVPair) (store.Revision, error) {
+	plain := make(map[string][]byte)
+	for _, op := range ops {
+		if op.Type == store.OpPut && op.TTL == 0 {
+			plain[consulKey(op.Key)] = op.Value
+		}
+	}
+	var txn api.KVTxnOps
+	for _, r := range results {
+		if r == nil || r.Session == "" {
+			continue
+		}
+		if v, ok := plain[r.Key]; ok {
+			txn = append(txn,
+				&api.KVTxnOp{Verb: api.KVCheckIndex, Key: r.Key, Index: r.ModifyIndex},
+				&api.KVTxnOp{Verb: api.KVDelete, Key: r.Key},
+				&api.KVTxnOp{Verb: api.KVSet, Key: r.Key, Value: v})
+		}
+	}
+	var rev store.Revision
+	for len(txn) > 0 {
+		n := min(len(txn), maxTxnOps/3*3)
+		ok, resp, _, err := s.kv.Txn(txn[:n], (&api.QueryOptions{}).WithContext(ctx))
+		switch {
+		case err != nil:
+			return 0, s.wrap("detach from another session", describeOps(ops), err)
+		case ok:
+			for _, r := range resp.Results {
+				rev = max(rev, store.Revision(r.ModifyIndex))
+			}
+		default:
+			// A key changed since: retry without it, its newer write stands.
+			stale := map[int]bool{}
+			for _, e := range resp.Errors {
+				stale[e.OpIndex/3] = true
+			}
+			var rest api.KVTxnOps
+			for i := 0; i < n; i += 3 {
+				if !stale[i/3] {
+					rest = append(rest, txn[i:i+3]...)
+				}
+			}
+			if len(rest) == n {
+				return 0, s.txnError(nil, nil, resp.Errors)
+			}
+			txn = append(rest, txn[n:]...)
+			continue
+		}
+		txn = txn[n:]
 	}
 	return rev, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ func TestSharedAgent(t *testing.T) {
 		{"Conformance", testConformance},
 		{"TxnOverConsulLimitIsRefusedWhole", testTxnOverLimit},
 		{"TTLPutTakesOverKeyHeldByAnotherSession", testTTLPutTakesOverHeldKey},
+		{"PlainPutDetachesKeyFromAnotherSession", testPlainPutDetaches},
 		{"TTLKeysComeBackAfterSessionLoss", testSessionLoss},
 		{"WatchFromUnknownRevisionOfQuietPrefix", testWatchQuietPrefix},
 		{"BadConfig", testBadConfig},
@@ -447,5 +449,43 @@ func TestHungAgentEndsWatchWithUnavailable(t *testing.T) {
 		t.Logf("final response: %v", resp.Err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("watch did not give up on a hung agent")
+	}
+}
+
+func testPlainPutDetaches(t *testing.T, addr string) {
+	// In etcd a put without a lease detaches the key from its lease; in
+	// Consul a plain set keeps the key's session, so the store must detach
+	// it, or the key would go when its former owner does.
+	owner, err := consul.New(t.Context(), consul.Config{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	other := open(t, consul.Config{Address: addr})
+	p := "/detach/"
+	for _, k := range []string{"a", "b"} {
+		if _, err := owner.Put(t.Context(), p+k, []byte("owner"), store.WithTTL(10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rev, err := other.Txn(t.Context(), store.Put(p+"a", []byte("plain")), store.Put(p+"c", []byte("new")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := other.Get(t.Context(), p+"a")
+	if err != nil || string(kv.Value) != "plain" || kv.ModRevision != rev {
+		t.Fatalf("get = %+v, %v; want plain at the txn's revision %d", kv, err, rev)
+	}
+	owner.Close() // its session goes, and the keys it still holds with it
+	got, _, err := other.List(t.Context(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, kv := range got {
+		keys = append(keys, kv.Key+"="+string(kv.Value))
+	}
+	if want := []string{p + "a=plain", p + "c=new"}; !slices.Equal(keys, want) {
+		t.Fatalf("after the owner closed: %q, want %q", keys, want)
 	}
 }

@@ -12,7 +12,10 @@
 // value, TTL rounded up to Consul's 10s minimum) that the Store renews in
 // the background. A TTL put of a key that another session holds (a
 // restarted owner's previous run, not expired yet) takes the key over, as a
-// put replaces the lease in etcd. The Store remembers the TTL keys it owns: if its session
+// put replaces the lease in etcd; likewise a put without a TTL detaches
+// the key from the session that held it (deleting and setting it again
+// right after the transaction, as Consul keeps a key's session on a plain
+// set). The Store remembers the TTL keys it owns: if its session
 // is lost (an outage longer than the TTL), it creates a new one and puts
 // again the keys that are still missing (one written meanwhile is newer and
 // stays), retrying until they are back. Close destroys the sessions, which deletes their keys. A
