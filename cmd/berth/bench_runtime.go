@@ -85,7 +85,7 @@ creates (bridge, cgroups, state) is removed afterwards.`,
 
 func benchRuntime(ctx context.Context, runs int, log *slog.Logger) (runtimeBenchResult, error) {
 	res := runtimeBenchResult{Runs: runs}
-	tmp, err := os.MkdirTemp("", "berth-bench-")
+	tmp, err := os.MkdirTemp("", "berth-bench-runtime-")
 	if err != nil {
 		return res, err
 	}

@@ -42,7 +42,7 @@ func TestBenchRuntime(t *testing.T) {
 	if len(left) > 0 {
 		t.Errorf("cgroups left: %v", left)
 	}
-	if tmp, _ := filepath.Glob(filepath.Join(os.TempDir(), "berth-bench-*")); len(tmp) > 0 {
+	if tmp, _ := filepath.Glob(filepath.Join(os.TempDir(), "berth-bench-runtime-*")); len(tmp) > 0 {
 		t.Errorf("temp dirs left: %v", tmp)
 	}
 }
