@@ -1,26 +1,27 @@
 // Package consul is berth's store backend on Consul's KV store
 // (consul://host:8500), through github.com/hashicorp/consul/api.
 //
-// Keys map one to one: berth's "/berth/x" is Consul's "berth/x". A revision
-// is a Consul raft index (X-Consul-Index). List is a consistent read; Put and
-// Delete are single-operation Consul transactions, so a put reports the
-// index it was committed at (a delete, which Consul reports no index for,
-// the index of the key read right after); Txn is one Consul transaction (at most 128
-// operations, never split).
+// Keys map one to one: berth's "/berth/x" is Consul's "berth/x"; keys
+// without a leading slash are refused. A revision is a Consul raft index
+// (X-Consul-Index). List is a consistent read. Put and Delete are
+// single-operation Consul transactions, so a put reports the index it was
+// committed at (a delete, for which Consul reports none, the index of the
+// key read right after); Txn is one Consul transaction of at most 128
+// operations, never split.
 //
 // TTL keys are bound to a Consul session (behavior "delete", one per TTL
-// value, TTL rounded up to Consul's 10s minimum) that the Store renews in
-// the background. A TTL put of a key that another session holds (a
-// restarted owner's previous run, not expired yet) takes the key over, as a
-// put replaces the lease in etcd; likewise a put without a TTL detaches
-// the key from the session that held it (deleting and setting it again
-// right after the transaction, as Consul keeps a key's session on a plain
-// set). The Store remembers the TTL keys it owns: if its session
-// is lost (an outage longer than the TTL), it creates a new one and puts
-// again the keys that are still missing (one written meanwhile is newer and
-// stays), retrying until they are back. Close destroys the sessions, which deletes their keys. A
-// process that dies without Close loses its keys when Consul invalidates the
-// session, up to twice the TTL later.
+// value, TTL rounded up to Consul's 10s minimum, lock delay 1ms) that the
+// Store renews in the background. As a put replaces the lease in etcd, a
+// TTL put of a key another session holds (a restarted owner's previous run,
+// not expired yet) takes the key over, and a put without a TTL detaches the
+// key from the session that held it (Consul keeps a key's session on a
+// plain set, so the key is set again right after the transaction). The
+// Store remembers the TTL keys it owns: if its session is lost (an outage
+// longer than the TTL), it creates a new one and puts again the keys that
+// are still missing (one written meanwhile is newer and stays), retrying
+// until they are back. Close destroys the sessions, which deletes their
+// keys. A process that dies without Close loses its keys when Consul
+// invalidates the session, up to twice the TTL later.
 //
 // Watch reads the prefix before it returns (so nothing written after the
 // call is missed), then runs blocking queries and turns each new state into
