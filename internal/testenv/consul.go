@@ -13,9 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -164,24 +162,8 @@ func (c *Consul) start() error {
 	defer logf.Close()
 	cmd := exec.Command(c.bin, c.args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Should the test binary die without cleaning up (a panic, a -timeout
-	// kill), the agent dies with it. The signal follows the OS thread that
-	// started the agent, not the process, so that thread is kept for the
-	// agent alone until it exits: a goroutine that ends while locked to its
-	// thread (network-namespace code does) cannot take it down with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	started := make(chan error, 1)
-	waitErr := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		waitErr <- cmd.Wait()
-	}()
-	if err := <-started; err != nil {
+	waitErr, err := startTied(cmd)
+	if err != nil {
 		return fmt.Errorf("start %s: %w", c.bin, err)
 	}
 	c.cmd = cmd

@@ -226,13 +226,12 @@ func (m *EtcdMember) Start() error {
 	cmd := exec.Command(m.bin, m.args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group, so the test's terminal signals do not reach it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	waitErr, err := startTied(cmd)
+	if err != nil {
 		return fmt.Errorf("start etcd %s: %w", m.Name, err)
 	}
-	m.cmd = cmd
-	m.waitErr = make(chan error, 1)
-	go func() { m.waitErr <- cmd.Wait() }()
+	m.cmd, m.waitErr = cmd, waitErr
 	return nil
 }
 

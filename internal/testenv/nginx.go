@@ -95,12 +95,13 @@ func (n *Nginx) Start(t testing.TB) {
 	t.Helper()
 	cmd := exec.Command(n.Bin, "-p", n.Dir+"/", "-e", filepath.Join(n.Dir, "error.log"), "-c", n.Conf)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	waitErr, err := startTied(cmd)
+	if err != nil {
 		t.Fatalf("start nginx: %v", err)
 	}
 	n.cmd, n.done = cmd, make(chan struct{})
-	go func() { cmd.Wait(); close(n.done) }()
+	go func() { <-waitErr; close(n.done) }()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if _, _, err := n.Get("", "/"); err == nil {
