@@ -89,7 +89,7 @@ func unmountRootfs(dir string) error {
 
 // mountsUnder lists mount points below dir, from /proc/self/mountinfo.
 func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
+	f, err := os.Open("/proc/thread-self/mountinfo")
 	if err != nil {
 		return nil
 	}

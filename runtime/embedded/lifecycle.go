@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +36,17 @@ type run struct {
 	cancel  context.CancelFunc // stops health checks and the log tailer
 	wg      sync.WaitGroup
 	once    sync.Once
+	killed  atomic.Bool // berth sent SIGKILL
+}
+
+// signal sends sig to the run's init process, remembering a SIGKILL: a
+// process that was not our child (re-attached) then still gets an exit
+// code, 137, as nothing else can end it after an uncatchable kill.
+func (rn *run) signal(sig unix.Signal) error {
+	if sig == unix.SIGKILL {
+		rn.killed.Store(true)
+	}
+	return rn.lc.Signal(sig)
 }
 
 // detach stops berth's helpers of a run (proxies, health, tailer) without
@@ -139,6 +151,7 @@ func (r *Runtime) start(ctx context.Context, c *ctr) (err error) {
 	if err != nil {
 		return err
 	}
+	waitExec(pid)
 	r.attach(c, lc, pid, proxies, func() (int, bool) { return waitProcess(proc) }, func(rc *record) {
 		rc.UID, rc.GID = uid, gid
 		rc.C.Started = time.Now().UTC()
@@ -184,6 +197,24 @@ func (r *Runtime) attach(c *ctr, lc *libcontainer.Container, pid int, proxies []
 		code, known := exit()
 		r.exited(c, rn, code, known)
 	}()
+}
+
+// waitExec waits (up to a second) until the container's init has exec'd
+// the user's command. libcontainer returns a moment before that, while the
+// Go init still runs as pid 1, and a SIGTERM in that window ends it with
+// status 2 instead of reaching the command. Its command line is
+// "<our argv[0]> init" until the exec.
+func waitExec(pid int) {
+	initCmdline := os.Args[0] + "\x00init\x00"
+	path := fmt.Sprintf("/proc/%d/cmdline", pid)
+	deadline := time.Now().Add(time.Second)
+	for d := 50 * time.Microsecond; time.Now().Before(deadline); d = min(2*d, 5*time.Millisecond) {
+		b, err := os.ReadFile(path)
+		if err != nil || string(b) != initCmdline {
+			return
+		}
+		time.Sleep(d)
+	}
 }
 
 // publishPorts starts a proxy per published port of c; on error it
@@ -266,6 +297,9 @@ func (r *Runtime) exited(c *ctr, rn *run, code int, known bool) {
 		return // a later Runtime re-attaches and sees the exit
 	}
 	rn.detach()
+	if !known && rn.killed.Load() {
+		code, known = 128+int(unix.SIGKILL), true
+	}
 	oom := oomKilled(r.cgroupPath(c.rec.C.ID))
 	_ = destroyLC(rn.lc)
 	_ = unmountRootfs(r.ctrDir(c.rec.C.ID))
@@ -409,13 +443,13 @@ func (r *Runtime) stop(ctx context.Context, c *ctr, grace time.Duration) error {
 	if rn == nil {
 		return nil
 	}
-	_ = rn.lc.Signal(sig)
+	_ = rn.signal(sig)
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
 	case <-rn.exited:
 	case <-t.C:
-		_ = rn.lc.Signal(unix.SIGKILL)
+		_ = rn.signal(unix.SIGKILL)
 		select {
 		case <-rn.exited:
 		case <-ctx.Done():
@@ -470,7 +504,7 @@ func (r *Runtime) Kill(ctx context.Context, ref string, sig unix.Signal) error {
 	if rn == nil {
 		return fmt.Errorf("container %s is not running: %w", ref, runtime.ErrConflict)
 	}
-	if err := rn.lc.Signal(sig); err != nil {
+	if err := rn.signal(sig); err != nil {
 		return fmt.Errorf("kill %s: %w", ref, err)
 	}
 	return ctx.Err()
@@ -511,7 +545,7 @@ func (r *Runtime) Remove(ctx context.Context, ref string, opts ...runtime.Remove
 		if !o.Force {
 			return fmt.Errorf("cannot remove running container %s: stop it first or force: %w", ref, runtime.ErrConflict)
 		}
-		_ = rn.lc.Signal(unix.SIGKILL)
+		_ = rn.signal(unix.SIGKILL)
 		select {
 		case <-rn.exited:
 		case <-ctx.Done():

@@ -192,6 +192,14 @@ func TestDaemonRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got, _ := second.Inspect(ctx, "web"); got.State != runtime.StateExited {
-		t.Errorf("after stop: %s", got.State)
+		t.Errorf("web after stop: %s", got.State)
+	}
+	// sleep as pid 1 ignores SIGTERM: without grace berth kills it, and the
+	// exit code is known even though the first runtime started it.
+	if err := second.Stop(ctx, "always", 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := second.Inspect(ctx, "always"); got.State != runtime.StateExited || got.ExitCode != 137 || got.Error != "" {
+		t.Errorf("after stop: %s, exit %d, error %q; want exited 137 (killed by berth)", got.State, got.ExitCode, got.Error)
 	}
 }

@@ -206,7 +206,7 @@ func RemoveBridge(e Env) error {
 // veths and the bridge itself.
 func Leftovers(e Env) []string {
 	var left []string
-	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+	if b, err := os.ReadFile("/proc/thread-self/mountinfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
 			if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], e.StateDir) {
 				left = append(left, "mount "+f[4])
@@ -247,8 +247,12 @@ func Leftovers(e Env) []string {
 // mount, cgroups, netns, host veth, state and libcontainer directories.
 func ContainerLeftovers(e Env, id string) []string {
 	var left []string
-	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(b), id) {
-		left = append(left, "mount")
+	if b, err := os.ReadFile("/proc/thread-self/mountinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, id) {
+				left = append(left, "mount "+l)
+			}
+		}
 	}
 	ents, _ := os.ReadDir("/sys/fs/cgroup")
 	for _, c := range ents {
