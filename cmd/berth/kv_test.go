@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/store/etcd"
 )
 
@@ -175,4 +176,27 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestKVPutTTLConsul: on Consul too, a key put with --ttl outlives the
+// command and then expires (Consul invalidates a session up to 2×TTL late).
+func TestKVPutTTLConsul(t *testing.T) {
+	agent := testenv.StartConsul(t)
+	url := "--store=consul://" + agent.Addr
+	if code, _, errs := run(t, t.Context(), "", "kv", "put", url, "--ttl", "10s", "/ttl/k", "v"); code != 0 {
+		t.Fatalf("put --ttl: %s", errs)
+	}
+	if code, out, _ := run(t, t.Context(), "", "kv", "get", url, "/ttl/k"); code != 0 || out != "v\n" {
+		t.Fatalf("key gone right after put --ttl (exit %d, %q)", code, out)
+	}
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		if code, _, _ := run(t, t.Context(), "", "kv", "get", url, "/ttl/k"); code == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("TTL key still there 45s after a 10s TTL")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

@@ -629,7 +629,14 @@ func isTransient(err error) bool {
 
 // Close stops renewing the store's sessions and destroys them, which
 // deletes their keys. Watches end with store.ErrClosed.
-func (s *Store) Close() error {
+func (s *Store) Close() error { return s.close(true) }
+
+// Detach implements store.Detacher: it stops renewing the store's sessions
+// without destroying them, so their keys go when Consul invalidates them
+// (within twice their TTL).
+func (s *Store) Detach() error { return s.close(false) }
+
+func (s *Store) close(destroy bool) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -643,6 +650,10 @@ func (s *Store) Close() error {
 	s.sessMu.Lock()
 	s.sessMu.Unlock()
 	s.wg.Wait()
+	if !destroy {
+		s.transport.CloseIdleConnections()
+		return nil
+	}
 
 	s.sessMu.Lock()
 	defer s.sessMu.Unlock()
