@@ -37,7 +37,7 @@ type desired struct {
 // passed, has none.
 func recordsFor(prefix, host string, c runtime.Container, state records.State) desired {
 	d := desired{kvs: map[string][]byte{}}
-	env := envMap(c.Env)
+	env := records.EnvMap(c.Env)
 	if !c.Running() || truthy(c.Labels[labelIgnore]) || truthy(env["SERVICE_IGNORE"]) {
 		return d
 	}
@@ -81,8 +81,7 @@ func recordsFor(prefix, host string, c runtime.Container, state records.State) d
 		in.Service, in.Port = p.Name, p.Port
 		put(in)
 	}
-	rc := containerRecord(c)
-	b, _ := json.Marshal(rc)
+	b, _ := json.Marshal(records.FromRuntime(c))
 	d.kvs[records.ContainerKey(prefix, host, c.ID)] = b
 	return d
 }
@@ -141,49 +140,6 @@ func mainPort(c runtime.Container, env map[string]string) (int, string) {
 		return int(ports[0].Port), warn
 	}
 	return 0, warn
-}
-
-// containerRecord is the docker-gen view of a container.
-func containerRecord(c runtime.Container) records.Container {
-	rc := records.Container{
-		ID: c.ID, Created: c.Created, Name: c.Name, Hostname: c.Hostname, NetworkMode: c.NetworkMode,
-		Image: records.ParseImage(c.Image), Env: envMap(c.Env), Labels: c.Labels, IP: c.IP,
-		State: records.ContainerState{Running: c.Running()},
-	}
-	if c.Health != runtime.HealthNone && c.Health != "" {
-		rc.State.Health.Status = string(c.Health)
-	}
-	for _, n := range c.Networks {
-		rc.Networks = append(rc.Networks, records.Network{
-			Name: n.Name, IP: n.IP, Gateway: n.Gateway, MacAddress: n.MAC, IPPrefixLen: n.PrefixLen,
-		})
-		if rc.Gateway == "" {
-			rc.Gateway = n.Gateway
-		}
-	}
-	for _, p := range c.Ports {
-		a := records.Address{IP: c.IP, Port: strconv.Itoa(int(p.Port)), Proto: p.Proto, HostIP: p.HostIP}
-		if p.HostPort != 0 {
-			a.HostPort = strconv.Itoa(int(p.HostPort))
-		}
-		rc.Addresses = append(rc.Addresses, a)
-	}
-	for _, m := range c.Mounts {
-		rc.Mounts = append(rc.Mounts, records.Mount{Source: m.Source, Destination: m.Destination, RW: !m.ReadOnly})
-	}
-	return rc
-}
-
-func envMap(env []string) map[string]string {
-	m := make(map[string]string, len(env))
-	for _, kv := range env {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			continue // Docker allows "NAME" alone: unset in the container
-		}
-		m[k] = v
-	}
-	return m
 }
 
 func splitList(s string) []string {

@@ -48,6 +48,13 @@ type Network struct {
 	PrefixLen int    `json:"prefix_len"`
 	Gateway   string `json:"gateway"`
 	MAC       string `json:"mac,omitempty"`
+	// What a Docker Engine also reports (docker-gen's Network fields).
+	Aliases     []string `json:"aliases,omitempty"`
+	EndpointID  string   `json:"endpoint_id,omitempty"`
+	IPv6        string   `json:"ipv6,omitempty"`
+	IPv6Prefix  int      `json:"ipv6_prefix_len,omitempty"`
+	IPv6Gateway string   `json:"ipv6_gateway,omitempty"`
+	Internal    bool     `json:"internal,omitempty"`
 }
 
 // Mount is a bind mount of a host path into the container.

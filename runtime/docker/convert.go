@@ -2,6 +2,7 @@ package docker
 
 import (
 	"cmp"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,12 +68,11 @@ func fromInspect(in container.InspectResponse) runtime.Container {
 			if ep == nil {
 				continue
 			}
-			n := runtime.Network{Name: name, PrefixLen: ep.IPPrefixLen, MAC: ep.MacAddress.String()}
-			if ep.IPAddress.IsValid() {
-				n.IP = ep.IPAddress.String()
-			}
-			if ep.Gateway.IsValid() {
-				n.Gateway = ep.Gateway.String()
+			n := runtime.Network{
+				Name: name, PrefixLen: ep.IPPrefixLen, MAC: ep.MacAddress.String(),
+				Aliases: slices.Clone(ep.Aliases), EndpointID: ep.EndpointID,
+				IP: addr(ep.IPAddress), Gateway: addr(ep.Gateway),
+				IPv6: addr(ep.GlobalIPv6Address), IPv6Prefix: ep.GlobalIPv6PrefixLen, IPv6Gateway: addr(ep.IPv6Gateway),
 			}
 			c.Networks = append(c.Networks, n)
 		}
@@ -121,4 +121,12 @@ func parseTime(s string) time.Time {
 		return time.Time{}
 	}
 	return t
+}
+
+// addr is an address as text, "" when unset.
+func addr(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }

@@ -19,6 +19,7 @@ import (
 	"maps"
 	"net/netip"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -312,7 +313,7 @@ func (r *Runtime) resync(ctx context.Context, emit func(runtime.Event) bool) err
 	for _, c := range now {
 		seen[c.ID] = true
 		old, ok := before[c.ID]
-		if ok && old.State == c.State && old.Health == c.Health && slices.Equal(old.Networks, c.Networks) && old.Name == c.Name {
+		if ok && old.State == c.State && old.Health == c.Health && reflect.DeepEqual(old.Networks, c.Networks) && old.Name == c.Name {
 			continue
 		}
 		typ := runtime.EventUpdate
