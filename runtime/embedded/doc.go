@@ -8,11 +8,17 @@
 // State lives under one directory; containers keep running when the
 // process that started them exits, and New re-attaches to them, reaps
 // them, resumes health checks and restart policies, and removes orphans
-// (cgroups, mounts, netns, veths) that belong to no container.
+// (cgroups, mounts, netns, veths) that belong to no container. A container
+// whose process ends while no berth daemon is its parent has an unknown
+// exit status (recorded as 255 with an explanation), unless berth itself
+// SIGKILLed it (137).
 //
-// The binary (or test binary) must dispatch to libcontainer.Init when
-// started with the argument "init", and link the nsenter and cgroup
-// devices packages; see cmd/berth/container_init.go.
+// Output goes to files the container writes directly (so it survives the
+// daemon); a tailer copies it line by line, timestamped when read, into a
+// log rotated at 16 MiB.
+//
+// The binary (or test binary) must import package containerinit, which
+// dispatches to libcontainer.Init when libcontainer re-executes it.
 //
 // Concurrency: a Runtime is safe for concurrent use. Events channels are
 // closed by the Runtime when the subscriber's context ends, when it falls
