@@ -60,6 +60,7 @@ nginx config current: render, check, swap atomically, reload.`,
 		newKVCommand(),
 		newRenderCommand(),
 		newWatchCommand(),
+		newDockerGenCommand(),
 		newBenchCommand(),
 	)
 	root.AddCommand(newRuntimeCommands()...)

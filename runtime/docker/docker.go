@@ -454,3 +454,45 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return false
 	}
 }
+
+// Engine describes the Docker Engine: what docker-gen shows as $.Docker.
+type Engine struct {
+	Name, Version, APIVersion, GoVersion, OperatingSystem, Architecture string
+	Containers, Images                                                  int
+}
+
+// Engine asks the engine for its version and summary (two API calls).
+func (r *Runtime) Engine(ctx context.Context) (Engine, error) {
+	r.calls.Add(2)
+	v, err := r.cli.ServerVersion(ctx, client.ServerVersionOptions{})
+	if err != nil {
+		return Engine{}, fmt.Errorf("docker at %s: version: %w", r.host, err)
+	}
+	info, err := r.cli.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return Engine{}, fmt.Errorf("docker at %s: info: %w", r.host, err)
+	}
+	e := Engine{
+		Name: info.Info.Name, Version: v.Version, APIVersion: v.APIVersion,
+		OperatingSystem: info.Info.OperatingSystem, Architecture: info.Info.Architecture,
+		Containers: info.Info.Containers, Images: info.Info.Images,
+	}
+	for _, c := range v.Components {
+		if c.Name == "Engine" {
+			if g, ok := c.Details["GoVersion"]; ok {
+				e.GoVersion = g
+			}
+		}
+	}
+	return e, nil
+}
+
+// Cached returns the containers as the Runtime last saw them (from List,
+// Inspect and events), without asking Docker, sorted by name.
+func (r *Runtime) Cached() []runtime.Container {
+	r.mu.Lock()
+	out := slices.Collect(maps.Values(r.cache))
+	r.mu.Unlock()
+	slices.SortFunc(out, func(a, b runtime.Container) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/dockergen"
+	"github.com/berthd/berth/records"
+	"github.com/berthd/berth/render"
+	"github.com/berthd/berth/render/dialect"
+	"github.com/berthd/berth/runtime/docker"
+)
+
+// multiFlag is a repeatable flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// dockerGenFlags are docker-gen's command-line flags, parsed the way
+// docker-gen parses them (Go's flag package: -watch, -notify "cmd"), so a
+// deployment switches by changing the binary name.
+type dockerGenFlags struct {
+	watch, keepBlank, onlyExposed, onlyPublished, includeStopped, tlsVerify, version bool
+	notifyOutput                                                                     bool
+	wait, notify, endpoint, tlsCert, tlsKey, tlsCA, check                            string
+	notifySighup, notifyContainer                                                    string
+	interval, notifySignal                                                           int
+	notifyTimeout                                                                    time.Duration
+	configs, containerFilters, eventFilters, notifyFilters                           multiFlag
+}
+
+func (f *dockerGenFlags) flagSet() *flag.FlagSet {
+	fs := flag.NewFlagSet("berth docker-gen", flag.ContinueOnError)
+	fs.BoolVar(&f.watch, "watch", false, "watch Docker events and re-render on changes")
+	fs.StringVar(&f.wait, "wait", "", "debounce changes: min[:max] (max defaults to 4×min)")
+	fs.StringVar(&f.notify, "notify", "", "command to run (sh -c) after the destination changed")
+	fs.BoolVar(&f.notifyOutput, "notify-output", false, "not supported by berth yet")
+	fs.StringVar(&f.notifySighup, "notify-sighup", "", "not supported by berth yet")
+	fs.StringVar(&f.notifyContainer, "notify-container", "", "not supported by berth yet")
+	fs.IntVar(&f.notifySignal, "notify-signal", 1, "not supported by berth yet")
+	fs.Var(&f.notifyFilters, "notify-filter", "not supported by berth yet")
+	fs.BoolVar(&f.onlyExposed, "only-exposed", false, "only containers with exposed ports")
+	fs.BoolVar(&f.onlyPublished, "only-published", false, "only containers with published ports")
+	fs.BoolVar(&f.includeStopped, "include-stopped", false, "include stopped containers")
+	fs.Var(&f.containerFilters, "container-filter", "docker ps filter key=value (repeatable, ANDed)")
+	fs.Var(&f.eventFilters, "event-filter", "docker events filter key=value (accepted: berth always follows start, stop, die, health_status, connect, disconnect)")
+	fs.IntVar(&f.interval, "interval", 0, "re-render every N seconds and always notify")
+	fs.BoolVar(&f.keepBlank, "keep-blank-lines", false, "keep blank lines in the output")
+	fs.Var(&f.configs, "config", "docker-gen TOML configuration file (repeatable)")
+	fs.StringVar(&f.endpoint, "endpoint", "", "Docker endpoint (unix:///path or tcp://host:port; default DOCKER_HOST)")
+	fs.StringVar(&f.tlsCert, "tlscert", "", "client certificate for tcp:// endpoints")
+	fs.StringVar(&f.tlsKey, "tlskey", "", "client key for tcp:// endpoints")
+	fs.StringVar(&f.tlsCA, "tlscacert", "", "CA certificate for tcp:// endpoints")
+	fs.BoolVar(&f.tlsVerify, "tlsverify", false, "verify the server certificate (with -tlscacert)")
+	fs.BoolVar(&f.version, "version", false, "print the version")
+	// berth's additions.
+	fs.StringVar(&f.check, "check", "", "berth: command run on the staged file ({{.src}}) before it replaces the destination, e.g. 'nginx -t -c {{.src}}'")
+	fs.DurationVar(&f.notifyTimeout, "notify-timeout", render.DefaultTimeout, "berth: timeout of -check and -notify")
+	return fs
+}
+
+func newDockerGenCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "docker-gen [flags] template [dest]",
+		Short: "Run docker-gen's templates and command lines against a Docker Engine",
+		Long: `A drop-in for docker-gen: the same flags (single dash, as docker-gen
+parses them) and TOML configuration, the docker-gen template dialect, and
+berth's pipeline underneath: -check "nginx -t -c {{.src}}" before the
+swap, rollback when notify fails, a notify timeout, one Docker inspection
+per event instead of a full listing, reconnection with resync, and no exit
+on template or notify errors while watching. Without dest the output goes
+to standard output (one render).`,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f := &dockerGenFlags{}
+			fs := f.flagSet()
+			fs.SetOutput(cmd.ErrOrStderr())
+			if err := fs.Parse(args); err != nil {
+				if errors.Is(err, flag.ErrHelp) {
+					return nil
+				}
+				return usageError{err}
+			}
+			return f.run(cmd, fs.Args())
+		},
+	}
+}
+
+func (f *dockerGenFlags) run(cmd *cobra.Command, args []string) error {
+	if f.version {
+		_, err := fmt.Fprintf(cmd.OutOrStdout(), "berth docker-gen %s\n", buildVersion())
+		return err
+	}
+	switch {
+	case f.notifyOutput, f.notifySighup != "", f.notifyContainer != "", len(f.notifyFilters) > 0:
+		return usagef("-notify-output, -notify-sighup, -notify-container and -notify-filter are not supported by berth docker-gen yet")
+	}
+	for _, ef := range f.eventFilters {
+		if k, _, ok := strings.Cut(ef, "="); !ok || (k != "event" && k != "type") {
+			return usagef("-event-filter %q: want event=NAME or type=NAME", ef)
+		}
+	}
+	log, err := commandLogger(cmd)
+	if err != nil {
+		return err
+	}
+	confs, stdout, err := f.configurations(args)
+	if err != nil {
+		return err
+	}
+	cfg := docker.Config{Host: f.endpoint, Logger: log}
+	if f.tlsCert != "" || f.tlsKey != "" || (f.tlsVerify && f.tlsCA != "") {
+		cfg.CAFile, cfg.CertFile, cfg.KeyFile = f.tlsCA, f.tlsCert, f.tlsKey
+	}
+	rt, err := docker.New(cmd.Context(), cfg)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	global := dockergen.Filters{OnlyExposed: f.onlyExposed, OnlyPublished: f.onlyPublished, IncludeStopped: f.includeStopped}
+	if stdout {
+		return f.printOnce(cmd, rt, confs[0], global)
+	}
+	g, err := dockergen.New(rt, render.New(render.WithLogger(log)), log, confs, global)
+	if err != nil {
+		return usageError{err}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	regenerate := make(chan struct{})
+	go func() {
+		for range hup {
+			select {
+			case regenerate <- struct{}{}:
+			case <-cmd.Context().Done():
+				return
+			}
+		}
+	}()
+	if err := g.Run(cmd.Context(), regenerate); err != nil {
+		return exitCodeError{exitFailure, err}
+	}
+	return nil
+}
+
+// configurations are the -config files' sections, or the one the command
+// line describes; stdout says the output goes to standard output.
+func (f *dockerGenFlags) configurations(args []string) ([]config.Template, bool, error) {
+	if len(f.configs) > 0 {
+		if len(args) > 0 {
+			return nil, false, usagef("give either -config or template [dest], not both")
+		}
+		var all []config.Template
+		for _, file := range f.configs {
+			ts, err := config.LoadDockerGen(file, "")
+			if err != nil {
+				return nil, false, usageError{err}
+			}
+			all = append(all, ts...)
+		}
+		if err := config.Validate(all); err != nil {
+			return nil, false, usageError{err}
+		}
+		return all, false, nil
+	}
+	if len(args) < 1 || len(args) > 2 {
+		return nil, false, usagef("usage: berth docker-gen [flags] template [dest]")
+	}
+	wait, err := config.ParseWait(f.wait)
+	if err != nil {
+		return nil, false, usagef("-wait: %v", err)
+	}
+	filters := map[string][]string{}
+	for _, cf := range f.containerFilters {
+		k, v, ok := strings.Cut(cf, "=")
+		if !ok {
+			return nil, false, usagef("-container-filter %q: want key=value", cf)
+		}
+		filters[k] = append(filters[k], v)
+	}
+	t := config.Template{
+		Name: args[0], Src: args[0], Origin: "command line",
+		Options: dialect.Options{Dialect: dialect.DockerGen, KeepBlankLines: f.keepBlank, Prefix: records.DefaultPrefix},
+		Wait:    wait,
+		Spec:    render.Spec{Reload: f.notify, Check: f.check, Timeout: f.notifyTimeout},
+		DockerGen: &config.DockerGenExtras{
+			Watch: f.watch, ContainerFilter: filters, Interval: time.Duration(f.interval) * time.Second,
+		},
+	}
+	if len(args) == 2 {
+		t.Spec.Name, t.Spec.Dest = args[0], args[1]
+		return []config.Template{t}, false, nil
+	}
+	if f.watch || f.interval > 0 || f.notify != "" || f.check != "" {
+		return nil, false, usagef("without dest the output goes to standard output once: -watch, -interval, -notify and -check need a dest")
+	}
+	return []config.Template{t}, true, nil
+}
+
+// printOnce renders one configuration to standard output.
+func (f *dockerGenFlags) printOnce(cmd *cobra.Command, rt *docker.Runtime, t config.Template, global dockergen.Filters) error {
+	out, err := dockergen.RenderOnce(cmd.Context(), rt, t, global)
+	if err != nil {
+		return exitCodeError{exitFailure, err}
+	}
+	_, err = bytes.NewReader(out).WriteTo(cmd.OutOrStdout())
+	return err
+}

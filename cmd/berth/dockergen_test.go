@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/runtime/docker"
+)
+
+// dockerGenTemplate uses docker-gen's functions and context the way
+// nginx-proxy's template does.
+const dockerGenTemplate = `# {{ len $ }} container(s) on {{ $.Docker.Name }}
+{{ range $host, $containers := groupByMulti $ "Env.VIRTUAL_HOST" "," }}
+upstream {{ $host }} {
+{{- range $c := $containers }}
+{{- $addr := first $c.Addresses }}
+    server {{ $c.IP }}:{{ $addr.Port }}; # {{ $c.Name }}
+{{- end }}
+}
+{{ end }}`
+
+// TestDockerGen runs berth docker-gen with docker-gen's own command line
+// against the Docker Engine on this machine.
+func TestDockerGen(t *testing.T) {
+	img := testenv.BuildDockerImage(t)
+	network := testenv.DockerNetwork(t, img)
+	rt, err := docker.New(t.Context(), docker.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	tag := strings.TrimPrefix(img.Label, "berth.test=")
+	k, v, _ := strings.Cut(img.Label, "=")
+	start := func(name, vhost string) runtime.Container {
+		c, err := rt.Run(t.Context(), runtime.Spec{Name: name + "-" + tag, Image: img.Ref, Network: network,
+			Labels: map[string]string{k: v}, Env: []string{"VIRTUAL_HOST=" + vhost}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	dir := t.TempDir()
+	tmpl, dest, notified := filepath.Join(dir, "nginx.tmpl"), filepath.Join(dir, "default.conf"), filepath.Join(dir, "notified")
+	os.WriteFile(tmpl, []byte(dockerGenTemplate), 0o644)
+
+	a := start("a", "a.localhost")
+	ctx, cancel := context.WithCancel(t.Context())
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- execute(ctx, []string{"docker-gen", "-watch", "-wait", "50ms:200ms",
+			"-notify", "echo notified >> " + notified, "-only-exposed",
+			"-container-filter", "label=" + img.Label, "-event-filter", "event=connect",
+			tmpl, dest}, strings.NewReader(""), &out, &errb)
+	}()
+	contains := func(want ...string) string {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			b, _ := os.ReadFile(dest)
+			ok := true
+			for _, w := range want {
+				ok = ok && strings.Contains(string(b), w)
+			}
+			if ok {
+				return string(b)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s lacks %q:\n%s\nstderr: %s", dest, want, b, errb.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	contains("# 1 container(s)", "upstream a.localhost {\n    server "+a.IP+":8080; # "+a.Name)
+
+	b := start("b", "a.localhost,b.localhost")
+	got := contains("# 2 container(s)", "server "+b.IP+":8080; # "+b.Name, "upstream b.localhost")
+	if strings.Count(got, b.Name) != 2 {
+		t.Fatalf("b is not under both of its hosts:\n%s", got)
+	}
+	if err := rt.Stop(t.Context(), a.ID, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got = contains("# 1 container(s)")
+	if strings.Contains(got, a.Name) {
+		t.Fatalf("stopped container still rendered:\n%s", got)
+	}
+	if n, _ := os.ReadFile(notified); strings.Count(string(n), "notified") < 3 {
+		t.Fatalf("notify ran %d times for 3 changes", strings.Count(string(n), "notified"))
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("docker-gen exited %d: %s", code, errb.String())
+	}
+
+	// Without dest: one render to standard output, stopped containers too
+	// with -include-stopped.
+	code, stdout, errs := runArgs(t, "docker-gen", "-include-stopped", "-container-filter", "label="+img.Label, tmpl)
+	if code != 0 || !strings.Contains(stdout, "# 2 container(s)") {
+		t.Fatalf("stdout mode: exit %d %q %s", code, stdout, errs)
+	}
+	// Not yet supported flags are refused, not ignored.
+	if code, _, errs := runArgs(t, "docker-gen", "-notify-sighup", "nginx", tmpl, dest); code != 2 || !strings.Contains(errs, "not supported") {
+		t.Fatalf("-notify-sighup: exit %d %s", code, errs)
+	}
+	if code, _, _ := runArgs(t, "docker-gen", "-container-filter", "bogus=1", tmpl); code == 0 {
+		t.Fatal("an unknown container filter was accepted")
+	}
+}
+
+func runArgs(t *testing.T, args ...string) (int, string, string) {
+	return run(t, t.Context(), "", args...)
+}

@@ -1,0 +1,214 @@
+// Package dockergen is berth's docker-gen mode: docker-gen's templates and
+// configurations rendered from a real Docker Engine, without docker-gen's
+// weak spots. Containers are followed through runtime/docker (one
+// inspection per event, reconnection with resync); each configuration is
+// rendered through berth's pipeline (check, atomic swap, notify as the
+// reload command, rollback) and debounced with its wait; a template or
+// notify error is logged and retried, never fatal in watch mode.
+package dockergen
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/records"
+	"github.com/berthd/berth/render"
+	"github.com/berthd/berth/render/dialect"
+	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/runtime/docker"
+	"github.com/berthd/berth/watcher"
+)
+
+// Generator renders docker-gen configurations from one Docker Engine.
+type Generator struct {
+	rt       *docker.Runtime
+	renderer *render.Renderer
+	log      *slog.Logger
+	jobs     []*job
+}
+
+type job struct {
+	conf    config.Template
+	tmpl    *dialect.Template
+	filter  Filter
+	every   time.Duration // docker-gen's interval: re-render and always notify
+	watch   bool
+	deb     *watcher.Debouncer
+	lastErr error
+}
+
+// Filters every configuration applies on top of its own container filter
+// (docker-gen's -only-exposed, -only-published and -include-stopped).
+type Filters struct {
+	OnlyExposed, OnlyPublished, IncludeStopped bool
+}
+
+// New parses the configurations' templates and filters.
+func New(rt *docker.Runtime, renderer *render.Renderer, log *slog.Logger, confs []config.Template, global Filters) (*Generator, error) {
+	g := &Generator{rt: rt, renderer: renderer, log: log}
+	var errs []error
+	for _, c := range confs {
+		c.Options.Dialect = dialect.DockerGen
+		t, err := dialect.Parse(c.Src, c.Options)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.Origin, err))
+			continue
+		}
+		j := &job{conf: c, tmpl: t}
+		var raw map[string][]string
+		if x := c.DockerGen; x != nil {
+			j.watch, j.every, raw = x.Watch, x.Interval, x.ContainerFilter
+		}
+		if j.filter, err = ParseFilter(raw, global); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.Origin, err))
+			continue
+		}
+		g.jobs = append(g.jobs, j)
+	}
+	return g, errors.Join(errs...)
+}
+
+// Run renders every configuration once, then, if any of them watches or
+// has an interval, keeps rendering until ctx ends; regenerate (SIGHUP in
+// docker-gen) re-renders all of them. Without watch or interval it returns
+// after the first render, with an error if a configuration failed.
+func (g *Generator) Run(ctx context.Context, regenerate <-chan struct{}) error {
+	ongoing := false
+	for _, j := range g.jobs {
+		ongoing = ongoing || j.watch || j.every > 0
+	}
+	var evs <-chan runtime.Event
+	if ongoing {
+		evs, _ = g.rt.Events(ctx) // subscribe before listing: nothing falls between
+	}
+	if _, err := g.rt.List(ctx); err != nil {
+		return err
+	}
+	err := g.render(ctx, g.jobs, false)
+	if !ongoing {
+		return err
+	}
+	changed := make(chan *job, len(g.jobs))
+	for _, j := range g.jobs {
+		if j.watch {
+			j.deb = watcher.NewDebouncer(ctx, watcher.Wait{Min: j.conf.Wait.Min, Max: j.conf.Wait.Max}, 0)
+			go func() {
+				for {
+					select {
+					case <-j.deb.C():
+						changed <- j
+					case <-ctx.Done():
+						return
+					}
+				}
+			}()
+		}
+		if j.every > 0 {
+			go func() {
+				t := time.NewTicker(j.every)
+				defer t.Stop()
+				for {
+					select {
+					case <-t.C:
+						changed <- j
+					case <-ctx.Done():
+						return
+					}
+				}
+			}()
+		}
+	}
+	for {
+		select {
+		case _, ok := <-evs:
+			if !ok {
+				return nil // ctx ended
+			}
+			for _, j := range g.jobs {
+				if j.deb != nil {
+					j.deb.Trigger()
+				}
+			}
+		case j := <-changed:
+			g.render(ctx, []*job{j}, j.every > 0 && !j.watch)
+		case <-regenerate:
+			g.render(ctx, g.jobs, false)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// render brings the jobs' destinations up to date in one cycle (so that
+// identical notify commands run once). With always, a job whose output did
+// not change still runs its notify command, as docker-gen's interval does.
+func (g *Generator) render(ctx context.Context, jobs []*job, always bool) error {
+	engine, err := g.rt.Engine(ctx)
+	if err != nil {
+		g.log.Warn("docker engine summary unavailable; $.Docker stays empty", "err", err)
+	}
+	containers := g.rt.Cached()
+	rjobs := make([]render.Job, len(jobs))
+	for i, j := range jobs {
+		rjobs[i] = render.Job{Spec: j.conf.Spec, Source: render.Bind(j.tmpl, input(engine, containers, j.filter))}
+	}
+	results, err := g.renderer.Cycle(ctx, rjobs)
+	for i, res := range results {
+		j := jobs[i]
+		j.lastErr = res.Err
+		if res.Err != nil {
+			g.log.Error("render failed; keeping the last good output", "config", j.conf.Origin, "err", res.Err)
+			continue
+		}
+		if always && !res.Changed && j.conf.Spec.Reload != "" {
+			if out, err := (render.Exec{}).Run(ctx, []string{"/bin/sh", "-c", j.conf.Spec.Reload}); err != nil {
+				g.log.Error("notify failed", "config", j.conf.Origin, "err", err, "output", string(out))
+			}
+		}
+	}
+	return err
+}
+
+// input is the docker-gen context: the containers that pass filter, and
+// the engine summary as $.Docker.
+func input(engine docker.Engine, containers []runtime.Container, filter Filter) dialect.Input {
+	in := dialect.Input{Containers: []records.Container{}, Docker: records.Docker{
+		Name: engine.Name, NumContainers: engine.Containers, NumImages: engine.Images, Version: engine.Version,
+		ApiVersion: engine.APIVersion, GoVersion: engine.GoVersion, OperatingSystem: engine.OperatingSystem,
+		Architecture: engine.Architecture,
+	}}
+	for _, c := range containers {
+		if filter.Match(c) {
+			in.Containers = append(in.Containers, records.FromRuntime(c))
+		}
+	}
+	return in
+}
+
+// RenderOnce renders one configuration's template from the engine's
+// current containers and returns the output (docker-gen without a dest).
+func RenderOnce(ctx context.Context, rt *docker.Runtime, conf config.Template, global Filters) ([]byte, error) {
+	g, err := New(rt, nil, slog.Default(), []config.Template{conf}, global)
+	if err != nil {
+		return nil, err
+	}
+	containers, err := rt.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	engine, err := rt.Engine(ctx)
+	if err != nil {
+		return nil, err
+	}
+	j := g.jobs[0]
+	var buf bytes.Buffer
+	if err := j.tmpl.Execute(&buf, input(engine, containers, j.filter)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
