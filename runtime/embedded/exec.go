@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -64,8 +65,14 @@ func execIn(ctx context.Context, lc *libcontainer.Container, rec record, opts Ex
 		Stdin: stdin, Stdout: stdout, Stderr: stderr,
 	}
 	if err := lc.Run(p); err != nil {
+		if st, serr := lc.Status(); serr != nil || st != libcontainer.Running {
+			return 0, fmt.Errorf("exec: the container stopped: %w", runtime.ErrConflict)
+		}
 		err = startError(opts.Cmd[0], err)
-		return 127, err
+		if errors.Is(err, ErrCommandNotFound) {
+			return 127, err
+		}
+		return 126, err
 	}
 	done := make(chan struct{})
 	defer close(done)

@@ -401,14 +401,31 @@ func cancelRestart(c *ctr) bool {
 	return true
 }
 
+// lockCtr finds a container and takes its operation lock; a container
+// removed while the caller waited for the lock is not found.
+func (r *Runtime) lockCtr(ref string) (*ctr, func(), error) {
+	c, err := r.lookup(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.op.Lock()
+	r.mu.Lock()
+	removed := c.removed
+	r.mu.Unlock()
+	if removed {
+		c.op.Unlock()
+		return nil, nil, fmt.Errorf("no such container: %s (removed): %w", ref, runtime.ErrNotFound)
+	}
+	return c, c.op.Unlock, nil
+}
+
 // Start starts a created or exited container.
 func (r *Runtime) Start(ctx context.Context, ref string) error {
-	c, err := r.lookup(ref)
+	c, unlock, err := r.lockCtr(ref)
 	if err != nil {
 		return err
 	}
-	c.op.Lock()
-	defer c.op.Unlock()
+	defer unlock()
 	r.mu.Lock()
 	cancelRestart(c)
 	c.rec.ManualStop = false
@@ -419,12 +436,11 @@ func (r *Runtime) Start(ctx context.Context, ref string) error {
 // Stop sends the stop signal (SIGTERM unless the spec says otherwise),
 // waits up to grace, then kills. A stopped container is left alone.
 func (r *Runtime) Stop(ctx context.Context, ref string, grace time.Duration) error {
-	c, err := r.lookup(ref)
+	c, unlock, err := r.lockCtr(ref)
 	if err != nil {
 		return err
 	}
-	c.op.Lock()
-	defer c.op.Unlock()
+	defer unlock()
 	return r.stop(ctx, c, grace)
 }
 
@@ -512,12 +528,11 @@ func (r *Runtime) Kill(ctx context.Context, ref string, sig unix.Signal) error {
 
 // Restart stops (with grace) and starts the container again.
 func (r *Runtime) Restart(ctx context.Context, ref string, grace time.Duration) error {
-	c, err := r.lookup(ref)
+	c, unlock, err := r.lockCtr(ref)
 	if err != nil {
 		return err
 	}
-	c.op.Lock()
-	defer c.op.Unlock()
+	defer unlock()
 	if err := r.stop(ctx, c, grace); err != nil {
 		return err
 	}
@@ -530,12 +545,11 @@ func (r *Runtime) Restart(ctx context.Context, ref string, grace time.Duration) 
 // Remove deletes a container; a running one only with runtime.Force().
 func (r *Runtime) Remove(ctx context.Context, ref string, opts ...runtime.RemoveOption) error {
 	o := runtime.ApplyRemoveOptions(opts)
-	c, err := r.lookup(ref)
+	c, unlock, err := r.lockCtr(ref)
 	if err != nil {
 		return err
 	}
-	c.op.Lock()
-	defer c.op.Unlock()
+	defer unlock()
 	r.mu.Lock()
 	rn := c.run
 	c.rec.ManualStop = true
