@@ -1,18 +1,3 @@
-// Package registrar keeps a host's containers registered in the store
-// (design.md §4): one instance record per service a container serves under
-// <prefix>/services/<service>/<host>/<id>, its full record under
-// <prefix>/containers/<host>/<id>, and the host record, all bound to the
-// store's lease for the TTL so that a dead host's records expire together.
-//
-// It subscribes to runtime events before it lists containers, so nothing
-// falls between; reconciles the store with the runtime at start and every
-// resync period (dropping this host's records that match no container);
-// publishes a container with a health check only while it is healthy; and
-// on stop keeps a container's records as "draining" for the drain period
-// before removing them. Losing the lease (an outage longer than the TTL) is
-// the store's to repair: it grants a new lease and writes the keys again.
-//
-// Concurrency: Run owns all state and returns when its context ends.
 package registrar
 
 import (
