@@ -82,12 +82,14 @@ func progressPrinter(w io.Writer) func(image.Progress) {
 				fmt.Fprint(w, "\r\033[K")
 			}
 			fmt.Fprintf(w, "layer %d/%d %s: done (%s)\n", p.Index, p.Count, short, units.HumanSize(float64(p.Current)))
-		case tty:
+		case tty && p.Total > 0:
 			const width = 30
-			// The uncompressed size is unknown up front: the bar cycles.
-			pos := int(p.Current/(256<<10)) % width
-			bar := strings.Repeat("=", pos) + ">" + strings.Repeat(" ", width-pos-1)
-			fmt.Fprintf(w, "\r\033[Klayer %d/%d %s: [%s] %s", p.Index, p.Count, short, bar, units.HumanSize(float64(p.Current)))
+			done := int(min(p.Current, p.Total) * width / p.Total)
+			fmt.Fprintf(w, "\r\033[Klayer %d/%d %s: [%s%s] %s / %s", p.Index, p.Count, short,
+				strings.Repeat("=", done), strings.Repeat(" ", width-done),
+				units.HumanSize(float64(p.Current)), units.HumanSize(float64(p.Total)))
+		case tty:
+			fmt.Fprintf(w, "\r\033[Klayer %d/%d %s: %s", p.Index, p.Count, short, units.HumanSize(float64(p.Current)))
 		}
 	}
 }

@@ -148,6 +148,9 @@ func TestPullFromRegistry(t *testing.T) {
 	img, err := s.Pull(context.Background(), ref, func(p image.Progress) {
 		if p.Done {
 			done++
+			if p.Total == 0 || p.Current != p.Total {
+				t.Errorf("layer %d done at %d of %d compressed bytes", p.Index, p.Current, p.Total)
+			}
 		}
 	})
 	if err != nil {

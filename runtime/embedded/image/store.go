@@ -1,6 +1,7 @@
 package image
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/berthd/berth/runtime"
 )
@@ -209,7 +212,8 @@ type Progress struct {
 	Layer   string // diffID
 	Index   int    // 1-based
 	Count   int
-	Current int64 // uncompressed bytes so far
+	Current int64 // bytes read so far: of the compressed blob when Total is set
+	Total   int64 // size of the compressed blob; 0 when unknown
 	Cached  bool  // the layer was already present
 	Done    bool
 }
@@ -291,6 +295,10 @@ func (s *Store) retag(rec *Image, tags []string) error {
 
 // unpack extracts one layer into layers/<diffID> unless it is there.
 func (s *Store) unpack(l v1.Layer, diffID string, idx, count int, progress ProgressFunc) error {
+	// With someone watching, count the compressed bytes of a registry
+	// blob (their total is known); a docker save layer would be
+	// compressed on the fly for that, so it is read as is.
+	compressed := progress != nil
 	if progress == nil {
 		progress = func(Progress) {}
 	}
@@ -299,11 +307,6 @@ func (s *Store) unpack(l v1.Layer, diffID string, idx, count int, progress Progr
 		progress(Progress{Layer: diffID, Index: idx, Count: count, Cached: true, Done: true})
 		return nil
 	}
-	rc, err := l.Uncompressed()
-	if err != nil {
-		return fmt.Errorf("layer %s: %w", diffID, err)
-	}
-	defer rc.Close()
 	tmp, err := os.MkdirTemp(filepath.Join(s.root, "tmp"), "layer-")
 	if err != nil {
 		return err
@@ -312,10 +315,16 @@ func (s *Store) unpack(l v1.Layer, diffID string, idx, count int, progress Progr
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
-	pr := &progressReader{r: rc, report: func(n int64) {
-		progress(Progress{Layer: diffID, Index: idx, Count: count, Current: n})
+	var total int64
+	pr := &progressReader{report: func(n int64) {
+		progress(Progress{Layer: diffID, Index: idx, Count: count, Current: n, Total: total})
 	}}
-	got, err := unpackLayer(pr, tmp)
+	rc, total, err := openLayer(l, pr, compressed)
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", diffID, err)
+	}
+	defer rc.Close()
+	got, err := unpackLayer(rc, tmp)
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", diffID, err)
 	}
@@ -325,8 +334,67 @@ func (s *Store) unpack(l v1.Layer, diffID string, idx, count int, progress Progr
 	if err := os.Rename(tmp, dst); err != nil {
 		return fmt.Errorf("layer %s: %w", diffID, err)
 	}
-	progress(Progress{Layer: diffID, Index: idx, Count: count, Current: pr.n, Done: true})
+	progress(Progress{Layer: diffID, Index: idx, Count: count, Current: pr.n, Total: total, Done: true})
 	return nil
+}
+
+// openLayer returns l's uncompressed content with pr counting the bytes
+// fetched: with compressed, for a gzip or zstd blob, the compressed bytes,
+// whose total is known up front and returned; else the uncompressed ones.
+// The blob's digest is verified as it is read either way.
+func openLayer(l v1.Layer, pr *progressReader, compressed bool) (io.ReadCloser, int64, error) {
+	mt, err := l.MediaType()
+	if err != nil {
+		return nil, 0, err
+	}
+	var decompress func(io.Reader) (io.ReadCloser, error)
+	switch mt {
+	case types.DockerLayer, types.OCILayer:
+		decompress = func(r io.Reader) (io.ReadCloser, error) { return gzip.NewReader(r) }
+	case types.OCILayerZStd:
+		decompress = func(r io.Reader) (io.ReadCloser, error) {
+			d, err := zstd.NewReader(r)
+			if err != nil {
+				return nil, err
+			}
+			return d.IOReadCloser(), nil
+		}
+	}
+	size, serr := l.Size()
+	if !compressed || decompress == nil || serr != nil {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			return nil, 0, err
+		}
+		pr.r = rc
+		return readCloser{pr, rc}, 0, nil
+	}
+	blob, err := l.Compressed()
+	if err != nil {
+		return nil, 0, err
+	}
+	pr.r = blob
+	dec, err := decompress(pr)
+	if err != nil {
+		blob.Close()
+		return nil, 0, err
+	}
+	return readCloser{dec, multiCloser{dec, blob}}, size, nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+type multiCloser []io.Closer
+
+func (m multiCloser) Close() error {
+	var errs []error
+	for _, c := range m {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // progressReader counts bytes and reports at most every 256 KiB.
