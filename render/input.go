@@ -111,10 +111,23 @@ func (f Fixture) Input(prefixes []string) dialect.Input {
 // MergeKVs merges listings of several prefixes into one list sorted by key,
 // each key once (prefixes may overlap).
 func MergeKVs(lists ...[]store.KV) []store.KV {
+	if len(lists) == 1 && strictlySorted(lists[0]) {
+		return lists[0] // one sorted list of distinct keys (a mirror's snapshot): nothing to merge
+	}
 	var out []store.KV
 	for _, l := range lists {
 		out = append(out, l...)
 	}
 	slices.SortStableFunc(out, func(a, b store.KV) int { return strings.Compare(a.Key, b.Key) })
 	return slices.CompactFunc(out, func(a, b store.KV) bool { return a.Key == b.Key })
+}
+
+// strictlySorted reports whether kvs is sorted by key with no key twice.
+func strictlySorted(kvs []store.KV) bool {
+	for i := 1; i < len(kvs); i++ {
+		if kvs[i-1].Key >= kvs[i].Key {
+			return false
+		}
+	}
+	return true
 }

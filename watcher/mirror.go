@@ -262,27 +262,36 @@ func (m *Mirror) replace(kvs []store.KV, rev store.Revision) {
 	}
 }
 
+// patchLimit is how many events a response may carry for apply to patch
+// the sorted snapshot in place of rebuilding it: each patch copies the
+// snapshot (O(n), no sort), cheaper than a rebuild for a few changes.
+const patchLimit = 8
+
 // apply applies one watch response.
 func (m *Mirror) apply(resp store.WatchResponse) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	changed := false
+	patch := m.sorted != nil && len(resp.Events) <= patchLimit
+	changed, touched := false, false
 	for _, ev := range resp.Events {
 		switch ev.Type {
 		case store.EventPut:
-			if old, ok := m.kvs[ev.KV.Key]; ok && bytes.Equal(old.Value, ev.KV.Value) {
-				// Same bytes: no render needed, but the snapshot's
-				// ModRevision must be the new one.
-				m.kvs[ev.KV.Key] = ev.KV
-				m.sorted = nil
-				continue
-			}
+			old, ok := m.kvs[ev.KV.Key]
 			m.kvs[ev.KV.Key] = ev.KV
-			changed = true
+			// Same bytes: no render needed, but the snapshot's ModRevision
+			// must be the new one.
+			changed = changed || !ok || !bytes.Equal(old.Value, ev.KV.Value)
+			touched = true
+			if patch {
+				m.sorted = patched(m.sorted, ev)
+			}
 		case store.EventDelete:
 			if _, ok := m.kvs[ev.KV.Key]; ok {
 				delete(m.kvs, ev.KV.Key)
-				changed = true
+				changed, touched = true, true
+				if patch {
+					m.sorted = patched(m.sorted, ev)
+				}
 			}
 		}
 		m.rev = max(m.rev, ev.KV.ModRevision)
@@ -290,11 +299,37 @@ func (m *Mirror) apply(resp store.WatchResponse) {
 	m.rev = max(m.rev, resp.Revision)
 	m.health.Revision, m.health.LastEvent = m.rev, time.Now()
 	m.health.EventsSeen += len(resp.Events)
-	if changed {
+	if touched && !patch {
 		m.sorted = nil
+	}
+	if changed {
 		m.gen++
 		m.notifyLocked()
 	}
+}
+
+// patched returns a copy of the sorted snapshot with one event applied;
+// the snapshot itself is shared with readers and never modified.
+func patched(sorted []store.KV, ev store.Event) []store.KV {
+	i, found := slices.BinarySearchFunc(sorted, ev.KV.Key, func(kv store.KV, key string) int { return strings.Compare(kv.Key, key) })
+	switch {
+	case ev.Type == store.EventPut && found:
+		next := slices.Clone(sorted)
+		next[i] = ev.KV
+		return next
+	case ev.Type == store.EventPut:
+		next := make([]store.KV, len(sorted)+1)
+		copy(next, sorted[:i])
+		next[i] = ev.KV
+		copy(next[i+1:], sorted[i:])
+		return next
+	case found: // a delete
+		next := make([]store.KV, len(sorted)-1)
+		copy(next, sorted[:i])
+		copy(next[i:], sorted[i+1:])
+		return next
+	}
+	return sorted
 }
 
 func (m *Mirror) failed(err error) {
