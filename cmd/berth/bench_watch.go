@@ -46,8 +46,11 @@ type watchBenchResult struct {
 	ChurnRate    float64 `json:"churn_rate"`
 	ChurnRenders int     `json:"churn_renders"`
 	ChurnCPUS    float64 `json:"churn_cpu_s"`
-	MaxRSSMB     float64 `json:"max_rss_mb"`
-	FinalMatch   bool    `json:"final_match"`
+	// ChurnFloorCPUS is the same churn with no watcher running: what the
+	// store (in this process when embedded) and the load generator cost.
+	ChurnFloorCPUS float64 `json:"churn_floor_cpu_s"`
+	MaxRSSMB       float64 `json:"max_rss_mb"`
+	FinalMatch     bool    `json:"final_match"`
 }
 
 // benchWatchTemplate is an nginx-style upstream list over every service;
@@ -84,7 +87,9 @@ func newBenchWatchCommand() *cobra.Command {
     changed key to a file;
   - churn: --rate changes/s for --duration with wait = "50ms:200ms": CPU
     seconds of this process (store included when embedded), renders, and
-    whether the final file equals a render of the final state;
+    whether the final file equals a render of the final state; then the
+    same churn with no watcher, whose CPU is the store's and the load
+    generator's share;
   - peak RSS of the process.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -124,7 +129,7 @@ func newBenchWatchCommand() *cobra.Command {
 			fmt.Fprintf(tw, "change→file (%d changes)\tp50 %.2f ms\tp90 %.2f ms\tp99 %.2f ms\n", r.Changes, r.P50Ms, r.P90Ms, r.P99Ms)
 			fmt.Fprintf(tw, "floor (bare watch → file)\tp50 %.2f ms\t\tp99 %.2f ms\n", r.FloorP50Ms, r.FloorP99Ms)
 			fmt.Fprintf(tw, "template render alone\t%.2f ms\n", r.RenderMs)
-			fmt.Fprintf(tw, "churn %.0f/s for %s\t%d renders\t%.2f CPU s\tfinal match %v\n", r.ChurnRate, duration, r.ChurnRenders, r.ChurnCPUS, r.FinalMatch)
+			fmt.Fprintf(tw, "churn %.0f/s for %s\t%d renders\t%.2f CPU s (%.2f without the watcher)\tfinal match %v\n", r.ChurnRate, duration, r.ChurnRenders, r.ChurnCPUS, r.ChurnFloorCPUS, r.FinalMatch)
 			fmt.Fprintf(tw, "peak RSS\t%.1f MB\n", r.MaxRSSMB)
 			return tw.Flush()
 		},
@@ -319,7 +324,13 @@ func (b *watchBench) churn(ctx context.Context, t config.Template, rate float64,
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(rctx, []config.Template{t}) }()
-	defer func() { cancel(); <-done }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			cancel()
+			<-done
+		}
+	}()
 
 	startStatus, err := waitRendered(ctx, r)
 	if err != nil {
@@ -327,38 +338,9 @@ func (b *watchBench) churn(ctx context.Context, t config.Template, rate float64,
 	}
 	var before syscall.Rusage // the churn window only: not the first sync, not the final check
 	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
-	// A paced producer and a few writers: one put at a time cannot reach
-	// 1,000/s when a put takes a millisecond or more.
-	const writers = 8
-	work := make(chan [2]int, writers)
-	errc := make(chan error, writers)
-	var wg sync.WaitGroup
-	for range writers {
-		wg.Go(func() {
-			for w := range work {
-				if _, err := b.put(ctx, w[0], w[1]); err != nil {
-					errc <- err
-					return
-				}
-			}
-		})
-	}
-	rng := rand.New(rand.NewPCG(3, 4))
-	interval := time.Duration(float64(time.Second) / rate)
-	begin := time.Now()
-	puts := 0
-	for next := begin; next.Before(begin.Add(d)); next = next.Add(interval) {
-		time.Sleep(time.Until(next))
-		work <- [2]int{rng.IntN(b.services), 30000 + puts%30000}
-		puts++
-	}
-	close(work)
-	wg.Wait()
-	close(errc)
-	if err := <-errc; err != nil {
+	if res.ChurnRate, err = b.generate(ctx, rate, d, 3); err != nil {
 		return err
 	}
-	res.ChurnRate = float64(puts) / time.Since(begin).Seconds() // achieved, not asked for
 	var during syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &during)
 	// Let the last burst settle (max wait plus a render), then compare.
@@ -387,7 +369,52 @@ func (b *watchBench) churn(ctx context.Context, t config.Template, rate float64,
 		return err
 	}
 	res.ChurnRenders = ss[0].Renders - startStatus.Renders
+	cancel() // the floor: the same churn with no watcher
+	<-done
+	stopped = true
+	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	if _, err := b.generate(ctx, rate, d, 5); err != nil {
+		return err
+	}
+	syscall.Getrusage(syscall.RUSAGE_SELF, &during)
+	res.ChurnFloorCPUS = cpuSeconds(during) - cpuSeconds(before)
 	return nil
+}
+
+// generate puts changes at rate for d through a paced producer and a few
+// writers (one put at a time cannot reach 1,000/s when a put takes a
+// millisecond or more), and returns the rate achieved.
+func (b *watchBench) generate(ctx context.Context, rate float64, d time.Duration, seed uint64) (float64, error) {
+	const writers = 8
+	work := make(chan [2]int, writers)
+	errc := make(chan error, writers)
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for w := range work {
+				if _, err := b.put(ctx, w[0], w[1]); err != nil {
+					errc <- err
+					return
+				}
+			}
+		})
+	}
+	rng := rand.New(rand.NewPCG(seed, 4))
+	interval := time.Duration(float64(time.Second) / rate)
+	begin := time.Now()
+	puts := 0
+	for next := begin; next.Before(begin.Add(d)); next = next.Add(interval) {
+		time.Sleep(time.Until(next))
+		work <- [2]int{rng.IntN(b.services), 30000 + puts%30000}
+		puts++
+	}
+	close(work)
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return 0, err
+	}
+	return float64(puts) / time.Since(begin).Seconds(), nil
 }
 
 func waitRendered(ctx context.Context, r *runner.Runner) (runner.TemplateStatus, error) {
