@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +25,9 @@ const (
 	embeddedMaxRequestBytes = 8 << 20
 	// embeddedStartTimeout bounds how long Embedded waits for the server.
 	embeddedStartTimeout = 30 * time.Second
+	// embeddedRetention is how many revisions of history the embedded
+	// server keeps for watches to resume from.
+	embeddedRetention = 10000
 )
 
 // EmbeddedConfig configures Embedded.
@@ -88,8 +92,12 @@ func Embedded(ctx context.Context, cfg EmbeddedConfig) (*Store, error) {
 	ecfg.ListenMetricsUrls = nil
 	ecfg.MaxTxnOps = embeddedMaxTxnOps
 	ecfg.MaxRequestBytes = embeddedMaxRequestBytes
-	ecfg.AutoCompactionMode = embed.CompactorModePeriodic
-	ecfg.AutoCompactionRetention = "1h"
+	// Keep the last embeddedRetention revisions: memory and disk stay
+	// bounded whatever the write rate (an hourly compaction would keep
+	// millions of revisions at 1,000 changes/s). A watcher further behind
+	// gets ErrCompacted and lists again.
+	ecfg.AutoCompactionMode = embed.CompactorModeRevision
+	ecfg.AutoCompactionRetention = strconv.Itoa(embeddedRetention)
 	// Errors only: at warning level etcd complains about choices that are
 	// deliberate here (one port for gRPC and HTTP, simple auth tokens).
 	zl, muted := newMutableZapLogger(log.With("component", "etcd-server"), slog.LevelError)
