@@ -208,3 +208,29 @@ func waitStatusOf(t *testing.T, r *runner.Runner, name string, cond func(runner.
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestFileSource: with a file:// store, an edit of the YAML file (saved the
+// way editors do: a temporary file renamed over it) re-renders; a broken
+// edit keeps the last good output.
+func TestFileSource(t *testing.T) {
+	dir := t.TempDir()
+	values := filepath.Join(dir, "values.yaml")
+	os.WriteFile(values, []byte("app:\n  port: 8080\n"), 0o644)
+	st := openStore(t, "file://"+values)
+	tmpl := kvTemplate(t, t.TempDir(), "app", "/app/", `port={{ key "/app/port" }}`)
+	startRunner(t, st, tmpl)
+	waitFile(t, tmpl.Spec.Dest, "port=8080")
+
+	save := func(text string) {
+		tmp := filepath.Join(dir, ".values.yaml.swp")
+		os.WriteFile(tmp, []byte(text), 0o644)
+		os.Rename(tmp, values)
+	}
+	save("app:\n  port: 9090\n")
+	waitFile(t, tmpl.Spec.Dest, "port=9090")
+	save("app:\n  port: [unclosed\n")
+	time.Sleep(500 * time.Millisecond)
+	waitFile(t, tmpl.Spec.Dest, "port=9090")
+	save("app:\n  port: 7070\n")
+	waitFile(t, tmpl.Spec.Dest, "port=7070")
+}
