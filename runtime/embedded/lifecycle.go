@@ -146,12 +146,13 @@ func (r *Runtime) start(ctx context.Context, c *ctr) (err error) {
 	if err := lc.Run(proc); err != nil {
 		return startError(rec.C.Cmd[0], err)
 	}
-	r.log.Debug("container process started", "id", id[:12], "mount_and_config", tConfig, "create", tCreate, "run", time.Since(t0))
+	tRun := time.Since(t0)
 	pid, err := proc.Pid()
 	if err != nil {
 		return err
 	}
 	waitExec(pid)
+	r.log.Debug("container process started", "id", id[:12], "mount_and_config", tConfig, "create", tCreate, "run", tRun, "exec", time.Since(t0))
 	r.attach(c, lc, pid, proxies, func() (int, bool) { return waitProcess(proc) }, func(rc *record) {
 		rc.UID, rc.GID = uid, gid
 		rc.C.Started = time.Now().UTC()
