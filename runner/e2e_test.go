@@ -3,11 +3,8 @@ package runner_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"maps"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -46,22 +43,6 @@ func openStore(t *testing.T, url string) store.Store {
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
-}
-
-// httpBackend is a Go HTTP server on loopback answering its name.
-func httpBackend(t *testing.T, name string) (ip string, port int) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, name)
-	})}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	a := l.Addr().(*net.TCPAddr)
-	return a.IP.String(), a.Port
 }
 
 // nginxTemplate renders a whole nginx.conf proxying to service "web".
@@ -148,7 +129,7 @@ func TestNginxFollowsStore(t *testing.T) {
 			}
 			ips, ports := map[string]string{}, map[string]int{}
 			for _, b := range []string{"b1", "b2", "b3", "b4"} {
-				ips[b], ports[b] = httpBackend(t, b)
+				ips[b], ports[b] = testenv.HTTPBackend(t, b)
 			}
 			putInstance(t, st, "b1", ips["b1"], ports["b1"])
 			putInstance(t, st, "b2", ips["b2"], ports["b2"])

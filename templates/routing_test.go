@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -22,21 +21,6 @@ import (
 	"github.com/berthd/berth/store/etcd"
 )
 
-func backend(t *testing.T, name string) (string, int) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%s %s\n", name, r.Header.Get("X-Forwarded-Host"))
-	})}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	a := l.Addr().(*net.TCPAddr)
-	return a.IP.String(), a.Port
-}
-
 // TestRouting renders nginx.conf.tmpl from a live store with the runner
 // and sends real HTTP through nginx by Host header and path.
 func TestRouting(t *testing.T) {
@@ -49,7 +33,7 @@ func TestRouting(t *testing.T) {
 	t.Setenv("BERTH_NGINX_LISTEN", n.Addr)
 	t.Setenv("BERTH_NGINX_GRPC_LISTEN", "127.0.0.1:1")
 	put := func(id, svc, state string, env map[string]string) {
-		ip, port := backend(t, id)
+		ip, port := testenv.HTTPBackend(t, id)
 		b, _ := json.Marshal(records.Instance{ID: id, Name: id, Service: svc, Host: "h1", IP: ip, Port: port, Env: env, State: records.State(state)})
 		if _, err := st.Put(t.Context(), records.ServiceKey("/berth", svc, "h1", id), b); err != nil {
 			t.Fatal(err)
