@@ -2,17 +2,13 @@ package render
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/internal/testenv"
 )
 
 // nginxConf is a whole nginx.conf whose every path lies in the test's
@@ -50,22 +46,13 @@ type nginxData struct {
 // staged file, nginx -s reload applies it; a config nginx rejects never
 // reaches the destination and the running nginx keeps serving the old one.
 func TestNginx(t *testing.T) {
-	nginx, err := exec.LookPath("nginx")
-	if err != nil {
-		t.Fatalf("nginx is required: %v", err)
-	}
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	dest := filepath.Join(dir, "nginx.conf")
-	listen := freeAddr(t)
-	flags := fmt.Sprintf("-p %s/ -e %s/error.log", dir, dir)
+	n := testenv.NewNginx(t)
+	dir, dest, listen := n.Dir, n.Conf, n.Addr
 	spec := Spec{
 		Name:    "nginx",
 		Dest:    dest,
-		Check:   nginx + " -t -q " + flags + " -c {{.src}}",
-		Reload:  nginx + " -s reload " + flags + " -c " + dest,
+		Check:   n.CheckCommand(),
+		Reload:  n.ReloadCommand(),
 		Timeout: 20 * time.Second,
 	}
 	job := func(version, extra string) Job {
@@ -80,7 +67,7 @@ func TestNginx(t *testing.T) {
 	if _, err := cycle(t, r, first); err != nil {
 		t.Fatal(err)
 	}
-	startNginx(t, nginx, dir, dest)
+	n.Start(t)
 	waitBody(t, listen, "v1")
 
 	// A new version: checked, swapped, reloaded.
@@ -109,38 +96,6 @@ func TestNginx(t *testing.T) {
 	if err != nil || res[0].Changed || res[0].Reloaded {
 		t.Fatalf("unchanged: %+v %v", res[0], err)
 	}
-}
-
-// freeAddr returns a free loopback address.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// startNginx runs nginx in the foreground on conf and stops it at cleanup.
-func startNginx(t *testing.T, nginx, dir, conf string) {
-	t.Helper()
-	cmd := exec.Command(nginx, "-p", dir+"/", "-e", dir+"/error.log", "-c", conf)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGQUIT)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
 }
 
 // waitBody polls addr until it answers body (nginx applies a reload
