@@ -84,12 +84,12 @@ keep_blank_lines = true
 		s.MinEntries != 1 || s.MaxShrink != 0.5 {
 		t.Errorf("spec %+v", s)
 	}
-	if n.Wait != (Wait{100 * time.Millisecond, time.Second}) || !n.Options.MissingKeyError || n.Options.Dialect != dialect.Native || n.Options.Prefix != "/berth" {
+	if n.Wait != (Wait{Min: 100 * time.Millisecond, Max: time.Second}) || !n.Options.MissingKeyError || n.Options.Dialect != dialect.Native || n.Options.Prefix != "/berth" {
 		t.Errorf("nginx: %+v", n)
 	}
 	d := f.Templates[1]
 	if d.Name != "/tmp/dg.conf" || d.Options.Dialect != dialect.DockerGen || !d.Options.KeepBlankLines || d.Spec.UID != nil || d.Spec.Mode != 0 ||
-		!reflect.DeepEqual(d.Prefixes, []string{"/berth/containers/"}) || d.Wait != (Wait{200 * time.Millisecond, 800 * time.Millisecond}) {
+		!reflect.DeepEqual(d.Prefixes, []string{"/berth/containers/"}) || d.Wait != (Wait{Min: 200 * time.Millisecond, Max: 800 * time.Millisecond}) {
 		t.Errorf("docker-gen template: %+v", d)
 	}
 }
@@ -144,9 +144,9 @@ func TestParseWait(t *testing.T) {
 		err  bool
 	}{
 		{"", Wait{}, false},
-		{"500ms", Wait{500 * time.Millisecond, 2 * time.Second}, false},
-		{"100ms:1s", Wait{100 * time.Millisecond, time.Second}, false},
-		{" 2s : 2s ", Wait{2 * time.Second, 2 * time.Second}, false},
+		{"500ms", Wait{Min: 500 * time.Millisecond, Max: 2 * time.Second}, false},
+		{"100ms:1s", Wait{Min: 100 * time.Millisecond, Max: time.Second}, false},
+		{" 2s : 2s ", Wait{Min: 2 * time.Second, Max: 2 * time.Second}, false},
 		{"1s:500ms", Wait{}, true},
 		{"fast", Wait{}, true},
 		{"1s:slow", Wait{}, true},
@@ -273,7 +273,7 @@ interval = 30
 	}
 	n := ts[0]
 	if n.Src != "/etc/docker-gen/templates/nginx.tmpl" || !reflect.DeepEqual(n.Options.Includes, []string{"/etc/docker-gen/templates/extra.tmpl"}) ||
-		n.Options.Dialect != dialect.DockerGen || !n.Options.KeepBlankLines || n.Spec.Reload != "nginx -s reload" || n.Wait != (Wait{500 * time.Millisecond, 2 * time.Second}) ||
+		n.Options.Dialect != dialect.DockerGen || !n.Options.KeepBlankLines || n.Spec.Reload != "nginx -s reload" || n.Wait != (Wait{Min: 500 * time.Millisecond, Max: 2 * time.Second}) ||
 		!reflect.DeepEqual(n.Prefixes, []string{"/berth/containers/"}) || n.Origin != file+":2" {
 		t.Errorf("nginx config %+v", n)
 	}

@@ -4,25 +4,15 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/berthd/berth/watcher"
 )
 
 // Wait is a quiescence window, docker-gen's and consul-template's "min:max":
 // render Min after the last change, but no later than Max after the first
-// of a burst. The zero Wait renders at once.
-type Wait struct {
-	Min, Max time.Duration
-}
-
-// IsZero reports whether w asks for no waiting.
-func (w Wait) IsZero() bool { return w.Min == 0 && w.Max == 0 }
-
-// String formats w as ParseWait reads it.
-func (w Wait) String() string {
-	if w.IsZero() {
-		return ""
-	}
-	return w.Min.String() + ":" + w.Max.String()
-}
+// of a burst. The zero Wait renders at once. It is the watcher's type; the
+// configuration only parses it.
+type Wait = watcher.Wait
 
 // ParseWait parses "min[:max]" ("100ms:1s", "500ms"). Max defaults to four
 // times Min, as in docker-gen; it may not be less than Min. "" is no wait.

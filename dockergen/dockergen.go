@@ -89,7 +89,7 @@ func (g *Generator) Run(ctx context.Context, regenerate <-chan struct{}) error {
 	changed := make(chan *job, len(g.jobs))
 	for _, j := range g.jobs {
 		if j.watch {
-			j.deb = watcher.NewDebouncer(ctx, watcher.Wait{Min: j.conf.Wait.Min, Max: j.conf.Wait.Max}, 0)
+			j.deb = watcher.NewDebouncer(ctx, j.conf.Wait, 0)
 			go func() {
 				for {
 					select {

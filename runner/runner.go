@@ -397,7 +397,7 @@ func (s *state) releaseMirror(prefix string) {
 // start begins watching one template's prefixes and files.
 func (s *state) start(p parsed) {
 	ctx, cancel := context.WithCancel(s.ctx)
-	wait := watcher.Wait{Min: p.conf.Wait.Min, Max: p.conf.Wait.Max}
+	wait := p.conf.Wait
 	if p.conf.Wait.IsZero() {
 		wait = s.r.defWait
 	}

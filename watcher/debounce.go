@@ -12,6 +12,17 @@ type Wait struct {
 	Min, Max time.Duration
 }
 
+// IsZero reports whether w asks for no waiting.
+func (w Wait) IsZero() bool { return w.Min == 0 && w.Max == 0 }
+
+// String formats w as "min:max" ("" for no waiting).
+func (w Wait) String() string {
+	if w.IsZero() {
+		return ""
+	}
+	return w.Min.String() + ":" + w.Max.String()
+}
+
 // Debouncer turns change notifications into render triggers, in one place:
 // the quiescence window (every Trigger re-arms Min, never past Max) and the
 // reload budget (no trigger sooner than MinInterval after the last

@@ -69,7 +69,7 @@ func (o *watchOptions) run(cmd *cobra.Command) error {
 		if err != nil {
 			return usagef("--wait: %v", err)
 		}
-		defWait = watcher.Wait{Min: w.Min, Max: w.Max}
+		defWait = w
 	}
 	o.store.useConfig(files)
 	ctx := cmd.Context()
