@@ -119,8 +119,8 @@ func cgroupDirs(path string) []string {
 	return out
 }
 
-// removeCgroup kills what is left in a container cgroup and removes it.
-func removeCgroup(path string) {
+// killCgroup SIGKILLs every process in a container cgroup.
+func killCgroup(path string) {
 	for _, d := range cgroupDirs(path) {
 		if b, err := os.ReadFile(filepath.Join(d, "cgroup.procs")); err == nil {
 			for _, f := range strings.Fields(string(b)) {
@@ -129,6 +129,13 @@ func removeCgroup(path string) {
 				}
 			}
 		}
+	}
+}
+
+// removeCgroup kills what is left in a container cgroup and removes it.
+func removeCgroup(path string) {
+	killCgroup(path)
+	for _, d := range cgroupDirs(path) {
 		_ = os.Remove(d)
 	}
 }

@@ -143,7 +143,7 @@ func (r *Runtime) start(ctx context.Context, c *ctr) (err error) {
 		UID: int(uid), GID: int(gid), AdditionalGroups: toInts(groups),
 		Stdout: stdout, Stderr: stderr, Init: true,
 	}
-	if err := lc.Run(proc); err != nil {
+	if err := runWatched(ctx, lc, proc, r.cgroupPath(id)); err != nil {
 		return startError(rec.C.Cmd[0], err)
 	}
 	tRun := time.Since(t0)
@@ -198,6 +198,44 @@ func (r *Runtime) attach(c *ctr, lc *libcontainer.Container, pid int, proxies []
 		code, known := exit()
 		r.exited(c, rn, code, known)
 	}()
+}
+
+// startTimeout bounds libcontainer's Run: a start that has not finished
+// by then (a wedged init) is killed rather than holding the container's
+// lock for ever.
+const startTimeout = 2 * time.Minute
+
+// runWatched runs lc.Run(proc); if ctx ends or startTimeout passes
+// first, it kills whatever runs in the container's cgroup, which makes Run
+// return.
+func runWatched(ctx context.Context, lc *libcontainer.Container, proc *libcontainer.Process, cgroup string) error {
+	var (
+		mu       sync.Mutex
+		finished bool
+	)
+	done := make(chan struct{})
+	defer func() {
+		mu.Lock()
+		finished = true // no kill once Run has returned
+		mu.Unlock()
+		close(done)
+	}()
+	go func() {
+		t := time.NewTimer(startTimeout)
+		defer t.Stop()
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !finished {
+			killCgroup(cgroup)
+		}
+	}()
+	return lc.Run(proc)
 }
 
 // waitExec waits (up to a second) until the container's init has exec'd
