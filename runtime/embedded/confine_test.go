@@ -88,7 +88,7 @@ func TestConfinement(t *testing.T) {
 				t.Errorf("output %q: forking past the pids limit must fail", out)
 			}
 		}},
-		{"memory limit OOM kill", runtime.Spec{Memory: 16 << 20, Cmd: []string{"sh", "-c", "x=a; while true; do x=$x$x; done"}}, func(t *testing.T, c runtime.Container, out string) {
+		{"memory limit OOM kill", runtime.Spec{Memory: 32 << 20, Cmd: []string{"sh", "-c", "x=a; while true; do x=$x$x; done"}}, func(t *testing.T, c runtime.Container, out string) {
 			if !c.OOMKilled || c.ExitCode != 137 {
 				t.Errorf("oom_killed=%v exit=%d, want true 137 (output %q)", c.OOMKilled, c.ExitCode, out)
 			}
