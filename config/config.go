@@ -154,8 +154,9 @@ type berthTemplate struct {
 	KeepBlankLines        bool     `toml:"keep_blank_lines"`
 }
 
-// Load reads a berth.toml. Relative src and includes paths are relative to
-// the file's directory. The templates are validated (Validate).
+// Load reads a berth.toml. Relative src, includes and dest paths are
+// relative to the file's directory (a daemon's working directory is
+// rarely the configuration's). The templates are validated (Validate).
 //
 // A docker-gen configuration file ([[config]] sections) is accepted too:
 // its templates come back in a File with every other setting at its default.
@@ -225,7 +226,7 @@ func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) 
 		Wait:              f.Wait,
 		MinReloadInterval: f.MinReloadInterval,
 		Spec: render.Spec{
-			Name: rt.Name, Dest: rt.Dest, UID: rt.UID, GID: rt.GID,
+			Name: rt.Name, Dest: relTo(dir, rt.Dest), UID: rt.UID, GID: rt.GID,
 			Backup: rt.Backup, Check: rt.Check, Reload: rt.Reload, MinEntries: rt.MinEntries,
 		},
 	}

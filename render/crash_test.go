@@ -117,7 +117,13 @@ func TestCrashLeavesOldOrNew(t *testing.T) {
 		t.Errorf("the child never completed a render: versions seen %v", seen)
 	}
 	// The next renderer to write the destination removes the staging files
-	// the killed ones left.
+	// the killed ones left, once they are old enough not to be another
+	// process's render in progress.
+	left, _ := filepath.Glob(stagePattern(dest))
+	old := time.Now().Add(-2 * staleStaging)
+	for _, f := range left {
+		os.Chtimes(f, old, old)
+	}
 	if _, err := testRenderer(t).Cycle(context.Background(), []Job{{Spec: Spec{Dest: dest}, Source: static("after")}}); err != nil {
 		t.Fatal(err)
 	}

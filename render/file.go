@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,17 +36,51 @@ func (c current) attrs() attrs {
 
 // resolveDest follows a destination that is a symbolic link to the file it
 // names, so that the link stays a link (sites-enabled/x → sites-available/x)
-// and the file behind it is replaced. Anything else is returned as is.
-func resolveDest(dest string) string {
-	fi, err := os.Lstat(dest)
-	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
-		return dest
+// and the file behind it is replaced — also when that file does not exist
+// yet. Anything else is returned as is.
+//
+// A link is followed only if nobody but root or berth's own user could
+// have planted it: otherwise a user who can write the destination's
+// directory could point berth's output at /etc/passwd.
+func resolveDest(dest string) (string, error) {
+	for hops := 0; ; hops++ {
+		fi, err := os.Lstat(dest)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			return dest, nil
+		}
+		if hops == 40 {
+			return "", fmt.Errorf("destination %s: too many levels of symbolic links", dest)
+		}
+		if err := trustLink(dest, fi); err != nil {
+			return "", err
+		}
+		target, err := os.Readlink(dest)
+		if err != nil {
+			return "", fmt.Errorf("destination %s: %w", dest, err)
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(dest), target)
+		}
+		dest = filepath.Clean(target)
 	}
-	real, err := filepath.EvalSymlinks(dest)
+}
+
+// trustLink refuses a symbolic link that belongs to someone other than
+// root or berth's user, or that lies in a directory group or others can
+// write.
+func trustLink(link string, fi os.FileInfo) error {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("destination %s is a symbolic link owned by uid %d: refusing to follow it", link, st.Uid)
+	}
+	dir := filepath.Dir(link)
+	di, err := os.Stat(dir)
 	if err != nil {
-		return dest
+		return fmt.Errorf("destination %s: %w", link, err)
 	}
-	return real
+	if di.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("destination %s is a symbolic link in %s, which group or others can write: refusing to follow it", link, dir)
+	}
+	return nil
 }
 
 // readCurrent reads the destination. A missing file is not an error; a
@@ -143,6 +178,9 @@ func unchanged(cur current, data []byte, a attrs) bool {
 
 // stagePattern is the glob of dest's staging files (os.CreateTemp's "*"
 // goes at the end).
+// staleStaging is how old a staging file must be before a sweep removes it.
+const staleStaging = time.Minute
+
 func stagePattern(dest string) string {
 	dir, base := filepath.Split(dest)
 	return filepath.Join(dir, "."+base+".berth-*")
@@ -153,6 +191,11 @@ func stagePattern(dest string) string {
 func sweepStaged(log *slog.Logger, dest string) {
 	stale, _ := filepath.Glob(stagePattern(dest))
 	for _, f := range stale {
+		// A young one may be another process's render in progress (a
+		// one-shot berth render beside the daemon): leave it.
+		if fi, err := os.Lstat(f); err != nil || time.Since(fi.ModTime()) < staleStaging {
+			continue
+		}
 		if err := os.Remove(f); err == nil {
 			log.Info("removed a staging file left by an interrupted render", "file", f)
 		}

@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -112,7 +113,11 @@ type Preview struct {
 // Preview renders a job (guards included) and compares it with the
 // destination, writing nothing and running no command.
 func (r *Renderer) Preview(job Job) (Preview, error) {
-	job.Spec.Dest = resolveDest(job.Spec.Dest)
+	dest, err := resolveDest(job.Spec.Dest)
+	if err != nil {
+		return Preview{}, fmt.Errorf("%s: %w", job.Spec.name(), err)
+	}
+	job.Spec.Dest = dest
 	cur, err := readCurrent(job.Spec.Dest)
 	if err != nil {
 		return Preview{}, fmt.Errorf("%s: %w", job.Spec.name(), err)
@@ -163,12 +168,18 @@ func (r *Renderer) Cycle(ctx context.Context, jobs []Job) ([]Result, error) {
 	results := make([]Result, len(jobs))
 	prevs := make([]current, len(jobs))
 	reloads := make([]string, len(jobs)) // expanded reload command per job
+	pendingBefore := make([]bool, len(jobs))
 	seen := make(map[string]int, len(jobs))
 	for i, job := range jobs {
-		job.Spec.Dest = resolveDest(job.Spec.Dest)
+		dest, err := resolveDest(job.Spec.Dest)
+		job.Spec.Dest = cmp.Or(dest, job.Spec.Dest)
 		jobs[i] = job
 		s, res := job.Spec, &results[i]
 		*res = Result{Name: s.name(), Dest: s.Dest}
+		if err != nil {
+			res.Err = fmt.Errorf("%s: %w", s.name(), err)
+			continue
+		}
 		if j, dup := seen[filepath.Clean(s.Dest)]; dup {
 			res.Err = fmt.Errorf("%s: destination %s is also written by %s", s.name(), s.Dest, results[j].Name)
 			continue
@@ -181,17 +192,25 @@ func (r *Renderer) Cycle(ctx context.Context, jobs []Job) ([]Result, error) {
 				continue
 			}
 		}
-		prevs[i], res.Changed, res.Count, res.Err = r.write(ctx, job)
-		if res.Err == nil && (!res.Changed || reloads[i] == "") {
+		// A destination swapped in before but whose reload never succeeded
+		// (it failed and could not be rolled back, or berth died between
+		// the swap and the reload) is reloaded even if nothing changed now.
+		pendingBefore[i] = reloads[i] != "" && pendingReload(s.Dest)
+		var markPending func()
+		if reloads[i] != "" {
+			markPending = func() { setPendingReload(s.Dest, r.log) }
+		}
+		prevs[i], res.Changed, res.Count, res.Err = r.write(ctx, job, markPending)
+		if res.Err == nil && (!res.Changed || reloads[i] == "") && !pendingBefore[i] {
 			r.remember(s.Dest, res.Count)
 		}
 	}
 
-	// Group the changed jobs by reload command, in first-seen order.
+	// Group the jobs to reload by command, in first-seen order.
 	var order []string
 	groups := map[string][]int{}
 	for i := range jobs {
-		if !results[i].Changed || reloads[i] == "" {
+		if reloads[i] == "" || results[i].Err != nil || !(results[i].Changed || pendingBefore[i]) {
 			continue
 		}
 		if _, ok := groups[reloads[i]]; !ok {
@@ -201,11 +220,15 @@ func (r *Renderer) Cycle(ctx context.Context, jobs []Job) ([]Result, error) {
 	}
 	for _, line := range order {
 		idx := groups[line]
-		timeout := jobs[idx[0]].Spec.Timeout
+		var timeout time.Duration // the longest any of the jobs allows
+		for _, i := range idx {
+			timeout = max(timeout, jobs[i].Spec.Timeout)
+		}
 		err := run(ctx, r.cmd, "reload", line, timeout)
 		if err == nil {
 			for _, i := range idx {
 				results[i].Reloaded = true
+				clearPendingReload(jobs[i].Spec.Dest)
 				r.remember(jobs[i].Spec.Dest, results[i].Count)
 			}
 			continue
@@ -217,6 +240,11 @@ func (r *Renderer) Cycle(ctx context.Context, jobs []Job) ([]Result, error) {
 		}
 		again := run(ctx, r.cmd, "reload", line, timeout)
 		for k, i := range idx {
+			// Restored, the file on disk is again what the process loaded
+			// before this cycle, unless that one was pending too.
+			if restoreErrs[k] == nil && (again == nil || !pendingBefore[i]) {
+				clearPendingReload(jobs[i].Spec.Dest)
+			}
 			res := &results[i]
 			res.Changed = restoreErrs[k] != nil // still the new file if it could not be put back
 			res.Restored = restoreErrs[k] == nil
@@ -245,7 +273,7 @@ func (r *Renderer) Cycle(ctx context.Context, jobs []Job) ([]Result, error) {
 // write runs the first half of the pipeline for one job: read the
 // destination, guards, execute, compare, stage, check, backup, swap. It
 // returns what the destination held before, and whether it was replaced.
-func (r *Renderer) write(ctx context.Context, job Job) (prev current, changed bool, n int, err error) {
+func (r *Renderer) write(ctx context.Context, job Job, beforeSwap func()) (prev current, changed bool, n int, err error) {
 	s := job.Spec
 	prev, err = readCurrent(s.Dest)
 	if err != nil {
@@ -276,6 +304,9 @@ func (r *Renderer) write(ctx context.Context, job Job) (prev current, changed bo
 			if err := replace(r.log, s.Dest+".bak", prev.data, prev.attrs(), nil); err != nil {
 				return fmt.Errorf("backup: %w", err)
 			}
+		}
+		if beforeSwap != nil {
+			beforeSwap()
 		}
 		return nil
 	})
@@ -315,3 +346,25 @@ func (r *Renderer) remember(dest string, n int) {
 	r.counts[dest] = n
 	r.mu.Unlock()
 }
+
+// pendingReloadPath is the marker beside dest saying that dest was
+// replaced and its reload has not succeeded since. It survives a crash
+// between the swap and the reload. (Its name neither ends in the
+// destination's extension nor is visible: include globs such as conf.d/*.conf
+// do not pick it up; nor does it match stagePattern, so sweeps keep it.)
+func pendingReloadPath(dest string) string {
+	return filepath.Join(filepath.Dir(dest), "."+filepath.Base(dest)+".reload-pending.berth")
+}
+
+func pendingReload(dest string) bool {
+	_, err := os.Lstat(pendingReloadPath(dest))
+	return err == nil
+}
+
+func setPendingReload(dest string, log *slog.Logger) {
+	if err := os.WriteFile(pendingReloadPath(dest), nil, 0o600); err != nil {
+		log.Warn("cannot mark a pending reload; a crash before the reload would go unnoticed", "dest", dest, "err", err)
+	}
+}
+
+func clearPendingReload(dest string) { os.Remove(pendingReloadPath(dest)) }

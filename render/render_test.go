@@ -521,3 +521,83 @@ func TestSymlinkedDestination(t *testing.T) {
 	noTemps(t, filepath.Dir(link))
 	noTemps(t, filepath.Dir(target))
 }
+
+// TestPendingReload: a destination that was swapped in but whose reload
+// never succeeded (berth died in between, or the reload failed and the old
+// file could not be put back) is reloaded on the next cycle even though its
+// content is unchanged; a successful reload clears the mark.
+func TestPendingReload(t *testing.T) {
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "app.conf")
+	log := filepath.Join(dir, "reloads.log")
+	reload := writeScript(t, dir, "reload.sh", "echo reload >> "+log)
+	r := testRenderer(t)
+	job := Job{Spec: Spec{Name: "app", Dest: dest, Reload: reload}, Source: static("v1\n")}
+	if _, err := cycle(t, r, job); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(logLines(t, log)); n != 1 {
+		t.Fatalf("%d reloads after the first write", n)
+	}
+	if pendingReload(dest) {
+		t.Fatal("a successful reload left the pending mark")
+	}
+	// Unchanged, nothing pending: no reload.
+	if _, err := cycle(t, r, job); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(logLines(t, log)); n != 1 {
+		t.Fatalf("%d reloads after an unchanged cycle, want 1", n)
+	}
+	// A crash between a swap and its reload leaves the mark behind: a new
+	// renderer (a restarted daemon) reloads although nothing changed.
+	setPendingReload(dest, r.log)
+	res, err := cycle(t, testRenderer(t), job)
+	if err != nil || res[0].Changed || !res[0].Reloaded {
+		t.Fatalf("pending reload: %+v %v", res[0], err)
+	}
+	if n := len(logLines(t, log)); n != 2 || pendingReload(dest) {
+		t.Fatalf("%d reloads, mark still there: %v", n, pendingReload(dest))
+	}
+	noTemps(t, dir)
+}
+
+// TestSymlinkDestinations: a link berth can trust is followed (the link
+// stays, also when its target does not exist yet); a link in a directory
+// others can write is refused, and nothing is written through it.
+func TestSymlinkDestinations(t *testing.T) {
+	r := testRenderer(t)
+	base := t.TempDir()
+	avail, enabled := filepath.Join(base, "sites-available"), filepath.Join(base, "sites-enabled")
+	os.Mkdir(avail, 0o755)
+	os.Mkdir(enabled, 0o755)
+	link := filepath.Join(enabled, "app")
+	if err := os.Symlink("../sites-available/app", link); err != nil { // dangling: the target comes with the first render
+		t.Fatal(err)
+	}
+	if _, err := cycle(t, r, Job{Spec: Spec{Name: "app", Dest: link}, Source: static("v1\n")}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the link was replaced: %v %v", fi, err)
+	}
+	if got := readFile(t, filepath.Join(avail, "app")); got != "v1\n" {
+		t.Fatalf("target = %q", got)
+	}
+
+	// A link in a world-writable directory: someone else may have planted it.
+	open := filepath.Join(base, "open")
+	os.Mkdir(open, 0o777)
+	os.Chmod(open, 0o777)
+	victim := filepath.Join(base, "victim")
+	os.WriteFile(victim, []byte("precious\n"), 0o644)
+	planted := filepath.Join(open, "app.conf")
+	os.Symlink(victim, planted)
+	_, err := cycle(t, r, Job{Spec: Spec{Name: "planted", Dest: planted}, Source: static("evil\n")})
+	if err == nil || !strings.Contains(err.Error(), "refusing to follow") {
+		t.Fatalf("a link in a world-writable directory was followed: %v", err)
+	}
+	if got := readFile(t, victim); got != "precious\n" {
+		t.Fatalf("the link's target was overwritten: %q", got)
+	}
+}
