@@ -45,8 +45,9 @@ type Store struct {
 	mu      sync.Mutex
 	closed  bool
 	rev     store.Revision
-	data    []store.KV // sorted by key; shared with history, never modified
-	stamp   string     // hash of the files data was parsed from
+	data    []store.KV     // sorted by key; shared with history, never modified
+	stamp   string         // hash of the files data was parsed from
+	sizes   map[string]int // size of each file data was parsed from
 	changed chan struct{}
 	history *kvdiff.History
 	watched map[string]bool // directories fsw watches
@@ -172,28 +173,65 @@ func isSource(name string) bool {
 	return false
 }
 
-// reload re-reads the files if they changed since the last read, and
-// reports whether the data changed. Keys whose values did not change keep
-// their revision. On an error the last good data stays. s.mu must be held.
-func (s *Store) reload() (bool, error) {
-	names, err := s.files()
-	if err != nil {
-		return false, fmt.Errorf("file store %s: %w", s.path, err)
+// maxRereads bounds how often reload reads the files again waiting for
+// them to hold still.
+const maxRereads = 10
+
+// readAll reads every source file and returns their names, contents and a
+// stamp of both: file times are too coarse to tell two quick edits apart.
+func (s *Store) readAll() (names []string, contents [][]byte, stamp string, err error) {
+	if names, err = s.files(); err != nil {
+		return nil, nil, "", fmt.Errorf("file store %s: %w", s.path, err)
 	}
-	// Read everything first, then compare with what the data was parsed
-	// from: file times are too coarse to tell two quick edits apart.
-	contents := make([][]byte, len(names))
+	contents = make([][]byte, len(names))
 	sum := sha256.New()
 	for i, name := range names {
 		if contents[i], err = os.ReadFile(name); err != nil {
-			return false, fmt.Errorf("file store %s: %w", s.path, err)
+			return nil, nil, "", fmt.Errorf("file store %s: %w", s.path, err)
 		}
 		fmt.Fprintf(sum, "%s\x00%d\x00", name, len(contents[i]))
 		sum.Write(contents[i])
 	}
-	stamp := string(sum.Sum(nil))
+	return names, contents, string(sum.Sum(nil)), nil
+}
+
+// reload re-reads the files if they changed since the last read, and
+// reports whether the data changed. Keys whose values did not change keep
+// their revision. On an error the last good data stays. s.mu must be held.
+func (s *Store) reload() (bool, error) {
+	names, contents, stamp, err := s.readAll()
+	if err != nil {
+		return false, err
+	}
 	if stamp == s.stamp && s.rev > 0 {
 		return false, nil
+	}
+	// A change: take it only once two reads a settle interval apart agree,
+	// so that a file caught in the middle of a write (truncated, half
+	// written) is never taken for the data: that would wipe keys and render
+	// empty files.
+	for range maxRereads {
+		time.Sleep(settle)
+		names2, contents2, stamp2, err := s.readAll()
+		if err != nil {
+			return false, err
+		}
+		if stamp2 == stamp {
+			break
+		}
+		names, contents, stamp = names2, contents2, stamp2
+	}
+	// A file that had content and now has none is being rewritten in
+	// place (truncated, not yet written): keep the last good data; the
+	// write that follows brings an event. (To empty a file on purpose,
+	// write "{}".)
+	sizes := make(map[string]int, len(names))
+	for i, name := range names {
+		sizes[name] = len(contents[i])
+		if len(contents[i]) == 0 && s.sizes[name] > 0 {
+			s.logger.Info("source file is empty, as while it is being rewritten; keeping its last contents", "file", name)
+			return false, nil
+		}
 	}
 	vars := make(map[string]string)
 	for i, name := range names {
@@ -201,7 +239,7 @@ func (s *Store) reload() (bool, error) {
 			return false, fmt.Errorf("file store: %w", err)
 		}
 	}
-	s.stamp = stamp
+	s.stamp, s.sizes = stamp, sizes
 
 	next := s.rev + 1
 	old := s.data

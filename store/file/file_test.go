@@ -529,3 +529,47 @@ func BenchmarkList10000(b *testing.B) {
 		}
 	}
 }
+
+// TestRewriteInPlaceNeverEmpty: a file rewritten in place (truncated, then
+// written: os.WriteFile, shell redirection) is not taken for empty between
+// the two, however long the writer pauses there: a listing never comes
+// back without the keys.
+func TestRewriteInPlaceNeverEmpty(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "values.yaml")
+	var doc strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&doc, "key%03d: value%03d\n", i, i)
+	}
+	if err := os.WriteFile(p, []byte(doc.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := file.New(t.Context(), p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 100 {
+			f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0o644)
+			if err != nil {
+				return
+			}
+			f.WriteString(doc.String())
+			f.Close()
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		kvs, _, err := st.List(t.Context(), "/")
+		if err == nil && len(kvs) != 200 {
+			t.Fatalf("listing during an in-place rewrite returned %d keys, want 200", len(kvs))
+		}
+	}
+}
