@@ -1,7 +1,6 @@
 package render
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -46,9 +45,9 @@ func (e Exec) Run(ctx context.Context, argv []string) ([]byte, error) {
 	if cmd.WaitDelay == 0 {
 		cmd.WaitDelay = time.Second
 	}
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
+	out := &tailBuffer{max: maxCommandOutput}
+	cmd.Stdout = out
+	cmd.Stderr = out
 	err := cmd.Run()
 	if errors.Is(err, exec.ErrWaitDelay) && ctx.Err() == nil && cmd.ProcessState.Success() {
 		// The command succeeded; something it started in the background
@@ -59,6 +58,35 @@ func (e Exec) Run(ctx context.Context, argv []string) ([]byte, error) {
 		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}
 	return out.Bytes(), err
+}
+
+// maxCommandOutput bounds what a command's output costs: its last 64 KiB
+// are kept (where the error message is), the rest is dropped.
+const maxCommandOutput = 64 << 10
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	max     int
+	buf     []byte
+	dropped bool
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	n := len(p)
+	b.buf = append(b.buf, p...)
+	if over := len(b.buf) - b.max; over > 0 {
+		b.buf = append(b.buf[:0], b.buf[over:]...)
+		b.dropped = true
+	}
+	return n, nil
+}
+
+// Bytes returns the kept output, marked when its start was dropped.
+func (b *tailBuffer) Bytes() []byte {
+	if b.dropped {
+		return append([]byte("[earlier output dropped]\n"), b.buf...)
+	}
+	return b.buf
 }
 
 // command is one check or reload command of a Spec, before expansion.

@@ -95,3 +95,15 @@ func TestExecBackgroundChildHoldingOutput(t *testing.T) {
 		t.Error("exit 3 reported as success")
 	}
 }
+
+// TestExecKeepsTheTail: a command that prints a lot keeps only its last
+// output (where the error is) in memory.
+func TestExecKeepsTheTail(t *testing.T) {
+	out, err := Exec{}.Run(context.Background(), []string{"/bin/sh", "-c", "yes noise | head -c 1000000; echo; echo the real error >&2; exit 2"})
+	if err == nil {
+		t.Fatal("want the exit error")
+	}
+	if len(out) > maxCommandOutput+64 || !strings.HasSuffix(string(out), "the real error\n") || !strings.HasPrefix(string(out), "[earlier output dropped]") {
+		t.Fatalf("kept %d bytes, ending %q", len(out), out[max(0, len(out)-40):])
+	}
+}
