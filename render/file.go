@@ -213,7 +213,9 @@ func sweepStaged(log *slog.Logger, dest string) {
 // falls back to rewriting dest in place under an exclusive flock, and logs
 // that it did.
 //
-// On any error dest is untouched and the staged file removed.
+// On any error the staged file is removed and dest keeps its content: on
+// the rename path it is never touched; on the in-place path a failed write
+// is undone, and the error says so if even that failed.
 func replace(log *slog.Logger, dest string, data []byte, a attrs, beforeSwap func(staged string) error) (err error) {
 	dir := filepath.Dir(dest)
 	f, err := os.CreateTemp(dir, filepath.Base(stagePattern(dest)))
@@ -278,7 +280,7 @@ func applyAttrs(f *os.File, a attrs) error {
 // an exclusive flock so that cooperating writers do not interleave. It is
 // not atomic for readers; it is the fallback for bind-mounted files only.
 func writeInPlace(dest string, data []byte, a attrs) error {
-	f, err := os.OpenFile(dest, os.O_WRONLY, 0)
+	f, err := os.OpenFile(dest, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("write %s in place: %w", dest, err)
 	}
@@ -286,12 +288,18 @@ func writeInPlace(dest string, data []byte, a attrs) error {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		return fmt.Errorf("write %s in place: flock: %w", dest, err)
 	}
-	// Write first, truncate after: a shorter file never passes through empty.
-	if _, err := f.WriteAt(data, 0); err != nil {
-		return fmt.Errorf("write %s in place: %w", dest, err)
+	prev, err := io.ReadAll(f)
+	if err != nil {
+		return fmt.Errorf("write %s in place: read the current content: %w", dest, err)
 	}
-	if err := f.Truncate(int64(len(data))); err != nil {
-		return fmt.Errorf("write %s in place: %w", dest, err)
+	// Write first, truncate after: a shorter file never passes through
+	// empty. A write that fails half-way (disk full) puts the previous
+	// content back; only if that fails too is the destination damaged.
+	if err := overwrite(f, data); err != nil {
+		if rerr := overwrite(f, prev); rerr != nil {
+			return fmt.Errorf("write %s in place: %w; putting the previous content back failed too, the file may be damaged: %w", dest, err, rerr)
+		}
+		return fmt.Errorf("write %s in place: %w (previous content kept)", dest, err)
 	}
 	if err := applyAttrs(f, a); err != nil {
 		return fmt.Errorf("write %s in place: %w", dest, err)
@@ -300,6 +308,14 @@ func writeInPlace(dest string, data []byte, a attrs) error {
 		return fmt.Errorf("write %s in place: fsync: %w", dest, err)
 	}
 	return nil
+}
+
+// overwrite makes f hold exactly data.
+func overwrite(f *os.File, data []byte) error {
+	if _, err := f.WriteAt(data, 0); err != nil {
+		return err
+	}
+	return f.Truncate(int64(len(data)))
 }
 
 // syncDir fsyncs a directory, making a rename in it durable.
