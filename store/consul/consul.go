@@ -286,7 +286,11 @@ func (s *Store) Delete(ctx context.Context, key string, opts ...store.DeleteOpti
 	return s.Txn(ctx, store.Delete(key, opts...))
 }
 
-// Txn applies ops in one Consul transaction: all of them or none.
+// Txn applies ops in one Consul transaction: all of them or none. One
+// exception: a put without a TTL of a key that another session holds takes
+// a second transaction to detach the key from that session, so watchers see
+// two revisions; if that second step fails, the error says the first one
+// was committed.
 func (s *Store) Txn(ctx context.Context, ops ...store.Op) (store.Revision, error) {
 	if err := s.checkOpen(); err != nil {
 		return 0, err
@@ -310,7 +314,10 @@ func (s *Store) Txn(ctx context.Context, ops ...store.Op) (store.Revision, error
 	}
 	drev, err := s.detach(ctx, ops, resp.Results)
 	if err != nil {
-		return 0, err
+		// The transaction itself is committed; only the second step, taking
+		// plain-put keys away from another session, failed. Say so: the
+		// caller must not think nothing was written.
+		return rev, fmt.Errorf("consul %s: %s was committed at index %d, but detaching its keys from another session failed (they may still go with that session): %w", s.endpoint, describeOps(ops), rev, err)
 	}
 	rev = max(rev, drev)
 	s.recordOwned(ops)
