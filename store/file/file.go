@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -45,9 +46,10 @@ type Store struct {
 	mu      sync.Mutex
 	closed  bool
 	rev     store.Revision
-	data    []store.KV     // sorted by key; shared with history, never modified
-	stamp   string         // hash of the files data was parsed from
-	sizes   map[string]int // size of each file data was parsed from
+	data    []store.KV                      // sorted by key; shared with history, never modified
+	stamp   string                          // hash of the files data was parsed from
+	sizes   map[string]int                  // size of each file data was parsed from
+	targets atomic.Pointer[map[string]bool] // targets of sources that are symbolic links
 	changed chan struct{}
 	history *kvdiff.History
 	watched map[string]bool // directories fsw watches
@@ -123,11 +125,12 @@ func (s *Store) watchDir(dir string) error {
 // files lists the files the store reads, in merge order, and watches the
 // directories under a directory store.
 func (s *Store) files() ([]string, error) {
+	seen := make(map[string]bool)
 	if !s.isDir {
-		return []string{s.path}, nil
+		names := []string{s.path}
+		return names, s.followLinks(names, seen)
 	}
 	var names []string
-	seen := make(map[string]bool)
 	err := filepath.WalkDir(s.path, func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -147,6 +150,9 @@ func (s *Store) files() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.followLinks(names, seen); err != nil {
+		return nil, err
+	}
 	// Forget directories that are gone (fsnotify dropped their watches), so
 	// that one created again under the same name is watched again.
 	for dir := range s.watched {
@@ -156,6 +162,27 @@ func (s *Store) files() ([]string, error) {
 		}
 	}
 	return names, nil
+}
+
+// followLinks watches the directory of every source that is a symbolic
+// link to a file elsewhere (values.yaml → /srv/shared/values.yaml): an edit
+// of the target makes no event in the link's directory.
+func (s *Store) followLinks(names []string, seen map[string]bool) error {
+	targets := make(map[string]bool)
+	for _, name := range names {
+		real, err := filepath.EvalSymlinks(name)
+		if err != nil || real == name {
+			continue
+		}
+		targets[real] = true
+		dir := filepath.Dir(real)
+		seen[dir] = true
+		if err := s.watchDir(dir); err != nil {
+			return err
+		}
+	}
+	s.targets.Store(&targets)
+	return nil
 }
 
 // isSource reports whether name is a file a directory store reads: a
@@ -391,6 +418,9 @@ func (s *Store) refresh() {
 
 // relevant reports whether a file event may change the data.
 func (s *Store) relevant(ev fsnotify.Event) bool {
+	if t := s.targets.Load(); t != nil && (*t)[ev.Name] {
+		return true // the target of a source that is a symbolic link
+	}
 	if !s.isDir {
 		// The file itself, or (when it is a symlink, as in a Kubernetes
 		// ConfigMap volume) whatever in its directory it points through;

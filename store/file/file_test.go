@@ -573,3 +573,34 @@ func TestRewriteInPlaceNeverEmpty(t *testing.T) {
 		}
 	}
 }
+
+// TestLinkToAnotherDirectory: a source that is a symbolic link to a file in
+// another directory is watched there: editing the target is seen.
+func TestLinkToAnotherDirectory(t *testing.T) {
+	shared, conf := t.TempDir(), t.TempDir()
+	target := filepath.Join(shared, "values.yaml")
+	os.WriteFile(target, []byte("port: 80\n"), 0o644)
+	link := filepath.Join(conf, "values.yaml")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{link, conf} { // single-file and directory stores
+		st, err := file.New(t.Context(), path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rev, _ := st.List(t.Context(), "/")
+		ch := st.Watch(t.Context(), "/", rev)
+		os.WriteFile(target, []byte("port: 8080\n"), 0o644)
+		select {
+		case resp := <-ch:
+			if resp.Err != nil || len(resp.Events) != 1 || string(resp.Events[0].KV.Value) != "8080" {
+				t.Fatalf("%s: %+v", path, resp)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: editing the link's target was not seen", path)
+		}
+		os.WriteFile(target, []byte("port: 80\n"), 0o644)
+		st.Close()
+	}
+}
