@@ -24,9 +24,9 @@ type dockerGenContext []*records.Container
 // points at it also points at the root. $ has to be a slice (templates
 // range over it and pass it to where) and still answer $.Env, so the
 // methods find their data this way. Only newDockerGenRoot makes a
-// *dockerGenContext a template can call methods on: the slices that
-// where* return are plain values, whose pointer methods text/template does
-// not call.
+// *dockerGenContext a template can call methods on, and no other value of
+// the type exists: the list functions (where*, ...) return plain
+// []*records.Container, so the cast in root can only ever see root.list.
 type dockerGenRoot struct {
 	list    dockerGenContext // must stay the first field
 	env     map[string]string

@@ -162,12 +162,12 @@ func container(fn string, e any) (*records.Container, error) {
 }
 
 // whereLabel selects the containers whose label passes test.
-func whereLabel(fn string, containers any, label string, test func(value string, ok bool) bool) (dockerGenContext, error) {
+func whereLabel(fn string, containers any, label string, test func(value string, ok bool) bool) ([]*records.Container, error) {
 	list, err := listValue(fn, containers)
 	if err != nil {
 		return nil, err
 	}
-	out := make(dockerGenContext, 0)
+	out := make([]*records.Container, 0)
 	for i := range list.Len() {
 		c, err := container(fn, list.Index(i).Interface())
 		if err != nil {
@@ -181,18 +181,18 @@ func whereLabel(fn string, containers any, label string, test func(value string,
 }
 
 // whereLabelExists selects the containers that have label.
-func whereLabelExists(containers any, label string) (dockerGenContext, error) {
+func whereLabelExists(containers any, label string) ([]*records.Container, error) {
 	return whereLabel("whereLabelExists", containers, label, func(_ string, ok bool) bool { return ok })
 }
 
 // whereLabelDoesNotExist selects the containers that lack label.
-func whereLabelDoesNotExist(containers any, label string) (dockerGenContext, error) {
+func whereLabelDoesNotExist(containers any, label string) ([]*records.Container, error) {
 	return whereLabel("whereLabelDoesNotExist", containers, label, func(_ string, ok bool) bool { return !ok })
 }
 
 // whereLabelValueMatches selects the containers whose label matches the
 // regular expression pattern.
-func whereLabelValueMatches(containers any, label, pattern string) (dockerGenContext, error) {
+func whereLabelValueMatches(containers any, label, pattern string) ([]*records.Container, error) {
 	rx, err := regexp.Compile(pattern)
 	if err != nil {
 		return nil, err
