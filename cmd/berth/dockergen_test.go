@@ -91,8 +91,15 @@ func TestDockerGen(t *testing.T) {
 	if strings.Contains(got, a.Name) {
 		t.Fatalf("stopped container still rendered:\n%s", got)
 	}
-	if n, _ := os.ReadFile(notified); strings.Count(string(n), "notified") < 3 {
-		t.Fatalf("notify ran %d times for 3 changes", strings.Count(string(n), "notified"))
+	// notify runs after the swap: wait for the third one.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		n, _ := os.ReadFile(notified)
+		if c := strings.Count(string(n), "notified"); c >= 3 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("notify ran %d times for 3 changes", c)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
 	if code := <-done; code != 0 {

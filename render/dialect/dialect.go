@@ -177,23 +177,37 @@ func (t *Template) Execute(w io.Writer, in Input) (err error) {
 	if err != nil {
 		return err
 	}
-	var buf bytes.Buffer
+	// Nothing reaches w unless the whole execution succeeds. A
+	// *bytes.Buffer (the render pipeline's, sized for the output) is
+	// written directly and cut back on failure; anything else gets the
+	// output in one piece from a buffer of our own.
+	buf, direct := w.(*bytes.Buffer)
+	if !direct {
+		buf = new(bytes.Buffer)
+	}
+	start := buf.Len()
 	defer func() {
 		// text/template recovers panics of called functions; this catches
 		// the rest, such as a panicking method on the data.
 		if r := recover(); r != nil {
 			err = &Error{File: t.paths[t.main], Msg: fmt.Sprintf("panic while rendering: %v", r)}
 		}
+		if err != nil && direct {
+			buf.Truncate(start)
+		}
 	}()
-	if err := x.tmpl.ExecuteTemplate(&buf, t.main, x.data); err != nil {
+	if err := x.tmpl.ExecuteTemplate(buf, t.main, x.data); err != nil {
 		return t.execError(err)
 	}
-	out := buf.Bytes()
 	if t.opts.Dialect == DockerGen && !t.opts.KeepBlankLines {
-		out = removeBlankLines(out)
+		out := removeBlankLines(buf.Bytes()[start:]) // a new slice
+		buf.Truncate(start)
+		buf.Write(out)
 	}
-	if _, err := w.Write(out); err != nil {
-		return fmt.Errorf("write output of %s: %w", t.paths[t.main], err)
+	if !direct {
+		if _, err := w.Write(buf.Bytes()); err != nil {
+			return fmt.Errorf("write output of %s: %w", t.paths[t.main], err)
+		}
 	}
 	return nil
 }

@@ -82,6 +82,19 @@ type snapshotRecords struct {
 func decodeRecords(prefix string, kvs []store.KV, containersOnly bool, cache *instanceCache) (*snapshotRecords, error) {
 	r := &snapshotRecords{services: map[string][]records.Instance{}, hosts: map[string]records.Host{}}
 	base := records.Root(prefix)
+	if !containersOnly {
+		// Size each service's list first: appending ~250-byte records one
+		// by one would copy each list several times over.
+		sizes := map[string]int{}
+		for _, kv := range kvs {
+			if k, err := records.ParseKey(prefix, kv.Key); err == nil && k.Kind == records.KindService && strings.HasPrefix(kv.Key, base) {
+				sizes[k.Service]++
+			}
+		}
+		for svc, n := range sizes {
+			r.services[svc] = make([]records.Instance, 0, n)
+		}
+	}
 	dec := cache.begin()
 	defer dec.end()
 	for _, kv := range kvs {
@@ -134,34 +147,36 @@ func decodeRecords(prefix string, kvs []store.KV, containersOnly bool, cache *in
 // turns on the cache; a nil cache decodes everything.
 type instanceCache struct {
 	mu      sync.Mutex
-	entries map[string]cachedInstance
+	gen     uint64 // the execution now using the cache
+	entries map[string]*cachedInstance
 }
 
 type cachedInstance struct {
 	raw []byte
 	in  records.Instance
+	gen uint64 // the last execution that used it
 }
 
-// instanceDecoder is one execution's use of the cache: what it decodes or
-// reuses becomes the cache's content when it ends, so entries of keys that
-// are gone are dropped.
-type instanceDecoder struct {
-	c    *instanceCache
-	next map[string]cachedInstance
-}
+// instanceDecoder is one execution's use of the cache: entries it does not
+// use are dropped when it ends (their keys are gone).
+type instanceDecoder struct{ c *instanceCache }
 
-func (c *instanceCache) begin() *instanceDecoder {
+func (c *instanceCache) begin() instanceDecoder {
 	if c == nil {
-		return &instanceDecoder{}
+		return instanceDecoder{}
 	}
 	c.mu.Lock()
-	return &instanceDecoder{c: c, next: make(map[string]cachedInstance, len(c.entries))}
+	c.gen++
+	if c.entries == nil {
+		c.entries = map[string]*cachedInstance{}
+	}
+	return instanceDecoder{c}
 }
 
-func (d *instanceDecoder) instance(kv store.KV) (records.Instance, error) {
+func (d instanceDecoder) instance(kv store.KV) (records.Instance, error) {
 	if d.c != nil {
 		if e, ok := d.c.entries[kv.Key]; ok && bytes.Equal(e.raw, kv.Value) {
-			d.next[kv.Key] = e
+			e.gen = d.c.gen
 			return e.in.Copy(), nil
 		}
 	}
@@ -170,15 +185,19 @@ func (d *instanceDecoder) instance(kv store.KV) (records.Instance, error) {
 		return in, err
 	}
 	if d.c != nil {
-		d.next[kv.Key] = cachedInstance{raw: kv.Value, in: in.Copy()}
+		d.c.entries[kv.Key] = &cachedInstance{raw: kv.Value, in: in.Copy(), gen: d.c.gen}
 	}
 	return in, nil
 }
 
-func (d *instanceDecoder) end() {
+func (d instanceDecoder) end() {
 	if d.c == nil {
 		return
 	}
-	d.c.entries = d.next
+	for k, e := range d.c.entries {
+		if e.gen != d.c.gen {
+			delete(d.c.entries, k)
+		}
+	}
 	d.c.mu.Unlock()
 }
