@@ -13,6 +13,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/berthd/berth/internal/backoff"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/store"
@@ -85,7 +86,7 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Registrar, error) {
 func (r *Registrar) Run(ctx context.Context) error {
 	r.started = time.Now()
 	evs, errc := r.rt.Events(ctx) // subscribe before listing: nothing falls between
-	backoff := 100 * time.Millisecond
+	bo := backoff.New(100*time.Millisecond, 10*time.Second)
 	for {
 		err := r.reconcile(ctx)
 		if err == nil {
@@ -94,13 +95,11 @@ func (r *Registrar) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		r.log.Warn("registration failed; retrying", "err", err, "in", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
+		d := bo.Next()
+		r.log.Warn("registration failed; retrying", "err", err, "in", d)
+		if !backoff.Sleep(ctx, d) {
 			return nil
 		}
-		backoff = min(2*backoff, 10*time.Second)
 	}
 	tick := time.NewTicker(r.cfg.Resync)
 	defer tick.Stop()

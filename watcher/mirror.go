@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berthd/berth/internal/backoff"
 	"github.com/berthd/berth/store"
 )
 
@@ -150,7 +151,7 @@ func (m *Mirror) Snapshot() Snapshot {
 
 // Run keeps the mirror current until ctx ends.
 func (m *Mirror) Run(ctx context.Context) {
-	backoff := m.minBO
+	bo := backoff.New(m.minBO, m.maxBO)
 	for ctx.Err() == nil {
 		kvs, rev, err := m.st.List(ctx, m.prefix)
 		if err != nil {
@@ -158,24 +159,23 @@ func (m *Mirror) Run(ctx context.Context) {
 				return
 			}
 			m.failed(err)
-			m.log.Warn("listing failed; retrying", "err", err, "in", backoff)
-			if !sleep(ctx, backoff) {
+			d := bo.Next()
+			m.log.Warn("listing failed; retrying", "err", err, "in", d)
+			if !backoff.Sleep(ctx, d) {
 				return
 			}
-			backoff = min(2*backoff, m.maxBO)
 			continue
 		}
 		m.replace(kvs, rev)
 		if m.watch(ctx, rev) {
-			backoff = m.minBO
+			bo.Reset()
 			continue
 		}
 		// The watch broke before it delivered anything: back off rather
 		// than spin between List and Watch.
-		if !sleep(ctx, backoff) {
+		if !backoff.Sleep(ctx, bo.Next()) {
 			return
 		}
-		backoff = min(2*backoff, m.maxBO)
 	}
 }
 
@@ -348,17 +348,5 @@ func (m *Mirror) notifyLocked() {
 		case ch <- struct{}{}:
 		default: // a notification is already pending
 		}
-	}
-}
-
-// sleep waits d or until ctx ends; it reports whether ctx is still alive.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

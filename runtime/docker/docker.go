@@ -23,6 +23,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
+	"github.com/berthd/berth/internal/backoff"
 	"github.com/berthd/berth/runtime"
 )
 
@@ -167,7 +168,7 @@ func (r *Runtime) Events(ctx context.Context) (<-chan runtime.Event, <-chan erro
 			}
 		}
 		var since time.Time
-		backoff := 100 * time.Millisecond
+		bo := backoff.New(100*time.Millisecond, 10*time.Second)
 		for attempt := 0; ctx.Err() == nil; attempt++ {
 			sctx, cancel := context.WithCancel(ctx)
 			opts := client.EventsListOptions{Filters: eventFilters()}
@@ -181,25 +182,25 @@ func (r *Runtime) Events(ctx context.Context) (<-chan runtime.Event, <-chan erro
 			if attempt > 0 {
 				if err := r.resync(ctx, emit); err != nil {
 					cancel()
-					r.log.Warn("docker resync failed; retrying", "host", r.host, "err", err, "in", backoff)
-					if !sleep(ctx, backoff) {
+					d := bo.Next()
+					r.log.Warn("docker resync failed; retrying", "host", r.host, "err", err, "in", d)
+					if !backoff.Sleep(ctx, d) {
 						return
 					}
-					backoff = min(2*backoff, 10*time.Second)
 					continue
 				}
 				r.log.Info("docker event stream re-established", "host", r.host)
 			}
-			err := r.follow(sctx, stream, &since, emit, func() { backoff = 100 * time.Millisecond })
+			err := r.follow(sctx, stream, &since, emit, bo.Reset)
 			cancel()
 			if ctx.Err() != nil {
 				return
 			}
-			r.log.Warn("docker event stream broken; reconnecting", "host", r.host, "err", err, "in", backoff)
-			if !sleep(ctx, backoff) {
+			d := bo.Next()
+			r.log.Warn("docker event stream broken; reconnecting", "host", r.host, "err", err, "in", d)
+			if !backoff.Sleep(ctx, d) {
 				return
 			}
-			backoff = min(2*backoff, 10*time.Second)
 		}
 	}()
 	return out, errc
@@ -432,17 +433,6 @@ func toCreate(s runtime.Spec) (*container.Config, *container.HostConfig, error) 
 		}
 	}
 	return cfg, hc, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // Engine describes the Docker Engine: what docker-gen shows as $.Docker.
