@@ -88,7 +88,12 @@ func (r *Registrar) Run(ctx context.Context) error {
 	evs, errc := r.rt.Events(ctx) // subscribe before listing: nothing falls between
 	bo := backoff.New(100*time.Millisecond, 10*time.Second)
 	for {
-		err := r.reconcile(ctx)
+		// The first reconcile writes every record, changed or not: records
+		// left by a previous daemon (a crash, a restart) are bound to its
+		// lease, which nobody keeps alive any more; writing them again binds
+		// them to ours. Equal values make new revisions but equal snapshots,
+		// so templates render the same bytes and nothing reloads.
+		err := r.reconcile(ctx, true)
 		if err == nil {
 			break
 		}
@@ -131,7 +136,7 @@ func (r *Registrar) Run(ctx context.Context) error {
 				}
 			}
 		case <-tick.C:
-			if err := r.reconcile(ctx); err != nil && ctx.Err() == nil {
+			if err := r.reconcile(ctx, false); err != nil && ctx.Err() == nil {
 				r.log.Warn("reconcile failed", "err", err)
 			}
 		case <-ctx.Done():
@@ -210,7 +215,7 @@ func (r *Registrar) stopDrain(id string) {
 // write makes one container's records in the store equal want (nil: none),
 // in one transaction, and remembers them.
 func (r *Registrar) write(ctx context.Context, id string, want map[string][]byte) error {
-	ops := diffOps(r.written[id], want, r.cfg.TTL)
+	ops := diffOps(r.written[id], want, r.cfg.TTL, false)
 	if len(ops) == 0 {
 		return nil
 	}
@@ -226,12 +231,12 @@ func (r *Registrar) write(ctx context.Context, id string, want map[string][]byte
 	return nil
 }
 
-// diffOps turns have into want: puts of what is new or changed, deletes of
-// what is gone.
-func diffOps(have, want map[string][]byte, ttl time.Duration) []store.Op {
+// diffOps turns have into want: puts of what is new or changed (of all of
+// want when rewrite is set), deletes of what is gone.
+func diffOps(have, want map[string][]byte, ttl time.Duration, rewrite bool) []store.Op {
 	var ops []store.Op
 	for _, k := range sortedKeys(want) {
-		if old, ok := have[k]; !ok || !bytes.Equal(old, want[k]) {
+		if old, ok := have[k]; rewrite || !ok || !bytes.Equal(old, want[k]) {
 			ops = append(ops, store.Put(k, want[k], store.WithTTL(ttl)))
 		}
 	}
@@ -245,8 +250,9 @@ func diffOps(have, want map[string][]byte, ttl time.Duration) []store.Op {
 
 // reconcile makes the store hold exactly the records of this host's
 // containers: it lists the runtime and this host's keys, writes what is
-// missing or different and deletes what matches no container.
-func (r *Registrar) reconcile(ctx context.Context) error {
+// missing or different (everything, with rewrite) and deletes what matches
+// no container.
+func (r *Registrar) reconcile(ctx context.Context, rewrite bool) error {
 	cs, err := r.rt.List(ctx)
 	if err != nil {
 		return fmt.Errorf("list containers: %w", err)
@@ -297,7 +303,7 @@ func (r *Registrar) reconcile(ctx context.Context) error {
 	hb, _ := json.Marshal(host)
 	batch = append(batch, store.Put(records.HostKey(r.cfg.Prefix, r.cfg.Host), hb, store.WithTTL(r.cfg.TTL)))
 	for _, id := range slices.Sorted(maps.Keys(ids)) {
-		ops := diffOps(have[id], want[id], r.cfg.TTL)
+		ops := diffOps(have[id], want[id], r.cfg.TTL, rewrite)
 		if len(ops) == 0 {
 			r.written[id] = want[id]
 			if len(want[id]) == 0 {

@@ -266,3 +266,42 @@ func TestReconcileAndLease(t *testing.T) {
 		t.Fatalf("container after registrar death: %+v %v", live, err)
 	}
 }
+
+// TestRestartTakesOverRecords: a daemon that dies (its lease left to expire)
+// and a new one that starts before the TTL runs out. The new registrar must
+// bind the records to its own lease; otherwise they would expire under it
+// while the container runs, and come back only at the next resync.
+func TestRestartTakesOverRecords(t *testing.T) {
+	e := newEnv(t)
+	ttl := 2 * time.Second
+	st, stop := e.start(t, registrar.Config{TTL: ttl, Resync: time.Hour})
+	c := e.run(t, "survivor", func(s *runtime.Spec) { s.Labels["berth.service"] = "survivor" })
+	key := records.ServiceKey(e.prefix, "survivor", e.host, c.ID)
+	e.instance(t, "survivor", c, nil)
+	stop()
+	if err := st.Detach(); err != nil { // a crash: nothing revoked
+		t.Fatal(err)
+	}
+	before, err := e.server.Get(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, registrar.Config{TTL: ttl, Resync: time.Hour})
+	// Wait until the new registrar has written the record (a new
+	// revision), then past the old lease's TTL: it must still be there.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		kv, err := e.server.Get(t.Context(), key)
+		if err == nil && kv.ModRevision > before.ModRevision {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s was not rewritten by the new registrar", key)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(ttl + 2*time.Second)
+	if _, err := e.server.Get(t.Context(), key); err != nil {
+		t.Fatalf("%s expired with the dead daemon's lease: %v", key, err)
+	}
+}
