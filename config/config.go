@@ -100,9 +100,27 @@ type Store struct {
 	Token    string `toml:"token"`
 }
 
-// Runtime is the [runtime] table.
+// Runtime is the [runtime] table: which containers berth up follows.
 type Runtime struct {
 	Kind string `toml:"kind"` // "embedded", "docker" or "none"
+	// The embedded runtime's network and cgroups.
+	Subnet       string `toml:"subnet"`        // of the container bridge
+	Bridge       string `toml:"bridge"`        // its name
+	CgroupParent string `toml:"cgroup_parent"` // cgroup the containers' cgroups go under
+}
+
+// Daemon is the [daemon] table: how berth up registers this host's
+// containers and where it serves its APIs. Durations are Go durations;
+// empty fields keep the command's defaults.
+type Daemon struct {
+	Host         string `toml:"host"`          // this host's name in the key schema
+	TTL          string `toml:"ttl"`           // lease of the host's records
+	Drain        string `toml:"drain"`         // how long a stopped container stays "draining"
+	Resync       string `toml:"resync"`        // reconcile period
+	StateDir     string `toml:"state_dir"`     // runtime state and the embedded store
+	Socket       string `toml:"socket"`        // berth API (unix socket)
+	DockerSocket string `toml:"docker_socket"` // Docker-compatible API (unix socket)
+	Listen       string `toml:"listen"`        // /metrics and /healthz (host:port)
 }
 
 // File is a loaded berth.toml.
@@ -110,6 +128,7 @@ type File struct {
 	Path    string
 	Store   Store
 	Runtime Runtime
+	Daemon  Daemon
 	Wait    Wait   // default for templates without their own
 	Prefix  string // berth key prefix (records.DefaultPrefix)
 	// MinReloadInterval is the default reload budget of its templates.
@@ -121,6 +140,7 @@ type File struct {
 type berthFile struct {
 	Store             Store           `toml:"store"`
 	Runtime           Runtime         `toml:"runtime"`
+	Daemon            Daemon          `toml:"daemon"`
 	Wait              string          `toml:"wait"`
 	MinReloadInterval string          `toml:"min_reload_interval"`
 	Prefix            string          `toml:"prefix"`
@@ -176,7 +196,19 @@ func Load(file string) (*File, error) {
 	if err := decodeStrict(file, data, &raw); err != nil {
 		return nil, err
 	}
-	f := &File{Path: file, Store: raw.Store, Runtime: raw.Runtime, Prefix: raw.Prefix}
+	f := &File{Path: file, Store: raw.Store, Runtime: raw.Runtime, Daemon: raw.Daemon, Prefix: raw.Prefix}
+	for what, v := range map[string]string{"ttl": raw.Daemon.TTL, "drain": raw.Daemon.Drain, "resync": raw.Daemon.Resync} {
+		if _, err := parseDuration(what, v); err != nil {
+			origin := file
+			if lines := headerLines(data, unstable.Table, "daemon"); len(lines) > 0 {
+				origin = fmt.Sprintf("%s:%d", file, lines[0])
+			}
+			return nil, fmt.Errorf("%s: [daemon] %w", origin, err)
+		}
+	}
+	if d := raw.Daemon.StateDir; d != "" && !filepath.IsAbs(d) {
+		f.Daemon.StateDir = filepath.Join(filepath.Dir(file), d)
+	}
 	if f.Prefix == "" {
 		f.Prefix = records.DefaultPrefix
 	}

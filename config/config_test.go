@@ -60,6 +60,12 @@ src = "/abs/dg.tmpl"
 dest = "/tmp/dg.conf"
 dialect = "docker-gen"
 keep_blank_lines = true
+
+[daemon]
+host = "edge-1"
+ttl = "20s"
+state_dir = "state"
+listen = "127.0.0.1:9180"
 `)
 	f, err := Load(file)
 	if err != nil {
@@ -67,6 +73,9 @@ keep_blank_lines = true
 	}
 	if f.Store.URL != "etcd://127.0.0.1:2379" || f.Store.CA != "/etc/berth/ca.pem" || f.Store.Username != "berth" || f.Runtime.Kind != "docker" {
 		t.Errorf("store/runtime: %+v %+v", f.Store, f.Runtime)
+	}
+	if want := (Daemon{Host: "edge-1", TTL: "20s", StateDir: filepath.Join(dir, "state"), Listen: "127.0.0.1:9180"}); f.Daemon != want {
+		t.Errorf("daemon: %+v, want %+v", f.Daemon, want)
 	}
 	if len(f.Templates) != 2 {
 		t.Fatalf("%d templates", len(f.Templates))
@@ -119,6 +128,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bad check placeholder", head + "check = \"nginx -t -c {{.source}}\"\n", `:1: template "/tmp/a": check command "nginx -t -c {{.source}}"`},
 		{"bad reload syntax", head + "reload = \"kill {{.src\"\n", `reload command "kill {{.src"`},
 		{"bad runtime", "[runtime]\nkind = \"podman\"\n", `runtime kind "podman"`},
+		{"unknown daemon key", "[daemon]\nttl = \"10s\"\nsocket_mode = \"0600\"\n", `:3:1: unknown key "daemon.socket_mode"`},
+		{"bad daemon ttl", "\n[daemon]\nttl = \"ten seconds\"\n", `:2: [daemon] ttl "ten seconds"`},
 		{"same dest", head + "\n\n" + head, `:6: template "/tmp/a" writes /tmp/a, as does template "/tmp/a"`},
 		{"same name", head + "name = \"x\"\n[[template]]\nsrc = \"b\"\ndest = \"/tmp/b\"\nname = \"x\"\n", `:5: template name "x" is also used at`},
 		{"same dest, other spelling", head + "[[template]]\nsrc = \"b\"\ndest = \"/tmp/./a\"\n", `as does template`},
