@@ -33,6 +33,7 @@ type Runner struct {
 	mirrorO  []watcher.MirrorOption
 	defWait  watcher.Wait
 	minIntvl time.Duration
+	observe  func(Observation)
 
 	updates chan update
 	status  chan chan []TemplateStatus
@@ -51,6 +52,19 @@ func WithMirrorOptions(o ...watcher.MirrorOption) Option {
 
 // WithDefaultWait sets the quiescence of templates that have none.
 func WithDefaultWait(w watcher.Wait) Option { return func(r *Runner) { r.defWait = w } }
+
+// Observation is one render attempt of one template, as reported to an
+// observer (metrics).
+type Observation struct {
+	Template string
+	Revision store.Revision // of the snapshot rendered
+	Result   render.Result  // Changed, Reloaded, Err ...
+	Took     time.Duration  // the render cycle the template was part of
+}
+
+// WithObserver calls f after every render attempt, from Run's goroutine;
+// f must not block.
+func WithObserver(f func(Observation)) Option { return func(r *Runner) { r.observe = f } }
 
 // WithMinReloadInterval sets the reload budget of templates that have
 // none: no change is applied sooner than d after the previous one.
@@ -548,10 +562,14 @@ func (s *state) render(batch map[*tmplState]bool) {
 	if len(jobs) == 0 {
 		return
 	}
+	start := time.Now()
 	results, _ := s.r.renderer.Cycle(s.ctx, jobs)
 	now := time.Now()
 	for i, res := range results {
 		t := owner[i]
+		if s.r.observe != nil {
+			s.r.observe(Observation{Template: t.conf.Name, Revision: revs[i], Result: res, Took: now.Sub(start)})
+		}
 		log := s.r.log.With("template", t.conf.Name, "dest", res.Dest, "revision", revs[i])
 		t.mu.Lock()
 		if res.Err == nil {
