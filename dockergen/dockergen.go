@@ -33,6 +33,7 @@ type job struct {
 	watch   bool
 	deb     *watcher.Debouncer
 	lastErr error
+	notify  notify
 }
 
 // Filters every configuration applies on top of its own container filter
@@ -58,6 +59,10 @@ func New(rt *docker.Runtime, renderer *render.Renderer, log *slog.Logger, confs 
 			j.watch, j.every, raw = x.Watch, x.Interval, x.ContainerFilter
 		}
 		if j.filter, err = ParseFilter(raw, global); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.Origin, err))
+			continue
+		}
+		if j.notify, err = newNotify(c.DockerGen); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", c.Origin, err))
 			continue
 		}
@@ -159,9 +164,15 @@ func (g *Generator) render(ctx context.Context, jobs []*job, always bool) error 
 			continue
 		}
 		if always && !res.Changed && j.conf.Spec.Reload != "" {
-			if out, err := (render.Exec{}).Run(ctx, []string{"/bin/sh", "-c", j.conf.Spec.Reload}); err != nil {
+			out, err := (render.Exec{}).Run(ctx, []string{"/bin/sh", "-c", j.conf.Spec.Reload})
+			if err != nil {
 				g.log.Error("notify failed", "config", j.conf.Origin, "err", err, "output", string(out))
+			} else if j.conf.DockerGen != nil && j.conf.DockerGen.NotifyOutput {
+				logOutput(g.log, j.conf.Spec.Reload, out)
 			}
+		}
+		if res.Changed || always {
+			g.signal(ctx, j, containers)
 		}
 	}
 	return err

@@ -14,7 +14,8 @@ import (
 // Filter selects containers the way docker ps filters do (docker-gen passes
 // its container filters to Docker's list call; berth applies them to the
 // containers it follows, so no listing is needed per render). Terms are
-// ANDed; the values of one term are ORed.
+// ANDed; the values of one term are ORed, except label's, which Docker
+// ANDs (label=a --filter label=b: both labels).
 type Filter struct {
 	terms []term
 }
@@ -51,13 +52,14 @@ func ParseFilter(raw map[string][]string, g Filters) (Filter, error) {
 			}
 			preds = append(preds, p)
 		}
+		all := key == "label"
 		f.terms = append(f.terms, term{key: key, match: func(c runtime.Container) bool {
 			for _, p := range preds {
-				if p(c) {
-					return true
+				if p(c) != all {
+					return !all
 				}
 			}
-			return false
+			return all
 		}})
 	}
 	return f, nil

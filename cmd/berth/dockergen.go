@@ -34,10 +34,10 @@ type dockerGenFlags struct {
 	watch, keepBlank, onlyExposed, onlyPublished, includeStopped, tlsVerify, version bool
 	notifyOutput                                                                     bool
 	wait, notify, endpoint, tlsCert, tlsKey, tlsCA, check                            string
-	notifySighup, notifyContainer                                                    string
 	interval, notifySignal                                                           int
 	notifyTimeout                                                                    time.Duration
 	configs, containerFilters, eventFilters, notifyFilters                           multiFlag
+	notifySighup, notifyContainer                                                    multiFlag
 }
 
 func (f *dockerGenFlags) flagSet() *flag.FlagSet {
@@ -45,11 +45,11 @@ func (f *dockerGenFlags) flagSet() *flag.FlagSet {
 	fs.BoolVar(&f.watch, "watch", false, "watch Docker events and re-render on changes")
 	fs.StringVar(&f.wait, "wait", "", "debounce changes: min[:max] (max defaults to 4×min)")
 	fs.StringVar(&f.notify, "notify", "", "command to run (sh -c) after the destination changed")
-	fs.BoolVar(&f.notifyOutput, "notify-output", false, "not supported by berth yet")
-	fs.StringVar(&f.notifySighup, "notify-sighup", "", "not supported by berth yet")
-	fs.StringVar(&f.notifyContainer, "notify-container", "", "not supported by berth yet")
-	fs.IntVar(&f.notifySignal, "notify-signal", 1, "not supported by berth yet")
-	fs.Var(&f.notifyFilters, "notify-filter", "not supported by berth yet")
+	fs.BoolVar(&f.notifyOutput, "notify-output", false, "log the output (stdout and stderr) of the notify command")
+	fs.Var(&f.notifySighup, "notify-sighup", "send SIGHUP to this container (name or ID) after the destination changed, as docker kill -s HUP (repeatable)")
+	fs.Var(&f.notifyContainer, "notify-container", "send -notify-signal to this container (name or ID) after the destination changed (repeatable)")
+	fs.IntVar(&f.notifySignal, "notify-signal", int(syscall.SIGHUP), "signal number for -notify-container and -notify-filter; -1 restarts the containers instead")
+	fs.Var(&f.notifyFilters, "notify-filter", "docker ps filter key=value selecting running containers to send -notify-signal (repeatable, ANDed)")
 	fs.BoolVar(&f.onlyExposed, "only-exposed", false, "only containers with exposed ports")
 	fs.BoolVar(&f.onlyPublished, "only-published", false, "only containers with published ports")
 	fs.BoolVar(&f.includeStopped, "include-stopped", false, "include stopped containers")
@@ -102,10 +102,6 @@ func (f *dockerGenFlags) run(cmd *cobra.Command, args []string) error {
 		_, err := fmt.Fprintf(cmd.OutOrStdout(), "berth docker-gen %s\n", buildVersion())
 		return err
 	}
-	switch {
-	case f.notifyOutput, f.notifySighup != "", f.notifyContainer != "", len(f.notifyFilters) > 0:
-		return usagef("-notify-output, -notify-sighup, -notify-container and -notify-filter are not supported by berth docker-gen yet")
-	}
 	for _, ef := range f.eventFilters {
 		if k, _, ok := strings.Cut(ef, "="); !ok || (k != "event" && k != "type") {
 			return usagef("-event-filter %q: want event=NAME or type=NAME", ef)
@@ -118,6 +114,10 @@ func (f *dockerGenFlags) run(cmd *cobra.Command, args []string) error {
 	confs, stdout, err := f.configurations(args)
 	if err != nil {
 		return err
+	}
+	if len(f.configs) > 0 && (f.notify != "" || f.notifyOutput || len(f.notifySighup)+len(f.notifyContainer)+len(f.notifyFilters) > 0) {
+		// docker-gen ignores them too; a deployment's command line keeps working.
+		log.Warn("-notify, -notify-output, -notify-sighup, -notify-container and -notify-filter are ignored with -config: set notifycmd, notifyoutput, notifycontainers, notifycontainersfilter and notifycontainerssignal in the [[config]] sections")
 	}
 	cfg := docker.Config{Host: f.endpoint, Logger: log}
 	if f.tlsCert != "" || f.tlsKey != "" || (f.tlsVerify && f.tlsCA != "") {
@@ -132,7 +132,8 @@ func (f *dockerGenFlags) run(cmd *cobra.Command, args []string) error {
 	if stdout {
 		return f.printOnce(cmd, rt, confs[0], global)
 	}
-	g, err := dockergen.New(rt, render.New(render.WithLogger(log)), log, confs, global)
+	renderer := render.New(render.WithLogger(log), render.WithCommander(dockergen.NotifyOutput(render.Exec{}, log, confs)))
+	g, err := dockergen.New(rt, renderer, log, confs, global)
 	if err != nil {
 		return usageError{err}
 	}
@@ -162,6 +163,7 @@ func (f *dockerGenFlags) configurations(args []string) ([]config.Template, bool,
 		if len(args) > 0 {
 			return nil, false, usagef("give either -config or template [dest], not both")
 		}
+
 		var all []config.Template
 		for _, file := range f.configs {
 			ts, err := config.LoadDockerGen(file, "")
@@ -182,13 +184,22 @@ func (f *dockerGenFlags) configurations(args []string) ([]config.Template, bool,
 	if err != nil {
 		return nil, false, usagef("-wait: %v", err)
 	}
-	filters := map[string][]string{}
-	for _, cf := range f.containerFilters {
-		k, v, ok := strings.Cut(cf, "=")
-		if !ok {
-			return nil, false, usagef("-container-filter %q: want key=value", cf)
-		}
-		filters[k] = append(filters[k], v)
+	filters, err := filterFlags("-container-filter", f.containerFilters)
+	if err != nil {
+		return nil, false, err
+	}
+	notifyFilters, err := filterFlags("-notify-filter", f.notifyFilters)
+	if err != nil {
+		return nil, false, err
+	}
+	// As docker-gen: -notify-sighup, then -notify-container (which wins for
+	// a container named by both).
+	notifyContainers := map[string]int{}
+	for _, c := range f.notifySighup {
+		notifyContainers[c] = int(syscall.SIGHUP)
+	}
+	for _, c := range f.notifyContainer {
+		notifyContainers[c] = f.notifySignal
 	}
 	t := config.Template{
 		Name: args[0], Src: args[0], Origin: "command line",
@@ -197,14 +208,18 @@ func (f *dockerGenFlags) configurations(args []string) ([]config.Template, bool,
 		Spec:    render.Spec{Reload: f.notify, Check: f.check, Timeout: f.notifyTimeout},
 		DockerGen: &config.DockerGenExtras{
 			Watch: f.watch, ContainerFilter: filters, Interval: time.Duration(f.interval) * time.Second,
+			NotifyOutput: f.notifyOutput, NotifyContainers: notifyContainers,
 		},
+	}
+	if len(notifyFilters) > 0 {
+		t.DockerGen.NotifyContainersFilter, t.DockerGen.NotifyContainersSignal = notifyFilters, f.notifySignal
 	}
 	if len(args) == 2 {
 		t.Spec.Name, t.Spec.Dest = args[0], args[1]
 		return []config.Template{t}, false, nil
 	}
-	if f.watch || f.interval > 0 || f.notify != "" || f.check != "" {
-		return nil, false, usagef("without dest the output goes to standard output once: -watch, -interval, -notify and -check need a dest")
+	if f.watch || f.interval > 0 || f.notify != "" || f.check != "" || len(notifyContainers) > 0 || len(notifyFilters) > 0 {
+		return nil, false, usagef("without dest the output goes to standard output once: -watch, -interval, -notify, -notify-sighup, -notify-container, -notify-filter and -check need a dest")
 	}
 	return []config.Template{t}, true, nil
 }
@@ -217,4 +232,17 @@ func (f *dockerGenFlags) printOnce(cmd *cobra.Command, rt *docker.Runtime, t con
 	}
 	_, err = bytes.NewReader(out).WriteTo(cmd.OutOrStdout())
 	return err
+}
+
+// filterFlags turns repeated key=value flags into docker's filter map.
+func filterFlags(flagName string, values []string) (map[string][]string, error) {
+	filters := map[string][]string{}
+	for _, v := range values {
+		k, val, ok := strings.Cut(v, "=")
+		if !ok || k == "" {
+			return nil, usagef("%s %q: want key=value", flagName, v)
+		}
+		filters[k] = append(filters[k], val)
+	}
+	return filters, nil
 }

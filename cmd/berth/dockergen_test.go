@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthd/berth/dockergen/dockertest"
 	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/docker"
@@ -112,9 +113,12 @@ func TestDockerGen(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "# 2 container(s)") {
 		t.Fatalf("stdout mode: exit %d %q %s", code, stdout, errs)
 	}
-	// Not yet supported flags are refused, not ignored.
-	if code, _, errs := runArgs(t, "docker-gen", "-notify-sighup", "nginx", tmpl, dest); code != 2 || !strings.Contains(errs, "not supported") {
-		t.Fatalf("-notify-sighup: exit %d %s", code, errs)
+	// Notifying containers needs a dest (a render that changed it).
+	if code, _, errs := runArgs(t, "docker-gen", "-notify-sighup", "nginx", tmpl); code != 2 || !strings.Contains(errs, "need a dest") {
+		t.Fatalf("-notify-sighup without dest: exit %d %s", code, errs)
+	}
+	if code, _, errs := runArgs(t, "docker-gen", "-notify-filter", "nokeyvalue", tmpl, dest); code != 2 || !strings.Contains(errs, "want key=value") {
+		t.Fatalf("-notify-filter without =: exit %d %s", code, errs)
 	}
 	if code, _, _ := runArgs(t, "docker-gen", "-container-filter", "bogus=1", tmpl); code == 0 {
 		t.Fatal("an unknown container filter was accepted")
@@ -123,4 +127,81 @@ func TestDockerGen(t *testing.T) {
 
 func runArgs(t *testing.T, args ...string) (int, string, string) {
 	return run(t, t.Context(), "", args...)
+}
+
+// TestDockerGenNotifyFlags: docker-gen's -notify-sighup, -notify-container
+// with -notify-signal, -notify-filter and -notify-output, against probes
+// that count the SIGHUPs they receive.
+func TestDockerGenNotifyFlags(t *testing.T) {
+	img := dockertest.BuildImage(t)
+	network := testenv.DockerNetwork(t, img)
+	rt, err := docker.New(t.Context(), docker.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	tag := strings.TrimPrefix(img.Label, "berth.test=")
+	k, v, _ := strings.Cut(img.Label, "=")
+	start := func(name, role string, env ...string) runtime.Container {
+		t.Helper()
+		c, err := rt.Run(t.Context(), runtime.Spec{Name: name + "-" + tag, Image: img.Ref, Network: network,
+			Labels: map[string]string{k: v, "berth.test.role": role}, Env: env})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	hupped, signalled, filtered, bystander := start("hupped", "x"), start("signalled", "x"), start("filtered", "proxy"), start("bystander", "x")
+	dir := t.TempDir()
+	tmpl, dest := filepath.Join(dir, "t.tmpl"), filepath.Join(dir, "out")
+	os.WriteFile(tmpl, []byte(`{{ range $ }}{{ if .Env.VIRTUAL_HOST }}{{ .Name }}
+{{ end }}{{ end }}`), 0o644)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- execute(ctx, []string{"docker-gen", "-watch", "-wait", "20ms:100ms",
+			"-notify", "echo notify-said-hello; echo second line", "-notify-output",
+			"-notify-sighup", hupped.Name, "-notify-container", signalled.ID, "-notify-signal", "1",
+			"-notify-filter", "label=berth.test.role=proxy", "-notify-filter", "label=" + img.Label,
+			"-container-filter", "label=" + img.Label, tmpl, dest}, strings.NewReader(""), &out, &errb)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("docker-gen exited %d: %s", code, errb.String())
+		}
+	}()
+	want := func(n int) {
+		t.Helper()
+		for _, c := range []runtime.Container{hupped, signalled, filtered} {
+			deadline := time.Now().Add(15 * time.Second)
+			for dockertest.Hups(t, c.IP) < n && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+		for _, c := range []runtime.Container{hupped, signalled, filtered} {
+			if got := dockertest.Hups(t, c.IP); got != n {
+				t.Fatalf("%s received %d SIGHUPs, want %d\n%s", c.Name, got, n, errb.String())
+			}
+		}
+		if got := dockertest.Hups(t, bystander.IP); got != 0 {
+			t.Fatalf("%s, named by no flag, received %d SIGHUPs", bystander.Name, got)
+		}
+	}
+	want(1) // the first render creates dest
+	web := start("web", "x", "VIRTUAL_HOST=web.localhost")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if b, _ := os.ReadFile(dest); strings.Contains(string(b), web.Name) {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%s never rendered: %s", web.Name, errb.String())
+		}
+	}
+	want(2)
+	if logs := errb.String(); strings.Count(logs, "line=notify-said-hello") != 2 || strings.Count(logs, `line="second line"`) != 2 {
+		t.Fatalf("-notify-output: want each line of the two notify runs logged:\n%s", logs)
+	}
 }

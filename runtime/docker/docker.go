@@ -476,3 +476,34 @@ func (r *Runtime) Cached() []runtime.Container {
 	slices.SortFunc(out, func(a, b runtime.Container) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
+
+// Signal sends a signal to a running container, as docker kill -s does
+// (POST /containers/{id}/kill?signal=...). id may be a name; signal is a
+// number ("1") or a name ("SIGHUP", "HUP").
+func (r *Runtime) Signal(ctx context.Context, id, signal string) error {
+	r.calls.Add(1)
+	if _, err := r.cli.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: signal}); err != nil {
+		switch {
+		case cerrdefs.IsNotFound(err):
+			return fmt.Errorf("docker container %s: %w", id, runtime.ErrNotFound)
+		case cerrdefs.IsConflict(err): // not running
+			return fmt.Errorf("docker container %s: signal %s: %w: %w", id, signal, runtime.ErrConflict, err)
+		}
+		return fmt.Errorf("docker at %s: signal %s to %s: %w", r.host, signal, id, err)
+	}
+	return nil
+}
+
+// Restart stops a container (its stop signal, then SIGKILL after grace)
+// and starts it again, as docker restart -t does.
+func (r *Runtime) Restart(ctx context.Context, id string, grace time.Duration) error {
+	secs := int(grace.Round(time.Second) / time.Second)
+	r.calls.Add(1)
+	if _, err := r.cli.ContainerRestart(ctx, id, client.ContainerRestartOptions{Timeout: &secs}); err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("docker container %s: %w", id, runtime.ErrNotFound)
+		}
+		return fmt.Errorf("docker at %s: restart %s: %w", r.host, id, err)
+	}
+	return nil
+}
