@@ -206,9 +206,13 @@ func Load(file string) (*File, error) {
 			return nil, fmt.Errorf("%s: [daemon] %w", origin, err)
 		}
 	}
-	if d := raw.Daemon.StateDir; d != "" && !filepath.IsAbs(d) {
-		f.Daemon.StateDir = filepath.Join(filepath.Dir(file), d)
+	// Paths in the file are relative to its directory, made absolute: they
+	// end up in commands ({{.src}}) that may run elsewhere (nginx -p).
+	dir, err := filepath.Abs(filepath.Dir(file))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
+	f.Daemon.StateDir = relTo(dir, raw.Daemon.StateDir)
 	if f.Prefix == "" {
 		f.Prefix = records.DefaultPrefix
 	}
@@ -224,7 +228,6 @@ func Load(file string) (*File, error) {
 		return nil, fmt.Errorf("%s: runtime kind %q: want embedded, docker or none", file, f.Runtime.Kind)
 	}
 	lines := headerLines(data, unstable.ArrayTable, "template")
-	dir := filepath.Dir(file)
 	for i, rt := range raw.Template {
 		origin := file
 		if i < len(lines) {

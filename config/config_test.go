@@ -363,3 +363,21 @@ min_reload_interval = "500ms"
 		t.Fatalf("bad min_reload_interval: %v", err)
 	}
 }
+
+// A configuration named by a relative path still yields absolute paths:
+// they end up in commands that may run in another directory.
+func TestLoadRelativePath(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "berth.toml", "[daemon]\nstate_dir = \"state\"\n[[template]]\nsrc = \"a.tmpl\"\ndest = \"out/a.conf\"\n")
+	t.Chdir(dir)
+	f, err := Load("berth.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	real, _ := filepath.EvalSymlinks(dir)
+	for _, p := range []string{f.Daemon.StateDir, f.Templates[0].Src, f.Templates[0].Dest} {
+		if !filepath.IsAbs(p) || !strings.HasPrefix(p, real) && !strings.HasPrefix(p, dir) {
+			t.Errorf("%q: want an absolute path under %s", p, dir)
+		}
+	}
+}
