@@ -375,7 +375,7 @@ func TestLoadRelativePath(t *testing.T) {
 		t.Fatal(err)
 	}
 	real, _ := filepath.EvalSymlinks(dir)
-	for _, p := range []string{f.Daemon.StateDir, f.Templates[0].Src, f.Templates[0].Dest} {
+	for _, p := range []string{f.Daemon.StateDir, f.Templates[0].Src, f.Templates[0].Spec.Dest} {
 		if !filepath.IsAbs(p) || !strings.HasPrefix(p, real) && !strings.HasPrefix(p, dir) {
 			t.Errorf("%q: want an absolute path under %s", p, dir)
 		}
