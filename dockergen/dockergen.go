@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/dockergen/internal/selfid"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/render/dialect"
@@ -23,6 +24,7 @@ type Generator struct {
 	renderer *render.Renderer
 	log      *slog.Logger
 	jobs     []*job
+	self     string // the ID of the container berth runs in, if any
 }
 
 type job struct {
@@ -44,7 +46,7 @@ type Filters struct {
 
 // New parses the configurations' templates and filters.
 func New(rt *docker.Runtime, renderer *render.Renderer, log *slog.Logger, confs []config.Template, global Filters) (*Generator, error) {
-	g := &Generator{rt: rt, renderer: renderer, log: log}
+	g := &Generator{rt: rt, renderer: renderer, log: log, self: selfid.Current()}
 	var errs []error
 	for _, c := range confs {
 		c.Options.Dialect = dialect.DockerGen
@@ -153,7 +155,7 @@ func (g *Generator) render(ctx context.Context, jobs []*job, always bool) error 
 	containers := g.rt.Cached()
 	rjobs := make([]render.Job, len(jobs))
 	for i, j := range jobs {
-		rjobs[i] = render.Job{Spec: j.conf.Spec, Source: render.Bind(j.tmpl, input(engine, containers, j.filter))}
+		rjobs[i] = render.Job{Spec: j.conf.Spec, Source: render.Bind(j.tmpl, input(engine, containers, j.filter, g.self))}
 	}
 	results, err := g.renderer.Cycle(ctx, rjobs)
 	for i, res := range results {
@@ -179,12 +181,13 @@ func (g *Generator) render(ctx context.Context, jobs []*job, always bool) error 
 }
 
 // input is the docker-gen context: the containers that pass filter, and
-// the engine summary as $.Docker.
-func input(engine docker.Engine, containers []runtime.Container, filter Filter) dialect.Input {
+// the engine summary as $.Docker, with self (the container berth runs in)
+// as $.Docker.CurrentContainerID.
+func input(engine docker.Engine, containers []runtime.Container, filter Filter, self string) dialect.Input {
 	in := dialect.Input{Containers: []records.Container{}, Docker: records.Docker{
 		Name: engine.Name, NumContainers: engine.Containers, NumImages: engine.Images, Version: engine.Version,
 		ApiVersion: engine.APIVersion, GoVersion: engine.GoVersion, OperatingSystem: engine.OperatingSystem,
-		Architecture: engine.Architecture,
+		Architecture: engine.Architecture, CurrentContainerID: self,
 	}}
 	for _, c := range containers {
 		if filter.Match(c) {
@@ -211,7 +214,7 @@ func RenderOnce(ctx context.Context, rt *docker.Runtime, conf config.Template, g
 	}
 	j := g.jobs[0]
 	var buf bytes.Buffer
-	if err := j.tmpl.Execute(&buf, input(engine, containers, j.filter)); err != nil {
+	if err := j.tmpl.Execute(&buf, input(engine, containers, j.filter, g.self)); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil

@@ -1,11 +1,16 @@
-// Package selfid finds the ID of the Docker container the process runs in
-// exactly the way docker-gen does (for $.Docker.CurrentContainerID): the
-// files /proc/1/cpuset, /proc/self/cgroup and /proc/self/mountinfo are read
-// line by line, first for a 64-character ID that starts with $HOSTNAME (when
-// that is a 12-character short ID), then for any 64-character ID. On a
-// mountinfo line only an ID right after "containers/" counts (Docker's
-// /var/lib/docker/containers/<id>/hostname, resolv.conf and hosts bind
-// mounts), so the overlay layer IDs on the same lines are never taken.
+// Package selfid finds the ID of the Docker container the process runs in,
+// the way docker-gen does for $.Docker.CurrentContainerID: the files
+// /proc/1/cpuset, /proc/self/cgroup and /proc/self/mountinfo are read line
+// by line, first for a 64-character ID that starts with $HOSTNAME (when
+// that is a 12-character short ID), then for any 64-character ID.
+//
+// One deliberate difference: on a mountinfo line docker-gen takes any ID
+// after "containers/", so on a host (outside any container) where a
+// container with shareable IPC runs, the host's
+// /var/lib/docker/containers/<id>/mounts/shm line makes docker-gen believe
+// it runs in that container. berth takes only the line of the bind mount
+// Docker gives every container as /etc/hostname
+// (/var/lib/docker/containers/<id>/hostname).
 package selfid
 
 import (
@@ -26,16 +31,15 @@ var (
 // Current returns the ID of the container the process runs in, "" when it
 // runs in none (or the files name none).
 func Current() string {
-	var contents [][]byte
-	for _, f := range Files {
-		b, _ := os.ReadFile(f) // unreadable: skipped, as docker-gen does
-		contents = append(contents, b)
+	contents := make([][]byte, len(Files))
+	for i, f := range Files {
+		contents[i], _ = os.ReadFile(f) // unreadable: skipped, as docker-gen does
 	}
 	return Lookup(os.Getenv("HOSTNAME"), contents...)
 }
 
-// Lookup applies docker-gen's search to the contents of the files, in
-// order, with hostname as $HOSTNAME.
+// Lookup applies the search to the contents of the files, in order, with
+// hostname as $HOSTNAME.
 func Lookup(hostname string, contents ...[]byte) string {
 	if shortID.MatchString(hostname) {
 		if id := search(contents, regexp.QuoteMeta(hostname)+`[[:alnum:]]{52}`); id != "" {
@@ -46,10 +50,11 @@ func Lookup(hostname string, contents ...[]byte) string {
 }
 
 // search returns the first match of pattern (a 64-character ID) on any
-// line of contents, after "containers/" on mountinfo lines.
+// line of contents; on a mountinfo line, only in the hostname bind mount's
+// source.
 func search(contents [][]byte, pattern string) string {
 	plain := regexp.MustCompile(`(` + pattern + `)`)
-	mount := regexp.MustCompile(`containers/(` + pattern + `)`)
+	mount := regexp.MustCompile(`^[0-9]+ [0-9]+ [0-9]+:[0-9]+ \S*containers/(` + pattern + `)/hostname /etc/hostname `)
 	for _, c := range contents {
 		s := bufio.NewScanner(bytes.NewReader(c))
 		s.Buffer(nil, 1<<20)
