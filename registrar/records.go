@@ -123,8 +123,9 @@ func instancePorts(c runtime.Container, env map[string]string) []records.Port {
 }
 
 // mainPort is the port a proxy should use: VIRTUAL_PORT when it is a valid
-// port (else a warning), otherwise the only exposed port, otherwise the
-// lowest one, otherwise 0.
+// port (else a warning), otherwise the only exposed port. With several
+// exposed ports or none, a virtual host gets 80 (nginx-proxy's rule); a
+// plain service its lowest exposed port, or 0.
 func mainPort(c runtime.Container, env map[string]string) (int, string) {
 	var warn string
 	if v, ok := env["VIRTUAL_PORT"]; ok {
@@ -133,6 +134,9 @@ func mainPort(c runtime.Container, env map[string]string) (int, string) {
 			return p, ""
 		}
 		warn = fmt.Sprintf("container %s: VIRTUAL_PORT=%q is not a port (1-65535); registered without its VIRTUAL_HOST", c.Name, v)
+	}
+	if len(c.Ports) != 1 && strings.TrimSpace(env["VIRTUAL_HOST"]) != "" {
+		return 80, warn
 	}
 	ports := slices.Clone(c.Ports)
 	slices.SortFunc(ports, func(a, b runtime.Port) int { return cmp.Compare(a.Port, b.Port) })

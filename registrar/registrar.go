@@ -11,6 +11,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/berthd/berth/internal/backoff"
@@ -53,6 +54,21 @@ type Registrar struct {
 	warned   map[string]bool              // container id → its warnings were logged
 	drained  chan string
 	started  time.Time
+
+	// Counts for metrics, written by Run's goroutine.
+	registered, drainingN atomic.Int64
+}
+
+// Counts reports how many containers have records in the store, and how
+// many of those are draining. Safe from any goroutine.
+func (r *Registrar) Counts() (registered, draining int) {
+	return int(r.registered.Load()), int(r.drainingN.Load())
+}
+
+// publishCounts refreshes what Counts reports.
+func (r *Registrar) publishCounts() {
+	r.registered.Store(int64(len(r.written)))
+	r.drainingN.Store(int64(len(r.draining)))
 }
 
 // New returns a registrar of rt's containers into st.
@@ -106,6 +122,7 @@ func (r *Registrar) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+	r.publishCounts()
 	tick := time.NewTicker(r.cfg.Resync)
 	defer tick.Stop()
 	defer func() {
@@ -142,6 +159,7 @@ func (r *Registrar) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		}
+		r.publishCounts()
 	}
 }
 
