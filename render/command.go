@@ -137,9 +137,24 @@ func run(ctx context.Context, c Commander, what, line string, timeout time.Durat
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("timed out after %v: %w", timeout, err)
 	}
-	if o := strings.TrimSpace(string(out)); o != "" {
-		// One line, so that joined errors stay readable.
-		return fmt.Errorf("%s %q: %w: %s", what, line, err, strings.ReplaceAll(o, "\n", " | "))
-	}
-	return fmt.Errorf("%s %q: %w", what, line, err)
+	// One line of output, so that joined errors stay readable.
+	return &CommandError{What: what, Line: line, Err: err, Output: strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", " | ")}
 }
+
+// CommandError is a check or reload command that failed. Callers tell
+// the two apart (metrics, alerts) with errors.As.
+type CommandError struct {
+	What   string // "check" or "reload"
+	Line   string // the command as run
+	Err    error  // its exit status, timeout or start failure
+	Output string // the tail of what it printed, on one line
+}
+
+func (e *CommandError) Error() string {
+	if e.Output != "" {
+		return fmt.Sprintf("%s %q: %v: %s", e.What, e.Line, e.Err, e.Output)
+	}
+	return fmt.Sprintf("%s %q: %v", e.What, e.Line, e.Err)
+}
+
+func (e *CommandError) Unwrap() error { return e.Err }

@@ -51,6 +51,7 @@ type Mirror struct {
 
 // Health says how a Mirror is doing, for /healthz and metrics.
 type Health struct {
+	Prefix       string         // the mirrored prefix
 	Synced       bool           // the first full listing succeeded
 	Revision     store.Revision // the revision the mirror is current to
 	LastSync     time.Time      // the last successful List
@@ -103,7 +104,9 @@ func (m *Mirror) Synced() <-chan struct{} { return m.synced }
 func (m *Mirror) Health() Health {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.health
+	h := m.health
+	h.Prefix = m.prefix
+	return h
 }
 
 // Subscribe returns a channel that receives a value after each change (the
