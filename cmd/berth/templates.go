@@ -15,6 +15,7 @@ type templateFlags struct {
 	templates []string
 	dialect   string
 	prefix    string
+	allowNone bool // no templates is fine (berth up may only register)
 }
 
 func addTemplateFlags(f *pflag.FlagSet) *templateFlags {
@@ -56,7 +57,7 @@ func (o *templateFlags) load() ([]config.Template, []*config.File, error) {
 		}
 		ts = append(ts, t)
 	}
-	if len(ts) == 0 {
+	if len(ts) == 0 && !o.allowNone {
 		return nil, nil, usagef("no templates: give --config, --confdir or --template")
 	}
 	if err := config.Validate(ts); err != nil {

@@ -1,63 +1,339 @@
 package main
 
 import (
+	"cmp"
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/berthd/berth/api"
+	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/daemon"
+	"github.com/berthd/berth/registrar"
+	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/runtime/docker"
 	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/network"
+	"github.com/berthd/berth/store/backend"
 )
 
-// newUpCommand is the daemon. For now it serves the embedded container
-// runtime on its unix socket; the store, registrar and templates join it
-// later.
+// upOptions are the flags of berth up. Each has a [daemon] or [runtime]
+// field in berth.toml and a BERTH_* variable; flags win over the
+// environment, the environment over the file.
+type upOptions struct {
+	sources *templateFlags
+	store   *storeFlags
+
+	runtime, subnet, bridge, cgroupParent string
+	hostname, socket, listen              string
+	ttl, drain, resync, minInterval       time.Duration
+	wait                                  string
+	stopContainers                        bool
+	stopGrace                             time.Duration
+}
+
 func newUpCommand() *cobra.Command {
-	var stateDir, socket, subnet, bridge, cgroupParent string
+	o := &upOptions{}
 	cmd := &cobra.Command{
 		Use:   "up",
-		Short: "Run the berth daemon: the embedded container runtime and its API socket",
-		Long: `berth up runs the daemon. It starts the embedded container runtime
-(re-attaching to containers left running by a previous daemon and removing
-orphans) and serves its API on a unix socket that the container commands
-(berth run, ps, logs, ...) talk to. Containers keep running when the daemon
-stops.`,
+		Short: "Run the berth daemon: containers, their registration, and the templates that follow them",
+		Long: `berth up runs the daemon:
+
+  - the container runtime (--runtime embedded, the default: berth's own
+    containers, re-attached after a restart; docker: follow the Docker
+    Engine at DOCKER_HOST; none: templates only);
+  - the store (the embedded etcd server under the state directory unless
+    --store or [store] names another);
+  - the registrar: every running container with a service is registered
+    under /berth/services/<service>/<host>/<id> on a lease that expires
+    --ttl after the daemon dies; a stopped container is kept "draining"
+    for --drain first; containers with a health check only while healthy;
+  - the templates of --config, --confdir and --template, re-rendered when
+    the records change (checked, swapped atomically, reloaded);
+  - the berth API on --socket (mode 0660), which berth run, ps, logs ...
+    use; with --listen, /metrics (Prometheus) and /healthz on that address.
+
+SIGHUP re-reads the templates; SIGTERM or SIGINT stops the daemon. Its
+containers keep running (a restarted daemon takes them over) unless
+--stop-containers is given.`,
 		Args: usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := commandLogger(cmd)
-			if err != nil {
-				return err
-			}
-			prefix, err := netip.ParsePrefix(subnet)
-			if err != nil {
-				return usagef("--subnet %q: %v", subnet, err)
-			}
-			ctx := cmd.Context()
-			rt, err := embedded.New(ctx, embedded.WithStateDir(stateDir), embedded.WithBridge(bridge, prefix),
-				embedded.WithCgroupParent(cgroupParent), embedded.WithLogger(log))
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
-			ln, err := api.Listen(socket)
-			if err != nil {
-				return err
-			}
-			log.Info("berth daemon listening", "socket", socket, "state_dir", stateDir, "bridge", bridge, "subnet", prefix)
-			if err := api.NewServer(rt, api.WithServerLogger(log)).Serve(ctx, ln); err != nil {
-				return fmt.Errorf("serve %s: %w", socket, err)
-			}
-			log.Info("berth daemon stopping; containers keep running")
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&stateDir, "state-dir", "/var/lib/berth", "directory for images, containers and network state")
-	f.StringVar(&socket, "socket", api.DefaultSocket, "unix socket to serve the API on")
-	f.StringVar(&subnet, "subnet", network.DefaultSubnet, "subnet of the container bridge")
-	f.StringVar(&bridge, "bridge", network.DefaultBridge, "name of the container bridge")
-	f.StringVar(&cgroupParent, "cgroup-parent", "berth", "cgroup under which container cgroups are created")
+	o.sources = addTemplateFlags(f)
+	o.sources.allowNone = true
+	o.store = addStoreFlags(f)
+	f.StringVar(&o.runtime, "runtime", "", "containers to follow: embedded, docker or none (env BERTH_RUNTIME; default embedded)")
+	f.StringVar(&o.subnet, "subnet", "", "subnet of the embedded runtime's bridge (default "+network.DefaultSubnet+")")
+	f.StringVar(&o.bridge, "bridge", "", "name of the embedded runtime's bridge (default "+network.DefaultBridge+")")
+	f.StringVar(&o.cgroupParent, "cgroup-parent", "", "cgroup under which container cgroups are created (default berth)")
+	f.StringVar(&o.hostname, "hostname", "", "this host's name in the store's keys (env BERTH_HOSTNAME; default the system's host name)")
+	f.StringVar(&o.socket, "socket", "", "unix socket of the berth API (env BERTH_HOST; default "+api.DefaultSocket+")")
+	f.StringVar(&o.listen, "listen", "", "address for /metrics and /healthz, e.g. 127.0.0.1:9180 (env BERTH_LISTEN; default off)")
+	f.DurationVar(&o.ttl, "ttl", 0, "lease of this host's records: how long they outlive a dead daemon (default 15s)")
+	f.DurationVar(&o.drain, "drain", 0, "how long a stopped container's records stay, marked draining, before they go")
+	f.DurationVar(&o.resync, "resync", 0, "reconcile the records with the containers, and re-list every watched prefix, this often (default 1m)")
+	f.StringVar(&o.wait, "wait", "", `default quiescence "min[:max]" of templates that set none`)
+	f.DurationVar(&o.minInterval, "min-reload-interval", 0, "default reload budget: at most one change applied per template in this interval")
+	f.BoolVar(&o.stopContainers, "stop-containers", false, "stop the embedded runtime's containers when the daemon stops")
+	f.DurationVar(&o.stopGrace, "stop-timeout", 10*time.Second, "with --stop-containers: grace period before a container is killed")
 	return cmd
+}
+
+// settings is the daemon's configuration after flags, environment and
+// the configuration file.
+type settings struct {
+	runtime, subnet, bridge, cgroupParent string
+	stateDir, socket, listen              string
+	registrar                             registrar.Config
+	wait                                  config.Wait
+}
+
+func (o *upOptions) settings(files []*config.File) (settings, error) {
+	var file config.File
+	for _, f := range files {
+		if f.Daemon != (config.Daemon{}) || f.Runtime != (config.Runtime{}) {
+			file = *f
+			break
+		}
+	}
+	s := settings{
+		runtime:      cmp.Or(o.runtime, os.Getenv("BERTH_RUNTIME"), file.Runtime.Kind, "embedded"),
+		subnet:       cmp.Or(o.subnet, file.Runtime.Subnet, network.DefaultSubnet),
+		bridge:       cmp.Or(o.bridge, file.Runtime.Bridge, network.DefaultBridge),
+		cgroupParent: cmp.Or(o.cgroupParent, file.Runtime.CgroupParent, "berth"),
+		stateDir:     cmp.Or(o.store.stateDir, os.Getenv("BERTH_STATE_DIR"), file.Daemon.StateDir, backend.DefaultStateDir()),
+		socket:       cmp.Or(o.socket, os.Getenv("BERTH_HOST"), file.Daemon.Socket, api.DefaultSocket),
+		listen:       cmp.Or(o.listen, os.Getenv("BERTH_LISTEN"), file.Daemon.Listen),
+	}
+	switch s.runtime {
+	case "embedded", "docker", "none":
+	default:
+		return s, usagef("--runtime %q: want embedded, docker or none", s.runtime)
+	}
+	if file.Prefix != "" {
+		s.registrar.Prefix = file.Prefix
+	}
+	s.registrar.Host = cmp.Or(o.hostname, os.Getenv("BERTH_HOSTNAME"), file.Daemon.Host)
+	s.registrar.Version = buildVersion()
+	for _, d := range []struct {
+		flag   time.Duration
+		file   string
+		target *time.Duration
+	}{{o.ttl, file.Daemon.TTL, &s.registrar.TTL}, {o.drain, file.Daemon.Drain, &s.registrar.Drain}, {o.resync, file.Daemon.Resync, &s.registrar.Resync}} {
+		*d.target = d.flag
+		if d.flag == 0 && d.file != "" {
+			v, err := time.ParseDuration(d.file) // validated by config.Load
+			if err != nil {
+				return s, usageError{err}
+			}
+			*d.target = v
+		}
+	}
+	s.wait = file.Wait
+	if o.wait != "" {
+		w, err := config.ParseWait(o.wait)
+		if err != nil {
+			return s, usagef("--wait: %v", err)
+		}
+		s.wait = w
+	}
+	return s, nil
+}
+
+func (o *upOptions) run(cmd *cobra.Command) error {
+	log, err := commandLogger(cmd)
+	if err != nil {
+		return err
+	}
+	templates, files, err := o.sources.load()
+	if err != nil {
+		return err
+	}
+	s, err := o.settings(files)
+	if err != nil {
+		return err
+	}
+	o.store.useConfig(files)
+	o.store.stateDir = s.stateDir
+	// SIGTERM and SIGINT end the command's context; the daemon runs on one
+	// of its own, so that shutdown can still drain containers through it.
+	signalled := cmd.Context()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(signalled))
+	defer cancel()
+
+	// The runtime first: with the embedded one, an unusable host (not
+	// root, no overlayfs, no cgroups) is the likeliest error.
+	rt, closeRT, err := o.openRuntime(ctx, s, log)
+	if err != nil {
+		return err
+	}
+	defer closeRT()
+
+	st, err := o.store.open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	d, err := daemon.New(st, rt, daemon.Config{
+		Registrar:         s.registrar,
+		DefaultWait:       s.wait,
+		MinReloadInterval: o.minInterval,
+		Resync:            s.registrar.Resync,
+		Logger:            log,
+	})
+	if err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	fail := make(chan error, 4)
+	serve := func(what string, fn func() error) {
+		wg.Go(func() {
+			if err := fn(); err != nil && ctx.Err() == nil {
+				fail <- fmt.Errorf("%s: %w", what, err)
+			}
+		})
+	}
+
+	if emb, ok := rt.(*embedded.Runtime); ok {
+		ln, err := api.Listen(s.socket)
+		if err != nil {
+			return fmt.Errorf("berth API: %w", err)
+		}
+		serve("berth API on "+s.socket, func() error { return api.NewServer(emb, api.WithServerLogger(log)).Serve(ctx, ln) })
+	}
+	if s.listen != "" {
+		ln, err := net.Listen("tcp", s.listen)
+		if err != nil {
+			return usagef("--listen %s: %v", s.listen, err)
+		}
+		srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() {
+			<-ctx.Done()
+			sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
+			defer c()
+			_ = srv.Shutdown(sctx)
+		})
+		serve("metrics on "+s.listen, func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	runDone := make(chan error, 1)
+	wg.Go(func() { runDone <- d.Run(ctx, templates) })
+	log.Info("berth daemon up", "version", buildVersion(), "runtime", s.runtime, "store", o.store.URL(),
+		"state_dir", s.stateDir, "socket", s.socket, "listen", s.listen, "templates", len(templates))
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			ts, _, err := o.sources.load()
+			if err == nil {
+				err = d.Reload(ctx, ts)
+			}
+			if err != nil {
+				log.Error("configuration reload failed; keeping the running configuration", "err", err)
+				continue
+			}
+			log.Info("configuration reloaded", "templates", len(ts))
+		case err := <-fail:
+			cancel()
+			return exitCodeError{exitFailure, err}
+		case err := <-runDone:
+			cancel()
+			if err != nil {
+				return exitCodeError{exitFailure, err}
+			}
+			return nil
+		case <-signalled.Done():
+			return o.shutdown(rt, d, s, cancel, runDone, log)
+		}
+	}
+}
+
+// shutdown stops the daemon after a signal. With --stop-containers the
+// containers stop first while the registrar still runs, so that their
+// records drain and go rather than waiting for the lease to expire.
+func (o *upOptions) shutdown(rt runtime.Runtime, d *daemon.Daemon, s settings, cancel context.CancelFunc, runDone <-chan error, log *slog.Logger) error {
+	if o.stopContainers && rt != nil {
+		sctx, c := context.WithTimeout(context.Background(), o.stopGrace+30*time.Second)
+		defer c()
+		cs, err := rt.List(sctx)
+		if err != nil {
+			log.Error("cannot list containers to stop them", "err", err)
+		}
+		var wg sync.WaitGroup
+		for _, ctr := range cs {
+			if !ctr.Running() {
+				continue
+			}
+			wg.Go(func() {
+				if err := rt.Stop(sctx, ctr.ID, o.stopGrace); err != nil {
+					log.Error("cannot stop container", "container", ctr.Name, "err", err)
+				}
+			})
+		}
+		wg.Wait()
+		log.Info("containers stopped; waiting for their records to drain", "drain", s.registrar.Drain)
+		// The registrar sees the stop events, drains and removes the
+		// records; the lease would remove them anyway, only later.
+		deadline := time.Now().Add(s.registrar.Drain + 5*time.Second)
+		for time.Now().Before(deadline) {
+			if n, _ := d.Containers(); n == 0 {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	cancel()
+	if err := <-runDone; err != nil {
+		return exitCodeError{exitFailure, err}
+	}
+	if rt != nil && !o.stopContainers {
+		log.Info("berth daemon stopped; its containers keep running")
+	}
+	return nil
+}
+
+// openRuntime opens the runtime the settings name; nil for none.
+func (o *upOptions) openRuntime(ctx context.Context, s settings, log *slog.Logger) (runtime.Runtime, func(), error) {
+	switch s.runtime {
+	case "embedded":
+		prefix, err := netip.ParsePrefix(s.subnet)
+		if err != nil {
+			return nil, nil, usagef("subnet %q: %v", s.subnet, err)
+		}
+		rt, err := embedded.New(ctx, embedded.WithStateDir(s.stateDir), embedded.WithBridge(s.bridge, prefix),
+			embedded.WithCgroupParent(s.cgroupParent), embedded.WithLogger(log))
+		if err != nil {
+			return nil, nil, err
+		}
+		return rt, func() { rt.Close() }, nil
+	case "docker":
+		rt, err := docker.New(ctx, docker.Config{Logger: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		return rt, func() { rt.Close() }, nil
+	}
+	return nil, func() {}, nil
 }

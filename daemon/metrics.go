@@ -1,0 +1,263 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/berthd/berth/render"
+	"github.com/berthd/berth/runner"
+	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/store"
+)
+
+// metrics are the daemon's Prometheus series, on a registry of its own.
+type metrics struct {
+	reg *prometheus.Registry
+
+	events        *prometheus.CounterVec   // runtime events by type
+	renders       *prometheus.CounterVec   // render attempts by template and outcome
+	renderTime    *prometheus.HistogramVec // render cycle duration by template
+	reloadFails   *prometheus.CounterVec   // failed check or reload commands by template and command
+	storeLatency  *prometheus.HistogramVec // store requests by operation
+	storeErrors   *prometheus.CounterVec   // failed store requests by operation
+	watchLag      prometheus.Histogram     // from this daemon's write to its watch delivering it
+	lastRenderRev *prometheus.GaugeVec     // store revision of each template's last good render
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "berth", Name: "runtime_events_total",
+			Help: "Container lifecycle events received from the runtime, by type.",
+		}, []string{"type"}),
+		renders: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "berth", Name: "renders_total",
+			Help: "Render attempts by template and outcome (changed, unchanged, refused, failed).",
+		}, []string{"template", "outcome"}),
+		renderTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "berth", Name: "render_duration_seconds",
+			Help:    "Duration of the render cycles (execute, compare, write, check, reload) a template was part of.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"template"}),
+		reloadFails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "berth", Name: "command_failures_total",
+			Help: "Failed check and reload commands, by template and command (check, reload).",
+		}, []string{"template", "command"}),
+		storeLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "berth", Name: "store_request_duration_seconds",
+			Help:    "Latency of store requests by operation (get, list, put, delete, txn).",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
+		}, []string{"op"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "berth", Name: "store_request_errors_total",
+			Help: "Failed store requests by operation (not found is not a failure).",
+		}, []string{"op"}),
+		watchLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "berth", Name: "watch_lag_seconds",
+			Help:    "Time from a write by this daemon to its store watch delivering the change.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
+		}),
+		lastRenderRev: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "berth", Name: "template_revision",
+			Help: "Store revision of each template's last successful render.",
+		}, []string{"template"}),
+	}
+	m.reg.MustRegister(m.events, m.renders, m.renderTime, m.reloadFails, m.storeLatency, m.storeErrors, m.watchLag, m.lastRenderRev,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// observeRender records one render attempt.
+func (m *metrics) observeRender(o runner.Observation) {
+	outcome := "unchanged"
+	switch {
+	case errors.Is(o.Result.Err, render.ErrRefused):
+		outcome = "refused"
+	case o.Result.Err != nil:
+		outcome = "failed"
+	case o.Result.Changed:
+		outcome = "changed"
+	}
+	m.renders.WithLabelValues(o.Template, outcome).Inc()
+	m.renderTime.WithLabelValues(o.Template).Observe(o.Took.Seconds())
+	var ce *render.CommandError
+	if errors.As(o.Result.Err, &ce) {
+		m.reloadFails.WithLabelValues(o.Template, ce.What).Inc()
+	}
+	if o.Result.Err == nil {
+		m.lastRenderRev.WithLabelValues(o.Template).Set(float64(o.Revision))
+	}
+}
+
+// countEvents wraps a runtime so that its events are counted on their way
+// to the registrar.
+type countEvents struct {
+	runtime.Runtime
+	m *metrics
+}
+
+func (c countEvents) Events(ctx context.Context) (<-chan runtime.Event, <-chan error) {
+	in, errc := c.Runtime.Events(ctx)
+	out := make(chan runtime.Event)
+	go func() {
+		defer close(out)
+		for ev := range in {
+			c.m.events.WithLabelValues(string(ev.Type)).Inc()
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, errc
+}
+
+// lagWindow bounds the revisions remembered for watch-lag measurement.
+const lagWindow = 4096
+
+// measuredStore times every request to a store, remembers when each of its
+// own writes committed, and times how long the watches took to deliver
+// them. It also tracks whether the store is failing, for the health check.
+type measuredStore struct {
+	store.Store
+	m *metrics
+
+	mu           sync.Mutex
+	written      map[store.Revision]time.Time // revision → commit time of our writes
+	order        []store.Revision             // ring of the keys of written
+	next         int
+	lastOK       time.Time
+	failingSince time.Time // zero while healthy
+	lastErr      error
+}
+
+func newMeasuredStore(st store.Store, m *metrics) *measuredStore {
+	return &measuredStore{Store: st, m: m, written: make(map[store.Revision]time.Time, lagWindow), order: make([]store.Revision, lagWindow)}
+}
+
+// done records the outcome of one request that started at start.
+func (s *measuredStore) done(op string, start time.Time, err error) {
+	s.m.storeLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	failed := err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, context.Canceled)
+	if failed {
+		s.m.storeErrors.WithLabelValues(op).Inc()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case !failed:
+		s.lastOK, s.failingSince, s.lastErr = time.Now(), time.Time{}, nil
+	case s.failingSince.IsZero():
+		s.failingSince, s.lastErr = time.Now(), err
+	default:
+		s.lastErr = err
+	}
+}
+
+// wrote remembers that this daemon's write committed at rev.
+func (s *measuredStore) wrote(rev store.Revision) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.written, s.order[s.next])
+	s.order[s.next] = rev
+	s.next = (s.next + 1) % lagWindow
+	s.written[rev] = now
+}
+
+// health reports since when requests have been failing (zero: healthy).
+func (s *measuredStore) health() (failingSince time.Time, lastErr error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failingSince, s.lastErr
+}
+
+func (s *measuredStore) Get(ctx context.Context, key string) (store.KV, error) {
+	start := time.Now()
+	kv, err := s.Store.Get(ctx, key)
+	s.done("get", start, err)
+	return kv, err
+}
+
+func (s *measuredStore) List(ctx context.Context, prefix string) ([]store.KV, store.Revision, error) {
+	start := time.Now()
+	kvs, rev, err := s.Store.List(ctx, prefix)
+	s.done("list", start, err)
+	return kvs, rev, err
+}
+
+func (s *measuredStore) Put(ctx context.Context, key string, val []byte, opts ...store.PutOption) (store.Revision, error) {
+	start := time.Now()
+	rev, err := s.Store.Put(ctx, key, val, opts...)
+	s.done("put", start, err)
+	if err == nil {
+		s.wrote(rev)
+	}
+	return rev, err
+}
+
+func (s *measuredStore) Delete(ctx context.Context, key string, opts ...store.DeleteOption) (store.Revision, error) {
+	start := time.Now()
+	rev, err := s.Store.Delete(ctx, key, opts...)
+	s.done("delete", start, err)
+	if err == nil {
+		s.wrote(rev)
+	}
+	return rev, err
+}
+
+func (s *measuredStore) Txn(ctx context.Context, ops ...store.Op) (store.Revision, error) {
+	start := time.Now()
+	rev, err := s.Store.Txn(ctx, ops...)
+	s.done("txn", start, err)
+	if err == nil {
+		s.wrote(rev)
+	}
+	return rev, err
+}
+
+// Watch passes the watch through, observing the lag of every revision
+// this daemon wrote.
+func (s *measuredStore) Watch(ctx context.Context, prefix string, after store.Revision) <-chan store.WatchResponse {
+	in := s.Store.Watch(ctx, prefix, after)
+	out := make(chan store.WatchResponse)
+	go func() {
+		defer close(out)
+		for resp := range in {
+			s.observeLag(resp)
+			select {
+			case out <- resp:
+			case <-ctx.Done():
+				// Drain so that the backend's goroutine can finish.
+				for range in {
+				}
+				return
+			}
+		}
+	}()
+	return out
+}
+
+func (s *measuredStore) observeLag(resp store.WatchResponse) {
+	now := time.Now()
+	var last store.Revision
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ev := range resp.Events {
+		rev := ev.KV.ModRevision
+		if rev == last {
+			continue // one transaction, many keys: one observation
+		}
+		last = rev
+		if t, ok := s.written[rev]; ok {
+			s.m.watchLag.Observe(now.Sub(t).Seconds())
+		}
+	}
+}
