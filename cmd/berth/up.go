@@ -25,6 +25,7 @@ import (
 	"github.com/berthd/berth/runtime/docker"
 	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/network"
+	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/store/backend"
 )
 
@@ -185,7 +186,17 @@ func (o *upOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	// A daemon that stops and leaves its containers running leaves their
+	// records to the lease: a restart within the TTL takes them over, so
+	// proxies never see them go; otherwise they expire. Close would revoke
+	// the lease and remove them at once.
+	defer func() {
+		if dt, ok := st.(store.Detacher); ok && !o.stopContainers {
+			_ = dt.Detach()
+			return
+		}
+		_ = st.Close()
+	}()
 
 	d, err := daemon.New(st, rt, daemon.Config{
 		Registrar:         s.registrar,
