@@ -239,7 +239,7 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 	if req.Config == nil {
 		return badRequest("config cannot be empty in order to create a container")
 	}
-	spec, warnings, autoRemove, err := specFromCreate(name, req)
+	spec, expose, warnings, autoRemove, err := specFromCreate(name, req)
 	if err != nil {
 		return err
 	}
@@ -258,7 +258,7 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 			return errorf(http.StatusConflict, "Conflict. The container name \"/%s\" is already in use by container \"%s\". You have to remove (or rename) that container to be able to reuse that name.", name, old.ID)
 		}
 	}
-	c, err := s.rt.Create(context.WithoutCancel(r.Context()), spec)
+	c, err := s.rt.Create(context.WithoutCancel(r.Context()), spec, expose...)
 	if err != nil {
 		return err
 	}
@@ -278,7 +278,7 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 // berth cannot honour are a 400 when ignoring them would change what runs
 // (privileged, other network drivers, named volumes) and a warning when
 // they are cosmetic.
-func specFromCreate(name string, req container.CreateRequest) (runtime.Spec, []string, bool, error) {
+func specFromCreate(name string, req container.CreateRequest) (runtime.Spec, []runtime.Port, []string, bool, error) {
 	cfg := req.Config
 	hc := req.HostConfig
 	if hc == nil {
@@ -286,7 +286,7 @@ func specFromCreate(name string, req container.CreateRequest) (runtime.Spec, []s
 	}
 	var warnings []string
 	if cfg.Image == "" {
-		return runtime.Spec{}, nil, false, badRequest("no image specified: the create request has an empty Config.Image")
+		return runtime.Spec{}, nil, nil, false, badRequest("no image specified: the create request has an empty Config.Image")
 	}
 	spec := runtime.Spec{
 		Name: name, Image: cfg.Image, Entrypoint: cfg.Entrypoint, Cmd: cfg.Cmd, Env: cfg.Env,
@@ -298,15 +298,15 @@ func specFromCreate(name string, req container.CreateRequest) (runtime.Spec, []s
 		warnings = append(warnings, "berth runs containers without a TTY: the -t option is ignored")
 	}
 	if hc.Privileged {
-		return spec, nil, false, badRequest("berth does not run privileged containers")
+		return spec, nil, nil, false, badRequest("berth does not run privileged containers")
 	}
 	switch spec.Restart.Name {
 	case "", "no", "always", "unless-stopped", "on-failure":
 	default:
-		return spec, nil, false, badRequest("invalid restart policy: unknown policy '%s'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'", spec.Restart.Name)
+		return spec, nil, nil, false, badRequest("invalid restart policy: unknown policy '%s'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'", spec.Restart.Name)
 	}
 	if hc.AutoRemove && spec.Restart.Name != "" && spec.Restart.Name != "no" {
-		return spec, nil, false, badRequest("can't create 'AutoRemove' container with restart policy")
+		return spec, nil, nil, false, badRequest("can't create 'AutoRemove' container with restart policy")
 	}
 	switch {
 	case hc.NanoCPUs > 0:
@@ -328,14 +328,14 @@ func specFromCreate(name string, req container.CreateRequest) (runtime.Spec, []s
 		spec.Network = mode
 	default:
 		if strings.HasPrefix(mode, "container:") {
-			return spec, nil, false, badRequest("berth does not support network mode %q", mode)
+			return spec, nil, nil, false, badRequest("berth does not support network mode %q", mode)
 		}
-		return spec, nil, false, errorf(http.StatusNotFound, "network %s not found", mode)
+		return spec, nil, nil, false, errorf(http.StatusNotFound, "network %s not found", mode)
 	}
 	for _, b := range hc.Binds {
 		parts := strings.Split(b, ":")
 		if len(parts) < 2 || len(parts) > 3 || !strings.HasPrefix(parts[0], "/") {
-			return spec, nil, false, badRequest("invalid bind %q: berth supports host-path binds only (/host/path:/container/path[:ro])", b)
+			return spec, nil, nil, false, badRequest("invalid bind %q: berth supports host-path binds only (/host/path:/container/path[:ro])", b)
 		}
 		m := runtime.Mount{Source: parts[0], Destination: parts[1]}
 		if len(parts) == 3 {
@@ -345,7 +345,7 @@ func specFromCreate(name string, req container.CreateRequest) (runtime.Spec, []s
 	}
 	for _, m := range hc.Mounts {
 		if m.Type != "bind" {
-			return spec, nil, false, badRequest("invalid mount of type %q: berth supports bind mounts only", m.Type)
+			return spec, nil, nil, false, badRequest("invalid mount of type %q: berth supports bind mounts only", m.Type)
 		}
 		spec.Volumes = append(spec.Volumes, runtime.Mount{Source: m.Source, Destination: m.Target, ReadOnly: m.ReadOnly})
 	}
@@ -357,10 +357,10 @@ func specFromCreate(name string, req container.CreateRequest) (runtime.Spec, []s
 		case "CMD-SHELL":
 			hcheck.Cmd = []string{"/bin/sh", "-c", strings.Join(h.Test[1:], " ")}
 		default:
-			return spec, nil, false, badRequest("invalid health check %q: the test must start with CMD, CMD-SHELL or NONE", h.Test)
+			return spec, nil, nil, false, badRequest("invalid health check %q: the test must start with CMD, CMD-SHELL or NONE", h.Test)
 		}
 		if len(hcheck.Cmd) == 0 {
-			return spec, nil, false, badRequest("invalid health check: no command")
+			return spec, nil, nil, false, badRequest("invalid health check: no command")
 		}
 		if hcheck.Interval == 0 {
 			hcheck.Interval = 30 * time.Second
@@ -391,11 +391,12 @@ func specFromCreate(name string, req container.CreateRequest) (runtime.Spec, []s
 		}
 		rp, err := publishPort(p, bindings[0])
 		if err != nil {
-			return spec, nil, false, err
+			return spec, nil, nil, false, err
 		}
 		spec.Publish = append(spec.Publish, rp)
 		published[p] = true
 	}
+	var expose []runtime.Port
 	exposed := make([]network.Port, 0, len(cfg.ExposedPorts))
 	for p := range cfg.ExposedPorts {
 		exposed = append(exposed, p)
@@ -408,14 +409,14 @@ func specFromCreate(name string, req container.CreateRequest) (runtime.Spec, []s
 		if hc.PublishAllPorts {
 			rp, err := publishPort(p, network.PortBinding{})
 			if err != nil {
-				return spec, nil, false, err
+				return spec, nil, nil, false, err
 			}
 			spec.Publish = append(spec.Publish, rp)
 			continue
 		}
-		spec.Publish = append(spec.Publish, runtime.Port{Port: p.Num(), Proto: string(p.Proto())})
+		expose = append(expose, runtime.Port{Port: p.Num(), Proto: string(p.Proto())})
 	}
-	return spec, warnings, hc.AutoRemove, nil
+	return spec, expose, warnings, hc.AutoRemove, nil
 }
 
 // publishPort maps one port binding; an empty or zero host port gets a

@@ -2,8 +2,10 @@ package embedded
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/berthd/berth/runtime"
 )
@@ -14,14 +16,43 @@ import (
 
 // Create makes a container without starting it, as docker create does:
 // its record, directory and network attachment exist and a create event
-// goes out; Start runs it. On any error nothing is left.
-func (r *Runtime) Create(ctx context.Context, spec runtime.Spec) (runtime.Container, error) {
+// goes out; Start runs it. expose adds ports the container exposes
+// without publishing them (docker's --expose; the spec only has published
+// ones), each with its port number and protocol. On any error nothing is
+// left.
+func (r *Runtime) Create(ctx context.Context, spec runtime.Spec, expose ...runtime.Port) (runtime.Container, error) {
+	for _, p := range expose {
+		if p.Port == 0 || p.Proto != "tcp" && p.Proto != "udp" && p.Proto != "sctp" {
+			return runtime.Container{}, fmt.Errorf("expose %d/%s: want a port 1-65535 and tcp, udp or sctp: %w", p.Port, p.Proto, runtime.ErrInvalid)
+		}
+	}
 	c, err := r.create(ctx, spec)
 	if err != nil {
 		return runtime.Container{}, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if len(expose) > 0 {
+		have := map[string]bool{}
+		for _, p := range c.rec.C.Ports {
+			have[portKey(p)] = true
+		}
+		for _, p := range expose {
+			if !have[portKey(p)] {
+				have[portKey(p)] = true
+				c.rec.C.Ports = append(c.rec.C.Ports, runtime.Port{Port: p.Port, Proto: p.Proto})
+			}
+		}
+		slices.SortFunc(c.rec.C.Ports, func(a, b runtime.Port) int {
+			if a.Port != b.Port {
+				return int(a.Port) - int(b.Port)
+			}
+			return strings.Compare(a.Proto, b.Proto)
+		})
+		if err := r.persist(c); err != nil {
+			r.log.Error("persist container", "id", c.rec.C.ID, "err", err)
+		}
+	}
 	return snapshot(c), nil
 }
 
