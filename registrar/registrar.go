@@ -166,6 +166,17 @@ func (r *Registrar) Run(ctx context.Context) error {
 // handle applies one container event.
 func (r *Registrar) handle(ctx context.Context, ev runtime.Event) error {
 	c := ev.Container
+	if ev.Type == runtime.EventKill {
+		// A stop signal on its way: start draining now, while the process
+		// still serves, so that proxies take it out before it is gone.
+		// Other signals (a reload's SIGHUP) change nothing.
+		if _, ok := r.written[c.ID]; ok && ev.Terminating() && r.cfg.Drain > 0 {
+			if _, already := r.draining[c.ID]; !already {
+				return r.drain(ctx, c)
+			}
+		}
+		return nil
+	}
 	if ev.Type == runtime.EventDestroy {
 		r.stopDrain(c.ID)
 		return r.write(ctx, c.ID, nil)

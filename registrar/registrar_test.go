@@ -305,3 +305,25 @@ func TestRestartTakesOverRecords(t *testing.T) {
 		t.Fatalf("%s expired with the dead daemon's lease: %v", key, err)
 	}
 }
+
+// TestDrainStartsAtStopSignal: the drain begins when the stop signal is
+// sent, while the container still serves, not after it is gone.
+func TestDrainStartsAtStopSignal(t *testing.T) {
+	e := newEnv(t)
+	e.start(t, registrar.Config{TTL: 5 * time.Second, Drain: 2 * time.Second, Resync: time.Hour})
+	c := e.run(t, "lingering", func(s *runtime.Spec) {
+		s.Labels["berth.service"] = "lingering"
+		s.Env = append(s.Env, "WHOAMI_LINGER=4s")
+	})
+	e.instance(t, "lingering", c, nil)
+	stopped := make(chan error, 1)
+	go func() { stopped <- e.rt.Stop(context.WithoutCancel(t.Context()), c.ID, 20*time.Second) }()
+	e.instance(t, "lingering", c, func(in records.Instance) bool { return in.State == records.StateDraining })
+	if live, err := e.rt.Inspect(t.Context(), c.ID); err != nil || !live.Running() {
+		t.Fatalf("draining only once the container was gone (state %v, err %v)", live.State, err)
+	}
+	e.gone(t, records.ServiceKey(e.prefix, "lingering", e.host, c.ID), 10*time.Second)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+}

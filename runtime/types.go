@@ -148,6 +148,11 @@ const (
 	EventStart        EventType = "start"
 	EventHealthStatus EventType = "health_status"
 	EventDie          EventType = "die"
+	// EventKill: a signal was sent to the container, which may still run
+	// (Docker's kill); Event.Signal names it. Stopping sends the stop
+	// signal this way first, so a kill of a terminating signal announces
+	// the stop before the process is gone.
+	EventKill EventType = "kill"
 	EventStop         EventType = "stop"
 	EventDestroy      EventType = "destroy"
 	// EventUpdate: the container's name or networks changed (Docker's
@@ -161,4 +166,19 @@ type Event struct {
 	Type      EventType `json:"type"`
 	Time      time.Time `json:"time"`
 	Container Container `json:"container"`
+	Signal    string    `json:"signal,omitempty"` // EventKill: "SIGTERM", "SIGHUP", ...
+}
+
+// Terminating reports whether a kill event's signal usually ends a
+// container: SIGTERM, SIGKILL, SIGINT or SIGQUIT. (A SIGHUP that asks a
+// proxy to reload does not.)
+func (e Event) Terminating() bool {
+	if e.Type != EventKill {
+		return false
+	}
+	switch e.Signal {
+	case "SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT":
+		return true
+	}
+	return false
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 )
 
@@ -26,6 +28,18 @@ func main() {
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s\n", name)
 	})
+	// WHOAMI_LINGER: on SIGTERM keep serving this long before exiting, as
+	// a server finishing its requests does (tests of draining use it).
+	if d, err := time.ParseDuration(os.Getenv("WHOAMI_LINGER")); err == nil && d > 0 {
+		term := make(chan os.Signal, 1)
+		signal.Notify(term, syscall.SIGTERM)
+		go func() {
+			<-term
+			fmt.Fprintf(os.Stderr, "whoami %s: SIGTERM, exiting in %s\n", name, d)
+			time.Sleep(d)
+			os.Exit(0)
+		}()
+	}
 	fmt.Fprintf(os.Stderr, "whoami %s listening on %s\n", name, *listen)
 	if err := http.ListenAndServe(*listen, nil); err != nil {
 		fmt.Fprintln(os.Stderr, err)
