@@ -498,6 +498,7 @@ func (r *Runtime) stop(ctx context.Context, c *ctr, grace time.Duration) error {
 	if rn == nil {
 		return nil
 	}
+	r.emitKill(c, sig)
 	_ = rn.signal(sig)
 	t := time.NewTimer(grace)
 	defer t.Stop()
@@ -515,6 +516,14 @@ func (r *Runtime) stop(ctx context.Context, c *ctr, grace time.Duration) error {
 	}
 	r.update(c, func(*record) {}, runtime.EventStop)
 	return nil
+}
+
+// emitKill announces a signal about to be sent to c (Docker's kill event):
+// for a stop, it lets the registrar drain c before the process is gone.
+func (r *Runtime) emitKill(c *ctr, sig unix.Signal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events.publish(runtime.Event{Type: runtime.EventKill, Time: time.Now().UTC(), Container: snapshot(c), Signal: unix.SignalName(sig)})
 }
 
 func stopSignal(name string) unix.Signal {
@@ -559,6 +568,7 @@ func (r *Runtime) Kill(ctx context.Context, ref string, sig unix.Signal) error {
 	if rn == nil {
 		return fmt.Errorf("container %s is not running: %w", ref, runtime.ErrConflict)
 	}
+	r.emitKill(c, sig)
 	if err := rn.signal(sig); err != nil {
 		return fmt.Errorf("kill %s: %w", ref, err)
 	}
