@@ -152,9 +152,9 @@ const (
 	// (Docker's kill); Event.Signal names it. Stopping sends the stop
 	// signal this way first, so a kill of a terminating signal announces
 	// the stop before the process is gone.
-	EventKill EventType = "kill"
-	EventStop         EventType = "stop"
-	EventDestroy      EventType = "destroy"
+	EventKill    EventType = "kill"
+	EventStop    EventType = "stop"
+	EventDestroy EventType = "destroy"
 	// EventUpdate: the container's name or networks changed (Docker's
 	// rename, network connect and disconnect).
 	EventUpdate EventType = "update"
