@@ -28,6 +28,9 @@ import (
 // tolerated before /healthz fails.
 const DefaultStallAfter = 30 * time.Second
 
+// DefaultSyncWait is how long templates wait for the first registration.
+const DefaultSyncWait = 10 * time.Second
+
 // Config configures a Daemon.
 type Config struct {
 	// Registrar registers the runtime's containers (ignored without a
@@ -43,6 +46,11 @@ type Config struct {
 	// or failing, before Health reports the daemon unhealthy (default
 	// DefaultStallAfter).
 	StallAfter time.Duration
+	// SyncWait bounds how long the templates wait for the registrar's
+	// first reconcile before they render anyway (default
+	// DefaultSyncWait). Waiting keeps a restarted daemon from rendering the
+	// records its predecessor left before they are taken over or removed.
+	SyncWait time.Duration
 	// Commander runs check and reload commands (default: render's).
 	Commander render.Commander
 	Logger    *slog.Logger
@@ -71,6 +79,9 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 	}
 	if cfg.StallAfter <= 0 {
 		cfg.StallAfter = DefaultStallAfter
+	}
+	if cfg.SyncWait <= 0 {
+		cfg.SyncWait = DefaultSyncWait
 	}
 	if cfg.Registrar.Host == "" {
 		h, err := os.Hostname()
@@ -136,19 +147,29 @@ func (d *Daemon) Run(ctx context.Context, templates []config.Template) error {
 	defer cancel()
 	errc := make(chan error, 3)
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := d.runner.Run(ctx, templates); err != nil {
-			errc <- fmt.Errorf("templates: %w", err)
-		}
-	})
+	wg.Go(func() { d.probeStore(ctx) })
 	if d.reg != nil {
 		wg.Go(func() {
 			if err := d.reg.Run(ctx); err != nil {
 				errc <- err
 			}
 		})
+		select {
+		case <-d.reg.Synced():
+		case <-time.After(d.cfg.SyncWait):
+			d.log.Warn("containers not registered yet; rendering the templates anyway", "waited", d.cfg.SyncWait)
+		case err := <-errc:
+			cancel()
+			wg.Wait()
+			return err
+		case <-ctx.Done():
+		}
 	}
-	wg.Go(func() { d.probeStore(ctx) })
+	wg.Go(func() {
+		if err := d.runner.Run(ctx, templates); err != nil {
+			errc <- fmt.Errorf("templates: %w", err)
+		}
+	})
 	var err error
 	select {
 	case err = <-errc:

@@ -54,10 +54,15 @@ type Registrar struct {
 	warned   map[string]bool              // container id → its warnings were logged
 	drained  chan string
 	started  time.Time
+	synced   chan struct{} // closed after the first reconcile
 
 	// Counts for metrics, written by Run's goroutine.
 	registered, drainingN atomic.Int64
 }
+
+// Synced is closed once the first reconcile has made the store match the
+// runtime (records of a previous daemon taken over or removed).
+func (r *Registrar) Synced() <-chan struct{} { return r.synced }
 
 // Counts reports how many containers have records in the store, and how
 // many of those are draining. Safe from any goroutine.
@@ -93,6 +98,7 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Registrar, error) {
 		draining: map[string]*time.Timer{},
 		warned:   map[string]bool{},
 		drained:  make(chan string, 16),
+		synced:   make(chan struct{}),
 	}, nil
 }
 
@@ -123,6 +129,7 @@ func (r *Registrar) Run(ctx context.Context) error {
 		}
 	}
 	r.publishCounts()
+	close(r.synced)
 	tick := time.NewTicker(r.cfg.Resync)
 	defer tick.Stop()
 	defer func() {
