@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/berthd/berth/config"
@@ -191,10 +192,45 @@ func input(engine docker.Engine, containers []runtime.Container, filter Filter, 
 	}}
 	for _, c := range containers {
 		if filter.Match(c) {
-			in.Containers = append(in.Containers, records.FromRuntime(c))
+			in.Containers = append(in.Containers, record(c))
 		}
 	}
 	return in
+}
+
+// record is a container as docker-gen shows it, where that differs from
+// berth's general record:
+//   - .IP, .Gateway, .IP6Global and .Addresses[].IP are Docker's legacy
+//     top-level NetworkSettings fields, which describe the default "bridge"
+//     network only: empty for a container on user-defined networks (their
+//     addresses are in .Networks);
+//   - .Addresses has one entry per exposed port, with its first host
+//     binding (Docker lists 0.0.0.0 and :: bindings of one published port);
+//   - an environment entry without "=" is a key with an empty value.
+func record(c runtime.Container) records.Container {
+	rc := records.FromRuntime(c)
+	var bridge runtime.Network
+	for _, n := range c.Networks {
+		if n.Name == "bridge" {
+			bridge = n
+		}
+	}
+	rc.IP, rc.Gateway, rc.IP6Global = bridge.IP, bridge.Gateway, bridge.IPv6
+	addrs := make([]records.Address, 0, len(rc.Addresses))
+	for _, a := range rc.Addresses {
+		if n := len(addrs); n > 0 && addrs[n-1].Port == a.Port && addrs[n-1].Proto == a.Proto {
+			continue // a further binding of the same port
+		}
+		a.IP, a.IP6Global = bridge.IP, bridge.IPv6
+		addrs = append(addrs, a)
+	}
+	rc.Addresses = addrs
+	for _, kv := range c.Env {
+		if !strings.Contains(kv, "=") {
+			rc.Env[kv] = ""
+		}
+	}
+	return rc
 }
 
 // RenderOnce renders one configuration's template from the engine's

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,7 +23,7 @@ const dockerGenTemplate = `# {{ len $ }} container(s) on {{ $.Docker.Name }}
 upstream {{ $host }} {
 {{- range $c := $containers }}
 {{- $addr := first $c.Addresses }}
-    server {{ $c.IP }}:{{ $addr.Port }}; # {{ $c.Name }}
+    server {{ (first $c.Networks).IP }}:{{ $addr.Port }}; # {{ $c.Name }}{{ if $c.IP }} legacy bridge IP {{ $c.IP }}?{{ end }}
 {{- end }}
 }
 {{ end }}`
@@ -203,5 +205,152 @@ func TestDockerGenNotifyFlags(t *testing.T) {
 	want(2)
 	if logs := errb.String(); strings.Count(logs, "line=notify-said-hello") != 2 || strings.Count(logs, `line="second line"`) != 2 {
 		t.Fatalf("-notify-output: want each line of the two notify runs logged:\n%s", logs)
+	}
+}
+
+// nginxProxyTestdata holds the large nginx-proxy-style template that calls
+// every docker-gen function, its files, and its golden outputs.
+const nginxProxyTestdata = "../../dockergen/testdata/nginx-proxy"
+
+// TestDockerGenGolden renders dockergen/testdata/nginx-proxy/nginx.tmpl
+// with berth docker-gen against real containers on three user-defined
+// networks (one internal), names, IDs and addresses normalized, and
+// compares with the golden files (-update rewrites them). A container on
+// two networks shared with the proxy is in $ once, with both networks, and
+// so gets one upstream server per network, as with docker-gen and
+// nginx-proxy.
+func TestDockerGenGolden(t *testing.T) {
+	img := dockertest.BuildImage(t)
+	tag := strings.TrimPrefix(img.Label, "berth.test=")
+	rt, err := docker.New(t.Context(), docker.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	nets := map[string]string{} // full name → role
+	network := func(role string, args ...string) string {
+		name := fmt.Sprintf("berth-test-%s-%d%s", tag, len(nets)+1, role)
+		cmd := append([]string{"network", "create", "--label", img.Label}, args...)
+		if out, err := exec.Command("docker", append(cmd, name)...).CombinedOutput(); err != nil {
+			t.Fatalf("docker network create: %v %s", err, out)
+		}
+		t.Cleanup(func() {
+			out, _ := exec.Command("docker", "ps", "-aq", "--filter", "network="+name).Output()
+			if ids := strings.Fields(string(out)); len(ids) > 0 {
+				exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
+			}
+			if out, err := exec.Command("docker", "network", "rm", name).CombinedOutput(); err != nil {
+				t.Logf("docker network rm %s: %v %s", name, err, out)
+			}
+		})
+		nets[name] = role
+		return name
+	}
+	front, back, other := network("front"), network("back", "--internal"), network("other")
+	k, v, _ := strings.Cut(img.Label, "=")
+	start := func(name string, labels map[string]string, env []string, networks ...string) runtime.Container {
+		t.Helper()
+		labels[k] = v
+		s := runtime.Spec{Name: name + "-" + tag, Image: img.Ref, Network: networks[0], Labels: labels, Env: env}
+		if name == "web1" {
+			s.Publish = []runtime.Port{{Port: 9090, Proto: "tcp", HostIP: "127.0.0.1"}}
+		}
+		c, err := rt.Run(t.Context(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range networks[1:] {
+			if out, err := exec.Command("docker", "network", "connect", n, c.ID).CombinedOutput(); err != nil {
+				t.Fatalf("docker network connect: %v %s", err, out)
+			}
+		}
+		return c
+	}
+	start("proxy", map[string]string{"com.github.nginx-proxy.nginx": "true"}, nil, front, back)
+	start("web1", map[string]string{"com.example.group": "frontend", "com.example.weight": "5"},
+		[]string{"VIRTUAL_HOST=app.example.test, www.example.test", "VIRTUAL_PORT=8080", "HTTPS_METHOD=redirect",
+			"HSTS=max-age=31536000; includeSubDomains"}, front)
+	start("web2", map[string]string{"com.example.group": "frontend", "com.example.weight": "10"},
+		[]string{"VIRTUAL_HOST=app.example.test", "VIRTUAL_PROTO=http"}, front, back)
+	start("api", map[string]string{"com.example.group": "backend",
+		"com.example.routes": "paths:\n  - /v1\n  - /v2\nlimits:\n  rps: 10\n",
+		"com.example.meta":   `{"owner":"team-a","tags":["x","y"]}`},
+		[]string{`VIRTUAL_HOST=~^api\..+\.test$`, "VIRTUAL_PATH=/v1", "CERT_NAME=example.test", "NOEQ"}, back)
+	start("hidden", map[string]string{}, []string{"VIRTUAL_HOST=hidden.example.test"}, other)
+	stopped := start("stopped", map[string]string{}, []string{"VIRTUAL_HOST=stopped.example.test"}, front)
+	if err := rt.Stop(t.Context(), stopped.ID, time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	testdata, err := filepath.Abs(nginxProxyTestdata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TESTDATA", testdata)
+	// What differs from run to run: IDs, addresses, the tag in names.
+	all, err := rt.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pairs, shortIDs []string
+	for full, role := range nets {
+		pairs = append(pairs, full, role)
+	}
+	for _, c := range all {
+		if c.Labels[k] != v {
+			continue
+		}
+		name := strings.TrimSuffix(c.Name, "-"+tag)
+		pairs = append(pairs, c.ID, "<id "+name+">")
+		shortIDs = append(shortIDs, c.ID[:12], "<short id "+name+">")
+		for _, n := range c.Networks {
+			if n.IP == "" || n.Gateway == "" {
+				continue // a stopped container's
+			}
+			pairs = append(pairs, n.IP+"/", "<ip "+name+"@"+nets[n.Name]+">/", n.IP+":", "<ip "+name+"@"+nets[n.Name]+">:",
+				n.IP+" ", "<ip "+name+"@"+nets[n.Name]+"> ", n.Gateway+" ", "<gateway "+nets[n.Name]+"> ")
+		}
+	}
+	normalize := strings.NewReplacer(append(append(pairs, shortIDs...), testdata, "$TESTDATA", tag, "TAG")...)
+
+	tmpl := filepath.Join(testdata, "nginx.tmpl")
+	for _, tc := range []struct{ golden, flag string }{
+		{"default.conf.golden", ""},
+		{"keep-blank-lines.conf.golden", "-keep-blank-lines"},
+	} {
+		t.Run(tc.golden, func(t *testing.T) {
+			args := []string{"docker-gen", "-container-filter", "label=" + img.Label}
+			if tc.flag != "" {
+				args = append(args, tc.flag)
+			}
+			code, stdout, errs := runArgs(t, append(args, tmpl)...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errs)
+			}
+			got := normalize.Replace(stdout)
+			path := filepath.Join(nginxProxyTestdata, tc.golden)
+			if *updateGolden {
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Fatalf("output differs from %s (run with -update to rewrite it):\n%s", path, got)
+			}
+			// web2 is in $ once and serves app.example.test on both of its
+			// networks.
+			if n := strings.Count(got, "# container web2-TAG:"); n != 1 {
+				t.Errorf("web2 is %d times in $, want once", n)
+			}
+			_, app, _ := strings.Cut(got, "upstream app.example.test {")
+			app, _, _ = strings.Cut(app, "}")
+			if !strings.Contains(app, "server <ip web2@front>:8080;") || !strings.Contains(app, "server <ip web2@back>:8080;") {
+				t.Errorf("upstream app.example.test lacks web2 on front and back:\n%s", app)
+			}
+		})
 	}
 }

@@ -43,8 +43,9 @@ type Runtime struct {
 	host string
 	log  *slog.Logger
 
-	mu    sync.Mutex
-	cache map[string]runtime.Container // last snapshot of every container seen
+	mu       sync.Mutex
+	cache    map[string]runtime.Container // last snapshot of every container seen
+	internal map[string]bool              // network ID → internal (fixed at creation)
 
 	calls atomic.Int64 // API requests sent, for figures and tests
 }
@@ -70,7 +71,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		}
 		opts = append(opts, client.WithTLSClientConfig(cfg.CAFile, cfg.CertFile, cfg.KeyFile))
 	}
-	r := &Runtime{log: log, cache: map[string]runtime.Container{}}
+	r := &Runtime{log: log, cache: map[string]runtime.Container{}, internal: map[string]bool{}}
 	cli, err := client.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("docker: %w", err)
@@ -107,10 +108,42 @@ func (r *Runtime) Inspect(ctx context.Context, id string) (runtime.Container, er
 		return runtime.Container{}, fmt.Errorf("docker at %s: inspect %s: %w", r.host, id, err)
 	}
 	c := fromInspect(res.Container)
+	r.markInternal(ctx, &c, res.Container.NetworkSettings)
 	r.mu.Lock()
 	r.cache[c.ID] = c
 	r.mu.Unlock()
 	return c, nil
+}
+
+// markInternal sets Internal on the container's networks. Whether a
+// network is internal is fixed when it is created, so each network (by ID)
+// is inspected once, the first time a container on it is seen.
+func (r *Runtime) markInternal(ctx context.Context, c *runtime.Container, ns *container.NetworkSettings) {
+	if ns == nil {
+		return
+	}
+	for i, n := range c.Networks {
+		ep := ns.Networks[n.Name]
+		if ep == nil || ep.NetworkID == "" {
+			continue
+		}
+		r.mu.Lock()
+		internal, ok := r.internal[ep.NetworkID]
+		r.mu.Unlock()
+		if !ok {
+			r.calls.Add(1)
+			res, err := r.cli.NetworkInspect(ctx, ep.NetworkID, client.NetworkInspectOptions{})
+			if err != nil {
+				r.log.Warn("docker network inspect failed; taking it as not internal", "network", n.Name, "container", c.Name, "err", err)
+				continue
+			}
+			internal = res.Network.Internal
+			r.mu.Lock()
+			r.internal[ep.NetworkID] = internal
+			r.mu.Unlock()
+		}
+		c.Networks[i].Internal = internal
+	}
 }
 
 // List implements runtime.Runtime: every container, running or not.
