@@ -10,8 +10,11 @@ TESTFLAGS ?= -count=1 -timeout 25m
 
 all: build
 
+# berth-init is berth's container init (a small companion binary; berth
+# looks for it next to itself and otherwise re-executes itself, slower).
 build:
 	CGO_ENABLED=1 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/berth
+	CGO_ENABLED=1 $(GO) build $(GOFLAGS_BUILD) -o $(dir $(BIN))berth-init ./runtime/embedded/containerinit/cmd/berth-init
 
 # deps installs what the tests need: Debian packages and a cached Consul.
 deps:

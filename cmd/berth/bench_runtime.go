@@ -32,6 +32,9 @@ type runtimeBenchResult struct {
 	RuncDetachedP50Ms float64 `json:"runc_detached_p50_ms,omitempty"`
 	RuncDetachedP90Ms float64 `json:"runc_detached_p90_ms,omitempty"`
 	Runc              string  `json:"runc,omitempty"` // the runc binary measured
+	// InitBinary is the companion container init used ("": the embedded
+	// runtime's containers re-executed berth itself).
+	InitBinary string `json:"init_binary,omitempty"`
 }
 
 func newBenchRuntimeCommand() *cobra.Command {
@@ -48,8 +51,10 @@ capabilities, seccomp profile, masked paths and limits; a new empty
 network namespace), both in the foreground (runc_p50_ms: the whole
 invocation, as the runc CLI starts containers) and detached (runc run -d,
 returning once the process runs). Runs alternate between the runtimes so
-that load affects them alike. Needs root and busybox-static. Everything it
-creates (bridge, cgroups, state) is removed afterwards.`,
+that load affects them alike. Containers' init is the berth-init companion
+next to berth when there is one (init_binary in the JSON), else berth
+itself. Needs root and busybox-static. Everything it creates (bridge,
+cgroups, state) is removed afterwards.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if runs < 1 {
@@ -76,7 +81,11 @@ creates (bridge, cgroups, state) is removed afterwards.`,
 			if asJSON {
 				return json.NewEncoder(out).Encode(res)
 			}
-			fmt.Fprintf(out, "runs: %d\nembedded create+start: p50 %.2f ms  p90 %.2f ms\n", res.Runs, res.StartP50Ms, res.StartP90Ms)
+			initBy := "berth re-executing itself (no " + embedded.InitBinaryName + " next to it)"
+			if res.InitBinary != "" {
+				initBy = res.InitBinary
+			}
+			fmt.Fprintf(out, "runs: %d\ncontainer init: %s\nembedded create+start: p50 %.2f ms  p90 %.2f ms\n", res.Runs, initBy, res.StartP50Ms, res.StartP90Ms)
 			if res.Runc != "" {
 				fmt.Fprintf(out, "runc run (%s): p50 %.2f ms  p90 %.2f ms\nrunc run -d: p50 %.2f ms  p90 %.2f ms\nembedded/runc run p50 ratio: %.2f (detached: %.2f)\n",
 					res.Runc, res.RuncP50Ms, res.RuncP90Ms, res.RuncDetachedP50Ms, res.RuncDetachedP90Ms,
@@ -116,6 +125,7 @@ func benchRuntime(ctx context.Context, runs int, log *slog.Logger) (runtimeBench
 		_ = rt.Close()
 		_ = rt.Network().RemoveBridge()
 	}()
+	res.InitBinary = rt.InitBinary()
 	if _, err := rt.Images().Import(ctx, rootfs, "bench:busybox"); err != nil {
 		return res, err
 	}

@@ -19,6 +19,16 @@
 //
 // The binary (or test binary) must import package containerinit, which
 // dispatches to libcontainer.Init when libcontainer re-executes it.
+// libcontainer always re-executes the running binary as a container's
+// init, and for berth that means initialising every package berth links
+// (etcd, gRPC, Consul's API, ...) on every start, which cost more than
+// runc's whole start. So New loads a small companion, berth-init (package
+// containerinit and libcontainer only; see WithInitBinary), into a sealed
+// memfd, and containerinit's C constructor, which runs before
+// libcontainer's nsexec and before the Go runtime, re-executes the
+// container's init from that memfd. Without a usable companion (none next
+// to the binary, or built from other versions) containers start by
+// re-executing the binary itself, as before, only slower.
 //
 // Concurrency: a Runtime is safe for concurrent use. Events channels are
 // closed by the Runtime when the subscriber's context ends, when it falls

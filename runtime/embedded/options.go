@@ -16,6 +16,10 @@ type options struct {
 	subnet       netip.Prefix
 	cgroupParent string
 	log          *slog.Logger
+	// initBinary is the companion container init (see WithInitBinary);
+	// initBinarySet: given explicitly (an unusable one is then an error).
+	initBinary    string
+	initBinarySet bool
 }
 
 func defaults() options {
@@ -44,3 +48,15 @@ func WithCgroupParent(name string) Option { return func(o *options) { o.cgroupPa
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithInitBinary sets the companion binary containers' init processes are
+// handed over to (built from runtime/embedded/containerinit/cmd/berth-init
+// with the same Go and module versions as this binary). It must be
+// usable, or New fails; "" turns the companion off. By default New uses
+// InitBinaryName next to the running executable when it is there and
+// compatible, and otherwise logs a warning and starts containers by
+// re-executing the running executable, which costs its whole package
+// initialisation on every start.
+func WithInitBinary(path string) Option {
+	return func(o *options) { o.initBinary, o.initBinarySet = path, true }
+}

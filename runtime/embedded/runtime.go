@@ -30,6 +30,11 @@ type Runtime struct {
 	net    *network.Manager
 	log    *slog.Logger
 	events *broker
+	// initExe is the sealed memfd holding the companion container init
+	// (nil: containers' init re-executes this binary). It stays open
+	// until Close: container inits find it among our descriptors.
+	initExe  *os.File
+	initPath string
 
 	mu     sync.Mutex // guards ctrs and every ctr's rec, run, pending
 	ctrs   map[string]*ctr
@@ -67,7 +72,7 @@ type record struct {
 // New opens the runtime's state under the state dir, checks the host
 // (root, overlayfs, cgroups), sets up the bridge, re-attaches to running
 // containers and removes orphans.
-func New(ctx context.Context, opts ...Option) (*Runtime, error) {
+func New(ctx context.Context, opts ...Option) (_ *Runtime, err error) {
 	o := defaults()
 	for _, f := range opts {
 		f(&o)
@@ -75,6 +80,15 @@ func New(ctx context.Context, opts ...Option) (*Runtime, error) {
 	if err := checkHost(probeHost()); err != nil {
 		return nil, err
 	}
+	initExe, initPath, err := openInitBinary(o)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil && initExe != nil {
+			initExe.Close()
+		}
+	}()
 	for _, d := range []string{o.stateDir, filepath.Join(o.stateDir, "containers"), filepath.Join(o.stateDir, "libcontainer")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("state dir: %w", err)
@@ -91,6 +105,7 @@ func New(ctx context.Context, opts ...Option) (*Runtime, error) {
 	r := &Runtime{
 		opts: o, images: images, net: nm, log: o.log,
 		events: newBroker(), ctrs: map[string]*ctr{}, closed: make(chan struct{}),
+		initExe: initExe, initPath: initPath,
 	}
 	if err := r.recover(ctx); err != nil {
 		return nil, err
@@ -129,6 +144,9 @@ func (r *Runtime) Close() error {
 	r.events.close()
 	r.wg.Wait()
 	removeCgroupParent(r.opts.cgroupParent)
+	if r.initExe != nil {
+		r.initExe.Close()
+	}
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,6 +130,7 @@ type Env struct {
 	Bridge       string
 	Subnet       netip.Prefix
 	CgroupParent string
+	Extra        []embedded.Option // more options for embedded.New
 }
 
 // NewEnv picks a unique bridge name, subnet (inside 10.240.0.0/12) and
@@ -149,10 +151,16 @@ func NewEnv(t testing.TB) Env {
 
 // Options are the embedded.New options for e.
 func (e Env) Options() []embedded.Option {
-	return []embedded.Option{
+	return append([]embedded.Option{
 		embedded.WithStateDir(e.StateDir), embedded.WithBridge(e.Bridge, e.Subnet),
 		embedded.WithCgroupParent(e.CgroupParent),
-	}
+	}, e.Extra...)
+}
+
+// With is e with more options for embedded.New.
+func (e Env) With(opts ...embedded.Option) Env {
+	e.Extra = append(slices.Clone(e.Extra), opts...)
+	return e
 }
 
 // NewRuntime starts a runtime on e. Cleanup removes every container,
