@@ -1,0 +1,398 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthd/berth/api"
+	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/records"
+	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/runtime/embedded/embeddedtest"
+	"github.com/berthd/berth/store/etcd"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// berthBinary builds berth once per test binary (for tests that need it
+// as a process: to kill it, or to run it as another user).
+func berthBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "berth-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "berth")
+		cmd := exec.Command("go", "build", "-tags", "seccomp", "-o", binPath, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// proxyRig is berth up as a process with the shipped nginx template, a real
+// nginx in front of it and an external store (a real etcd server in the
+// test process), so that the records can be watched while the daemon is
+// dead.
+type proxyRig struct {
+	t       *testing.T
+	bin     string
+	env     embeddedtest.Env
+	st      *etcd.Store
+	nginx   *testenv.Nginx
+	config  string
+	sock    string
+	metrics string // 127.0.0.1:port of /metrics and /healthz
+	host    string // the daemon's host name in the keys
+	daemon  *exec.Cmd
+	exited  chan struct{}
+}
+
+func newProxyRig(t *testing.T) *proxyRig {
+	t.Helper()
+	r := &proxyRig{t: t, bin: berthBinary(t), env: embeddedtest.NewEnv(t), nginx: testenv.NewNginx(t), host: "e2e-host"}
+	st, err := etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	r.st = st
+	dir := t.TempDir()
+	r.sock = filepath.Join(dir, "berth.sock")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.metrics = ln.Addr().String()
+	ln.Close()
+	_, self, _, _ := goruntime.Caller(0)
+	tmpls := filepath.Join(filepath.Dir(self), "..", "..", "templates")
+	n := r.nginx
+	// nginx starts after the first render; until then there is nothing to
+	// reload.
+	reload := fmt.Sprintf("if [ -s %s/nginx.pid ]; then %s; fi", n.Dir, n.ReloadCommand())
+	r.config = filepath.Join(dir, "berth.toml")
+	conf := fmt.Sprintf(`[store]
+url = "etcd://%s"
+
+[daemon]
+host = %q
+state_dir = %q
+socket = %q
+listen = %q
+ttl = "3s"
+drain = "1s"
+
+[runtime]
+bridge = %q
+subnet = %q
+cgroup_parent = %q
+
+[[template]]
+name = "nginx"
+src = %q
+includes = [%q]
+dest = %q
+prefixes = ["/berth/services/"]
+check = %q
+reload = %q
+`, strings.TrimPrefix(st.Client().Endpoints()[0], "http://"), r.host, r.env.StateDir, r.sock, r.metrics,
+		r.env.Bridge, r.env.Subnet, r.env.CgroupParent,
+		filepath.Join(tmpls, "nginx.conf.tmpl"), filepath.Join(tmpls, "nginx.tmpl"), n.Conf, n.CheckCommand(), reload)
+	if err := os.WriteFile(r.config, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.cleanup)
+	return r
+}
+
+// start runs berth up and waits until its API answers.
+func (r *proxyRig) start() {
+	r.t.Helper()
+	cmd := exec.Command(r.bin, "up", "--config", r.config, "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "BERTH_NGINX_LISTEN="+r.nginx.Addr, "BERTH_NGINX_GRPC_LISTEN=127.0.0.1:1")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	r.daemon, r.exited = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); close(r.exited) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for api.NewClient(r.sock).Ping(context.Background()) != nil {
+		select {
+		case <-r.exited:
+			r.t.Fatal("berth up exited at start")
+		default:
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatal("berth up never answered on its socket")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop ends the daemon with sig and waits for it.
+func (r *proxyRig) stop(sig syscall.Signal) {
+	r.t.Helper()
+	if r.daemon == nil {
+		return
+	}
+	_ = r.daemon.Process.Signal(sig)
+	select {
+	case <-r.exited:
+	case <-time.After(30 * time.Second):
+		_ = r.daemon.Process.Kill()
+		<-r.exited
+		r.t.Errorf("berth up did not stop on %v", sig)
+	}
+	r.daemon = nil
+}
+
+func (r *proxyRig) cleanup() {
+	if r.daemon == nil {
+		r.start() // containers are removed through a daemon
+	}
+	c := api.NewClient(r.sock)
+	cs, _ := c.List(context.Background())
+	for _, ctr := range cs {
+		if err := c.Remove(context.Background(), ctr.ID, runtime.Force()); err != nil {
+			r.t.Errorf("cleanup: rm %s: %v", ctr.Name, err)
+		}
+	}
+	r.stop(syscall.SIGTERM)
+	if err := embeddedtest.RemoveBridge(r.env); err != nil {
+		r.t.Errorf("remove bridge: %v", err)
+	}
+	embeddedtest.AssertClean(r.t, r.env)
+}
+
+// cli runs a berth command against the daemon.
+func (r *proxyRig) cli(args ...string) string {
+	r.t.Helper()
+	args = append(args[:1:1], append([]string{"--host", r.sock}, args[1:]...)...)
+	code, stdout, stderr := berthCLI(context.Background(), args...)
+	if code != 0 {
+		r.t.Fatalf("berth %s: exit %d: %s", strings.Join(args, " "), code, stderr)
+	}
+	return strings.TrimSpace(stdout)
+}
+
+// answers collects the distinct answers nginx gives for host.
+func (r *proxyRig) answers(host string) map[string]bool {
+	seen := map[string]bool{}
+	for range 8 {
+		code, body, err := r.nginx.Get(host, "/")
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if code != http.StatusOK {
+			seen[strconv.Itoa(code)] = true // nginx's own error page
+			continue
+		}
+		seen[fmt.Sprintf("%d %s", code, strings.TrimSpace(body))] = true
+	}
+	return seen
+}
+
+// waitAnswers waits until nginx answers host with exactly want.
+func (r *proxyRig) waitAnswers(host string, want ...string) {
+	r.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := r.answers(host)
+		ok := len(got) == len(want)
+		for _, w := range want {
+			ok = ok && got[w]
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("nginx answers for %s: %v, want %v\n%s", host, got, want, r.nginx.ErrorLog())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// records lists the instance records of this host in the store.
+func (r *proxyRig) records() []records.Instance {
+	r.t.Helper()
+	kvs, _, err := r.st.List(context.Background(), "/berth/services/")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var out []records.Instance
+	for _, kv := range kvs {
+		var in records.Instance
+		if err := json.Unmarshal(kv.Value, &in); err != nil {
+			r.t.Fatalf("%s: %v", kv.Key, err)
+		}
+		if in.Host == r.host {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// metric reads one unlabelled-or-labelled series from /metrics (0 if
+// absent).
+func (r *proxyRig) metric(series string) float64 {
+	r.t.Helper()
+	resp, err := http.Get("http://" + r.metrics + "/metrics")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		if ok && name == series {
+			f, _ := strconv.ParseFloat(val, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// whoamiImage imports a one-layer image holding the whoami server.
+func (r *proxyRig) whoamiImage() string {
+	r.t.Helper()
+	rootfs := filepath.Join(r.t.TempDir(), "rootfs")
+	if err := os.MkdirAll(rootfs, 0o755); err != nil {
+		r.t.Fatal(err)
+	}
+	testenv.BuildWhoami(r.t, rootfs)
+	r.cli("import", rootfs, "whoami:e2e")
+	return "whoami:e2e"
+}
+
+// TestUpProxy is the product end to end: berth up with the shipped nginx
+// template in front of a real nginx; berth run with VIRTUAL_HOST → nginx
+// routes to it; berth stop → out after the drain; a restarted daemon takes
+// the records over without reloading nginx; a killed daemon's containers
+// keep serving, its records expire after the TTL, and come back with it.
+func TestUpProxy(t *testing.T) {
+	r := newProxyRig(t)
+	r.start()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(r.nginx.Conf); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("berth up never rendered nginx.conf")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.nginx.Start(t)
+	img := r.whoamiImage()
+	host := "e2e.localhost"
+	r.waitAnswers(host, "503")
+
+	run := func(name string) {
+		r.cli("run", "-d", "--name", name, "-e", "VIRTUAL_HOST="+host, "-e", "PORT=80", "-e", "WHOAMI_NAME="+name, img, "/whoami")
+	}
+	run("a")
+	r.waitAnswers(host, "200 a")
+	run("b")
+	r.waitAnswers(host, "200 a", "200 b")
+
+	t.Run("stop drains", func(t *testing.T) {
+		r.cli("stop", "a")
+		r.waitAnswers(host, "200 b")
+		// Draining for 1s, then the records go.
+		deadline := time.Now().Add(10 * time.Second)
+		for len(r.records()) != 1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("records after the drain: %+v", r.records())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+
+	conf := func() (string, time.Time) {
+		b, err := os.ReadFile(r.nginx.Conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := os.Stat(r.nginx.Conf)
+		return string(b), fi.ModTime()
+	}
+
+	t.Run("restart takes over without a reload", func(t *testing.T) {
+		before, mtime := conf()
+		r.stop(syscall.SIGTERM)
+		r.waitAnswers(host, "200 b") // the container serves on
+		r.start()
+		// Wait for the takeover: the record rewritten under the new lease.
+		deadline := time.Now().Add(20 * time.Second)
+		for r.metric(`berth_renders_total{outcome="unchanged",template="nginx"}`) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the restarted daemon never rendered")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(4 * time.Second) // past the old lease's TTL
+		if got := r.metric(`berth_renders_total{outcome="changed",template="nginx"}`); got != 0 {
+			t.Errorf("the restarted daemon replaced nginx.conf %v times; want 0", got)
+		}
+		after, mtime2 := conf()
+		if after != before || !mtime2.Equal(mtime) {
+			t.Errorf("nginx.conf changed across the restart")
+		}
+		if n := len(r.records()); n != 1 {
+			t.Errorf("%d records after the old lease's TTL, want 1", n)
+		}
+		r.waitAnswers(host, "200 b")
+	})
+
+	t.Run("killed daemon", func(t *testing.T) {
+		r.stop(syscall.SIGKILL)
+		r.waitAnswers(host, "200 b")
+		deadline := time.Now().Add(15 * time.Second)
+		for len(r.records()) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("records of a dead daemon still there after 15s (TTL 3s): %+v", r.records())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		r.waitAnswers(host, "200 b") // nobody re-rendered: nginx routes on
+		r.start()
+		deadline = time.Now().Add(15 * time.Second)
+		for len(r.records()) != 1 {
+			if time.Now().After(deadline) {
+				t.Fatal("records not restored by the returning daemon")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		r.waitAnswers(host, "200 b")
+		if resp, err := http.Get("http://" + r.metrics + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("/healthz: %v %v", resp, err)
+		}
+	})
+}
