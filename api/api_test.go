@@ -3,9 +3,11 @@ package api_test
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -86,13 +88,14 @@ func TestContainerAPI(t *testing.T) {
 		}
 	}
 	var out, errOut strings.Builder
-	code, err := c.Exec(ctx, "one", api.ExecRequest{Cmd: []string{"sh", "-c", "echo out; echo err >&2; exit 5"}}, &out, &errOut)
+	code, err := c.Exec(ctx, "one", api.ExecRequest{Cmd: []string{"sh", "-c", "echo out; echo err >&2; exit 5"}}, api.ExecIO{Stdout: &out, Stderr: &errOut})
 	if err != nil || code != 5 || out.String() != "out\n" || errOut.String() != "err\n" {
 		t.Errorf("exec: %d %v %q %q", code, err, out.String(), errOut.String())
 	}
-	if _, err := c.Exec(ctx, "one", api.ExecRequest{Cmd: []string{"nope"}}, &out, &errOut); !errors.Is(err, embedded.ErrCommandNotFound) {
+	if _, err := c.Exec(ctx, "one", api.ExecRequest{Cmd: []string{"nope"}}, api.ExecIO{Stdout: &out, Stderr: &errOut}); !errors.Is(err, embedded.ErrCommandNotFound) {
 		t.Errorf("exec nope: %v", err)
 	}
+	execIOTests(ctx, t, c)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var logs strings.Builder
@@ -124,7 +127,7 @@ func TestContainerAPI(t *testing.T) {
 	}
 	var seen []string
 	timeout := time.After(10 * time.Second)
-	for len(seen) < 5 {
+	for len(seen) < 6 {
 		select {
 		case ev := <-events:
 			if ev.Container.Name == "one" {
@@ -134,7 +137,7 @@ func TestContainerAPI(t *testing.T) {
 			t.Fatalf("events for one: %v", seen)
 		}
 	}
-	if strings.Join(seen, ",") != "create,start,die,stop,destroy" {
+	if strings.Join(seen, ",") != "create,start,kill,die,stop,destroy" {
 		t.Errorf("events %v", seen)
 	}
 }
@@ -178,4 +181,56 @@ func TestLogsFollow(t *testing.T) {
 	if strings.Join(tail, "") != "line 3\nbye\n" {
 		t.Errorf("tail 2: %q", tail)
 	}
+}
+
+// execIOTests: exec with stdin streamed in (binary data intact, and the
+// command sees its end), and with a terminal that is resized while the
+// command waits for input.
+func execIOTests(ctx context.Context, t *testing.T, c *api.Client) {
+	t.Helper()
+	data := strings.Repeat("\x00\xff binary \xe2\x82", 10000)
+	var out strings.Builder
+	code, err := c.Exec(ctx, "one", api.ExecRequest{Cmd: []string{"sh", "-c", "cat; echo end"}, Stdin: true},
+		api.ExecIO{Stdin: strings.NewReader(data), Stdout: &out})
+	if err != nil || code != 0 || out.String() != data+"end\n" {
+		t.Errorf("exec -i: code %d err %v, %d bytes out, want %d", code, err, out.Len(), len(data)+4)
+	}
+
+	resize := make(chan embedded.TermSize, 1)
+	stdinR, stdinW := io.Pipe()
+	var tout syncBuffer
+	go func() {
+		defer stdinW.Close()
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(tout.String(), "24 80") && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		resize <- embedded.TermSize{Rows: 50, Cols: 132}
+		time.Sleep(200 * time.Millisecond) // the resize and the input travel apart
+		_, _ = io.WriteString(stdinW, "go\n")
+	}()
+	code, err = c.Exec(ctx, "one", api.ExecRequest{Cmd: []string{"sh", "-c", "stty size; read x; stty size; exit 3"},
+		Stdin: true, TTY: true, Size: embedded.TermSize{Rows: 24, Cols: 80}},
+		api.ExecIO{Stdin: stdinR, Stdout: &tout, Resize: resize})
+	if err != nil || code != 3 || !strings.Contains(tout.String(), "24 80\r\n") || !strings.Contains(tout.String(), "50 132\r\n") {
+		t.Errorf("exec -it: code %d err %v out %q", code, err, tout.String())
+	}
+}
+
+// syncBuffer is a strings.Builder safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

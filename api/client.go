@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/berthd/berth/runtime"
@@ -42,12 +43,16 @@ func NewClient(socket string) *Client {
 // otherwise it decodes the API error.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body any) (*http.Response, error) {
 	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
+	switch b := body.(type) {
+	case nil:
+	case io.Reader: // streamed as it is read
+		rd = b
+	default:
+		js, err := json.Marshal(b)
 		if err != nil {
 			return nil, err
 		}
-		rd = bytes.NewReader(b)
+		rd = bytes.NewReader(js)
 	}
 	u := "http://berth" + path
 	if len(q) > 0 {
@@ -207,17 +212,32 @@ func (c *Client) Logs(ctx context.Context, id string, opts embedded.LogOptions, 
 	})
 }
 
-// Exec runs cmd in a running container, copying its output to stdout and
-// stderr, and returns its exit code.
-func (c *Client) Exec(ctx context.Context, id string, req ExecRequest, stdout, stderr io.Writer) (int, error) {
+// ExecIO is an exec'd command's side of the client: where its input
+// comes from (with ExecRequest.Stdin), where its output goes (stderr is
+// unused with a TTY), and the terminal's resizes (with ExecRequest.TTY).
+type ExecIO struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Resize         <-chan embedded.TermSize
+}
+
+// Exec runs a command in a running container and returns its exit code.
+// With req.Stdin or req.TTY the input streams to the daemon while the
+// output streams back, on one connection.
+func (c *Client) Exec(ctx context.Context, id string, req ExecRequest, eio ExecIO) (int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go sendExecInput(ctx, pw, req, eio)
 	code := -1
-	err := c.frames(ctx, http.MethodPost, "/v1/containers/"+url.PathEscape(id)+"/exec", nil, req, func(f Frame) error {
+	err := c.frames(ctx, http.MethodPost, "/v1/containers/"+url.PathEscape(id)+"/exec", nil, pr, func(f Frame) error {
 		switch {
-		case f.Log != nil && f.Log.Stream == "stderr":
-			_, err := io.WriteString(stderr, f.Log.Line)
+		case f.Output != nil && f.Output.Stream == "stderr" && eio.Stderr != nil:
+			_, err := eio.Stderr.Write(f.Output.Data)
 			return err
-		case f.Log != nil:
-			_, err := io.WriteString(stdout, f.Log.Line)
+		case f.Output != nil && f.Output.Stream == "stdout" && eio.Stdout != nil:
+			_, err := eio.Stdout.Write(f.Output.Data)
 			return err
 		case f.ExitCode != nil:
 			code = *f.ExitCode
@@ -228,6 +248,51 @@ func (c *Client) Exec(ctx context.Context, id string, req ExecRequest, stdout, s
 		err = errors.New("berth daemon: exec stream ended without an exit code")
 	}
 	return code, err
+}
+
+// sendExecInput writes the exec body: the request, then (with stdin or a
+// TTY) stdin chunks, a CloseStdin at its end, and resizes, until ctx ends.
+func sendExecInput(ctx context.Context, pw *io.PipeWriter, req ExecRequest, eio ExecIO) {
+	enc := json.NewEncoder(pw)
+	if err := enc.Encode(req); err != nil || !(req.Stdin || req.TTY) {
+		pw.Close()
+		return
+	}
+	var mu sync.Mutex
+	send := func(in ExecInput) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return enc.Encode(in)
+	}
+	if req.Stdin && eio.Stdin != nil {
+		go func() {
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := eio.Stdin.Read(buf)
+				if n > 0 && send(ExecInput{Stdin: buf[:n]}) != nil {
+					return
+				}
+				if err != nil {
+					_ = send(ExecInput{CloseStdin: true})
+					return
+				}
+			}
+		}()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sz, ok := <-eio.Resize:
+			if !ok {
+				eio.Resize = nil
+				continue
+			}
+			if send(ExecInput{Resize: &sz}) != nil {
+				return
+			}
+		}
+	}
 }
 
 // Events streams lifecycle events until ctx ends or the stream breaks.

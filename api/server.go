@@ -278,21 +278,21 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// frameWriter turns exec output into log frames.
+// frameWriter turns exec output into output frames.
 type frameWriter struct {
 	st     *stream
 	stream string
 }
 
 func (fw frameWriter) Write(p []byte) (int, error) {
-	l := embedded.LogLine{Time: time.Now().UTC(), Stream: fw.stream, Line: string(p)}
-	return len(p), fw.st.send(Frame{Log: &l})
+	return len(p), fw.st.send(Frame{Output: &Output{Stream: fw.stream, Data: p}})
 }
 
 func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
+	dec := json.NewDecoder(r.Body)
 	var req ExecRequest
-	if err := decode(r, &req); err != nil {
-		s.fail(w, r, err)
+	if err := dec.Decode(&req); err != nil {
+		s.fail(w, r, fmt.Errorf("request body: %w: %w", err, runtime.ErrInvalid))
 		return
 	}
 	id := r.PathValue("id")
@@ -303,16 +303,62 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("container %s is not running: %w", id, runtime.ErrConflict))
 		return
 	}
+	opts := embedded.ExecOptions{Cmd: req.Cmd, Env: req.Env, TTY: req.TTY, Size: req.Size}
+	if req.Stdin || req.TTY {
+		// Input arrives in the body while the output streams back.
+		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+			s.fail(w, r, fmt.Errorf("exec with stdin or a terminal: %w", err))
+			return
+		}
+		in, resize := execInput(dec, req.Stdin)
+		defer in.Close()
+		opts.Resize = resize
+		if req.Stdin {
+			opts.Stdin = in
+		}
+	}
 	st := newStream(w)
-	code, err := s.b.Exec(r.Context(), id, embedded.ExecOptions{
-		Cmd: req.Cmd, Env: req.Env,
-		Stdout: frameWriter{st, "stdout"}, Stderr: frameWriter{st, "stderr"},
-	})
+	opts.Stdout, opts.Stderr = frameWriter{st, "stdout"}, frameWriter{st, "stderr"}
+	code, err := s.b.Exec(r.Context(), id, opts)
 	if err != nil {
 		st.fail(err)
 		return
 	}
 	_ = st.send(Frame{ExitCode: &code})
+}
+
+// execInput reads the ExecInput values of an exec body: their stdin
+// bytes come out of the returned reader (which ends with the body or a
+// CloseStdin; closing it stops the copy), their resizes out of the
+// channel (the latest kept when the command is slow to take them).
+func execInput(dec *json.Decoder, stdin bool) (*io.PipeReader, <-chan embedded.TermSize) {
+	pr, pw := io.Pipe()
+	resize := make(chan embedded.TermSize, 1)
+	go func() {
+		defer pw.Close()
+		for {
+			var in ExecInput
+			if err := dec.Decode(&in); err != nil {
+				return
+			}
+			if in.Resize != nil {
+				select {
+				case <-resize: // drop a stale size
+				default:
+				}
+				resize <- *in.Resize
+			}
+			if len(in.Stdin) > 0 && stdin {
+				if _, err := pw.Write(in.Stdin); err != nil {
+					return
+				}
+			}
+			if in.CloseStdin {
+				pw.Close()
+			}
+		}
+	}()
+	return pr, resize
 }
 
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {

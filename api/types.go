@@ -15,8 +15,10 @@ const DefaultSocket = "/run/berth/berth.sock"
 // Frame is one line of a streamed response. Exactly one group of fields
 // is set per frame.
 type Frame struct {
-	// logs and exec output
+	// logs
 	Log *embedded.LogLine `json:"log,omitempty"`
+	// exec output
+	Output *Output `json:"output,omitempty"`
 	// exec: the final frame
 	ExitCode *int `json:"exit_code,omitempty"`
 	// events
@@ -28,10 +30,29 @@ type Frame struct {
 	Error *Error `json:"error,omitempty"`
 }
 
-// ExecRequest is the body of an exec call.
+// Output is a chunk of an exec'd command's output, as written.
+type Output struct {
+	Stream string `json:"stream"` // stdout or stderr
+	Data   []byte `json:"data"`
+}
+
+// ExecRequest starts the body of an exec call. With Stdin or TTY, the
+// body goes on with ExecInput values while the response streams the
+// output (both directions at once on one connection); the command's
+// stdin ends when the body does or with CloseStdin.
 type ExecRequest struct {
-	Cmd []string `json:"cmd"`
-	Env []string `json:"env,omitempty"`
+	Cmd   []string          `json:"cmd"`
+	Env   []string          `json:"env,omitempty"`
+	Stdin bool              `json:"stdin,omitempty"` // attach stdin (else it is empty)
+	TTY   bool              `json:"tty,omitempty"`   // give the command a terminal
+	Size  embedded.TermSize `json:"size,omitzero"`   // its initial size
+}
+
+// ExecInput is one value of an exec body after the ExecRequest.
+type ExecInput struct {
+	Stdin      []byte             `json:"stdin,omitempty"`
+	CloseStdin bool               `json:"close_stdin,omitempty"`
+	Resize     *embedded.TermSize `json:"resize,omitempty"`
 }
 
 // LoadRequest and ImportRequest name files on the daemon's host (the

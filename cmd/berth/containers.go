@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/api"
 	"github.com/berthd/berth/runtime"
@@ -514,18 +516,53 @@ func newInspectCommand() *cobra.Command {
 }
 
 func newExecCommand() *cobra.Command {
-	var env []string
+	var (
+		env             []string
+		interactive, tt bool
+	)
 	cmd := &cobra.Command{
 		Use:   "exec [flags] CONTAINER COMMAND [ARG...]",
 		Short: "Run a command in a running container",
-		Long:  "Run a command in a running container and exit with its exit code (127 when it does not exist).",
-		Args:  usageArgs(cobra.MinimumNArgs(2)),
+		Long: `Run a command in a running container and exit with its exit code (127 when
+it does not exist). -i passes this command's stdin to it (else its stdin
+is empty); -t gives it a terminal, sized as this one and resized with it,
+and puts this terminal into raw mode while it runs (with -it, keys such
+as Ctrl-C go to the command).`,
+		Args: usageArgs(cobra.MinimumNArgs(2)),
 	}
 	client := addHostFlag(cmd)
 	cmd.Flags().SetInterspersed(false)
 	cmd.Flags().StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE")
+	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "pass stdin to the command")
+	cmd.Flags().BoolVarP(&tt, "tty", "t", false, "give the command a terminal")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		code, err := client().Exec(cmd.Context(), args[0], api.ExecRequest{Cmd: args[1:], Env: env}, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		ctx, cancel := context.WithCancel(cmd.Context())
+		defer cancel()
+		req := api.ExecRequest{Cmd: args[1:], Env: env, Stdin: interactive, TTY: tt}
+		eio := api.ExecIO{Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr()}
+		if interactive {
+			eio.Stdin = cmd.InOrStdin()
+		}
+		if tt {
+			term := terminalFd(cmd.InOrStdin())
+			if term < 0 {
+				term = terminalFd(cmd.OutOrStdout())
+			}
+			if term >= 0 {
+				if ws, err := unix.IoctlGetWinsize(term, unix.TIOCGWINSZ); err == nil {
+					req.Size = embedded.TermSize{Rows: ws.Row, Cols: ws.Col}
+				}
+				eio.Resize = followResizes(ctx, term)
+			}
+			if in := terminalFd(cmd.InOrStdin()); interactive && in >= 0 {
+				restore, err := rawTerminal(in)
+				if err != nil {
+					return fmt.Errorf("terminal: %w", err)
+				}
+				defer restore()
+			}
+		}
+		code, err := client().Exec(ctx, args[0], req, eio)
 		if err != nil {
 			return daemonError(err)
 		}
@@ -535,6 +572,66 @@ func newExecCommand() *cobra.Command {
 		return nil
 	}
 	return cmd
+}
+
+// terminalFd is the descriptor of v when it is a terminal, else -1.
+func terminalFd(v any) int {
+	f, ok := v.(*os.File)
+	if !ok {
+		return -1
+	}
+	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
+		return -1
+	}
+	return int(f.Fd())
+}
+
+// followResizes reports the terminal's new size after each SIGWINCH
+// until ctx ends.
+func followResizes(ctx context.Context, fd int) <-chan embedded.TermSize {
+	out := make(chan embedded.TermSize, 1)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, unix.SIGWINCH)
+	go func() {
+		defer signal.Stop(sig)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-sig:
+			}
+			ws, err := unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ)
+			if err != nil {
+				continue
+			}
+			select {
+			case <-out: // replace a size not sent yet
+			default:
+			}
+			out <- embedded.TermSize{Rows: ws.Row, Cols: ws.Col}
+		}
+	}()
+	return out
+}
+
+// rawTerminal puts the terminal on fd into raw mode (cfmakeraw) and
+// returns what restores it.
+func rawTerminal(fd int) (func(), error) {
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return nil, err
+	}
+	raw := *old
+	raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	raw.Oflag &^= unix.OPOST
+	raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	raw.Cflag &^= unix.CSIZE | unix.PARENB
+	raw.Cflag |= unix.CS8
+	raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &raw); err != nil {
+		return nil, err
+	}
+	return func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil
 }
 
 func newEventsCommand() *cobra.Command {

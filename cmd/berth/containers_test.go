@@ -31,8 +31,13 @@ import (
 
 // berthCLI runs berth in-process and returns its exit code and output.
 func berthCLI(ctx context.Context, args ...string) (int, string, string) {
+	return berthCLIStdin(ctx, "", args...)
+}
+
+// berthCLIStdin is berthCLI with stdin.
+func berthCLIStdin(ctx context.Context, stdin string, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
-	code := execute(ctx, args, strings.NewReader(""), &out, &errb)
+	code := execute(ctx, args, strings.NewReader(stdin), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -113,6 +118,10 @@ func TestContainerCommands(t *testing.T) {
 		{"ps label filter", []string{"ps", h, "-a", "-q", "--filter", "label=app=y"}, 0, "", "", ""},
 		{"exec", []string{"exec", h, "bg", "sh", "-c", "echo in; exit 4"}, 4, "in\n", "", ""},
 		{"exec missing", []string{"exec", h, "bg", "nope"}, 127, "", "", "executable file not found"},
+		{"exec -i", []string{"exec", h, "-i", "bg", "sh", "-c", "cat; echo done"}, 0, "from stdin\ndone\n", "", ""},
+		{"exec without -i", []string{"exec", h, "bg", "sh", "-c", "cat; echo done"}, 0, "done\n", "", ""},
+		{"exec -t", []string{"exec", h, "-t", "bg", "sh", "-c", "tty; exit 6"}, 6, "", "/dev/pts/", ""},
+		{"exec -it", []string{"exec", h, "-it", "bg", "sh", "-c", "read x; echo got $x"}, 0, "", "got from stdin\r\n", ""},
 		{"logs", []string{"logs", h, "--tail", "1", "fg"}, 0, "b\n", "", ""},
 		{"rm running", []string{"rm", h, "bg"}, 1, "", "", "cannot remove running container"},
 		{"rmi in use", []string{"rmi", h, "bb:1"}, 1, "", "", "in use"},
@@ -123,7 +132,7 @@ func TestContainerCommands(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, stdout, stderr := berthCLI(ctx, tc.args...)
+			code, stdout, stderr := berthCLIStdin(ctx, "from stdin\n", tc.args...)
 			if code != tc.code || tc.stdout != "" && stdout != tc.stdout || !strings.Contains(stdout, tc.stdoutIn) || !strings.Contains(stderr, tc.stderrIn) {
 				t.Errorf("berth %s: exit %d stdout %q stderr %q; want exit %d stdout %q (containing %q) stderr containing %q",
 					strings.Join(tc.args, " "), code, stdout, stderr, tc.code, tc.stdout, tc.stdoutIn, tc.stderrIn)
@@ -264,7 +273,7 @@ func TestPullAndLoad(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, stdout, stderr := berthCLI(ctx, tc.args...)
+			code, stdout, stderr := berthCLIStdin(ctx, "from stdin\n", tc.args...)
 			if code != tc.code || !strings.Contains(stdout, tc.stdoutIn) || !strings.Contains(stderr, tc.stderrIn) {
 				t.Errorf("berth %s: exit %d stdout %q stderr %q; want exit %d, stdout containing %q, stderr containing %q",
 					strings.Join(tc.args, " "), code, stdout, stderr, tc.code, tc.stdoutIn, tc.stderrIn)

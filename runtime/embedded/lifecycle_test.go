@@ -1,12 +1,15 @@
 package embedded_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,6 +99,37 @@ func TestLifecycle(t *testing.T) {
 		if !errors.Is(err, embedded.ErrCommandNotFound) || code != 127 {
 			t.Errorf("exec nope: code %d err %v, want 127 and command not found", code, err)
 		}
+		out.Reset()
+		code, err = r.Exec(ctx, c.ID, embedded.ExecOptions{Cmd: []string{"sh", "-c", "tty; read x; echo got $x"},
+			Stdin: strings.NewReader("hi\n"), Stdout: &out})
+		if err != nil || code != 0 || out.String() != "not a tty\ngot hi\n" {
+			t.Errorf("exec with stdin: code %d err %v out %q", code, err, out.String())
+		}
+		// A terminal of the given size, resized while the command runs;
+		// its input echoes and its output ends lines with \r\n.
+		var tout syncBuffer
+		resize := make(chan embedded.TermSize) // unbuffered: a send returns once Exec has it
+		stdinR, stdinW := io.Pipe()
+		go func() {
+			defer stdinW.Close()
+			deadline := time.Now().Add(20 * time.Second)
+			for !strings.Contains(tout.String(), "30 100") && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			resize <- embedded.TermSize{Rows: 40, Cols: 120}
+			_, _ = io.WriteString(stdinW, "hi\n")
+		}()
+		code, err = r.Exec(ctx, c.ID, embedded.ExecOptions{
+			Cmd: []string{"sh", "-c", "tty; stty size; read x; stty size; echo got $x $TERM; exit 5"}, TTY: true,
+			Size: embedded.TermSize{Rows: 30, Cols: 100}, Resize: resize, Stdin: stdinR, Stdout: &tout})
+		if err != nil || code != 5 {
+			t.Errorf("exec -t: code %d err %v, want 5", code, err)
+		}
+		for _, want := range []string{"/dev/pts/", "30 100\r\n", "hi\r\n", "40 120\r\n", "got hi xterm\r\n"} {
+			if !strings.Contains(tout.String(), want) {
+				t.Errorf("exec -t output %q lacks %q", tout.String(), want)
+			}
+		}
 	})
 }
 
@@ -141,4 +175,22 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
