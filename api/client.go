@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -43,10 +44,11 @@ func NewClient(socket string) *Client {
 // otherwise it decodes the API error.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body any) (*http.Response, error) {
 	var rd io.Reader
+	contentType := "application/json"
 	switch b := body.(type) {
 	case nil:
 	case io.Reader: // streamed as it is read
-		rd = b
+		rd, contentType = b, "application/octet-stream"
 	default:
 		js, err := json.Marshal(b)
 		if err != nil {
@@ -63,7 +65,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		return nil, err
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -346,17 +348,54 @@ func (c *Client) Pull(ctx context.Context, ref string, progress func(image.Progr
 	return img, err
 }
 
-// Load loads a docker save tarball at path (on the daemon's host).
+// Load loads the docker save tarball at path (on this host: it is
+// streamed to the daemon).
 func (c *Client) Load(ctx context.Context, path string) ([]image.Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	defer f.Close()
+	return c.LoadReader(ctx, f)
+}
+
+// LoadReader loads the docker save tarball read from r.
+func (c *Client) LoadReader(ctx context.Context, r io.Reader) ([]image.Image, error) {
 	var out []image.Image
-	err := c.call(ctx, http.MethodPost, "/v1/images/load", nil, LoadRequest{Path: path}, &out)
+	err := c.call(ctx, http.MethodPost, "/v1/images/load", nil, r, &out)
 	return out, err
 }
 
-// Import imports a rootfs tar or directory as tag.
+// Import makes the image tag from a root filesystem tarball or directory
+// at src (on this host: a directory is sent as a tar).
 func (c *Client) Import(ctx context.Context, src, tag string) (image.Image, error) {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return image.Image{}, fmt.Errorf("import: %w", err)
+	}
+	if !fi.IsDir() {
+		f, err := os.Open(src)
+		if err != nil {
+			return image.Image{}, fmt.Errorf("import: %w", err)
+		}
+		defer f.Close()
+		return c.ImportReader(ctx, f, tag)
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(image.WriteDirTar(pw, src)) }()
+	defer pr.Close()
+	img, err := c.ImportReader(ctx, pr, tag)
+	if err != nil {
+		return img, fmt.Errorf("import %s: %w", src, err)
+	}
+	return img, nil
+}
+
+// ImportReader makes the image tag from the root filesystem tar
+// (optionally compressed) read from r.
+func (c *Client) ImportReader(ctx context.Context, r io.Reader, tag string) (image.Image, error) {
 	var out image.Image
-	err := c.call(ctx, http.MethodPost, "/v1/images/import", nil, ImportRequest{Src: src, Tag: tag}, &out)
+	err := c.call(ctx, http.MethodPost, "/v1/images/import", url.Values{"tag": {tag}}, r, &out)
 	return out, err
 }
 

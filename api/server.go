@@ -398,13 +398,10 @@ func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 	_ = st.send(Frame{Image: &img})
 }
 
+// load stores the images of the docker save tarball that is the request
+// body.
 func (s *Server) load(w http.ResponseWriter, r *http.Request) {
-	var req LoadRequest
-	if err := decode(r, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	imgs, err := s.b.Images().Load(r.Context(), req.Path)
+	imgs, err := s.b.Images().LoadReader(r.Context(), r.Body)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -412,13 +409,15 @@ func (s *Server) load(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, imgs)
 }
 
+// importImage stores the root filesystem tar that is the request body as
+// the image named by ?tag=.
 func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
-	var req ImportRequest
-	if err := decode(r, &req); err != nil {
-		s.fail(w, r, err)
+	tag := r.URL.Query().Get("tag")
+	if tag == "" {
+		s.fail(w, r, fmt.Errorf("import: no tag: %w", runtime.ErrInvalid))
 		return
 	}
-	img, err := s.b.Images().Import(r.Context(), req.Src, req.Tag)
+	img, err := s.b.Images().ImportReader(r.Context(), r.Body, tag)
 	if err != nil {
 		s.fail(w, r, err)
 		return

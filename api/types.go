@@ -55,18 +55,6 @@ type ExecInput struct {
 	Resize     *embedded.TermSize `json:"resize,omitempty"`
 }
 
-// LoadRequest and ImportRequest name files on the daemon's host (the
-// socket is local, so paths are shared).
-type LoadRequest struct {
-	Path string `json:"path"`
-}
-
-// ImportRequest imports a rootfs tar or directory as Tag.
-type ImportRequest struct {
-	Src string `json:"src"`
-	Tag string `json:"tag"`
-}
-
 // Error kinds, mapped to and from the runtime's sentinel errors.
 const (
 	KindNotFound        = "not_found"

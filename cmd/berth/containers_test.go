@@ -269,11 +269,22 @@ func TestPullAndLoad(t *testing.T) {
 		{"run loaded", []string{"run", h, "--rm", "saved:1"}, 0, "from the registry\n", ""},
 		{"load corrupt", []string{"load", h, "-i", corrupt}, 1, "", "not a docker save or OCI layout tarball"},
 		{"rmi", []string{"rmi", h, "saved:1", ref}, 0, "Untagged: saved:1", ""},
+		// stdin reaches the daemon only as a stream
+		{"load from stdin", []string{"load", h}, 0, "Loaded image: saved:1", ""},
+		{"import from stdin", []string{"import", h, "-", "piped:1"}, 0, "sha256:", ""},
+		{"run imported", []string{"run", h, "--rm", "piped:1", "echo", "ok"}, 0, "ok\n", ""},
+		{"load corrupt from stdin", []string{"load", h}, 1, "", "load tarball: not a docker save or OCI layout tarball"},
+		{"rmi loaded and imported", []string{"rmi", h, "saved:1", "piped:1"}, 0, "Untagged: piped:1", ""},
 		{"images empty", []string{"images", h, "-q"}, 0, "", ""},
 	}
+	savedTar, err := os.ReadFile(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdin := map[string]string{"load from stdin": string(savedTar), "import from stdin": layerTar.String(), "load corrupt from stdin": "not a tarball"}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, stdout, stderr := berthCLIStdin(ctx, "from stdin\n", tc.args...)
+			code, stdout, stderr := berthCLIStdin(ctx, stdin[tc.name], tc.args...)
 			if code != tc.code || !strings.Contains(stdout, tc.stdoutIn) || !strings.Contains(stderr, tc.stderrIn) {
 				t.Errorf("berth %s: exit %d stdout %q stderr %q; want exit %d, stdout containing %q, stderr containing %q",
 					strings.Join(tc.args, " "), code, stdout, stderr, tc.code, tc.stdoutIn, tc.stderrIn)

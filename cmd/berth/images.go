@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -111,18 +110,30 @@ func newPullCommand() *cobra.Command {
 
 func newLoadCommand() *cobra.Command {
 	var input string
-	cmd := &cobra.Command{Use: "load -i FILE", Short: "Load images from a docker save tarball (legacy or OCI)", Args: usageArgs(cobra.NoArgs)}
+	cmd := &cobra.Command{
+		Use:   "load [-i FILE]",
+		Short: "Load images from a docker save tarball (legacy or OCI)",
+		Long: `Load images from a docker save tarball (legacy or OCI layout), read from
+FILE or else from stdin, and streamed to the daemon (so the daemon need
+not see this machine's files).`,
+		Args: usageArgs(cobra.NoArgs),
+	}
 	client := addHostFlag(cmd)
-	cmd.Flags().StringVarP(&input, "input", "i", "", "tarball to load (required)")
+	cmd.Flags().StringVarP(&input, "input", "i", "", "tarball to load (default stdin)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if input == "" {
-			return usagef("load: -i FILE is required")
+		var (
+			imgs []image.Image
+			err  error
+		)
+		if input != "" {
+			imgs, err = client().Load(cmd.Context(), input)
+		} else {
+			in := cmd.InOrStdin()
+			if terminalFd(in) >= 0 {
+				return usagef("load: stdin is a terminal: give -i FILE or redirect a tarball to stdin")
+			}
+			imgs, err = client().LoadReader(cmd.Context(), in)
 		}
-		path, err := filepath.Abs(input)
-		if err != nil {
-			return usagef("load: %v", err)
-		}
-		imgs, err := client().Load(cmd.Context(), path)
 		if err != nil {
 			return daemonError(err)
 		}
@@ -141,17 +152,24 @@ func newLoadCommand() *cobra.Command {
 
 func newImportCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "import ROOTFS.tar|DIR NAME[:TAG]",
+		Use:   "import ROOTFS.tar|DIR|- NAME[:TAG]",
 		Short: "Make a one-layer image from a root filesystem tarball or directory",
-		Args:  usageArgs(cobra.ExactArgs(2)),
+		Long: `Make a one-layer image from a root filesystem: a tarball (optionally
+compressed), a directory, or "-" for a tarball on stdin. It is streamed to
+the daemon (a directory as a tar).`,
+		Args: usageArgs(cobra.ExactArgs(2)),
 	}
 	client := addHostFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		src, err := filepath.Abs(args[0])
-		if err != nil {
-			return usagef("import: %v", err)
+		var (
+			img image.Image
+			err error
+		)
+		if args[0] == "-" {
+			img, err = client().ImportReader(cmd.Context(), cmd.InOrStdin(), args[1])
+		} else {
+			img, err = client().Import(cmd.Context(), args[0], args[1])
 		}
-		img, err := client().Import(cmd.Context(), src, args[1])
 		if err != nil {
 			return daemonError(err)
 		}

@@ -53,15 +53,78 @@ func (s *Store) Pull(ctx context.Context, ref string, progress ProgressFunc) (Im
 // (manifest.json and per-image directories) and Docker 25+'s OCI layout
 // with a manifest.json, or a plain OCI layout tar.
 func (s *Store) Load(ctx context.Context, path string) ([]Image, error) {
-	opener := func() (io.ReadCloser, error) { return os.Open(path) }
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
+	return s.load(ctx, path, path)
+}
+
+// LoadReader is Load of a tarball read from r (a client's upload). It is
+// spooled to a file under the store first: the formats need random access.
+func (s *Store) LoadReader(ctx context.Context, r io.Reader) ([]Image, error) {
+	path, err := s.spool(ctx, r, "load-*.tar")
+	if err != nil {
+		return nil, fmt.Errorf("load: receive the tarball: %w", err)
+	}
+	defer os.Remove(path)
+	return s.load(ctx, path, "tarball")
+}
+
+// ImportReader is Import of a root filesystem tar (optionally
+// compressed) read from r.
+func (s *Store) ImportReader(ctx context.Context, r io.Reader, tag string) (Image, error) {
+	ft, err := Normalize(tag)
+	if err != nil {
+		return Image{}, err
+	}
+	path, err := s.spool(ctx, r, "import-*.tar")
+	if err != nil {
+		return Image{}, fmt.Errorf("import: receive the tarball: %w", err)
+	}
+	defer os.Remove(path)
+	return s.importTar(ctx, path, "tarball", ft)
+}
+
+// spool copies r into a new file under the store's work space and
+// returns its path.
+func (s *Store) spool(ctx context.Context, r io.Reader, pattern string) (string, error) {
+	f, err := os.CreateTemp(filepath.Join(s.root, "tmp"), pattern)
+	if err != nil {
+		return "", err
+	}
+	_, err = io.Copy(f, ctxReader{ctx, r})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+// ctxReader stops reading once ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// load stores the images of the tarball at path; what stands for it in
+// errors.
+func (s *Store) load(ctx context.Context, path, what string) ([]Image, error) {
+	opener := func() (io.ReadCloser, error) { return os.Open(path) }
 	m, err := tarball.LoadManifest(opener)
 	if err != nil {
 		imgs, lerr := s.loadOCILayout(ctx, path)
 		if lerr != nil {
-			return nil, fmt.Errorf("load %s: not a docker save or OCI layout tarball: %w", path, errors.Join(err, lerr))
+			return nil, fmt.Errorf("load %s: not a docker save or OCI layout tarball: %w", what, errors.Join(err, lerr))
 		}
 		return imgs, nil
 	}
@@ -71,15 +134,15 @@ func (s *Store) Load(ctx context.Context, path string) ([]Image, error) {
 		if len(d.RepoTags) > 0 {
 			t, err := name.NewTag(d.RepoTags[0])
 			if err != nil {
-				return nil, fmt.Errorf("load %s: manifest entry %d: %w", path, i, err)
+				return nil, fmt.Errorf("load %s: manifest entry %d: %w", what, i, err)
 			}
 			tag = &t
 		} else if len(m) > 1 {
-			return nil, fmt.Errorf("load %s: manifest entry %d has no tag and is not the only image: %w", path, i, runtime.ErrInvalid)
+			return nil, fmt.Errorf("load %s: manifest entry %d has no tag and is not the only image: %w", what, i, runtime.ErrInvalid)
 		}
 		img, err := tarball.Image(opener, tag)
 		if err != nil {
-			return nil, fmt.Errorf("load %s: %w", path, err)
+			return nil, fmt.Errorf("load %s: %w", what, err)
 		}
 		var tags []string
 		for _, rt := range d.RepoTags {
@@ -91,7 +154,7 @@ func (s *Store) Load(ctx context.Context, path string) ([]Image, error) {
 		}
 		stored, err := s.add(ctx, img, tags, nil)
 		if err != nil {
-			return nil, fmt.Errorf("load %s: %w", path, err)
+			return nil, fmt.Errorf("load %s: %w", what, err)
 		}
 		out = append(out, stored)
 	}
@@ -157,29 +220,34 @@ func (s *Store) Import(ctx context.Context, src, tag string) (Image, error) {
 	if err != nil {
 		return Image{}, fmt.Errorf("import: %w", err)
 	}
-	tarPath := src
-	if fi.IsDir() {
-		f, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "import-*.tar")
-		if err != nil {
-			return Image{}, err
-		}
-		tarPath = f.Name()
-		defer os.Remove(tarPath)
-		err = WriteDirTar(f, src)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return Image{}, fmt.Errorf("import %s: %w", src, err)
-		}
+	if !fi.IsDir() {
+		return s.importTar(ctx, src, src, ft)
 	}
-	layer, err := tarball.LayerFromFile(tarPath)
+	f, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "import-*.tar")
+	if err != nil {
+		return Image{}, err
+	}
+	defer os.Remove(f.Name())
+	err = WriteDirTar(f, src)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return Image{}, fmt.Errorf("import %s: %w", src, err)
+	}
+	return s.importTar(ctx, f.Name(), src, ft)
+}
+
+// importTar stores the root filesystem tar at path as the image ft; what
+// stands for it in errors.
+func (s *Store) importTar(ctx context.Context, path, what, ft string) (Image, error) {
+	layer, err := tarball.LayerFromFile(path)
+	if err != nil {
+		return Image{}, fmt.Errorf("import %s: %w", what, err)
 	}
 	img, err := mutate.AppendLayers(empty.Image, layer)
 	if err != nil {
-		return Image{}, fmt.Errorf("import %s: %w", src, err)
+		return Image{}, fmt.Errorf("import %s: %w", what, err)
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
@@ -195,7 +263,7 @@ func (s *Store) Import(ctx context.Context, src, tag string) (Image, error) {
 	}
 	stored, err := s.add(ctx, img, []string{ft}, nil)
 	if err != nil {
-		return Image{}, fmt.Errorf("import %s: %w", src, err)
+		return Image{}, fmt.Errorf("import %s: %w", what, err)
 	}
 	return stored, nil
 }
