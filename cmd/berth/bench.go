@@ -13,6 +13,7 @@ func newBenchCommand() *cobra.Command {
 		newBenchStoreCommand(),
 		newBenchRuntimeCommand(),
 		newBenchWatchCommand(),
+		newBenchE2ECommand(),
 	)
 	return cmd
 }
