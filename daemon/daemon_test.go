@@ -1,0 +1,135 @@
+package daemon_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/daemon"
+	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/render/dialect"
+	"github.com/berthd/berth/store/etcd"
+)
+
+func get(t *testing.T, h http.Handler, path string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	b, _ := io.ReadAll(rec.Body)
+	return rec.Code, string(b)
+}
+
+func eventually(t *testing.T, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestMetricsAndHealth runs a daemon without a runtime (a sidecar) against a
+// real etcd server, renders from it, then freezes the server: /healthz must
+// fail once the store has been failing past StallAfter, the last output must
+// stay, and health must come back with the server.
+func TestMetricsAndHealth(t *testing.T) {
+	cluster := testenv.StartEtcd(t, 1)
+	m := cluster.Members[0]
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	st, err := etcd.New(t.Context(), etcd.Config{Endpoints: []string{m.ClientURL}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "list.tmpl")
+	dest := filepath.Join(dir, "list.txt")
+	if err := os.WriteFile(src, []byte(`{{range $k, $v := .Services}}{{$k}} {{len $v}}{{"\n"}}{{end}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := config.ParseTemplateFlag(src+":"+dest, dialect.Options{Dialect: dialect.Native})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := daemon.New(st, nil, daemon.Config{StallAfter: time.Second, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, []config.Template{tmpl}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	h := d.Handler()
+
+	rec := `{"id":"a1","name":"a1","service":"api","host":"h1","ip":"10.0.0.1","port":80,"state":"running"}`
+	if _, err := st.Put(t.Context(), "/berth/services/api/h1/a1", []byte(rec)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "render", 10*time.Second, func() bool {
+		b, _ := os.ReadFile(dest)
+		return string(b) == "api 1\n"
+	})
+	code, body := get(t, h, "/healthz")
+	if code != http.StatusOK {
+		t.Fatalf("/healthz: %d %s", code, body)
+	}
+	_, metrics := get(t, h, "/metrics")
+	for _, series := range []string{
+		`berth_renders_total{outcome="changed",template="` + tmpl.Name + `"}`,
+		`berth_render_duration_seconds_count{template="` + tmpl.Name + `"}`,
+		`berth_store_request_duration_seconds_count{op="list"}`,
+		`berth_template_revision{template="` + tmpl.Name + `"}`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(metrics, series+" ") {
+			t.Errorf("/metrics lacks %s", series)
+		}
+	}
+
+	// The store stops answering: unhealthy after StallAfter, output kept.
+	if err := m.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	thawed := false
+	defer func() {
+		if !thawed {
+			_ = m.Thaw()
+		}
+	}()
+	var rep daemon.HealthReport
+	eventually(t, "/healthz failing with the store frozen", 15*time.Second, func() bool {
+		code, body := get(t, h, "/healthz")
+		_ = json.Unmarshal([]byte(body), &rep)
+		return code == http.StatusServiceUnavailable
+	})
+	if rep.OK || len(rep.Checks) == 0 || rep.Checks[0].Name != "store" || rep.Checks[0].OK || !strings.Contains(rep.Checks[0].Detail, "failing for") {
+		t.Errorf("health report: %+v", rep)
+	}
+	if b, _ := os.ReadFile(dest); string(b) != "api 1\n" {
+		t.Errorf("output during the outage: %q", b)
+	}
+	if err := m.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	thawed = true
+	eventually(t, "/healthz back after the thaw", 15*time.Second, func() bool {
+		code, _ := get(t, h, "/healthz")
+		return code == http.StatusOK
+	})
+}
