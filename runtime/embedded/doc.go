@@ -8,10 +8,33 @@
 // State lives under one directory; containers keep running when the
 // process that started them exits, and New re-attaches to them, reaps
 // them, resumes health checks and restart policies, and removes orphans
-// (cgroups, mounts, netns, veths) that belong to no container. A container
-// whose process ends while no berth daemon is its parent has an unknown
-// exit status (recorded as 255 with an explanation), unless berth itself
-// SIGKILLed it (137).
+// (cgroups, mounts, netns, veths) that belong to no container.
+//
+// Exit status after a daemon restart: only a process's parent (or a
+// subreaper among its ancestors) learns how it ended. A container's init
+// is the daemon's child; once the daemon is gone it is reparented to the
+// host's init, which reaps it and drops the status, and a restarted daemon
+// that re-attaches is not its parent either (it sees the exit through a
+// pidfd, without status). Such an exit is recorded as 255 with an
+// explanation in Error, except where the status can be told: 137 when
+// berth itself SIGKILLed the process, and 137 with OOMKilled when the
+// kernel's OOM killer acted in the container's memory cgroup (the cgroup
+// outlives the process until berth removes it). The full fix is a process
+// that outlives the daemon and is the containers' parent or subreaper
+// ancestor: a shim per container (containerd-shim, conmon), or a small
+// supervisor that runs the daemon as its child with
+// PR_SET_CHILD_SUBREAPER and records the statuses of the orphans it reaps
+// in the state dir. Either belongs where the daemon is started (berth up)
+// and costs a process; it is not done.
+//
+// Published ports (-p) are served by a userland TCP proxy in the daemon:
+// they stop while the daemon is down and come back when a daemon
+// re-attaches to the container. This is deliberate. Docker's alternative,
+// iptables DNAT, keeps them up but changes host-wide state berth otherwise
+// leaves alone (net.ipv4.ip_forward, route_localnet for 127.0.0.1, nat
+// rules in PREROUTING and OUTPUT, a MASQUERADE rule for hairpin traffic),
+// and berth's own routing, nginx on the host proxying to container
+// addresses on the bridge, does not go through published ports at all.
 //
 // Output goes to files the container writes directly (so it survives the
 // daemon); a tailer copies it line by line, timestamped when read, into a

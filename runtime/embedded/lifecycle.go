@@ -283,6 +283,20 @@ func closeProxies(ps []*network.Proxy) {
 // daemon was its parent, so its exit status was lost.
 const errExitUnknown = "exit status unknown: the process exited while no berth daemon was watching it"
 
+// errExitOOM is recorded instead when the kernel's OOM killer acted in the
+// container's memory cgroup: its SIGKILL (137) is the likely end.
+const errExitOOM = "exit status 137 assumed: the process exited while no berth daemon was watching it, and the kernel's OOM killer acted in the container"
+
+// lostExit is the exit code and error recorded for a process whose exit
+// status was lost (see errExitUnknown): 137 when the OOM killer acted in
+// its memory cgroup, else 255.
+func lostExit(oom bool) (int, string) {
+	if oom {
+		return 128 + int(unix.SIGKILL), errExitOOM
+	}
+	return 255, errExitUnknown
+}
+
 // waitProcess waits for a child process and returns its exit code, with
 // 128+signal for a killed process as shells and docker report it.
 func waitProcess(proc *libcontainer.Process) (int, bool) {
@@ -353,7 +367,7 @@ func (r *Runtime) exited(c *ctr, rn *run, code int, known bool) {
 		rc.C.OOMKilled = oom
 		rc.C.Finished = time.Now().UTC()
 		if !known {
-			rc.C.Error = errExitUnknown
+			rc.C.ExitCode, rc.C.Error = lostExit(oom)
 		}
 		if rc.Spec.Health != nil && rc.C.Health != runtime.HealthNone {
 			rc.C.Health = runtime.HealthUnhealthy

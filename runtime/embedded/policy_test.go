@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,10 +136,30 @@ func TestDaemonRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Two that end while no runtime watches: the exit status of one is
+	// lost; the other is OOM-killed, which its memory cgroup tells.
+	lost, err := first.Run(ctx, runtime.Spec{Name: "lost", Image: "web:test", Cmd: []string{"sh", "-c", "sleep 0.3; exit 3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oom, err := first.Run(ctx, runtime.Spec{Name: "oom", Image: "web:test", Memory: 32 << 20,
+		Cmd: []string{"sh", "-c", "sleep 0.3; x=a; while true; do x=$x$x; done"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
 	httpGet(t, "http://"+web.IP+":8080/")
+	for _, pid := range []int{lost.Pid, oom.Pid} {
+		deadline := time.Now().Add(20 * time.Second)
+		for unix.Kill(pid, 0) == nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("pid %d still runs", pid)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 
 	// Orphans a crash could leave: a netns, a cgroup, a mounted rootfs of
 	// a container without a record.
@@ -168,6 +189,17 @@ func TestDaemonRestart(t *testing.T) {
 	for name, want := range map[string]runtime.State{"always": runtime.StateRunning, "unless-stopped": runtime.StateExited} {
 		if got, _ := second.Inspect(ctx, name); got.State != want {
 			t.Errorf("%s after daemon restart: %s, want %s", name, got.State, want)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		code int
+		oom  bool
+	}{{"lost", 255, false}, {"oom", 137, true}} {
+		got, _ := second.Inspect(ctx, tc.name)
+		if got.State != runtime.StateExited || got.ExitCode != tc.code || got.OOMKilled != tc.oom || !strings.Contains(got.Error, "no berth daemon was watching") {
+			t.Errorf("%s, ended while no runtime watched: %s exit %d oom %v error %q; want exited %d oom %v with the reason",
+				tc.name, got.State, got.ExitCode, got.OOMKilled, got.Error, tc.code, tc.oom)
 		}
 	}
 	if body := httpGet(t, "http://"+web.IP+":8080/"); body != "hello from web\n" {

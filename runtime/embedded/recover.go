@@ -82,6 +82,9 @@ func (r *Runtime) recover(ctx context.Context) error {
 // reattach adopts c's process if it still runs, else records its exit.
 func (r *Runtime) reattach(ctx context.Context, c *ctr) {
 	id := c.rec.C.ID
+	// Read before the cgroup goes: the only trace of how a process that
+	// ended unwatched ended.
+	oom := oomKilled(r.cgroupPath(id))
 	lc, err := libcontainer.Load(r.lcRoot(), id)
 	if err == nil {
 		if st, serr := lc.Status(); serr == nil && st == libcontainer.Running {
@@ -108,8 +111,8 @@ func (r *Runtime) reattach(ctx context.Context, c *ctr) {
 			rc.C.State = runtime.StateExited
 			rc.C.Pid = 0
 			if wasRunning {
-				rc.C.ExitCode = 255
-				rc.C.Error = errExitUnknown
+				rc.C.ExitCode, rc.C.Error = lostExit(oom)
+				rc.C.OOMKilled = oom
 				rc.C.Finished = time.Now().UTC()
 			}
 		}, runtime.EventDie)
