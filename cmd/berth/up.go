@@ -40,7 +40,7 @@ type upOptions struct {
 	hostname, socket, listen              string
 	ttl, drain, resync, minInterval       time.Duration
 	wait                                  string
-	stopContainers                        bool
+	stopContainers, removeAll             bool
 	stopGrace                             time.Duration
 }
 
@@ -67,7 +67,7 @@ func newUpCommand() *cobra.Command {
 
 SIGHUP re-reads the templates; SIGTERM or SIGINT stops the daemon. Its
 containers keep running (a restarted daemon takes them over) unless
---stop-containers is given.`,
+--stop-containers (or --rm) is given.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
@@ -88,6 +88,7 @@ containers keep running (a restarted daemon takes them over) unless
 	f.StringVar(&o.wait, "wait", "", `default quiescence "min[:max]" of templates that set none`)
 	f.DurationVar(&o.minInterval, "min-reload-interval", 0, "default reload budget: at most one change applied per template in this interval")
 	f.BoolVar(&o.stopContainers, "stop-containers", false, "stop the embedded runtime's containers when the daemon stops")
+	f.BoolVar(&o.removeAll, "rm", false, "when the daemon stops, stop and remove its containers and remove the bridge: leave nothing behind (demos, CI)")
 	f.DurationVar(&o.stopGrace, "stop-timeout", 10*time.Second, "with --stop-containers: grace period before a container is killed")
 	return cmd
 }
@@ -166,6 +167,11 @@ func (o *upOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	if (o.stopContainers || o.removeAll) && s.runtime != "embedded" {
+		// berth does not own a Docker Engine's containers.
+		return usagef("--stop-containers and --rm apply to the embedded runtime only (runtime is %s)", s.runtime)
+	}
+	o.stopContainers = o.stopContainers || o.removeAll
 	o.store.useConfig(files)
 	o.store.stateDir = s.stateDir
 	// SIGTERM and SIGINT end the command's context; the daemon runs on one
@@ -314,6 +320,13 @@ func (o *upOptions) shutdown(rt runtime.Runtime, d *daemon.Daemon, s settings, c
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		if o.removeAll {
+			for _, ctr := range cs {
+				if err := rt.Remove(sctx, ctr.ID, runtime.Force()); err != nil {
+					log.Error("cannot remove container", "container", ctr.Name, "err", err)
+				}
+			}
+		}
 	}
 	cancel()
 	if err := <-runDone; err != nil {
@@ -338,7 +351,14 @@ func (o *upOptions) openRuntime(ctx context.Context, s settings, log *slog.Logge
 		if err != nil {
 			return nil, nil, err
 		}
-		return rt, func() { rt.Close() }, nil
+		return rt, func() {
+			_ = rt.Close()
+			if o.removeAll {
+				if err := rt.Network().RemoveBridge(); err != nil {
+					log.Error("cannot remove the bridge", "bridge", s.bridge, "err", err)
+				}
+			}
+		}, nil
 	case "docker":
 		rt, err := docker.New(ctx, docker.Config{Logger: log})
 		if err != nil {

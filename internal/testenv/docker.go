@@ -12,12 +12,12 @@ import (
 	"testing"
 )
 
-// BuildWhoami compiles the whoami test server (internal/testenv/whoami) as
+// BuildWhoami compiles the whoami server (examples/whoami) as
 // a static binary into dir and returns its path.
 func BuildWhoami(t testing.TB, dir string) string {
 	t.Helper()
 	_, self, _, _ := runtime.Caller(0)
-	src := filepath.Join(filepath.Dir(self), "whoami")
+	src := filepath.Join(filepath.Dir(self), "..", "..", "examples", "whoami")
 	out := filepath.Join(dir, "whoami")
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
 	cmd.Dir = src
