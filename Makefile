@@ -6,7 +6,7 @@ TAGS      ?= seccomp
 GOFLAGS_BUILD = -tags '$(TAGS)' -trimpath
 TESTFLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build test deps vet demo bench clean fmt
+.PHONY: all build test deps vet demo demo-sidecar bench clean fmt
 
 all: build
 
@@ -31,11 +31,16 @@ test: deps vet
 
 # demo is the README's main command: on a fresh machine it installs the
 # build prerequisites (Debian packages; not Consul), builds berth, and runs
-# the demo.
+# the reverse-proxy quick start (needs root: containers).
 demo:
 	scripts/install-deps --no-consul
 	$(MAKE) build
-	examples/demo/run.sh
+	examples/nginx-proxy/run.sh
+
+# demo-sidecar: the store and template side alone (berth kv, render, watch);
+# no root needed.
+demo-sidecar: build
+	examples/sidecar/run.sh
 
 bench: build
 	$(BIN) bench store

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# berth's quick start: berth up runs containers and keeps an nginx reverse
+# proxy in front of them, routing by host name (VIRTUAL_HOST), as
+# nginx-proxy does with docker-gen — in one binary, with no Docker.
+#
+# Everything lives in a temporary directory, on a bridge of its own, with
+# nginx on 127.0.0.1:8080 (DEMO_PORT). Ctrl-C (or the end, when stdin is
+# not a terminal) stops and removes all of it.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+berth=${BERTH:-$repo/bin/berth}
+port=${DEMO_PORT:-8080}
+metrics=$((port + 1))
+bridge=${DEMO_BRIDGE:-berthdemo0}
+subnet=${DEMO_SUBNET:-10.214.0.0/24}
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "containers need root: run it as root (sudo make demo)"
+[ -x "$berth" ] || die "$berth not found: run make build (make demo does)"
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$nginx" ] || die "nginx not found: scripts/install-deps installs it"
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  die "127.0.0.1:$port is in use: set DEMO_PORT to a free port"
+fi
+
+work=$(mktemp -d /tmp/berth-demo.XXXXXX)
+berth_pid="" nginx_pid=""
+cleanup() {
+  trap - EXIT INT TERM
+  say "Cleaning up"
+  if [ -n "$nginx_pid" ]; then kill -QUIT "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
+  # berth up --rm: stops and removes the containers and the bridge.
+  if [ -n "$berth_pid" ]; then kill -TERM "$berth_pid" 2>/dev/null || true; wait "$berth_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+  echo "done: containers, bridge $bridge, nginx and $work are gone"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$work/nginx/tmp" "$work/rootfs"
+export BERTH_HOST=$work/berth.sock     # the CLI talks to this daemon
+export BERTH_NGINX_LISTEN=127.0.0.1:$port
+
+say "Build the demo image: a static Go web server that says who it is"
+run env CGO_ENABLED=0 go build -C "$repo" -trimpath -o "$work/rootfs/whoami" ./examples/whoami
+run "$berth" version >/dev/null
+
+cat >"$work/berth.toml" <<EOF
+# berth up's configuration for this demo (see the README for every key).
+[daemon]
+state_dir = "$work/state"        # containers, images, the embedded store
+socket = "$work/berth.sock"      # berth run, ps, stop ... talk to it
+listen = "127.0.0.1:$metrics"    # /metrics and /healthz
+drain = "2s"                     # a stopped container leaves nginx first
+
+[runtime]
+bridge = "$bridge"
+subnet = "$subnet"
+
+# The shipped nginx template: a whole nginx.conf routing by VIRTUAL_HOST.
+[[template]]
+name = "nginx"
+src = "$repo/templates/nginx.conf.tmpl"
+includes = ["$repo/templates/nginx.tmpl"]
+dest = "$work/nginx/nginx.conf"
+prefixes = ["/berth/services/"]
+check = "$nginx -t -q -p $work/nginx/ -c {{.src}}"
+reload = "if [ -s $work/nginx/nginx.pid ]; then kill -HUP \$(cat $work/nginx/nginx.pid); fi"
+EOF
+
+say "Start berth up (log: $work/berth.log)"
+printf '$ %s\n' "berth up --config berth.toml --rm &"
+"$berth" up --config "$work/berth.toml" --rm >"$work/berth.log" 2>&1 &
+berth_pid=$!
+for _ in $(seq 200); do
+  [ -f "$work/nginx/nginx.conf" ] && "$berth" ps >/dev/null 2>&1 && break
+  kill -0 "$berth_pid" 2>/dev/null || { cat "$work/berth.log"; die "berth up exited"; }
+  sleep 0.1
+done
+
+say "Start nginx on 127.0.0.1:$port with the configuration berth rendered"
+printf '$ %s\n' "nginx -p $work/nginx/ -c $work/nginx/nginx.conf &"
+"$nginx" -p "$work/nginx/" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" &
+nginx_pid=$!
+sleep 0.5
+run curl -s -o /dev/null -w "no containers yet: HTTP %{http_code}\n" -H "Host: whoami.localhost" "http://127.0.0.1:$port/"
+
+say "Import the image and run two instances of whoami.localhost and one of hello.localhost"
+run "$berth" import "$work/rootfs" whoami:demo
+for name in whoami-1 whoami-2; do
+  run "$berth" run -d --name "$name" -e VIRTUAL_HOST=whoami.localhost -e PORT=80 -e WHOAMI_NAME="$name" whoami:demo /whoami
+done
+run "$berth" run -d --name hello -e VIRTUAL_HOST=hello.localhost -e VIRTUAL_PORT=8000 -e PORT=8000 -e WHOAMI_NAME=hello whoami:demo /whoami
+run "$berth" ps
+sleep 0.5
+
+say "nginx routes by host name, alternating between the two whoami containers"
+for _ in 1 2 3 4; do run curl -s -H "Host: whoami.localhost" "http://127.0.0.1:$port/"; done
+run curl -s -H "Host: hello.localhost" "http://127.0.0.1:$port/"
+
+say "Stop whoami-1: it drains out of nginx, whoami-2 takes every request"
+run "$berth" stop whoami-1
+sleep 0.5
+for _ in 1 2 3; do run curl -s -H "Host: whoami.localhost" "http://127.0.0.1:$port/"; done
+
+say "The records behind it, in the embedded store"
+run "$berth" kv ls --state-dir "$work/state" /berth/services/
+
+say "Try next (in another terminal)"
+cat <<EOF
+  export BERTH_HOST=$work/berth.sock
+  $berth ps -a
+  $berth run -d --name whoami-3 -e VIRTUAL_HOST=whoami.localhost -e PORT=80 -e WHOAMI_NAME=whoami-3 whoami:demo /whoami
+  curl -H 'Host: whoami.localhost' http://127.0.0.1:$port/
+  $berth stop whoami-2
+  $berth logs whoami-2
+  cat $work/nginx/nginx.conf
+  curl -s http://127.0.0.1:$metrics/metrics | grep ^berth_
+EOF
+if [ -t 0 ]; then
+  say "Press Ctrl-C to stop and remove everything"
+  wait "$berth_pid"
+fi
