@@ -413,3 +413,45 @@ func TestBenchE2E(t *testing.T) {
 		t.Errorf("figures: %+v", res)
 	}
 }
+
+// TestDemo runs make demo's script as a new user would (without a
+// terminal, so it ends by itself) and checks what it promises: nginx
+// alternates between the two whoami containers, then only whoami-2
+// answers, and everything is removed.
+func TestDemo(t *testing.T) {
+	env := embeddedtest.NewEnv(t) // a private bridge and subnet
+	port, err := freeLoopbackPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mport, err := freeLoopbackPort(); err != nil || mport == port+1 {
+		t.Skip("no free port pair") // the demo takes port and port+1
+	}
+	_, self, _, _ := goruntime.Caller(0)
+	script := filepath.Join(filepath.Dir(self), "..", "..", "examples", "nginx-proxy", "run.sh")
+	cmd := exec.CommandContext(t.Context(), script)
+	cmd.Env = append(os.Environ(), "BERTH="+berthBinary(t), "DEMO_PORT="+strconv.Itoa(port),
+		"DEMO_BRIDGE="+env.Bridge, "DEMO_SUBNET="+env.Subnet.String())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out)
+	}
+	text := string(out)
+	routed := text[strings.Index(text, "alternating"):strings.Index(text, "Stop whoami-1")]
+	drained := text[strings.Index(text, "Stop whoami-1"):strings.Index(text, "The records behind")]
+	for _, want := range []struct{ in, what string }{
+		{text, "no containers yet: HTTP 503"},
+		{routed, "whoami-1\n"}, {routed, "whoami-2\n"}, {routed, "hello\n"},
+		{text, "done: containers, bridge " + env.Bridge},
+	} {
+		if !strings.Contains(want.in, want.what) {
+			t.Errorf("demo output lacks %q:\n%s", want.what, text)
+		}
+	}
+	if strings.Contains(drained[strings.Index(drained, "curl"):], "whoami-1") {
+		t.Errorf("whoami-1 still answered after its stop:\n%s", drained)
+	}
+	if left := embeddedtest.Leftovers(env); len(left) > 0 {
+		t.Errorf("the demo left behind: %v", left)
+	}
+}
