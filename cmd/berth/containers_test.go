@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -298,11 +299,15 @@ func TestPullAndLoad(t *testing.T) {
 // serving, that a new daemon re-attaches to it, and that it can then be
 // stopped and removed.
 func TestDaemonCrash(t *testing.T) {
+	// berth and its companion container init, side by side as make build
+	// puts them (the daemon finds berth-init there).
 	bin := filepath.Join(t.TempDir(), "berth")
-	build := exec.Command("go", "build", "-tags", "seccomp", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	for _, b := range [][]string{{bin, "."}, {filepath.Join(filepath.Dir(bin), "berth-init"), "../../runtime/embedded/containerinit/cmd/berth-init"}} {
+		build := exec.Command("go", "build", "-tags", "seccomp", "-o", b[0], b[1])
+		build.Env = append(os.Environ(), "CGO_ENABLED=1")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", b[1], err, out)
+		}
 	}
 	env := embeddedtest.NewEnv(t)
 	sock := filepath.Join(t.TempDir(), "berth.sock")
@@ -324,6 +329,9 @@ func TestDaemonCrash(t *testing.T) {
 		return cmd
 	}
 	daemon := up()
+	if !holdsMemfd(t, daemon.Process.Pid, "berth-init") {
+		t.Error("the daemon holds no berth-init memfd: containers' init is not handed over to the companion")
+	}
 	t.Cleanup(func() {
 		c := api.NewClient(sock)
 		cs, _ := c.List(context.Background())
@@ -381,4 +389,20 @@ func TestDaemonCrash(t *testing.T) {
 	if code, _, stderr := berthCLI(ctx, "rm", h, "web"); code != 0 {
 		t.Errorf("rm: %s", stderr)
 	}
+}
+
+// holdsMemfd tells whether process pid has a memfd called name open.
+func holdsMemfd(t *testing.T, pid int, name string) bool {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if l, _ := os.Readlink(filepath.Join(dir, e.Name())); l == "/memfd:"+name+" (deleted)" {
+			return true
+		}
+	}
+	return false
 }
