@@ -177,9 +177,15 @@ func (r *Runner) Once(ctx context.Context, templates []config.Template) ([]rende
 	jobs := make([]render.Job, len(ts))
 	for i, t := range ts {
 		in, _ := snapshot(t.conf.Prefixes, mirrors)
+		in.Warn = r.warner(t.conf.Name)
 		jobs[i] = render.Job{Spec: t.conf.Spec, Source: render.Bind(t.tmpl, in)}
 	}
 	return r.renderer.Cycle(ctx, jobs)
+}
+
+// warner logs what template name reports with {{warn}}.
+func (r *Runner) warner(name string) func(string) {
+	return func(msg string) { r.log.Warn(msg, "template", name) }
 }
 
 // parsed is a template configuration with its parsed template.
@@ -545,6 +551,7 @@ func (s *state) render(batch map[*tmplState]bool) {
 			continue // replaced or removed by an update meanwhile
 		}
 		in, dataGens := snapshot(t.conf.Prefixes, t.mirrors)
+		in.Warn = s.r.warner(t.conf.Name)
 		t.mu.Lock()
 		tmpl, gen := t.tmpl, t.tmplGen
 		skip := tmpl == nil || // never parsed: nothing to render until its file is fixed

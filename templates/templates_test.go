@@ -3,6 +3,7 @@ package templates_test
 import (
 	"bytes"
 	"flag"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -96,5 +97,30 @@ func TestEmbedded(t *testing.T) {
 		if !bytes.Equal(b, disk) {
 			t.Fatalf("embedded %s differs from the file", name)
 		}
+	}
+}
+
+// TestProtocolConflictWarns: two containers claiming one host and path
+// with different protocols: the second is left out of the config (a
+// comment says so) and reported through {{warn}}, which the daemon logs.
+func TestProtocolConflictWarns(t *testing.T) {
+	tm, err := dialect.Parse("nginx.tmpl", dialect.Options{Dialect: dialect.Native})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx, err := render.ReadFixture(filepath.Join("testdata", "mixed.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := fx.Input([]string{"/berth/services/"})
+	in.Env = map[string]string{}
+	var warnings []string
+	in.Warn = func(m string) { warnings = append(warnings, m) }
+	if err := tm.Execute(io.Discard, in); err != nil {
+		t.Fatal(err)
+	}
+	want := "rpc.localhost/ is served over grpc; container rpc-2 (fff) asks for http with VIRTUAL_PROTO and is left out"
+	if len(warnings) != 1 || warnings[0] != want {
+		t.Errorf("warnings %q\nwant [%q]", warnings, want)
 	}
 }

@@ -67,6 +67,9 @@ type Input struct {
 	// Env is .Env, $.Env and what env/getenv read; nil means the process
 	// environment.
 	Env map[string]string
+	// Warn receives what a native template reports with {{warn "..."}}
+	// (a conflict it resolved, data it left out); nil drops it.
+	Warn func(msg string)
 }
 
 // Template is a parsed template. It is immutable and safe for concurrent

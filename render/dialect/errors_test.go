@@ -374,3 +374,23 @@ func TestRecordsFromKeys(t *testing.T) {
 		t.Errorf("got %q, want %q", out.String(), want)
 	}
 }
+
+func TestWarn(t *testing.T) {
+	tm, err := ParseString("t.tmpl", `a{{ warn "x conflicts" }}b{{ warn "x conflicts" }}{{ warn (printf "%d left out" 2) }}`, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	var out bytes.Buffer
+	if err := tm.Execute(&out, Input{Env: map[string]string{}, Warn: func(m string) { got = append(got, m) }}); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "ab" || strings.Join(got, "|") != "x conflicts|2 left out" {
+		t.Errorf("output %q, warnings %q", out.String(), got)
+	}
+	// Without a receiver the warnings are dropped, the render goes on.
+	out.Reset()
+	if err := tm.Execute(&out, Input{Env: map[string]string{}}); err != nil || out.String() != "ab" {
+		t.Errorf("without Warn: %q %v", out.String(), err)
+	}
+}

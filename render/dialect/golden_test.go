@@ -233,6 +233,7 @@ exists={{ exists "/config/app/port" }} {{ exists "/config/app" }}
 		{name: "sprig_paths_urls_semver", in: in, text: sprigPaths},
 		{name: "sprig_dates", in: in, text: sprigDates},
 		{name: "sprig_fail", in: in, text: `before {{ fail "stop here" }}`},
+		{name: "warn", in: in, text: `before{{ warn "reported, not rendered" }} after`},
 		{name: "date_needs_time", in: in, text: `{{ date "2006" "not a time" }}`},
 		{name: "durationRound_of_time", in: in, text: `{{ durationRound (toDate "2006-01-02" "2020-01-01") }}`},
 	}

@@ -63,11 +63,29 @@ func nativeFuncs(opts Options) *funcSet {
 			"gets":   kvFunc(x, func(s *kvStore) any { return s.gets }),
 			"lsdir":  kvFunc(x, func(s *kvStore) any { return s.lsdir }),
 			"exists": kvFunc(x, func(s *kvStore) any { return s.exists }),
+			// berth: report without failing the render.
+			"warn": warnFunc(x),
 		}
 		bindEnv(m, x)
 		return m
 	}
 	return fs
+}
+
+// warnFunc is {{warn "msg"}}: the message goes to Input.Warn (once per
+// render) and the template output gets nothing.
+func warnFunc(x *execution) func(string) string {
+	if x == nil {
+		return func(string) string { return "" }
+	}
+	seen := map[string]bool{}
+	return func(msg string) string {
+		if x.in.Warn != nil && !seen[msg] {
+			seen[msg] = true
+			x.in.Warn(msg)
+		}
+		return ""
+	}
 }
 
 // kvFunc returns the function pick selects on the execution's key/value
