@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/berthd/berth/runtime"
@@ -69,7 +71,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("berth daemon at %s: %w", c.socket, err)
+		return nil, dialError(c.socket, err)
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
@@ -408,4 +410,20 @@ func (c *Client) RemoveImage(ctx context.Context, ref string, force bool) ([]str
 	var out []string
 	err := c.call(ctx, http.MethodDelete, "/v1/images", q, nil, &out)
 	return out, err
+}
+
+// dialError says why the daemon's socket cannot be reached, and what to do.
+func dialError(socket string, err error) error {
+	var hint string
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		hint = "no such socket: is berth up running? (its --socket, or [daemon] socket; set BERTH_HOST or -H to match)"
+	case errors.Is(err, fs.ErrPermission):
+		hint = "permission denied: the socket is mode 0660; run as root or as a member of its group"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		hint = "connection refused: nothing listens on it (a daemon that died leaves its socket behind)"
+	default:
+		return fmt.Errorf("berth daemon at %s: %w", socket, err)
+	}
+	return fmt.Errorf("cannot reach the berth daemon at %s: %s: %w", socket, hint, err)
 }
