@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthd/berth/api"
+	"github.com/berthd/berth/api/dockercompat"
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/daemon"
 	"github.com/berthd/berth/registrar"
@@ -36,12 +37,12 @@ type upOptions struct {
 	sources *templateFlags
 	store   *storeFlags
 
-	runtime, subnet, bridge, cgroupParent string
-	hostname, socket, listen              string
-	ttl, drain, resync, minInterval       time.Duration
-	wait                                  string
-	stopContainers, removeAll             bool
-	stopGrace                             time.Duration
+	runtime, subnet, bridge, cgroupParent  string
+	hostname, socket, dockerSocket, listen string
+	ttl, drain, resync, minInterval        time.Duration
+	wait                                   string
+	stopContainers, removeAll              bool
+	stopGrace                              time.Duration
 }
 
 func newUpCommand() *cobra.Command {
@@ -63,7 +64,9 @@ func newUpCommand() *cobra.Command {
   - the templates of --config, --confdir and --template, re-rendered when
     the records change (checked, swapped atomically, reloaded);
   - the berth API on --socket (mode 0660), which berth run, ps, logs ...
-    use; with --listen, /metrics (Prometheus) and /healthz on that address.
+    use; with --docker-socket, a Docker-compatible API to the same
+    containers (docker CLI, docker-gen, Traefik); with --listen, /metrics
+    (Prometheus) and /healthz on that address.
 
 SIGHUP re-reads the templates; SIGTERM or SIGINT stops the daemon. Its
 containers keep running (a restarted daemon takes them over) unless
@@ -81,6 +84,7 @@ containers keep running (a restarted daemon takes them over) unless
 	f.StringVar(&o.cgroupParent, "cgroup-parent", "", "cgroup under which container cgroups are created (default berth)")
 	f.StringVar(&o.hostname, "hostname", "", "this host's name in the store's keys (env BERTH_HOSTNAME; default the system's host name)")
 	f.StringVar(&o.socket, "socket", "", "unix socket of the berth API (env BERTH_HOST; default "+api.DefaultSocket+")")
+	f.StringVar(&o.dockerSocket, "docker-socket", "", "unix socket for a Docker-compatible API to the embedded runtime, for the docker CLI, docker-gen, Traefik (env BERTH_DOCKER_SOCKET; default off; e.g. /run/berth/docker.sock)")
 	f.StringVar(&o.listen, "listen", "", "address for /metrics and /healthz, e.g. 127.0.0.1:9180 (env BERTH_LISTEN; default off)")
 	f.DurationVar(&o.ttl, "ttl", 0, "lease of this host's records: how long they outlive a dead daemon (default 15s)")
 	f.DurationVar(&o.drain, "drain", 0, "how long a stopped container's records stay, marked draining, before they go")
@@ -96,10 +100,10 @@ containers keep running (a restarted daemon takes them over) unless
 // settings is the daemon's configuration after flags, environment and
 // the configuration file.
 type settings struct {
-	runtime, subnet, bridge, cgroupParent string
-	stateDir, socket, listen              string
-	registrar                             registrar.Config
-	wait                                  config.Wait
+	runtime, subnet, bridge, cgroupParent  string
+	stateDir, socket, dockerSocket, listen string
+	registrar                              registrar.Config
+	wait                                   config.Wait
 }
 
 func (o *upOptions) settings(files []*config.File) (settings, error) {
@@ -118,6 +122,10 @@ func (o *upOptions) settings(files []*config.File) (settings, error) {
 		stateDir:     cmp.Or(o.store.stateDir, os.Getenv("BERTH_STATE_DIR"), file.Daemon.StateDir, backend.DefaultStateDir()),
 		socket:       cmp.Or(o.socket, os.Getenv("BERTH_HOST"), file.Daemon.Socket, api.DefaultSocket),
 		listen:       cmp.Or(o.listen, os.Getenv("BERTH_LISTEN"), file.Daemon.Listen),
+		dockerSocket: cmp.Or(o.dockerSocket, os.Getenv("BERTH_DOCKER_SOCKET"), file.Daemon.DockerSocket),
+	}
+	if s.dockerSocket != "" && s.runtime != "embedded" {
+		return s, usagef("--docker-socket serves the embedded runtime's containers (runtime is %s)", s.runtime)
 	}
 	switch s.runtime {
 	case "embedded", "docker", "none":
@@ -232,6 +240,15 @@ func (o *upOptions) run(cmd *cobra.Command) error {
 			return fmt.Errorf("berth API: %w", err)
 		}
 		serve("berth API on "+s.socket, func() error { return api.NewServer(emb, api.WithServerLogger(log)).Serve(ctx, ln) })
+		if s.dockerSocket != "" {
+			dln, err := dockercompat.Listen(s.dockerSocket)
+			if err != nil {
+				return fmt.Errorf("Docker-compatible API: %w", err)
+			}
+			serve("Docker-compatible API on "+s.dockerSocket, func() error {
+				return dockercompat.NewServer(emb, dockercompat.WithLogger(log), dockercompat.WithVersion(buildVersion())).Serve(ctx, dln)
+			})
+		}
 	}
 	if s.listen != "" {
 		ln, err := net.Listen("tcp", s.listen)
@@ -255,7 +272,7 @@ func (o *upOptions) run(cmd *cobra.Command) error {
 	runDone := make(chan error, 1)
 	wg.Go(func() { runDone <- d.Run(ctx, templates) })
 	log.Info("berth daemon up", "version", buildVersion(), "runtime", s.runtime, "store", o.store.URL(),
-		"state_dir", s.stateDir, "socket", s.socket, "listen", s.listen, "templates", len(templates))
+		"state_dir", s.stateDir, "socket", s.socket, "docker_socket", s.dockerSocket, "listen", s.listen, "templates", len(templates))
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
