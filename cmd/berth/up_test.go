@@ -104,6 +104,7 @@ url = "etcd://%s"
 host = %q
 state_dir = %q
 socket = %q
+docker_socket = %q
 listen = %q
 ttl = "3s"
 drain = "1s"
@@ -121,7 +122,7 @@ dest = %q
 prefixes = ["/berth/services/"]
 check = %q
 reload = %q
-`, strings.TrimPrefix(st.Client().Endpoints()[0], "http://"), r.host, r.env.StateDir, r.sock, r.metrics,
+`, strings.TrimPrefix(st.Client().Endpoints()[0], "http://"), r.host, r.env.StateDir, r.sock, filepath.Join(dir, "docker.sock"), r.metrics,
 		r.env.Bridge, r.env.Subnet, r.env.CgroupParent,
 		filepath.Join(tmpls, "nginx.conf.tmpl"), filepath.Join(tmpls, "nginx.tmpl"), n.Conf, n.CheckCommand(), reload)
 	if err := os.WriteFile(r.config, []byte(conf), 0o644); err != nil {
@@ -321,6 +322,12 @@ func TestUpProxy(t *testing.T) {
 	r.waitAnswers(host, "200 a")
 	run("b")
 	r.waitAnswers(host, "200 a", "200 b")
+
+	// The same containers through the Docker-compatible socket.
+	out, err := exec.Command("docker", "--host", "unix://"+filepath.Join(filepath.Dir(r.sock), "docker.sock"), "ps", "--format", "{{.Names}}").CombinedOutput()
+	if err != nil || strings.Join(strings.Fields(string(out)), " ") != "b a" && strings.Join(strings.Fields(string(out)), " ") != "a b" {
+		t.Errorf("docker ps through berth up's Docker socket: %v: %q", err, out)
+	}
 
 	t.Run("stop drains", func(t *testing.T) {
 		r.cli("stop", "a")
