@@ -462,3 +462,75 @@ func TestDemo(t *testing.T) {
 		t.Errorf("the demo left behind: %v", left)
 	}
 }
+
+// TestUpDockerRuntime: berth up following a real Docker Engine registers
+// its containers exactly as it does its own, and refuses to stop or remove
+// containers it does not own.
+func TestUpDockerRuntime(t *testing.T) {
+	img := testenv.BuildDockerImage(t)
+	netName := testenv.DockerNetwork(t, img)
+	st, err := etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	tag := strings.TrimPrefix(img.Label, "berth.test=")
+	host := "dk-" + tag
+	dir := t.TempDir()
+	args := []string{"up", "--runtime", "docker", "--store", "etcd://" + strings.TrimPrefix(st.Client().Endpoints()[0], "http://"),
+		"--hostname", host, "--state-dir", dir, "--socket", filepath.Join(dir, "berth.sock"), "--log-level", "warn"}
+
+	if code, _, stderr := berthCLI(t.Context(), append(args, "--rm")...); code != exitUsage || !strings.Contains(stderr, "embedded runtime only") {
+		t.Errorf("berth up --runtime docker --rm: exit %d, %s", code, stderr)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	go func() {
+		code, _, stderr := berthCLI(ctx, args...)
+		if code != 0 {
+			t.Errorf("berth up: exit %d: %s", code, stderr)
+		}
+		done <- code
+	}()
+	defer func() { cancel(); <-done }()
+
+	out, err := exec.Command("docker", "run", "-d", "--label", img.Label, "--network", netName,
+		"-e", "VIRTUAL_HOST=dk.localhost", "-e", "VIRTUAL_PORT=8080", "--label", "berth.service=dk", img.Ref).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker run: %v: %s", err, out)
+	}
+	id := strings.TrimSpace(string(out))
+	key := records.ServiceKey("/berth", "dk", host, id)
+	var in records.Instance
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		kv, err := st.Get(t.Context(), key)
+		if err == nil {
+			if err := json.Unmarshal(kv.Value, &in); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never registered", key)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if in.IP == "" || in.Port != 8080 || in.Env["VIRTUAL_HOST"] != "dk.localhost" {
+		t.Errorf("record: %+v", in)
+	}
+	if out, err := exec.Command("docker", "stop", "-t", "1", id).CombinedOutput(); err != nil {
+		t.Fatalf("docker stop: %v: %s", err, out)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		if _, err := st.Get(t.Context(), key); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still registered after docker stop", key)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
