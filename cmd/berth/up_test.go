@@ -378,6 +378,38 @@ func TestUpProxy(t *testing.T) {
 		r.waitAnswers(host, "200 b")
 	})
 
+	t.Run("SIGHUP reloads the templates", func(t *testing.T) {
+		dir := t.TempDir()
+		src, dest := filepath.Join(dir, "hosts.tmpl"), filepath.Join(dir, "hosts.txt")
+		if err := os.WriteFile(src, []byte(`{{range $s, $is := .Services}}{{range $is}}{{.Name}} {{.Env.VIRTUAL_HOST}}{{"\n"}}{{end}}{{end}}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		conf, err := os.ReadFile(r.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		extra := fmt.Sprintf("\n[[template]]\nname = \"hosts\"\nsrc = %q\ndest = %q\nprefixes = [\"/berth/services/\"]\n", src, dest)
+		if err := os.WriteFile(r.config, append(conf, extra...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer os.WriteFile(r.config, conf, 0o644)
+		if err := r.daemon.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if b, _ := os.ReadFile(dest); string(b) == "b "+host+"\n" {
+				break
+			}
+			if time.Now().After(deadline) {
+				b, _ := os.ReadFile(dest)
+				t.Fatalf("the template added by SIGHUP: %q", b)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		r.waitAnswers(host, "200 b") // the nginx template kept running
+	})
+
 	t.Run("killed daemon", func(t *testing.T) {
 		r.stop(syscall.SIGKILL)
 		r.waitAnswers(host, "200 b")
