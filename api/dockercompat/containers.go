@@ -88,6 +88,10 @@ func (s *Server) listContainers(w http.ResponseWriter, r *http.Request) error {
 		}
 		publishR = append(publishR, pr)
 	}
+	var imgs []image.Image
+	if f.has("ancestor") {
+		imgs = s.images()
+	}
 	now := time.Now()
 	out := []container.Summary{}
 	for _, c := range cs {
@@ -97,7 +101,7 @@ func (s *Server) listContainers(w http.ResponseWriter, r *http.Request) error {
 		if !before.IsZero() && !c.Created.Before(before) || !since.IsZero() && !c.Created.After(since) {
 			continue
 		}
-		if !matchContainer(f, c, exposeR, publishR, s.images()) {
+		if !matchContainer(f, c, exposeR, publishR, imgs) {
 			continue
 		}
 		out = append(out, summary(c, now))
@@ -489,6 +493,7 @@ func (s *Server) startContainer(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	if err := s.rt.Start(context.WithoutCancel(r.Context()), c.ID); err != nil {
+		s.startFailed(c, err)
 		return containerErr(r.PathValue("id"), err)
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -551,9 +556,6 @@ func (s *Server) stopContainer(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
-	if c.State == runtime.StateRunning {
-		s.publishKill(c, unix.SIGTERM)
-	}
 	if err := s.rt.Stop(context.WithoutCancel(r.Context()), c.ID, g); err != nil {
 		return containerErr(r.PathValue("id"), err)
 	}
@@ -572,9 +574,6 @@ func (s *Server) restartContainer(w http.ResponseWriter, r *http.Request) error 
 	}
 	if err := s.checkStopSignal(r, c); err != nil {
 		return err
-	}
-	if c.State == runtime.StateRunning {
-		s.publishKill(c, unix.SIGTERM)
 	}
 	if err := s.rt.Restart(context.WithoutCancel(r.Context()), c.ID, g); err != nil {
 		return containerErr(r.PathValue("id"), err)
@@ -596,17 +595,21 @@ func (s *Server) killContainer(w http.ResponseWriter, r *http.Request) error {
 	if c.State != runtime.StateRunning {
 		return errorf(http.StatusConflict, "cannot kill container: %s: container %s is not running", r.PathValue("id"), c.ID)
 	}
-	s.publishKill(c, sig)
+	// As dockerd, a SIGKILL answers once the container is gone (up to 10s),
+	// so a following inspect sees it exited.
+	var sub *subscriber
+	if sig == unix.SIGKILL {
+		sub = s.hub.subscribe(false)
+		defer s.hub.unsubscribe(sub)
+	}
 	if err := s.rt.Kill(context.WithoutCancel(r.Context()), c.ID, sig); err != nil {
 		return containerErr(r.PathValue("id"), err)
 	}
+	if sub != nil {
+		waitEvent(r.Context(), sub, c.ID, 10*time.Second, events.ActionDie)
+	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
-}
-
-// publishKill emits dockerd's kill event, which the runtime does not have.
-func (s *Server) publishKill(c runtime.Container, sig unix.Signal) {
-	s.hub.publish(containerMessage(events.ActionKill, c, map[string]string{"signal": strconv.Itoa(int(sig))}, time.Now()))
 }
 
 func (s *Server) removeContainer(w http.ResponseWriter, r *http.Request) error {
@@ -624,9 +627,6 @@ func (s *Server) removeContainer(w http.ResponseWriter, r *http.Request) error {
 	var opts []runtime.RemoveOption
 	if force {
 		opts = append(opts, runtime.Force())
-		if c.State == runtime.StateRunning {
-			s.publishKill(c, unix.SIGKILL)
-		}
 	}
 	if err := s.rt.Remove(context.WithoutCancel(r.Context()), c.ID, opts...); err != nil {
 		return containerErr(r.PathValue("id"), err)
@@ -687,6 +687,27 @@ func (s *Server) waitContainer(w http.ResponseWriter, r *http.Request) error {
 			case events.ActionDestroy:
 				done(lastCode)
 				return nil
+			}
+		}
+	}
+}
+
+// waitEvent waits for one of actions on container id, up to d.
+func waitEvent(ctx context.Context, sub *subscriber, id string, d time.Duration, actions ...events.Action) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return false
+		case m, ok := <-sub.ch:
+			if !ok {
+				return false
+			}
+			if m.Type == events.ContainerEventType && m.Actor.ID == id && slices.Contains(actions, m.Action) {
+				return true
 			}
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/events"
+	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded"
@@ -163,6 +164,12 @@ func fromRuntime(ev runtime.Event) events.Message {
 	switch ev.Type {
 	case runtime.EventHealthStatus:
 		action = events.Action("health_status: " + string(c.Health))
+	case runtime.EventKill:
+		sig := ev.Signal
+		if n := unix.SignalNum(sig); n != 0 {
+			sig = strconv.Itoa(int(n))
+		}
+		extra = map[string]string{"signal": sig}
 	case runtime.EventDie:
 		extra = map[string]string{"exitCode": strconv.Itoa(c.ExitCode)}
 		if !c.Started.IsZero() && !c.Finished.IsZero() {
@@ -397,6 +404,15 @@ func (s *Server) onEvent(ev runtime.Event) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
+		// Let attach streams (docker run --rm) read the last output first.
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			s.mu.Lock()
+			n := s.attached[ev.Container.ID]
+			s.mu.Unlock()
+			if n == 0 {
+				break
+			}
+		}
 		if err := s.rt.Remove(ctx, ev.Container.ID, runtime.Force()); err != nil && !errors.Is(err, runtime.ErrNotFound) {
 			s.log.Warn("docker API: auto-remove container", "id", ev.Container.ID, "err", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -137,30 +138,15 @@ func (s *Server) startExec(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		s.finishExec(e, -1)
-		return errorf(http.StatusInternalServerError, "the connection cannot be taken over for the exec stream")
-	}
-	conn, brw, err := hj.Hijack()
+	conn, brw, err := hijack(w, r)
 	if err != nil {
 		s.finishExec(e, -1)
+		if errors.Is(err, errClientGone) {
+			return nil
+		}
 		return err
 	}
 	defer conn.Close()
-	hdr := "HTTP/1.1 200 OK\r\n"
-	if r.Header.Get("Upgrade") != "" {
-		hdr = "HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
-	}
-	hdr += "Content-Type: application/vnd.docker.multiplexed-stream\r\nApi-Version: " + APIVersion + "\r\n\r\n"
-	if _, err := brw.WriteString(hdr); err != nil {
-		s.finishExec(e, -1)
-		return nil
-	}
-	if err := brw.Flush(); err != nil {
-		s.finishExec(e, -1)
-		return nil
-	}
 	mux := &muxWriter{w: conn}
 	if e.cfg.AttachStdout || !e.cfg.AttachStderr {
 		opts.Stdout = streamWriter{mux, streamStdout}
@@ -178,9 +164,7 @@ func (s *Server) startExec(w http.ResponseWriter, r *http.Request) error {
 		s.log.Debug("docker API: exec ended with an error", "exec", e.id, "err", err)
 	}
 	s.finishExec(e, code)
-	if tc, ok := conn.(interface{ CloseWrite() error }); ok {
-		_ = tc.CloseWrite()
-	}
+	closeWrite(conn)
 	return nil
 }
 

@@ -43,6 +43,7 @@ type Server struct {
 	unknown  map[string]bool       // unsupported endpoints already logged
 	execs    map[string]*execState // exec instances by id
 	autoRm   map[string]bool       // containers created with AutoRemove
+	attached map[string]int        // open attach streams per container
 	serveRan bool
 }
 
@@ -61,6 +62,7 @@ func NewServer(rt *embedded.Runtime, opts ...Option) *Server {
 	s := &Server{
 		rt: rt, log: slog.Default(), version: "dev", started: time.Now().UTC(),
 		unknown: map[string]bool{}, execs: map[string]*execState{}, autoRm: map[string]bool{},
+		attached: map[string]int{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -185,7 +187,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // notFound answers an endpoint berth does not serve the way dockerd
 // answers an unknown route, logging each method and path once.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
-	key := r.Method + " " + r.URL.Path
+	// One log line per endpoint, not per container or image named in it.
+	segs := strings.Split(r.URL.Path, "/")
+	if len(segs) > 3 {
+		segs[2] = "{x}"
+	}
+	key := r.Method + " " + strings.Join(segs, "/")
 	s.mu.Lock()
 	first := !s.unknown[key] && len(s.unknown) < 1000
 	if first {
@@ -193,7 +200,7 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if first {
-		s.log.Warn("docker API: unsupported endpoint", "method", r.Method, "path", r.URL.Path, "user_agent", r.UserAgent())
+		s.log.Warn("docker API: unsupported endpoint (answered 404; logged once)", "endpoint", key, "path", r.URL.Path, "user_agent", r.UserAgent())
 	}
 	writeError(w, http.StatusNotFound, "page not found")
 }

@@ -33,6 +33,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /containers/{id}/restart", h(s.restartContainer))
 	m.HandleFunc("POST /containers/{id}/kill", h(s.killContainer))
 	m.HandleFunc("POST /containers/{id}/wait", h(s.waitContainer))
+	m.HandleFunc("POST /containers/{id}/attach", h(s.attachContainer))
 	m.HandleFunc("DELETE /containers/{id}", h(s.removeContainer))
 	m.HandleFunc("GET /containers/{id}/logs", h(s.containerLogs))
 	m.HandleFunc("POST /containers/{id}/exec", h(s.createExec))
@@ -46,6 +47,19 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /images/create", h(s.pullImage))
 	m.HandleFunc("GET /images/{name...}", h(s.getImage))
 	m.HandleFunc("DELETE /images/{name...}", h(s.removeImage))
+
+	// What docker inspect <name> probes after containers and images, and
+	// what docker volume ls and plugin ls ask: berth has neither.
+	m.HandleFunc("GET /volumes", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string][]string{"Volumes": {}, "Warnings": {}})
+	})
+	m.HandleFunc("GET /volumes/{name}", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "get "+r.PathValue("name")+": no such volume")
+	})
+	m.HandleFunc("GET /plugins", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, []struct{}{}) })
+	m.HandleFunc("GET /plugins/{name...}", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "plugin \""+strings.TrimSuffix(r.PathValue("name"), "/json")+"\" not found")
+	})
 
 	m.HandleFunc("/", s.notFound)
 }
