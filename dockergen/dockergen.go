@@ -76,7 +76,9 @@ func New(rt *docker.Runtime, renderer *render.Renderer, log *slog.Logger, confs 
 
 // Run renders every configuration once, then, if any of them watches or
 // has an interval, keeps rendering until ctx ends; regenerate (SIGHUP in
-// docker-gen) re-renders all of them. Without watch or interval it returns
+// docker-gen) parses the templates again (which docker-gen does not do; a
+// template that no longer parses keeps its previous version, with the
+// error logged) and re-renders all of them. Without watch or interval it returns
 // after the first render, with an error if a configuration failed.
 func (g *Generator) Run(ctx context.Context, regenerate <-chan struct{}) error {
 	ongoing := false
@@ -138,10 +140,23 @@ func (g *Generator) Run(ctx context.Context, regenerate <-chan struct{}) error {
 		case j := <-changed:
 			g.render(ctx, []*job{j}, j.every > 0 && !j.watch)
 		case <-regenerate:
+			g.reparse()
 			g.render(ctx, g.jobs, false)
 		case <-ctx.Done():
 			return nil
 		}
+	}
+}
+
+// reparse reads every job's template files again.
+func (g *Generator) reparse() {
+	for _, j := range g.jobs {
+		t, err := dialect.Parse(j.conf.Src, j.conf.Options)
+		if err != nil {
+			g.log.Error("template does not parse; keeping its previous version", "config", j.conf.Origin, "err", err)
+			continue
+		}
+		j.tmpl = t
 	}
 }
 

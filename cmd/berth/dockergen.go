@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/dockergen"
+	"github.com/berthd/berth/internal/backoff"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/render/dialect"
@@ -80,7 +83,14 @@ berth's pipeline underneath: -check "nginx -t -c {{.src}}" before the
 swap, rollback when notify fails, a notify timeout, one Docker inspection
 per event instead of a full listing, reconnection with resync, and no exit
 on template or notify errors while watching. Without dest the output goes
-to standard output (one render).`,
+to standard output (one render).
+
+SIGHUP re-renders every configuration, as with docker-gen, and unlike
+docker-gen also reads the templates again first, so an edited template
+takes effect without a restart (one that no longer parses is logged and
+its previous version kept). A Docker Engine that cannot be reached or
+refuses access is retried with backoff while watching; the destinations
+keep their last output meanwhile.`,
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f := &dockerGenFlags{}
@@ -123,9 +133,18 @@ func (f *dockerGenFlags) run(cmd *cobra.Command, args []string) error {
 	if f.tlsCert != "" || f.tlsKey != "" || (f.tlsVerify && f.tlsCA != "") {
 		cfg.CAFile, cfg.CertFile, cfg.KeyFile = f.tlsCA, f.tlsCert, f.tlsKey
 	}
-	rt, err := docker.New(cmd.Context(), cfg)
+	// SIGHUP regenerates; caught from here on, so one sent while Docker is
+	// still being reached does not end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	ongoing := false
+	for _, c := range confs {
+		ongoing = ongoing || (c.DockerGen != nil && (c.DockerGen.Watch || c.DockerGen.Interval > 0))
+	}
+	rt, err := connectDocker(cmd.Context(), cfg, log, ongoing && !stdout)
 	if err != nil {
-		return err
+		return exitCodeError{exitFailure, err}
 	}
 	defer rt.Close()
 	global := dockergen.Filters{OnlyExposed: f.onlyExposed, OnlyPublished: f.onlyPublished, IncludeStopped: f.includeStopped}
@@ -137,9 +156,6 @@ func (f *dockerGenFlags) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return usageError{err}
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	regenerate := make(chan struct{})
 	go func() {
 		for range hup {
@@ -245,4 +261,23 @@ func filterFlags(flagName string, values []string) (map[string][]string, error) 
 		filters[k] = append(filters[k], val)
 	}
 	return filters, nil
+}
+
+// connectDocker connects to the Docker Engine. With retry (watching, or
+// rendering at an interval) an unreachable or refusing engine is retried
+// with backoff until ctx ends, each failure logged, and the destinations
+// keep their last output meanwhile; without, the first failure is returned.
+func connectDocker(ctx context.Context, cfg docker.Config, log *slog.Logger, retry bool) (*docker.Runtime, error) {
+	bo := backoff.New(250*time.Millisecond, 10*time.Second)
+	for {
+		rt, err := docker.New(ctx, cfg)
+		if err == nil || !retry {
+			return rt, err
+		}
+		d := bo.Next()
+		log.Error("cannot use the Docker Engine; retrying, destinations keep their last output", "err", err, "in", d)
+		if !backoff.Sleep(ctx, d) {
+			return nil, err
+		}
+	}
 }

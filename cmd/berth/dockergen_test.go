@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -341,6 +344,11 @@ func TestDockerGenGolden(t *testing.T) {
 			if got != string(want) {
 				t.Fatalf("output differs from %s (run with -update to rewrite it):\n%s", path, got)
 			}
+			// Docker keeps an env entry without "=": a key with an empty
+			// value, as docker-gen shows it.
+			if !strings.Contains(got, `Env.NOEQ: api-TAG NOEQ=""`) {
+				t.Errorf("api's NOEQ env entry (no =) is not an empty key")
+			}
 			// web2 is in $ once and serves app.example.test on both of its
 			// networks.
 			if n := strings.Count(got, "# container web2-TAG:"); n != 1 {
@@ -353,4 +361,234 @@ func TestDockerGenGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMain lets a test run this binary as berth itself (BERTH_TEST_EXEC=1:
+// the arguments are berth's), e.g. as another user.
+func TestMain(m *testing.M) {
+	if os.Getenv("BERTH_TEST_EXEC") == "1" {
+		main()
+	}
+	os.Exit(m.Run())
+}
+
+// TestDockerGenPermissionDenied runs berth docker-gen -watch as nobody
+// against a Docker socket only root may use (a relay to the real one, mode
+// 0600): it says permission denied, keeps retrying, leaves the last output
+// in place, and renders once the socket is opened to it.
+func TestDockerGenPermissionDenied(t *testing.T) {
+	img := dockertest.BuildImage(t)
+	network := testenv.DockerNetwork(t, img)
+	rt, err := docker.New(t.Context(), docker.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	k, v, _ := strings.Cut(img.Label, "=")
+	c, err := rt.Run(t.Context(), runtime.Spec{Name: "denied-" + strings.TrimPrefix(img.Label, "berth.test="),
+		Image: img.Ref, Network: network, Labels: map[string]string{k: v}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const nobody = 65534
+	dir := t.TempDir()
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755) // let nobody reach the binary and the files
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "berth")
+	if data, err := os.ReadFile(self); err != nil || os.WriteFile(bin, data, 0o755) != nil {
+		t.Fatalf("copy %s: %v", self, err)
+	}
+	tmpl, out := filepath.Join(dir, "t.tmpl"), filepath.Join(dir, "out")
+	os.WriteFile(tmpl, []byte("{{ range $ }}{{ .Name }}\n{{ end }}"), 0o644)
+	os.Mkdir(out, 0o755)
+	dest := filepath.Join(out, "default.conf")
+	os.WriteFile(dest, []byte("last good output\n"), 0o644)
+	for _, p := range []string{out, dest} {
+		if err := os.Chown(p, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sock := filepath.Join(dir, "docker.sock")
+	relayUnix(t, sock, "/var/run/docker.sock")
+	if err := os.Chmod(sock, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	_, errb, exited := startBerth(t, bin, &syscall.Credential{Uid: nobody, Gid: nobody},
+		"docker-gen", "-watch", "-endpoint", "unix://"+sock, "-container-filter", "label="+img.Label, tmpl, dest)
+
+	for deadline := time.Now().Add(20 * time.Second); strings.Count(errb.String(), "permission denied") < 2; time.Sleep(50 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			t.Fatalf("berth docker-gen exited (%v) instead of retrying:\n%s", err, errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no repeated permission denied error:\n%s", errb.String())
+		}
+	}
+	if !strings.Contains(errb.String(), "run as root or as a member of the socket's group") {
+		t.Errorf("the error does not say what to do:\n%s", errb.String())
+	}
+	if b, _ := os.ReadFile(dest); string(b) != "last good output\n" {
+		t.Fatalf("the destination changed while Docker refused: %q", b)
+	}
+
+	first, _, _ := strings.Cut(errb.String(), "\n")
+	t.Logf("as nobody: %s", first)
+	if err := os.Chmod(sock, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if b, _ := os.ReadFile(dest); string(b) == c.Name+"\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(dest)
+			t.Fatalf("not rendered after the socket opened: %q\n%s", b, errb.String())
+		}
+	}
+}
+
+// relayUnix serves a unix socket at path that relays every connection to
+// target, until the test ends.
+func relayUnix(t *testing.T, path, target string) {
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("unix", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { io.Copy(up, c); up.Close() }()
+			go func() { io.Copy(c, up); c.Close() }()
+		}
+	}()
+}
+
+// startBerth starts bin (this test binary, run as berth through TestMain)
+// with args, as cred when not nil, and stops it with SIGTERM when the test
+// ends. exited receives its end.
+func startBerth(t *testing.T, bin string, cred *syscall.Credential, args ...string) (*exec.Cmd, *syncBuffer, <-chan error) {
+	t.Helper()
+	errb := &syncBuffer{}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "BERTH_TEST_EXEC=1")
+	cmd.Stderr = errb
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			exited <- err
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	return cmd, errb, exited
+}
+
+// TestDockerGenTemplateErrorsAndSIGHUP: a template that panics while
+// rendering is an error naming file:line, the process stays up and the
+// destination keeps its last output; SIGHUP reads the template again (a
+// fixed one renders; one that no longer parses is refused and the previous
+// version keeps rendering).
+func TestDockerGenTemplateErrorsAndSIGHUP(t *testing.T) {
+	img := dockertest.BuildImage(t)
+	network := testenv.DockerNetwork(t, img)
+	rt, err := docker.New(t.Context(), docker.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	tag := strings.TrimPrefix(img.Label, "berth.test=")
+	k, v, _ := strings.Cut(img.Label, "=")
+	start := func(name string) runtime.Container {
+		t.Helper()
+		c, err := rt.Run(t.Context(), runtime.Spec{Name: name + "-" + tag, Image: img.Ref, Network: network, Labels: map[string]string{k: v}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a := start("a")
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	tmpl, dest := filepath.Join(dir, "t.tmpl"), filepath.Join(dir, "out")
+	os.WriteFile(tmpl, []byte("{{ range $ }}{{ .Name }}\n{{ end }}\n{{ div 1 0 }}\n"), 0o644)
+	os.WriteFile(dest, []byte("last good output\n"), 0o644)
+	cmd, errb, exited := startBerth(t, self, nil, "docker-gen", "-watch", "-wait", "20ms:100ms",
+		"-container-filter", "label="+img.Label, tmpl, dest)
+	waitLog := func(n int, want ...string) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			ok := true
+			for _, w := range want {
+				ok = ok && strings.Count(errb.String(), w) >= n
+			}
+			if ok {
+				return
+			}
+			select {
+			case err := <-exited:
+				t.Fatalf("berth docker-gen exited (%v):\n%s", err, errb.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("log lacks %q:\n%s", want, errb.String())
+			}
+		}
+	}
+	waitFile := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if b, _ := os.ReadFile(dest); string(b) == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				b, _ := os.ReadFile(dest)
+				t.Fatalf("dest is %q, want %q\n%s", b, want, errb.String())
+			}
+		}
+	}
+	waitLog(1, tmpl+":3:", "integer divide by zero")
+	if b, _ := os.ReadFile(dest); string(b) != "last good output\n" {
+		t.Fatalf("a failed render changed the destination: %q", b)
+	}
+
+	os.WriteFile(tmpl, []byte("{{ range $ }}{{ .Name }}\n{{ end }}"), 0o644)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFile(a.Name + "\n")
+
+	os.WriteFile(tmpl, []byte("{{ range $ }}\n{{ .Name }"), 0o644)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(1, "keeping its previous version", tmpl+":2")
+	b := start("b")
+	waitFile(a.Name + "\n" + b.Name + "\n")
 }

@@ -82,6 +82,9 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	r.calls.Add(1)
 	if _, err := cli.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
 		cli.Close()
+		if errors.Is(err, os.ErrPermission) || strings.Contains(err.Error(), "permission denied") {
+			return nil, fmt.Errorf("docker at %s: %w (the socket needs read and write access: run as root or as a member of the socket's group)", r.host, err)
+		}
 		return nil, fmt.Errorf("docker at %s: %w", r.host, err)
 	}
 	return r, nil
