@@ -41,10 +41,16 @@ func defaultInitBinary() string {
 // change it; see CVE-2019-5736). The daemon keeps the memfd open; every
 // container init re-executes from it.
 func loadInitBinary(path string) (*os.File, error) {
-	if err := compatibleBuild(path); err != nil {
+	m, err := sealedCopy(path)
+	if err != nil {
 		return nil, err
 	}
-	return sealedCopy(path)
+	// Checked on the sealed copy: what runs is what was checked.
+	if err := compatibleBuild(path, m); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
 }
 
 // sealedCopy copies the executable at path into a memfd named
@@ -89,16 +95,16 @@ func sealedCopy(path string) (*os.File, error) {
 	return m, nil
 }
 
-// compatibleBuild reports why the binary at path cannot serve as this
+// compatibleBuild reports why bin (a copy of path) cannot serve as this
 // binary's container init: a different Go version, a different version of
 // a github.com/opencontainers module, other build tags (seccomp) or a
 // different commit.
-func compatibleBuild(path string) error {
+func compatibleBuild(path string, bin io.ReaderAt) error {
 	self, ok := rdebug.ReadBuildInfo()
 	if !ok {
 		return errors.New("this binary has no build information to compare with")
 	}
-	other, err := buildinfo.ReadFile(path)
+	other, err := buildinfo.Read(bin)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
