@@ -62,7 +62,7 @@ func closeWrite(conn net.Conn) {
 func (s *Server) attachContainer(w http.ResponseWriter, r *http.Request) error {
 	stdout, stderr := boolValue(r, "stdout"), boolValue(r, "stderr")
 	stream, history := boolValue(r, "stream"), boolValue(r, "logs")
-	sub := s.hub.subscribe(false)
+	sub := s.hub.subscribe()
 	defer s.hub.unsubscribe(sub)
 	c, err := s.lookup(r)
 	if err != nil {

@@ -599,7 +599,7 @@ func (s *Server) killContainer(w http.ResponseWriter, r *http.Request) error {
 	// so a following inspect sees it exited.
 	var sub *subscriber
 	if sig == unix.SIGKILL {
-		sub = s.hub.subscribe(false)
+		sub = s.hub.subscribe()
 		defer s.hub.unsubscribe(sub)
 	}
 	if err := s.rt.Kill(context.WithoutCancel(r.Context()), c.ID, sig); err != nil {
@@ -648,7 +648,7 @@ func (s *Server) waitContainer(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return badRequest("invalid condition: %q", cond)
 	}
-	sub := s.hub.subscribe(false)
+	sub := s.hub.subscribe()
 	defer s.hub.unsubscribe(sub)
 	c, err := s.lookup(r)
 	if err != nil {

@@ -91,9 +91,8 @@ func (h *hub) publish(m events.Message) {
 	}
 }
 
-// subscribe returns a live subscription and, when withHistory, the events
-// recorded so far (oldest first), with nothing lost or repeated between
-// the two.
+// subscribeHistory returns a live subscription and the events recorded
+// so far (oldest first), with nothing lost or repeated between the two.
 func (h *hub) subscribeHistory() (*subscriber, []events.Message) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -106,7 +105,8 @@ func (h *hub) subscribeHistory() (*subscriber, []events.Message) {
 	return s, slices.Clone(h.history)
 }
 
-func (h *hub) subscribe(bool) *subscriber {
+// subscribe returns a live subscription.
+func (h *hub) subscribe() *subscriber {
 	s, _ := h.subscribeHistory()
 	return s
 }

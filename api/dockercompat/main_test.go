@@ -30,6 +30,9 @@ type daemon struct {
 	host string // DOCKER_HOST value
 	rt   *embedded.Runtime
 	log  *logBuffer
+	// shutdown ends Serve's context and returns Serve's error and how
+	// long it took to return (the test cleanup calls it too).
+	shutdown func() (error, time.Duration)
 }
 
 // logBuffer collects the server's log lines for assertions.
@@ -76,15 +79,25 @@ func startDaemon(t *testing.T) *daemon {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
+	var once sync.Once
+	var serveErr error
+	var took time.Duration
+	d.shutdown = func() (error, time.Duration) {
+		once.Do(func() {
+			t0 := time.Now()
+			cancel()
+			select {
+			case serveErr = <-done:
+			case <-time.After(10 * time.Second):
+				serveErr = errors.New("Serve did not return within 10s of its context ending")
 			}
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not return within 10s of its context ending")
+			took = time.Since(t0)
+		})
+		return serveErr, took
+	}
+	t.Cleanup(func() {
+		if err, _ := d.shutdown(); err != nil {
+			t.Errorf("Serve: %v", err)
 		}
 	})
 	return d

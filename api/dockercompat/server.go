@@ -99,7 +99,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	<-ready // subscribed: nothing after this point is missed
 	hs := &http.Server{
-		Handler:           s,
+		Handler:           http.HandlerFunc(s.serveHTTP),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
@@ -137,9 +137,9 @@ func reqVersion(r *http.Request) apiVersion {
 	return mustVersion(APIVersion)
 }
 
-// ServeHTTP strips and checks the API version, sets dockerd's headers and
+// serveHTTP strips and checks the API version, sets dockerd's headers and
 // routes the request.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	h := w.Header()
 	h.Set("Api-Version", APIVersion)
