@@ -17,7 +17,7 @@ import (
 // hijack takes over the connection for a raw stream, answering 101
 // UPGRADED when the client asked for an upgrade (as the docker CLI and
 // the moby client do) and 200 otherwise.
-func hijack(w http.ResponseWriter, r *http.Request) (net.Conn, *bufio.ReadWriter, error) {
+func hijack(w http.ResponseWriter, r *http.Request, raw bool) (net.Conn, *bufio.ReadWriter, error) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		return nil, nil, errorf(http.StatusInternalServerError, "the connection cannot be taken over for a stream")
@@ -30,7 +30,11 @@ func hijack(w http.ResponseWriter, r *http.Request) (net.Conn, *bufio.ReadWriter
 	if r.Header.Get("Upgrade") != "" {
 		hdr = "HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
 	}
-	hdr += "Content-Type: application/vnd.docker.multiplexed-stream\r\nApi-Version: " + APIVersion + "\r\nOstype: linux\r\n\r\n"
+	ct := "application/vnd.docker.multiplexed-stream"
+	if raw {
+		ct = "application/vnd.docker.raw-stream"
+	}
+	hdr += "Content-Type: " + ct + "\r\nApi-Version: " + APIVersion + "\r\nOstype: linux\r\n\r\n"
 	if _, err := brw.WriteString(hdr); err != nil {
 		conn.Close()
 		return nil, nil, errClientGone
@@ -79,7 +83,7 @@ func (s *Server) attachContainer(w http.ResponseWriter, r *http.Request) error {
 		}
 		s.mu.Unlock()
 	}()
-	conn, brw, err := hijack(w, r)
+	conn, brw, err := hijack(w, r, s.hasTTY(c.ID))
 	if err != nil {
 		if errors.Is(err, errClientGone) {
 			return nil
@@ -109,7 +113,7 @@ func (s *Server) attachContainer(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
-	mux := &muxWriter{w: conn}
+	mux := &muxWriter{w: conn, raw: s.hasTTY(c.ID)}
 	err = s.rt.Logs(ctx, c.ID, embedded.LogOptions{Follow: stream}, func(l embedded.LogLine) error {
 		if !history && l.Time.Before(attachedAt) {
 			return nil

@@ -94,6 +94,16 @@ func TestDockerCLIMore(t *testing.T) {
 		t.Errorf("run of a missing command: exit %d %q", r.code, r.stderr)
 	}
 
+	// -t: no real TTY, but the streams are unframed as the CLI expects.
+	r = cli("run", "--rm", "-t", "busybox:test", "echo", "tty")
+	if r.code != 0 || r.stdout != "tty\n" || !strings.Contains(r.stderr, "WARNING: berth runs containers without a TTY") {
+		t.Errorf("run -t: exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	want(cli("run", "-d", "-t", "--name", "t1", "busybox:test", "sh", "-c", "echo x; exec sleep 100"), 0, "*")
+	waitFor(t, 10*time.Second, "t1's output through logs (unframed)", func() bool { return cli("logs", "t1").stdout == "x\n" })
+	want(cli("inspect", "-f", "{{.Config.Tty}}", "t1"), 0, "true\n")
+	want(cli("rm", "-f", "t1"), 0, "t1\n")
+
 	want(cli("run", "-d", "--name", "s1", "--health-cmd", "true", "--health-interval", "200ms", "busybox:test", "sh", "-c", loop), 0, "*")
 	want(cli("exec", "s1", "sh", "-c", "echo in; echo err >&2; exit 4"), 4, "in\n")
 	piped := exec.Command("docker", "exec", "-i", "s1", "sh", "-c", "tr a-z A-Z")

@@ -200,7 +200,7 @@ func (s *Server) inspectContainer(ctx context.Context, ref string) (container.In
 		ic = imageConfig{Cmd: c.Cmd}
 	}
 	s.mu.Lock()
-	autoRm := s.autoRm[c.ID]
+	autoRm, tty := s.autoRm[c.ID], s.tty[c.ID]
 	var execIDs []string
 	for id, e := range s.execs {
 		if e.containerID == c.ID && e.running() {
@@ -209,6 +209,7 @@ func (s *Server) inspectContainer(ctx context.Context, ref string) (container.In
 	}
 	s.mu.Unlock()
 	in := inspect(c, spec, ic, autoRm)
+	in.Config.Tty = tty
 	slices.Sort(execIDs)
 	in.ExecIDs = execIDs
 	return in, nil
@@ -266,11 +267,14 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
 	if autoRemove {
-		s.mu.Lock()
 		s.autoRm[c.ID] = true
-		s.mu.Unlock()
 	}
+	if req.Config.Tty {
+		s.tty[c.ID] = true
+	}
+	s.mu.Unlock()
 	if warnings == nil {
 		warnings = []string{}
 	}
@@ -298,8 +302,11 @@ func specFromCreate(name string, req container.CreateRequest) (runtime.Spec, []r
 		StopSignal: cfg.StopSignal, ReadOnly: hc.ReadonlyRootfs, Memory: hc.Memory,
 		Restart: runtime.RestartPolicy{Name: string(hc.RestartPolicy.Name), MaxRetries: hc.RestartPolicy.MaximumRetryCount},
 	}
+	if cfg.Tty && cfg.OpenStdin {
+		return spec, nil, nil, false, badRequest("berth containers have no TTY and no stdin: run without -it (-d works)")
+	}
 	if cfg.Tty {
-		warnings = append(warnings, "berth runs containers without a TTY: the -t option is ignored")
+		warnings = append(warnings, "berth runs containers without a TTY: the output is passed through unframed, as with one, but programs see no terminal")
 	}
 	if hc.Privileged {
 		return spec, nil, nil, false, badRequest("berth does not run privileged containers")
@@ -633,6 +640,7 @@ func (s *Server) removeContainer(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.mu.Lock()
 	delete(s.autoRm, c.ID)
+	delete(s.tty, c.ID)
 	s.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -16,8 +16,8 @@
 // one), 400 bad parameter (malformed JSON, unknown filter keys, bad
 // values, settings berth cannot honour), 304 start of a running or stop
 // of a stopped container. An endpoint berth does not serve gets dockerd's
-// 404 {"message":"page not found"} and is logged once per method and
-// path. A panicking handler answers 500; the server keeps serving.
+// 404 {"message":"page not found"} and is logged once per endpoint
+// (method and path, the object named in it aside). A panicking handler answers 500; the server keeps serving.
 //
 // Wire types are github.com/moby/moby/api's. For requests below API 1.52
 // (and unversioned ones, which docker-gen makes) container inspect adds
@@ -29,44 +29,56 @@
 //
 // # Endpoints and the clients that exercise them in tests
 //
-// CLI = the real docker CLI (TestDockerCLI, compared with the machine's
-// Docker Engine; TestDockerCLIMore), moby = github.com/moby/moby/client,
-// Traefik's (TestMobyClient), fsouza = github.com/fsouza/go-dockerclient,
-// docker-gen's (TestGoDockerClient), gen = berth docker-gen -watch against
-// this server (cmd/berth TestDockerGenOnDockerCompat, through berth's
-// runtime/docker, itself on the moby client), raw = plain HTTP
-// (TestBadInput).
+// CLI = the real docker CLI: TestDockerCLI runs version, info, run -d
+// (-e --label --name -p), port, ps, ps -a --format json, inspect (found,
+// not found), logs, logs -f, stop, rm and events --since/--until against
+// berth and against the machine's Docker Engine with the same image and
+// compares exit codes and output shape; TestDockerCLIMore runs the rest
+// on berth. moby = github.com/moby/moby/client, Traefik's
+// (TestMobyClient, TestShutdownCutsStreams). fsouza =
+// github.com/fsouza/go-dockerclient, docker-gen's (TestGoDockerClient).
+// gen = berth docker-gen -endpoint unix://<sock> -watch (cmd/berth
+// TestDockerGenOnDockerCompat; berth's runtime/docker on the moby
+// client). raw = plain HTTP on the socket (TestBadInput).
 //
-//	HEAD /_ping                          CLI (before every command), moby, gen
-//	GET  /_ping                          fsouza, raw
-//	GET  /version                        CLI version, moby, fsouza, gen, raw (version bounds)
-//	GET  /info                           CLI info and inspect <unknown>, moby, fsouza, gen
-//	GET  /containers/json                CLI ps (-a, --filter, --format json), moby and fsouza (both filter encodings), gen, raw (bad filters)
-//	POST /containers/create              CLI run -d (-e --label --name -p), moby, raw (malformed JSON, missing image)
-//	GET  /containers/{id}/json           CLI inspect (found, not found), logs; moby, fsouza, gen
-//	POST /containers/{id}/start          CLI run -d, moby, fsouza
-//	POST /containers/{id}/wait           CLI run -d (condition=next-exit), moby (not-running, removed)
-//	POST /containers/{id}/stop           CLI stop, moby, fsouza
-//	POST /containers/{id}/kill           CLI kill, moby, fsouza (docker-gen's notify)
-//	POST /containers/{id}/restart        moby, fsouza (docker-gen's notify)
-//	DELETE /containers/{id}              CLI rm (stopped, running: 409), moby (force)
-//	GET  /containers/{id}/logs           CLI logs, logs -f; moby (tail, timestamps, since/until)
-//	POST /containers/{id}/exec           CLI exec, moby
-//	POST /exec/{id}/start                CLI exec (hijacked, 101 UPGRADED), moby
-//	GET  /exec/{id}/json                 CLI exec (exit code), moby
-//	GET  /events                         CLI events --since/--until, moby (type filter, live), fsouza (legacy filter encoding, live), gen
-//	GET  /networks                       moby, fsouza, gen
-//	GET  /networks/{id}                  CLI inspect <unknown> (404), moby
-//	GET  /images/json                    CLI images, moby
-//	GET  /images/{name}/json             CLI inspect <unknown> (404), CLI image inspect, moby
-//	POST /images/create                  CLI pull (from an in-process registry on loopback), moby
-//	DELETE /images/{name}                CLI rmi
+//	HEAD /_ping                   CLI (before every command), moby, gen, raw
+//	GET  /_ping                   fsouza, raw (versioned and unversioned)
+//	GET  /version                 CLI version (and DOCKER_API_VERSION=1.52: too new), moby (pinned 1.54: too new), fsouza, gen, raw (1.23 too old, 1.52 too new)
+//	GET  /info                    CLI info, CLI inspect <unknown>; moby, fsouza, gen
+//	GET  /containers/json         CLI ps, ps -a --format json, ps -l, --filter label/name/health; moby ({"k":{"v":true}}: status, label, name, exited, expose, publish, ancestor, network, id); fsouza ({"k":["v"]}: status, name; unknown key 400); gen; raw
+//	POST /containers/create       CLI run, run -d (-e --label --name -p, --health-cmd, --rm); moby (name conflict 409, missing image 404); fsouza; raw (malformed JSON, empty body, bad name, network, privileged, binds, restart policy, host port)
+//	GET  /containers/{id}/json    CLI inspect (found, not found), port, logs; moby; fsouza (legacy NetworkSettings.IPAddress); gen; raw (unversioned and /v1.40)
+//	POST /containers/{id}/start   CLI run, start (a missing command: 127); moby; fsouza
+//	POST /containers/{id}/attach  CLI run without -d (output, exit code, --rm, -t unframed); moby (shutdown)
+//	POST /containers/{id}/wait    CLI run -d (next-exit), run --rm (removed), wait (not-running); moby (next-exit, removed, not-running)
+//	POST /containers/{id}/stop    CLI stop (compared), stop -t; moby (304 when stopped); fsouza; raw (404, bad t)
+//	POST /containers/{id}/kill    CLI kill (stopped: exit 1); moby (SIGKILL, 409); fsouza (SIGHUP, docker-gen's notify); raw
+//	POST /containers/{id}/restart CLI restart; moby; fsouza (docker-gen's notify)
+//	DELETE /containers/{id}       CLI rm (compared; running: 409), rm -f; moby (force); fsouza; raw (404)
+//	GET  /containers/{id}/logs    CLI logs, logs -f (compared), logs --tail, logs -t, of a -t container; moby (stdcopy framing, tail, timestamps, follow); fsouza; raw
+//	POST /containers/{id}/exec    CLI exec, exec -i; moby (stopped: 409); raw
+//	POST /exec/{id}/start         CLI exec (hijacked, 101 UPGRADED, stdin with -i); moby (exec attach); raw (404)
+//	GET  /exec/{id}/json          CLI exec (exit code 4); moby (exit code 5)
+//	GET  /events                  CLI events --since/--until (compared), live events with a container filter; moby (type filter, jsonl, live); fsouza (legacy filter encoding, legacy status/id/from, live); gen; raw (bad filter, bad since)
+//	GET  /networks                CLI network ls; moby; fsouza; raw (bad filter)
+//	GET  /networks/{id}           CLI network inspect, CLI inspect <unknown>; moby; raw (404)
+//	GET  /images/json             CLI images; moby
+//	GET  /images/{name}/json      CLI image inspect, CLI inspect <unknown>; moby; raw (404)
+//	POST /images/create           CLI pull (from an in-process registry on loopback; a missing image: exit 1); raw
+//	DELETE /images/{name}         CLI rmi; raw (404)
+//	GET  /volumes/{name}, /plugins/{name}/json   CLI inspect <unknown> (404, as dockerd), raw
 //
-// Not served (404 "page not found", logged once): attach and resize
-// (docker run without -d, docker exec -t), volumes, plugins, build,
-// commit, export/import, stats, top, update, rename, pause, networks
-// create/connect, swarm. Exec and logs have no TTY mode: create with -t
-// is accepted with a warning and runs without one; exec with -t is a 400.
+// POST /containers/{id}/resize is a no-op (docker run -t calls it).
+//
+// Limits: no real TTYs (create with -t runs without one, warns, and its
+// streams go out unframed as the client then expects; -it and exec -t
+// are a 400); no stdin for containers (attach reads and drops it);
+// exec runs as the container's user in its working directory; AutoRemove
+// and TTY flags live in the server's memory (a restarted daemon forgets
+// them). Not served (404 "page not found", logged once per endpoint):
+// volumes and plugins beyond the empty lists, build, commit,
+// export/import, stats, top, update, rename, pause, network
+// create/connect, swarm.
 //
 // Concurrency: Serve follows the runtime's events for the server's life
 // (a history of the last 1024 for since/until) and fans them out to the

@@ -392,6 +392,13 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) error {
 // onEvent runs after the hub published a runtime event: it removes
 // containers created with AutoRemove once they exit.
 func (s *Server) onEvent(ev runtime.Event) {
+	if ev.Type == runtime.EventDestroy {
+		s.mu.Lock()
+		delete(s.autoRm, ev.Container.ID)
+		delete(s.tty, ev.Container.ID)
+		s.mu.Unlock()
+		return
+	}
 	if ev.Type != runtime.EventDie {
 		return
 	}

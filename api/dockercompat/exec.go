@@ -138,7 +138,7 @@ func (s *Server) startExec(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	conn, brw, err := hijack(w, r)
+	conn, brw, err := hijack(w, r, false)
 	if err != nil {
 		s.finishExec(e, -1)
 		if errors.Is(err, errClientGone) {

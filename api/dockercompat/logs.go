@@ -27,11 +27,21 @@ type muxWriter struct {
 	mu    sync.Mutex
 	w     io.Writer
 	flush func()
+	raw   bool // no framing: the stream of a container created with a TTY
 }
 
 func (m *muxWriter) write(stream byte, p []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.raw {
+		if _, err := m.w.Write(p); err != nil {
+			return err
+		}
+		if m.flush != nil {
+			m.flush()
+		}
+		return nil
+	}
 	var hdr [8]byte
 	hdr[0] = stream
 	binary.BigEndian.PutUint32(hdr[4:], uint32(len(p)))
@@ -106,14 +116,15 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) error {
 	}
 	follow := boolValue(r, "follow")
 	timestamps := boolValue(r, "timestamps")
+	raw := s.hasTTY(c.ID)
 	ct := "application/vnd.docker.raw-stream"
-	if !reqVersion(r).before("1.42") {
+	if !raw && !reqVersion(r).before("1.42") {
 		ct = "application/vnd.docker.multiplexed-stream"
 	}
 	w.Header().Set("Content-Type", ct)
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriter(w)
-	mux := &muxWriter{w: bw}
+	mux := &muxWriter{w: bw, raw: raw}
 	if follow {
 		mux.flush = func() { _ = bw.Flush(); flush(w) }
 		flush(w)
@@ -154,4 +165,13 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) error {
 		s.log.Debug("docker API: logs stream ended", "container", c.ID, "err", err)
 	}
 	return nil
+}
+
+// hasTTY reports whether the container was created with a TTY: its
+// streams then go out without framing, as the client expects (berth runs
+// it without one).
+func (s *Server) hasTTY(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tty[id]
 }

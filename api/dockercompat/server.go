@@ -44,6 +44,7 @@ type Server struct {
 	execs    map[string]*execState // exec instances by id
 	autoRm   map[string]bool       // containers created with AutoRemove
 	attached map[string]int        // open attach streams per container
+	tty      map[string]bool       // containers created with a TTY (they run without one)
 	serveRan bool
 }
 
@@ -62,7 +63,7 @@ func NewServer(rt *embedded.Runtime, opts ...Option) *Server {
 	s := &Server{
 		rt: rt, log: slog.Default(), version: "dev", started: time.Now().UTC(),
 		unknown: map[string]bool{}, execs: map[string]*execState{}, autoRm: map[string]bool{},
-		attached: map[string]int{},
+		attached: map[string]int{}, tty: map[string]bool{},
 	}
 	for _, o := range opts {
 		o(s)

@@ -34,6 +34,14 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /containers/{id}/kill", h(s.killContainer))
 	m.HandleFunc("POST /containers/{id}/wait", h(s.waitContainer))
 	m.HandleFunc("POST /containers/{id}/attach", h(s.attachContainer))
+	// docker run -t resizes the TTY the container would have: a no-op.
+	m.HandleFunc("POST /containers/{id}/resize", h(func(w http.ResponseWriter, r *http.Request) error {
+		if _, err := s.lookup(r); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}))
 	m.HandleFunc("DELETE /containers/{id}", h(s.removeContainer))
 	m.HandleFunc("GET /containers/{id}/logs", h(s.containerLogs))
 	m.HandleFunc("POST /containers/{id}/exec", h(s.createExec))
