@@ -72,6 +72,9 @@ func (s *Server) attachContainer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if c.State != runtime.StateRunning && c.State != runtime.StateCreated && c.State != runtime.StateRestarting {
+		return errorf(http.StatusConflict, "You cannot attach to a stopped container, start it first")
+	}
 	attachedAt := time.Now()
 	s.mu.Lock()
 	s.attached[c.ID]++

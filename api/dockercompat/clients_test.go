@@ -3,6 +3,7 @@ package dockercompat_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/netip"
 	"slices"
@@ -144,6 +145,7 @@ func TestMobyClient(t *testing.T) {
 		{true, make(client.Filters).Add("label", "app=a"), []string{"/ca"}},
 		{true, make(client.Filters).Add("label", "app"), []string{"/ca", "/cb"}},
 		{true, make(client.Filters).Add("name", "^/cb$"), []string{"/cb"}},
+		{true, make(client.Filters).Add("name", "^cb$"), []string{"/cb"}},
 		{true, make(client.Filters).Add("exited", "3"), []string{"/cb"}},
 		{true, make(client.Filters).Add("expose", "80/tcp"), []string{"/ca", "/cb"}},
 		{true, make(client.Filters).Add("publish", "80"), nil},
@@ -239,6 +241,21 @@ func TestMobyClient(t *testing.T) {
 	}
 	fcancel()
 	frc.Close()
+	// follow with until ends at until though the container runs on.
+	t0 := time.Now()
+	urc, err := cli.ContainerLogs(ctx, a, client.ContainerLogsOptions{ShowStdout: true, Follow: true, Tail: "0",
+		Until: fmt.Sprintf("%d.%09d", t0.Add(time.Second).Unix(), t0.Add(time.Second).Nanosecond())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uo bytes.Buffer
+	if _, err := stdcopy.StdCopy(&uo, io.Discard, urc); err != nil || time.Since(t0) > 5*time.Second || !strings.Contains(uo.String(), "tick ") {
+		t.Errorf("follow until +1s: %v after %s: %q", err, time.Since(t0), uo.String())
+	}
+	urc.Close()
+	if _, err := cli.ContainerAttach(ctx, b, client.ContainerAttachOptions{Stream: true, Stdout: true}); err == nil || !strings.Contains(err.Error(), "409") {
+		t.Errorf("attach to a stopped container: %v, want a conflict", err)
+	}
 
 	// Exec (non-TTY): output streams apart, the exit code.
 	ex, err := cli.ExecCreate(ctx, a, client.ExecCreateOptions{Cmd: []string{"sh", "-c", "echo hi $X; echo oops >&2; exit 5"}, Env: []string{"X=there"}, AttachStdout: true, AttachStderr: true})

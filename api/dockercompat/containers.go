@@ -54,7 +54,7 @@ func (s *Server) listContainers(w http.ResponseWriter, r *http.Request) error {
 	byRef := func(ref string) (runtime.Container, error) {
 		c, err := s.rt.Inspect(r.Context(), ref)
 		if err != nil {
-			return c, badRequest("invalid filter value: %v", containerErr(ref, err))
+			return c, containerErr(ref, err)
 		}
 		return c, nil
 	}
@@ -121,7 +121,7 @@ func (s *Server) images() []image.Image {
 // matchContainer applies the ps filters (other than before/since) to c.
 func matchContainer(f filters, c runtime.Container, exposeR, publishR []portRange, imgs []image.Image) bool {
 	if !f.any("id", func(v string) bool { return strings.HasPrefix(c.ID, v) }) ||
-		!f.any("name", func(v string) bool { return matchRegexp(v, "/"+c.Name) }) ||
+		!f.any("name", func(v string) bool { return matchRegexp(v, "/"+c.Name) || matchRegexp(v, c.Name) }) ||
 		!f.any("status", func(v string) bool { return v == string(c.State) }) ||
 		!f.any("exited", func(v string) bool { return c.State == runtime.StateExited && v == strconv.Itoa(c.ExitCode) }) ||
 		!f.any("health", func(v string) bool { return v == string(c.Health) || v == "none" && c.Health == "" }) ||
@@ -301,6 +301,9 @@ func specFromCreate(name string, req container.CreateRequest) (runtime.Spec, []r
 		Labels: cfg.Labels, WorkingDir: cfg.WorkingDir, User: cfg.User, Hostname: cfg.Hostname,
 		StopSignal: cfg.StopSignal, ReadOnly: hc.ReadonlyRootfs, Memory: hc.Memory,
 		Restart: runtime.RestartPolicy{Name: string(hc.RestartPolicy.Name), MaxRetries: hc.RestartPolicy.MaximumRetryCount},
+	}
+	if len(cfg.Volumes) > 0 {
+		warnings = append(warnings, "berth has no volumes: anonymous volumes (-v /path, the image's VOLUME) are not created; bind a host path instead")
 	}
 	if cfg.Tty && cfg.OpenStdin {
 		return spec, nil, nil, false, badRequest("berth containers have no TTY and no stdin: run without -it (-d works)")

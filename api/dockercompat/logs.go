@@ -2,6 +2,7 @@ package dockercompat
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -135,7 +136,13 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) error {
 		opts.Tail = 1 // what is printed already is skipped below
 	}
 	started := time.Now()
-	err = s.rt.Logs(r.Context(), c.ID, opts, func(l embedded.LogLine) error {
+	ctx := r.Context()
+	if follow && !until.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, until)
+		defer cancel()
+	}
+	err = s.rt.Logs(ctx, c.ID, opts, func(l embedded.LogLine) error {
 		if skipHistory && l.Time.Before(started) {
 			return nil
 		}
