@@ -2,6 +2,7 @@ package dockergen
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -182,7 +183,9 @@ func (g *Generator) render(ctx context.Context, jobs []*job, always bool) error 
 			continue
 		}
 		if always && !res.Changed && j.conf.Spec.Reload != "" {
-			out, err := (render.Exec{}).Run(ctx, []string{"/bin/sh", "-c", j.conf.Spec.Reload})
+			nctx, cancel := context.WithTimeout(ctx, cmp.Or(j.conf.Spec.Timeout, render.DefaultTimeout))
+			out, err := (render.Exec{}).Run(nctx, []string{"/bin/sh", "-c", j.conf.Spec.Reload})
+			cancel()
 			if err != nil {
 				g.log.Error("notify failed", "config", j.conf.Origin, "err", err, "output", string(out))
 			} else if j.conf.DockerGen != nil && j.conf.DockerGen.NotifyOutput {

@@ -209,6 +209,51 @@ func TestDockerGenNotifyFlags(t *testing.T) {
 	if logs := errb.String(); strings.Count(logs, "line=notify-said-hello") != 2 || strings.Count(logs, `line="second line"`) != 2 {
 		t.Fatalf("-notify-output: want each line of the two notify runs logged:\n%s", logs)
 	}
+
+	// The same through docker-gen's TOML, spelled as its README does;
+	// notifycontainerssignal unset is SIGHUP. Its first render creates
+	// its own dest: one more SIGHUP for hupped and filtered, none for
+	// signalled.
+	conf := filepath.Join(dir, "docker-gen.cfg")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`[[config]]
+template = %q
+dest = %q
+watch = true
+notifycmd = "echo from-config"
+notifyoutput = true
+[config.NotifyContainers]
+%q = 1
+[config.NotifyContainersFilter]
+label = ["berth.test.role=proxy", %q]
+[config.ContainerFilter]
+label = [%q]
+`, tmpl, filepath.Join(dir, "out2"), hupped.Name, img.Label, img.Label)), 0o644)
+	var errc syncBuffer
+	ctx2, cancel2 := context.WithCancel(t.Context())
+	done2 := make(chan int, 1)
+	go func() {
+		done2 <- execute(ctx2, []string{"docker-gen", "-config", conf}, strings.NewReader(""), &out, &errc)
+	}()
+	counts := map[string]int{hupped.Name: 3, filtered.Name: 3, signalled.Name: 2}
+	for _, c := range []runtime.Container{hupped, signalled, filtered} {
+		deadline := time.Now().Add(15 * time.Second)
+		for dockertest.Hups(t, c.IP) < counts[c.Name] && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	for _, c := range []runtime.Container{hupped, signalled, filtered} {
+		if got := dockertest.Hups(t, c.IP); got != counts[c.Name] {
+			t.Errorf("-config: %s received %d SIGHUPs in all, want %d\n%s", c.Name, got, counts[c.Name], errc.String())
+		}
+	}
+	if !strings.Contains(errc.String(), "line=from-config") {
+		t.Errorf("-config notifyoutput: output not logged:\n%s", errc.String())
+	}
+	cancel2()
+	if code := <-done2; code != 0 {
+		t.Errorf("docker-gen -config exited %d: %s", code, errc.String())
+	}
 }
 
 // nginxProxyTestdata holds the large nginx-proxy-style template that calls

@@ -46,6 +46,7 @@ type Runtime struct {
 	mu       sync.Mutex
 	cache    map[string]runtime.Container // last snapshot of every container seen
 	internal map[string]bool              // network ID → internal (fixed at creation)
+	version  *Engine                      // the version part of Engine, asked once per connection
 
 	calls atomic.Int64 // API requests sent, for figures and tests
 }
@@ -216,6 +217,9 @@ func (r *Runtime) Events(ctx context.Context) (<-chan runtime.Event, <-chan erro
 			// Subscribed; after a reconnection, catch up from a full listing
 			// (events older than the daemon's buffer are gone).
 			if attempt > 0 {
+				r.mu.Lock()
+				r.version = nil // the engine may have been upgraded while away
+				r.mu.Unlock()
 				if err := r.resync(ctx, emit); err != nil {
 					cancel()
 					d := bo.Next()
@@ -477,29 +481,39 @@ type Engine struct {
 	Containers, Images                                                  int
 }
 
-// Engine asks the engine for its version and summary (two API calls).
+// Engine asks the engine for its summary (one API call) and, the first
+// time and again after each reconnection of the event stream, for its
+// version (docker-gen asks for the version once at start).
 func (r *Runtime) Engine(ctx context.Context) (Engine, error) {
-	r.calls.Add(2)
-	v, err := r.cli.ServerVersion(ctx, client.ServerVersionOptions{})
-	if err != nil {
-		return Engine{}, fmt.Errorf("docker at %s: version: %w", r.host, err)
+	r.mu.Lock()
+	ver := r.version
+	r.mu.Unlock()
+	if ver == nil {
+		r.calls.Add(1)
+		v, err := r.cli.ServerVersion(ctx, client.ServerVersionOptions{})
+		if err != nil {
+			return Engine{}, fmt.Errorf("docker at %s: version: %w", r.host, err)
+		}
+		ver = &Engine{Version: v.Version, APIVersion: v.APIVersion}
+		for _, c := range v.Components {
+			if c.Name == "Engine" {
+				if g, ok := c.Details["GoVersion"]; ok {
+					ver.GoVersion = g
+				}
+			}
+		}
+		r.mu.Lock()
+		r.version = ver
+		r.mu.Unlock()
 	}
+	r.calls.Add(1)
 	info, err := r.cli.Info(ctx, client.InfoOptions{})
 	if err != nil {
 		return Engine{}, fmt.Errorf("docker at %s: info: %w", r.host, err)
 	}
-	e := Engine{
-		Name: info.Info.Name, Version: v.Version, APIVersion: v.APIVersion,
-		OperatingSystem: info.Info.OperatingSystem, Architecture: info.Info.Architecture,
-		Containers: info.Info.Containers, Images: info.Info.Images,
-	}
-	for _, c := range v.Components {
-		if c.Name == "Engine" {
-			if g, ok := c.Details["GoVersion"]; ok {
-				e.GoVersion = g
-			}
-		}
-	}
+	e := *ver
+	e.Name, e.OperatingSystem, e.Architecture = info.Info.Name, info.Info.OperatingSystem, info.Info.Architecture
+	e.Containers, e.Images = info.Info.Containers, info.Info.Images
 	return e, nil
 }
 
