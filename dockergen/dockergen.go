@@ -129,9 +129,15 @@ func (g *Generator) Run(ctx context.Context, regenerate <-chan struct{}) error {
 	}
 	for {
 		select {
-		case _, ok := <-evs:
+		case ev, ok := <-evs:
 			if !ok {
 				return nil // ctx ended
+			}
+			if ev.Type == runtime.EventKill {
+				// A signal changes nothing a template sees (a die event
+				// follows if it ends the container), and notifying
+				// containers sends signals itself.
+				continue
 			}
 			for _, j := range g.jobs {
 				if j.deb != nil {
