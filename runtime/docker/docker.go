@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -22,6 +23,7 @@ import (
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
+	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/internal/backoff"
 	"github.com/berthd/berth/runtime"
@@ -186,7 +188,7 @@ func (r *Runtime) List(ctx context.Context) ([]runtime.Container, error) {
 func eventFilters() client.Filters {
 	return make(client.Filters).
 		Add("type", string(events.ContainerEventType), string(events.NetworkEventType)).
-		Add("event", "create", "start", "restart", "die", "stop", "destroy", "health_status", "rename", "connect", "disconnect")
+		Add("event", "create", "start", "restart", "kill", "die", "stop", "destroy", "health_status", "rename", "connect", "disconnect")
 }
 
 // Events implements runtime.Runtime.
@@ -290,6 +292,8 @@ func (r *Runtime) handle(ctx context.Context, m events.Message) (runtime.Event, 
 		typ = runtime.EventDie
 	case m.Action == "stop":
 		typ = runtime.EventStop
+	case m.Action == "kill":
+		typ = runtime.EventKill
 	case m.Action == "destroy":
 		typ = runtime.EventDestroy
 	case m.Action == "rename":
@@ -303,6 +307,18 @@ func (r *Runtime) handle(ctx context.Context, m events.Message) (runtime.Event, 
 		return runtime.Event{}, false
 	}
 	ev := runtime.Event{Type: typ, Time: eventTime(m)}
+	if typ == runtime.EventKill {
+		// Nothing about the container changed yet: report the cached one
+		// without asking the engine.
+		r.mu.Lock()
+		c, ok := r.cache[id]
+		r.mu.Unlock()
+		if !ok {
+			return runtime.Event{}, false
+		}
+		ev.Container, ev.Signal = c, signalName(m.Actor.Attributes["signal"])
+		return ev, true
+	}
 	if typ == runtime.EventDestroy {
 		r.mu.Lock()
 		c, ok := r.cache[id]
@@ -327,6 +343,17 @@ func (r *Runtime) handle(ctx context.Context, m events.Message) (runtime.Event, 
 	}
 	ev.Container = c
 	return ev, true
+}
+
+// signalName turns the number in a Docker kill event into a name
+// ("15" → "SIGTERM"); anything else is returned as it is.
+func signalName(s string) string {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		if name := unix.SignalName(syscall.Signal(n)); name != "" {
+			return name
+		}
+	}
+	return s
 }
 
 // resync lists every container and reports what changed since the cache
