@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -28,6 +27,8 @@ const (
 	// smallest backend limit (Consul: 64 by default; etcd: 128). A
 	// container's operations are never split across transactions.
 	txnLimit = 64
+	// writeTimeout bounds one container's transaction.
+	writeTimeout = 10 * time.Second
 )
 
 // Config configures a Registrar.
@@ -50,14 +51,28 @@ type Registrar struct {
 
 	// Owned by Run's goroutine.
 	written  map[string]map[string][]byte // container id → keys and values it has in the store
-	draining map[string]*time.Timer       // container id → end of its drain
-	warned   map[string]bool              // container id → its warnings were logged
-	drained  chan string
-	started  time.Time
-	synced   chan struct{} // closed after the first reconcile
+	draining map[string]*drainTimer       // container id → end of its drain
+	// terminating: containers sent a stop signal (a kill event) that still
+	// run: kept out (draining, then removed) until they exit, restart, or
+	// outlive the signal by stopWindow.
+	terminating map[string]time.Time
+	warned      map[string]bool // container id → its warnings were logged
+	drained     chan drainEnd
+	started     time.Time
+	synced      chan struct{} // closed after the first reconcile
 
 	// Counts for metrics, written by Run's goroutine.
 	registered, drainingN atomic.Int64
+}
+
+// drainTimer is one drain in progress; its pointer tells a current end of
+// drain from a stale one (a drain stopped and started again).
+type drainTimer struct{ t *time.Timer }
+
+// drainEnd reports the end of a drain to Run's goroutine.
+type drainEnd struct {
+	id string
+	d  *drainTimer
 }
 
 // Synced is closed once the first reconcile has made the store match the
@@ -93,12 +108,13 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Registrar, error) {
 	cfg.Resync = cmp.Or(cfg.Resync, DefaultResync)
 	return &Registrar{
 		st: st, rt: rt, cfg: cfg,
-		log:      cmp.Or(cfg.Logger, slog.Default()).With("host", cfg.Host),
-		written:  map[string]map[string][]byte{},
-		draining: map[string]*time.Timer{},
-		warned:   map[string]bool{},
-		drained:  make(chan string, 16),
-		synced:   make(chan struct{}),
+		log:         cmp.Or(cfg.Logger, slog.Default()).With("host", cfg.Host),
+		written:     map[string]map[string][]byte{},
+		draining:    map[string]*drainTimer{},
+		terminating: map[string]time.Time{},
+		warned:      map[string]bool{},
+		drained:     make(chan drainEnd, 16),
+		synced:      make(chan struct{}),
 	}, nil
 }
 
@@ -133,8 +149,8 @@ func (r *Registrar) Run(ctx context.Context) error {
 	tick := time.NewTicker(r.cfg.Resync)
 	defer tick.Stop()
 	defer func() {
-		for _, t := range r.draining {
-			t.Stop()
+		for _, d := range r.draining {
+			d.t.Stop()
 		}
 	}()
 	for {
@@ -144,19 +160,30 @@ func (r *Registrar) Run(ctx context.Context) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				if err := <-errc; err != nil {
-					return fmt.Errorf("registrar: runtime events: %w", err)
+				// The stream ended (a runtime drops a subscriber that fell
+				// behind, say, while the store was slow): subscribe again
+				// and reconcile, so that nothing missed stays wrong.
+				err := <-errc
+				d := bo.Next()
+				r.log.Warn("runtime event stream ended; subscribing again and reconciling", "err", err, "in", d)
+				if !backoff.Sleep(ctx, d) {
+					return nil
 				}
-				return errors.New("registrar: runtime event stream ended")
+				evs, errc = r.rt.Events(ctx)
+				if err := r.reconcile(ctx, false); err != nil && ctx.Err() == nil {
+					r.log.Warn("reconcile failed", "err", err)
+				}
+				continue
 			}
+			bo.Reset()
 			if err := r.handle(ctx, ev); err != nil && ctx.Err() == nil {
 				r.log.Warn("registration update failed; the next reconcile repairs it", "container", ev.Container.Name, "event", ev.Type, "err", err)
 			}
-		case id := <-r.drained:
-			if _, ok := r.draining[id]; ok {
-				delete(r.draining, id)
-				if err := r.write(ctx, id, nil); err != nil && ctx.Err() == nil {
-					r.log.Warn("removing a drained container failed; the next reconcile repairs it", "container", id, "err", err)
+		case end := <-r.drained:
+			if r.draining[end.id] == end.d { // not a drain since stopped and restarted
+				delete(r.draining, end.id)
+				if err := r.write(ctx, end.id, nil); err != nil && ctx.Err() == nil {
+					r.log.Warn("removing a drained container failed; the next reconcile repairs it", "container", end.id, "err", err)
 				}
 			}
 		case <-tick.C:
@@ -173,16 +200,28 @@ func (r *Registrar) Run(ctx context.Context) error {
 // handle applies one container event.
 func (r *Registrar) handle(ctx context.Context, ev runtime.Event) error {
 	c := ev.Container
-	if ev.Type == runtime.EventKill {
+	switch ev.Type {
+	case runtime.EventKill:
 		// A stop signal on its way: start draining now, while the process
 		// still serves, so that proxies take it out before it is gone.
 		// Other signals (a reload's SIGHUP) change nothing.
-		if _, ok := r.written[c.ID]; ok && ev.Terminating() && r.cfg.Drain > 0 {
+		if !ev.Terminating() {
+			return nil
+		}
+		if _, ok := r.terminating[c.ID]; !ok {
+			r.terminating[c.ID] = time.Now()
+		}
+		if _, ok := r.written[c.ID]; ok && r.cfg.Drain > 0 {
 			if _, already := r.draining[c.ID]; !already {
 				return r.drain(ctx, c)
 			}
 		}
 		return nil
+	case runtime.EventStart, runtime.EventDestroy:
+		delete(r.terminating, c.ID) // running anew, or gone
+	}
+	if r.stopping(c) {
+		return nil // keep it out until it exits (or outlives its stop signal)
 	}
 	if ev.Type == runtime.EventDestroy {
 		r.stopDrain(c.ID)
@@ -231,21 +270,44 @@ func (r *Registrar) drain(ctx context.Context, c runtime.Container) error {
 		kvs[k] = v
 	}
 	id := c.ID
-	r.draining[id] = time.AfterFunc(r.cfg.Drain, func() {
+	d := &drainTimer{}
+	d.t = time.AfterFunc(r.cfg.Drain, func() {
 		select {
-		case r.drained <- id:
+		case r.drained <- drainEnd{id, d}:
 		case <-ctx.Done():
 		}
 	})
+	r.draining[id] = d
 	r.log.Info("draining", "container", c.Name, "for", r.cfg.Drain)
 	return r.write(ctx, id, kvs)
 }
 
 func (r *Registrar) stopDrain(id string) {
-	if t, ok := r.draining[id]; ok {
-		t.Stop()
+	if d, ok := r.draining[id]; ok {
+		d.t.Stop()
 		delete(r.draining, id)
 	}
+}
+
+// stopWindow is how long a container that was sent a stop signal and
+// still runs is kept out of the store; past it, it is registered again
+// (it ignored the signal and serves on).
+const stopWindow = time.Minute
+
+// stopping reports whether c, running, was sent a stop signal recently
+// enough to stay out of the store. Past the window it forgets the signal
+// and says so.
+func (r *Registrar) stopping(c runtime.Container) bool {
+	at, ok := r.terminating[c.ID]
+	if !ok || !c.Running() {
+		return false
+	}
+	if time.Since(at) < r.cfg.Drain+stopWindow {
+		return true
+	}
+	delete(r.terminating, c.ID)
+	r.log.Warn("container still runs long after its stop signal; registering it again", "container", c.Name, "signalled", at.Format(time.RFC3339))
+	return false
 }
 
 // write makes one container's records in the store equal want (nil: none),
@@ -255,7 +317,11 @@ func (r *Registrar) write(ctx context.Context, id string, want map[string][]byte
 	if len(ops) == 0 {
 		return nil
 	}
-	if _, err := r.st.Txn(ctx, ops...); err != nil {
+	// Bounded, so that a stalled store cannot hold up the events behind
+	// this one for long (a runtime drops a subscriber that falls behind).
+	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	if _, err := r.st.Txn(wctx, ops...); err != nil {
 		return err
 	}
 	if len(want) == 0 {
@@ -295,13 +361,21 @@ func (r *Registrar) reconcile(ctx context.Context, rewrite bool) error {
 	}
 	want := map[string]map[string][]byte{} // container id → records
 	for _, c := range cs {
-		if _, ok := r.draining[c.ID]; ok && !c.Running() {
+		if _, ok := r.draining[c.ID]; ok && (!c.Running() || r.stopping(c)) {
 			want[c.ID] = r.written[c.ID] // keep draining records until the drain ends
 			continue
+		}
+		if r.stopping(c) {
+			continue // drained already: out until it exits
 		}
 		r.stopDrain(c.ID)
 		if kvs := r.desired(c, records.StateRunning); len(kvs) > 0 {
 			want[c.ID] = kvs
+		}
+	}
+	for id := range r.terminating {
+		if !slices.ContainsFunc(cs, func(c runtime.Container) bool { return c.ID == id }) {
+			delete(r.terminating, id)
 		}
 	}
 	have, err := r.hostKeys(ctx)

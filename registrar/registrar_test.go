@@ -327,3 +327,40 @@ func TestDrainStartsAtStopSignal(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestStopSignalOutlastsDrain: a container that keeps serving after its
+// stop signal for longer than the drain stays out of the store while it
+// shuts down, whatever the reconciles in between find running.
+func TestStopSignalOutlastsDrain(t *testing.T) {
+	e := newEnv(t)
+	e.start(t, registrar.Config{TTL: 5 * time.Second, Drain: time.Second, Resync: 200 * time.Millisecond})
+	c := e.run(t, "slow", func(s *runtime.Spec) {
+		s.Labels["berth.service"] = "slow"
+		s.Env = append(s.Env, "WHOAMI_LINGER=5s")
+	})
+	key := records.ServiceKey(e.prefix, "slow", e.host, c.ID)
+	e.instance(t, "slow", c, nil)
+	stopped := make(chan error, 1)
+	go func() { stopped <- e.rt.Stop(context.WithoutCancel(t.Context()), c.ID, 30*time.Second) }()
+	e.instance(t, "slow", c, func(in records.Instance) bool { return in.State == records.StateDraining })
+	e.gone(t, key, 5*time.Second)
+	// Still running for a few seconds, with a reconcile every 200ms: the
+	// record must not come back as running.
+	for {
+		select {
+		case err := <-stopped:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.server.Get(t.Context(), key); err == nil {
+				t.Fatalf("%s registered again after the container stopped", key)
+			}
+			return
+		default:
+		}
+		if kv, err := e.server.Get(t.Context(), key); err == nil {
+			t.Fatalf("%s came back while the container was shutting down: %s", key, kv.Value)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
