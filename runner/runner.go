@@ -570,7 +570,11 @@ func (s *state) render(batch map[*tmplState]bool) {
 		return
 	}
 	start := time.Now()
-	results, _ := s.r.renderer.Cycle(s.ctx, jobs)
+	// A cycle under way finishes even when Run is asked to stop: killing a
+	// reload half-way would roll the file back and leave the proxy to
+	// reload again after the restart. Its commands have their own
+	// timeouts.
+	results, _ := s.r.renderer.Cycle(context.WithoutCancel(s.ctx), jobs)
 	now := time.Now()
 	for i, res := range results {
 		t := owner[i]
