@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,6 +51,8 @@ type Config struct {
 	// DefaultSyncWait). Waiting keeps a restarted daemon from rendering the
 	// records its predecessor left before they are taken over or removed.
 	SyncWait time.Duration
+	// Env is the environment templates see (nil: the process's).
+	Env map[string]string
 	// Commander runs check and reload commands (default: render's).
 	Commander render.Commander
 	Logger    *slog.Logger
@@ -67,8 +69,9 @@ type Daemon struct {
 	m       *metrics
 	started time.Time
 
-	mu      sync.Mutex
-	running bool
+	mu         sync.Mutex
+	running    bool
+	lastStatus time.Time // the runner last answered Status
 }
 
 // New returns a daemon over st and rt; rt may be nil (no containers to
@@ -82,13 +85,6 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 	}
 	if cfg.SyncWait <= 0 {
 		cfg.SyncWait = DefaultSyncWait
-	}
-	if cfg.Registrar.Host == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return nil, fmt.Errorf("daemon: host name: %w", err)
-		}
-		cfg.Registrar.Host = h
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger, m: newMetrics()}
 	d.st = newMeasuredStore(st, d.m)
@@ -126,6 +122,7 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 		runner.WithMinReloadInterval(cfg.MinReloadInterval),
 		runner.WithMirrorOptions(mopts...),
 		runner.WithObserver(d.m.observeRender),
+		runner.WithEnv(cfg.Env),
 	)
 	return d, nil
 }
@@ -194,10 +191,11 @@ func (d *Daemon) Reload(ctx context.Context, templates []config.Template) error 
 	return d.runner.Update(ctx, templates)
 }
 
-// probeStore reads the host record every so often, so that an
-// unreachable store shows in Health even when nothing else is asking.
+// probeStore reads a key every so often (the prefix itself: present or
+// not, the store has to answer), so that an unreachable store shows in
+// Health even when nothing else is asking.
 func (d *Daemon) probeStore(ctx context.Context) {
-	key := records.HostKey(d.prefix(), d.cfg.Registrar.Host)
+	key := d.prefix()
 	t := time.NewTicker(max(d.cfg.StallAfter/4, 100*time.Millisecond))
 	defer t.Stop()
 	for {
@@ -242,15 +240,39 @@ func (d *Daemon) Health(ctx context.Context) HealthReport {
 	var rep HealthReport
 	add := func(c Check) { rep.Checks = append(rep.Checks, c) }
 
-	if since, err := d.st.health(); !since.IsZero() && now.Sub(since) > d.cfg.StallAfter {
-		add(Check{Name: "store", Detail: fmt.Sprintf("failing for %s: %v", now.Sub(since).Round(time.Second), err)})
-	} else {
-		add(Check{Name: "store", OK: true})
+	reads, writes := d.st.health()
+	storeCheck := Check{Name: "store", OK: true}
+	for _, f := range []struct {
+		what string
+		failures
+	}{{"reads", reads}, {"writes", writes}} {
+		if !f.since.IsZero() && now.Sub(f.since) > d.cfg.StallAfter {
+			storeCheck.OK = false
+			storeCheck.Detail = strings.TrimPrefix(storeCheck.Detail+"; ", "; ") +
+				fmt.Sprintf("%s failing for %s: %v", f.what, now.Sub(f.since).Round(time.Second), f.err)
+		}
 	}
+	add(storeCheck)
+	// The runner answers between render cycles; one that takes long (a
+	// slow check or reload) is not a failure, a runner that stays silent
+	// past StallAfter is.
+	sctx, cancel := context.WithTimeout(ctx, time.Second)
+	sts, serr := d.runner.Status(sctx)
+	cancel()
+	d.mu.Lock()
+	if serr == nil {
+		d.lastStatus = now
+	}
+	lastStatus := d.lastStatus
+	d.mu.Unlock()
 	if started.IsZero() {
 		add(Check{Name: "templates", Detail: "not running"})
-	} else if sts, err := d.runner.Status(ctx); err != nil {
-		add(Check{Name: "templates", Detail: fmt.Sprintf("no status: %v", err)})
+	} else if serr != nil {
+		if lastStatus.Before(started) {
+			lastStatus = started
+		}
+		silent := now.Sub(lastStatus)
+		add(Check{Name: "templates", OK: silent <= d.cfg.StallAfter, Detail: fmt.Sprintf("busy for %s (a render cycle is running)", silent.Round(time.Second))})
 	} else {
 		seen := map[string]bool{}
 		for _, ts := range sts {

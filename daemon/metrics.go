@@ -129,13 +129,19 @@ type measuredStore struct {
 	store.Store
 	m *metrics
 
-	mu           sync.Mutex
-	written      map[store.Revision]time.Time // revision → commit time of our writes
-	order        []store.Revision             // ring of the keys of written
-	next         int
-	lastOK       time.Time
-	failingSince time.Time // zero while healthy
-	lastErr      error
+	mu      sync.Mutex
+	written map[store.Revision]time.Time // revision → commit time of our writes
+	order   []store.Revision             // ring of the keys of written
+	next    int
+	// Reads and writes are tracked apart: a store that answers reads but
+	// refuses writes (etcd out of space) is failing too.
+	reads, writes failures
+}
+
+// failures is the state of one kind of request.
+type failures struct {
+	since time.Time // first failure since the last success; zero while healthy
+	err   error     // the last failure
 }
 
 func newMeasuredStore(st store.Store, m *metrics) *measuredStore {
@@ -151,13 +157,17 @@ func (s *measuredStore) done(op string, start time.Time, err error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	f := &s.reads
+	if op != "get" && op != "list" {
+		f = &s.writes
+	}
 	switch {
 	case !failed:
-		s.lastOK, s.failingSince, s.lastErr = time.Now(), time.Time{}, nil
-	case s.failingSince.IsZero():
-		s.failingSince, s.lastErr = time.Now(), err
+		*f = failures{}
+	case f.since.IsZero():
+		*f = failures{since: time.Now(), err: err}
 	default:
-		s.lastErr = err
+		f.err = err
 	}
 }
 
@@ -172,11 +182,12 @@ func (s *measuredStore) wrote(rev store.Revision) {
 	s.written[rev] = now
 }
 
-// health reports since when requests have been failing (zero: healthy).
-func (s *measuredStore) health() (failingSince time.Time, lastErr error) {
+// health reports since when reads and writes have been failing (zero:
+// healthy).
+func (s *measuredStore) health() (reads, writes failures) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.failingSince, s.lastErr
+	return s.reads, s.writes
 }
 
 func (s *measuredStore) Get(ctx context.Context, key string) (store.KV, error) {

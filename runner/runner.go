@@ -34,6 +34,7 @@ type Runner struct {
 	defWait  watcher.Wait
 	minIntvl time.Duration
 	observe  func(Observation)
+	env      map[string]string
 
 	updates chan update
 	status  chan chan []TemplateStatus
@@ -61,6 +62,10 @@ type Observation struct {
 	Result   render.Result  // Changed, Reloaded, Err ...
 	Took     time.Duration  // the render cycle the template was part of
 }
+
+// WithEnv sets the environment templates see (.Env, env); nil, the
+// default, is the process environment.
+func WithEnv(env map[string]string) Option { return func(r *Runner) { r.env = env } }
 
 // WithObserver calls f after every render attempt, from Run's goroutine;
 // f must not block.
@@ -177,7 +182,7 @@ func (r *Runner) Once(ctx context.Context, templates []config.Template) ([]rende
 	jobs := make([]render.Job, len(ts))
 	for i, t := range ts {
 		in, _ := snapshot(t.conf.Prefixes, mirrors)
-		in.Warn = r.warner(t.conf.Name)
+		in.Warn, in.Env = r.warner(t.conf.Name), r.env
 		jobs[i] = render.Job{Spec: t.conf.Spec, Source: render.Bind(t.tmpl, in)}
 	}
 	return r.renderer.Cycle(ctx, jobs)
@@ -551,7 +556,7 @@ func (s *state) render(batch map[*tmplState]bool) {
 			continue // replaced or removed by an update meanwhile
 		}
 		in, dataGens := snapshot(t.conf.Prefixes, t.mirrors)
-		in.Warn = s.r.warner(t.conf.Name)
+		in.Warn, in.Env = s.r.warner(t.conf.Name), s.r.env
 		t.mu.Lock()
 		tmpl, gen := t.tmpl, t.tmplGen
 		skip := tmpl == nil || // never parsed: nothing to render until its file is fixed

@@ -196,12 +196,8 @@ func benchE2E(ctx context.Context, runs int, log *slog.Logger) (res e2eBenchResu
 		return res, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	// The shipped template reads its listen address from the environment
-	// of the process that renders it: this one.
-	if err := os.Setenv("BERTH_NGINX_LISTEN", addr); err != nil {
-		return res, err
-	}
-	_ = os.Setenv("BERTH_NGINX_GRPC_LISTEN", "127.0.0.1:1")
+	// The shipped template reads its listen addresses from .Env.
+	env := map[string]string{"BERTH_NGINX_LISTEN": addr, "BERTH_NGINX_GRPC_LISTEN": "127.0.0.1:1"}
 	conf := filepath.Join(ngx, "nginx.conf")
 	tmpl := config.Template{
 		Name: "nginx", Src: filepath.Join(tmp, "nginx.conf.tmpl"), Origin: "bench",
@@ -211,7 +207,7 @@ func benchE2E(ctx context.Context, runs int, log *slog.Logger) (res e2eBenchResu
 			Check:  fmt.Sprintf("%s -t -q -p %s/ -c {{.src}}", nginxBin, ngx),
 			Reload: fmt.Sprintf("if [ -s %[1]s/nginx.pid ]; then kill -HUP $(cat %[1]s/nginx.pid); fi", ngx)},
 	}
-	d, err := daemon.New(st, rt, daemon.Config{Registrar: registrar.Config{Host: "bench"}, Logger: quiet})
+	d, err := daemon.New(st, rt, daemon.Config{Registrar: registrar.Config{Host: "bench"}, Env: env, Logger: quiet})
 	if err != nil {
 		return res, err
 	}

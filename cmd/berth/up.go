@@ -107,12 +107,11 @@ type settings struct {
 }
 
 func (o *upOptions) settings(files []*config.File) (settings, error) {
+	// The first berth.toml given holds the daemon's settings (the others
+	// add templates).
 	var file config.File
-	for _, f := range files {
-		if f.Daemon != (config.Daemon{}) || f.Runtime != (config.Runtime{}) {
-			file = *f
-			break
-		}
+	if len(files) > 0 {
+		file = *files[0]
 	}
 	s := settings{
 		runtime:      cmp.Or(o.runtime, os.Getenv("BERTH_RUNTIME"), file.Runtime.Kind, "embedded"),
@@ -167,6 +166,11 @@ func (o *upOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	// SIGHUP from the start: its default action would end the daemon
+	// while it is still starting.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	templates, files, err := o.sources.load()
 	if err != nil {
 		return err
@@ -225,6 +229,7 @@ func (o *upOptions) run(cmd *cobra.Command) error {
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer cancel() // before the wait: the servers stop when ctx ends
 	fail := make(chan error, 4)
 	serve := func(what string, fn func() error) {
 		wg.Go(func() {
@@ -274,9 +279,6 @@ func (o *upOptions) run(cmd *cobra.Command) error {
 	log.Info("berth daemon up", "version", buildVersion(), "runtime", s.runtime, "store", o.store.URL(),
 		"state_dir", s.stateDir, "socket", s.socket, "docker_socket", s.dockerSocket, "listen", s.listen, "templates", len(templates))
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
@@ -311,6 +313,18 @@ func (o *upOptions) shutdown(rt runtime.Runtime, d *daemon.Daemon, s settings, c
 	if o.stopContainers && rt != nil {
 		sctx, c := context.WithTimeout(context.Background(), o.stopGrace+30*time.Second)
 		defer c()
+		// A second SIGINT or SIGTERM cuts the wait short.
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(again)
+		go func() {
+			select {
+			case <-again:
+				log.Warn("second signal: stopping without waiting for the containers")
+				c()
+			case <-sctx.Done():
+			}
+		}()
 		cs, err := rt.List(sctx)
 		if err != nil {
 			log.Error("cannot list containers to stop them", "err", err)
@@ -331,7 +345,7 @@ func (o *upOptions) shutdown(rt runtime.Runtime, d *daemon.Daemon, s settings, c
 		// The registrar sees the stop events, drains and removes the
 		// records; the lease would remove them anyway, only later.
 		deadline := time.Now().Add(s.registrar.Drain + 5*time.Second)
-		for time.Now().Before(deadline) {
+		for time.Now().Before(deadline) && sctx.Err() == nil {
 			if n, _ := d.Containers(); n == 0 {
 				break
 			}

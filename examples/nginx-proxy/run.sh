@@ -23,18 +23,29 @@ die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 [ -x "$berth" ] || die "$berth not found: run make build (make demo does)"
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$nginx" ] || die "nginx not found: scripts/install-deps installs it"
-if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-  die "127.0.0.1:$port is in use: set DEMO_PORT to a free port"
-fi
+for p in "$port" "$metrics"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    die "127.0.0.1:$p is in use: set DEMO_PORT to a free port (the demo takes it and the next one)"
+  fi
+done
 
 work=$(mktemp -d /tmp/berth-demo.XXXXXX)
 berth_pid="" nginx_pid=""
+# stop PID SIGNAL SECONDS: signal a process we started and wait for it,
+# at most SECONDS, then kill it.
+stop() {
+  kill -"$2" "$1" 2>/dev/null || return 0
+  for _ in $(seq $(($3 * 10))); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
 cleanup() {
-  trap - EXIT INT TERM
+  trap '' INT TERM   # a second Ctrl-C must not cut the cleanup short
+  trap - EXIT
   say "Cleaning up"
-  if [ -n "$nginx_pid" ]; then kill -QUIT "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
+  if [ -n "$nginx_pid" ]; then stop "$nginx_pid" QUIT 5; fi
   # berth up --rm: stops and removes the containers and the bridge.
-  if [ -n "$berth_pid" ]; then kill -TERM "$berth_pid" 2>/dev/null || true; wait "$berth_pid" 2>/dev/null || true; fi
+  if [ -n "$berth_pid" ]; then stop "$berth_pid" TERM 60; fi
   rm -rf "$work"
   echo "done: containers, bridge $bridge, nginx and $work are gone"
 }
@@ -76,17 +87,23 @@ say "Start berth up (log: $work/berth.log)"
 printf '$ %s\n' "berth up --config berth.toml --rm &"
 "$berth" up --config "$work/berth.toml" --rm >"$work/berth.log" 2>&1 &
 berth_pid=$!
-for _ in $(seq 200); do
-  [ -f "$work/nginx/nginx.conf" ] && "$berth" ps >/dev/null 2>&1 && break
+ready=""
+for _ in $(seq 300); do
+  if [ -f "$work/nginx/nginx.conf" ] && "$berth" ps >/dev/null 2>&1; then ready=1; break; fi
   kill -0 "$berth_pid" 2>/dev/null || { cat "$work/berth.log"; die "berth up exited"; }
   sleep 0.1
 done
+[ -n "$ready" ] || { cat "$work/berth.log"; die "berth up did not get ready within 30s"; }
 
 say "Start nginx on 127.0.0.1:$port with the configuration berth rendered"
 printf '$ %s\n' "nginx -p $work/nginx/ -c $work/nginx/nginx.conf &"
 "$nginx" -p "$work/nginx/" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" &
 nginx_pid=$!
-sleep 0.5
+for _ in $(seq 100); do
+  curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+  kill -0 "$nginx_pid" 2>/dev/null || { cat "$work/nginx/error.log"; die "nginx exited"; }
+  sleep 0.1
+done
 run curl -s -o /dev/null -w "no containers yet: HTTP %{http_code}\n" -H "Host: whoami.localhost" "http://127.0.0.1:$port/"
 
 say "Import the image and run two instances of whoami.localhost and one of hello.localhost"
@@ -99,13 +116,13 @@ run "$berth" ps
 sleep 0.5
 
 say "nginx routes by host name, alternating between the two whoami containers"
-for _ in 1 2 3 4; do run curl -s -H "Host: whoami.localhost" "http://127.0.0.1:$port/"; done
-run curl -s -H "Host: hello.localhost" "http://127.0.0.1:$port/"
+for _ in 1 2 3 4; do run curl -s -H "Host: whoami.localhost" "http://127.0.0.1:$port/" || true; done
+run curl -s -H "Host: hello.localhost" "http://127.0.0.1:$port/" || true
 
 say "Stop whoami-1: it drains out of nginx, whoami-2 takes every request"
 run "$berth" stop whoami-1
 sleep 0.5
-for _ in 1 2 3; do run curl -s -H "Host: whoami.localhost" "http://127.0.0.1:$port/"; done
+for _ in 1 2 3; do run curl -s -H "Host: whoami.localhost" "http://127.0.0.1:$port/" || true; done
 
 say "The records behind it, in the embedded store"
 run "$berth" kv ls --state-dir "$work/state" /berth/services/
