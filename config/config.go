@@ -213,6 +213,8 @@ func Load(file string) (*File, error) {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	f.Daemon.StateDir = relTo(dir, raw.Daemon.StateDir)
+	f.Daemon.Socket = relTo(dir, raw.Daemon.Socket)
+	f.Daemon.DockerSocket = relTo(dir, raw.Daemon.DockerSocket)
 	if f.Prefix == "" {
 		f.Prefix = records.DefaultPrefix
 	}

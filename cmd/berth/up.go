@@ -30,9 +30,9 @@ import (
 	"github.com/berthd/berth/store/backend"
 )
 
-// upOptions are the flags of berth up. Each has a [daemon] or [runtime]
-// field in berth.toml and a BERTH_* variable; flags win over the
-// environment, the environment over the file.
+// upOptions are the flags of berth up. Most have a [daemon] or [runtime]
+// field in berth.toml, some a BERTH_* variable (see each flag's help);
+// flags win over the environment, the environment over the file.
 type upOptions struct {
 	sources *templateFlags
 	store   *storeFlags
@@ -248,7 +248,7 @@ func (o *upOptions) run(cmd *cobra.Command) error {
 		if s.dockerSocket != "" {
 			dln, err := dockercompat.Listen(s.dockerSocket)
 			if err != nil {
-				return fmt.Errorf("Docker-compatible API: %w", err)
+				return fmt.Errorf("docker-compatible API: %w", err)
 			}
 			serve("Docker-compatible API on "+s.dockerSocket, func() error {
 				return dockercompat.NewServer(emb, dockercompat.WithLogger(log), dockercompat.WithVersion(buildVersion())).Serve(ctx, dln)
