@@ -18,6 +18,7 @@ import (
 	"github.com/moby/moby/api/types/storage"
 
 	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/runtime/embedded"
 )
 
 // zeroTime is how dockerd writes a time that never happened; clients parse
@@ -225,16 +226,7 @@ func inspect(c runtime.Container, spec runtime.Spec, img imageConfig, autoRemove
 	if spec.Health != nil {
 		st.Health = &container.Health{Status: container.HealthStatus(c.Health), Log: []*container.HealthcheckResult{}}
 	}
-	entry, cmd := img.Entrypoint, img.Cmd
-	if spec.Entrypoint != nil {
-		entry, cmd = spec.Entrypoint, nil
-		if len(entry) == 1 && entry[0] == "" {
-			entry = nil
-		}
-	}
-	if len(spec.Cmd) > 0 {
-		cmd = spec.Cmd
-	}
+	entry, cmd := embedded.Command(img.Entrypoint, img.Cmd, spec)
 	exposed := network.PortSet{}
 	for _, p := range c.Ports {
 		exposed[port(p)] = struct{}{}

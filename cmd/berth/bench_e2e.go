@@ -84,15 +84,7 @@ Needs root, nginx and busybox-static. Everything it creates is removed.`,
 			if err != nil {
 				return err
 			}
-			// Off the main goroutine: containerinit locks it to the main
-			// thread (see bench runtime).
-			var res e2eBenchResult
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				res, err = benchE2E(cmd.Context(), runs, log)
-			}()
-			<-done
+			res, err := offMain(func() (e2eBenchResult, error) { return benchE2E(cmd.Context(), runs, log) })
 			if err != nil {
 				return err
 			}

@@ -64,16 +64,7 @@ cgroups, state) is removed afterwards.`,
 			if err != nil {
 				return err
 			}
-			// Measure off the main goroutine, which containerinit locks to
-			// the main thread (every wake-up would wait for that thread), as
-			// the daemon runs containers from its API handlers.
-			var res runtimeBenchResult
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				res, err = benchRuntime(cmd.Context(), runs, log)
-			}()
-			<-done
+			res, err := offMain(func() (runtimeBenchResult, error) { return benchRuntime(cmd.Context(), runs, log) })
 			if err != nil {
 				return err
 			}
