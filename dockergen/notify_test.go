@@ -62,7 +62,9 @@ func TestNotifyContainers(t *testing.T) {
 		Spec:    render.Spec{Name: "notify", Dest: dest},
 		DockerGen: &config.DockerGenExtras{Watch: true, ContainerFilter: map[string][]string{"label": {img.Label}},
 			NotifyContainers:       map[string]int{byName.Name: 1, restarted.Name: -1},
-			NotifyContainersFilter: map[string][]string{"label": {"berth.test.role=proxy"}}, // signal unset: SIGHUP
+			// Both labels (ANDed): the role alone would also pick the
+			// probes of tests running in parallel on the same engine.
+			NotifyContainersFilter: map[string][]string{"label": {"berth.test.role=proxy", img.Label}}, // signal unset: SIGHUP
 		}}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	g, err := dockergen.New(rt, render.New(render.WithLogger(quiet)), quiet, []config.Template{conf}, dockergen.Filters{})
