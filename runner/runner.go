@@ -342,6 +342,7 @@ type tmplState struct {
 	failures    int
 	retry       time.Duration
 	retryTimer  *time.Timer
+	warned      map[string]bool // what the last render reported with {{warn}}
 }
 
 // files are the files the template reads: those the parsed template
@@ -545,18 +546,28 @@ func (s *state) send(ctx context.Context, t *tmplState) bool {
 // render runs one cycle over the templates that are due.
 func (s *state) render(batch map[*tmplState]bool) {
 	var (
-		jobs  []render.Job
-		owner []*tmplState
-		revs  []store.Revision
-		data  [][]uint64
-		gens  []int
+		jobs   []render.Job
+		owner  []*tmplState
+		revs   []store.Revision
+		data   [][]uint64
+		gens   []int
+		warned []map[string]bool
 	)
 	for t := range batch {
 		if s.tmpls[t.conf.Name] != t {
 			continue // replaced or removed by an update meanwhile
 		}
 		in, dataGens := snapshot(t.conf.Prefixes, t.mirrors)
-		in.Warn, in.Env = s.r.warner(t.conf.Name), s.r.env
+		// {{warn}}: log what the previous render did not already report,
+		// so a lasting conflict is not logged at every change.
+		cur, prev := map[string]bool{}, t.warned
+		log := s.r.warner(t.conf.Name)
+		in.Warn, in.Env = func(msg string) {
+			if !cur[msg] && !prev[msg] {
+				log(msg)
+			}
+			cur[msg] = true
+		}, s.r.env
 		t.mu.Lock()
 		tmpl, gen := t.tmpl, t.tmplGen
 		skip := tmpl == nil || // never parsed: nothing to render until its file is fixed
@@ -570,6 +581,7 @@ func (s *state) render(batch map[*tmplState]bool) {
 		revs = append(revs, in.Revision)
 		data = append(data, dataGens)
 		gens = append(gens, gen)
+		warned = append(warned, cur)
 	}
 	if len(jobs) == 0 {
 		return
@@ -583,6 +595,7 @@ func (s *state) render(batch map[*tmplState]bool) {
 	now := time.Now()
 	for i, res := range results {
 		t := owner[i]
+		t.warned = warned[i]
 		if s.r.observe != nil {
 			s.r.observe(Observation{Template: t.conf.Name, Revision: revs[i], Result: res, Took: now.Sub(start)})
 		}
