@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/berthd/berth/api"
 	"github.com/berthd/berth/api/dockercompat"
@@ -106,7 +107,7 @@ type settings struct {
 	wait                                   config.Wait
 }
 
-func (o *upOptions) settings(files []*config.File) (settings, error) {
+func (o *upOptions) settings(flags *pflag.FlagSet, files []*config.File) (settings, error) {
 	// The first berth.toml given holds the daemon's settings (the others
 	// add templates).
 	var file config.File
@@ -137,12 +138,13 @@ func (o *upOptions) settings(files []*config.File) (settings, error) {
 	s.registrar.Host = cmp.Or(o.hostname, os.Getenv("BERTH_HOSTNAME"), file.Daemon.Host)
 	s.registrar.Version = buildVersion()
 	for _, d := range []struct {
+		name   string
 		flag   time.Duration
 		file   string
 		target *time.Duration
-	}{{o.ttl, file.Daemon.TTL, &s.registrar.TTL}, {o.drain, file.Daemon.Drain, &s.registrar.Drain}, {o.resync, file.Daemon.Resync, &s.registrar.Resync}} {
+	}{{"ttl", o.ttl, file.Daemon.TTL, &s.registrar.TTL}, {"drain", o.drain, file.Daemon.Drain, &s.registrar.Drain}, {"resync", o.resync, file.Daemon.Resync, &s.registrar.Resync}} {
 		*d.target = d.flag
-		if d.flag == 0 && d.file != "" {
+		if !flags.Changed(d.name) && d.file != "" { // a flag given wins, even --drain 0
 			v, err := time.ParseDuration(d.file) // validated by config.Load
 			if err != nil {
 				return s, usageError{err}
@@ -175,7 +177,7 @@ func (o *upOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	s, err := o.settings(files)
+	s, err := o.settings(cmd.Flags(), files)
 	if err != nil {
 		return err
 	}
