@@ -33,9 +33,9 @@
 // (-e --label --name -p), port, ps, ps -a --format json, inspect (found,
 // not found), logs, logs -f, stop, rm and events --since/--until against
 // berth and against the machine's Docker Engine with the same image and
-// compares exit codes and output shape; TestDockerCLIMore runs the rest
-// on berth. moby = github.com/moby/moby/client, Traefik's
-// (TestMobyClient, TestShutdownCutsStreams). fsouza =
+// compares exit codes and output shape; TestDockerCLIMore and TestExecTTY
+// run the rest on berth. moby = github.com/moby/moby/client, Traefik's
+// (TestMobyClient, TestShutdownCutsStreams, TestExecTTY). fsouza =
 // github.com/fsouza/go-dockerclient, docker-gen's (TestGoDockerClient).
 // gen = berth docker-gen -endpoint unix://<sock> -watch (cmd/berth
 // TestDockerGenOnDockerCompat; berth's runtime/docker on the moby
@@ -56,9 +56,10 @@
 //	POST /containers/{id}/restart CLI restart; moby; fsouza (docker-gen's notify)
 //	DELETE /containers/{id}       CLI rm (compared; running: 409), rm -f; moby (force); fsouza; raw (404)
 //	GET  /containers/{id}/logs    CLI logs, logs -f (compared), logs --tail, logs -t, of a -t container; moby (stdcopy framing, tail, timestamps, follow); fsouza; raw
-//	POST /containers/{id}/exec    CLI exec, exec -i; moby (stopped: 409); raw
-//	POST /exec/{id}/start         CLI exec (hijacked, 101 UPGRADED, stdin with -i); moby (exec attach); raw (404)
-//	GET  /exec/{id}/json          CLI exec (exit code 4); moby (exit code 5)
+//	POST /containers/{id}/exec    CLI exec, exec -i, exec -t, exec -it; moby (stopped: 409; Tty with a console size); raw
+//	POST /exec/{id}/start         CLI exec (hijacked, 101 UPGRADED, stdin with -i; raw stream with -t); moby (exec attach, with and without Tty); raw (404)
+//	POST /exec/{id}/resize        CLI exec -it (follows its terminal's size); moby (running: resized; ended: 409; no Tty: 400; unknown: 404); raw (h=70000: 400)
+//	GET  /exec/{id}/json          CLI exec (exit code 4), exec -it (3); moby (exit codes 5, 7)
 //	GET  /events                  CLI events --since/--until (compared), live events with a container filter; moby (type filter, jsonl, live); fsouza (legacy filter encoding, legacy status/id/from, live); gen; raw (bad filter, bad since)
 //	GET  /networks                CLI network ls; moby; fsouza; raw (bad filter)
 //	GET  /networks/{id}           CLI network inspect, CLI inspect <unknown>; moby; raw (404)
@@ -70,10 +71,18 @@
 //
 // POST /containers/{id}/resize is a no-op (docker run -t calls it).
 //
-// Limits: no real TTYs (create with -t runs without one, warns, and its
-// streams go out unframed as the client then expects; -it and exec -t
-// are a 400); no stdin for containers (attach reads and drops it);
-// exec runs as the container's user in its working directory; AutoRemove
+// Exec with Tty (docker exec -t, -it; TestExecTTY) runs the command on a
+// real terminal of the container's devpts, of the create's (or start's)
+// ConsoleSize; POST /exec/{id}/resize changes it while the command runs
+// (before the start, it sets the size the terminal starts with). As with
+// dockerd, the start request's Tty picks the stream: raw with it (one
+// output, the terminal's), multiplexed without.
+//
+// Limits: containers have no real TTY (create with -t runs without one,
+// warns, and its streams go out unframed as the client then expects; run
+// -it is a 400); no stdin for containers (attach reads and drops it);
+// exec runs as the container's user in its working directory and
+// ignores DetachKeys (ctrl-p ctrl-q reaches the command); AutoRemove
 // and TTY flags live in the server's memory (a restarted daemon forgets
 // them). Not served (404 "page not found", logged once per endpoint):
 // volumes and plugins beyond the empty lists, build, commit,

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -28,8 +29,12 @@ type execState struct {
 	containerID string
 	cfg         container.ExecCreateRequest
 	created     time.Time
+	// resize carries POST /exec/{id}/resize to the running command's
+	// terminal (the latest size kept when the command is slow to take it).
+	resize chan embedded.TermSize
 
 	mu       sync.Mutex
+	size     embedded.TermSize // the terminal's size before the start
 	started  bool
 	finished bool
 	exitCode *int
@@ -53,9 +58,6 @@ func (s *Server) createExec(w http.ResponseWriter, r *http.Request) error {
 	if len(req.Cmd) == 0 {
 		return badRequest("No exec command specified")
 	}
-	if req.Tty {
-		return badRequest("berth runs exec without a TTY: drop -t")
-	}
 	if req.User != "" || req.WorkingDir != "" || req.Privileged {
 		return badRequest("berth runs exec as the container's user in its working directory: --user, --workdir and --privileged are not supported")
 	}
@@ -64,7 +66,13 @@ func (s *Server) createExec(w http.ResponseWriter, r *http.Request) error {
 	}
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
-	e := &execState{id: hex.EncodeToString(b), containerID: c.ID, cfg: req, created: time.Now()}
+	e := &execState{id: hex.EncodeToString(b), containerID: c.ID, cfg: req, created: time.Now(),
+		resize: make(chan embedded.TermSize, 1)}
+	if req.Tty && req.ConsoleSize != nil {
+		if e.size, err = consoleSize(*req.ConsoleSize); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
 	if len(s.execs) >= maxExecs {
 		s.pruneExecsLocked()
@@ -101,10 +109,20 @@ func (s *Server) execByID(id string) (*execState, error) {
 	return e, nil
 }
 
+// consoleSize checks a [height, width] console size.
+func consoleSize(hw [2]uint) (embedded.TermSize, error) {
+	if hw[0] > 0xffff || hw[1] > 0xffff {
+		return embedded.TermSize{}, badRequest("console size %dx%d: height and width must be at most 65535", hw[0], hw[1])
+	}
+	return embedded.TermSize{Rows: uint16(hw[0]), Cols: uint16(hw[1])}, nil
+}
+
 // startExec runs the exec instance. Detached, it answers at once;
 // otherwise it takes over the connection (101 UPGRADED when the client
-// asked for an upgrade, as the docker CLI does) and streams the output in
-// the multiplexed framing, with the connection as stdin when attached.
+// asked for an upgrade, as the docker CLI does) and streams the output,
+// with the connection as stdin when attached. As with dockerd, the start
+// request's Tty picks the framing: raw with it, multiplexed without;
+// the exec's (create's) Tty gives the command a terminal.
 func (s *Server) startExec(w http.ResponseWriter, r *http.Request) error {
 	e, err := s.execByID(r.PathValue("id"))
 	if err != nil {
@@ -114,8 +132,13 @@ func (s *Server) startExec(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(r, &req, true); err != nil {
 		return err
 	}
-	if req.Tty {
-		return badRequest("berth runs exec without a TTY: drop -t")
+	var startSize *embedded.TermSize
+	if req.ConsoleSize != nil && e.cfg.Tty {
+		sz, err := consoleSize(*req.ConsoleSize)
+		if err != nil {
+			return err
+		}
+		startSize = &sz
 	}
 	e.mu.Lock()
 	if e.started {
@@ -123,6 +146,10 @@ func (s *Server) startExec(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusConflict, "exec %s has already run", e.id)
 	}
 	e.started = true
+	if startSize != nil {
+		e.size = *startSize
+	}
+	size := e.size
 	e.mu.Unlock()
 	c, err := s.rt.Inspect(r.Context(), e.containerID)
 	if err != nil || c.State != runtime.StateRunning {
@@ -130,6 +157,9 @@ func (s *Server) startExec(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusConflict, "container %s is not running", e.containerID)
 	}
 	opts := embedded.ExecOptions{Cmd: e.cfg.Cmd, Env: e.cfg.Env}
+	if e.cfg.Tty {
+		opts.TTY, opts.Size, opts.Resize = true, size, e.resize
+	}
 	if req.Detach {
 		go func() {
 			code, _ := s.rt.Exec(context.Background(), e.containerID, opts)
@@ -138,7 +168,7 @@ func (s *Server) startExec(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	conn, brw, err := hijack(w, r, false)
+	conn, brw, err := hijack(w, r, req.Tty)
 	if err != nil {
 		s.finishExec(e, -1)
 		if errors.Is(err, errClientGone) {
@@ -147,7 +177,7 @@ func (s *Server) startExec(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer conn.Close()
-	mux := &muxWriter{w: conn}
+	mux := &muxWriter{w: conn, raw: req.Tty}
 	if e.cfg.AttachStdout || !e.cfg.AttachStderr {
 		opts.Stdout = streamWriter{mux, streamStdout}
 	}
@@ -217,9 +247,49 @@ func (s *Server) inspectExec(w http.ResponseWriter, r *http.Request) error {
 	entry, args := e.cfg.Cmd[0], e.cfg.Cmd[1:]
 	writeJSON(w, http.StatusOK, container.ExecInspectResponse{
 		ID: e.id, Running: e.started && !e.finished, ExitCode: code,
-		ProcessConfig: &container.ExecProcessConfig{Entrypoint: entry, Arguments: args},
+		ProcessConfig: &container.ExecProcessConfig{Tty: e.cfg.Tty, Entrypoint: entry, Arguments: args},
 		OpenStdin:     e.cfg.AttachStdin, OpenStdout: e.cfg.AttachStdout, OpenStderr: e.cfg.AttachStderr,
 		ContainerID: e.containerID, CanRemove: e.finished,
 	})
+	return nil
+}
+
+// resizeExec serves POST /exec/{id}/resize?h=&w=: the running command's
+// terminal takes the size at once; before the start it is the size the
+// terminal starts with (the docker CLI may resize before its start
+// request is served).
+func (s *Server) resizeExec(w http.ResponseWriter, r *http.Request) error {
+	e, err := s.execByID(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	var hw [2]uint
+	for i, k := range []string{"h", "w"} {
+		v := r.URL.Query().Get(k)
+		n, err := strconv.ParseUint(v, 10, 16)
+		if err != nil {
+			return badRequest("resize exec %s: %s=%q is not a number from 0 to 65535", e.id, k, v)
+		}
+		hw[i] = uint(n)
+	}
+	if !e.cfg.Tty {
+		return badRequest("exec %s has no terminal to resize: it was created without Tty", e.id)
+	}
+	sz := embedded.TermSize{Rows: uint16(hw[0]), Cols: uint16(hw[1])}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.finished:
+		return errorf(http.StatusConflict, "exec %s is not running", e.id)
+	case !e.started:
+		e.size = sz
+	default:
+		select {
+		case <-e.resize: // drop a size the command has not taken yet
+		default:
+		}
+		e.resize <- sz
+	}
+	w.WriteHeader(http.StatusOK)
 	return nil
 }

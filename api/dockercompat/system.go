@@ -47,6 +47,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /containers/{id}/exec", h(s.createExec))
 	m.HandleFunc("POST /exec/{id}/start", h(s.startExec))
 	m.HandleFunc("GET /exec/{id}/json", h(s.inspectExec))
+	m.HandleFunc("POST /exec/{id}/resize", h(s.resizeExec))
 
 	m.HandleFunc("GET /networks", h(s.listNetworks))
 	m.HandleFunc("GET /networks/{id}", h(s.getNetwork))
