@@ -61,7 +61,7 @@ func TestNotifyContainers(t *testing.T) {
 		Wait:    config.Wait{Min: 20 * time.Millisecond, Max: 100 * time.Millisecond},
 		Spec:    render.Spec{Name: "notify", Dest: dest},
 		DockerGen: &config.DockerGenExtras{Watch: true, ContainerFilter: map[string][]string{"label": {img.Label}},
-			NotifyContainers:       map[string]int{byName.Name: 1, restarted.Name: -1},
+			NotifyContainers: map[string]int{byName.Name: 1, restarted.Name: -1},
 			// Both labels (ANDed): the role alone would also pick the
 			// probes of tests running in parallel on the same engine.
 			NotifyContainersFilter: map[string][]string{"label": {"berth.test.role=proxy", img.Label}}, // signal unset: SIGHUP
