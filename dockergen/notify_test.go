@@ -33,7 +33,7 @@ func TestNotifyContainers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Close()
-	tag := strings.TrimPrefix(img.Label, "berth.test=")
+	tag := img.Tag()
 	k, v, _ := strings.Cut(img.Label, "=")
 	start := func(name string, labels map[string]string, env ...string) runtime.Container {
 		t.Helper()

@@ -37,7 +37,7 @@ func BenchmarkRunToFile(b *testing.B) {
 	}
 	defer rt.Close()
 	k, v, _ := strings.Cut(img.Label, "=")
-	tag := strings.TrimPrefix(img.Label, "berth.test=")
+	tag := img.Tag()
 	spec := func(name string) runtime.Spec {
 		return runtime.Spec{Name: name + "-" + tag, Image: img.Ref, Network: network,
 			Labels: map[string]string{k: v}, Env: []string{"VIRTUAL_HOST=" + name + ".localhost"}}

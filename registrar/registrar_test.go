@@ -42,7 +42,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { server.Close() })
-	tag := strings.TrimPrefix(img.Label, "berth.test=")
+	tag := img.Tag()
 	return &env{img: img, net: testenv.DockerNetwork(t, img), rt: rt, server: server, prefix: "/reg-" + tag, host: "host-" + tag}
 }
 

@@ -184,7 +184,7 @@ func lineSet(s string) []string {
 // both) and compares exit codes and the shape of the output.
 func TestDockerCLI(t *testing.T) {
 	img := testenv.BuildDockerImage(t)
-	tag := strings.TrimPrefix(img.Label, "berth.test=")
+	tag := img.Tag()
 	d := startDaemon(t)
 	loadDockerImage(t, d, img.Ref)
 

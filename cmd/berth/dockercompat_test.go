@@ -93,21 +93,7 @@ func TestDockerGenOnDockerCompat(t *testing.T) {
 	}()
 	contains := func(want ...string) string {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			b, _ := os.ReadFile(dest)
-			ok := true
-			for _, w := range want {
-				ok = ok && strings.Contains(string(b), w)
-			}
-			if ok {
-				return string(b)
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s lacks %q:\n%s\nstderr: %s", dest, want, b, errb.String())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		return waitFileContains(t, dest, &errb, want...)
 	}
 	contains("# 1 container(s), API 1.51", "upstream a.localhost {\n    server "+a.IP+":80; # a1 on bridge "+a.IP)
 

@@ -41,7 +41,7 @@ func TestDockerGen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Close()
-	tag := strings.TrimPrefix(img.Label, "berth.test=")
+	tag := img.Tag()
 	k, v, _ := strings.Cut(img.Label, "=")
 	start := func(name, vhost string) runtime.Container {
 		c, err := rt.Run(t.Context(), runtime.Spec{Name: name + "-" + tag, Image: img.Ref, Network: network,
@@ -67,21 +67,7 @@ func TestDockerGen(t *testing.T) {
 	}()
 	contains := func(want ...string) string {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			b, _ := os.ReadFile(dest)
-			ok := true
-			for _, w := range want {
-				ok = ok && strings.Contains(string(b), w)
-			}
-			if ok {
-				return string(b)
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s lacks %q:\n%s\nstderr: %s", dest, want, b, errb.String())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		return waitFileContains(t, dest, &errb, want...)
 	}
 	contains("# 1 container(s)", "upstream a.localhost {\n    server "+a.IP+":8080; # "+a.Name)
 
@@ -145,7 +131,7 @@ func TestDockerGenNotifyFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Close()
-	tag := strings.TrimPrefix(img.Label, "berth.test=")
+	tag := img.Tag()
 	k, v, _ := strings.Cut(img.Label, "=")
 	start := func(name, role string, env ...string) runtime.Container {
 		t.Helper()
@@ -269,7 +255,7 @@ const nginxProxyTestdata = "../../dockergen/testdata/nginx-proxy"
 // nginx-proxy.
 func TestDockerGenGolden(t *testing.T) {
 	img := dockertest.BuildImage(t)
-	tag := strings.TrimPrefix(img.Label, "berth.test=")
+	tag := img.Tag()
 	rt, err := docker.New(t.Context(), docker.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -430,7 +416,7 @@ func TestDockerGenPermissionDenied(t *testing.T) {
 	}
 	defer rt.Close()
 	k, v, _ := strings.Cut(img.Label, "=")
-	c, err := rt.Run(t.Context(), runtime.Spec{Name: "denied-" + strings.TrimPrefix(img.Label, "berth.test="),
+	c, err := rt.Run(t.Context(), runtime.Spec{Name: "denied-" + img.Tag(),
 		Image: img.Ref, Network: network, Labels: map[string]string{k: v}})
 	if err != nil {
 		t.Fatal(err)
@@ -569,7 +555,7 @@ func TestDockerGenTemplateErrorsAndSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Close()
-	tag := strings.TrimPrefix(img.Label, "berth.test=")
+	tag := img.Tag()
 	k, v, _ := strings.Cut(img.Label, "=")
 	start := func(name string) runtime.Container {
 		t.Helper()

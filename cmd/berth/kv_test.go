@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -161,6 +163,27 @@ func TestKVPutTTL(t *testing.T) {
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+// waitFileContains waits until path holds every one of want and returns
+// its content; on timeout it fails, showing the file and log.
+func waitFileContains(t *testing.T, path string, log fmt.Stringer, want ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(path)
+		ok := true
+		for _, w := range want {
+			ok = ok && strings.Contains(string(b), w)
+		}
+		if ok {
+			return string(b)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s lacks %q:\n%s\nstderr: %s", path, want, b, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

@@ -522,7 +522,7 @@ func TestUpDockerRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	tag := strings.TrimPrefix(img.Label, "berth.test=")
+	tag := img.Tag()
 	host := "dk-" + tag
 	dir := t.TempDir()
 	args := []string{"up", "--runtime", "docker", "--store", "etcd://" + strings.TrimPrefix(st.Client().Endpoints()[0], "http://"),

@@ -34,6 +34,12 @@ type DockerImage struct {
 	Label string // label key=value on the image and on every container a test starts from it
 }
 
+// Tag is the random part of Label, for names unique to the test.
+func (i DockerImage) Tag() string {
+	_, v, _ := strings.Cut(i.Label, "=")
+	return v
+}
+
 // BuildDockerImage builds a FROM scratch image holding the whoami server
 // (no image can be pulled here), labelled for cleanup; the image and every
 // container carrying its label are removed when the test ends.
