@@ -52,7 +52,9 @@ cluster, or Consul), watches it, and keeps configuration files such as an
 nginx config current: render, check, swap atomically, reload.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildDescription(),
 	}
+	root.SetVersionTemplate("berth {{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	addLogFlags(root)
 	root.AddCommand(

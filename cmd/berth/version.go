@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -12,7 +13,8 @@ import (
 var version = ""
 
 // buildVersion reports the binary's version: the one stamped at link time,
-// else the module version, else "devel".
+// else the module version Go derived from the VCS at build time, else
+// "devel".
 func buildVersion() string {
 	if version != "" {
 		return version
@@ -23,13 +25,50 @@ func buildVersion() string {
 	return "devel"
 }
 
+// buildDescription is the one-line answer of `berth version` and
+// `berth --version`: the version, the VCS revision the binary was built
+// from (with "+dirty" when the tree had uncommitted changes), its commit
+// time, and the Go toolchain and platform.
+func buildDescription() string {
+	var b strings.Builder
+	b.WriteString(buildVersion())
+	var rev, at, dirty string
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.time":
+				at = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "+dirty"
+				}
+			}
+		}
+	}
+	b.WriteString(" (")
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		fmt.Fprintf(&b, "revision %s%s", rev, dirty)
+		if at != "" {
+			fmt.Fprintf(&b, " of %s", at)
+		}
+		b.WriteString(", ")
+	}
+	fmt.Fprintf(&b, "%s, %s/%s)", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return b.String()
+}
+
 func newVersionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print berth's version",
+		Short: "Print berth's version, build revision and Go version",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "berth %s (%s, %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "berth %s\n", buildDescription())
 			return err
 		},
 	}
