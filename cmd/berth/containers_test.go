@@ -266,6 +266,7 @@ func TestPullAndLoad(t *testing.T) {
 		{"run pulled", []string{"run", h, "--rm", ref}, 0, "from the registry\n", ""},
 		{"pull unknown", []string{"pull", h, strings.TrimPrefix(srv.URL, "http://") + "/test/none:1"}, 1, "", "pull"},
 		{"pull bad reference", []string{"pull", h, "Not::A/Ref"}, 2, "", "bad image reference"},
+		{"pull unreachable registry suggests load", []string{"pull", h, "127.0.0.1:1/test/bb:1"}, 1, "", "docker save IMAGE | berth load"},
 		{"load", []string{"load", h, "-i", saved}, 0, "Loaded image: saved:1", ""},
 		{"run loaded", []string{"run", h, "--rm", "saved:1"}, 0, "from the registry\n", ""},
 		{"load corrupt", []string{"load", h, "-i", corrupt}, 1, "", "not a docker save or OCI layout tarball"},

@@ -10,7 +10,6 @@ import (
 
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/runtime/embedded/image"
 )
@@ -58,14 +57,7 @@ func newImagesCommand() *cobra.Command {
 }
 
 // isTerminal reports whether w is a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
+func isTerminal(w io.Writer) bool { return terminalFd(w) >= 0 }
 
 // progressPrinter shows pull progress: a bar redrawn in place on a
 // terminal, one line per finished layer otherwise.
@@ -100,7 +92,7 @@ func newPullCommand() *cobra.Command {
 		out := cmd.OutOrStdout()
 		img, err := client().Pull(cmd.Context(), args[0], progressPrinter(out))
 		if err != nil {
-			return daemonError(err)
+			return daemonError(pullHint(err))
 		}
 		fmt.Fprintf(out, "Pulled %s\nDigest: %s\n", args[0], img.ID)
 		return nil
@@ -122,18 +114,25 @@ not see this machine's files).`,
 	cmd.Flags().StringVarP(&input, "input", "i", "", "tarball to load (default stdin)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		var (
-			imgs []image.Image
-			err  error
+			in    = cmd.InOrStdin()
+			total int64
 		)
 		if input != "" {
-			imgs, err = client().Load(cmd.Context(), input)
-		} else {
-			in := cmd.InOrStdin()
-			if terminalFd(in) >= 0 {
-				return usagef("load: stdin is a terminal: give -i FILE or redirect a tarball to stdin")
+			f, err := os.Open(input)
+			if err != nil {
+				return fmt.Errorf("load: %w", err)
 			}
-			imgs, err = client().LoadReader(cmd.Context(), in)
+			defer f.Close()
+			if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+				total = fi.Size()
+			}
+			in = f
+		} else if terminalFd(in) >= 0 {
+			return usagef("load: stdin is a terminal: give -i FILE or redirect a tarball to stdin")
 		}
+		pr := newSendProgress(in, total, cmd.ErrOrStderr(), time.Now)
+		imgs, err := client().LoadReader(cmd.Context(), pr)
+		pr.finish()
 		if err != nil {
 			return daemonError(err)
 		}
@@ -148,6 +147,88 @@ not see this machine's files).`,
 		return nil
 	}
 	return cmd
+}
+
+// pullHint adds what to do instead when err says the registry cannot be
+// reached: berth can take images in without a network.
+func pullHint(err error) error {
+	msg := err.Error()
+	for _, s := range []string{"dial tcp", "no such host", "connection refused", "i/o timeout",
+		"network is unreachable", "TLS handshake timeout", "server misbehaving"} {
+		if strings.Contains(msg, s) {
+			return fmt.Errorf("%w\nthe registry cannot be reached from the daemon; to bring the image in without it, "+
+				"run `docker save IMAGE | berth load` on a machine that has it, or make one from a root filesystem "+
+				"with `berth import ROOTFS.tar|DIR NAME:TAG`", err)
+		}
+	}
+	return err
+}
+
+// sendProgress counts the bytes of a stream sent to the daemon (load,
+// import) and shows the count on w once the transfer has taken longer than
+// a second: redrawn in place on a terminal, one line every 10% (or every
+// 256 MB of a stream of unknown size) otherwise.
+type sendProgress struct {
+	r       io.Reader
+	w       io.Writer
+	tty     bool
+	total   int64 // 0: unknown
+	n       int64
+	now     func() time.Time
+	start   time.Time
+	last    time.Time
+	lastN   int64 // bytes at the last line written (not on a terminal)
+	printed bool
+}
+
+func newSendProgress(r io.Reader, total int64, w io.Writer, now func() time.Time) *sendProgress {
+	t := now()
+	return &sendProgress{r: r, w: w, tty: isTerminal(w), total: total, now: now, start: t, last: t}
+}
+
+func (p *sendProgress) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	t := p.now()
+	if t.Sub(p.start) < time.Second {
+		return n, err
+	}
+	switch {
+	case p.tty && t.Sub(p.last) >= 200*time.Millisecond:
+		fmt.Fprintf(p.w, "\r\033[Ksent %s", p.amount())
+		p.last, p.printed = t, true
+	case !p.tty && p.n-p.lastN >= p.step():
+		fmt.Fprintf(p.w, "sent %s\n", p.amount())
+		p.lastN, p.printed = p.n, true
+	}
+	return n, err
+}
+
+func (p *sendProgress) step() int64 {
+	if p.total > 0 {
+		return max(p.total/10, 1)
+	}
+	return 256 << 20
+}
+
+func (p *sendProgress) amount() string {
+	s := units.HumanSize(float64(p.n))
+	if p.total > 0 {
+		s += fmt.Sprintf(" of %s (%d%%)", units.HumanSize(float64(p.total)), p.n*100/p.total)
+	}
+	return s
+}
+
+// finish ends the progress display with the total, for a transfer that
+// took a second or more.
+func (p *sendProgress) finish() {
+	if !p.printed && p.now().Sub(p.start) < time.Second {
+		return
+	}
+	if p.tty {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+	fmt.Fprintf(p.w, "sent %s in %s\n", units.HumanSize(float64(p.n)), p.now().Sub(p.start).Round(time.Millisecond))
 }
 
 func newImportCommand() *cobra.Command {
@@ -166,7 +247,9 @@ the daemon (a directory as a tar).`,
 			err error
 		)
 		if args[0] == "-" {
-			img, err = client().ImportReader(cmd.Context(), cmd.InOrStdin(), args[1])
+			pr := newSendProgress(cmd.InOrStdin(), 0, cmd.ErrOrStderr(), time.Now)
+			img, err = client().ImportReader(cmd.Context(), pr, args[1])
+			pr.finish()
 		} else {
 			img, err = client().Import(cmd.Context(), args[0], args[1])
 		}
