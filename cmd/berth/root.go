@@ -64,6 +64,7 @@ nginx config current: render, check, swap atomically, reload.`,
 		newWatchCommand(),
 		newDockerGenCommand(),
 		newBenchCommand(),
+		newTemplatesCommand(),
 	)
 	root.AddCommand(newRuntimeCommands()...)
 	return root
