@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -303,8 +305,9 @@ func printLogs(ctx context.Context, c *api.Client, id string, opts embedded.LogO
 }
 
 func newPsCommand() *cobra.Command {
-	var all, quiet bool
+	var all, quiet, noTrunc bool
 	var filters []string
+	var format string
 	cmd := &cobra.Command{
 		Use:   "ps",
 		Short: "List containers",
@@ -313,40 +316,44 @@ func newPsCommand() *cobra.Command {
 	client := addHostFlag(cmd)
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "show all containers, not only running ones")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print container ids")
-	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "filter: label=KEY or label=KEY=VALUE")
+	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not truncate ids and commands")
+	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "filter: id=, name=, label=KEY[=VALUE], status=, ancestor=IMAGE (repeatable)")
+	cmd.Flags().StringVar(&format, "format", "", `output format: "json", a Go template ({{.ID}} {{.Names}} {{.Status}} {{.Label "k"}} ...), or "table TEMPLATE"`)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		var labels []string
-		for _, f := range filters {
-			l, ok := strings.CutPrefix(f, "label=")
-			if !ok {
-				return usagef("--filter %q: only label=KEY[=VALUE] is supported", f)
-			}
-			labels = append(labels, l)
+		fl, err := parsePsFilters(filters)
+		if err != nil {
+			return err
 		}
-		cs, err := client().ListFiltered(cmd.Context(), api.ListOptions{All: all, Labels: labels})
+		fm, custom, err := newFormatter(format)
+		if err != nil {
+			return err
+		}
+		// A status filter other than running looks at stopped ones too, as docker.
+		listAll := all || slices.ContainsFunc(fl["status"], func(s string) bool { return s != string(runtime.StateRunning) })
+		cs, err := client().ListFiltered(cmd.Context(), api.ListOptions{All: listAll, Labels: fl.labels()})
 		if err != nil {
 			return daemonError(err)
 		}
+		cs = slices.DeleteFunc(cs, func(c runtime.Container) bool { return !fl.match(c) })
 		out := cmd.OutOrStdout()
-		if quiet {
-			for _, c := range cs {
-				fmt.Fprintln(out, c.ID[:12])
+		rows := make([]any, 0, len(cs))
+		for _, c := range cs {
+			rows = append(rows, newPsRow(c, noTrunc))
+		}
+		switch {
+		case quiet:
+			for _, r := range rows {
+				fmt.Fprintln(out, r.(psRow).ID)
 			}
 			return nil
+		case custom:
+			return fm.print(out, rows, func(f string) string { return cmp.Or(psHeaders[f], strings.ToUpper(f)) })
 		}
 		tw := tabwriter.NewWriter(out, 0, 8, 3, ' ', 0)
 		fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES")
-		for _, c := range cs {
-			command := strings.Join(c.Cmd, " ")
-			if len(command) > 20 {
-				command = command[:19] + "…"
-			}
-			var portList string
-			if c.Running() {
-				portList = ports(c.Ports) // as docker: a stopped container publishes nothing
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%q\t%s ago\t%s\t%s\t%s\n", c.ID[:12], c.Image, command,
-				units.HumanDuration(time.Since(c.Created)), status(c), portList, c.Name)
+		for _, r := range rows {
+			r := r.(psRow)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Image, r.Command, r.RunningFor, r.Status, r.Ports, r.Names)
 		}
 		return tw.Flush()
 	}
@@ -490,9 +497,15 @@ func newLogsCommand() *cobra.Command {
 }
 
 func newInspectCommand() *cobra.Command {
+	var format string
 	cmd := &cobra.Command{Use: "inspect CONTAINER...", Short: "Print containers as JSON", Args: usageArgs(cobra.MinimumNArgs(1))}
 	client := addHostFlag(cmd)
+	cmd.Flags().StringVarP(&format, "format", "f", "", `a Go template per container ({{.IP}}, {{json .Labels}} ...), or "json"`)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		fm, custom, err := newFormatter(format)
+		if err != nil {
+			return err
+		}
 		c := client()
 		out := []runtime.Container{}
 		var first error
@@ -504,6 +517,16 @@ func newInspectCommand() *cobra.Command {
 				continue
 			}
 			out = append(out, ctr)
+		}
+		if custom && !fm.json {
+			items := make([]any, len(out))
+			for i, c := range out {
+				items[i] = c
+			}
+			if err := fm.print(cmd.OutOrStdout(), items, strings.ToUpper); err != nil {
+				return err
+			}
+			return first
 		}
 		enc := json.NewEncoder(cmd.OutOrStdout())
 		enc.SetIndent("", "    ")

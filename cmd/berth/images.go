@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -23,10 +24,16 @@ func newRuntimeCommands() []*cobra.Command {
 
 func newImagesCommand() *cobra.Command {
 	var quiet bool
+	var format string
 	cmd := &cobra.Command{Use: "images", Short: "List images", Args: usageArgs(cobra.NoArgs)}
 	client := addHostFlag(cmd)
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print image ids")
+	cmd.Flags().StringVar(&format, "format", "", `output format: "json", a Go template ({{.Repository}}:{{.Tag}} {{.ID}} {{.Size}} ...), or "table TEMPLATE"`)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		fm, custom, err := newFormatter(format)
+		if err != nil {
+			return err
+		}
 		imgs, err := client().Images(cmd.Context())
 		if err != nil {
 			return daemonError(err)
@@ -38,8 +45,7 @@ func newImagesCommand() *cobra.Command {
 			}
 			return nil
 		}
-		tw := tabwriter.NewWriter(out, 0, 8, 3, ' ', 0)
-		fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
+		var rows []any
 		for _, img := range imgs {
 			tags := img.RepoTags
 			if len(tags) == 0 {
@@ -47,14 +53,33 @@ func newImagesCommand() *cobra.Command {
 			}
 			for _, t := range tags {
 				i := strings.LastIndex(t, ":")
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\n", t[:i], t[i+1:], img.ShortID(),
-					units.HumanDuration(time.Since(img.Created)), units.HumanSize(float64(img.Size)))
+				rows = append(rows, imageRow{Repository: t[:i], Tag: t[i+1:], ID: img.ShortID(),
+					CreatedAt: img.Created.Format("2006-01-02 15:04:05 -0700 MST"), CreatedSince: units.HumanDuration(time.Since(img.Created)) + " ago",
+					Size: units.HumanSize(float64(img.Size))})
 			}
+		}
+		if custom {
+			return fm.print(out, rows, func(f string) string { return cmp.Or(imageHeaders[f], strings.ToUpper(f)) })
+		}
+		tw := tabwriter.NewWriter(out, 0, 8, 3, ' ', 0)
+		fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
+		for _, r := range rows {
+			r := r.(imageRow)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Repository, r.Tag, r.ID, r.CreatedSince, r.Size)
 		}
 		return tw.Flush()
 	}
 	return cmd
 }
+
+// imageRow is what a `berth images --format` template sees: docker
+// images's fields.
+type imageRow struct {
+	Repository, Tag, ID, CreatedAt, CreatedSince, Size string
+}
+
+var imageHeaders = map[string]string{"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID",
+	"CreatedAt": "CREATED AT", "CreatedSince": "CREATED", "Size": "SIZE"}
 
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool { return terminalFd(w) >= 0 }
