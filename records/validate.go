@@ -109,8 +109,10 @@ func metaSafe(r rune) bool {
 //   - a wildcard name as nginx-proxy documents it: "*." and a name
 //     (*.example.com), or a name and ".*" (example.*);
 //   - a regular expression: "~" and a pattern of printable ASCII without
-//     whitespace, ; { } # ' " or ` (so no {n} repetition), not ending in a
-//     backslash (it would escape nginx's ";"), that compiles as Go (RE2)
+//     whitespace, ; { } # ' " or ` (so no {n} repetition), with "$" only
+//     as its last character (the end anchor: nowhere can it start an nginx
+//     variable), not ending in a backslash (it would escape the ";" after
+//     it in nginx's configuration), that compiles as Go (RE2)
 //     syntax: the subset of PCRE nginx also accepts, so nginx -t cannot
 //     fail on it (no look-around, no back-references).
 //
@@ -168,6 +170,9 @@ func checkHostRegexp(re string) error {
 	if r, bad := firstBad(re, func(r rune) bool { return metaSafe(r) || r == '\\' }); bad {
 		return fmt.Errorf("%s is not allowed in a host name regular expression", describe(r))
 	}
+	if i := strings.IndexByte(re, '$'); i >= 0 && i != len(re)-1 {
+		return errors.New(`"$" is allowed only at the end of a regular expression`)
+	}
 	if strings.HasSuffix(re, `\`) {
 		return errors.New("a regular expression must not end in a backslash")
 	}
@@ -210,7 +215,7 @@ func CheckHostList(field, list string) (valid []string, bad []FieldError) {
 
 // CheckPath checks VIRTUAL_PATH: it must start with "/", be at most
 // MaxPathLen bytes of printable ASCII without whitespace, ; { } # ' " `
-// or \, and have no "." or ".." segment (nginx matches normalised URIs,
+// \ or $ (an nginx variable), and have no "." or ".." segment (nginx matches normalised URIs,
 // so such a location could never match). nginx's location modifiers
 // (~, ~*, =, ^~) are refused: a regular expression location is a second
 // language inside the configuration, and a prefix is what nginx-proxy's
@@ -224,7 +229,7 @@ func CheckPath(p string) error {
 	case p[0] != '/':
 		return errors.New(`a path must start with "/" (location modifiers such as "~" or "=" are not supported)`)
 	}
-	if r, bad := firstBad(p, metaSafe); bad {
+	if r, bad := firstBad(p, func(r rune) bool { return metaSafe(r) && r != '$' }); bad {
 		return fmt.Errorf("%s is not allowed in a path", describe(r))
 	}
 	for seg := range strings.SplitSeq(p, "/") {

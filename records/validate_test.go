@@ -55,6 +55,8 @@ func TestCheckHost(t *testing.T) {
 		{"~^(?<sub>[a-z0-9-]+)\\.example\\.com$", true},
 		{"~^foo\\.bar\\..*\\.nip\\.io$", true},
 		{"~^a{2}$", false},
+		{"~^a$|^b$", false},
+		{"~^$host", false},
 		{"~", false},
 		{"~(?=a)", false}, // look-ahead: not RE2
 		{"a_b.localhost", false},
@@ -94,7 +96,7 @@ func TestCheckPathProtoWeight(t *testing.T) {
 	for _, tt := range []struct {
 		path string
 		ok   bool
-	}{{"/", true}, {"/api/", true}, {"/a-b_c.d/%20~x", true}, {"api", false}, {"/a b", false}, {"/a;", false}, {"/..", false}, {"/a/../b", false}, {"/a..b", true}, {"~ ^/a", false}} {
+	}{{"/", true}, {"/api/", true}, {"/a-b_c.d/%20~x", true}, {"api", false}, {"/a b", false}, {"/a;", false}, {"/..", false}, {"/a/../b", false}, {"/a..b", true}, {"~ ^/a", false}, {"/$uri", false}} {
 		if err := records.CheckPath(tt.path); (err == nil) != tt.ok {
 			t.Errorf("CheckPath(%q) = %v, want ok=%v", tt.path, err, tt.ok)
 		}

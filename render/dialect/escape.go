@@ -81,10 +81,13 @@ func nginxString(s string) (string, error) {
 }
 
 // nginxToken returns s unchanged if it is one bare nginx token that cannot
-// end a directive, open or close a block, start a comment or a quote,
-// escape, or name a variable: non-empty printable ASCII without whitespace,
-// ; { } # ' " ` and \, with "$" only as its last character (a regular
-// expression's end anchor; nothing can follow it to make a variable name).
+// end a directive, open or close a block, start a comment or a quote, or
+// name a variable: non-empty printable ASCII without whitespace,
+// ; { } # ' " and `, with "$" only as its last character (a regular
+// expression's end anchor; nothing can follow it to make a variable name)
+// and "\" anywhere but last (nginx's parser takes the byte after a
+// backslash literally, and every byte that could matter is excluded
+// already; a last backslash would take the ";" after the token).
 // Otherwise it fails.
 func nginxToken(s string) (string, error) {
 	if s == "" {
@@ -92,7 +95,8 @@ func nginxToken(s string) (string, error) {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(";{}#'\"`\\", c) >= 0 || c == '$' && i != len(s)-1 {
+		last := i == len(s)-1
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(";{}#'\"`", c) >= 0 || c == '$' && !last || c == '\\' && last {
 			return "", fmt.Errorf("nginxToken: %q holds %q, which is not safe in a bare nginx token", records.Truncate(s), c)
 		}
 	}

@@ -51,7 +51,9 @@ func TestEscapeFunctions(t *testing.T) {
 		{"nginxString", "$host", "", true},
 		{"nginxString", "\xff", "", true},
 		{"nginxToken", "a.localhost", "a.localhost", false},
-		{"nginxToken", `~^(?<s>.+)\.example\.com$`, "", true}, // a backslash
+		{"nginxToken", `~^(?<s>.+)\.example\.com$`, `~^(?<s>.+)\.example\.com$`, false},
+		{"nginxToken", `a\`, "", true},
+		{"nginxToken", `a$b`, "", true},
 		{"nginxToken", `~^(?<s>.+).example.com$`, `~^(?<s>.+).example.com$`, false},
 		{"nginxToken", "$host", "", true},
 		{"nginxToken", "a;b", "", true},
