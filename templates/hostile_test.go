@@ -2,7 +2,6 @@ package templates_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -14,13 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/records/recordstest"
 	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/render/dialect"
-	"github.com/berthd/berth/runner"
 	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/store/etcd"
 )
@@ -233,17 +230,7 @@ func TestHostileRecordsRoute(t *testing.T) {
 			put(records.ServiceKey("/berth", in.Service, "h1", in.ID), in)
 		}
 	}
-	tmpl := config.Template{
-		Name: "nginx", Src: "nginx.conf.tmpl", Origin: "test",
-		Options:  dialect.Options{Dialect: dialect.Native, Includes: []string{"nginx.tmpl"}},
-		Prefixes: []string{"/berth/services/"},
-		Spec:     render.Spec{Name: "nginx", Dest: n.Conf, Check: n.CheckCommand()},
-	}
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	renderer := render.New(render.WithLogger(quiet))
-	if res, err := runner.New(st, renderer, runner.WithLogger(quiet)).Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
-		t.Fatalf("first render: %v %+v", err, res)
-	}
+	serve(t, st, n, slog.LevelError)
 	conf, err := os.ReadFile(n.Conf)
 	if err != nil {
 		t.Fatal(err)
@@ -252,12 +239,6 @@ func TestHostileRecordsRoute(t *testing.T) {
 	if want := []string{"_", "good.localhost", recordstest.Long111, recordstest.Long253}; !slices.Equal(sorted(p.names), sorted(want)) {
 		t.Fatalf("server names %q, want %q", p.names, want)
 	}
-	n.Start(t)
-	tmpl.Spec.Reload = n.ReloadCommand()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- runner.New(st, renderer, runner.WithLogger(quiet)).Run(ctx, []config.Template{tmpl}) }()
-	defer func() { cancel(); <-done }()
 
 	expect := func(host, path, want string) {
 		t.Helper()
