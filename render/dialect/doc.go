@@ -29,7 +29,11 @@
 //     functions return. The protection there is the registrar's validation:
 //     the container records it writes (docker-gen's view) hold no invalid
 //     VIRTUAL_HOST name, VIRTUAL_PATH, VIRTUAL_PORT, VIRTUAL_PROTO, name or
-//     image; records written into the store by others are not checked.
+//     image. That covers docker-gen templates rendered from the store
+//     (berth up); records written into the store by others are not
+//     checked, and `berth docker-gen`, which reads the Docker Engine
+//     directly as docker-gen does, trusts container metadata as docker-gen
+//     does.
 //   - confd: memkv's get, gets, getv, getvs, ls, lsdir and exists over the
 //     snapshot, keys relative to the resource prefix, and confd's helpers.
 //
