@@ -322,7 +322,8 @@ func CheckImage(ref string) error {
 }
 
 // CheckTag checks one of SERVICE_TAGS: 1 to MaxTagLen bytes of printable
-// ASCII without whitespace, ; { } # ' " ` or \.
+// ASCII without ; { } # ' " ` or \, and no whitespace but the space
+// (fabio's "urlprefix-/api strip=/api" is one tag).
 func CheckTag(s string) error {
 	switch {
 	case s == "":
@@ -330,7 +331,7 @@ func CheckTag(s string) error {
 	case len(s) > MaxTagLen:
 		return fmt.Errorf("longer than %d bytes (%d)", MaxTagLen, len(s))
 	}
-	if r, bad := firstBad(s, metaSafe); bad {
+	if r, bad := firstBad(s, func(r rune) bool { return r == ' ' || metaSafe(r) }); bad {
 		return fmt.Errorf("%s is not allowed in a tag", describe(r))
 	}
 	return nil

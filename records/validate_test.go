@@ -124,7 +124,7 @@ func TestCheckPathProtoWeight(t *testing.T) {
 	for _, tt := range []struct {
 		tag string
 		ok  bool
-	}{{"urlprefix-/api", true}, {"version=1.2", true}, {"a b", false}, {"a;b", false}, {strings.Repeat("t", 129), false}} {
+	}{{"urlprefix-/api", true}, {"version=1.2", true}, {"urlprefix-/api strip=/api", true}, {"a\tb", false}, {"a\nb", false}, {"a;b", false}, {strings.Repeat("t", 129), false}} {
 		if err := records.CheckTag(tt.tag); (err == nil) != tt.ok {
 			t.Errorf("CheckTag(%q) = %v", tt.tag, err)
 		}

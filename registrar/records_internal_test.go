@@ -197,7 +197,7 @@ func TestHostileCorpus(t *testing.T) {
 // good.localhost; the service name falls back through its sources.
 func TestGoodRoutesStay(t *testing.T) {
 	c := runtime.Container{ID: strings.Repeat("d", 64), Name: "web-1", Image: "registry:5000/team/web:1", State: runtime.StateRunning,
-		Env:    []string{"VIRTUAL_HOST=good.localhost,bad;host", "SERVICE_NAME=../../hosts/evil", "SERVICE_TAGS=a,b c,d", "SERVICE_WEIGHT=x"},
+		Env:    []string{"VIRTUAL_HOST=good.localhost,bad;host", "SERVICE_NAME=../../hosts/evil", "SERVICE_TAGS=a,b;c,d", "SERVICE_WEIGHT=x"},
 		Labels: map[string]string{labelService: "a/b", labelCompose: "front", labelWeight: "7"}}
 	d := recordsFor("/berth", "h", c, records.StateRunning)
 	raw, ok := d.kvs[records.ServiceKey("/berth", "front", "h", c.ID)]
