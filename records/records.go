@@ -54,6 +54,10 @@ type Instance struct {
 	State     State             `json:"state"`
 	Weight    int               `json:"weight"`
 	StartedAt time.Time         `json:"started_at"`
+	// Invalid lists the container's metadata the registrar left out of
+	// the records (a VIRTUAL_HOST entry with a ";", a service name with a
+	// "/"), and why; the rest of the container is registered as usual.
+	Invalid []FieldError `json:"invalid,omitempty"`
 }
 
 // Address returns "ip:port" of the main port ("" when the instance has no
@@ -88,5 +92,6 @@ func (i Instance) Copy() Instance {
 	i.Labels = maps.Clone(i.Labels)
 	i.Env = maps.Clone(i.Env)
 	i.Tags = slices.Clone(i.Tags)
+	i.Invalid = slices.Clone(i.Invalid)
 	return i
 }

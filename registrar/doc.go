@@ -4,6 +4,15 @@
 // <prefix>/containers/<host>/<id>, and the host record, all bound to the
 // store's lease for the TTL so that a dead host's records expire together.
 //
+// Every piece of routing metadata is validated with the records package's
+// checks before it becomes a record (clean): host names, paths, ports,
+// protocols, service names from every source, tags, weights, the name,
+// image and address. An invalid value is left out of both records, field
+// by field — the container's other routes stay — and reported: logged once
+// per container (container, field, quoted value, reason), listed on its
+// instance records (records.Instance.Invalid), and counted
+// (InvalidFields).
+//
 // It subscribes to runtime events before it lists containers, so nothing
 // falls between; reconciles the store with the runtime at start and every
 // resync period (dropping this host's records that match no container);

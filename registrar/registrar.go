@@ -57,12 +57,13 @@ type Registrar struct {
 	// outlive the signal by stopWindow.
 	terminating map[string]time.Time
 	warned      map[string]bool // container id → its warnings were logged
+	invalid     map[string]int  // container id → metadata values left out of its records
 	drained     chan drainEnd
 	started     time.Time
 	synced      chan struct{} // closed after the first reconcile
 
 	// Counts for metrics, written by Run's goroutine.
-	registered, drainingN atomic.Int64
+	registered, drainingN, invalidN atomic.Int64
 }
 
 // drainTimer is one drain in progress; its pointer tells a current end of
@@ -85,10 +86,20 @@ func (r *Registrar) Counts() (registered, draining int) {
 	return int(r.registered.Load()), int(r.drainingN.Load())
 }
 
-// publishCounts refreshes what Counts reports.
+// InvalidFields reports how many metadata values of the registered
+// containers were left out of their records as invalid (see
+// records.Instance.Invalid). Safe from any goroutine.
+func (r *Registrar) InvalidFields() int { return int(r.invalidN.Load()) }
+
+// publishCounts refreshes what Counts and InvalidFields report.
 func (r *Registrar) publishCounts() {
 	r.registered.Store(int64(len(r.written)))
 	r.drainingN.Store(int64(len(r.draining)))
+	n := 0
+	for id := range r.written {
+		n += r.invalid[id]
+	}
+	r.invalidN.Store(int64(n))
 }
 
 // New returns a registrar of rt's containers into st.
@@ -113,6 +124,7 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Registrar, error) {
 		draining:    map[string]*drainTimer{},
 		terminating: map[string]time.Time{},
 		warned:      map[string]bool{},
+		invalid:     map[string]int{},
 		drained:     make(chan drainEnd, 16),
 		synced:      make(chan struct{}),
 	}, nil
@@ -243,6 +255,7 @@ func (r *Registrar) handle(ctx context.Context, ev runtime.Event) error {
 // desired is the records of a container, logging its warnings once.
 func (r *Registrar) desired(c runtime.Container, state records.State) map[string][]byte {
 	d := recordsFor(r.cfg.Prefix, r.cfg.Host, c, state)
+	r.invalid[c.ID] = len(d.invalid)
 	if len(d.warnings) > 0 && !r.warned[c.ID] {
 		r.warned[c.ID] = true
 		for _, w := range d.warnings {
@@ -327,6 +340,7 @@ func (r *Registrar) write(ctx context.Context, id string, want map[string][]byte
 	if len(want) == 0 {
 		delete(r.written, id)
 		delete(r.warned, id)
+		delete(r.invalid, id)
 	} else {
 		r.written[id] = want
 	}

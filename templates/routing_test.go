@@ -18,6 +18,7 @@ import (
 	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/runner"
+	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/store/etcd"
 )
 
@@ -44,23 +45,7 @@ func TestRouting(t *testing.T) {
 	put("w3", "web", "draining", map[string]string{"VIRTUAL_HOST": "whoami.localhost"})
 	put("a1", "api", "running", map[string]string{"VIRTUAL_HOST": "whoami.localhost", "VIRTUAL_PATH": "/api/"})
 
-	tmpl := config.Template{
-		Name: "nginx", Src: "nginx.conf.tmpl", Origin: "test",
-		Options:  dialect.Options{Dialect: dialect.Native, Includes: []string{"nginx.tmpl"}},
-		Prefixes: []string{"/berth/services/"},
-		Spec:     render.Spec{Name: "nginx", Dest: n.Conf, Check: n.CheckCommand()},
-	}
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	renderer := render.New(render.WithLogger(quiet))
-	if res, err := runner.New(st, renderer, runner.WithLogger(quiet)).Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
-		t.Fatalf("first render: %v %+v", err, res)
-	}
-	n.Start(t)
-	tmpl.Spec.Reload = n.ReloadCommand()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- runner.New(st, renderer, runner.WithLogger(quiet)).Run(ctx, []config.Template{tmpl}) }()
-	defer func() { cancel(); <-done }()
+	serve(t, st, n, slog.LevelWarn)
 
 	answers := func(host, path string) []string {
 		seen := map[string]bool{}
@@ -99,4 +84,28 @@ func TestRouting(t *testing.T) {
 	st.Delete(t.Context(), records.ServiceKey("/berth", "web", "h1", "w2"))
 	expect("alias.localhost", "/", "503 ")
 	expect("whoami.localhost", "/", "200 w1 whoami.localhost")
+}
+
+// serve renders nginx.conf.tmpl from st into n's nginx.conf once, starts
+// n on it, and runs the runner (rendering, checking with nginx -t,
+// reloading n) until the test ends. The runner logs at level and above.
+func serve(t *testing.T, st store.Store, n *testenv.Nginx, level slog.Level) {
+	t.Helper()
+	tmpl := config.Template{
+		Name: "nginx", Src: "nginx.conf.tmpl", Origin: "test",
+		Options:  dialect.Options{Dialect: dialect.Native, Includes: []string{"nginx.tmpl"}},
+		Prefixes: []string{"/berth/services/"},
+		Spec:     render.Spec{Name: "nginx", Dest: n.Conf, Check: n.CheckCommand()},
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	renderer := render.New(render.WithLogger(logger))
+	if res, err := runner.New(st, renderer, runner.WithLogger(logger)).Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
+		t.Fatalf("first render: %v %+v", err, res)
+	}
+	n.Start(t)
+	tmpl.Spec.Reload = n.ReloadCommand()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- runner.New(st, renderer, runner.WithLogger(logger)).Run(ctx, []config.Template{tmpl}) }()
+	t.Cleanup(func() { cancel(); <-done })
 }

@@ -8,12 +8,32 @@
 //     Options.AllowNondeterministic (see Nondeterministic); consul-template's
 //     key, keyOrDefault, keyExists, ls, safeLs, tree and safeTree, and
 //     confd's getv, getvs, gets, lsdir and exists, over the snapshot's keys
-//     (sprig's get stays the dict lookup).
+//     (sprig's get stays the dict lookup); and berth's escaping functions
+//     for the formats templates write — nginxString, nginxToken,
+//     nginxComment, haproxyString, shellQuote, jsonString — with
+//     checkHost, checkPath, checkProto, checkPort, checkIP and checkService,
+//     which apply the registrar's validation (package records) and return
+//     why a value is invalid ("" when it is valid). An escaping function
+//     never passes a value through unsafe: what it cannot make safe fails
+//     the render, so a template checks first and leaves a bad value out
+//     with warn (see templates/nginx.tmpl). Records can be written by
+//     anyone with access to the store, not only by berth's registrar.
 //   - docker-gen: $ is the container list in docker-gen's RuntimeContainer
 //     shape, with $.Env, $.Docker and $.CurrentContainer; sprig, overridden
 //     by docker-gen's own functions (where*, groupBy*, sortObjectsByKeys*,
 //     nginxQuote, ...) and its sprig* escapes. Blank lines are removed from
-//     the output unless Options.KeepBlankLines.
+//     the output unless Options.KeepBlankLines. This dialect stays
+//     byte-compatible with docker-gen — nginx-proxy's nginx.tmpl is theirs
+//     and prints VIRTUAL_HOST and VIRTUAL_PATH as given — so it gets none
+//     of the native escaping functions and berth does not change what its
+//     functions return. The protection there is the registrar's validation:
+//     the container records it writes (docker-gen's view) hold no invalid
+//     VIRTUAL_HOST name, VIRTUAL_PATH, VIRTUAL_PORT, VIRTUAL_PROTO, name or
+//     image. That covers docker-gen templates rendered from the store
+//     (berth up); records written into the store by others are not
+//     checked, and `berth docker-gen`, which reads the Docker Engine
+//     directly as docker-gen does, trusts container metadata as docker-gen
+//     does.
 //   - confd: memkv's get, gets, getv, getvs, ls, lsdir and exists over the
 //     snapshot, keys relative to the resource prefix, and confd's helpers.
 //

@@ -234,6 +234,13 @@ exists={{ exists "/config/app/port" }} {{ exists "/config/app" }}
 		{name: "sprig_dates", in: in, text: sprigDates},
 		{name: "sprig_fail", in: in, text: `before {{ fail "stop here" }}`},
 		{name: "warn", in: in, text: `before{{ warn "reported, not rendered" }} after`},
+		{name: "escaping", in: in, text: `{{ nginxString "a \"b\" \\c; {d}" }}|{{ nginxToken "~^(?<s>.+)\\.example\\.com$" }}|{{ nginxComment "web-1\n}\nserver {" }}
+{{ haproxyString "a b#c" }}|{{ haproxyString "it's $HOME" }}|{{ shellQuote "it's $(id)" }}|{{ jsonString "a\"<b>\n" }}
+{{ checkHost "good.localhost" }}|{{ checkHost "bad;host" }}|{{ checkPath "/ok/" }}|{{ checkPath "ok" }}|{{ checkProto "grpc" }}|{{ checkProto "gopher" }}
+{{ checkPort "8080" }}|{{ checkPort "0" }}|{{ checkIP "10.0.0.2" }}|{{ checkIP "10.0.0.2;" }}|{{ checkService "web" }}|{{ checkService "../../hosts/evil" }}
+`},
+		{name: "nginxString_fails", in: in, text: `{{ nginxString "$host" }}`},
+		{name: "nginxToken_fails", in: in, text: `{{ nginxToken "a;b" }}`},
 		{name: "date_needs_time", in: in, text: `{{ date "2006" "not a time" }}`},
 		{name: "durationRound_of_time", in: in, text: `{{ durationRound (toDate "2006-01-02" "2020-01-01") }}`},
 	}

@@ -2,6 +2,7 @@ package dialect
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"text/template"
 	"time"
@@ -36,10 +37,12 @@ func nativeData(prefix string, x *execution) (any, error) {
 	return c, nil
 }
 
-// nativeFuncs is sprig (hermetic unless allowed) plus the key helpers of
+// nativeFuncs is sprig (hermetic unless allowed), berth's escaping and
+// checking functions (escapeFuncs), plus the key helpers of
 // consul-template and confd over the snapshot.
 func nativeFuncs(opts Options) *funcSet {
 	fs := &funcSet{parse: sprigFuncs(), denied: map[string]string{}}
+	maps.Copy(fs.parse, escapeFuncs())
 	if !opts.AllowNondeterministic {
 		for _, name := range nondeterministic {
 			delete(fs.parse, name)

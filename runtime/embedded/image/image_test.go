@@ -431,3 +431,40 @@ func TestUnpackCannotEscape(t *testing.T) {
 		t.Errorf("files written outside the layer dir: %v", ents)
 	}
 }
+
+// TestTraversalNamesRefused: a name with a path traversal (or otherwise
+// outside Docker's reference grammar) is refused by import, load, pull and
+// lookups, with an error that says why; nothing is stored.
+func TestTraversalNamesRefused(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := []string{"../../hosts/evil", "a/../b:1", "..", "a/..", "x/.hidden", "a/./b", "localhost:5000/../x", "a..b", "a//b", "..:5000/x"}
+	for _, ref := range bad {
+		if _, err := s.Import(ctx, root, ref); err == nil || !errors.Is(err, runtime.ErrInvalid) || !strings.Contains(err.Error(), "bad image reference") {
+			t.Errorf("Import as %q: %v", ref, err)
+		}
+		if _, err := image.Normalize(ref); err == nil {
+			t.Errorf("Normalize(%q) accepted", ref)
+		}
+		if _, err := s.Pull(ctx, ref, nil); err == nil || !errors.Is(err, runtime.ErrInvalid) {
+			t.Errorf("Pull(%q): %v", ref, err)
+		}
+	}
+	legacy := filepath.Join(t.TempDir(), "legacy.tar")
+	legacySave(t, legacy, testImage(t), "../../hosts/evil:1", nil)
+	if imgs, err := s.Load(ctx, legacy); err == nil || !strings.Contains(err.Error(), "bad image reference") {
+		t.Errorf("Load of a tarball tagged ../../hosts/evil: %+v, %v", imgs, err)
+	}
+	if imgs, err := s.List(); err != nil || len(imgs) != 0 {
+		t.Errorf("stored %+v, %v", imgs, err)
+	}
+	for _, ref := range []string{"busybox", "library/busybox:1", "host:5000/a/b_c__d-e.f:v1", "127.0.0.1:5000/x", "[::1]:5000/x:y"} {
+		if _, err := image.Normalize(ref); err != nil {
+			t.Errorf("Normalize(%q): %v", ref, err)
+		}
+	}
+}

@@ -33,6 +33,9 @@ func (s *Store) Pull(ctx context.Context, ref string, progress ProgressFunc) (Im
 	if err != nil {
 		return Image{}, fmt.Errorf("bad image reference %q: %w (%w)", ref, err, runtime.ErrInvalid)
 	}
+	if err := checkRepository(ref, r.Context()); err != nil {
+		return Image{}, err
+	}
 	img, err := remote.Image(r, remote.WithContext(ctx),
 		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: goruntime.GOARCH}))
 	if err != nil {

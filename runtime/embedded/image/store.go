@@ -190,11 +190,15 @@ func isHex(s string) bool {
 
 // Normalize returns the familiar form of an image reference, as docker
 // prints it: "busybox" → "busybox:latest", "docker.io/library/x" →
-// "x:latest", "host:5000/a" → "host:5000/a:latest".
+// "x:latest", "host:5000/a" → "host:5000/a:latest". A reference outside
+// Docker's grammar ("../x", "a/../b", "x/.hidden") is refused.
 func Normalize(ref string) (string, error) {
 	t, err := name.NewTag(ref)
 	if err != nil {
 		return "", fmt.Errorf("bad image reference %q: %w (%w)", ref, err, runtime.ErrInvalid)
+	}
+	if err := checkRepository(ref, t.Context()); err != nil {
+		return "", err
 	}
 	return familiar(t.Context()) + ":" + t.TagStr(), nil
 }
