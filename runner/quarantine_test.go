@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -194,5 +195,42 @@ func TestSearchCost(t *testing.T) {
 		if bound := len(bad) * (12 + 1); runs > bound {
 			t.Fatalf("culprits %v: %d runs, want at most %d", bad, runs-1, bound)
 		}
+	}
+}
+
+// TestQuarantineRevert: a quarantined key is rendered at its last good
+// state (an addition left out, a modification at its old value, a deletion
+// kept) while its state stays the quarantined one; it is released as soon
+// as that state changes (a new value, a deletion, a re-creation).
+func TestQuarantineRevert(t *testing.T) {
+	kv := func(k, v string) store.KV { return store.KV{Key: k, Value: []byte(v)} }
+	good := []store.KV{kv("/a", "1"), kv("/m", "old"), kv("/z", "gone-later")}
+	q := quarantine{
+		"/b": {change: change{key: "/b", kv: kv("/b", "bad")}}, // added
+		"/m": {change: change{key: "/m", kv: kv("/m", "bad")}}, // modified
+		"/z": {change: change{key: "/z", gone: true}},          // deleted
+		"/x": {change: change{key: "/x", kv: kv("/x", "bad")}}, // added, then deleted: it just goes
+		"/y": {change: change{key: "/y", kv: kv("/y", "bad")}}, // added, then changed: tried again
+	}
+	log := slog.New(slog.DiscardHandler)
+	cur := []store.KV{kv("/a", "1"), kv("/b", "bad"), kv("/m", "bad"), kv("/n", "new"), kv("/y", "fixed")}
+	got := q.revert(cur, good, log)
+	want := []store.KV{kv("/a", "1"), kv("/m", "old"), kv("/n", "new"), kv("/y", "fixed"), kv("/z", "gone-later")}
+	if !slices.EqualFunc(got, want, func(a, b store.KV) bool { return a.Key == b.Key && string(a.Value) == string(b.Value) }) {
+		t.Fatalf("reverted to %v, want %v", got, want)
+	}
+	if keys := slices.Sorted(maps.Keys(q)); !slices.Equal(keys, []string{"/b", "/m", "/z"}) {
+		t.Fatalf("still quarantined: %v, want /b /m /z", keys)
+	}
+	if len(cur) != 5 || string(cur[2].Value) != "bad" {
+		t.Fatal("revert modified the snapshot")
+	}
+	// The deleted key comes back, the modified one changes again.
+	got = q.revert([]store.KV{kv("/a", "1"), kv("/b", "bad"), kv("/m", "bad2"), kv("/z", "back")}, good, log)
+	if len(got) != 3 || string(got[1].Value) != "bad2" || string(got[2].Value) != "back" {
+		t.Fatalf("reverted to %v", got)
+	}
+	if keys := slices.Sorted(maps.Keys(q)); !slices.Equal(keys, []string{"/b"}) {
+		t.Fatalf("still quarantined: %v, want /b", keys)
 	}
 }
