@@ -173,9 +173,33 @@ type berthFile struct {
 //     settle, else 200ms). An edit that does not parse keeps the previous
 //     version.
 //
-// A check whose output fails and whose data changed since the last good
-// render quarantines the records responsible (see package runner); the
-// others still apply.
+// and how the output is checked:
+//
+//   - check is run before the swap on a staged copy of the output, beside
+//     dest ({{.src}} is its path). That suits a whole configuration:
+//     check = "nginx -t -q -c {{.src}}" (with -p when its relative paths
+//     need a prefix).
+//   - check_in_place = true runs check on the real configuration instead:
+//     the new file is swapped in, check runs ({{.src}} is dest), and on
+//     failure the previous file is swapped back, before any reload. Both
+//     swaps are atomic renames; a renderer killed in between leaves a
+//     rollback file that the next render puts back.
+//
+// check_in_place is the recipe for a conf.d fragment, which is only valid
+// inside the nginx.conf that includes it, and whose staged copy
+// (.default.conf.berth-NNN) no "include conf.d/*.conf" sees:
+//
+//	[[template]]
+//	src = "templates/nginx.tmpl"
+//	dest = "/etc/nginx/conf.d/default.conf"
+//	check = "nginx -t -q"
+//	check_in_place = true
+//	reload = "nginx -s reload"
+//	max_shrink = "50%"
+//
+// A check that fails on data changed since the last good render
+// quarantines the records responsible (see package runner); the others
+// still apply.
 type berthTemplate struct {
 	Name                  string   `toml:"name"`
 	Src                   string   `toml:"src"`
@@ -199,6 +223,7 @@ type berthTemplate struct {
 	MinEntries            int      `toml:"min_entries"`
 	MaxShrink             string   `toml:"max_shrink"`
 	AllowEmpty            bool     `toml:"allow_empty"`
+	CheckInPlace          bool     `toml:"check_in_place"`
 	MissingKey            string   `toml:"missingkey"`
 	AllowNondeterministic bool     `toml:"allow_nondeterministic"`
 	KeepBlankLines        bool     `toml:"keep_blank_lines"`
@@ -299,7 +324,7 @@ func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) 
 		Spec: render.Spec{
 			Name: rt.Name, Dest: relTo(dir, rt.Dest), UID: rt.UID, GID: rt.GID,
 			Backup: rt.Backup, Check: rt.Check, Reload: rt.Reload, MinEntries: rt.MinEntries,
-			AllowEmpty: rt.AllowEmpty,
+			AllowEmpty: rt.AllowEmpty, CheckInPlace: rt.CheckInPlace,
 		},
 	}
 	for _, inc := range rt.Includes {
@@ -338,6 +363,9 @@ func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) 
 	}
 	if rt.MinEntries < 0 {
 		return fail("min_entries %d is negative", rt.MinEntries)
+	}
+	if rt.CheckInPlace && rt.Check == "" {
+		return fail("check_in_place needs a check command")
 	}
 	switch rt.MissingKey {
 	case "", "default":

@@ -55,6 +55,7 @@ timeout = "10s"
 min_entries = 1
 max_shrink = "50%"
 allow_empty = true
+check_in_place = true
 settle = "1s"
 missingkey = "error"
 
@@ -93,7 +94,7 @@ listen = "127.0.0.1:9180"
 	s := n.Spec
 	if s.Name != "nginx" || s.Dest != "/etc/nginx/conf.d/default.conf" || s.Mode != 0o640 || *s.UID != 101 || *s.GID != 0 ||
 		!s.Backup || s.Check != "nginx -t -c {{.src}}" || s.Reload != "nginx -s reload" || s.Timeout != 10*time.Second ||
-		s.MinEntries != 1 || s.MaxShrink != 0.5 || !s.AllowEmpty {
+		s.MinEntries != 1 || s.MaxShrink != 0.5 || !s.AllowEmpty || !s.CheckInPlace {
 		t.Errorf("spec %+v", s)
 	}
 	if n.Settle != time.Second || f.Templates[1].Settle != 300*time.Millisecond || f.Templates[1].Spec.AllowEmpty {
@@ -123,6 +124,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad wait", head + "wait = \"1s:100ms\"\n", `:1: template "/tmp/a": wait "1s:100ms": max is less than min`},
 		{"bad max_shrink", head + "max_shrink = \"50\"\n", `max_shrink "50"`},
 		{"bad timeout", head + "timeout = \"-1s\"\n", `timeout "-1s"`},
+		{"check_in_place without check", head + "check_in_place = true\n", `check_in_place needs a check command`},
 		{"bad settle", head + "settle = \"soon\"\n", `settle "soon"`},
 		{"bad top-level settle", "settle = \"0s\"\n", `settle "0s"`},
 		{"allow_empty not a bool", head + "allow_empty = \"yes\"\n", `:4:`},

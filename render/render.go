@@ -22,15 +22,20 @@ var ErrRefused = errors.New("render refused")
 // Spec says where and how one template's output is written. The zero value
 // of every optional field means "not set".
 type Spec struct {
-	Name    string      // for logs and errors; Dest when empty
-	Dest    string      // the destination file; a symbolic link is followed (the link stays)
-	Mode    os.FileMode // 0: keep the destination's mode (0644 for a new file)
-	UID     *int        // nil: keep the destination's owner (a new file: the process's)
-	GID     *int        // nil: keep the destination's group
-	Backup  bool        // keep the previous file as Dest + ".bak"
-	Check   string      // shell command run on the staged file before the swap; {{.src}} is its path
-	Reload  string      // shell command run after the swap; {{.src}} is Dest
-	Timeout time.Duration
+	Name   string      // for logs and errors; Dest when empty
+	Dest   string      // the destination file; a symbolic link is followed (the link stays)
+	Mode   os.FileMode // 0: keep the destination's mode (0644 for a new file)
+	UID    *int        // nil: keep the destination's owner (a new file: the process's)
+	GID    *int        // nil: keep the destination's group
+	Backup bool        // keep the previous file as Dest + ".bak"
+	Check  string      // shell command run on the staged file before the swap; {{.src}} is its path
+	// CheckInPlace runs Check on the real configuration instead: the new
+	// file is swapped in, checked ({{.src}} is Dest), and swapped back out
+	// if the check fails, before any reload. For conf.d fragments, which
+	// are only valid inside the configuration that includes them.
+	CheckInPlace bool
+	Reload       string // shell command run after the swap; {{.src}} is Dest
+	Timeout      time.Duration
 
 	// MinEntries refuses to render when the template counts fewer records.
 	MinEntries int
@@ -141,6 +146,10 @@ func (r *Renderer) Preview(job Job) (Preview, error) {
 // max_shrink, the empty guard) are not applied: Try answers only whether
 // this output renders and passes the check. The error is the render error
 // or the check's *CommandError; nil means it would pass.
+//
+// With CheckInPlace the check can only run where the output goes: Try
+// swaps it in, checks, and always swaps the previous file back (see
+// swapChecked); nothing is reloaded.
 func (r *Renderer) Try(ctx context.Context, job Job) error {
 	s := job.Spec
 	dest, err := resolveDest(s.Dest)
@@ -153,6 +162,12 @@ func (r *Renderer) Try(ctx context.Context, job Job) error {
 		return fmt.Errorf("%s: render: %w", s.name(), err)
 	}
 	if s.Check == "" {
+		return nil
+	}
+	if s.CheckInPlace {
+		if err := r.tryInPlace(ctx, s, buf.Bytes()); err != nil {
+			return fmt.Errorf("%s: %w", s.name(), err)
+		}
 		return nil
 	}
 	st, err := stage(s.Dest, buf.Bytes(), attrs{mode: 0o600, uid: -1, gid: -1})
@@ -274,6 +289,9 @@ func (r *Renderer) prepare(jobs []Job) []*task {
 // swap. It sets the task's previous content, count and Changed.
 func (r *Renderer) write(ctx context.Context, t *task) error {
 	s := t.job.Spec
+	if err := r.recoverInPlace(s.Dest); err != nil {
+		return fmt.Errorf("%s: %w", s.name(), err)
+	}
 	var err error
 	if t.prev, err = readCurrent(s.Dest); err != nil {
 		t.res.Count = t.job.Source.Count()
@@ -294,8 +312,11 @@ func (r *Renderer) write(ctx context.Context, t *task) error {
 		return fmt.Errorf("%s: %w", s.name(), err)
 	}
 	defer st.discard()
-	if err := r.check(ctx, s, st.path); err != nil {
-		return fmt.Errorf("%s: %w", s.name(), err)
+	inPlace := s.CheckInPlace && s.Check != ""
+	if !inPlace {
+		if err := r.check(ctx, s, st.path); err != nil {
+			return fmt.Errorf("%s: %w", s.name(), err)
+		}
 	}
 	if err := r.backup(s, t.prev); err != nil {
 		return fmt.Errorf("%s: %w", s.name(), err)
@@ -303,7 +324,16 @@ func (r *Renderer) write(ctx context.Context, t *task) error {
 	if t.reload != "" {
 		setPendingReload(s.Dest, r.log)
 	}
-	if err := st.swap(r.log); err != nil {
+	if inPlace {
+		restored, err := r.swapChecked(ctx, s, st, t.prev)
+		if err != nil {
+			if restored && !t.pending {
+				clearPendingReload(s.Dest) // dest is what the process loaded
+			}
+			t.res.Changed = !restored
+			return fmt.Errorf("%s: %w", s.name(), err)
+		}
+	} else if err := st.swap(r.log); err != nil {
 		return fmt.Errorf("%s: %w", s.name(), err)
 	}
 	t.res.Changed = true
