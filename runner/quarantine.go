@@ -59,11 +59,7 @@ func (q quarantine) revert(kvs, good []store.KV, log *slog.Logger) []store.KV {
 	if len(q) == 0 {
 		return kvs
 	}
-	type target struct {
-		kv   store.KV
-		keep bool
-	}
-	targets := map[string]target{}
+	var back []change // each kept key's last good state
 	for key, e := range q {
 		cur, present := lookup(kvs, key)
 		if present == e.gone || present && !bytes.Equal(cur.Value, e.kv.Value) {
@@ -76,33 +72,12 @@ func (q quarantine) revert(kvs, good []store.KV, log *slog.Logger) []store.KV {
 			continue
 		}
 		g, ok := lookup(good, key)
-		targets[key] = target{g, ok}
+		back = append(back, change{key: key, kv: g, gone: !ok})
 	}
-	if len(targets) == 0 {
+	if len(back) == 0 {
 		return kvs
 	}
-	out := make([]store.KV, 0, len(kvs)+len(targets))
-	for _, kv := range kvs {
-		tg, ok := targets[kv.Key]
-		if !ok {
-			out = append(out, kv)
-			continue
-		}
-		delete(targets, kv.Key)
-		if tg.keep {
-			out = append(out, tg.kv)
-		}
-	}
-	sorted := true
-	for _, tg := range targets { // deleted keys, kept at their last good value
-		if tg.keep {
-			out, sorted = append(out, tg.kv), false
-		}
-	}
-	if !sorted {
-		slices.SortFunc(out, func(a, b store.KV) int { return strings.Compare(a.Key, b.Key) })
-	}
-	return out
+	return withChanges(kvs, back)
 }
 
 // lookup finds key in kvs, sorted by key.
@@ -137,14 +112,15 @@ func diff(good, kvs []store.KV) []change {
 	return out
 }
 
-// withChanges returns good with changes applied, sorted by key.
-func withChanges(good []store.KV, changes []change) []store.KV {
+// withChanges returns kvs (sorted by key, not modified) with changes
+// applied: each change sets its key's state. The result is sorted by key.
+func withChanges(kvs []store.KV, changes []change) []store.KV {
 	by := make(map[string]change, len(changes))
 	for _, c := range changes {
 		by[c.key] = c
 	}
-	out := make([]store.KV, 0, len(good)+len(changes))
-	for _, kv := range good {
+	out := make([]store.KV, 0, len(kvs)+len(changes))
+	for _, kv := range kvs {
 		c, ok := by[kv.Key]
 		if !ok {
 			out = append(out, kv)
@@ -155,12 +131,15 @@ func withChanges(good []store.KV, changes []change) []store.KV {
 			out = append(out, c.kv)
 		}
 	}
-	for _, c := range changes { // additions, in key order
+	added := false
+	for _, c := range changes { // keys kvs does not have
 		if _, ok := by[c.key]; ok && !c.gone {
-			out = append(out, c.kv)
+			out, added = append(out, c.kv), true
 		}
 	}
-	slices.SortFunc(out, func(a, b store.KV) int { return strings.Compare(a.Key, b.Key) })
+	if added {
+		slices.SortFunc(out, func(a, b store.KV) int { return strings.Compare(a.Key, b.Key) })
+	}
 	return out
 }
 
