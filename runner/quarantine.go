@@ -2,6 +2,7 @@ package runner
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,10 +16,14 @@ import (
 	"github.com/berthd/berth/store"
 )
 
-// maxChecks bounds the check runs of one quarantine search. A search that
-// runs out quarantines what it found; the render is retried with backoff,
-// and the next search starts without those.
-const maxChecks = 128
+// maxChecks and maxSearch bound the check runs and the time of one
+// quarantine search (Run's loop waits for it). A search that runs out
+// quarantines what it found; the render is retried with backoff, and the
+// next search starts without those.
+const (
+	maxChecks = 128
+	maxSearch = 2 * time.Minute
+)
 
 // change is one store key whose state differs from the last good render's.
 type change struct {
@@ -218,13 +223,15 @@ func (s *state) quarantine(j *job) bool {
 	if len(changes) == 0 {
 		return false
 	}
+	ctx, cancel := context.WithTimeout(s.ctx, maxSearch)
+	defer cancel()
 	try := func(cs []change) error {
 		j.checks++
 		in := j.in
 		in.KVs, in.Warn = withChanges(t.good, cs), nil
-		return s.r.renderer.Try(s.ctx, render.Job{Spec: t.conf.Spec, Source: render.Bind(j.tmpl, in)})
+		return s.r.renderer.Try(ctx, render.Job{Spec: t.conf.Spec, Source: render.Bind(j.tmpl, in)})
 	}
-	if err := try(nil); s.ctx.Err() != nil {
+	if err := try(nil); ctx.Err() != nil {
 		return false
 	} else if err != nil {
 		log.Warn("the check fails on the last good data too: not a record's fault, nothing quarantined", "err", err)
@@ -233,10 +240,10 @@ func (s *state) quarantine(j *job) bool {
 	// The failure must repeat with every change in: a check that failed
 	// once and passes now is retried, not blamed on a record.
 	fullErr := try(changes)
-	if s.ctx.Err() != nil || fullErr == nil {
+	if ctx.Err() != nil || fullErr == nil {
 		return false
 	}
-	bad, reasons, rest, err := search(changes, fullErr, try, s.ctx.Err)
+	bad, reasons, rest, err := search(changes, fullErr, try, ctx.Err)
 	if t.quarantine == nil {
 		t.quarantine = quarantine{}
 	}
