@@ -2,9 +2,11 @@ package runner_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -283,5 +285,53 @@ func TestWarnLoggedOnce(t *testing.T) {
 	waitFile(t, tmpl.Spec.Dest, "n=3")
 	if n := logs.count("conflict found"); n != 2 {
 		t.Fatalf("logged %d times, want twice (it went away and came back):\n%s", n, logs.b.String())
+	}
+}
+
+// TestGuardsHoldAcrossRestart: records lost while berth was down (a lease
+// that expired in an outage) do not empty the output on the first render
+// of the next daemon: max_shrink remembers the last good count across the
+// restart, and an empty output never replaces a non-empty one.
+func TestGuardsHoldAcrossRestart(t *testing.T) {
+	st := openStore(t, "embedded://"+t.TempDir())
+	ctx := t.Context()
+	for i := range 10 {
+		st.Put(ctx, "/up/"+strconv.Itoa(i), []byte("x"))
+	}
+	dir := t.TempDir()
+	shrink := kvTemplate(t, dir, "shrink", "/up/", `{{ range tree "/up/" }}server {{ .Key }};{{ end }}`)
+	shrink.Spec.MaxShrink = 0.5
+	empty := kvTemplate(t, dir, "empty", "/up/", `{{ range tree "/up/" }}server {{ .Key }};{{ end }}`)
+	want := "server 0;server 1;server 2;server 3;server 4;server 5;server 6;server 7;server 8;server 9;"
+
+	ctx1, stop := context.WithCancel(ctx)
+	r := runner.New(st, render.New(render.WithLogger(quietLogger())), runner.WithLogger(quietLogger()))
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx1, []config.Template{shrink, empty}) }()
+	waitFile(t, shrink.Spec.Dest, want)
+	waitFile(t, empty.Spec.Dest, want)
+	stop()
+	<-done
+
+	// The outage: eight records (shrink) or all of them (empty) are gone.
+	st.Delete(ctx, "/up/", store.WithPrefix())
+	st.Put(ctx, "/up/0", []byte("x"))
+	st.Put(ctx, "/up/1", []byte("x"))
+	r = startRunner(t, st, shrink, empty) // a new process: a new Renderer
+	s := waitStatusOf(t, r, "shrink", func(s runner.TemplateStatus) bool { return s.LastError != nil })
+	if !errors.Is(s.LastError, render.ErrRefused) || s.FailingSince.IsZero() {
+		t.Fatalf("shrink after the restart: %v (failing since %v)", s.LastError, s.FailingSince)
+	}
+	waitFile(t, empty.Spec.Dest, "server 0;server 1;") // no max_shrink: applied
+	st.Delete(ctx, "/up/", store.WithPrefix())
+	s = waitStatusOf(t, r, "empty", func(s runner.TemplateStatus) bool { return s.LastError != nil })
+	if !errors.Is(s.LastError, render.ErrRefused) || !strings.Contains(s.LastError.Error(), "allow_empty") {
+		t.Fatalf("empty output: %v", s.LastError)
+	}
+	if got, _ := os.ReadFile(shrink.Spec.Dest); string(got) != want {
+		t.Fatalf("shrink dest = %q after the restart, want the last good output", got)
+	}
+	if got, _ := os.ReadFile(empty.Spec.Dest); string(got) != "server 0;server 1;" {
+		t.Fatalf("empty dest = %q, want the last good output", got)
 	}
 }
