@@ -25,6 +25,9 @@ const (
 	maxSearch = 2 * time.Minute
 )
 
+// maxReason bounds the check error kept per quarantined key.
+const maxReason = 2048
+
 // change is one store key whose state differs from the last good render's.
 type change struct {
 	key  string
@@ -267,6 +270,9 @@ func (s *state) quarantine(j *job) bool {
 // to, where the key has berth's schema.
 func (s *state) describe(t *tmplState, c change, reason error, now time.Time) QuarantinedKey {
 	q := QuarantinedKey{Key: c.key, Deleted: c.gone, Reason: reason.Error(), Since: now}
+	if len(q.Reason) > maxReason {
+		q.Reason = q.Reason[:maxReason] + " [truncated]"
+	}
 	k, err := records.ParseKey(t.conf.Options.Prefix, c.key)
 	if err != nil {
 		k, err = records.ParseKey(records.DefaultPrefix, c.key)

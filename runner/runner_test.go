@@ -335,3 +335,32 @@ func TestGuardsHoldAcrossRestart(t *testing.T) {
 		t.Fatalf("empty dest = %q, want the last good output", got)
 	}
 }
+
+// TestQuarantineExecError: a record on which the template fails to
+// execute (here a value it refuses with sprig's fail) is quarantined like
+// one that fails the check: the others render, including records written
+// after it; deleting it releases it; written again with a good value it is
+// rendered.
+func TestQuarantineExecError(t *testing.T) {
+	st := openStore(t, "embedded://"+t.TempDir())
+	ctx := t.Context()
+	st.Put(ctx, "/e/a", []byte("1"))
+	dir := t.TempDir()
+	tmpl := kvTemplate(t, dir, "e", "/e/", `{{ range tree "/e/" }}{{ if eq .Value "bad" }}{{ fail "refusing bad" }}{{ end }}{{ .Key }}={{ .Value }};{{ end }}`)
+	r := startRunner(t, st, tmpl)
+	waitFile(t, tmpl.Spec.Dest, "a=1;")
+
+	st.Put(ctx, "/e/b", []byte("bad"))
+	st.Put(ctx, "/e/c", []byte("3"))
+	waitFile(t, tmpl.Spec.Dest, "a=1;c=3;")
+	s := waitStatusOf(t, r, "e", func(s runner.TemplateStatus) bool { return len(s.Quarantined) == 1 })
+	if q := s.Quarantined[0]; q.Key != "/e/b" || !strings.Contains(q.Reason, "refusing bad") || s.LastError != nil {
+		t.Fatalf("status %+v", s)
+	}
+	st.Put(ctx, "/e/d", []byte("4"))
+	waitFile(t, tmpl.Spec.Dest, "a=1;c=3;d=4;")
+	st.Delete(ctx, "/e/b")
+	waitStatusOf(t, r, "e", func(s runner.TemplateStatus) bool { return len(s.Quarantined) == 0 })
+	st.Put(ctx, "/e/b", []byte("2"))
+	waitFile(t, tmpl.Spec.Dest, "a=1;b=2;c=3;d=4;")
+}
