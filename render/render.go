@@ -170,7 +170,13 @@ func (r *Renderer) Try(ctx context.Context, job Job) error {
 		}
 		return nil
 	}
-	st, err := stage(s.Dest, buf.Bytes(), attrs{mode: 0o600, uid: -1, gid: -1})
+	cur, err := readCurrent(s.Dest)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.name(), err)
+	}
+	// Staged with the attributes Cycle would give it: a check that runs
+	// as another user reads it as it would the real one.
+	st, err := stage(s.Dest, buf.Bytes(), want(s, cur))
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.name(), err)
 	}
