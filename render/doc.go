@@ -11,7 +11,9 @@
 // directory; in-place locked write for single-file bind mounts) → reload.
 // Identical reload commands run once per cycle, after all writes; a failed
 // reload restores every file it was for and runs the reload again. A
-// symbolic link as destination is followed. The guards hold across a
+// symbolic link as destination is followed. With CheckInPlace the check
+// runs on the real configuration instead of the staged copy: swap in,
+// check, swap back on failure, before any reload (for conf.d fragments). The guards hold across a
 // restart: the empty guard reads the destination, and max_shrink's last
 // good count is kept in a hidden file beside it. Renderer.Preview renders
 // and compares without writing (dry runs); Renderer.Try renders, stages and
