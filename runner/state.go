@@ -100,7 +100,7 @@ func (s *state) apply(templates []config.Template) error {
 	}
 	var retired []*tmplState
 	for name, cur := range s.tmpls {
-		if n, ok := next[name]; ok && reflect.DeepEqual(n.conf, cur.conf) && n.err == nil && cur.tmpl != nil {
+		if n, ok := next[name]; ok && reflect.DeepEqual(n.conf, cur.conf) && n.err == nil && cur.parsed() {
 			delete(next, name) // unchanged: keep it as it is
 			continue
 		}

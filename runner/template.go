@@ -66,6 +66,13 @@ func (t *tmplState) files() []string {
 	return append([]string{t.conf.Src}, t.conf.Options.Includes...)
 }
 
+// parsed reports whether the template has a parsed version.
+func (t *tmplState) parsed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.tmpl != nil
+}
+
 func (t *tmplState) stop() {
 	t.cancel()
 	<-t.done
