@@ -1,8 +1,10 @@
 package runner
 
 import (
+	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/berthd/berth/store"
@@ -66,4 +68,27 @@ func (s *state) report() []TemplateStatus {
 		out = append(out, st)
 	}
 	return out
+}
+
+// Degraded reports whether the template does not fully apply what the
+// store holds: records are quarantined, or it has been failing to apply
+// for longer than after. The reason says which, for a health check that
+// reports degraded (not failing).
+func (s TemplateStatus) Degraded(now time.Time, after time.Duration) (reason string, degraded bool) {
+	var parts []string
+	if n := len(s.Quarantined); n > 0 {
+		keys := make([]string, 0, min(n, 3))
+		for _, q := range s.Quarantined[:min(n, 3)] {
+			keys = append(keys, q.Key)
+		}
+		more := ""
+		if n > 3 {
+			more = fmt.Sprintf(" and %d more", n-3)
+		}
+		parts = append(parts, fmt.Sprintf("%d quarantined (%s%s)", n, strings.Join(keys, ", "), more))
+	}
+	if !s.FailingSince.IsZero() && now.Sub(s.FailingSince) > after {
+		parts = append(parts, fmt.Sprintf("failing to apply for %s: %v", now.Sub(s.FailingSince).Round(time.Second), s.LastError))
+	}
+	return strings.Join(parts, "; "), len(parts) > 0
 }
