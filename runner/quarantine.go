@@ -90,7 +90,7 @@ func (q quarantine) revert(kvs, good []store.KV, log *slog.Logger) []store.KV {
 
 // lookup finds key in kvs, sorted by key.
 func lookup(kvs []store.KV, key string) (store.KV, bool) {
-	i, ok := slices.BinarySearchFunc(kvs, key, func(kv store.KV, k string) int { return strings.Compare(kv.Key, k) })
+	i, ok := slices.BinarySearchFunc(kvs, key, byKey)
 	if !ok {
 		return store.KV{}, false
 	}
@@ -122,34 +122,51 @@ func diff(good, kvs []store.KV) []change {
 
 // withChanges returns kvs (sorted by key, not modified) with changes
 // applied: each change sets its key's state. The result is sorted by key.
+// It costs a copy of kvs and a binary search per change.
 func withChanges(kvs []store.KV, changes []change) []store.KV {
-	by := make(map[string]change, len(changes))
+	out := slices.Clone(kvs)
+	var gone []int // indexes in out, to drop
+	var added []store.KV
 	for _, c := range changes {
-		by[c.key] = c
-	}
-	out := make([]store.KV, 0, len(kvs)+len(changes))
-	for _, kv := range kvs {
-		c, ok := by[kv.Key]
-		if !ok {
-			out = append(out, kv)
-			continue
-		}
-		delete(by, kv.Key)
-		if !c.gone {
-			out = append(out, c.kv)
+		i, ok := slices.BinarySearchFunc(out, c.key, byKey)
+		switch {
+		case ok && c.gone:
+			gone = append(gone, i)
+		case ok:
+			out[i] = c.kv
+		case !c.gone:
+			added = append(added, c.kv)
 		}
 	}
-	added := false
-	for _, c := range changes { // keys kvs does not have
-		if _, ok := by[c.key]; ok && !c.gone {
-			out, added = append(out, c.kv), true
+	if len(gone) > 0 {
+		slices.Sort(gone)
+		kept := out[:gone[0]]
+		for k, i := range gone {
+			next := len(out)
+			if k+1 < len(gone) {
+				next = gone[k+1]
+			}
+			kept = append(kept, out[i+1:next]...)
+		}
+		out = kept
+	}
+	if len(added) == 0 {
+		return out
+	}
+	slices.SortFunc(added, func(a, b store.KV) int { return strings.Compare(a.Key, b.Key) })
+	merged := make([]store.KV, 0, len(out)+len(added))
+	i, k := 0, 0
+	for i < len(out) || k < len(added) {
+		if k == len(added) || i < len(out) && out[i].Key < added[k].Key {
+			merged, i = append(merged, out[i]), i+1
+		} else {
+			merged, k = append(merged, added[k]), k+1
 		}
 	}
-	if added {
-		slices.SortFunc(out, func(a, b store.KV) int { return strings.Compare(a.Key, b.Key) })
-	}
-	return out
+	return merged
 }
+
+func byKey(kv store.KV, key string) int { return strings.Compare(kv.Key, key) }
 
 // errBudget ends a search that ran out of check runs.
 var errBudget = errors.New("quarantine search: out of check runs")
