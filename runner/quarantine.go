@@ -231,11 +231,10 @@ func search(changes []change, fullErr error, try func([]change) error, stopped f
 // check run on staged output only (render.Renderer.Try: no swap, no
 // reload), to find the changes that make it fail. It quarantines them and
 // sets the job to render the rest, reporting whether it did. It costs
-// about 2 + k·(log₂ n + 1) check runs for k culprits among n changes. When
-// even
-// the last good data fails, the fault is not in the data (the proxy's
-// binary, a disk, the template): nothing is quarantined, the failure is
-// retried as any other.
+// about 2 + k·(log₂ n + 1) check runs for k culprits among n changes.
+// When even the last good data fails, the fault is not in the data (the
+// proxy's binary, a disk, the template): nothing is quarantined, the
+// failure is retried as any other.
 func (s *state) quarantine(j *job) bool {
 	t := j.t
 	log := s.r.log.With("template", t.conf.Name)
@@ -288,7 +287,7 @@ func (s *state) quarantine(j *job) bool {
 func (s *state) describe(t *tmplState, c change, reason error, now time.Time) QuarantinedKey {
 	q := QuarantinedKey{Key: c.key, Deleted: c.gone, Reason: reason.Error(), Since: now}
 	if len(q.Reason) > maxReason {
-		q.Reason = q.Reason[:maxReason] + " [truncated]"
+		q.Reason = strings.ToValidUTF8(q.Reason[:maxReason], "") + " [truncated]"
 	}
 	k, err := records.ParseKey(t.conf.Options.Prefix, c.key)
 	if err != nil {
