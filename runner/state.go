@@ -16,8 +16,10 @@ import (
 // Run renders the templates until ctx ends. It returns an error only when
 // the set of templates is invalid as configuration (two writing one
 // destination) or the file watcher cannot start. A template that does not
-// parse is reported (log, Status) and picked up when its file is fixed;
-// render, check and reload errors are retried with backoff.
+// parse is reported (log, Status) and picked up when its file is fixed; a
+// check that fails on changed data quarantines the records responsible
+// (see the package doc); other render, check and reload errors are
+// retried with backoff.
 func (r *Runner) Run(ctx context.Context, templates []config.Template) error {
 	files, err := watcher.NewFiles(r.log)
 	if err != nil {
