@@ -210,3 +210,82 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// TestQuarantineConfDInPlace: the same quarantine for a conf.d fragment
+// checked in place (check_in_place): the bisection's tries swap each
+// candidate in, run nginx -t on the real nginx.conf and swap the previous
+// fragment back; the good records are routed, the bad one is reported,
+// and the fragment on disk never holds it.
+func TestQuarantineConfDInPlace(t *testing.T) {
+	st := openStore(t, "embedded://"+t.TempDir())
+	n := testenv.NewNginx(t)
+	confd := filepath.Join(n.Dir, "conf.d")
+	if err := os.Mkdir(confd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := n.Prelude() + "    server {\n        listen " + n.Addr + " default_server;\n        location / { return 404 \"none\\n\"; }\n    }\n    include " + confd + "/*.conf;\n}\n"
+	if err := os.WriteFile(n.Conf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "fragment.tmpl")
+	fragment := `{{- range (index .Services "web") }}
+server {
+    listen ` + n.Addr + `;
+    server_name {{ index .Env "VIRTUAL_HOST" }};
+    location / { proxy_pass http://{{ .IP }}:{{ .Port }}; }
+}
+{{- end }}
+`
+	if err := os.WriteFile(src, []byte(fragment), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(confd, "default.conf")
+	tmpl := config.Template{
+		Name: "fragment", Src: src, Origin: "test",
+		Options:  dialect.Options{Dialect: dialect.Native, Prefix: records.DefaultPrefix},
+		Prefixes: []string{records.ServicesPrefix(records.DefaultPrefix)},
+		Wait:     watcher.Wait{Min: 300 * time.Millisecond, Max: 2 * time.Second},
+		Spec: render.Spec{Name: "fragment", Dest: dest, Timeout: 20 * time.Second,
+			Check: fmt.Sprintf("%s -t -q -p %s/ -c %s", n.Bin, n.Dir, n.Conf), CheckInPlace: true,
+			Reload: n.ReloadCommand()},
+	}
+	if err := os.WriteFile(dest, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.Start(t)
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	r := startRunnerWith(t, runner.New(st, render.New(render.WithLogger(log)), runner.WithLogger(log)), tmpl)
+	waitStatusOf(t, r, "fragment", func(s runner.TemplateStatus) bool { return !s.LastRender.IsZero() })
+
+	ips := map[string]string{}
+	ports := map[string]int{}
+	for i := 1; i <= 6; i++ {
+		id := fmt.Sprintf("g%d", i)
+		ips[id], ports[id] = testenv.HTTPBackend(t, id)
+	}
+	for i := 1; i <= 5; i++ {
+		id := fmt.Sprintf("g%d", i)
+		putVhost(t, st, id, id+".test", ips[id], ports[id])
+		if i == 3 {
+			putVhost(t, st, "bad", "}", "127.0.0.1", 1)
+		}
+	}
+	s := waitStatusOf(t, r, "fragment", func(s runner.TemplateStatus) bool { return len(s.Quarantined) > 0 })
+	if len(s.Quarantined) != 1 || s.Quarantined[0].Container != "bad" || !strings.Contains(s.Quarantined[0].Reason, `unexpected "}"`) {
+		t.Fatalf("quarantined %+v", s.Quarantined)
+	}
+	for i := 1; i <= 5; i++ {
+		id := fmt.Sprintf("g%d", i)
+		routes(t, n, id+".test", id)
+	}
+	putVhost(t, st, "g6", "g6.test", ips["g6"], ports["g6"])
+	routes(t, n, "g6.test", "g6")
+	if strings.Contains(readFile(dest), "server_name };") {
+		t.Fatalf("the fragment holds the bad record:\n%s", readFile(dest))
+	}
+	for _, e := range []string{".default.conf.rollback.berth", ".default.conf.rollback-none.berth"} {
+		if _, err := os.Lstat(filepath.Join(confd, e)); !os.IsNotExist(err) {
+			t.Errorf("%s left behind", e)
+		}
+	}
+}

@@ -41,7 +41,12 @@ func kvTemplate(t *testing.T, dir, name, prefix, text string) config.Template {
 
 func startRunner(t *testing.T, st store.Store, ts ...config.Template) *runner.Runner {
 	t.Helper()
-	r := runner.New(st, render.New(render.WithLogger(quietLogger())), runner.WithLogger(quietLogger()))
+	return startRunnerWith(t, runner.New(st, render.New(render.WithLogger(quietLogger())), runner.WithLogger(quietLogger())), ts...)
+}
+
+// startRunnerWith runs r on ts until the test ends.
+func startRunnerWith(t *testing.T, r *runner.Runner, ts ...config.Template) *runner.Runner {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx, ts) }()
