@@ -41,6 +41,11 @@ type Template struct {
 	// MinReloadInterval is the reload budget: no change is applied sooner
 	// than this after the previous one (0: none).
 	MinReloadInterval time.Duration
+	// Settle is how long the template's files (main and includes) must
+	// have gone without writes before an edit is re-read (settle = "200ms";
+	// 0: the runner's default). An editor or a shell's ">" writes a file in
+	// pieces; a version read half-way is never rendered.
+	Settle time.Duration
 
 	// Spec is how the output is written: destination, mode, owner, backup,
 	// check, reload, timeout, guards.
@@ -133,7 +138,9 @@ type File struct {
 	Prefix  string // berth key prefix (records.DefaultPrefix)
 	// MinReloadInterval is the default reload budget of its templates.
 	MinReloadInterval time.Duration
-	Templates         []Template
+	// Settle is the default settle window of its templates' files.
+	Settle    time.Duration
+	Templates []Template
 }
 
 // berthFile is berth.toml as decoded.
@@ -143,11 +150,56 @@ type berthFile struct {
 	Daemon            Daemon          `toml:"daemon"`
 	Wait              string          `toml:"wait"`
 	MinReloadInterval string          `toml:"min_reload_interval"`
+	Settle            string          `toml:"settle"`
 	Prefix            string          `toml:"prefix"`
 	Template          []berthTemplate `toml:"template"`
 }
 
-// berthTemplate is one [[template]] as decoded.
+// berthTemplate is one [[template]] as decoded. Besides the keys every
+// template needs (name, src, dest, dialect, prefixes, includes, wait), it
+// holds the guards of the write pipeline:
+//
+//   - min_entries = N refuses a render that counts fewer than N records
+//     (keys; containers for docker-gen): the last good file stays.
+//   - max_shrink = "50%" refuses a render whose record count dropped by
+//     more than that from the last good render, also the last one before a
+//     restart (the count is kept beside dest), so that records lost to a
+//     store outage or an expired lease cannot empty the proxy.
+//   - allow_empty = true lets an empty (or white-space only) output replace
+//     a dest that is not empty. By default that is refused, whatever
+//     min_entries says, and logged.
+//   - settle = "200ms" is how long src and its includes must have gone
+//     without writes before an edit is re-read (default: the top-level
+//     settle, else 200ms). An edit that does not parse keeps the previous
+//     version.
+//
+// and how the output is checked:
+//
+//   - check is run before the swap on a staged copy of the output, beside
+//     dest ({{.src}} is its path). That suits a whole configuration:
+//     check = "nginx -t -q -c {{.src}}" (with -p when its relative paths
+//     need a prefix).
+//   - check_in_place = true runs check on the real configuration instead:
+//     the new file is swapped in, check runs ({{.src}} is dest), and on
+//     failure the previous file is swapped back, before any reload. Both
+//     swaps are atomic renames; a renderer killed in between leaves a
+//     rollback file that the next render puts back.
+//
+// check_in_place is the recipe for a conf.d fragment, which is only valid
+// inside the nginx.conf that includes it, and whose staged copy
+// (.default.conf.berth-NNN) no "include conf.d/*.conf" sees:
+//
+//	[[template]]
+//	src = "templates/nginx.tmpl"
+//	dest = "/etc/nginx/conf.d/default.conf"
+//	check = "nginx -t -q"
+//	check_in_place = true
+//	reload = "nginx -s reload"
+//	max_shrink = "50%"
+//
+// A check that fails on data changed since the last good render
+// quarantines the records responsible (see package runner); the others
+// still apply.
 type berthTemplate struct {
 	Name                  string   `toml:"name"`
 	Src                   string   `toml:"src"`
@@ -158,6 +210,7 @@ type berthTemplate struct {
 	Includes              []string `toml:"includes"`
 	Wait                  string   `toml:"wait"`
 	MinReloadInterval     string   `toml:"min_reload_interval"`
+	Settle                string   `toml:"settle"`
 	Mode                  string   `toml:"mode"`
 	UID                   *int     `toml:"uid"`
 	GID                   *int     `toml:"gid"`
@@ -169,6 +222,8 @@ type berthTemplate struct {
 	Timeout               string   `toml:"timeout"`
 	MinEntries            int      `toml:"min_entries"`
 	MaxShrink             string   `toml:"max_shrink"`
+	AllowEmpty            bool     `toml:"allow_empty"`
+	CheckInPlace          bool     `toml:"check_in_place"`
 	MissingKey            string   `toml:"missingkey"`
 	AllowNondeterministic bool     `toml:"allow_nondeterministic"`
 	KeepBlankLines        bool     `toml:"keep_blank_lines"`
@@ -224,6 +279,9 @@ func Load(file string) (*File, error) {
 	if f.MinReloadInterval, err = parseDuration("min_reload_interval", raw.MinReloadInterval); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
+	if f.Settle, err = parseDuration("settle", raw.Settle); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
 	switch f.Runtime.Kind {
 	case "", "embedded", "docker", "none":
 	default:
@@ -262,9 +320,11 @@ func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) 
 		Prefixes:          rt.Prefixes,
 		Wait:              f.Wait,
 		MinReloadInterval: f.MinReloadInterval,
+		Settle:            f.Settle,
 		Spec: render.Spec{
 			Name: rt.Name, Dest: relTo(dir, rt.Dest), UID: rt.UID, GID: rt.GID,
 			Backup: rt.Backup, Check: rt.Check, Reload: rt.Reload, MinEntries: rt.MinEntries,
+			AllowEmpty: rt.AllowEmpty, CheckInPlace: rt.CheckInPlace,
 		},
 	}
 	for _, inc := range rt.Includes {
@@ -293,11 +353,19 @@ func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) 
 			return fail("%v", err)
 		}
 	}
+	if rt.Settle != "" {
+		if t.Settle, err = parseDuration("settle", rt.Settle); err != nil {
+			return fail("%v", err)
+		}
+	}
 	if t.Spec.MaxShrink, err = parseShrink(rt.MaxShrink); err != nil {
 		return fail("%v", err)
 	}
 	if rt.MinEntries < 0 {
 		return fail("min_entries %d is negative", rt.MinEntries)
+	}
+	if rt.CheckInPlace && rt.Check == "" {
+		return fail("check_in_place needs a check command")
 	}
 	switch rt.MissingKey {
 	case "", "default":

@@ -27,6 +27,7 @@ func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	file := write(t, dir, "berth.toml", `
 wait = "200ms"
+settle = "300ms"
 
 [store]
 url = "etcd://127.0.0.1:2379"
@@ -53,6 +54,9 @@ reload = "nginx -s reload"
 timeout = "10s"
 min_entries = 1
 max_shrink = "50%"
+allow_empty = true
+check_in_place = true
+settle = "1s"
 missingkey = "error"
 
 [[template]]
@@ -81,7 +85,7 @@ listen = "127.0.0.1:9180"
 		t.Fatalf("%d templates", len(f.Templates))
 	}
 	n := f.Templates[0]
-	if n.Name != "nginx" || n.Src != filepath.Join(dir, "templates/nginx.tmpl") || n.Origin != file+":12" {
+	if n.Name != "nginx" || n.Src != filepath.Join(dir, "templates/nginx.tmpl") || n.Origin != file+":13" {
 		t.Errorf("nginx: name %q src %q origin %q", n.Name, n.Src, n.Origin)
 	}
 	if !reflect.DeepEqual(n.Options.Includes, []string{filepath.Join(dir, "templates/upstream.tmpl")}) {
@@ -90,8 +94,11 @@ listen = "127.0.0.1:9180"
 	s := n.Spec
 	if s.Name != "nginx" || s.Dest != "/etc/nginx/conf.d/default.conf" || s.Mode != 0o640 || *s.UID != 101 || *s.GID != 0 ||
 		!s.Backup || s.Check != "nginx -t -c {{.src}}" || s.Reload != "nginx -s reload" || s.Timeout != 10*time.Second ||
-		s.MinEntries != 1 || s.MaxShrink != 0.5 {
+		s.MinEntries != 1 || s.MaxShrink != 0.5 || !s.AllowEmpty || !s.CheckInPlace {
 		t.Errorf("spec %+v", s)
+	}
+	if n.Settle != time.Second || f.Templates[1].Settle != 300*time.Millisecond || f.Templates[1].Spec.AllowEmpty {
+		t.Errorf("settle %v and %v, allow_empty of the second %v", n.Settle, f.Templates[1].Settle, f.Templates[1].Spec.AllowEmpty)
 	}
 	if n.Wait != (Wait{Min: 100 * time.Millisecond, Max: time.Second}) || !n.Options.MissingKeyError || n.Options.Dialect != dialect.Native || n.Options.Prefix != "/berth" {
 		t.Errorf("nginx: %+v", n)
@@ -117,6 +124,10 @@ func TestLoadErrors(t *testing.T) {
 		{"bad wait", head + "wait = \"1s:100ms\"\n", `:1: template "/tmp/a": wait "1s:100ms": max is less than min`},
 		{"bad max_shrink", head + "max_shrink = \"50\"\n", `max_shrink "50"`},
 		{"bad timeout", head + "timeout = \"-1s\"\n", `timeout "-1s"`},
+		{"check_in_place without check", head + "check_in_place = true\n", `check_in_place needs a check command`},
+		{"bad settle", head + "settle = \"soon\"\n", `settle "soon"`},
+		{"bad top-level settle", "settle = \"0s\"\n", `settle "0s"`},
+		{"allow_empty not a bool", head + "allow_empty = \"yes\"\n", `:4:`},
 		{"bad dialect", head + "dialect = \"jinja\"\n", `dialect "jinja"`},
 		{"bad missingkey", head + "missingkey = \"panic\"\n", `missingkey "panic"`},
 		{"uid and user", head + "uid = 0\nuser = \"root\"\n", `both uid and user`},

@@ -202,65 +202,88 @@ func sweepStaged(log *slog.Logger, dest string) {
 	}
 }
 
-// replace atomically replaces dest with data: it stages a temporary file in
-// dest's directory, writes and fsyncs it, applies mode and owner, calls
-// beforeSwap with the staged path (check command, backup), renames it over
-// dest and fsyncs the directory. Readers see the old file or the new one,
-// never a mix, and so does a reader after a crash at any point.
-//
-// If the rename fails with EBUSY or EXDEV — dest is a single file
-// bind-mounted into a container, whose inode must not change — replace
-// falls back to rewriting dest in place under an exclusive flock, and logs
-// that it did.
-//
-// On any error the staged file is removed and dest keeps its content: on
-// the rename path it is never touched; on the in-place path a failed write
-// is undone, and the error says so if even that failed.
-func replace(log *slog.Logger, dest string, data []byte, a attrs, beforeSwap func(staged string) error) (err error) {
-	dir := filepath.Dir(dest)
-	f, err := os.CreateTemp(dir, filepath.Base(stagePattern(dest)))
+// staged is a new version of a destination, written and fsynced to a
+// temporary file in the destination's directory (so that a check sees it
+// beside the files it includes, and the swap is a rename on one file
+// system). Exactly one of swap and discard ends it; discard after a swap
+// does nothing.
+type staged struct {
+	path string // the temporary file
+	dest string
+	data []byte
+	a    attrs
+	done bool
+}
+
+// stage writes data with attributes a to a temporary file beside dest.
+// On error nothing is left behind.
+func stage(dest string, data []byte, a attrs) (_ *staged, err error) {
+	f, err := os.CreateTemp(filepath.Dir(dest), filepath.Base(stagePattern(dest)))
 	if err != nil {
-		return fmt.Errorf("stage %s: %w", dest, err)
+		return nil, fmt.Errorf("stage %s: %w", dest, err)
 	}
-	staged := f.Name()
 	defer func() {
 		if err != nil {
 			f.Close()
-			os.Remove(staged)
+			os.Remove(f.Name())
 		}
 	}()
 	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("stage %s: %w", dest, err)
+		return nil, fmt.Errorf("stage %s: %w", dest, err)
 	}
 	if err = f.Sync(); err != nil {
-		return fmt.Errorf("stage %s: fsync: %w", dest, err)
+		return nil, fmt.Errorf("stage %s: fsync: %w", dest, err)
 	}
 	if err = applyAttrs(f, a); err != nil {
-		return fmt.Errorf("stage %s: %w", dest, err)
+		return nil, fmt.Errorf("stage %s: %w", dest, err)
 	}
 	if err = f.Close(); err != nil {
-		return fmt.Errorf("stage %s: %w", dest, err)
+		return nil, fmt.Errorf("stage %s: %w", dest, err)
 	}
-	if beforeSwap != nil {
-		if err = beforeSwap(staged); err != nil {
-			return err
-		}
+	return &staged{path: f.Name(), dest: dest, data: data, a: a}, nil
+}
+
+// discard removes the staged file unless it was swapped in.
+func (s *staged) discard() {
+	if !s.done {
+		s.done = true
+		os.Remove(s.path)
 	}
-	if err = os.Rename(staged, dest); err != nil {
+}
+
+// swap renames the staged file over the destination and fsyncs the
+// directory. Readers see the old file or the new one, never a mix, and so
+// does a reader after a crash at any point.
+//
+// If the rename fails with EBUSY or EXDEV — dest is a single file
+// bind-mounted into a container, whose inode must not change — swap falls
+// back to rewriting dest in place under an exclusive flock, and logs that
+// it did. On error the staged file is gone and dest keeps its content: on
+// the rename path it is never touched; on the in-place path a failed write
+// is undone, and the error says so if even that failed.
+func (s *staged) swap(log *slog.Logger) error {
+	defer s.discard()
+	if err := os.Rename(s.path, s.dest); err != nil {
 		if !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EXDEV) {
-			return fmt.Errorf("swap %s: %w", dest, err)
+			return fmt.Errorf("swap %s: %w", s.dest, err)
 		}
-		log.Warn("rename over destination failed, writing it in place (single-file bind mount?)", "dest", dest, "err", err)
-		if err = writeInPlace(dest, data, a); err != nil {
-			return err
-		}
-		os.Remove(staged)
-		return nil
+		log.Warn("rename over destination failed, writing it in place (single-file bind mount?)", "dest", s.dest, "err", err)
+		return writeInPlace(s.dest, s.data, s.a)
 	}
-	if err = syncDir(dir); err != nil {
-		return fmt.Errorf("swap %s: %w", dest, err)
+	s.done = true
+	if err := syncDir(filepath.Dir(s.dest)); err != nil {
+		return fmt.Errorf("swap %s: %w", s.dest, err)
 	}
 	return nil
+}
+
+// replace atomically replaces dest with data: stage, then swap.
+func replace(log *slog.Logger, dest string, data []byte, a attrs) error {
+	s, err := stage(dest, data, a)
+	if err != nil {
+		return err
+	}
+	return s.swap(log)
 }
 
 // applyAttrs sets mode and owner on an open file.

@@ -10,33 +10,42 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 )
 
-// ErrRefused marks a render that a guard (min_entries, max_shrink) refused:
+// ErrRefused marks a render that a guard (min_entries, max_shrink, the
+// empty guard) refused:
 // the last good file stays in place. Test with errors.Is.
 var ErrRefused = errors.New("render refused")
 
 // Spec says where and how one template's output is written. The zero value
 // of every optional field means "not set".
 type Spec struct {
-	Name    string      // for logs and errors; Dest when empty
-	Dest    string      // the destination file; a symbolic link is followed (the link stays)
-	Mode    os.FileMode // 0: keep the destination's mode (0644 for a new file)
-	UID     *int        // nil: keep the destination's owner (a new file: the process's)
-	GID     *int        // nil: keep the destination's group
-	Backup  bool        // keep the previous file as Dest + ".bak"
-	Check   string      // shell command run on the staged file before the swap; {{.src}} is its path
-	Reload  string      // shell command run after the swap; {{.src}} is Dest
-	Timeout time.Duration
+	Name   string      // for logs and errors; Dest when empty
+	Dest   string      // the destination file; a symbolic link is followed (the link stays)
+	Mode   os.FileMode // 0: keep the destination's mode (0644 for a new file)
+	UID    *int        // nil: keep the destination's owner (a new file: the process's)
+	GID    *int        // nil: keep the destination's group
+	Backup bool        // keep the previous file as Dest + ".bak"
+	Check  string      // shell command run on the staged file before the swap; {{.src}} is its path
+	// CheckInPlace runs Check on the real configuration instead: the new
+	// file is swapped in, checked ({{.src}} is Dest), and swapped back out
+	// if the check fails, before any reload. For conf.d fragments, which
+	// are only valid inside the configuration that includes them.
+	CheckInPlace bool
+	Reload       string // shell command run after the swap; {{.src}} is Dest
+	Timeout      time.Duration
 
 	// MinEntries refuses to render when the template counts fewer records.
 	MinEntries int
 	// MaxShrink refuses to render when the record count drops by more than
-	// this fraction (0 < MaxShrink < 1) from the last good render. 0: off.
+	// this fraction (0 < MaxShrink < 1) from the last good render, also
+	// the last one before a restart. 0: off.
 	MaxShrink float64
+	// AllowEmpty lets an empty (or white-space only) output replace a
+	// destination that is not empty; by default that is refused.
+	AllowEmpty bool
 }
 
 func (s Spec) name() string {
@@ -80,6 +89,7 @@ type Renderer struct {
 
 	mu     sync.Mutex
 	counts map[string]int      // dest → record count of the last good render
+	saved  map[string]int      // dest → the count kept beside it (countPath)
 	swept  map[string]struct{} // dests whose stale staging files are gone
 }
 
@@ -94,7 +104,7 @@ func WithLogger(l *slog.Logger) Option { return func(r *Renderer) { r.log = l } 
 
 // New returns a Renderer.
 func New(opts ...Option) *Renderer {
-	r := &Renderer{cmd: Exec{}, log: slog.Default(), counts: map[string]int{}, swept: map[string]struct{}{}}
+	r := &Renderer{cmd: Exec{}, log: slog.Default(), counts: map[string]int{}, saved: map[string]int{}, swept: map[string]struct{}{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -122,36 +132,94 @@ func (r *Renderer) Preview(job Job) (Preview, error) {
 	if err != nil {
 		return Preview{}, fmt.Errorf("%s: %w", job.Spec.name(), err)
 	}
-	out, _, err := r.execute(job, len(cur.data))
+	out, _, err := r.execute(job, cur, true)
 	if err != nil {
 		return Preview{}, err
 	}
 	return Preview{Output: out, Current: cur.data, Exists: cur.exists, Changed: !unchanged(cur, out, want(job.Spec, cur))}, nil
 }
 
-// execute applies the guards and renders a job into memory; sizeHint is
-// the expected output size (the current destination's).
-func (r *Renderer) execute(job Job, sizeHint int) ([]byte, int, error) {
+// Try renders a job and runs its check command on a staged copy, in the
+// destination's directory, as Cycle would; then it removes the copy. It
+// never swaps, reloads or remembers anything: the destination and the
+// process it configures are untouched. The guards (min_entries,
+// max_shrink, the empty guard) are not applied: Try answers only whether
+// this output renders and passes the check. The error is the render error
+// or the check's *CommandError; nil means it would pass.
+//
+// With CheckInPlace the check can only run where the output goes: Try
+// swaps it in, checks, and always swaps the previous file back (see
+// swapChecked); nothing is reloaded.
+func (r *Renderer) Try(ctx context.Context, job Job) error {
+	s := job.Spec
+	dest, err := resolveDest(s.Dest)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.name(), err)
+	}
+	s.Dest = dest
+	var buf bytes.Buffer
+	if err := job.Source.Render(&buf); err != nil {
+		return fmt.Errorf("%s: render: %w", s.name(), err)
+	}
+	if s.Check == "" {
+		return nil
+	}
+	if s.CheckInPlace {
+		if err := r.tryInPlace(ctx, s, buf.Bytes()); err != nil {
+			return fmt.Errorf("%s: %w", s.name(), err)
+		}
+		return nil
+	}
+	cur, err := readCurrent(s.Dest)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.name(), err)
+	}
+	// Staged with the attributes Cycle would give it: a check that runs
+	// as another user reads it as it would the real one.
+	st, err := stage(s.Dest, buf.Bytes(), want(s, cur))
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.name(), err)
+	}
+	defer st.discard()
+	if err := r.check(ctx, s, st.path); err != nil {
+		return fmt.Errorf("%s: %w", s.name(), err)
+	}
+	return nil
+}
+
+// execute renders a job into memory; guarded, it applies the guards
+// first (min_entries, max_shrink) and after (the empty guard) against cur,
+// what the destination holds now.
+func (r *Renderer) execute(job Job, cur current, guarded bool) ([]byte, int, error) {
 	s := job.Spec
 	n := job.Source.Count()
-	if s.MinEntries > 0 && n < s.MinEntries {
-		return nil, n, fmt.Errorf("%s: %w: %d records, min_entries is %d", s.name(), ErrRefused, n, s.MinEntries)
-	}
-	if s.MaxShrink > 0 && !job.Force {
-		r.mu.Lock()
-		prev, ok := r.counts[s.Dest]
-		r.mu.Unlock()
-		if ok && prev > 0 && n < prev && float64(prev-n)/float64(prev) > s.MaxShrink {
-			return nil, n, fmt.Errorf("%s: %w: records dropped from %d to %d, more than max_shrink %g%% (force to apply)",
-				s.name(), ErrRefused, prev, n, s.MaxShrink*100)
+	if guarded {
+		if err := r.guardCount(job, n); err != nil {
+			return nil, n, err
 		}
 	}
 	var buf bytes.Buffer
-	buf.Grow(sizeHint + sizeHint/8 + 512)
+	size := len(cur.data)
+	buf.Grow(size + size/8 + 512)
 	if err := job.Source.Render(&buf); err != nil {
 		return nil, n, fmt.Errorf("%s: render: %w", s.name(), err)
 	}
+	if guarded {
+		if err := guardEmpty(s, cur, buf.Bytes()); err != nil {
+			return nil, n, err
+		}
+	}
 	return buf.Bytes(), n, nil
+}
+
+// task is one job on its way through a cycle: execute → compare → stage →
+// check → swap, then (grouped by command) reload → rollback.
+type task struct {
+	job     Job
+	res     Result
+	reload  string  // expanded reload command; "" for none
+	pending bool    // dest was swapped in before and never reloaded since
+	prev    current // what dest held before this cycle
 }
 
 // Cycle brings every job's destination up to date and then runs the reload
@@ -164,156 +232,205 @@ func (r *Renderer) execute(job Job, sizeHint int) ([]byte, int, error) {
 // untouched and does not stop the others. The returned error joins every
 // job's error; the results say what each job did.
 func (r *Renderer) Cycle(ctx context.Context, jobs []Job) ([]Result, error) {
-	jobs = slices.Clone(jobs) // the destinations get resolved in place
-	results := make([]Result, len(jobs))
-	prevs := make([]current, len(jobs))
-	reloads := make([]string, len(jobs)) // expanded reload command per job
-	pendingBefore := make([]bool, len(jobs))
-	seen := make(map[string]int, len(jobs))
-	for i, job := range jobs {
-		dest, err := resolveDest(job.Spec.Dest)
-		job.Spec.Dest = cmp.Or(dest, job.Spec.Dest)
-		jobs[i] = job
-		s, res := job.Spec, &results[i]
-		*res = Result{Name: s.name(), Dest: s.Dest}
-		if err != nil {
-			res.Err = fmt.Errorf("%s: %w", s.name(), err)
-			continue
+	tasks := r.prepare(jobs)
+	for _, t := range tasks {
+		if t.res.Err == nil {
+			t.res.Err = r.write(ctx, t)
 		}
-		if j, dup := seen[filepath.Clean(s.Dest)]; dup {
-			res.Err = fmt.Errorf("%s: destination %s is also written by %s", s.name(), s.Dest, results[j].Name)
-			continue
-		}
-		seen[filepath.Clean(s.Dest)] = i
-		if s.Reload != "" {
-			var err error
-			if reloads[i], err = (command{what: "reload", text: s.Reload}).expand(s.Dest); err != nil {
-				res.Err = fmt.Errorf("%s: %w", s.name(), err)
-				continue
-			}
-		}
-		// A destination swapped in before but whose reload never succeeded
-		// (it failed and could not be rolled back, or berth died between
-		// the swap and the reload) is reloaded even if nothing changed now.
-		pendingBefore[i] = reloads[i] != "" && pendingReload(s.Dest)
-		var markPending func()
-		if reloads[i] != "" {
-			markPending = func() { setPendingReload(s.Dest, r.log) }
-		}
-		prevs[i], res.Changed, res.Count, res.Err = r.write(ctx, job, markPending)
-		if res.Err == nil && (!res.Changed || reloads[i] == "") && !pendingBefore[i] {
-			r.remember(s.Dest, res.Count)
+		if t.res.Err == nil && (!t.res.Changed || t.reload == "") && !t.pending {
+			r.remember(t.job.Spec, t.res.Count) // nothing to reload: good as it is
 		}
 	}
-
-	// Group the jobs to reload by command, in first-seen order.
-	var order []string
-	groups := map[string][]int{}
-	for i := range jobs {
-		if reloads[i] == "" || results[i].Err != nil || !(results[i].Changed || pendingBefore[i]) {
-			continue
-		}
-		if _, ok := groups[reloads[i]]; !ok {
-			order = append(order, reloads[i])
-		}
-		groups[reloads[i]] = append(groups[reloads[i]], i)
-	}
-	for _, line := range order {
-		idx := groups[line]
-		var timeout time.Duration // the longest any of the jobs allows
-		for _, i := range idx {
-			timeout = max(timeout, jobs[i].Spec.Timeout)
-		}
-		err := run(ctx, r.cmd, "reload", line, timeout)
-		if err == nil {
-			for _, i := range idx {
-				results[i].Reloaded = true
-				clearPendingReload(jobs[i].Spec.Dest)
-				r.remember(jobs[i].Spec.Dest, results[i].Count)
-			}
-			continue
-		}
-		// Put back every file this reload was for, then reload once more.
-		restoreErrs := make([]error, len(idx))
-		for k, i := range idx {
-			restoreErrs[k] = r.putBack(jobs[i].Spec, prevs[i])
-		}
-		again := run(ctx, r.cmd, "reload", line, timeout)
-		for k, i := range idx {
-			// Restored, the file on disk is again what the process loaded
-			// before this cycle, unless that one was pending too.
-			if restoreErrs[k] == nil && (again == nil || !pendingBefore[i]) {
-				clearPendingReload(jobs[i].Spec.Dest)
-			}
-			res := &results[i]
-			res.Changed = restoreErrs[k] != nil // still the new file if it could not be put back
-			res.Restored = restoreErrs[k] == nil
-			if res.Restored {
-				res.Err = fmt.Errorf("%s: %w; previous file restored", res.Name, err)
-			} else {
-				res.Err = fmt.Errorf("%s: %w; restoring the previous file failed: %w", res.Name, err, restoreErrs[k])
-			}
-			if again != nil {
-				res.Err = fmt.Errorf("%w; reload after restore also failed: %w", res.Err, again)
-			}
-		}
-	}
-
+	r.reloadAll(ctx, tasks)
+	results := make([]Result, len(tasks))
 	var errs []error
-	for _, res := range results {
-		if res.Err != nil {
-			errs = append(errs, res.Err)
-		} else if res.Changed {
-			r.log.Info("rendered", "template", res.Name, "dest", res.Dest, "records", res.Count, "reloaded", res.Reloaded)
+	for i, t := range tasks {
+		results[i] = t.res
+		if t.res.Err != nil {
+			errs = append(errs, t.res.Err)
+		} else if t.res.Changed {
+			r.log.Info("rendered", "template", t.res.Name, "dest", t.res.Dest, "records", t.res.Count, "reloaded", t.res.Reloaded)
 		}
 	}
 	return results, errors.Join(errs...)
 }
 
-// write runs the first half of the pipeline for one job: read the
-// destination, guards, execute, compare, stage, check, backup, swap. It
-// returns what the destination held before, and whether it was replaced.
-func (r *Renderer) write(ctx context.Context, job Job, beforeSwap func()) (prev current, changed bool, n int, err error) {
-	s := job.Spec
-	prev, err = readCurrent(s.Dest)
-	if err != nil {
-		return current{}, false, job.Source.Count(), fmt.Errorf("%s: %w", s.name(), err)
+// prepare resolves each job's destination (a symbolic link's target),
+// refuses a destination two jobs write, and expands the reload commands.
+func (r *Renderer) prepare(jobs []Job) []*task {
+	tasks := make([]*task, len(jobs))
+	seen := make(map[string]*task, len(jobs))
+	for i, job := range jobs {
+		dest, err := resolveDest(job.Spec.Dest)
+		job.Spec.Dest = cmp.Or(dest, job.Spec.Dest)
+		s := job.Spec
+		t := &task{job: job, res: Result{Name: s.name(), Dest: s.Dest}}
+		tasks[i] = t
+		if err != nil {
+			t.res.Err = fmt.Errorf("%s: %w", s.name(), err)
+			continue
+		}
+		if o, dup := seen[filepath.Clean(s.Dest)]; dup {
+			t.res.Err = fmt.Errorf("%s: destination %s is also written by %s", s.name(), s.Dest, o.res.Name)
+			continue
+		}
+		seen[filepath.Clean(s.Dest)] = t
+		if s.Reload != "" {
+			if t.reload, err = (command{what: "reload", text: s.Reload}).expand(s.Dest); err != nil {
+				t.res.Err = fmt.Errorf("%s: %w", s.name(), err)
+				continue
+			}
+			// A destination swapped in before but whose reload never
+			// succeeded (it failed and could not be rolled back, or berth
+			// died between the swap and the reload) is reloaded even if
+			// nothing changed now.
+			t.pending = pendingReload(s.Dest)
+		}
 	}
-	out, n, err := r.execute(job, len(prev.data))
-	if err != nil {
-		return current{}, false, n, err
+	return tasks
+}
+
+// write runs the first half of the pipeline for one task: read the
+// destination, execute (with the guards), compare, stage, check, backup,
+// swap. It sets the task's previous content, count and Changed.
+func (r *Renderer) write(ctx context.Context, t *task) error {
+	s := t.job.Spec
+	if err := r.recoverInPlace(s.Dest); err != nil {
+		return fmt.Errorf("%s: %w", s.name(), err)
 	}
-	a := want(s, prev)
-	if unchanged(prev, out, a) {
-		return prev, false, n, nil
+	var err error
+	if t.prev, err = readCurrent(s.Dest); err != nil {
+		t.res.Count = t.job.Source.Count()
+		return fmt.Errorf("%s: %w", s.name(), err)
+	}
+	out, n, err := r.execute(t.job, t.prev, true)
+	t.res.Count = n
+	if err != nil {
+		return err
+	}
+	a := want(s, t.prev)
+	if unchanged(t.prev, out, a) {
+		return nil
 	}
 	r.sweepOnce(s.Dest)
-	err = replace(r.log, s.Dest, out, a, func(staged string) error {
-		if s.Check != "" {
-			line, err := command{what: "check", text: s.Check}.expand(staged)
-			if err != nil {
-				return err
-			}
-			if err := run(ctx, r.cmd, "check", line, s.Timeout); err != nil {
-				return err
-			}
-		}
-		if s.Backup && prev.exists {
-			// A copy of the bytes already read, not a hard link: a link to a
-			// bind-mounted destination would cross devices.
-			if err := replace(r.log, s.Dest+".bak", prev.data, prev.attrs(), nil); err != nil {
-				return fmt.Errorf("backup: %w", err)
-			}
-		}
-		if beforeSwap != nil {
-			beforeSwap()
-		}
-		return nil
-	})
+	st, err := stage(s.Dest, out, a)
 	if err != nil {
-		return prev, false, n, fmt.Errorf("%s: %w", s.name(), err)
+		return fmt.Errorf("%s: %w", s.name(), err)
 	}
-	return prev, true, n, nil
+	defer st.discard()
+	inPlace := s.CheckInPlace && s.Check != ""
+	if !inPlace {
+		if err := r.check(ctx, s, st.path); err != nil {
+			return fmt.Errorf("%s: %w", s.name(), err)
+		}
+	}
+	if err := r.backup(s, t.prev); err != nil {
+		return fmt.Errorf("%s: %w", s.name(), err)
+	}
+	if t.reload != "" {
+		setPendingReload(s.Dest, r.log)
+	}
+	if inPlace {
+		restored, err := r.swapChecked(ctx, s, st, t.prev)
+		if err != nil {
+			if restored && !t.pending {
+				clearPendingReload(s.Dest) // dest is what the process loaded
+			}
+			t.res.Changed = !restored
+			return fmt.Errorf("%s: %w", s.name(), err)
+		}
+	} else if err := st.swap(r.log); err != nil {
+		return fmt.Errorf("%s: %w", s.name(), err)
+	}
+	t.res.Changed = true
+	return nil
+}
+
+// check runs a Spec's check command on the staged file at path.
+func (r *Renderer) check(ctx context.Context, s Spec, path string) error {
+	if s.Check == "" {
+		return nil
+	}
+	line, err := command{what: "check", text: s.Check}.expand(path)
+	if err != nil {
+		return err
+	}
+	return run(ctx, r.cmd, "check", line, s.Timeout)
+}
+
+// backup keeps the destination's previous content as Dest.bak when the
+// Spec asks for it: a copy of the bytes already read, not a hard link (a
+// link to a bind-mounted destination would cross devices).
+func (r *Renderer) backup(s Spec, prev current) error {
+	if !s.Backup || !prev.exists {
+		return nil
+	}
+	if err := replace(r.log, s.Dest+".bak", prev.data, prev.attrs()); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	return nil
+}
+
+// reloadAll runs each distinct reload command once, for the tasks that
+// changed their destination (or still owe a reload), in first-seen order;
+// a failed reload is rolled back.
+func (r *Renderer) reloadAll(ctx context.Context, tasks []*task) {
+	var order []string
+	groups := map[string][]*task{}
+	for _, t := range tasks {
+		if t.reload == "" || t.res.Err != nil || !(t.res.Changed || t.pending) {
+			continue
+		}
+		if _, ok := groups[t.reload]; !ok {
+			order = append(order, t.reload)
+		}
+		groups[t.reload] = append(groups[t.reload], t)
+	}
+	for _, line := range order {
+		group := groups[line]
+		var timeout time.Duration // the longest any of the jobs allows
+		for _, t := range group {
+			timeout = max(timeout, t.job.Spec.Timeout)
+		}
+		err := run(ctx, r.cmd, "reload", line, timeout)
+		if err == nil {
+			for _, t := range group {
+				t.res.Reloaded = true
+				clearPendingReload(t.job.Spec.Dest)
+				r.remember(t.job.Spec, t.res.Count)
+			}
+			continue
+		}
+		r.rollback(ctx, group, line, timeout, err)
+	}
+}
+
+// rollback puts back every file a failed reload was for, then reloads
+// once more, and reports both on each task.
+func (r *Renderer) rollback(ctx context.Context, group []*task, line string, timeout time.Duration, reloadErr error) {
+	restoreErrs := make([]error, len(group))
+	for k, t := range group {
+		restoreErrs[k] = r.putBack(t.job.Spec, t.prev)
+	}
+	again := run(ctx, r.cmd, "reload", line, timeout)
+	for k, t := range group {
+		// Restored, the file on disk is again what the process loaded
+		// before this cycle, unless that one was pending too.
+		if restoreErrs[k] == nil && (again == nil || !t.pending) {
+			clearPendingReload(t.job.Spec.Dest)
+		}
+		res := &t.res
+		res.Changed = restoreErrs[k] != nil // still the new file if it could not be put back
+		res.Restored = restoreErrs[k] == nil
+		if res.Restored {
+			res.Err = fmt.Errorf("%s: %w; previous file restored", res.Name, reloadErr)
+		} else {
+			res.Err = fmt.Errorf("%s: %w; restoring the previous file failed: %w", res.Name, reloadErr, restoreErrs[k])
+		}
+		if again != nil {
+			res.Err = fmt.Errorf("%w; reload after restore also failed: %w", res.Err, again)
+		}
+	}
 }
 
 // putBack restores a destination to what it held before the cycle: the old
@@ -325,7 +442,7 @@ func (r *Renderer) putBack(s Spec, prev current) error {
 		}
 		return nil
 	}
-	return replace(r.log, s.Dest, prev.data, prev.attrs(), nil)
+	return replace(r.log, s.Dest, prev.data, prev.attrs())
 }
 
 // sweepOnce removes, the first time this Renderer writes dest, the staging
@@ -338,13 +455,6 @@ func (r *Renderer) sweepOnce(dest string) {
 	if !done {
 		sweepStaged(r.log, dest)
 	}
-}
-
-// remember records the count of a good render for MaxShrink.
-func (r *Renderer) remember(dest string, n int) {
-	r.mu.Lock()
-	r.counts[dest] = n
-	r.mu.Unlock()
 }
 
 // pendingReloadPath is the marker beside dest saying that dest was

@@ -110,8 +110,8 @@ func readFile(p string) string {
 // TestNginxFollowsStore: instances added to and removed from the store
 // re-render nginx.conf, which passes nginx -t and is reloaded, and HTTP
 // through nginx reaches exactly the live backends. A value that makes
-// nginx -t fail leaves the old config serving, is reported, and the next
-// good change applies.
+// nginx -t fail is quarantined: reported and left out, and the next good
+// change applies.
 func TestNginxFollowsStore(t *testing.T) {
 	for _, bc := range backends {
 		t.Run(bc.name, func(t *testing.T) {
@@ -158,22 +158,22 @@ func TestNginxFollowsStore(t *testing.T) {
 			delInstance(t, st, "b1")
 			reaches(t, n, "b2", "b3")
 
-			// A port nginx rejects: nginx -t fails, the old file stays.
-			good := readFile(n.Conf)
+			// A port nginx rejects: nginx -t fails with it, so it is
+			// quarantined (reported with nginx's reason) and left out.
 			putInstance(t, st, "bad", "127.0.0.1", 99999)
-			status := waitStatusOf(t, r, "nginx", func(s runner.TemplateStatus) bool { return s.LastError != nil })
-			if !strings.Contains(status.LastError.Error(), "invalid port") {
-				t.Fatalf("error does not carry nginx's reason: %v", status.LastError)
+			status := waitStatusOf(t, r, "nginx", func(s runner.TemplateStatus) bool { return len(s.Quarantined) > 0 })
+			if q := status.Quarantined[0]; q.Service != "web" || q.Container != "bad" || !strings.Contains(q.Reason, "invalid port") {
+				t.Fatalf("quarantine does not name the record and nginx's reason: %+v", status.Quarantined)
 			}
-			if readFile(n.Conf) != good {
-				t.Fatal("a config that failed nginx -t replaced the good one")
+			if strings.Contains(readFile(n.Conf), "99999") {
+				t.Fatal("a record that fails nginx -t reached the config")
 			}
 			reaches(t, n, "b2", "b3")
 
 			delInstance(t, st, "bad")
 			putInstance(t, st, "b4", ips["b4"], ports["b4"])
 			reaches(t, n, "b2", "b3", "b4")
-			waitStatusOf(t, r, "nginx", func(s runner.TemplateStatus) bool { return s.LastError == nil })
+			waitStatusOf(t, r, "nginx", func(s runner.TemplateStatus) bool { return s.LastError == nil && len(s.Quarantined) == 0 })
 		})
 	}
 }

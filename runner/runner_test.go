@@ -2,9 +2,11 @@ package runner_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -39,7 +41,12 @@ func kvTemplate(t *testing.T, dir, name, prefix, text string) config.Template {
 
 func startRunner(t *testing.T, st store.Store, ts ...config.Template) *runner.Runner {
 	t.Helper()
-	r := runner.New(st, render.New(render.WithLogger(quietLogger())), runner.WithLogger(quietLogger()))
+	return startRunnerWith(t, runner.New(st, render.New(render.WithLogger(quietLogger())), runner.WithLogger(quietLogger())), ts...)
+}
+
+// startRunnerWith runs r on ts until the test ends.
+func startRunnerWith(t *testing.T, r *runner.Runner, ts ...config.Template) *runner.Runner {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx, ts) }()
@@ -284,4 +291,81 @@ func TestWarnLoggedOnce(t *testing.T) {
 	if n := logs.count("conflict found"); n != 2 {
 		t.Fatalf("logged %d times, want twice (it went away and came back):\n%s", n, logs.b.String())
 	}
+}
+
+// TestGuardsHoldAcrossRestart: records lost while berth was down (a lease
+// that expired in an outage) do not empty the output on the first render
+// of the next daemon: max_shrink remembers the last good count across the
+// restart, and an empty output never replaces a non-empty one.
+func TestGuardsHoldAcrossRestart(t *testing.T) {
+	st := openStore(t, "embedded://"+t.TempDir())
+	ctx := t.Context()
+	for i := range 10 {
+		st.Put(ctx, "/up/"+strconv.Itoa(i), []byte("x"))
+	}
+	dir := t.TempDir()
+	shrink := kvTemplate(t, dir, "shrink", "/up/", `{{ range tree "/up/" }}server {{ .Key }};{{ end }}`)
+	shrink.Spec.MaxShrink = 0.5
+	empty := kvTemplate(t, dir, "empty", "/up/", `{{ range tree "/up/" }}server {{ .Key }};{{ end }}`)
+	want := "server 0;server 1;server 2;server 3;server 4;server 5;server 6;server 7;server 8;server 9;"
+
+	ctx1, stop := context.WithCancel(ctx)
+	r := runner.New(st, render.New(render.WithLogger(quietLogger())), runner.WithLogger(quietLogger()))
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx1, []config.Template{shrink, empty}) }()
+	waitFile(t, shrink.Spec.Dest, want)
+	waitFile(t, empty.Spec.Dest, want)
+	stop()
+	<-done
+
+	// The outage: eight records (shrink) or all of them (empty) are gone.
+	st.Delete(ctx, "/up/", store.WithPrefix())
+	st.Put(ctx, "/up/0", []byte("x"))
+	st.Put(ctx, "/up/1", []byte("x"))
+	r = startRunner(t, st, shrink, empty) // a new process: a new Renderer
+	s := waitStatusOf(t, r, "shrink", func(s runner.TemplateStatus) bool { return s.LastError != nil })
+	if !errors.Is(s.LastError, render.ErrRefused) || s.FailingSince.IsZero() {
+		t.Fatalf("shrink after the restart: %v (failing since %v)", s.LastError, s.FailingSince)
+	}
+	waitFile(t, empty.Spec.Dest, "server 0;server 1;") // no max_shrink: applied
+	st.Delete(ctx, "/up/", store.WithPrefix())
+	s = waitStatusOf(t, r, "empty", func(s runner.TemplateStatus) bool { return s.LastError != nil })
+	if !errors.Is(s.LastError, render.ErrRefused) || !strings.Contains(s.LastError.Error(), "allow_empty") {
+		t.Fatalf("empty output: %v", s.LastError)
+	}
+	if got, _ := os.ReadFile(shrink.Spec.Dest); string(got) != want {
+		t.Fatalf("shrink dest = %q after the restart, want the last good output", got)
+	}
+	if got, _ := os.ReadFile(empty.Spec.Dest); string(got) != "server 0;server 1;" {
+		t.Fatalf("empty dest = %q, want the last good output", got)
+	}
+}
+
+// TestQuarantineExecError: a record on which the template fails to
+// execute (here a value it refuses with sprig's fail) is quarantined like
+// one that fails the check: the others render, including records written
+// after it; deleting it releases it; written again with a good value it is
+// rendered.
+func TestQuarantineExecError(t *testing.T) {
+	st := openStore(t, "embedded://"+t.TempDir())
+	ctx := t.Context()
+	st.Put(ctx, "/e/a", []byte("1"))
+	dir := t.TempDir()
+	tmpl := kvTemplate(t, dir, "e", "/e/", `{{ range tree "/e/" }}{{ if eq .Value "bad" }}{{ fail "refusing bad" }}{{ end }}{{ .Key }}={{ .Value }};{{ end }}`)
+	r := startRunner(t, st, tmpl)
+	waitFile(t, tmpl.Spec.Dest, "a=1;")
+
+	st.Put(ctx, "/e/b", []byte("bad"))
+	st.Put(ctx, "/e/c", []byte("3"))
+	waitFile(t, tmpl.Spec.Dest, "a=1;c=3;")
+	s := waitStatusOf(t, r, "e", func(s runner.TemplateStatus) bool { return len(s.Quarantined) == 1 })
+	if q := s.Quarantined[0]; q.Key != "/e/b" || !strings.Contains(q.Reason, "refusing bad") || s.LastError != nil {
+		t.Fatalf("status %+v", s)
+	}
+	st.Put(ctx, "/e/d", []byte("4"))
+	waitFile(t, tmpl.Spec.Dest, "a=1;c=3;d=4;")
+	st.Delete(ctx, "/e/b")
+	waitStatusOf(t, r, "e", func(s runner.TemplateStatus) bool { return len(s.Quarantined) == 0 })
+	st.Put(ctx, "/e/b", []byte("2"))
+	waitFile(t, tmpl.Spec.Dest, "a=1;b=2;c=3;d=4;")
 }

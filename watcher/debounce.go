@@ -26,7 +26,8 @@ func (w Wait) String() string {
 // Debouncer turns change notifications into render triggers, in one place:
 // the quiescence window (every Trigger re-arms Min, never past Max) and the
 // reload budget (no trigger sooner than MinInterval after the last
-// Rendered). All its timing goes through the time package, so tests run it
+// Rendered). The runner also uses one per template as the settle window
+// of its files: an edit is re-read only once its writes went quiet. All its timing goes through the time package, so tests run it
 // under testing/synctest.
 type Debouncer struct {
 	wait        Wait

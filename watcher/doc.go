@@ -5,7 +5,8 @@
 //     advanced by Watch from the listed revision, re-listed (with backoff)
 //     on compaction, a broken watch, or the periodic resync.
 //   - Debouncer is the one place for timing: the quiescence window
-//     (wait = "min:max") and the reload budget (min_reload_interval).
+//     (wait = "min:max"), the reload budget (min_reload_interval) and the
+//     settle window of edited files (settle).
 //   - Files watches template files, their includes and file sources through
 //     their directories, so editors' atomic saves are seen.
 //
