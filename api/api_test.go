@@ -7,11 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/berthd/berth/api"
+	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/embeddedtest"
@@ -198,7 +198,7 @@ func execIOTests(ctx context.Context, t *testing.T, c *api.Client) {
 
 	resize := make(chan embedded.TermSize, 1)
 	stdinR, stdinW := io.Pipe()
-	var tout syncBuffer
+	var tout testenv.SyncBuffer
 	go func() {
 		defer stdinW.Close()
 		deadline := time.Now().Add(20 * time.Second)
@@ -215,22 +215,4 @@ func execIOTests(ctx context.Context, t *testing.T, c *api.Client) {
 	if err != nil || code != 3 || !strings.Contains(tout.String(), "24 80\r\n") || !strings.Contains(tout.String(), "50 132\r\n") {
 		t.Errorf("exec -it: code %d err %v out %q", code, err, tout.String())
 	}
-}
-
-// syncBuffer is a strings.Builder safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/api/dockercompat"
+	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/embeddedtest"
 )
@@ -29,28 +30,10 @@ type daemon struct {
 	sock string // socket path
 	host string // DOCKER_HOST value
 	rt   *embedded.Runtime
-	log  *logBuffer
+	log  *testenv.SyncBuffer
 	// shutdown ends Serve's context and returns Serve's error and how
 	// long it took to return (the test cleanup calls it too).
 	shutdown func() (error, time.Duration)
-}
-
-// logBuffer collects the server's log lines for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // startDaemon starts a server and the runtime behind it, with the
@@ -73,7 +56,7 @@ func startDaemon(t *testing.T) *daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{sock: sock, host: "unix://" + sock, rt: rt, log: &logBuffer{}}
+	d := &daemon{sock: sock, host: "unix://" + sock, rt: rt, log: &testenv.SyncBuffer{}}
 	srv := dockercompat.NewServer(rt, dockercompat.WithVersion("0.0.0-test"),
 		dockercompat.WithLogger(slog.New(slog.NewTextHandler(d.log, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	ctx, cancel := context.WithCancel(context.Background())
