@@ -16,6 +16,7 @@ import (
 
 	"github.com/berthd/berth/api/dockercompat"
 	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/embeddedtest"
 )
@@ -35,6 +36,12 @@ type daemon struct {
 	// long it took to return (the test cleanup calls it too).
 	shutdown func() (error, time.Duration)
 }
+
+// The embedded runtime is what berth up serves the Docker API for.
+var (
+	_ runtime.Engine       = (*embedded.Runtime)(nil)
+	_ dockercompat.Backend = (*embedded.Runtime)(nil)
+)
 
 // startDaemon starts a server and the runtime behind it, with the
 // busybox fixture imported as busybox:test. Cleanup stops the server,
