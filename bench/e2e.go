@@ -3,13 +3,10 @@ package bench
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,25 +70,11 @@ func benchE2E(ctx context.Context, runs int, log *slog.Logger) (res E2EResult, e
 	defer st.Close()
 
 	// The runtime, its API and a busybox image.
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	suffix := hex.EncodeToString(b)
-	subnet := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 253, b[0], 0}), 24)
-	rt, err := embedded.New(ctx, embedded.WithStateDir(filepath.Join(tmp, "state")),
-		embedded.WithBridge("be2e"+suffix, subnet), embedded.WithCgroupParent("berth-bench-"+suffix), embedded.WithLogger(quiet))
+	rt, suffix, stopRuntime, err := startEmbedded(ctx, tmp, "be2e", 253, quiet)
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		cs, _ := rt.List(cctx)
-		for _, c := range cs {
-			_ = rt.Remove(cctx, c.ID, runtime.Force())
-		}
-		_ = rt.Close()
-		_ = rt.Network().RemoveBridge()
-	}()
+	defer stopRuntime()
 	rootfs := filepath.Join(tmp, "rootfs")
 	if err := embedded.BusyboxRootfs(rootfs); err != nil {
 		return res, err

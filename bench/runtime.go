@@ -2,12 +2,9 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,19 +52,11 @@ func benchRuntime(ctx context.Context, runs int, log *slog.Logger) (RuntimeResul
 	if err := embedded.BusyboxRootfs(rootfs); err != nil {
 		return res, err
 	}
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	suffix := hex.EncodeToString(b)
-	subnet := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 254, b[0], 0}), 24)
-	rt, err := embedded.New(ctx, embedded.WithStateDir(filepath.Join(tmp, "state")),
-		embedded.WithBridge("bbench"+suffix, subnet), embedded.WithCgroupParent("berth-bench-"+suffix), embedded.WithLogger(log))
+	rt, suffix, stopRuntime, err := startEmbedded(ctx, tmp, "bbench", 254, log)
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		_ = rt.Close()
-		_ = rt.Network().RemoveBridge()
-	}()
+	defer stopRuntime()
 	res.InitBinary = rt.InitBinary()
 	if _, err := rt.Images().Import(ctx, rootfs, "bench:busybox"); err != nil {
 		return res, err

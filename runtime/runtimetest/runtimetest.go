@@ -172,30 +172,22 @@ func (r *Runtime) addLocked(spec runtime.Spec) (*ctr, error) {
 
 // SetBehavior scripts how the container's process reacts to signals.
 func (r *Runtime) SetBehavior(ref string, b Behavior) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c, err := r.lookupLocked(ref)
-	if err != nil {
-		return err
-	}
-	c.behavior = b
-	return nil
+	return r.with(ref, func(c *ctr) error {
+		c.behavior = b
+		return nil
+	})
 }
 
 // Start starts a created or exited container: a network update (on a
 // network), then start.
 func (r *Runtime) Start(ref string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c, err := r.lookupLocked(ref)
-	if err != nil {
-		return err
-	}
-	if c.c.Running() {
-		return nil // Docker: already started, nothing happens
-	}
-	r.startLocked(c)
-	return nil
+	return r.with(ref, func(c *ctr) error {
+		if c.c.Running() {
+			return nil // Docker: already started, nothing happens
+		}
+		r.startLocked(c)
+		return nil
+	})
 }
 
 func (r *Runtime) startLocked(c *ctr) {
@@ -223,17 +215,13 @@ func onNetwork(c runtime.Container) bool {
 // event, then, for SIGKILL or a terminating signal the process does not
 // ignore, its exit.
 func (r *Runtime) Kill(ref, sig string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c, err := r.lookupLocked(ref)
-	if err != nil {
-		return err
-	}
-	if !c.c.Running() {
-		return fmt.Errorf("runtimetest: container %s is not running: %w", ref, runtime.ErrConflict)
-	}
-	r.signalLocked(c, sig)
-	return nil
+	return r.with(ref, func(c *ctr) error {
+		if !c.c.Running() {
+			return fmt.Errorf("runtimetest: container %s is not running: %w", ref, runtime.ErrConflict)
+		}
+		r.signalLocked(c, sig)
+		return nil
+	})
 }
 
 // signalLocked emits the kill event and reports whether the process
@@ -269,17 +257,13 @@ func signalNumber(sig string) int {
 // Exit ends a running container's process by itself with code: die, and a
 // network update (on a network).
 func (r *Runtime) Exit(ref string, code int) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c, err := r.lookupLocked(ref)
-	if err != nil {
-		return err
-	}
-	if !c.c.Running() {
-		return fmt.Errorf("runtimetest: container %s is not running: %w", ref, runtime.ErrConflict)
-	}
-	r.exitLocked(c, code)
-	return nil
+	return r.with(ref, func(c *ctr) error {
+		if !c.c.Running() {
+			return fmt.Errorf("runtimetest: container %s is not running: %w", ref, runtime.ErrConflict)
+		}
+		r.exitLocked(c, code)
+		return nil
+	})
 }
 
 func (r *Runtime) exitLocked(c *ctr, code int) {
@@ -302,15 +286,11 @@ func (r *Runtime) exitLocked(c *ctr, code int) {
 
 // SetHealth changes a container's health status (health_status event).
 func (r *Runtime) SetHealth(ref string, h runtime.Health) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c, err := r.lookupLocked(ref)
-	if err != nil {
-		return err
-	}
-	c.c.Health = h
-	r.publishLocked(runtime.EventHealthStatus, c, "")
-	return nil
+	return r.with(ref, func(c *ctr) error {
+		c.c.Health = h
+		r.publishLocked(runtime.EventHealthStatus, c, "")
+		return nil
+	})
 }
 
 // Update changes a container's snapshot (a rename, a network change) and
@@ -415,6 +395,17 @@ func (r *Runtime) Inspect(ctx context.Context, id string) (runtime.Container, er
 		return runtime.Container{}, err
 	}
 	return clone(c.c), ctx.Err()
+}
+
+// with runs fn on the container ref names, holding r.mu.
+func (r *Runtime) with(ref string, fn func(*ctr) error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, err := r.lookupLocked(ref)
+	if err != nil {
+		return err
+	}
+	return fn(c)
 }
 
 func (r *Runtime) lookupLocked(ref string) (*ctr, error) {
