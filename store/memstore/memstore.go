@@ -39,6 +39,7 @@ type Server struct {
 // wake it, so a live watch never loses history to a Compact.
 type watcher struct {
 	prefix  string
+	after   store.Revision // events at or before it are not the watcher's
 	pending []store.Event
 	wake    chan struct{} // cap 1
 }
@@ -152,7 +153,7 @@ func (s *Server) commitLocked(evs []store.Event, leaseOf []int64) store.Revision
 	for w := range s.watchers {
 		n := len(w.pending)
 		for _, ev := range evs {
-			if strings.HasPrefix(ev.KV.Key, w.prefix) {
+			if ev.KV.ModRevision > w.after && strings.HasPrefix(ev.KV.Key, w.prefix) {
 				w.pending = append(w.pending, ev)
 			}
 		}
@@ -402,7 +403,7 @@ func (c *Store) startWatch(prefix string, after store.Revision) (store.WatchResp
 	if after > 0 && after+1 < s.compacted {
 		return store.WatchResponse{Revision: s.compacted, Err: fmt.Errorf("memstore: watch %q from revision %d: compacted at %d: %w", prefix, after+1, s.compacted, store.ErrCompacted)}, nil
 	}
-	w := &watcher{prefix: prefix, wake: make(chan struct{}, 1)}
+	w := &watcher{prefix: prefix, after: after, wake: make(chan struct{}, 1)}
 	if after > 0 {
 		i, _ := slices.BinarySearchFunc(s.log, after+1, func(e store.Event, r store.Revision) int { return int(e.KV.ModRevision - r) })
 		for _, ev := range s.log[i:] {

@@ -113,3 +113,21 @@ func TestTxnRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWatchFromFutureRevision: a watch after a revision not reached yet
+// delivers only what comes after it, as etcd's does.
+func TestWatchFromFutureRevision(t *testing.T) {
+	st := memstore.New()
+	ctx := t.Context()
+	rev := st.Server().Revision()
+	ch := st.Watch(ctx, "/f/", rev+2)
+	for _, v := range []string{"1", "2", "3"} {
+		if _, err := st.Put(ctx, "/f/k", []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp := <-ch
+	if len(resp.Events) != 1 || string(resp.Events[0].KV.Value) != "3" || resp.Events[0].KV.ModRevision != rev+3 {
+		t.Fatalf("events %+v, want only the put at revision %d", resp.Events, rev+3)
+	}
+}
