@@ -7,11 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/berthd/berth/api"
+	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/embeddedtest"
@@ -99,7 +99,7 @@ func TestContainerAPI(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var logs strings.Builder
-		if err := c.Logs(ctx, ctr.ID, embedded.LogOptions{}, func(l embedded.LogLine) error { logs.WriteString(l.Line); return nil }); err != nil {
+		if err := c.Logs(ctx, ctr.ID, runtime.LogOptions{}, func(l runtime.LogLine) error { logs.WriteString(l.Line); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if logs.String() == "started\n" {
@@ -155,7 +155,7 @@ func TestLogsFollow(t *testing.T) {
 	var lines []string
 	done := make(chan error, 1)
 	go func() {
-		done <- c.Logs(ctx, ctr.ID, embedded.LogOptions{Follow: true}, func(l embedded.LogLine) error {
+		done <- c.Logs(ctx, ctr.ID, runtime.LogOptions{Follow: true}, func(l runtime.LogLine) error {
 			if l.Time.IsZero() {
 				t.Errorf("line %q without a timestamp", l.Line)
 			}
@@ -175,7 +175,7 @@ func TestLogsFollow(t *testing.T) {
 		t.Errorf("followed %q", got)
 	}
 	var tail []string
-	if err := c.Logs(ctx, ctr.ID, embedded.LogOptions{Tail: 2}, func(l embedded.LogLine) error { tail = append(tail, l.Line); return nil }); err != nil {
+	if err := c.Logs(ctx, ctr.ID, runtime.LogOptions{Tail: 2}, func(l runtime.LogLine) error { tail = append(tail, l.Line); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(tail, "") != "line 3\nbye\n" {
@@ -196,41 +196,23 @@ func execIOTests(ctx context.Context, t *testing.T, c *api.Client) {
 		t.Errorf("exec -i: code %d err %v, %d bytes out, want %d", code, err, out.Len(), len(data)+4)
 	}
 
-	resize := make(chan embedded.TermSize, 1)
+	resize := make(chan runtime.TermSize, 1)
 	stdinR, stdinW := io.Pipe()
-	var tout syncBuffer
+	var tout testenv.SyncBuffer
 	go func() {
 		defer stdinW.Close()
 		deadline := time.Now().Add(20 * time.Second)
 		for !strings.Contains(tout.String(), "24 80") && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
-		resize <- embedded.TermSize{Rows: 50, Cols: 132}
+		resize <- runtime.TermSize{Rows: 50, Cols: 132}
 		time.Sleep(200 * time.Millisecond) // the resize and the input travel apart
 		_, _ = io.WriteString(stdinW, "go\n")
 	}()
 	code, err = c.Exec(ctx, "one", api.ExecRequest{Cmd: []string{"sh", "-c", "stty size; read x; stty size; exit 3"},
-		Stdin: true, TTY: true, Size: embedded.TermSize{Rows: 24, Cols: 80}},
+		Stdin: true, TTY: true, Size: runtime.TermSize{Rows: 24, Cols: 80}},
 		api.ExecIO{Stdin: stdinR, Stdout: &tout, Resize: resize})
 	if err != nil || code != 3 || !strings.Contains(tout.String(), "24 80\r\n") || !strings.Contains(tout.String(), "50 132\r\n") {
 		t.Errorf("exec -it: code %d err %v out %q", code, err, tout.String())
 	}
-}
-
-// syncBuffer is a strings.Builder safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/image"
 )
 
@@ -203,7 +202,7 @@ func (c *Client) Remove(ctx context.Context, id string, opts ...runtime.RemoveOp
 }
 
 // Logs streams a container's output lines to fn.
-func (c *Client) Logs(ctx context.Context, id string, opts embedded.LogOptions, fn func(embedded.LogLine) error) error {
+func (c *Client) Logs(ctx context.Context, id string, opts runtime.LogOptions, fn func(runtime.LogLine) error) error {
 	q := url.Values{"tail": {strconv.Itoa(opts.Tail)}}
 	if opts.Follow {
 		q.Set("follow", "1")
@@ -222,7 +221,7 @@ func (c *Client) Logs(ctx context.Context, id string, opts embedded.LogOptions, 
 type ExecIO struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
-	Resize         <-chan embedded.TermSize
+	Resize         <-chan runtime.TermSize
 }
 
 // Exec runs a command in a running container and returns its exit code.

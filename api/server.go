@@ -15,21 +15,15 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/image"
 )
 
-// Backend is what the API serves: the embedded runtime's operations.
+// Backend is what the API serves: a runtime.Engine with the embedded
+// runtime's image store.
 type Backend interface {
-	runtime.Runtime
-	Start(ctx context.Context, id string) error
-	Kill(ctx context.Context, id string, sig unix.Signal) error
-	Restart(ctx context.Context, id string, grace time.Duration) error
-	Logs(ctx context.Context, id string, opts embedded.LogOptions, fn func(embedded.LogLine) error) error
-	Exec(ctx context.Context, id string, opts embedded.ExecOptions) (int, error)
+	runtime.Engine
 	ImageInUse(id string) bool
 	Images() *image.Store
 }
@@ -270,7 +264,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	tail, _ := strconv.Atoi(q.Get("tail"))
 	st := newStream(w)
-	err := s.b.Logs(r.Context(), id, embedded.LogOptions{Follow: q.Get("follow") == "1", Tail: tail}, func(l embedded.LogLine) error {
+	err := s.b.Logs(r.Context(), id, runtime.LogOptions{Follow: q.Get("follow") == "1", Tail: tail}, func(l runtime.LogLine) error {
 		return st.send(Frame{Log: &l})
 	})
 	if err != nil && r.Context().Err() == nil {
@@ -303,7 +297,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("container %s is not running: %w", id, runtime.ErrConflict))
 		return
 	}
-	opts := embedded.ExecOptions{Cmd: req.Cmd, Env: req.Env, TTY: req.TTY, Size: req.Size}
+	opts := runtime.ExecOptions{Cmd: req.Cmd, Env: req.Env, TTY: req.TTY, Size: req.Size}
 	if req.Stdin || req.TTY {
 		// Input arrives in the body while the output streams back.
 		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
@@ -331,9 +325,9 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 // bytes come out of the returned reader (which ends with the body or a
 // CloseStdin; closing it stops the copy), their resizes out of the
 // channel (the latest kept when the command is slow to take them).
-func execInput(dec *json.Decoder, stdin bool) (*io.PipeReader, <-chan embedded.TermSize) {
+func execInput(dec *json.Decoder, stdin bool) (*io.PipeReader, <-chan runtime.TermSize) {
 	pr, pw := io.Pipe()
-	resize := make(chan embedded.TermSize, 1)
+	resize := make(chan runtime.TermSize, 1)
 	go func() {
 		defer pw.Close()
 		for {

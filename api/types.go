@@ -16,7 +16,7 @@ const DefaultSocket = "/run/berth/berth.sock"
 // is set per frame.
 type Frame struct {
 	// logs
-	Log *embedded.LogLine `json:"log,omitempty"`
+	Log *runtime.LogLine `json:"log,omitempty"`
 	// exec output
 	Output *Output `json:"output,omitempty"`
 	// exec: the final frame
@@ -41,18 +41,18 @@ type Output struct {
 // output (both directions at once on one connection); the command's
 // stdin ends when the body does or with CloseStdin.
 type ExecRequest struct {
-	Cmd   []string          `json:"cmd"`
-	Env   []string          `json:"env,omitempty"`
-	Stdin bool              `json:"stdin,omitempty"` // attach stdin (else it is empty)
-	TTY   bool              `json:"tty,omitempty"`   // give the command a terminal
-	Size  embedded.TermSize `json:"size,omitzero"`   // its initial size
+	Cmd   []string         `json:"cmd"`
+	Env   []string         `json:"env,omitempty"`
+	Stdin bool             `json:"stdin,omitempty"` // attach stdin (else it is empty)
+	TTY   bool             `json:"tty,omitempty"`   // give the command a terminal
+	Size  runtime.TermSize `json:"size,omitzero"`   // its initial size
 }
 
 // ExecInput is one value of an exec body after the ExecRequest.
 type ExecInput struct {
-	Stdin      []byte             `json:"stdin,omitempty"`
-	CloseStdin bool               `json:"close_stdin,omitempty"`
-	Resize     *embedded.TermSize `json:"resize,omitempty"`
+	Stdin      []byte            `json:"stdin,omitempty"`
+	CloseStdin bool              `json:"close_stdin,omitempty"`
+	Resize     *runtime.TermSize `json:"resize,omitempty"`
 }
 
 // Error kinds, mapped to and from the runtime's sentinel errors.

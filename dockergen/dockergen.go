@@ -30,14 +30,13 @@ type Generator struct {
 }
 
 type job struct {
-	conf    config.Template
-	tmpl    *dialect.Template
-	filter  Filter
-	every   time.Duration // docker-gen's interval: re-render and always notify
-	watch   bool
-	deb     *watcher.Debouncer
-	lastErr error
-	notify  notify
+	conf   config.Template
+	tmpl   *dialect.Template
+	filter Filter
+	every  time.Duration // docker-gen's interval: re-render and always notify
+	watch  bool
+	deb    *watcher.Debouncer
+	notify notify
 }
 
 // Filters every configuration applies on top of its own container filter
@@ -183,7 +182,6 @@ func (g *Generator) render(ctx context.Context, jobs []*job, always bool) error 
 	results, err := g.renderer.Cycle(ctx, rjobs)
 	for i, res := range results {
 		j := jobs[i]
-		j.lastErr = res.Err
 		if res.Err != nil {
 			g.log.Error("render failed; keeping the last good output", "config", j.conf.Origin, "err", res.Err)
 			continue

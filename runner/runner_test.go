@@ -8,11 +8,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/runner"
@@ -243,24 +243,6 @@ func TestFileSource(t *testing.T) {
 	waitFile(t, tmpl.Spec.Dest, "port=7070")
 }
 
-// lockedBuffer collects log output written from other goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
-
 // TestWarnLoggedOnce: what a template reports with {{warn}} is logged when
 // it first appears, not again at every render that still finds it, and
 // again once it went away and came back.
@@ -269,7 +251,7 @@ func TestWarnLoggedOnce(t *testing.T) {
 	st.Put(t.Context(), "/w/conflict", []byte("yes"))
 	dir := t.TempDir()
 	tmpl := kvTemplate(t, dir, "w", "/w/", `{{ if keyExists "/w/conflict" }}{{ warn "conflict found" }}{{ end }}n={{ len (ls "/w/") }}`)
-	var logs lockedBuffer
+	var logs testenv.SyncBuffer
 	r := runner.New(st, render.New(render.WithLogger(quietLogger())), runner.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -281,15 +263,15 @@ func TestWarnLoggedOnce(t *testing.T) {
 	waitFile(t, tmpl.Spec.Dest, "n=2")
 	st.Put(t.Context(), "/w/b", []byte("1"))
 	waitFile(t, tmpl.Spec.Dest, "n=3")
-	if n := logs.count("conflict found"); n != 1 {
-		t.Fatalf("logged %d times over three renders, want once:\n%s", n, logs.b.String())
+	if n := logs.Count("conflict found"); n != 1 {
+		t.Fatalf("logged %d times over three renders, want once:\n%s", n, logs.String())
 	}
 	st.Delete(t.Context(), "/w/conflict")
 	waitFile(t, tmpl.Spec.Dest, "n=2")
 	st.Put(t.Context(), "/w/conflict", []byte("again"))
 	waitFile(t, tmpl.Spec.Dest, "n=3")
-	if n := logs.count("conflict found"); n != 2 {
-		t.Fatalf("logged %d times, want twice (it went away and came back):\n%s", n, logs.b.String())
+	if n := logs.Count("conflict found"); n != 2 {
+		t.Fatalf("logged %d times, want twice (it went away and came back):\n%s", n, logs.String())
 	}
 }
 

@@ -3,6 +3,8 @@ package runtime
 import (
 	"context"
 	"errors"
+	"io"
+	"syscall"
 	"time"
 )
 
@@ -34,6 +36,65 @@ type Runtime interface {
 	// Events streams lifecycle events until ctx ends; see the package doc
 	// for who closes the channels.
 	Events(ctx context.Context) (<-chan Event, <-chan error)
+}
+
+// Engine is a Runtime with the rest of a container engine's API: create
+// without starting, start, restart, signal, logs and exec. The
+// Docker-compatible API (api/dockercompat) serves it; runtime/embedded
+// implements it.
+type Engine interface {
+	Runtime
+	// Create creates a container without starting it; expose lists ports
+	// the container exposes without publishing them.
+	Create(ctx context.Context, spec Spec, expose ...Port) (Container, error)
+	// Start starts a created or exited container.
+	Start(ctx context.Context, id string) error
+	// Restart stops the container (with grace, as Stop) and starts it.
+	Restart(ctx context.Context, id string, grace time.Duration) error
+	// Kill sends sig to the container's process (a kill event first).
+	Kill(ctx context.Context, id string, sig syscall.Signal) error
+	// ContainerSpec returns the spec a container was created from.
+	ContainerSpec(id string) (Spec, error)
+	// Logs sends the container's output lines to fn in order, until the
+	// end of what was written or, with Follow, until the container stops
+	// or ctx ends. An error from fn ends Logs with it.
+	Logs(ctx context.Context, id string, opts LogOptions, fn func(LogLine) error) error
+	// Exec runs a command inside a running container and returns its exit
+	// code; when ctx ends the command is killed.
+	Exec(ctx context.Context, id string, opts ExecOptions) (int, error)
+}
+
+// LogOptions selects what Logs returns.
+type LogOptions struct {
+	Follow bool // keep streaming until the container stops or ctx ends
+	Tail   int  // only the last Tail lines; <= 0 means all
+}
+
+// LogLine is one line of container output.
+type LogLine struct {
+	Time   time.Time `json:"time"`
+	Stream string    `json:"stream"` // "stdout" or "stderr"
+	Line   string    `json:"log"`    // with its trailing newline, if any
+}
+
+// ExecOptions describes a command to run in a running container.
+type ExecOptions struct {
+	Cmd    []string
+	Env    []string // added to the container's
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer // unused with TTY (a terminal has one output)
+	// TTY gives the command a terminal of Size; Resize changes its size
+	// while the command runs.
+	TTY    bool
+	Size   TermSize
+	Resize <-chan TermSize
+}
+
+// TermSize is a terminal's size in characters.
+type TermSize struct {
+	Rows uint16 `json:"rows"`
+	Cols uint16 `json:"cols"`
 }
 
 // RemoveOption tunes Remove.

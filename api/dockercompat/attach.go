@@ -117,7 +117,7 @@ func (s *Server) attachContainer(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	mux := &muxWriter{w: conn, raw: s.hasTTY(c.ID)}
-	err = s.rt.Logs(ctx, c.ID, embedded.LogOptions{Follow: stream}, func(l embedded.LogLine) error {
+	err = s.rt.Logs(ctx, c.ID, runtime.LogOptions{Follow: stream}, func(l runtime.LogLine) error {
 		if !history && l.Time.Before(attachedAt) {
 			return nil
 		}

@@ -61,6 +61,8 @@ func TestBadInput(t *testing.T) {
 		{"POST", "/containers/create", `{"Image":"busybox:test","HostConfig":{"NetworkMode":"mynet"}}`, 404, "network mynet not found"},
 		{"POST", "/containers/create", `{"Image":"busybox:test","HostConfig":{"Privileged":true}}`, 400, "privileged"},
 		{"POST", "/containers/create", `{"Image":"busybox:test","HostConfig":{"Binds":["vol:/data"]}}`, 400, "host-path binds only"},
+		{"POST", "/containers/create", `{"Image":"busybox:test","HostConfig":{"Binds":["/srv:/data:z"]}}`, 400, "berth supports ro and rw only"},
+		{"POST", "/containers/create", `{"Image":"busybox:test","HostConfig":{"Binds":["/srv:data"]}}`, 400, "the destination must be an absolute path"},
 		{"POST", "/containers/create", `{"Image":"busybox:test","HostConfig":{"RestartPolicy":{"Name":"sometimes"}}}`, 400, "invalid restart policy"},
 		{"POST", "/containers/create", `{"Image":"busybox:test","HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"99999"}]}}}`, 400, "invalid host port"},
 		{"GET", "/containers/json?filters={bad", "", 400, "invalid filters"},

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/runtime/embedded/image"
 )
 
@@ -76,7 +77,7 @@ func TestDockerCLIMore(t *testing.T) {
 	defer ecancel()
 	events := exec.CommandContext(ectx, "docker", "events", "--filter", "container=s1", "--format", "{{.Action}}")
 	events.Env = dockerEnv(t, d.host)
-	var evOut lockedBuffer
+	var evOut testenv.SyncBuffer
 	events.Stdout = &evOut
 	if err := events.Start(); err != nil {
 		t.Fatal(err)

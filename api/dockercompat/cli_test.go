@@ -64,7 +64,7 @@ func runCLIScenario(t *testing.T, host string, img testenv.DockerImage, tag stri
 	defer cancel()
 	follow := exec.CommandContext(ctx, "docker", "logs", "-f", lf)
 	follow.Env = dockerEnv(t, host)
-	var fout, ferr lockedBuffer
+	var fout, ferr testenv.SyncBuffer
 	follow.Stdout, follow.Stderr = &fout, &ferr
 	if err := follow.Start(); err != nil {
 		t.Fatal(err)
@@ -95,8 +95,6 @@ func runCLIScenario(t *testing.T, host string, img testenv.DockerImage, tag stri
 		"--filter", "label="+img.Label, "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}")
 	return s
 }
-
-type lockedBuffer struct{ logBuffer }
 
 func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 	t.Helper()

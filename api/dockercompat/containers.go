@@ -347,13 +347,12 @@ func specFromCreate(name string, req container.CreateRequest) (runtime.Spec, []r
 		return spec, nil, nil, false, errorf(http.StatusNotFound, "network %s not found", mode)
 	}
 	for _, b := range hc.Binds {
-		parts := strings.Split(b, ":")
-		if len(parts) < 2 || len(parts) > 3 || !strings.HasPrefix(parts[0], "/") {
-			return spec, nil, nil, false, badRequest("invalid bind %q: berth supports host-path binds only (/host/path:/container/path[:ro])", b)
+		m, err := runtime.ParseVolume(b)
+		if err != nil {
+			return spec, nil, nil, false, badRequest("invalid bind: %v", err)
 		}
-		m := runtime.Mount{Source: parts[0], Destination: parts[1]}
-		if len(parts) == 3 {
-			m.ReadOnly = slices.Contains(strings.Split(parts[2], ","), "ro")
+		if !strings.HasPrefix(m.Source, "/") {
+			return spec, nil, nil, false, badRequest("invalid bind %q: berth supports host-path binds only (/host/path:/container/path[:ro|rw])", b)
 		}
 		spec.Volumes = append(spec.Volumes, m)
 	}

@@ -44,7 +44,7 @@ func newHub(log *slog.Logger) *hub { return &hub{log: log, subs: map[*subscriber
 // run follows rt until ctx ends (or the runtime closes); ready is closed
 // once the first subscription to the runtime exists. onEvent sees every
 // runtime event after it was published.
-func (h *hub) run(ctx context.Context, rt *embedded.Runtime, ready chan<- struct{}, onEvent func(runtime.Event)) {
+func (h *hub) run(ctx context.Context, rt runtime.Runtime, ready chan<- struct{}, onEvent func(runtime.Event)) {
 	defer h.close()
 	first := true
 	for {

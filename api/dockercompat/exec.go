@@ -16,7 +16,6 @@ import (
 	"github.com/moby/moby/api/types/container"
 
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/embedded"
 )
 
 // maxExecs bounds the finished exec instances kept for inspection.
@@ -31,10 +30,10 @@ type execState struct {
 	created     time.Time
 	// resize carries POST /exec/{id}/resize to the running command's
 	// terminal (the latest size kept when the command is slow to take it).
-	resize chan embedded.TermSize
+	resize chan runtime.TermSize
 
 	mu       sync.Mutex
-	size     embedded.TermSize // the terminal's size before the start
+	size     runtime.TermSize // the terminal's size before the start
 	started  bool
 	finished bool
 	exitCode *int
@@ -67,7 +66,7 @@ func (s *Server) createExec(w http.ResponseWriter, r *http.Request) error {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	e := &execState{id: hex.EncodeToString(b), containerID: c.ID, cfg: req, created: time.Now(),
-		resize: make(chan embedded.TermSize, 1)}
+		resize: make(chan runtime.TermSize, 1)}
 	if req.Tty && req.ConsoleSize != nil {
 		if e.size, err = consoleSize(*req.ConsoleSize); err != nil {
 			return err
@@ -110,11 +109,11 @@ func (s *Server) execByID(id string) (*execState, error) {
 }
 
 // consoleSize checks a [height, width] console size.
-func consoleSize(hw [2]uint) (embedded.TermSize, error) {
+func consoleSize(hw [2]uint) (runtime.TermSize, error) {
 	if hw[0] > 0xffff || hw[1] > 0xffff {
-		return embedded.TermSize{}, badRequest("console size %dx%d: height and width must be at most 65535", hw[0], hw[1])
+		return runtime.TermSize{}, badRequest("console size %dx%d: height and width must be at most 65535", hw[0], hw[1])
 	}
-	return embedded.TermSize{Rows: uint16(hw[0]), Cols: uint16(hw[1])}, nil
+	return runtime.TermSize{Rows: uint16(hw[0]), Cols: uint16(hw[1])}, nil
 }
 
 // startExec runs the exec instance. Detached, it answers at once;
@@ -132,7 +131,7 @@ func (s *Server) startExec(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(r, &req, true); err != nil {
 		return err
 	}
-	var startSize *embedded.TermSize
+	var startSize *runtime.TermSize
 	if req.ConsoleSize != nil && e.cfg.Tty {
 		sz, err := consoleSize(*req.ConsoleSize)
 		if err != nil {
@@ -156,7 +155,7 @@ func (s *Server) startExec(w http.ResponseWriter, r *http.Request) error {
 		s.finishExec(e, -1)
 		return errorf(http.StatusConflict, "container %s is not running", e.containerID)
 	}
-	opts := embedded.ExecOptions{Cmd: e.cfg.Cmd, Env: e.cfg.Env}
+	opts := runtime.ExecOptions{Cmd: e.cfg.Cmd, Env: e.cfg.Env}
 	if e.cfg.Tty {
 		opts.TTY, opts.Size, opts.Resize = true, size, e.resize
 	}
@@ -275,7 +274,7 @@ func (s *Server) resizeExec(w http.ResponseWriter, r *http.Request) error {
 	if !e.cfg.Tty {
 		return badRequest("exec %s has no terminal to resize: it was created without Tty", e.id)
 	}
-	sz := embedded.TermSize{Rows: uint16(hw[0]), Cols: uint16(hw[1])}
+	sz := runtime.TermSize{Rows: uint16(hw[0]), Cols: uint16(hw[1])}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	switch {

@@ -17,6 +17,8 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthd/berth/internal/testenv"
 )
 
 // TestExecTTY: exec with a terminal (docker exec -t / -it) through the
@@ -54,7 +56,7 @@ func TestExecTTY(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer att.Close()
-		out := &lockedBuffer{}
+		out := &testenv.SyncBuffer{}
 		copied := make(chan error, 1)
 		go func() { _, err := io.Copy(out, att.Reader); copied <- err }()
 		waitFor(t, 10*time.Second, "the first stty size (20 70)", func() bool { return strings.Contains(out.String(), "20 70\r\n") })
@@ -134,7 +136,7 @@ func TestExecTTY(t *testing.T) {
 			t.Fatal(err)
 		}
 		slave.Close() // the CLI has its copy
-		out := &lockedBuffer{}
+		out := &testenv.SyncBuffer{}
 		go func() { _, _ = io.Copy(out, master) }() // ends with EIO when the CLI exits
 		waitFor(t, 20*time.Second, "the container's stty size (33 99)", func() bool { return strings.Contains(out.String(), "33 99\r\n") })
 		// The CLI follows its terminal's size (SIGWINCH) with exec resize.

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/berthd/berth/runtime/embedded"
+	"github.com/berthd/berth/runtime"
 )
 
 // Stream ids of Docker's multiplexed stream framing.
@@ -130,7 +130,7 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) error {
 		mux.flush = func() { _ = bw.Flush(); flush(w) }
 		flush(w)
 	}
-	opts := embedded.LogOptions{Follow: follow, Tail: tail}
+	opts := runtime.LogOptions{Follow: follow, Tail: tail}
 	skipHistory := tail == -1
 	if skipHistory {
 		opts.Tail = 1 // what is printed already is skipped below
@@ -142,7 +142,7 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) error {
 		ctx, cancel = context.WithDeadline(ctx, until)
 		defer cancel()
 	}
-	err = s.rt.Logs(ctx, c.ID, opts, func(l embedded.LogLine) error {
+	err = s.rt.Logs(ctx, c.ID, opts, func(l runtime.LogLine) error {
 		if skipHistory && l.Time.Before(started) {
 			return nil
 		}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/berthd/berth/api/dockercompat"
+	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/embeddedtest"
 )
@@ -29,29 +31,17 @@ type daemon struct {
 	sock string // socket path
 	host string // DOCKER_HOST value
 	rt   *embedded.Runtime
-	log  *logBuffer
+	log  *testenv.SyncBuffer
 	// shutdown ends Serve's context and returns Serve's error and how
 	// long it took to return (the test cleanup calls it too).
 	shutdown func() (error, time.Duration)
 }
 
-// logBuffer collects the server's log lines for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// The embedded runtime is what berth up serves the Docker API for.
+var (
+	_ runtime.Engine       = (*embedded.Runtime)(nil)
+	_ dockercompat.Backend = (*embedded.Runtime)(nil)
+)
 
 // startDaemon starts a server and the runtime behind it, with the
 // busybox fixture imported as busybox:test. Cleanup stops the server,
@@ -73,7 +63,7 @@ func startDaemon(t *testing.T) *daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{sock: sock, host: "unix://" + sock, rt: rt, log: &logBuffer{}}
+	d := &daemon{sock: sock, host: "unix://" + sock, rt: rt, log: &testenv.SyncBuffer{}}
 	srv := dockercompat.NewServer(rt, dockercompat.WithVersion("0.0.0-test"),
 		dockercompat.WithLogger(slog.New(slog.NewTextHandler(d.log, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	ctx, cancel := context.WithCancel(context.Background())

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/api"
-	"github.com/berthd/berth/runtime/embedded"
+	"github.com/berthd/berth/runtime/embedded/network"
 )
 
 // API versions served: requests may name any version in this range in a
@@ -30,9 +30,19 @@ const (
 // DefaultSocket is where berth up serves the API unless told otherwise.
 const DefaultSocket = "/run/berth/docker.sock"
 
+// Backend is what a Server drives: the daemon API's Backend (containers
+// through runtime.Engine, and the embedded runtime's image store) with the
+// embedded runtime's bridge network and state directory.
+// *embedded.Runtime implements it.
+type Backend interface {
+	api.Backend
+	Network() *network.Manager
+	StateDir() string
+}
+
 // Server serves the Docker Engine API subset for an embedded runtime.
 type Server struct {
-	rt      *embedded.Runtime
+	rt      Backend
 	log     *slog.Logger
 	version string
 	mux     *http.ServeMux
@@ -59,7 +69,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 func WithVersion(v string) Option { return func(s *Server) { s.version = v } }
 
 // NewServer returns a server for rt. Serve starts it.
-func NewServer(rt *embedded.Runtime, opts ...Option) *Server {
+func NewServer(rt Backend, opts ...Option) *Server {
 	s := &Server{
 		rt: rt, log: slog.Default(), version: "dev", started: time.Now().UTC(),
 		unknown: map[string]bool{}, execs: map[string]*execState{}, autoRm: map[string]bool{},

@@ -17,21 +17,3 @@ func newBenchCommand() *cobra.Command {
 	)
 	return cmd
 }
-
-// offMain runs fn off the main goroutine and waits for it. Benchmarks
-// that start containers need it: containerinit locks the main goroutine
-// to the main thread (every wake-up would wait for that thread), and the
-// daemon runs containers from its API handlers, not from main.
-func offMain[T any](fn func() (T, error)) (T, error) {
-	var (
-		res T
-		err error
-	)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		res, err = fn()
-	}()
-	<-done
-	return res, err
-}

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/berthd/berth/bench"
 )
 
 // TestBenchRuntime runs the benchmark briefly: the JSON has its fields
@@ -19,7 +21,7 @@ func TestBenchRuntime(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	var res runtimeBenchResult
+	var res bench.RuntimeResult
 	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
 		t.Fatalf("output %q: %v", stdout, err)
 	}

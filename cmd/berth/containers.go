@@ -147,47 +147,27 @@ func (f *runFlags) spec(cmd *cobra.Command, args []string) (runtime.Spec, error)
 	return s, nil
 }
 
-// parseVolume parses host:ctr[:ro|rw]; a relative host path is made absolute.
+// parseVolume parses -v SOURCE:DESTINATION[:ro|rw] (runtime.ParseVolume);
+// a relative source is made absolute.
 func parseVolume(v string) (runtime.Mount, error) {
-	parts := strings.Split(v, ":")
-	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
-		return runtime.Mount{}, usagef("-v %q: want HOST:CONTAINER[:ro]", v)
-	}
-	src, err := filepath.Abs(parts[0])
+	m, err := runtime.ParseVolume(v)
 	if err != nil {
 		return runtime.Mount{}, usagef("-v %q: %v", v, err)
 	}
-	m := runtime.Mount{Source: src, Destination: parts[1]}
-	if len(parts) == 3 {
-		switch parts[2] {
-		case "ro":
-			m.ReadOnly = true
-		case "rw":
-		default:
-			return runtime.Mount{}, usagef("-v %q: mode must be ro or rw", v)
-		}
+	if m.Source, err = filepath.Abs(m.Source); err != nil {
+		return runtime.Mount{}, usagef("-v %q: %v", v, err)
 	}
 	return m, nil
 }
 
-// parsePublish parses [ip:]hostport:ctrport[/tcp].
+// parsePublish parses -p [IP:]HOSTPORT:CONTAINERPORT[/PROTO]
+// (runtime.ParsePublish).
 func parsePublish(p string) (runtime.Port, error) {
-	spec, proto, _ := strings.Cut(p, "/")
-	parts := strings.Split(spec, ":")
-	var ip string
-	switch len(parts) {
-	case 2:
-	case 3:
-		ip, parts = parts[0], parts[1:]
-	default:
-		return runtime.Port{}, usagef("-p %q: want [IP:]HOSTPORT:CONTAINERPORT", p)
+	port, err := runtime.ParsePublish(p)
+	if err != nil {
+		return runtime.Port{}, usagef("-p %q: %v", p, err)
 	}
-	hp, err1 := strconv.ParseUint(parts[0], 10, 16)
-	cp, err2 := strconv.ParseUint(parts[1], 10, 16)
-	if err1 != nil || err2 != nil || hp == 0 || cp == 0 {
-		return runtime.Port{}, usagef("-p %q: ports must be 1-65535", p)
-	}
-	return runtime.Port{Port: uint16(cp), Proto: proto, HostIP: ip, HostPort: uint16(hp)}, nil
+	return port, nil
 }
 
 func newRunCommand() *cobra.Command {

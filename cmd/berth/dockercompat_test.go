@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/api/dockercompat"
+	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded/embeddedtest"
 )
@@ -85,7 +86,7 @@ func TestDockerGenOnDockerCompat(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var out, errb syncBuffer
+	var out, errb testenv.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- execute(ctx, []string{"docker-gen", "-endpoint", "unix://" + sock, "-watch", "-wait", "50ms:200ms",

@@ -57,7 +57,7 @@ func TestDockerGen(t *testing.T) {
 
 	a := start("a", "a.localhost")
 	ctx, cancel := context.WithCancel(t.Context())
-	var out, errb syncBuffer
+	var out, errb testenv.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- execute(ctx, []string{"docker-gen", "-watch", "-wait", "50ms:200ms",
@@ -149,7 +149,7 @@ func TestDockerGenNotifyFlags(t *testing.T) {
 {{ end }}{{ end }}`), 0o644)
 
 	ctx, cancel := context.WithCancel(t.Context())
-	var out, errb syncBuffer
+	var out, errb testenv.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- execute(ctx, []string{"docker-gen", "-watch", "-wait", "20ms:100ms",
@@ -214,7 +214,7 @@ label = ["berth.test.role=proxy", %q]
 [config.ContainerFilter]
 label = [%q]
 `, tmpl, filepath.Join(dir, "out2"), hupped.Name, img.Label, img.Label)), 0o644)
-	var errc syncBuffer
+	var errc testenv.SyncBuffer
 	ctx2, cancel2 := context.WithCancel(t.Context())
 	done2 := make(chan int, 1)
 	go func() {
@@ -515,9 +515,9 @@ func relayUnix(t *testing.T, path, target string) {
 // startBerth starts bin (this test binary, run as berth through TestMain)
 // with args, as cred when not nil, and stops it with SIGTERM when the test
 // ends. exited receives its end.
-func startBerth(t *testing.T, bin string, cred *syscall.Credential, args ...string) (*exec.Cmd, *syncBuffer, <-chan error) {
+func startBerth(t *testing.T, bin string, cred *syscall.Credential, args ...string) (*exec.Cmd, *testenv.SyncBuffer, <-chan error) {
 	t.Helper()
-	errb := &syncBuffer{}
+	errb := &testenv.SyncBuffer{}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "BERTH_TEST_EXEC=1")
 	cmd.Stderr = errb

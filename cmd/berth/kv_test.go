@@ -103,7 +103,7 @@ func TestKVWatch(t *testing.T) {
 	var (
 		wg             sync.WaitGroup
 		code           int
-		out            syncBuffer
+		out            testenv.SyncBuffer
 		errb           bytes.Buffer
 		startedWatcher = make(chan struct{})
 	)
@@ -162,7 +162,6 @@ func TestKVPutTTL(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
 // waitFileContains waits until path holds every one of want and returns
 // its content; on timeout it fails, showing the file and log.
 func waitFileContains(t *testing.T, path string, log fmt.Stringer, want ...string) string {
@@ -182,23 +181,6 @@ func waitFileContains(t *testing.T, path string, log fmt.Stringer, want ...strin
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestKVPutTTLConsul: on Consul too, a key put with --ttl outlives the

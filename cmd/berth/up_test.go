@@ -435,23 +435,6 @@ func TestUpProxy(t *testing.T) {
 	})
 }
 
-// TestBenchE2E runs the harness for a few containers: it must report every
-// figure, and leave nothing behind (it removes its bridge and cgroups).
-func TestBenchE2E(t *testing.T) {
-	code, stdout, stderr := berthCLI(t.Context(), "bench", "e2e", "--runs", "3", "--json", "--log-level", "warn")
-	if code != 0 {
-		t.Fatalf("berth bench e2e: exit %d: %s", code, stderr)
-	}
-	var res e2eBenchResult
-	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
-		t.Fatalf("%v: %s", err, stdout)
-	}
-	if res.Runs != 3 || res.UpP50Ms <= 0 || res.UpP99Ms < res.UpP50Ms || res.DownP50Ms <= 0 || res.DownP99Ms < res.DownP50Ms ||
-		res.UpConfP50Ms <= 0 || res.UpConfP50Ms > res.UpP99Ms || res.NginxCheckMs <= 0 {
-		t.Errorf("figures: %+v", res)
-	}
-}
-
 // TestDemo runs make demo's script as a new user would (without a
 // terminal, so it ends by itself) and checks what it promises: nginx
 // alternates between the two whoami containers, then only whoami-2

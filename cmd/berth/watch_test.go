@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/store/backend"
 )
 
@@ -68,7 +69,7 @@ func TestWatchReloadsOnSIGHUP(t *testing.T) {
 	sd, dir := watchSetup(t)
 	conf := writeBerthToml(t, dir, "app")
 	ctx, cancel := context.WithCancel(t.Context())
-	var out, errb syncBuffer
+	var out, errb testenv.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- execute(ctx, []string{"watch", sd, "--config", conf}, strings.NewReader(""), &out, &errb)

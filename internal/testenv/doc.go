@@ -1,4 +1,5 @@
-// Package testenv starts the real external parts berth's integration tests
-// run against (a Consul agent, etcd processes), on loopback ports, and stops
-// exactly the processes it started.
+// Package testenv gives tests the real external parts they run against
+// (etcd processes, a Consul agent, nginx, Docker images and networks, a
+// throwaway CA): thin testing.TB wrappers over internal/realparts that
+// stop what they started in t.Cleanup.
 package testenv

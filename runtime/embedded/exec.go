@@ -16,25 +16,12 @@ import (
 	"github.com/berthd/berth/runtime"
 )
 
-// ExecOptions describes a command to run in a running container.
-type ExecOptions struct {
-	Cmd    []string
-	Env    []string // added to the container's
-	Stdin  io.Reader
-	Stdout io.Writer
-	Stderr io.Writer // unused with TTY (a terminal has one output)
-	// TTY gives the command a terminal (a pty of the container's devpts)
-	// of Size; Resize changes its size while the command runs.
-	TTY    bool
-	Size   TermSize
-	Resize <-chan TermSize
-}
+// ExecOptions describes a command to run in a running container; with
+// TTY the terminal is a pty of the container's devpts.
+type ExecOptions = runtime.ExecOptions
 
 // TermSize is a terminal's size in characters.
-type TermSize struct {
-	Rows uint16 `json:"rows"`
-	Cols uint16 `json:"cols"`
-}
+type TermSize = runtime.TermSize
 
 // Exec runs a command inside a running container (its namespaces,
 // cgroup, capabilities and seccomp profile) and returns its exit code.

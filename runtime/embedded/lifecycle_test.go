@@ -1,7 +1,6 @@
 package embedded_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,12 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/embeddedtest"
@@ -107,7 +106,7 @@ func TestLifecycle(t *testing.T) {
 		}
 		// A terminal of the given size, resized while the command runs;
 		// its input echoes and its output ends lines with \r\n.
-		var tout syncBuffer
+		var tout testenv.SyncBuffer
 		resize := make(chan embedded.TermSize) // unbuffered: a send returns once Exec has it
 		stdinR, stdinW := io.Pipe()
 		go func() {
@@ -175,22 +174,4 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

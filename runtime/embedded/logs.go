@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berthd/berth/runtime"
 )
 
 // A container writes its stdout and stderr straight into files (never
@@ -26,11 +28,7 @@ type tailer struct {
 }
 
 // LogLine is one line of container output.
-type LogLine struct {
-	Time   time.Time `json:"time"`
-	Stream string    `json:"stream"` // "stdout" or "stderr"
-	Line   string    `json:"log"`    // with its trailing newline, if any
-}
+type LogLine = runtime.LogLine
 
 // streamName names the two raw output files, by index.
 func streamName(i int) string { return [2]string{"stdout", "stderr"}[i] }
@@ -150,10 +148,7 @@ func (t *tailer) sync(final bool) error {
 }
 
 // LogOptions selects what Logs returns.
-type LogOptions struct {
-	Follow bool // keep streaming until the container stops or ctx ends
-	Tail   int  // only the last Tail lines; <= 0 means all
-}
+type LogOptions = runtime.LogOptions
 
 // Logs sends the container's output lines to fn in order.
 func (r *Runtime) Logs(ctx context.Context, ref string, opts LogOptions, fn func(LogLine) error) error {

@@ -235,7 +235,7 @@ func mergeConfig(spec runtime.Spec, img v1.Config) (merged, error) {
 	}
 	ports := map[string]runtime.Port{}
 	for p := range img.ExposedPorts {
-		port, err := parsePort(p)
+		port, err := runtime.ParsePort(p)
 		if err != nil {
 			return merged{}, fmt.Errorf("image ExposedPorts: %w", err)
 		}
@@ -260,22 +260,6 @@ func mergeConfig(spec runtime.Spec, img v1.Config) (merged, error) {
 }
 
 func portKey(p runtime.Port) string { return strconv.Itoa(int(p.Port)) + "/" + p.Proto }
-
-// parsePort parses "80", "80/tcp" or "53/udp".
-func parsePort(s string) (runtime.Port, error) {
-	num, proto, _ := strings.Cut(s, "/")
-	if proto == "" {
-		proto = "tcp"
-	}
-	if proto != "tcp" && proto != "udp" && proto != "sctp" {
-		return runtime.Port{}, fmt.Errorf("port %q: unknown protocol %q: %w", s, proto, runtime.ErrInvalid)
-	}
-	n, err := strconv.ParseUint(num, 10, 16)
-	if err != nil || n == 0 {
-		return runtime.Port{}, fmt.Errorf("port %q: not a port number: %w", s, runtime.ErrInvalid)
-	}
-	return runtime.Port{Port: uint16(n), Proto: proto}, nil
-}
 
 // mergeEnv overlays KEY=VALUE pairs: later keys replace earlier ones in
 // place, new keys are appended. A bare KEY in over is ignored (the CLI

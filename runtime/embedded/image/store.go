@@ -3,7 +3,6 @@ package image
 import (
 	"compress/gzip"
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -483,10 +482,4 @@ func (s *Store) gcLayers() error {
 		}
 	}
 	return nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -1,4 +1,4 @@
-package testenv
+package realparts
 
 import (
 	"os/exec"
@@ -6,7 +6,7 @@ import (
 	"syscall"
 )
 
-// startTied starts cmd so that it is killed if the test binary dies
+// startTied starts cmd so that it is killed if the process dies
 // without cleaning up (a panic, a -timeout kill), and returns the channel
 // that receives cmd.Wait's result.
 //
