@@ -118,7 +118,7 @@ func TestQuarantineNginx(t *testing.T) {
 				Wait:     watcher.Wait{Min: 300 * time.Millisecond, Max: 2 * time.Second},
 				Spec:     render.Spec{Name: "nginx", Dest: n.Conf, Check: n.CheckCommand(), Timeout: 20 * time.Second},
 			}
-			var logs lockedBuffer
+			var logs testenv.SyncBuffer
 			log := slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelInfo}))
 			renderer := render.New(render.WithLogger(log))
 			if res, err := runner.New(st, renderer, runner.WithLogger(log)).Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
@@ -190,8 +190,8 @@ func TestQuarantineNginx(t *testing.T) {
 					t.Fatalf("render after the quarantine: %+v", o)
 				}
 			}
-			if c := logs.count("record quarantined"); c != 1 {
-				t.Fatalf("quarantine logged %d times, want once:\n%s", c, logs.b.String())
+			if c := logs.Count("record quarantined"); c != 1 {
+				t.Fatalf("quarantine logged %d times, want once:\n%s", c, logs.String())
 			}
 
 			// Fixed, the bad record comes back.
