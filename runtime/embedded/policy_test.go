@@ -162,14 +162,19 @@ func TestDaemonRestart(t *testing.T) {
 	}
 
 	// Orphans a crash could leave: a netns, a cgroup, a mounted rootfs of
-	// a container without a record.
+	// a container without a record, all marked as this daemon's.
 	orphanID := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-	if out, err := exec.Command("ip", "netns", "add", env.Bridge+"-"+orphanID[:12]).CombinedOutput(); err != nil {
+	mark := first.Mark()
+	orphanNetns := "berth-" + mark + "-" + orphanID[:12]
+	if out, err := exec.Command("ip", "netns", "add", orphanNetns).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v %s", err, out)
 	}
-	if err := os.MkdirAll(filepath.Join("/sys/fs/cgroup/pids", env.CgroupParent, orphanID), 0o755); err != nil {
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", orphanNetns).Run() })
+	orphanCgroup := filepath.Join(env.CgroupParent, mark, orphanID)
+	if err := os.MkdirAll(filepath.Join("/sys/fs/cgroup/pids", orphanCgroup), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = os.Remove(filepath.Join("/sys/fs/cgroup/pids", orphanCgroup)) })
 	orphanRoot := filepath.Join(env.StateDir, "containers", orphanID, "rootfs")
 	if err := os.MkdirAll(orphanRoot, 0o755); err != nil {
 		t.Fatal(err)
@@ -206,7 +211,7 @@ func TestDaemonRestart(t *testing.T) {
 		t.Errorf("GET after re-attach: %q", body)
 	}
 	for _, l := range embeddedtest.Leftovers(env) {
-		if l == "netns "+env.Bridge+"-"+orphanID[:12] || l == "cgroup pids/"+env.CgroupParent+"/"+orphanID {
+		if l == "netns "+orphanNetns || l == "cgroup pids/"+orphanCgroup {
 			t.Errorf("orphan not cleaned up: %s", l)
 		}
 	}
