@@ -187,6 +187,26 @@ func NewRuntime(t testing.TB, e Env) *embedded.Runtime {
 	return r
 }
 
+// CleanupEnv is for tests that open and close runtimes on e themselves
+// (embedded.New): it registers a cleanup that, once they are closed,
+// opens a runtime on e, removes every container, closes it, deletes the
+// bridge and asserts nothing is left. Call it before opening them, so
+// that their closing cleanups run first.
+func CleanupEnv(t testing.TB, e Env) {
+	t.Helper()
+	t.Cleanup(func() {
+		r, err := embedded.New(context.Background(), e.Options()...)
+		if err != nil {
+			t.Errorf("cleanup: open %s: %v", e.StateDir, err)
+			return
+		}
+		RemoveAll(t, r)
+		_ = r.Close()
+		_ = r.Network().RemoveBridge()
+		AssertClean(t, e)
+	})
+}
+
 // RemoveAll force-removes every container of r.
 func RemoveAll(t testing.TB, r *embedded.Runtime) {
 	t.Helper()
