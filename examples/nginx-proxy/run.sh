@@ -31,16 +31,17 @@ done
 
 work=$(mktemp -d /tmp/berth-demo.XXXXXX)
 berth_pid="" nginx_pid=""
-# berth's resources on the host (netns, links berth marks with an alias,
-# the demo's bridge, cgroups), before the demo and after, to tell what it
-# left (nothing, after a clean stop).
+# What of berth's is on the host: everything carrying the ownership mark
+# of the demo's daemon (read from its bridge once it is up), and the
+# bridge. After a clean stop: nothing.
+mark=""
 host_state() {
-  ip netns list 2>/dev/null | awk '{print "netns " $1}'
-  ip -o link show 2>/dev/null | awk -F': ' -v br="$bridge" \
-    '{name = $2; sub(/@.*/, "", name); if (name == br || $0 ~ / alias berth /) print "link " name}'
-  find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d -path '*/berth*' 2>/dev/null | sed 's/^/cgroup /'
+  [ -n "$mark" ] || return 0
+  ip netns list 2>/dev/null | awk -v m="berth-$mark-" 'index($1, m) == 1 {print "netns " $1}'
+  ip -o link show 2>/dev/null | awk -F': ' -v br="$bridge" -v m=" alias berth $mark" \
+    '{name = $2; sub(/@.*/, "", name); if (name == br || index($0, m)) print "link " name}'
+  find /sys/fs/cgroup -mindepth 2 -maxdepth 4 -type d -path "*/$mark*" 2>/dev/null | sed 's/^/cgroup /'
 }
-host_state | sort >"$work/host-before"
 # note: cleanup's output. It goes to stderr and never fails: after a Ctrl-C
 # under `make demo | tee log`, tee is gone and stdout is a broken pipe.
 note() { printf '%s\n' "$*" >&2 || true; }
@@ -71,8 +72,7 @@ cleanup() {
       tail -n 20 "$work/berth.log" >&2 2>/dev/null || true
     }
   fi
-  host_state | sort >"$work/host-after"
-  left=$(comm -13 "$work/host-before" "$work/host-after")
+  left=$(host_state)
   if grep -q " $work/" /proc/self/mountinfo; then
     note "mounts are left under $work; not removing it:"
     grep " $work/" /proc/self/mountinfo | awk '{print "  " $5}' >&2 || true
@@ -132,6 +132,7 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 [ -n "$ready" ] || { cat "$work/berth.log"; die "berth up did not get ready within 30s"; }
+mark=$(ip -d link show "$bridge" 2>/dev/null | awk '$1 == "alias" && $2 == "berth" {print $3}')
 
 say "Start nginx on 127.0.0.1:$port with the configuration berth rendered"
 printf '$ %s\n' "nginx -p $work/nginx/ -c $work/nginx/nginx.conf &"
