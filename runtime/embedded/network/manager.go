@@ -179,11 +179,11 @@ func (m *Manager) claimBridge(link netlink.Link) error {
 			desc, alive = owner.Describe(dir, mark)
 		}
 		if alive {
-			return fmt.Errorf("network: bridge %s belongs to %s: give this daemon a bridge and subnet of its own: %w", m.bridge, desc, owner.ErrInUse)
+			return owner.InUsef("network: bridge %s belongs to %s: give this daemon a bridge and subnet of its own", m.bridge, desc)
 		}
 		if len(ports) > 0 {
-			return fmt.Errorf("network: bridge %s belongs to %s and still has %s attached: give this daemon another bridge, or remove that one: %w",
-				m.bridge, desc, strings.Join(ports, ", "), owner.ErrInUse)
+			return owner.InUsef("network: bridge %s belongs to %s and still has %s attached: give this daemon another bridge, or remove that one",
+				m.bridge, desc, strings.Join(ports, ", "))
 		}
 		m.log.Info("adopting a bridge left over by another daemon", "bridge", m.bridge, "previous_owner", desc)
 		return nil
@@ -203,8 +203,8 @@ func (m *Manager) claimBridge(link netlink.Link) error {
 	for _, a := range addrs {
 		use = append(use, "address "+a.String())
 	}
-	return fmt.Errorf("network: bridge %s exists without berth's ownership mark and is in use (%s): it belongs to another program or to an older berth with another state dir; give this daemon another bridge: %w",
-		m.bridge, strings.Join(use, ", "), owner.ErrInUse)
+	return owner.InUsef("network: bridge %s exists without berth's ownership mark and is in use (%s): it belongs to another program or to an older berth with another state dir; give this daemon another bridge",
+		m.bridge, strings.Join(use, ", "))
 }
 
 // bridgeUse lists the interfaces attached to a bridge and its IPv4
@@ -257,8 +257,8 @@ func (m *Manager) checkOverlap() error {
 			}
 			who = ", the bridge of " + desc
 		}
-		return fmt.Errorf("network: subnet %s overlaps address %s of interface %s%s: choose a subnet clear of every interface's addresses: %w",
-			m.subnet, p, l.Attrs().Name, who, owner.ErrInUse)
+		return owner.InUsef("network: subnet %s overlaps address %s of interface %s%s: choose a subnet clear of every interface's addresses",
+			m.subnet, p, l.Attrs().Name, who)
 	}
 	return nil
 }
@@ -562,8 +562,10 @@ func (m *Manager) Cleanup(live func(id string) bool) error {
 		case ok && len(s) == 12 && !liveShort(s):
 			m.log.Info("removing an orphan netns of this daemon", "netns", name)
 			errs = append(errs, deleteNetns(filepath.Join(NetnsDir, name)))
-		case !ok && (strings.HasPrefix(name, "berth-") || strings.HasPrefix(name, m.bridge+"-")):
-			m.log.Debug("leaving alone a netns not marked as this daemon's", "netns", name)
+		case !ok && strings.HasPrefix(name, "berth-"):
+			m.log.Debug("leaving alone another daemon's netns", "netns", name)
+		case strings.HasPrefix(name, m.bridge+"-") && !liveShort(strings.TrimPrefix(name, m.bridge+"-")):
+			m.log.Debug("leaving alone an unmarked netns named after this daemon's bridge (another daemon's, or an older berth's)", "netns", name)
 		}
 	}
 	m.mu.Lock()
@@ -585,6 +587,7 @@ func (m *Manager) Cleanup(live func(id string) bool) error {
 		case tagged && mark != m.owner.Mark:
 			m.log.Debug("leaving alone another daemon's veth", "veth", l.Attrs().Name, "mark", mark)
 		case !tagged && br != nil && l.Attrs().MasterIndex == br.Attrs().Index && !liveShort(strings.TrimPrefix(l.Attrs().Name, "vb")):
+			// An older berth's, of a container this state does not know.
 			m.log.Debug("leaving alone an unmarked veth on this daemon's bridge", "veth", l.Attrs().Name)
 		}
 	}

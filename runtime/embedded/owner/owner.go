@@ -17,8 +17,19 @@ import (
 )
 
 // ErrInUse: the state dir, bridge or subnet belongs to another berth
-// daemon (or the address range to another interface).
-var ErrInUse = errors.New("in use")
+// daemon (or the address range to another interface). Errors made by
+// InUsef match it with errors.Is; their text is the message alone.
+var ErrInUse = errors.New("in use by another berth daemon or interface")
+
+// InUsef formats an error that matches ErrInUse.
+func InUsef(format string, args ...any) error {
+	return inUse{fmt.Errorf(format, args...)}
+}
+
+type inUse struct{ err error }
+
+func (e inUse) Error() string   { return e.err.Error() }
+func (e inUse) Unwrap() []error { return []error{e.err, ErrInUse} }
 
 const (
 	// File holds the state dir's instance id.
@@ -60,8 +71,8 @@ func Claim(stateDir string) (*Owner, error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("state dir %s is in use by another berth daemon (%s): give each daemon its own state dir: %w",
-				dir, pidText(lockPid(dir)), ErrInUse)
+			return nil, InUsef("state dir %s is in use by another berth daemon (%s): give each daemon its own state dir",
+				dir, pidText(lockPid(dir)))
 		}
 		return nil, fmt.Errorf("state dir %s: lock: %w", dir, err)
 	}
