@@ -82,7 +82,7 @@ cleanup() {
   if [ -n "$left" ]; then
     note "left on the host:"; note "$left"
   else
-    note "done: containers, their netns and veths, bridge $bridge, nginx and $work are gone"
+    note "done: containers, bridge $bridge, the containers' netns and veths, nginx and $work are gone"
   fi
 }
 trap cleanup EXIT
