@@ -37,7 +37,7 @@ func TestBenchRuntime(t *testing.T) {
 			t.Errorf("bridge %s left", l.Attrs().Name)
 		}
 	}
-	if out, err := exec.Command("iptables", "-w", "-S", "FORWARD").Output(); err == nil && strings.Contains(string(out), "berth bridge bbench") {
+	if out, err := exec.Command("iptables", "-w", "-S", "FORWARD").Output(); err == nil && strings.Contains(string(out), "bridge bbench") {
 		t.Errorf("iptables rule left: %s", out)
 	}
 	left, _ := filepath.Glob("/sys/fs/cgroup/*/berth-bench-*")

@@ -31,23 +31,59 @@ done
 
 work=$(mktemp -d /tmp/berth-demo.XXXXXX)
 berth_pid="" nginx_pid=""
-# stop PID SIGNAL SECONDS: signal a process we started and wait for it,
-# at most SECONDS, then kill it.
+# What of berth's is on the host: everything carrying the ownership mark
+# of the demo's daemon (read from its bridge once it is up), and the
+# bridge. After a clean stop: nothing.
+mark=""
+host_state() {
+  [ -n "$mark" ] || return 0
+  ip netns list 2>/dev/null | awk -v m="berth-$mark-" 'index($1, m) == 1 {print "netns " $1}'
+  ip -o link show 2>/dev/null | awk -F': ' -v br="$bridge" -v m=" alias berth $mark" \
+    '{name = $2; sub(/@.*/, "", name); if (name == br || index($0, m)) print "link " name}'
+  find /sys/fs/cgroup -mindepth 2 -maxdepth 4 -type d -path "*/$mark*" 2>/dev/null | sed 's/^/cgroup /'
+}
+# note: cleanup's output. It goes to stderr and never fails: after a Ctrl-C
+# under `make demo | tee log`, tee is gone and stdout is a broken pipe.
+note() { printf '%s\n' "$*" >&2 || true; }
+# stop PID SIGNAL SECONDS NAME: signal a process we started and wait for
+# it, at most SECONDS, then kill it; returns its exit status.
 stop() {
   kill -"$2" "$1" 2>/dev/null || return 0
   for _ in $(seq $(($3 * 10))); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
+  if kill -KILL "$1" 2>/dev/null; then note "$4 did not stop within $3s: killed"; fi
+  wait "$1" 2>/dev/null
 }
 cleanup() {
-  trap '' INT TERM   # a second Ctrl-C must not cut the cleanup short
+  set +e
+  trap '' PIPE TERM   # a gone reader of stdout must not end the cleanup
   trap - EXIT
-  say "Cleaning up"
-  if [ -n "$nginx_pid" ]; then stop "$nginx_pid" QUIT 5; fi
+  # berth runs in a session of its own (setsid), so the terminal's Ctrl-C
+  # reached only this script, and berth gets exactly one SIGTERM: a full
+  # clean stop. A second Ctrl-C is passed on: berth's "second signal",
+  # which stops without waiting for the containers.
+  trap 'note "second interrupt: berth stops without waiting"; [ -z "$berth_pid" ] || kill -INT "$berth_pid" 2>/dev/null' INT
+  note ""
+  note "== Cleaning up"
+  if [ -n "$nginx_pid" ]; then stop "$nginx_pid" QUIT 5 nginx; fi
   # berth up --rm: stops and removes the containers and the bridge.
-  if [ -n "$berth_pid" ]; then stop "$berth_pid" TERM 60; fi
-  rm -rf "$work"
-  echo "done: containers, bridge $bridge, nginx and $work are gone"
+  if [ -n "$berth_pid" ]; then
+    stop "$berth_pid" TERM 60 berth || {
+      note "berth exited with status $?; its log ends:"
+      tail -n 20 "$work/berth.log" >&2 2>/dev/null || true
+    }
+  fi
+  left=$(host_state)
+  if grep -q " $work/" /proc/self/mountinfo; then
+    note "mounts are left under $work; not removing it:"
+    grep " $work/" /proc/self/mountinfo | awk '{print "  " $5}' >&2 || true
+  else
+    rm -rf "$work"
+  fi
+  if [ -n "$left" ]; then
+    note "left on the host:"; note "$left"
+  else
+    note "done: containers, bridge $bridge, the containers' netns and veths, nginx and $work are gone"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -85,7 +121,9 @@ EOF
 
 say "Start berth up (log: $work/berth.log)"
 printf '$ %s\n' "berth up --config berth.toml --rm &"
-"$berth" up --config "$work/berth.toml" --rm >"$work/berth.log" 2>&1 &
+# In its own session: the terminal's Ctrl-C is for this script, which
+# then stops berth with one signal (see cleanup).
+setsid "$berth" up --config "$work/berth.toml" --rm >"$work/berth.log" 2>&1 </dev/null &
 berth_pid=$!
 ready=""
 for _ in $(seq 300); do
@@ -94,10 +132,11 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 [ -n "$ready" ] || { cat "$work/berth.log"; die "berth up did not get ready within 30s"; }
+mark=$(ip -d link show "$bridge" 2>/dev/null | awk '$1 == "alias" && $2 == "berth" {print $3}')
 
 say "Start nginx on 127.0.0.1:$port with the configuration berth rendered"
 printf '$ %s\n' "nginx -p $work/nginx/ -c $work/nginx/nginx.conf &"
-"$nginx" -p "$work/nginx/" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" &
+setsid "$nginx" -p "$work/nginx/" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" </dev/null &
 nginx_pid=$!
 for _ in $(seq 100); do
   curl -s -o /dev/null "http://127.0.0.1:$port/" && break

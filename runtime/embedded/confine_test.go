@@ -119,7 +119,7 @@ func TestCgroupLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cg := filepath.Join(env.CgroupParent, c.ID)
+	cg := filepath.Join(env.CgroupParent, r.Mark(), c.ID)
 	want := map[string]string{
 		"memory/" + cg + "/memory.limit_in_bytes": "33554432",
 		"cpu/" + cg + "/cpu.cfs_quota_us":         "50000",

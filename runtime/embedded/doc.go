@@ -10,6 +10,28 @@
 // them, resumes health checks and restart policies, and removes orphans
 // (cgroups, mounts, netns, veths) that belong to no container.
 //
+// A daemon touches only what it owns. New claims the state dir (an flock
+// on runtime.lock, so a second daemon on it is refused, naming the first
+// one's pid) and derives the ownership mark from it (package owner). Every
+// container cgroup goes under /<cgroup parent>/<mark>/<id>, so daemons
+// sharing a parent (the default "berth") each have a root of their own;
+// netns, veths, the bridge and its iptables rule carry the mark too
+// (package network). Orphans are looked for only among resources carrying
+// this daemon's mark, and removed with a log line; other daemons'
+// resources are left alone and logged at debug level. New refuses a bridge
+// another daemon owns and a subnet overlapping an address of any other
+// interface (so also another daemon's subnet), with owner.ErrInUse.
+//
+// Upgrade: state written by an older berth, which marked nothing, keeps
+// working. Its records hold no cgroup path, and the cgroup of a running
+// container is found at the old /<parent>/<id>; the next start of such a
+// container moves it under the mark. Its bridge is marked at the first
+// start (this state dir's allocator state shows it used it), its iptables
+// rule replaced, and its containers' old netns and veth names are still
+// removed with them. Unmarked leftovers the state does not know (an older
+// daemon's orphans, or another daemon's) are left alone: nothing tells
+// whose they are.
+//
 // Exit status after a daemon restart: only a process's parent (or a
 // subreaper among its ancestors) learns how it ended. A container's init
 // is the daemon's child; once the daemon is gone it is reparented to the

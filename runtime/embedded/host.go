@@ -140,11 +140,14 @@ func removeCgroup(path string) {
 	}
 }
 
-// removeCgroupParent removes the parent cgroup when no container is left
-// in it.
-func removeCgroupParent(parent string) {
-	for _, d := range cgroupDirs("/" + parent) {
-		_ = os.Remove(d)
+// removeCgroupParent removes a runtime's cgroup root (/<parent>/<mark>)
+// when no container is left in it, and then the parent, shared by every
+// daemon, if it is empty too.
+func removeCgroupParent(root string) {
+	for _, p := range []string{root, filepath.Dir(root)} {
+		for _, d := range cgroupDirs(p) {
+			_ = os.Remove(d)
+		}
 	}
 }
 

@@ -75,6 +75,13 @@ func (r *Runtime) start(ctx context.Context, c *ctr) (err error) {
 	id := rec.C.ID
 	dir := r.ctrDir(id)
 	t0 := time.Now()
+	// Every run goes into this daemon's marked cgroup root (a container
+	// of an older berth moves there at its first start), recorded before
+	// the process exists so a crash cannot hide where it ran.
+	cgroup := r.newCgroup(id)
+	if rec.Cgroup != cgroup {
+		r.update(c, func(rc *record) { rc.Cgroup = cgroup })
+	}
 	if err := mountRootfs(dir, rec.Lower); err != nil {
 		return err
 	}
@@ -116,7 +123,7 @@ func (r *Runtime) start(ctx context.Context, c *ctr) (err error) {
 		Rootfs: rootfs, Args: rec.C.Cmd, Env: rec.C.Env, Cwd: rec.C.WorkingDir,
 		UID: uid, GID: gid, Groups: groups, Hostname: rec.C.Hostname, ReadOnly: rec.Spec.ReadOnly,
 		Netns: rec.Netns, HostNet: rec.Spec.Network == runtime.NetworkHost,
-		CgroupPath: r.cgroupPath(id), Memory: rec.Spec.Memory, CPUs: rec.Spec.CPUs, Pids: rec.Spec.PidsLimit,
+		CgroupPath: cgroup, Memory: rec.Spec.Memory, CPUs: rec.Spec.CPUs, Pids: rec.Spec.PidsLimit,
 		Binds: rec.Spec.Volumes,
 	})
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: id, Spec: spec})
@@ -143,7 +150,7 @@ func (r *Runtime) start(ctx context.Context, c *ctr) (err error) {
 		UID: int(uid), GID: int(gid), AdditionalGroups: toInts(groups),
 		Stdout: stdout, Stderr: stderr, Init: true,
 	}
-	if err := runWatched(ctx, lc, proc, r.cgroupPath(id)); err != nil {
+	if err := runWatched(ctx, lc, proc, cgroup); err != nil {
 		return startError(rec.C.Cmd[0], err)
 	}
 	tRun := time.Since(t0)
@@ -353,7 +360,10 @@ func (r *Runtime) exited(c *ctr, rn *run, code int, known bool) {
 	if !known && rn.killed.Load() {
 		code, known = 128+int(unix.SIGKILL), true
 	}
-	oom := oomKilled(r.cgroupPath(c.rec.C.ID))
+	r.mu.Lock()
+	cgroup := r.cgroupPath(c.rec)
+	r.mu.Unlock()
+	oom := oomKilled(cgroup)
 	_ = destroyLC(rn.lc)
 	_ = unmountRootfs(r.ctrDir(c.rec.C.ID))
 	_ = c.logs.sync(true)

@@ -43,7 +43,8 @@ func WithBridge(name string, subnet netip.Prefix) Option {
 }
 
 // WithCgroupParent sets the cgroup every container's cgroup is created
-// under (default "berth", i.e. /sys/fs/cgroup/<controller>/berth/<id>).
+// under (default "berth", i.e. /sys/fs/cgroup/<controller>/berth/<mark>/<id>,
+// where mark is this daemon's ownership mark: daemons may share a parent).
 func WithCgroupParent(name string) Option { return func(o *options) { o.cgroupParent = name } }
 
 // WithLogger sets the logger (default slog.Default()).

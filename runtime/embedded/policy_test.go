@@ -11,11 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/embeddedtest"
+	"github.com/berthd/berth/runtime/embedded/network"
 )
 
 func TestRestartPolicy(t *testing.T) {
@@ -116,11 +118,13 @@ func TestHealthAndEvents(t *testing.T) {
 // clears orphans left on the host.
 func TestDaemonRestart(t *testing.T) {
 	env := embeddedtest.NewEnv(t)
+	embeddedtest.CleanupEnv(t, env) // even when the test stops half-way
 	ctx := context.Background()
 	first, err := embedded.New(ctx, env.Options()...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = first.Close() })
 	importWeb(t, first)
 	web, err := first.Run(ctx, runtime.Spec{Name: "web", Image: "web:test", Hostname: "web", Cmd: []string{"/srv/web"}})
 	if err != nil {
@@ -162,14 +166,38 @@ func TestDaemonRestart(t *testing.T) {
 	}
 
 	// Orphans a crash could leave: a netns, a cgroup, a mounted rootfs of
-	// a container without a record.
+	// a container without a record, all marked as this daemon's.
 	orphanID := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-	if out, err := exec.Command("ip", "netns", "add", env.Bridge+"-"+orphanID[:12]).CombinedOutput(); err != nil {
+	mark := first.Mark()
+	orphanNetns := "berth-" + mark + "-" + orphanID[:12]
+	if out, err := exec.Command("ip", "netns", "add", orphanNetns).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v %s", err, out)
 	}
-	if err := os.MkdirAll(filepath.Join("/sys/fs/cgroup/pids", env.CgroupParent, orphanID), 0o755); err != nil {
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", orphanNetns).Run() })
+	orphanCgroup := filepath.Join(env.CgroupParent, mark, orphanID)
+	if err := os.MkdirAll(filepath.Join("/sys/fs/cgroup/pids", orphanCgroup), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = os.Remove(filepath.Join("/sys/fs/cgroup/pids", orphanCgroup)) })
+	// A marked veth of the orphan (removed), and another daemon's netns and
+	// veth (left alone).
+	orphanVeth := "v" + mark[:4] + orphanID[:10]
+	foreignNetns := "berth-0badc0de-" + orphanID[:12]
+	foreignVeth := "v0badc" + orphanID[:9]
+	for _, v := range []struct{ name, alias string }{{orphanVeth, "berth " + mark + " " + orphanID}, {foreignVeth, "berth 0badc0de " + orphanID}} {
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: v.name}, PeerName: "p" + v.name[1:]}
+		if err := netlink.LinkAdd(veth); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = netlink.LinkDel(veth) })
+		if err := netlink.LinkSetAlias(veth, v.alias); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("ip", "netns", "add", foreignNetns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", foreignNetns).Run() })
 	orphanRoot := filepath.Join(env.StateDir, "containers", orphanID, "rootfs")
 	if err := os.MkdirAll(orphanRoot, 0o755); err != nil {
 		t.Fatal(err)
@@ -205,8 +233,17 @@ func TestDaemonRestart(t *testing.T) {
 	if body := httpGet(t, "http://"+web.IP+":8080/"); body != "hello from web\n" {
 		t.Errorf("GET after re-attach: %q", body)
 	}
+	if _, err := netlink.LinkByName(orphanVeth); err == nil {
+		t.Errorf("orphan veth %s not cleaned up", orphanVeth)
+	}
+	if _, err := netlink.LinkByName(foreignVeth); err != nil {
+		t.Errorf("another daemon's veth %s is gone: %v", foreignVeth, err)
+	}
+	if _, err := os.Lstat(filepath.Join(network.NetnsDir, foreignNetns)); err != nil {
+		t.Errorf("another daemon's netns %s is gone: %v", foreignNetns, err)
+	}
 	for _, l := range embeddedtest.Leftovers(env) {
-		if l == "netns "+env.Bridge+"-"+orphanID[:12] || l == "cgroup pids/"+env.CgroupParent+"/"+orphanID {
+		if l == "netns "+orphanNetns || l == "cgroup pids/"+orphanCgroup {
 			t.Errorf("orphan not cleaned up: %s", l)
 		}
 	}

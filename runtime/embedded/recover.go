@@ -13,12 +13,15 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 
 	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/runtime/embedded/owner"
 )
 
-// recover loads every container record, removes orphans (state, cgroups,
-// mounts, netns, veths, addresses that belong to no container),
-// re-attaches to running containers and applies restart policies to
-// those that exited while no daemon watched them.
+// recover loads every container record, removes this daemon's orphans
+// (state, cgroups, mounts, netns, veths, addresses that belong to no
+// container it knows), re-attaches to running containers and applies
+// restart policies to those that exited while no daemon watched them.
+// Resources of other daemons are told apart by their ownership mark and
+// left alone.
 func (r *Runtime) recover(ctx context.Context) error {
 	cdir := filepath.Join(r.opts.stateDir, "containers")
 	ents, err := os.ReadDir(cdir)
@@ -48,24 +51,19 @@ func (r *Runtime) recover(ctx context.Context) error {
 		if live(e.Name()) {
 			continue
 		}
+		r.log.Info("removing a libcontainer state this daemon no longer knows", "id", e.Name())
 		if lc, err := libcontainer.Load(r.lcRoot(), e.Name()); err == nil {
 			errs = append(errs, destroyLC(lc))
 		}
 		errs = append(errs, os.RemoveAll(filepath.Join(r.lcRoot(), e.Name())))
 	}
-	// cgroups of unknown containers.
-	for _, d := range cgroupDirs("/" + r.opts.cgroupParent) {
-		sub, _ := os.ReadDir(d)
-		for _, s := range sub {
-			if s.IsDir() && !live(s.Name()) {
-				removeCgroup("/" + r.opts.cgroupParent + "/" + s.Name())
-			}
-		}
-	}
+	// Cgroups: only under this daemon's marked root.
+	r.cleanCgroups(live)
 	// Mounts of unknown containers.
 	for _, m := range mountsUnder(cdir) {
 		id, _, _ := strings.Cut(strings.TrimPrefix(m, cdir+"/"), "/")
 		if !live(id) {
+			r.log.Info("unmounting the root of a container this daemon no longer knows", "mount", m)
 			errs = append(errs, unmountRootfs(filepath.Join(cdir, id)))
 		}
 	}
@@ -84,7 +82,7 @@ func (r *Runtime) reattach(ctx context.Context, c *ctr) {
 	id := c.rec.C.ID
 	// Read before the cgroup goes: the only trace of how a process that
 	// ended unwatched ended.
-	oom := oomKilled(r.cgroupPath(id))
+	oom := oomKilled(r.cgroupPath(c.rec))
 	lc, err := libcontainer.Load(r.lcRoot(), id)
 	if err == nil {
 		if st, serr := lc.Status(); serr == nil && st == libcontainer.Running {
@@ -103,7 +101,7 @@ func (r *Runtime) reattach(ctx context.Context, c *ctr) {
 		_ = destroyLC(lc)
 	}
 	_ = unmountRootfs(r.ctrDir(id))
-	removeCgroup(r.cgroupPath(id))
+	removeCgroup(r.cgroupPath(c.rec))
 	wasUp := c.rec.C.State == runtime.StateRunning || c.rec.C.State == runtime.StateRestarting
 	if wasUp {
 		r.update(c, func(rc *record) {
@@ -130,5 +128,46 @@ func (r *Runtime) reattach(ctx context.Context, c *ctr) {
 		}
 	case wasUp:
 		r.maybeRestart(c, 0)
+	}
+}
+
+// cleanCgroups removes the cgroups under this daemon's root
+// (/<parent>/<mark>) that belong to no container it knows, killing what
+// runs in them. The parent is shared by every daemon using it: another
+// daemon's root, and a container cgroup an older berth put right under
+// the parent, are left alone (logged at debug level); the latter are
+// still used and removed for the containers this daemon's state knows.
+func (r *Runtime) cleanCgroups(live func(string) bool) {
+	parent := "/" + r.opts.cgroupParent
+	seen := map[string]bool{}
+	for _, d := range cgroupDirs(parent) {
+		sub, _ := os.ReadDir(d)
+		for _, s := range sub {
+			name := s.Name()
+			if !s.IsDir() || seen[name] {
+				continue
+			}
+			seen[name] = true
+			switch {
+			case name == r.owner.Mark:
+			case owner.IsMark(name):
+				r.log.Debug("leaving alone another daemon's cgroups", "cgroup", parent+"/"+name)
+			case !live(name):
+				r.log.Debug("leaving alone an unmarked cgroup (another daemon's, or an older berth's)", "cgroup", parent+"/"+name)
+			}
+		}
+	}
+	root := r.cgroupRoot()
+	seen = map[string]bool{}
+	for _, d := range cgroupDirs(root) {
+		sub, _ := os.ReadDir(d)
+		for _, s := range sub {
+			if !s.IsDir() || seen[s.Name()] || live(s.Name()) {
+				continue
+			}
+			seen[s.Name()] = true
+			r.log.Info("removing the cgroup of a container this daemon no longer knows", "cgroup", root+"/"+s.Name())
+			removeCgroup(root + "/" + s.Name())
+		}
 	}
 }

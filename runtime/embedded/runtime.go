@@ -21,11 +21,13 @@ import (
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded/image"
 	"github.com/berthd/berth/runtime/embedded/network"
+	"github.com/berthd/berth/runtime/embedded/owner"
 )
 
 // Runtime runs containers on this host. It implements runtime.Runtime.
 type Runtime struct {
 	opts   options
+	owner  *owner.Owner // the state dir's lock and the mark of everything we create
 	images *image.Store
 	net    *network.Manager
 	log    *slog.Logger
@@ -67,11 +69,16 @@ type record struct {
 	GID        uint32            `json:"gid"`
 	ManualStop bool              `json:"manual_stop"`
 	Netns      string            `json:"netns,omitempty"`
+	// Cgroup is the cgroup path of the container's current or last run;
+	// "" in records of an older berth, whose path was /<parent>/<id>.
+	Cgroup string `json:"cgroup,omitempty"`
 }
 
-// New opens the runtime's state under the state dir, checks the host
-// (root, overlayfs, cgroups), sets up the bridge, re-attaches to running
-// containers and removes orphans.
+// New claims the state dir (refusing one another daemon uses), checks the
+// host (root, overlayfs, cgroups), sets up the bridge (refusing one or a
+// subnet another daemon or interface uses), re-attaches to running
+// containers and removes this daemon's orphans. See the package doc on
+// ownership.
 func New(ctx context.Context, opts ...Option) (_ *Runtime, err error) {
 	o := defaults()
 	for _, f := range opts {
@@ -89,7 +96,17 @@ func New(ctx context.Context, opts ...Option) (_ *Runtime, err error) {
 			initExe.Close()
 		}
 	}()
-	for _, d := range []string{o.stateDir, filepath.Join(o.stateDir, "containers"), filepath.Join(o.stateDir, "libcontainer")} {
+	own, err := owner.Claim(o.stateDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			own.Release()
+		}
+	}()
+	o.stateDir = own.StateDir
+	for _, d := range []string{filepath.Join(o.stateDir, "containers"), filepath.Join(o.stateDir, "libcontainer")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("state dir: %w", err)
 		}
@@ -98,12 +115,16 @@ func New(ctx context.Context, opts ...Option) (_ *Runtime, err error) {
 	if err != nil {
 		return nil, err
 	}
-	nm, err := network.New(o.bridge, o.subnet, filepath.Join(o.stateDir, "network"))
+	nm, err := network.New(network.Config{
+		Bridge: o.bridge, Subnet: o.subnet, StateDir: filepath.Join(o.stateDir, "network"),
+		Owner: own, Log: o.log,
+	})
 	if err != nil {
 		return nil, err
 	}
+	o.log.Debug("embedded runtime", "state_dir", o.stateDir, "mark", own.Mark, "bridge", o.bridge, "cgroup", "/"+o.cgroupParent+"/"+own.Mark)
 	r := &Runtime{
-		opts: o, images: images, net: nm, log: o.log,
+		owner: own, opts: o, images: images, net: nm, log: o.log,
 		events: newBroker(), ctrs: map[string]*ctr{}, closed: make(chan struct{}),
 		initExe: initExe, initPath: initPath,
 	}
@@ -116,12 +137,17 @@ func New(ctx context.Context, opts ...Option) (_ *Runtime, err error) {
 // Images is the runtime's image store.
 func (r *Runtime) Images() *image.Store { return r.images }
 
+// Mark is the ownership mark every resource of this runtime carries (see
+// package owner).
+func (r *Runtime) Mark() string { return r.owner.Mark }
+
 // Network is the runtime's bridge network.
 func (r *Runtime) Network() *network.Manager { return r.net }
 
 // Close stops berth's side of every container (log tailers, health
 // checks, port proxies, pending restarts, event streams) and leaves the
-// containers running, for a later New to re-attach to.
+// containers running, for a later New to re-attach to. It releases the
+// state dir.
 func (r *Runtime) Close() error {
 	r.mu.Lock()
 	select {
@@ -143,11 +169,11 @@ func (r *Runtime) Close() error {
 	}
 	r.events.close()
 	r.wg.Wait()
-	removeCgroupParent(r.opts.cgroupParent)
+	removeCgroupParent(r.cgroupRoot())
 	if r.initExe != nil {
 		r.initExe.Close()
 	}
-	return nil
+	return r.owner.Release()
 }
 
 func (r *Runtime) isClosed() bool {
@@ -161,8 +187,19 @@ func (r *Runtime) isClosed() bool {
 
 func (r *Runtime) ctrDir(id string) string { return filepath.Join(r.opts.stateDir, "containers", id) }
 func (r *Runtime) lcRoot() string          { return filepath.Join(r.opts.stateDir, "libcontainer") }
-func (r *Runtime) cgroupPath(id string) string {
-	return "/" + r.opts.cgroupParent + "/" + id
+
+// cgroupRoot holds this runtime's container cgroups: /<parent>/<mark>.
+func (r *Runtime) cgroupRoot() string { return "/" + r.opts.cgroupParent + "/" + r.owner.Mark }
+
+// newCgroup is the cgroup path of a new run of container id.
+func (r *Runtime) newCgroup(id string) string { return r.cgroupRoot() + "/" + id }
+
+// cgroupPath is the cgroup of rec's current or last run.
+func (r *Runtime) cgroupPath(rec record) string {
+	if rec.Cgroup != "" {
+		return rec.Cgroup
+	}
+	return "/" + r.opts.cgroupParent + "/" + rec.C.ID // an older berth's record
 }
 
 // persist writes c's record; callers hold r.mu.
@@ -408,7 +445,7 @@ func (r *Runtime) destroy(c *ctr) error {
 	if c.rec.Spec.Network == runtime.NetworkBridge {
 		errs = append(errs, r.net.Detach(id))
 	}
-	removeCgroup(r.cgroupPath(id))
+	removeCgroup(r.cgroupPath(c.rec))
 	errs = append(errs, os.RemoveAll(r.ctrDir(id)))
 	r.mu.Lock()
 	delete(r.ctrs, id)

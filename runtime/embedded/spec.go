@@ -100,7 +100,7 @@ type OCIParams struct {
 	ReadOnly   bool
 	Netns      string // path to join; "" with HostNet false: a new empty netns
 	HostNet    bool
-	CgroupPath string // absolute, e.g. /berth/<id>
+	CgroupPath string // absolute, e.g. /berth/<mark>/<id>
 	Memory     int64
 	CPUs       float64
 	Pids       int64

@@ -25,6 +25,7 @@ import (
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/network"
+	"github.com/berthd/berth/runtime/embedded/owner"
 )
 
 // Main is a TestMain for packages that start containers: it builds the
@@ -186,6 +187,26 @@ func NewRuntime(t testing.TB, e Env) *embedded.Runtime {
 	return r
 }
 
+// CleanupEnv is for tests that open and close runtimes on e themselves
+// (embedded.New): it registers a cleanup that, once they are closed,
+// opens a runtime on e, removes every container, closes it, deletes the
+// bridge and asserts nothing is left. Call it before opening them, so
+// that their closing cleanups run first.
+func CleanupEnv(t testing.TB, e Env) {
+	t.Helper()
+	t.Cleanup(func() {
+		r, err := embedded.New(context.Background(), e.Options()...)
+		if err != nil {
+			t.Errorf("cleanup: open %s: %v", e.StateDir, err)
+			return
+		}
+		RemoveAll(t, r)
+		_ = r.Close()
+		_ = r.Network().RemoveBridge()
+		AssertClean(t, e)
+	})
+}
+
 // RemoveAll force-removes every container of r.
 func RemoveAll(t testing.TB, r *embedded.Runtime) {
 	t.Helper()
@@ -202,17 +223,20 @@ func RemoveAll(t testing.TB, r *embedded.Runtime) {
 // RemoveBridge deletes e's bridge and its forwarding rule, as a stopped
 // daemon leaves them.
 func RemoveBridge(e Env) error {
-	m, err := network.New(e.Bridge, e.Subnet, filepath.Join(e.StateDir, "network"))
+	mark, err := owner.Mark(e.StateDir)
 	if err != nil {
 		return err
 	}
-	return m.RemoveBridge()
+	return network.RemoveBridge(e.Bridge, mark)
 }
 
 // Leftovers lists what of e still exists on the host: mounts under the
-// state dir, cgroups under the parent, netns named after the bridge,
-// veths and the bridge itself.
+// state dir, cgroups under the daemon's root in the parent (and the
+// parent itself when it is empty), netns and veths carrying the daemon's
+// mark (or named after the bridge, as an older berth named them), its
+// forwarding rule, the bridge itself and what is attached to it.
 func Leftovers(e Env) []string {
+	mark, _ := owner.Mark(e.StateDir)
 	var left []string
 	if b, err := os.ReadFile("/proc/thread-self/mountinfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
@@ -221,31 +245,51 @@ func Leftovers(e Env) []string {
 			}
 		}
 	}
+	cgroupRoots := []string{"/sys/fs/cgroup"}
 	ents, _ := os.ReadDir("/sys/fs/cgroup")
 	for _, c := range ents {
-		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", c.Name(), e.CgroupParent)); err == nil {
-			left = append(left, "cgroup "+c.Name()+"/"+e.CgroupParent)
-		}
+		cgroupRoots = append(cgroupRoots, filepath.Join("/sys/fs/cgroup", c.Name()))
 	}
-	if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", e.CgroupParent)); err == nil {
-		left = append(left, "cgroup "+e.CgroupParent)
+	for _, root := range cgroupRoots {
+		ctl := strings.TrimPrefix(strings.TrimPrefix(root, "/sys/fs/cgroup"), "/")
+		if ctl != "" {
+			ctl += "/"
+		}
+		parent := filepath.Join(root, e.CgroupParent)
+		if mark != "" {
+			if _, err := os.Stat(filepath.Join(parent, mark)); err == nil {
+				left = append(left, "cgroup "+ctl+e.CgroupParent+"/"+mark)
+				subs, _ := os.ReadDir(filepath.Join(parent, mark))
+				for _, s := range subs {
+					if s.IsDir() {
+						left = append(left, "cgroup "+ctl+e.CgroupParent+"/"+mark+"/"+s.Name())
+					}
+				}
+			}
+		}
+		if subs, err := os.ReadDir(parent); err == nil && !slices.ContainsFunc(subs, os.DirEntry.IsDir) {
+			left = append(left, "cgroup "+ctl+e.CgroupParent)
+		}
 	}
 	nss, _ := os.ReadDir(network.NetnsDir)
 	for _, ns := range nss {
-		if strings.HasPrefix(ns.Name(), e.Bridge+"-") {
+		if mark != "" && strings.HasPrefix(ns.Name(), "berth-"+mark+"-") || strings.HasPrefix(ns.Name(), e.Bridge+"-") {
 			left = append(left, "netns "+ns.Name())
 		}
 	}
-	if out, err := exec.Command("iptables", "-w", "-S", "FORWARD").Output(); err == nil && strings.Contains(string(out), "berth bridge "+e.Bridge+"\"") {
+	if out, err := exec.Command("iptables", "-w", "-S", "FORWARD").Output(); err == nil && strings.Contains(string(out), "bridge "+e.Bridge+"\"") {
 		left = append(left, "iptables rule for "+e.Bridge)
 	}
-	if br, err := netlink.LinkByName(e.Bridge); err == nil {
+	br, err := netlink.LinkByName(e.Bridge)
+	if err == nil {
 		left = append(left, "bridge "+e.Bridge)
-		links, _ := netlink.LinkList()
-		for _, l := range links {
-			if l.Attrs().MasterIndex == br.Attrs().Index {
-				left = append(left, "veth "+l.Attrs().Name)
-			}
+	}
+	links, _ := netlink.LinkList()
+	for _, l := range links {
+		m, _, tagged := owner.ParseTag(l.Attrs().Alias)
+		onBridge := br != nil && l.Attrs().MasterIndex == br.Attrs().Index
+		if onBridge || tagged && m == mark && l.Type() == "veth" {
+			left = append(left, "veth "+l.Attrs().Name)
 		}
 	}
 	return left
@@ -254,6 +298,7 @@ func Leftovers(e Env) []string {
 // ContainerLeftovers lists what of container id still exists: its
 // mount, cgroups, netns, host veth, state and libcontainer directories.
 func ContainerLeftovers(e Env, id string) []string {
+	mark, _ := owner.Mark(e.StateDir)
 	var left []string
 	if b, err := os.ReadFile("/proc/thread-self/mountinfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
@@ -264,15 +309,21 @@ func ContainerLeftovers(e Env, id string) []string {
 	}
 	ents, _ := os.ReadDir("/sys/fs/cgroup")
 	for _, c := range ents {
-		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", c.Name(), e.CgroupParent, id)); err == nil {
-			left = append(left, "cgroup "+c.Name())
+		for _, p := range []string{filepath.Join(e.CgroupParent, mark, id), filepath.Join(e.CgroupParent, id)} {
+			if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", c.Name(), p)); err == nil {
+				left = append(left, "cgroup "+c.Name()+"/"+p)
+			}
 		}
 	}
-	if _, err := os.Lstat(filepath.Join(network.NetnsDir, e.Bridge+"-"+id[:12])); err == nil {
-		left = append(left, "netns")
+	for _, ns := range []string{"berth-" + mark + "-" + id[:12], e.Bridge + "-" + id[:12]} {
+		if _, err := os.Lstat(filepath.Join(network.NetnsDir, ns)); err == nil {
+			left = append(left, "netns "+ns)
+		}
 	}
-	if _, err := netlink.LinkByName("vb" + id[:12]); err == nil {
-		left = append(left, "veth")
+	if mark != "" {
+		if _, err := netlink.LinkByName("v" + mark[:4] + id[:10]); err == nil {
+			left = append(left, "veth")
+		}
 	}
 	for _, d := range []string{"containers", "libcontainer"} {
 		if _, err := os.Stat(filepath.Join(e.StateDir, d, id)); err == nil {
