@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/berthd/berth/internal/backoff"
 	"github.com/berthd/berth/store"
 )
 
@@ -195,7 +196,7 @@ func (h *holdStore) List(ctx context.Context, prefix string) ([]store.KV, store.
 	deadline := time.Now().Add(h.max)
 	for {
 		for h.holding.Load() > 0 && time.Now().Before(deadline) {
-			if !sleep(ctx, holdCheck) {
+			if !backoff.Sleep(ctx, holdCheck) {
 				return nil, 0, ctx.Err()
 			}
 		}
@@ -204,7 +205,7 @@ func (h *holdStore) List(ctx context.Context, prefix string) ([]store.KV, store.
 			return kvs, rev, err
 		}
 		h.reg.Reregister()
-		if !sleep(ctx, holdCheck) {
+		if !backoff.Sleep(ctx, holdCheck) {
 			return nil, 0, ctx.Err()
 		}
 	}
@@ -227,15 +228,4 @@ func (h *holdStore) gap(prefix string, kvs []store.KV, rev store.Revision) bool 
 		}
 	}
 	return false
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
