@@ -231,19 +231,32 @@ func (d *Daemon) Reload(ctx context.Context, templates []config.Template) error 
 	return d.runner.Update(ctx, templates)
 }
 
-// probeStore reads a key every so often (the prefix itself: present or
-// not, the store has to answer), so that an unreachable store shows in
-// Health even when nothing else is asking.
+// probeStore reads a key every so often, so that an unreachable store
+// shows in Health even when nothing else is asking: this host's record
+// when the registrar owns one (gone while still owned: the store dropped
+// it with a lost lease, and the registrar writes everything again), else
+// the prefix itself (present or not, the store has to answer).
 func (d *Daemon) probeStore(ctx context.Context) {
-	key := d.prefix()
 	t := time.NewTicker(d.probeEvery())
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
+			key, owned := d.prefix(), false
+			if d.reg != nil {
+				for k := range d.reg.OwnedUnder(records.HostsPrefix(d.prefix())) {
+					key, owned = k, true // one: this host's
+				}
+			}
 			pctx, cancel := context.WithTimeout(ctx, d.cfg.StallAfter/2)
-			_, _ = d.st.Get(pctx, key)
+			_, err := d.st.Get(pctx, key)
 			cancel()
+			if owned && errors.Is(err, store.ErrNotFound) {
+				if _, still := d.reg.Owns(key); still {
+					d.log.Warn("this host's record is gone from the store (lease lost?); registering again", "key", key)
+					d.reg.Reregister()
+				}
+			}
 		case <-ctx.Done():
 			return
 		}

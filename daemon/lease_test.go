@@ -20,6 +20,7 @@ import (
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/registrar"
 	"github.com/berthd/berth/render/dialect"
+	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/store/etcd"
 )
 
@@ -219,4 +220,63 @@ func metric(t *testing.T, addr, series string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestRecordsDroppedComeBack: records of this host that the store drops
+// behind the registrar's back (as when it revokes a lost lease) are
+// written again even when no template watches them: the store probe
+// finds this host's record gone and the registrar re-registers.
+func TestRecordsDroppedComeBack(t *testing.T) {
+	img := testenv.BuildDockerImage(t)
+	netName := testenv.DockerNetwork(t, img)
+	cluster := testenv.StartEtcd(t, 1)
+	client, err := etcd.New(t.Context(), etcd.Config{Endpoints: cluster.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	tag := img.Tag()
+	host, service := "host-"+tag, "svc-"+tag
+	out, err := exec.Command("docker", "run", "-d", "--label", img.Label, "--network", netName,
+		"--label", "berth.service="+service, "-e", "VIRTUAL_PORT=8080", img.Ref).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker run: %v: %s", err, out)
+	}
+	id := strings.TrimSpace(string(out))
+	s := daemon.Settings{
+		Runtime:  daemon.RuntimeDocker,
+		StateDir: t.TempDir(),
+		StoreURL: cluster.URL(),
+		Daemon: daemon.Config{
+			Registrar:  registrar.Config{Host: host, TTL: 5 * time.Second, Resync: time.Hour},
+			StallAfter: time.Second,
+			Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+		},
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- daemon.Run(ctx, s) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	keys := []string{records.ServiceKey(records.DefaultPrefix, service, host, id), records.HostKey(records.DefaultPrefix, host)}
+	present := func() bool {
+		for _, k := range keys {
+			if _, err := client.Get(t.Context(), k); err != nil {
+				return false
+			}
+		}
+		return true
+	}
+	eventually(t, "registered", 30*time.Second, present)
+	if _, err := client.Delete(t.Context(), records.Root(records.DefaultPrefix), store.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	if present() {
+		t.Fatal("records still there after the delete")
+	}
+	eventually(t, "records written again", 15*time.Second, present)
 }
