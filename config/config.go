@@ -253,7 +253,11 @@ func Load(file string) (*File, error) {
 	}
 	f := &File{Path: file, Store: raw.Store, Runtime: raw.Runtime, Daemon: raw.Daemon, Prefix: raw.Prefix}
 	for what, v := range map[string]string{"ttl": raw.Daemon.TTL, "drain": raw.Daemon.Drain, "resync": raw.Daemon.Resync} {
-		if _, err := parseDuration(what, v); err != nil {
+		parse := parseDuration
+		if what == "drain" {
+			parse = parseDurationOrZero // "0s": no drain
+		}
+		if _, err := parse(what, v); err != nil {
 			origin := file
 			if lines := headerLines(data, unstable.Table, "daemon"); len(lines) > 0 {
 				origin = fmt.Sprintf("%s:%d", file, lines[0])
@@ -543,6 +547,14 @@ func parseDuration(what, s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%s %q: want a positive duration such as \"30s\"", what, s)
 	}
 	return d, nil
+}
+
+// parseDurationOrZero is parseDuration for a setting where 0 means off.
+func parseDurationOrZero(what, s string) (time.Duration, error) {
+	if d, err := time.ParseDuration(s); err == nil && d == 0 {
+		return 0, nil
+	}
+	return parseDuration(what, s)
 }
 
 // parseShrink parses max_shrink, "50%", into a fraction (0.5).

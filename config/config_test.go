@@ -141,6 +141,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bad runtime", "[runtime]\nkind = \"podman\"\n", `runtime kind "podman"`},
 		{"unknown daemon key", "[daemon]\nttl = \"10s\"\nsocket_mode = \"0600\"\n", `:3:1: unknown key "daemon.socket_mode"`},
 		{"bad daemon ttl", "\n[daemon]\nttl = \"ten seconds\"\n", `:2: [daemon] ttl "ten seconds"`},
+		{"zero daemon ttl", "[daemon]\nttl = \"0s\"\n", `[daemon] ttl "0s": want a positive duration`},
+		{"negative drain", "[daemon]\ndrain = \"-1s\"\n", `[daemon] drain "-1s"`},
 		{"same dest", head + "\n\n" + head, `:6: template "/tmp/a" writes /tmp/a, as does template "/tmp/a"`},
 		{"same name", head + "name = \"x\"\n[[template]]\nsrc = \"b\"\ndest = \"/tmp/b\"\nname = \"x\"\n", `:5: template name "x" is also used at`},
 		{"same dest, other spelling", head + "[[template]]\nsrc = \"b\"\ndest = \"/tmp/./a\"\n", `as does template`},
@@ -389,6 +391,20 @@ func TestLoadRelativePath(t *testing.T) {
 	for _, p := range []string{f.Daemon.StateDir, f.Templates[0].Src, f.Templates[0].Spec.Dest} {
 		if !filepath.IsAbs(p) || !strings.HasPrefix(p, real) && !strings.HasPrefix(p, dir) {
 			t.Errorf("%q: want an absolute path under %s", p, dir)
+		}
+	}
+}
+
+// TestDaemonDrainZero: drain = "0s" (or "0") turns the drain off; other
+// daemon durations must be positive (see the table above).
+func TestDaemonDrainZero(t *testing.T) {
+	for _, v := range []string{"0s", "0"} {
+		f, err := Load(write(t, t.TempDir(), "berth.toml", "[daemon]\ndrain = \""+v+"\"\n"))
+		if err != nil {
+			t.Fatalf("drain = %q: %v", v, err)
+		}
+		if f.Daemon.Drain != v {
+			t.Errorf("drain = %q read as %q", v, f.Daemon.Drain)
 		}
 	}
 }

@@ -24,8 +24,9 @@ import (
 	"github.com/berthd/berth/watcher"
 )
 
-// DefaultStallAfter is how long a failing store or a stalled watch is
-// tolerated before /healthz fails.
+// DefaultStallAfter is how long a failing or silent store, a stalled watch
+// or a lost registration is tolerated before /healthz fails, and a
+// template that fails to apply before it reports degraded.
 const DefaultStallAfter = 30 * time.Second
 
 // DefaultSyncWait is how long templates wait for the first registration.
@@ -42,10 +43,16 @@ type Config struct {
 	// Resync is how often every watched prefix is re-listed (0: the
 	// watcher's default).
 	Resync time.Duration
-	// StallAfter is how long the store may fail, or a watch stay unsynced
-	// or failing, before Health reports the daemon unhealthy (default
+	// StallAfter is how long the store may fail or leave requests
+	// unanswered, a watch stay unsynced or failing, or this host's records
+	// stay lost, before Health reports the daemon unhealthy; and how long
+	// a template may fail to apply before it reports degraded (default
 	// DefaultStallAfter).
 	StallAfter time.Duration
+	// RegisterHold bounds how long renders are held back while this host's
+	// records, removed by the store (a lost lease), are written again
+	// (default DefaultRegisterHold).
+	RegisterHold time.Duration
 	// SyncWait bounds how long the templates wait for the registrar's
 	// first reconcile before they render anyway (default
 	// DefaultSyncWait). Waiting keeps a restarted daemon from rendering the
@@ -69,9 +76,19 @@ type Daemon struct {
 	m       *metrics
 	started time.Time
 
+	hold *holdStore // the runner's view of the store; nil without a registrar
+
 	mu         sync.Mutex
 	running    bool
-	lastStatus time.Time // the runner last answered Status
+	lastStatus time.Time            // the runner last answered Status
+	failing    map[string]failure   // template → its current run of failed attempts
+	seenFailed map[string]time.Time // template → when Health first saw it failing (no attempt observed: it does not parse)
+}
+
+// failure is a template's current run of failed render attempts.
+type failure struct {
+	since time.Time
+	err   error
 }
 
 // New returns a daemon over st and rt; rt may be nil (no containers to
@@ -86,8 +103,12 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 	if cfg.SyncWait <= 0 {
 		cfg.SyncWait = DefaultSyncWait
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger, m: newMetrics()}
+	if cfg.RegisterHold <= 0 {
+		cfg.RegisterHold = DefaultRegisterHold
+	}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, m: newMetrics(), failing: map[string]failure{}, seenFailed: map[string]time.Time{}}
 	d.st = newMeasuredStore(st, d.m)
+	var runnerStore store.Store = d.st
 	if rt != nil {
 		d.rt = countEvents{Runtime: rt, m: d.m}
 		rc := cfg.Registrar
@@ -99,6 +120,8 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 			return nil, err
 		}
 		d.reg = reg
+		d.hold = newHoldStore(d.st, reg, cfg.RegisterHold, d.m.holds, cfg.Logger)
+		runnerStore = d.hold
 		d.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "berth", Name: "containers_registered",
 			Help: "Containers of this host with records in the store (draining ones included).",
@@ -116,12 +139,12 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 	if cfg.Resync > 0 {
 		mopts = append(mopts, watcher.WithResync(cfg.Resync))
 	}
-	d.runner = runner.New(d.st, render.New(ropts...),
+	d.runner = runner.New(runnerStore, render.New(ropts...),
 		runner.WithLogger(cfg.Logger),
 		runner.WithDefaultWait(cfg.DefaultWait),
 		runner.WithMinReloadInterval(cfg.MinReloadInterval),
 		runner.WithMirrorOptions(mopts...),
-		runner.WithObserver(d.m.observeRender),
+		runner.WithObserver(d.observe),
 		runner.WithEnv(cfg.Env),
 	)
 	return d, nil
@@ -177,6 +200,23 @@ func (d *Daemon) Run(ctx context.Context, templates []config.Template) error {
 	return err
 }
 
+// observe records one render attempt: metrics, and the template's run of
+// failures for Health.
+func (d *Daemon) observe(o runner.Observation) {
+	d.m.observeRender(o)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch f, ok := d.failing[o.Template]; {
+	case o.Result.Err == nil:
+		delete(d.failing, o.Template)
+	case ok:
+		f.err = o.Result.Err
+		d.failing[o.Template] = f
+	default:
+		d.failing[o.Template] = failure{since: time.Now(), err: o.Result.Err}
+	}
+}
+
 // Containers reports how many containers have records in the store and
 // how many of them are draining (0, 0 without a runtime).
 func (d *Daemon) Containers() (registered, draining int) {
@@ -191,24 +231,41 @@ func (d *Daemon) Reload(ctx context.Context, templates []config.Template) error 
 	return d.runner.Update(ctx, templates)
 }
 
-// probeStore reads a key every so often (the prefix itself: present or
-// not, the store has to answer), so that an unreachable store shows in
-// Health even when nothing else is asking.
+// probeStore reads a key every so often, so that an unreachable store
+// shows in Health even when nothing else is asking: this host's record
+// when the registrar owns one (gone while still owned: the store dropped
+// it with a lost lease, and the registrar writes everything again), else
+// the prefix itself (present or not, the store has to answer).
 func (d *Daemon) probeStore(ctx context.Context) {
-	key := d.prefix()
-	t := time.NewTicker(max(d.cfg.StallAfter/4, 100*time.Millisecond))
+	t := time.NewTicker(d.probeEvery())
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
+			key, owned := d.prefix(), false
+			if d.reg != nil {
+				for k := range d.reg.OwnedUnder(records.HostsPrefix(d.prefix())) {
+					key, owned = k, true // one: this host's
+				}
+			}
 			pctx, cancel := context.WithTimeout(ctx, d.cfg.StallAfter/2)
-			_, _ = d.st.Get(pctx, key)
+			_, err := d.st.Get(pctx, key)
 			cancel()
+			if owned && errors.Is(err, store.ErrNotFound) {
+				if _, still := d.reg.Owns(key); still {
+					d.log.Warn("this host's record is gone from the store (lease lost?); registering again", "key", key)
+					d.reg.Reregister()
+				}
+			}
 		case <-ctx.Done():
 			return
 		}
 	}
 }
+
+// probeEvery is how often the store is probed, and how long a request may
+// go unanswered before it counts as failing.
+func (d *Daemon) probeEvery() time.Duration { return max(d.cfg.StallAfter/4, 100*time.Millisecond) }
 
 func (d *Daemon) prefix() string {
 	if d.cfg.Registrar.Prefix != "" {
@@ -219,19 +276,30 @@ func (d *Daemon) prefix() string {
 
 // Check is one health check's finding.
 type Check struct {
-	Name   string `json:"name"`
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail,omitempty"`
+	Name     string `json:"name"`
+	OK       bool   `json:"ok"`
+	Degraded bool   `json:"degraded,omitempty"` // working, but not everything is applied
+	Detail   string `json:"detail,omitempty"`
 }
+
+// Health statuses of a HealthReport.
+const (
+	StatusOK        = "ok"
+	StatusDegraded  = "degraded"  // every check OK, some degraded: /healthz answers 200
+	StatusUnhealthy = "unhealthy" // some check not OK: /healthz answers 503
+)
 
 // HealthReport is what /healthz answers.
 type HealthReport struct {
-	OK     bool    `json:"ok"`
+	Status string  `json:"status"`
+	OK     bool    `json:"ok"` // the status is not unhealthy
 	Checks []Check `json:"checks"`
 }
 
-// Health checks that the store answers and that every watch is synced and
-// not failing, each within StallAfter.
+// Health checks, each within StallAfter, that the store answers reads and
+// writes, that this host's records are in the store, that every watch is
+// synced and not failing (else unhealthy), and that every template
+// applies (else degraded).
 func (d *Daemon) Health(ctx context.Context) HealthReport {
 	now := time.Now()
 	d.mu.Lock()
@@ -240,19 +308,26 @@ func (d *Daemon) Health(ctx context.Context) HealthReport {
 	var rep HealthReport
 	add := func(c Check) { rep.Checks = append(rep.Checks, c) }
 
-	reads, writes := d.st.health()
 	storeCheck := Check{Name: "store", OK: true}
-	for _, f := range []struct {
-		what string
-		failures
-	}{{"reads", reads}, {"writes", writes}} {
-		if !f.since.IsZero() && now.Sub(f.since) > d.cfg.StallAfter {
+	for _, tr := range d.st.health(d.probeEvery()) {
+		if now.Sub(tr.since) > d.cfg.StallAfter {
 			storeCheck.OK = false
 			storeCheck.Detail = strings.TrimPrefix(storeCheck.Detail+"; ", "; ") +
-				fmt.Sprintf("%s failing for %s: %v", f.what, now.Sub(f.since).Round(time.Second), f.err)
+				fmt.Sprintf("%s failing for %s: %v", tr.what, now.Sub(tr.since).Round(time.Second), tr.err)
 		}
 	}
 	add(storeCheck)
+	if d.reg != nil {
+		c := Check{Name: "registration", OK: true}
+		if since := d.reg.Reregistering(); !since.IsZero() {
+			c.OK = now.Sub(since) <= d.cfg.StallAfter
+			c.Detail = fmt.Sprintf("this host's records, removed by the store (lease lost), are being written again for %s", now.Sub(since).Round(time.Second))
+		}
+		if h := d.hold.held(); !h.IsZero() {
+			c.Detail = strings.TrimPrefix(c.Detail+"; ", "; ") + fmt.Sprintf("renders held back for %s until they are", now.Sub(h).Round(time.Second))
+		}
+		add(c)
+	}
 	// The runner answers between render cycles; one that takes long (a
 	// slow check or reload) is not a failure, a runner that stays silent
 	// past StallAfter is.
@@ -291,12 +366,50 @@ func (d *Daemon) Health(ctx context.Context) HealthReport {
 				add(c)
 			}
 		}
+		for _, ts := range sts {
+			add(d.templateCheck(ts, now))
+		}
 	}
-	rep.OK = true
+	rep.OK, rep.Status = true, StatusOK
 	for _, c := range rep.Checks {
 		rep.OK = rep.OK && c.OK
+		if c.Degraded && rep.Status == StatusOK {
+			rep.Status = StatusDegraded
+		}
+	}
+	if !rep.OK {
+		rep.Status = StatusUnhealthy
 	}
 	return rep
+}
+
+// templateCheck reports one template: degraded once it has failed to apply
+// (render, check, swap, reload, or a guard refused the data) for longer
+// than StallAfter; the last good output keeps serving meanwhile.
+func (d *Daemon) templateCheck(ts runner.TemplateStatus, now time.Time) Check {
+	c := Check{Name: "template " + ts.Name, OK: true}
+	d.mu.Lock()
+	f, attempted := d.failing[ts.Name]
+	if ts.LastError == nil {
+		delete(d.seenFailed, ts.Name)
+	} else if !attempted {
+		// No attempt failed: it does not parse, so none was made.
+		if _, ok := d.seenFailed[ts.Name]; !ok {
+			d.seenFailed[ts.Name] = now
+		}
+		f = failure{since: d.seenFailed[ts.Name], err: ts.LastError}
+	}
+	d.mu.Unlock()
+	if !f.since.IsZero() && now.Sub(f.since) > d.cfg.StallAfter {
+		c.Degraded = true
+		c.Detail = fmt.Sprintf("failing to apply for %s (the last good output stays): %v", now.Sub(f.since).Round(time.Second), f.err)
+	}
+	// QUARANTINE: the one place quarantined services plug in. Once
+	// runner.TemplateStatus reports them (issue #12: Quarantined,
+	// FailingSince), a template with quarantined services is degraded
+	// too, naming them, e.g.:
+	//	if len(ts.Quarantined) > 0 { c.Degraded = true; c.Detail = ... }
+	return c
 }
 
 // Handler serves /metrics (Prometheus) and /healthz (200 or 503 with a
@@ -309,7 +422,7 @@ func (d *Daemon) Handler() http.Handler {
 		defer cancel()
 		rep := d.Health(ctx)
 		w.Header().Set("Content-Type", "application/json")
-		if !rep.OK {
+		if !rep.OK { // degraded answers 200: the proxy serves, not everything is applied
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 		_ = json.NewEncoder(w).Encode(rep)

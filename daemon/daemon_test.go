@@ -133,3 +133,69 @@ func TestMetricsAndHealth(t *testing.T) {
 		return code == http.StatusOK
 	})
 }
+
+// TestHealthDegraded: a template whose check keeps failing leaves the last
+// good output in place and, past StallAfter, makes /healthz answer 200 with
+// status degraded, naming the template; fixed, health is ok again.
+func TestHealthDegraded(t *testing.T) {
+	st, err := etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4}))
+	dir := t.TempDir()
+	good, dest := listTemplate(t, dir, "list")
+	bad := good
+	bad.Spec.Check = "false"
+	d, err := daemon.New(st, nil, daemon.Config{StallAfter: time.Second, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, []config.Template{bad}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	h := d.Handler()
+	report := func() (int, daemon.HealthReport) {
+		code, body := get(t, h, "/healthz")
+		var rep daemon.HealthReport
+		if err := json.Unmarshal([]byte(body), &rep); err != nil {
+			t.Fatalf("%v: %s", err, body)
+		}
+		return code, rep
+	}
+	var (
+		rep  daemon.HealthReport
+		code int
+	)
+	eventually(t, "degraded", 15*time.Second, func() bool {
+		code, rep = report()
+		return rep.Status == daemon.StatusDegraded
+	})
+	if code != http.StatusOK {
+		t.Errorf("/healthz %d while degraded, want 200", code)
+	}
+	var named bool
+	for _, c := range rep.Checks {
+		named = named || c.Name == "template "+bad.Name && c.Degraded && strings.Contains(c.Detail, "failing to apply")
+	}
+	if !named || !rep.OK {
+		t.Errorf("degraded report: %+v", rep)
+	}
+	if _, err := os.Stat(dest); err == nil {
+		t.Errorf("%s written although its check fails", dest)
+	}
+	if err := d.Reload(t.Context(), []config.Template{good}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "ok after the fix", 15*time.Second, func() bool {
+		code, rep := report()
+		return code == http.StatusOK && rep.Status == daemon.StatusOK
+	})
+}

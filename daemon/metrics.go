@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -27,6 +28,7 @@ type metrics struct {
 	storeErrors   *prometheus.CounterVec   // failed store requests by operation
 	watchLag      prometheus.Histogram     // from this daemon's write to its watch delivering it
 	lastRenderRev *prometheus.GaugeVec     // store revision of each template's last good render
+	holds         prometheus.Counter       // renders held back while lost records were written again
 }
 
 func newMetrics() *metrics {
@@ -67,8 +69,12 @@ func newMetrics() *metrics {
 			Namespace: "berth", Name: "template_revision",
 			Help: "Store revision of each template's last successful render.",
 		}, []string{"template"}),
+		holds: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "berth", Name: "render_holds_total",
+			Help: "Times a watch held back the renders while this host's records, removed by the store (a lost lease), were written again.",
+		}),
 	}
-	m.reg.MustRegister(m.events, m.renders, m.renderTime, m.reloadFails, m.storeLatency, m.storeErrors, m.watchLag, m.lastRenderRev,
+	m.reg.MustRegister(m.holds, m.events, m.renders, m.renderTime, m.reloadFails, m.storeLatency, m.storeErrors, m.watchLag, m.lastRenderRev,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -135,39 +141,82 @@ type measuredStore struct {
 	next    int
 	// Reads and writes are tracked apart: a store that answers reads but
 	// refuses writes (etcd out of space) is failing too.
-	reads, writes failures
+	reads, writes requests
+	nextReq       uint64
 }
 
-// failures is the state of one kind of request.
-type failures struct {
-	since time.Time // first failure since the last success; zero while healthy
-	err   error     // the last failure
+// requests is the state of one kind of request (reads or writes).
+type requests struct {
+	lastOK   time.Time            // when the last success came back
+	badStart time.Time            // start of the first failed request since lastOK; zero: none
+	err      error                // the last failure
+	inflight map[uint64]time.Time // start of each request still waiting for its answer
+}
+
+// troubleSince is when this kind of request started to fail, as far as
+// can be told at now (zero: it does not fail). A request fails when it
+// returns an error or has had no answer for slow; the trouble is taken to
+// have started when the store last answered, but no earlier than slow
+// before the first failing request started (writes can be rare; the
+// store's probe reads every slow).
+func (r *requests) troubleSince(now time.Time, slow time.Duration) (time.Time, error) {
+	start, err := r.badStart, r.err
+	for _, s := range r.inflight {
+		if now.Sub(s) > slow && (start.IsZero() || s.Before(start)) {
+			start, err = s, fmt.Errorf("no answer for %s", now.Sub(s).Round(time.Second))
+		}
+	}
+	if start.IsZero() {
+		return time.Time{}, nil
+	}
+	since := start.Add(-slow)
+	if r.lastOK.After(since) {
+		since = r.lastOK
+	}
+	return since, err
 }
 
 func newMeasuredStore(st store.Store, m *metrics) *measuredStore {
-	return &measuredStore{Store: st, m: m, written: make(map[store.Revision]time.Time, lagWindow), order: make([]store.Revision, lagWindow)}
+	return &measuredStore{Store: st, m: m, written: make(map[store.Revision]time.Time, lagWindow), order: make([]store.Revision, lagWindow),
+		reads: requests{inflight: map[uint64]time.Time{}}, writes: requests{inflight: map[uint64]time.Time{}}}
 }
 
-// done records the outcome of one request that started at start.
-func (s *measuredStore) done(op string, start time.Time, err error) {
-	s.m.storeLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+func (s *measuredStore) kind(op string) *requests {
+	if op == "get" || op == "list" {
+		return &s.reads
+	}
+	return &s.writes
+}
+
+// begin records the start of one request; pass what it returns to done.
+func (s *measuredStore) begin(op string) (uint64, time.Time) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextReq++
+	s.kind(op).inflight[s.nextReq] = now
+	return s.nextReq, now
+}
+
+// done records the outcome of request id, which started at start.
+func (s *measuredStore) done(op string, id uint64, start time.Time, err error) {
+	now := time.Now()
+	s.m.storeLatency.WithLabelValues(op).Observe(now.Sub(start).Seconds())
 	failed := err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, context.Canceled)
 	if failed {
 		s.m.storeErrors.WithLabelValues(op).Inc()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f := &s.reads
-	if op != "get" && op != "list" {
-		f = &s.writes
-	}
+	r := s.kind(op)
+	delete(r.inflight, id)
 	switch {
 	case !failed:
-		*f = failures{}
-	case f.since.IsZero():
-		*f = failures{since: time.Now(), err: err}
+		r.lastOK, r.badStart, r.err = now, time.Time{}, nil
+	case r.badStart.IsZero() || start.Before(r.badStart):
+		r.badStart, r.err = start, err
 	default:
-		f.err = err
+		r.err = err
 	}
 }
 
@@ -182,32 +231,49 @@ func (s *measuredStore) wrote(rev store.Revision) {
 	s.written[rev] = now
 }
 
-// health reports since when reads and writes have been failing (zero:
-// healthy).
-func (s *measuredStore) health() (reads, writes failures) {
+// trouble is since when one kind of request has been failing.
+type trouble struct {
+	what  string // "reads" or "writes"
+	since time.Time
+	err   error
+}
+
+// health reports since when reads and writes have been failing, or
+// stalling for longer than slow (zero: healthy).
+func (s *measuredStore) health(slow time.Duration) []trouble {
+	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.reads, s.writes
+	var out []trouble
+	for _, k := range []struct {
+		what string
+		r    *requests
+	}{{"reads", &s.reads}, {"writes", &s.writes}} {
+		if since, err := k.r.troubleSince(now, slow); !since.IsZero() {
+			out = append(out, trouble{k.what, since, err})
+		}
+	}
+	return out
 }
 
 func (s *measuredStore) Get(ctx context.Context, key string) (store.KV, error) {
-	start := time.Now()
+	id, start := s.begin("get")
 	kv, err := s.Store.Get(ctx, key)
-	s.done("get", start, err)
+	s.done("get", id, start, err)
 	return kv, err
 }
 
 func (s *measuredStore) List(ctx context.Context, prefix string) ([]store.KV, store.Revision, error) {
-	start := time.Now()
+	id, start := s.begin("list")
 	kvs, rev, err := s.Store.List(ctx, prefix)
-	s.done("list", start, err)
+	s.done("list", id, start, err)
 	return kvs, rev, err
 }
 
 func (s *measuredStore) Put(ctx context.Context, key string, val []byte, opts ...store.PutOption) (store.Revision, error) {
-	start := time.Now()
+	id, start := s.begin("put")
 	rev, err := s.Store.Put(ctx, key, val, opts...)
-	s.done("put", start, err)
+	s.done("put", id, start, err)
 	if err == nil {
 		s.wrote(rev)
 	}
@@ -215,9 +281,9 @@ func (s *measuredStore) Put(ctx context.Context, key string, val []byte, opts ..
 }
 
 func (s *measuredStore) Delete(ctx context.Context, key string, opts ...store.DeleteOption) (store.Revision, error) {
-	start := time.Now()
+	id, start := s.begin("delete")
 	rev, err := s.Store.Delete(ctx, key, opts...)
-	s.done("delete", start, err)
+	s.done("delete", id, start, err)
 	if err == nil {
 		s.wrote(rev)
 	}
@@ -225,9 +291,9 @@ func (s *measuredStore) Delete(ctx context.Context, key string, opts ...store.De
 }
 
 func (s *measuredStore) Txn(ctx context.Context, ops ...store.Op) (store.Revision, error) {
-	start := time.Now()
+	id, start := s.begin("txn")
 	rev, err := s.Store.Txn(ctx, ops...)
-	s.done("txn", start, err)
+	s.done("txn", id, start, err)
 	if err == nil {
 		s.wrote(rev)
 	}

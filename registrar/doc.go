@@ -19,7 +19,11 @@
 // publishes a container with a health check only while it is healthy; and
 // on stop keeps a container's records as "draining" for the drain period
 // before removing them. Losing the lease (an outage longer than the TTL) is
-// the store's to repair: it grants a new lease and writes the keys again.
+// repaired twice over: the store grants a new lease and writes its keys
+// again, and Reregister (called by the daemon when its records vanish while
+// Owns still reports them) writes every record again at once.
 //
-// Concurrency: Run owns all state and returns when its context ends.
+// Concurrency: Run owns all state and returns when its context ends;
+// Counts, Owns, OwnedUnder, Reregister and Reregistering are safe from any
+// goroutine.
 package registrar

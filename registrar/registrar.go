@@ -10,6 +10,8 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,6 +66,19 @@ type Registrar struct {
 
 	// Counts for metrics, written by Run's goroutine.
 	registered, drainingN, invalidN atomic.Int64
+
+	// owned is every key this registrar has written and not deleted, with
+	// the revision of the write: a key it owns that disappears was removed
+	// by someone else, such as the store when a lease was lost. A key
+	// leaves owned before the transaction that deletes it, enters it after
+	// the one that puts it.
+	ownMu sync.Mutex
+	owned map[string]store.Revision
+	// rewrite asks Run's goroutine to write every record again;
+	// rewriteSince is when the pending request was made (0: none).
+	rewrite      chan struct{}
+	rewriteSince atomic.Int64
+	rewriteBO    *backoff.Backoff // owned by Run's goroutine
 }
 
 // drainTimer is one drain in progress; its pointer tells a current end of
@@ -127,6 +142,9 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Registrar, error) {
 		invalid:     map[string]int{},
 		drained:     make(chan drainEnd, 16),
 		synced:      make(chan struct{}),
+		owned:       map[string]store.Revision{},
+		rewrite:     make(chan struct{}, 1),
+		rewriteBO:   backoff.New(50*time.Millisecond, 2*time.Second),
 	}, nil
 }
 
@@ -202,6 +220,8 @@ func (r *Registrar) Run(ctx context.Context) error {
 			if err := r.reconcile(ctx, false); err != nil && ctx.Err() == nil {
 				r.log.Warn("reconcile failed", "err", err)
 			}
+		case <-r.rewrite:
+			r.reregister(ctx)
 		case <-ctx.Done():
 			return nil
 		}
@@ -334,7 +354,7 @@ func (r *Registrar) write(ctx context.Context, id string, want map[string][]byte
 	// this one for long (a runtime drops a subscriber that falls behind).
 	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	if _, err := r.st.Txn(wctx, ops...); err != nil {
+	if err := r.txn(wctx, ops); err != nil {
 		return err
 	}
 	if len(want) == 0 {
@@ -345,6 +365,103 @@ func (r *Registrar) write(ctx context.Context, id string, want map[string][]byte
 		r.written[id] = want
 	}
 	return nil
+}
+
+// txn applies ops in one transaction, keeping owned current: the keys it
+// deletes are disowned before it runs (so that its own deletes are never
+// taken for a lost lease), the keys it puts owned once it committed.
+func (r *Registrar) txn(ctx context.Context, ops []store.Op) error {
+	r.ownMu.Lock()
+	for _, op := range ops {
+		if op.Type == store.OpDelete {
+			delete(r.owned, op.Key)
+		}
+	}
+	r.ownMu.Unlock()
+	rev, err := r.st.Txn(ctx, ops...)
+	if err != nil {
+		return err
+	}
+	r.ownMu.Lock()
+	defer r.ownMu.Unlock()
+	for _, op := range ops {
+		if op.Type == store.OpPut {
+			r.owned[op.Key] = rev
+		}
+	}
+	return nil
+}
+
+// Owns reports whether key is one of this registrar's records in the store,
+// and the revision it was written at. Safe from any goroutine.
+func (r *Registrar) Owns(key string) (store.Revision, bool) {
+	r.ownMu.Lock()
+	defer r.ownMu.Unlock()
+	rev, ok := r.owned[key]
+	return rev, ok
+}
+
+// OwnedUnder returns the keys under prefix that are this registrar's
+// records, with the revisions they were written at. Safe from any
+// goroutine.
+func (r *Registrar) OwnedUnder(prefix string) map[string]store.Revision {
+	r.ownMu.Lock()
+	defer r.ownMu.Unlock()
+	out := map[string]store.Revision{}
+	for k, rev := range r.owned {
+		if strings.HasPrefix(k, prefix) {
+			out[k] = rev
+		}
+	}
+	return out
+}
+
+// Reregister asks for every record of this host to be written again at
+// once, on the store's current lease: records the store removed behind
+// the registrar's back (a lease lost while the store was unreachable) come
+// back in one transaction per txnLimit operations, retried until they are
+// written. It does not wait; Reregistering reports the request until it
+// is done. Safe from any goroutine.
+func (r *Registrar) Reregister() {
+	r.rewriteSince.CompareAndSwap(0, time.Now().UnixNano())
+	select {
+	case r.rewrite <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// Reregistering returns since when a requested re-registration has been
+// pending (zero: none). Safe from any goroutine.
+func (r *Registrar) Reregistering() time.Time {
+	if ns := r.rewriteSince.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// reregister writes every record again. On failure it asks again after a
+// backoff, so that Run's goroutine goes on handling events meanwhile.
+func (r *Registrar) reregister(ctx context.Context) {
+	err := r.reconcile(ctx, true)
+	if err == nil {
+		r.rewriteBO.Reset()
+		if since := r.Reregistering(); !since.IsZero() {
+			r.rewriteSince.Store(0)
+			r.log.Info("records written again after the store lost them", "took", time.Since(since).Round(time.Millisecond), "containers", len(r.written))
+		}
+		return
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	d := r.rewriteBO.Next()
+	r.log.Warn("re-registration failed; retrying", "err", err, "in", d)
+	time.AfterFunc(d, func() {
+		select {
+		case r.rewrite <- struct{}{}:
+		default:
+		}
+	})
 }
 
 // diffOps turns have into want: puts of what is new or changed (of all of
@@ -410,7 +527,7 @@ func (r *Registrar) reconcile(ctx context.Context, rewrite bool) error {
 		if len(batch) == 0 {
 			return nil
 		}
-		if _, err := r.st.Txn(ctx, batch...); err != nil {
+		if err := r.txn(ctx, batch); err != nil {
 			return err
 		}
 		for _, id := range batchIDs {

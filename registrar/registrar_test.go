@@ -14,6 +14,7 @@ import (
 	"github.com/berthd/berth/registrar"
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/docker"
+	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/store/etcd"
 )
 
@@ -362,5 +363,76 @@ func TestStopSignalOutlastsDrain(t *testing.T) {
 			t.Fatalf("%s came back while the container was shutting down: %s", key, kv.Value)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestOwnsAndReregister: the registrar knows which records it owns (the
+// daemon tells a lost lease from its own deletes by them); Reregister
+// writes back records the store dropped behind its back; a record it
+// removes itself stops being owned.
+func TestOwnsAndReregister(t *testing.T) {
+	e := newEnv(t)
+	r, err := registrar.New(e.server, e.rt, registrar.Config{Host: e.host, Prefix: e.prefix, TTL: 5 * time.Second, Resync: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	c := e.run(t, "owned", func(s *runtime.Spec) { s.Labels["berth.service"] = "owned" })
+	e.instance(t, "owned", c, nil)
+	key := records.ServiceKey(e.prefix, "owned", e.host, c.ID)
+	kv, err := e.server.Get(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev, ok := r.Owns(key); !ok || rev < kv.ModRevision {
+		t.Errorf("Owns(%s) = %d, %v; written at %d", key, rev, ok, kv.ModRevision)
+	}
+	if _, ok := r.OwnedUnder(records.ServicesPrefix(e.prefix))[key]; !ok {
+		t.Errorf("OwnedUnder lacks %s", key)
+	}
+	if _, ok := r.Owns(records.HostKey(e.prefix, e.host)); !ok {
+		t.Error("the host record is not owned")
+	}
+
+	// The store drops every record (a revoked lease): Reregister writes them back.
+	if _, err := e.server.Delete(t.Context(), records.Root(e.prefix), store.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	r.Reregister()
+	if r.Reregistering().IsZero() {
+		t.Error("Reregistering reports nothing pending right after Reregister")
+	}
+	e.instance(t, "owned", c, nil)
+	deadline := time.Now().Add(10 * time.Second)
+	for !r.Reregistering().IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatal("re-registration still pending after its records are back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Its own delete: no longer owned.
+	if err := e.rt.Stop(t.Context(), c.ID, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	e.gone(t, key, 30*time.Second)
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := r.Owns(key); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a record the registrar removed is still owned")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -565,3 +565,97 @@ func TestUpDockerRuntime(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestUpStopSignals: berth up --rm as a process, as make demo runs it. One
+// Ctrl-C in a terminal (SIGINT to the process group) followed at once by a
+// wrapper script's SIGTERM is one stop request: berth waits for its
+// container's graceful stop and removes everything. A second signal later
+// than a second cuts the wait short, and still nothing is left behind.
+func TestUpStopSignals(t *testing.T) {
+	bin := berthBinary(t)
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := os.MkdirAll(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testenv.BuildWhoami(t, rootfs)
+	for _, tc := range []struct {
+		name   string
+		linger string        // how long the container serves on after SIGTERM
+		second time.Duration // when the SIGTERM follows the SIGINT
+		cut    bool          // the wait is cut short
+	}{
+		{"ctrl-c and a script's SIGTERM", "2s", 50 * time.Millisecond, false},
+		{"second signal later", "1h", 1500 * time.Millisecond, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := embeddedtest.NewEnv(t)
+			sock := filepath.Join(t.TempDir(), "berth.sock")
+			cmd := exec.Command(bin, "up", "--rm", "--runtime", "embedded", "--state-dir", env.StateDir, "--socket", sock,
+				"--bridge", env.Bridge, "--subnet", env.Subnet.String(), "--cgroup-parent", env.CgroupParent,
+				"--stop-timeout", "1m", "--log-level", "info")
+			var logb testenv.SyncBuffer
+			cmd.Stdout, cmd.Stderr = &logb, &logb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			var waitErr error
+			go func() { waitErr = cmd.Wait(); close(exited) }()
+			t.Cleanup(func() {
+				select {
+				case <-exited:
+				default:
+					_ = cmd.Process.Kill()
+					<-exited
+				}
+				_ = embeddedtest.RemoveBridge(env)
+				embeddedtest.AssertClean(t, env)
+			})
+			deadline := time.Now().Add(30 * time.Second)
+			for api.NewClient(sock).Ping(context.Background()) != nil {
+				if time.Now().After(deadline) {
+					t.Fatalf("berth up never answered:\n%s", logb.String())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			cli := func(args ...string) {
+				t.Helper()
+				args = append(args[:1:1], append([]string{"--host", sock}, args[1:]...)...)
+				if code, _, stderr := berthCLI(context.Background(), args...); code != 0 {
+					t.Fatalf("berth %s: exit %d: %s", strings.Join(args, " "), code, stderr)
+				}
+			}
+			cli("import", rootfs, "whoami:signals")
+			cli("run", "-d", "--name", "lingering", "-e", "WHOAMI_LINGER="+tc.linger, "whoami:signals", "/whoami")
+
+			signalled := time.Now()
+			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(tc.second)
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-exited:
+				if waitErr != nil {
+					t.Errorf("berth up: %v\n%s", waitErr, logb.String())
+				}
+			case <-time.After(45 * time.Second):
+				t.Fatalf("berth up did not stop:\n%s", logb.String())
+			}
+			log := logb.String()
+			if got := strings.Contains(log, "second stop signal"); got != tc.cut {
+				t.Errorf("wait cut short: %v, want %v:\n%s", got, tc.cut, log)
+			}
+			// The container serves on for its linger after SIGTERM: a stop
+			// that waited for it took at least that long.
+			if took := time.Since(signalled); !tc.cut && took < 2*time.Second {
+				t.Errorf("berth up stopped %s after the signals, before its container's graceful stop (2s):\n%s", took, log)
+			}
+			if left := embeddedtest.Leftovers(env); len(left) > 0 {
+				t.Errorf("berth up --rm left behind: %v\n%s", left, log)
+			}
+		})
+	}
+}
