@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/berthd/berth/store"
@@ -30,24 +33,46 @@ const (
 	embeddedRetention = 10000
 )
 
+// ErrNoStore reports that a directory holds no embedded store (and
+// EmbeddedConfig.MustExist forbade creating one).
+var ErrNoStore = errors.New("no embedded store")
+
+// ErrNoAccess reports that this process may not read the embedded store's
+// credentials (or its directory).
+var ErrNoAccess = errors.New("no access to the embedded store")
+
 // EmbeddedConfig configures Embedded.
 type EmbeddedConfig struct {
-	// Dir holds the server's data and the "endpoint" file other processes
-	// use to find a running server.
+	// Dir holds the server's data (Dir/data), its credentials (Dir/tls)
+	// and the "endpoint" file other processes use to find it.
 	Dir string
+	// MustExist opens only an existing store: one a process serves, or one
+	// kept on disk. Without it, a missing store is created.
+	MustExist bool
 	// Logger receives the server's warnings and errors (nil: slog.Default()).
 	Logger *slog.Logger
 }
 
-// endpointFile names the file, inside the embedded store's directory, that
-// holds the client URL of the server currently running on it.
-const endpointFile = "endpoint"
+// File names inside the embedded store's directory.
+const (
+	// endpointFile holds the client URL of the server. It outlives the
+	// server: the next one listens on the same address, so clients
+	// reconnect across restarts.
+	endpointFile = "endpoint"
+	lockFile     = "lock" // held (flock) by the process serving Dir
+	dataDir      = "data"
+)
 
 // Embedded opens the embedded store kept under cfg.Dir. If another process
-// already serves that directory (its address is in Dir/endpoint and it
-// answers), the returned store is a client of that server; otherwise
-// Embedded starts an in-process etcd server listening only on 127.0.0.1,
-// and Close stops it. Data survives restarts.
+// serves that directory (it holds Dir/lock), the returned store is a client
+// of that server; otherwise Embedded starts an in-process etcd server and
+// Close stops it. Data survives restarts.
+//
+// The server listens on 127.0.0.1 only, on the port recorded in
+// Dir/endpoint (chosen at the first start, reused after), and speaks TLS
+// only: it accepts a client only if it presents the certificate kept in
+// Dir/tls, which only the directory's owner (root, for berth's state dir)
+// can read. Clients in this package read it from there.
 func Embedded(ctx context.Context, cfg EmbeddedConfig) (*Store, error) {
 	log := cfg.Logger
 	if log == nil {
@@ -56,38 +81,109 @@ func Embedded(ctx context.Context, cfg EmbeddedConfig) (*Store, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("embedded store: no directory")
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+	dir := filepath.Clean(cfg.Dir)
+	if cfg.MustExist {
+		if err := checkStore(dir); err != nil {
+			return nil, err
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
-	epPath := filepath.Join(cfg.Dir, endpointFile)
 
-	if s, err := joinRunning(ctx, epPath, log); s != nil || err != nil {
-		return s, err
-	}
 	// One server per directory: whoever holds Dir/lock serves it; anyone
 	// else joins that server once it answers (it may still be starting).
-	lock, err := lockDir(cfg.Dir)
-	if errors.Is(err, syscall.EWOULDBLOCK) {
-		return awaitServer(ctx, cfg.Dir, epPath, log)
+	lock, err := lockDir(dir)
+	switch {
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		return awaitServer(ctx, dir, log)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, accessError(dir, filepath.Join(dir, lockFile), err)
+	case err != nil:
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("embedded store %s: %w", cfg.Dir, err)
-	}
-	started := false
-	defer func() {
-		if !started {
+	if cfg.MustExist {
+		// Nobody serves it: it must be on disk.
+		if _, err := os.Stat(filepath.Join(dir, dataDir)); err != nil {
 			lock.Close()
+			return nil, fmt.Errorf("%w at %s: no %s and no server running", ErrNoStore, dir, filepath.Join(dir, dataDir))
 		}
-	}()
+	}
+	s, err := serve(ctx, dir, lock, log)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// checkStore reports ErrNoStore unless dir holds an embedded store, and
+// ErrNoAccess if this process may not look.
+func checkStore(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w at %s: the directory does not exist", ErrNoStore, dir)
+	case errors.Is(err, fs.ErrPermission):
+		return accessError(dir, dir, err)
+	case err != nil:
+		return fmt.Errorf("embedded store %s: %w", dir, err)
+	case !fi.IsDir():
+		return fmt.Errorf("%w at %s: not a directory", ErrNoStore, dir)
+	}
+	for _, name := range []string{dataDir, endpointFile} {
+		_, err := os.Lstat(filepath.Join(dir, name))
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			return accessError(dir, filepath.Join(dir, name), err)
+		}
+	}
+	return fmt.Errorf("%w at %s: no %s", ErrNoStore, dir, filepath.Join(dir, dataDir))
+}
+
+// accessError explains that path, part of the store in dir, cannot be read.
+func accessError(dir, path string, err error) error {
+	owner := "its owner"
+	if fi, serr := os.Stat(dir); serr == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == 0 {
+			owner = "root"
+		}
+	} else if os.Geteuid() != 0 {
+		owner = "root"
+	}
+	return fmt.Errorf("embedded store %s: %w: cannot read %s (%v): the store's credentials are readable only by %s; run the command as %s (e.g. with sudo)",
+		dir, ErrNoAccess, path, errors.Unwrap(err), owner, owner)
+}
+
+// serve starts the server on dir, whose lock the caller holds.
+func serve(ctx context.Context, dir string, lock *os.File, log *slog.Logger) (*Store, error) {
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+	}
+	creds := credentialsIn(dir)
+	if err := creds.ensure(time.Now()); err != nil {
+		return nil, fmt.Errorf("embedded store %s: credentials: %w", dir, err)
+	}
+	epPath := filepath.Join(dir, endpointFile)
+	clientURL, peerURL, err := listenURLs(epPath)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+	}
+	tlsInfo := transport.TLSInfo{
+		CertFile: creds.server, KeyFile: creds.serverKey,
+		TrustedCAFile: creds.ca, ClientCertAuth: true,
+	}
 
 	ecfg := embed.NewConfig()
 	ecfg.Name = "berth"
-	ecfg.Dir = filepath.Join(cfg.Dir, "data")
-	loopback, _ := url.Parse("http://127.0.0.1:0")
-	ecfg.ListenClientUrls = []url.URL{*loopback}
-	ecfg.AdvertiseClientUrls = []url.URL{*loopback}
-	ecfg.ListenPeerUrls = []url.URL{*loopback}
-	ecfg.AdvertisePeerUrls = []url.URL{*loopback}
+	ecfg.Dir = filepath.Join(dir, dataDir)
+	ecfg.ListenClientUrls = []url.URL{*clientURL}
+	ecfg.AdvertiseClientUrls = []url.URL{*clientURL}
+	ecfg.ListenPeerUrls = []url.URL{*peerURL}
+	ecfg.AdvertisePeerUrls = []url.URL{*peerURL}
+	ecfg.ClientTLSInfo = tlsInfo
+	ecfg.PeerTLSInfo = tlsInfo
 	ecfg.InitialCluster = ecfg.InitialClusterFromName(ecfg.Name)
 	ecfg.ListenMetricsUrls = nil
 	ecfg.MaxTxnOps = embeddedMaxTxnOps
@@ -105,7 +201,11 @@ func Embedded(ctx context.Context, cfg EmbeddedConfig) (*Store, error) {
 
 	e, err := embed.StartEtcd(ecfg)
 	if err != nil {
-		return nil, fmt.Errorf("embedded store %s: start: %w", cfg.Dir, err)
+		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
+			return nil, fmt.Errorf("embedded store %s: its address %s (recorded in %s) is taken by another program: stop that program, or remove %s to choose a new port (clients started before then must be restarted): %w",
+				dir, clientURL.Host, epPath, epPath, err)
+		}
+		return nil, fmt.Errorf("embedded store %s: start: %w", dir, err)
 	}
 	startCtx, cancel := context.WithTimeout(ctx, embeddedStartTimeout)
 	defer cancel()
@@ -113,40 +213,65 @@ func Embedded(ctx context.Context, cfg EmbeddedConfig) (*Store, error) {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		e.Close()
-		return nil, fmt.Errorf("embedded store %s: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
 	case <-startCtx.Done():
 		e.Server.Stop()
 		e.Close()
-		return nil, fmt.Errorf("embedded store %s: not ready within %s (is another process holding it?): %w", cfg.Dir, embeddedStartTimeout, startCtx.Err())
+		return nil, fmt.Errorf("embedded store %s: not ready within %s: %w", dir, embeddedStartTimeout, startCtx.Err())
 	}
-	endpoint := "http://" + e.Clients[0].Addr().String()
-	if err := writeFileAtomic(epPath, []byte(endpoint+"\n")); err != nil {
+	endpoint := clientURL.String()
+	if err := writeFileAtomic(epPath, []byte(endpoint+"\n"), 0o600); err != nil {
 		e.Close()
-		return nil, fmt.Errorf("embedded store %s: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
 	}
-	s, err := New(ctx, Config{Endpoints: []string{endpoint}, Logger: log})
+	s, err := New(ctx, Config{Endpoints: []string{endpoint}, CAFile: creds.ca, CertFile: creds.client, KeyFile: creds.clientKey, Logger: log})
 	if err != nil {
 		e.Close()
-		return nil, fmt.Errorf("embedded store %s: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
 	}
-	s.desc = "embedded " + cfg.Dir
+	s.desc = "embedded " + dir + " (" + endpoint + ")"
 	s.onClose = func() error {
-		if b, err := os.ReadFile(epPath); err == nil && strings.TrimSpace(string(b)) == endpoint {
-			os.Remove(epPath)
-		}
 		muted.Store(true)
 		e.Close()
 		return lock.Close() // releases the directory
 	}
-	started = true
 	return s, nil
+}
+
+// listenURLs returns the client URL to listen on (the one recorded in
+// epPath, or a new free port on 127.0.0.1) and the peer URL (a free port).
+func listenURLs(epPath string) (client, peer *url.URL, err error) {
+	var clientHost string
+	if b, err := os.ReadFile(epPath); err == nil {
+		u, err := url.Parse(strings.TrimSpace(string(b)))
+		if err != nil || u.Hostname() != "127.0.0.1" || u.Port() == "" || u.Port() == "0" {
+			return nil, nil, fmt.Errorf("%s: not an address on 127.0.0.1 (%q): remove it to choose a new port", epPath, strings.TrimSpace(string(b)))
+		}
+		clientHost = u.Host
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, err
+	}
+	// Hold the new ports open together, so that the two differ.
+	var hosts []string
+	for range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, err
+		}
+		defer ln.Close()
+		hosts = append(hosts, ln.Addr().String())
+	}
+	if clientHost == "" {
+		clientHost = hosts[1]
+	}
+	return &url.URL{Scheme: "https", Host: clientHost}, &url.URL{Scheme: "https", Host: hosts[0]}, nil
 }
 
 // lockDir takes the directory's server lock without waiting; it fails with
 // EWOULDBLOCK when another process holds it. The lock file records the
 // holder's pid, for messages.
 func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -159,53 +284,80 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// awaitServer joins the server another process is starting on dir.
-func awaitServer(ctx context.Context, dir, epPath string, log *slog.Logger) (*Store, error) {
+// awaitServer joins the server another process runs, or is starting, on
+// dir.
+func awaitServer(ctx context.Context, dir string, log *slog.Logger) (*Store, error) {
+	creds := credentialsIn(dir)
 	deadline := time.Now().Add(embeddedStartTimeout)
+	var lastErr error
 	for time.Now().Before(deadline) {
-		if s, err := joinRunning(ctx, epPath, log); s != nil || err != nil {
+		s, err := joinRunning(ctx, dir, creds, log)
+		if s != nil || errors.Is(err, ErrNoAccess) {
 			return s, err
 		}
+		lastErr = err
 		select {
 		case <-time.After(200 * time.Millisecond):
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
-	pid, _ := os.ReadFile(filepath.Join(dir, "lock"))
-	return nil, fmt.Errorf("embedded store %s: held by process %s but not answering within %s: %w",
-		dir, strings.TrimSpace(string(pid)), embeddedStartTimeout, store.ErrUnavailable)
+	pid, _ := os.ReadFile(filepath.Join(dir, lockFile))
+	return nil, fmt.Errorf("embedded store %s: held by process %s but not answering within %s: %w (%v)",
+		dir, strings.TrimSpace(string(pid)), embeddedStartTimeout, store.ErrUnavailable, lastErr)
 }
 
-// joinRunning connects to the server named in the endpoint file, if one
-// answers there. It returns (nil, nil) when there is none.
-func joinRunning(ctx context.Context, epPath string, log *slog.Logger) (*Store, error) {
+// joinRunning connects to the server named in dir's endpoint file, with
+// dir's client credentials.
+func joinRunning(ctx context.Context, dir string, creds credentials, log *slog.Logger) (*Store, error) {
+	epPath := filepath.Join(dir, endpointFile)
 	b, err := os.ReadFile(epPath)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, accessError(dir, epPath, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("embedded store: %w", err)
+		return nil, err // not written yet: the server is starting
+	}
+	for _, f := range creds.clientFiles() {
+		fh, err := os.Open(f)
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, accessError(dir, f, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		fh.Close()
 	}
 	endpoint := strings.TrimSpace(string(b))
-	s, err := New(ctx, Config{Endpoints: []string{endpoint}, DialTimeout: time.Second, Logger: log})
+	s, err := New(ctx, Config{
+		Endpoints: []string{endpoint}, CAFile: creds.ca, CertFile: creds.client, KeyFile: creds.clientKey,
+		DialTimeout: time.Second, Logger: log,
+	})
 	if err != nil {
-		// A stale file from a process that is gone: start our own server.
-		log.Debug("embedded store: no server at recorded endpoint; starting one", "endpoint", endpoint, "err", err)
-		return nil, nil
+		log.Debug("embedded store: no answer yet at the recorded endpoint", "endpoint", endpoint, "err", err)
+		return nil, err
 	}
-	s.desc = "embedded " + filepath.Dir(epPath) + " (served by another process at " + endpoint + ")"
+	s.desc = "embedded " + dir + " (served by another process at " + endpoint + ")"
 	return s, nil
 }
 
-// writeFileAtomic writes data to path through a temporary file and a rename.
-func writeFileAtomic(path string, data []byte) error {
+// writeFileAtomic writes data to path, with mode perm, through a temporary
+// file that is synced and renamed over path.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
 	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
 		tmp.Close()
 		return err
 	}
