@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +18,12 @@ import (
 	"github.com/berthd/berth/store/storetest"
 )
 
-func TestMain(m *testing.M) { storetest.Main(m) }
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(envNoAccessDir); dir != "" {
+		os.Exit(noAccessChild(dir))
+	}
+	storetest.Main(m)
+}
 
 // compact compacts the etcd behind s at its current revision.
 func compact(t *testing.T, s store.Store) {
