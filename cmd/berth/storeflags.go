@@ -29,6 +29,7 @@ type storeFlags struct {
 	// client is set for the store commands (kv, render, watch): they use
 	// the running daemon's store and create one only with --store-create.
 	client bool
+	serve  bool   // --store-serve
 	create bool   // --store-create
 	host   string // -H: the daemon whose store to use
 }
@@ -66,9 +67,10 @@ daemon at -H; else under BERTH_STATE_DIR; else the store of the daemon at
 BERTH_HOST; else the store of the daemon at ` + api.DefaultSocket + ` if one
 answers there; else the embedded store under the default state directory.
 The embedded store's credentials are read from its directory
-(<state dir>/store/tls), which only root can read. These commands never
-create a store (unless --store-create): without a running daemon or an
-existing store they fail, naming where they looked.`
+(<state dir>/store/tls), which only root can read. These commands use the
+store a running process (berth up) serves: without one they fail, naming
+where they looked; --store-serve serves an existing store for the duration
+of the command, --store-create also creates it.`
 
 // addStoreCommandFlags registers the store flags of the commands that read
 // and write a store beside the daemon (kv, render, watch): also -H and
@@ -77,7 +79,8 @@ func addStoreCommandFlags(fs *pflag.FlagSet) *storeFlags {
 	f := addStoreFlags(fs)
 	f.client = true
 	fs.StringVarP(&f.host, "host", "H", "", "use the store of the daemon at this socket (env BERTH_HOST; see the help for the order)")
-	fs.BoolVar(&f.create, "store-create", false, "create the embedded store if it does not exist (berth up creates it)")
+	fs.BoolVar(&f.serve, "store-serve", false, "serve the embedded store for the duration of the command if no process (berth up) serves it")
+	fs.BoolVar(&f.create, "store-create", false, "like --store-serve, and create the embedded store if it does not exist (berth up creates it)")
 	return f
 }
 
@@ -117,11 +120,16 @@ func (f *storeFlags) openURL(ctx context.Context, log *slog.Logger, rawURL strin
 	opts := f.options(log)
 	if f.client && !f.create {
 		opts = append(opts, backend.WithMustExist())
+		if !f.serve {
+			opts = append(opts, backend.WithJoinOnly())
+		}
 	}
 	st, err := backend.Open(ctx, rawURL, append(opts, extra...)...)
 	switch {
 	case errors.Is(err, backend.ErrBadURL):
 		return nil, usageError{err}
+	case errors.Is(err, etcd.ErrNotServed):
+		return nil, fmt.Errorf("%w; start berth up, or add --store-serve to serve it for this command only", err)
 	case errors.Is(err, etcd.ErrNoStore):
 		return nil, fmt.Errorf("%w; no daemon serves it and none created it: to use the running daemon's store name its state directory (--state-dir, BERTH_STATE_DIR) or its socket (-H, BERTH_HOST); to create a store, add --store-create", err)
 	case errors.Is(err, etcd.ErrNoAccess) && os.Geteuid() != 0:

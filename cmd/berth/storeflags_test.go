@@ -61,8 +61,13 @@ func TestStoreCommandsNeverCreate(t *testing.T) {
 	if code, _, errs := run(t, t.Context(), "", "kv", "put", "--state-dir", sd, "--store-create", "/k", "v"); code != 0 {
 		t.Fatalf("put --store-create: exit %d: %s", code, errs)
 	}
-	if code, out, errs := run(t, t.Context(), "", "kv", "get", "--state-dir", sd, "/k"); code != 0 || out != "v\n" {
-		t.Fatalf("the created store, served again by kv get: exit %d %q %s", code, out, errs)
+	// Nobody serves it now: kv says so, and serves it when asked to.
+	if code, _, errs := run(t, t.Context(), "", "kv", "get", "--state-dir", sd, "/k"); code != 1 ||
+		!strings.Contains(errs, "no process serves it") || !strings.Contains(errs, "--store-serve") {
+		t.Fatalf("kv get without a server: exit %d, stderr %q", code, errs)
+	}
+	if code, out, errs := run(t, t.Context(), "", "kv", "get", "--state-dir", sd, "--store-serve", "/k"); code != 0 || out != "v\n" {
+		t.Fatalf("the created store, served by kv get --store-serve: exit %d %q %s", code, out, errs)
 	}
 }
 

@@ -31,6 +31,7 @@ type Options struct {
 	Logger                    *slog.Logger
 	StateDir                  string // where the default embedded store lives
 	MustExist                 bool   // never create an embedded store
+	JoinOnly                  bool   // never serve an embedded store
 }
 
 // Option sets one of Options.
@@ -63,6 +64,11 @@ func WithStateDir(dir string) Option { return func(o *Options) { o.StateDir = di
 // serves it, or it is on disk): a missing one is etcd.ErrNoStore instead
 // of a new, empty store.
 func WithMustExist() Option { return func(o *Options) { o.MustExist = true } }
+
+// WithJoinOnly opens an embedded store only if another process serves it:
+// one that no process serves is etcd.ErrNotServed instead of a server
+// running for as long as this store is open.
+func WithJoinOnly() Option { return func(o *Options) { o.JoinOnly = true } }
 
 // DefaultStateDir is berth's state directory: /var/lib/berth for root,
 // else $XDG_STATE_HOME/berth (~/.local/state/berth).
@@ -97,7 +103,7 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (store.Store, erro
 	}
 	const schemes = "embedded://, etcd://, consul://, file:// or env://"
 	if rawURL == "" {
-		return etcd.Embedded(ctx, etcd.EmbeddedConfig{Dir: filepath.Join(o.StateDir, "store"), MustExist: o.MustExist, Logger: o.Logger})
+		return etcd.Embedded(ctx, etcd.EmbeddedConfig{Dir: filepath.Join(o.StateDir, "store"), MustExist: o.MustExist, JoinOnly: o.JoinOnly, Logger: o.Logger})
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -118,7 +124,7 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (store.Store, erro
 		if u.RawQuery != "" || u.Fragment != "" {
 			return nil, bad("embedded takes only a path")
 		}
-		return etcd.Embedded(ctx, etcd.EmbeddedConfig{Dir: u.Path, MustExist: o.MustExist, Logger: o.Logger})
+		return etcd.Embedded(ctx, etcd.EmbeddedConfig{Dir: u.Path, MustExist: o.MustExist, JoinOnly: o.JoinOnly, Logger: o.Logger})
 	case "etcd", "etcds":
 		endpoints, err := hostList(u)
 		if err != nil {

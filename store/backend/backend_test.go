@@ -92,7 +92,7 @@ func TestOpenEachBackend(t *testing.T) {
 
 // TestOpenMustExist: with WithMustExist, a directory that holds no store is
 // etcd.ErrNoStore naming the directory, and nothing is created there; a
-// store made before (and not running) opens.
+// store made before (and not running) opens, unless WithJoinOnly.
 func TestOpenMustExist(t *testing.T) {
 	dir := t.TempDir()
 	typo := filepath.Join(dir, "typo")
@@ -128,6 +128,12 @@ func TestOpenMustExist(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Close()
+	if st, err := backend.Open(t.Context(), "embedded://"+made, backend.WithJoinOnly()); !errors.Is(err, etcd.ErrNotServed) {
+		if err == nil {
+			st.Close()
+		}
+		t.Fatalf("join only, nobody serving: %v, want ErrNotServed", err)
+	}
 	st, err = backend.Open(t.Context(), "embedded://"+made, backend.WithMustExist())
 	if err != nil {
 		t.Fatalf("existing store: %v", err)

@@ -37,6 +37,10 @@ const (
 // EmbeddedConfig.MustExist forbade creating one).
 var ErrNoStore = errors.New("no embedded store")
 
+// ErrNotServed reports that no process serves an embedded store (and
+// EmbeddedConfig.JoinOnly forbade serving it).
+var ErrNotServed = errors.New("no server for the embedded store")
+
 // ErrNoAccess reports that this process may not read the embedded store's
 // credentials (or its directory).
 var ErrNoAccess = errors.New("no access to the embedded store")
@@ -49,6 +53,10 @@ type EmbeddedConfig struct {
 	// MustExist opens only an existing store: one a process serves, or one
 	// kept on disk. Without it, a missing store is created.
 	MustExist bool
+	// JoinOnly opens only a store another process serves: Embedded never
+	// starts a server then (ErrNotServed), so a short-lived command never
+	// becomes the server a daemon starting at the same time would join.
+	JoinOnly bool
 	// Logger receives the server's warnings and errors (nil: slog.Default()).
 	Logger *slog.Logger
 }
@@ -91,29 +99,53 @@ func Embedded(ctx context.Context, cfg EmbeddedConfig) (*Store, error) {
 	}
 
 	// One server per directory: whoever holds Dir/lock serves it; anyone
-	// else joins that server once it answers (it may still be starting).
-	lock, err := lockDir(dir)
-	switch {
-	case errors.Is(err, syscall.EWOULDBLOCK):
-		return awaitServer(ctx, dir, log)
-	case errors.Is(err, fs.ErrPermission):
-		return nil, accessError(dir, filepath.Join(dir, lockFile), err)
-	case err != nil:
-		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
-	}
-	if cfg.MustExist {
-		// Nobody serves it: it must be on disk.
-		if _, err := os.Stat(filepath.Join(dir, dataDir)); err != nil {
-			lock.Close()
-			return nil, fmt.Errorf("%w at %s: no %s and no server running", ErrNoStore, dir, filepath.Join(dir, dataDir))
+	// else joins that server once it answers (it may still be starting, or
+	// stopping: then the lock is free again soon).
+	deadline := time.Now().Add(embeddedStartTimeout)
+	var joinErr error
+	for {
+		lock, err := lockDir(dir)
+		switch {
+		case errors.Is(err, syscall.EWOULDBLOCK):
+			s, err := joinRunning(ctx, dir, credentialsIn(dir), log)
+			if s != nil || errors.Is(err, ErrNoAccess) {
+				return s, err
+			}
+			joinErr = err
+			if time.Now().After(deadline) {
+				pid, _ := os.ReadFile(filepath.Join(dir, lockFile))
+				return nil, fmt.Errorf("embedded store %s: served by process %s, which does not answer within %s: %w (%v)",
+					dir, strings.TrimSpace(string(pid)), embeddedStartTimeout, store.ErrUnavailable, joinErr)
+			}
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			continue
+		case errors.Is(err, fs.ErrPermission):
+			return nil, accessError(dir, filepath.Join(dir, lockFile), err)
+		case err != nil:
+			return nil, fmt.Errorf("embedded store %s: %w", dir, err)
 		}
+		// Nobody serves it.
+		var refuse error
+		if _, err := os.Stat(filepath.Join(dir, dataDir)); err != nil && cfg.MustExist {
+			refuse = fmt.Errorf("%w at %s: no %s and no server running", ErrNoStore, dir, filepath.Join(dir, dataDir))
+		} else if cfg.JoinOnly {
+			refuse = fmt.Errorf("%w: the store at %s exists, but no process serves it", ErrNotServed, dir)
+		}
+		if refuse != nil {
+			lock.Close()
+			return nil, refuse
+		}
+		s, err := serve(ctx, dir, lock, log)
+		if err != nil {
+			lock.Close()
+			return nil, err
+		}
+		return s, nil
 	}
-	s, err := serve(ctx, dir, lock, log)
-	if err != nil {
-		lock.Close()
-		return nil, err
-	}
-	return s, nil
 }
 
 // checkStore reports ErrNoStore unless dir holds an embedded store, and
@@ -282,29 +314,6 @@ func lockDir(dir string) (*os.File, error) {
 	f.Truncate(0)
 	fmt.Fprintf(f, "%d\n", os.Getpid())
 	return f, nil
-}
-
-// awaitServer joins the server another process runs, or is starting, on
-// dir.
-func awaitServer(ctx context.Context, dir string, log *slog.Logger) (*Store, error) {
-	creds := credentialsIn(dir)
-	deadline := time.Now().Add(embeddedStartTimeout)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		s, err := joinRunning(ctx, dir, creds, log)
-		if s != nil || errors.Is(err, ErrNoAccess) {
-			return s, err
-		}
-		lastErr = err
-		select {
-		case <-time.After(200 * time.Millisecond):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	pid, _ := os.ReadFile(filepath.Join(dir, lockFile))
-	return nil, fmt.Errorf("embedded store %s: held by process %s but not answering within %s: %w (%v)",
-		dir, strings.TrimSpace(string(pid)), embeddedStartTimeout, store.ErrUnavailable, lastErr)
 }
 
 // joinRunning connects to the server named in dir's endpoint file, with
