@@ -23,8 +23,8 @@ import (
 // storeFlags are the flags every command that opens a store shares. Each
 // falls back to an environment variable, then to the default.
 type storeFlags struct {
-	url, ca, cert, key, user, password, token, stateDir string
-	file                                                config.Store // [store] of berth.toml: below env and flags
+	url, ca, cert, key, user, password, token, stateDir, group string
+	file                                                       config.Store // [store] of berth.toml: below env and flags
 
 	// client is set for the store commands (kv, render, watch): they use
 	// the running daemon's store and create one only with --store-create.
@@ -55,6 +55,7 @@ func addStoreFlags(fs *pflag.FlagSet) *storeFlags {
 	fs.StringVar(&f.user, "store-user", "", "etcd username (env BERTH_STORE_USER)")
 	fs.StringVar(&f.password, "store-password", "", "etcd password (env BERTH_STORE_PASSWORD)")
 	fs.StringVar(&f.token, "store-token", "", "Consul ACL token (env BERTH_STORE_TOKEN, CONSUL_HTTP_TOKEN)")
+	fs.StringVar(&f.group, "store-group", "", "group (name or id) that may also use the embedded store this command serves: its credentials become readable by the group (env BERTH_STORE_GROUP; default: root only)")
 	fs.StringVar(&f.stateDir, "state-dir", "", "state directory holding the default embedded store (env BERTH_STATE_DIR; default "+backend.DefaultStateDir()+")")
 	return f
 }
@@ -67,7 +68,8 @@ daemon at -H; else under BERTH_STATE_DIR; else the store of the daemon at
 BERTH_HOST; else the store of the daemon at ` + api.DefaultSocket + ` if one
 answers there; else the embedded store under the default state directory.
 The embedded store's credentials are read from its directory
-(<state dir>/store/tls), which only root can read. These commands use the
+(<state dir>/store/tls), which only root can read (and the group the
+daemon names with --store-group). These commands use the
 store a running process (berth up) serves: without one they fail, naming
 where they looked; --store-serve serves an existing store for the duration
 of the command, --store-create also creates it.`
@@ -100,6 +102,7 @@ func (f *storeFlags) options(log *slog.Logger) []backend.Option {
 			cmp.Or(f.password, os.Getenv("BERTH_STORE_PASSWORD"), f.file.Password)),
 		backend.WithToken(cmp.Or(f.token, os.Getenv("BERTH_STORE_TOKEN"), os.Getenv("CONSUL_HTTP_TOKEN"), f.file.Token)),
 		backend.WithStateDir(cmp.Or(f.stateDir, os.Getenv("BERTH_STATE_DIR"))),
+		backend.WithGroup(cmp.Or(f.group, os.Getenv("BERTH_STORE_GROUP"))),
 		backend.WithLogger(log),
 	}
 }

@@ -32,6 +32,7 @@ type Options struct {
 	StateDir                  string // where the default embedded store lives
 	MustExist                 bool   // never create an embedded store
 	JoinOnly                  bool   // never serve an embedded store
+	Group                     string // may use the embedded store served here
 }
 
 // Option sets one of Options.
@@ -70,6 +71,10 @@ func WithMustExist() Option { return func(o *Options) { o.MustExist = true } }
 // running for as long as this store is open.
 func WithJoinOnly() Option { return func(o *Options) { o.JoinOnly = true } }
 
+// WithGroup lets a group (name or id) use the embedded store when this
+// process serves it (etcd.EmbeddedConfig.Group).
+func WithGroup(group string) Option { return func(o *Options) { o.Group = group } }
+
 // DefaultStateDir is berth's state directory: /var/lib/berth for root,
 // else $XDG_STATE_HOME/berth (~/.local/state/berth).
 func DefaultStateDir() string {
@@ -103,7 +108,7 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (store.Store, erro
 	}
 	const schemes = "embedded://, etcd://, consul://, file:// or env://"
 	if rawURL == "" {
-		return etcd.Embedded(ctx, etcd.EmbeddedConfig{Dir: filepath.Join(o.StateDir, "store"), MustExist: o.MustExist, JoinOnly: o.JoinOnly, Logger: o.Logger})
+		return etcd.Embedded(ctx, etcd.EmbeddedConfig{Dir: filepath.Join(o.StateDir, "store"), MustExist: o.MustExist, JoinOnly: o.JoinOnly, Group: o.Group, Logger: o.Logger})
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -124,7 +129,7 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (store.Store, erro
 		if u.RawQuery != "" || u.Fragment != "" {
 			return nil, bad("embedded takes only a path")
 		}
-		return etcd.Embedded(ctx, etcd.EmbeddedConfig{Dir: u.Path, MustExist: o.MustExist, JoinOnly: o.JoinOnly, Logger: o.Logger})
+		return etcd.Embedded(ctx, etcd.EmbeddedConfig{Dir: u.Path, MustExist: o.MustExist, JoinOnly: o.JoinOnly, Group: o.Group, Logger: o.Logger})
 	case "etcd", "etcds":
 		endpoints, err := hostList(u)
 		if err != nil {

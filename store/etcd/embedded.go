@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -57,6 +58,12 @@ type EmbeddedConfig struct {
 	// starts a server then (ErrNotServed), so a short-lived command never
 	// becomes the server a daemon starting at the same time would join.
 	JoinOnly bool
+	// Group (a group name or id), if set, may use the store too: when this
+	// process serves it, Dir and Dir/tls become mode 0750 and the client
+	// certificate and key 0640, owned by that group. The data and the
+	// server's and CA's keys stay private. Every start applies the modes,
+	// so a server started without Group closes the store to it again.
+	Group string
 	// Logger receives the server's warnings and errors (nil: slog.Default()).
 	Logger *slog.Logger
 }
@@ -90,6 +97,10 @@ func Embedded(ctx context.Context, cfg EmbeddedConfig) (*Store, error) {
 		return nil, errors.New("embedded store: no directory")
 	}
 	dir := filepath.Clean(cfg.Dir)
+	gid, err := lookupGroup(cfg.Group)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+	}
 	if cfg.MustExist {
 		if err := checkStore(dir); err != nil {
 			return nil, err
@@ -139,7 +150,7 @@ func Embedded(ctx context.Context, cfg EmbeddedConfig) (*Store, error) {
 			lock.Close()
 			return nil, refuse
 		}
-		s, err := serve(ctx, dir, lock, log)
+		s, err := serve(ctx, dir, lock, gid, log)
 		if err != nil {
 			lock.Close()
 			return nil, err
@@ -174,28 +185,54 @@ func checkStore(dir string) error {
 	return fmt.Errorf("%w at %s: no %s", ErrNoStore, dir, filepath.Join(dir, dataDir))
 }
 
-// accessError explains that path, part of the store in dir, cannot be read.
+// accessError explains that path, part of the store in dir, cannot be read,
+// and who can.
 func accessError(dir, path string, err error) error {
-	owner := "its owner"
+	who, how := "its owner", "as its owner"
 	if fi, serr := os.Stat(dir); serr == nil {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == 0 {
-			owner = "root"
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		if st != nil && st.Uid == 0 {
+			who, how = "root", "as root (e.g. with sudo)"
+		}
+		if st != nil && fi.Mode()&0o050 == 0o050 && st.Gid != 0 {
+			name := strconv.Itoa(int(st.Gid))
+			if g, err := user.LookupGroupId(name); err == nil {
+				name = g.Name
+			}
+			who += " and the members of group " + name
+			how += ", or as a member of group " + name
 		}
 	} else if os.Geteuid() != 0 {
-		owner = "root"
+		who, how = "root", "as root (e.g. with sudo)"
 	}
-	return fmt.Errorf("embedded store %s: %w: cannot read %s (%v): the store's credentials are readable only by %s; run the command as %s (e.g. with sudo)",
-		dir, ErrNoAccess, path, errors.Unwrap(err), owner, owner)
+	return fmt.Errorf("embedded store %s: %w: cannot read %s (%v): the store's credentials are readable only by %s; run the command %s",
+		dir, ErrNoAccess, path, errors.Unwrap(err), who, how)
 }
 
-// serve starts the server on dir, whose lock the caller holds.
-func serve(ctx context.Context, dir string, lock *os.File, log *slog.Logger) (*Store, error) {
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+// lookupGroup resolves a group name or id; "" is -1 (no group).
+func lookupGroup(group string) (int, error) {
+	if group == "" {
+		return -1, nil
 	}
+	if id, err := strconv.Atoi(group); err == nil {
+		return id, nil
+	}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+// serve starts the server on dir, whose lock the caller holds; group gid
+// (unless -1) may use it.
+func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Logger) (*Store, error) {
 	creds := credentialsIn(dir)
 	if err := creds.ensure(time.Now()); err != nil {
 		return nil, fmt.Errorf("embedded store %s: credentials: %w", dir, err)
+	}
+	if err := creds.share(dir, gid); err != nil {
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
 	}
 	epPath := filepath.Join(dir, endpointFile)
 	clientURL, peerURL, err := listenURLs(epPath)
@@ -256,6 +293,10 @@ func serve(ctx context.Context, dir string, lock *os.File, log *slog.Logger) (*S
 		e.Close()
 		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
 	}
+	if err := creds.share(dir, gid); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+	}
 	s, err := New(ctx, Config{Endpoints: []string{endpoint}, CAFile: creds.ca, CertFile: creds.client, KeyFile: creds.clientKey, Logger: log})
 	if err != nil {
 		e.Close()
@@ -303,7 +344,11 @@ func listenURLs(epPath string) (client, peer *url.URL, err error) {
 // EWOULDBLOCK when another process holds it. The lock file records the
 // holder's pid, for messages.
 func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	path := filepath.Join(dir, lockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if errors.Is(err, fs.ErrPermission) {
+		f, err = os.Open(path) // a member of the store's group: flock needs no write access
+	}
 	if err != nil {
 		return nil, err
 	}

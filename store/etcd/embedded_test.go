@@ -3,7 +3,6 @@ package etcd_test
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -12,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -148,13 +148,68 @@ func TestEmbeddedRefusesOtherUsers(t *testing.T) {
 	}
 }
 
-// TestEmbeddedNoAccessError: a process that may not read the store's
-// directory gets ErrNoAccess naming the file, not a new store or a hang.
-// The check runs in a child process as nobody (this test binary).
-func TestEmbeddedNoAccessError(t *testing.T) {
-	if os.Getenv(envNoAccessDir) != "" {
-		return // the child's part is in TestMain
+// asUser runs this test binary as uid:gid (no supplementary groups) in
+// the child mode of TestMain: it opens the embedded store in dir (joining
+// only, or also serving an existing one) and reads /berth/secret. It
+// returns what the child printed: "value: ..." or the error.
+func asUser(t *testing.T, bin, dir string, uid, gid uint32, joinOnly bool) string {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), bin, "-test.run=^$")
+	cmd.Env = append(os.Environ(), envChildDir+"="+dir, envChildJoinOnly+"="+strconv.FormatBool(joinOnly))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}}
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
 	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("the child took %s", d)
+	}
+	return string(out)
+}
+
+// Environment of asUser's child.
+const (
+	envChildDir      = "BERTH_ETCDTEST_CHILD_DIR"
+	envChildJoinOnly = "BERTH_ETCDTEST_CHILD_JOINONLY"
+)
+
+// storeChild is asUser's child.
+func storeChild(dir string) int {
+	ctx := context.Background()
+	st, err := etcd.Embedded(ctx, etcd.EmbeddedConfig{Dir: dir, MustExist: true, JoinOnly: os.Getenv(envChildJoinOnly) == "true"})
+	if err != nil {
+		fmt.Println(err)
+		return 0
+	}
+	defer st.Close()
+	kv, err := st.Get(ctx, "/berth/secret")
+	if err != nil {
+		fmt.Println(err)
+		return 0
+	}
+	fmt.Printf("value: %s\n", kv.Value)
+	return 0
+}
+
+// testBinary copies this test binary where any user may run it.
+func testBinary(t *testing.T, dir string) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "etcd.test")
+	if data, err := os.ReadFile(self); err != nil || os.WriteFile(bin, data, 0o755) != nil {
+		t.Fatalf("copy %s: %v", self, err)
+	}
+	return bin
+}
+
+// TestEmbeddedNoAccessError: a process that may not read the store's
+// directory gets ErrNoAccess naming the file and what to do, not a new
+// store or a hang (a child process as nobody).
+func TestEmbeddedNoAccessError(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("needs root, to run a child as nobody")
 	}
@@ -166,54 +221,74 @@ func TestEmbeddedNoAccessError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(base, "etcd.test")
-	if data, err := os.ReadFile(self); err != nil || os.WriteFile(bin, data, 0o755) != nil {
-		t.Fatalf("copy %s: %v", self, err)
-	}
-	for _, mustExist := range []string{"0", "1"} {
-		cmd := exec.CommandContext(t.Context(), bin, "-test.run=^$")
-		cmd.Env = append(os.Environ(), envNoAccessDir+"="+dir, envNoAccessMustExist+"="+mustExist)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-		start := time.Now()
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("child: %v\n%s", err, out)
+	bin := testBinary(t, base)
+	for _, joinOnly := range []bool{false, true} {
+		out := asUser(t, bin, dir, 65534, 65534, joinOnly)
+		if !strings.Contains(out, "no access to the embedded store") || !strings.Contains(out, dir+"/") ||
+			!strings.Contains(out, "run the command as root") {
+			t.Fatalf("join only %v: the error does not say which file and what to do:\n%s", joinOnly, out)
 		}
-		if !strings.Contains(string(out), "no access to the embedded store") || !strings.Contains(string(out), dir+"/") ||
-			!strings.Contains(string(out), "run the command as root") {
-			t.Fatalf("MustExist=%s: error does not say which file and what to do:\n%s", mustExist, out)
-		}
-		if d := time.Since(start); d > 10*time.Second {
-			t.Fatalf("took %s to refuse", d)
-		}
-		t.Logf("MustExist=%s: %s", mustExist, out)
+		t.Logf("join only %v: %s", joinOnly, out)
 	}
 }
 
-// Environment of TestEmbeddedNoAccessError's child.
-const (
-	envNoAccessDir       = "BERTH_ETCDTEST_NOACCESS_DIR"
-	envNoAccessMustExist = "BERTH_ETCDTEST_NOACCESS_MUSTEXIST"
-)
+// TestEmbeddedGroup: with Group, the members of that group may use the
+// store (they read the client certificate), others still may not, and the
+// server's and CA's keys stay private; a server started without Group
+// closes the store to the group again.
+func TestEmbeddedGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root, to run children as other users")
+	}
+	const nobody, nogroup, other = 65534, 65534, 1 // other: a group nobody is not in here
+	base := t.TempDir()
+	openDir(t, base)
+	dir := filepath.Join(base, "store")
+	st, err := etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: dir, Group: strconv.Itoa(nogroup)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(t.Context(), "/berth/secret", []byte("routing")); err != nil {
+		t.Fatal(err)
+	}
+	tlsDir := filepath.Join(dir, "tls")
+	for _, tc := range []struct {
+		path string
+		mode fs.FileMode
+		gid  uint32
+	}{
+		{dir, 0o750 | fs.ModeDir, nogroup}, {tlsDir, 0o750 | fs.ModeDir, nogroup},
+		{filepath.Join(tlsDir, "client.key"), 0o640, nogroup}, {filepath.Join(tlsDir, "client.crt"), 0o640, nogroup},
+		{filepath.Join(tlsDir, "server.key"), 0o600, 0}, {filepath.Join(tlsDir, "ca.key"), 0o600, 0},
+		{filepath.Join(dir, "data"), 0o700 | fs.ModeDir, 0},
+	} {
+		fi, err := os.Stat(tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != tc.mode || fi.Sys().(*syscall.Stat_t).Gid != tc.gid {
+			t.Errorf("%s: mode %s gid %d, want %s gid %d", tc.path, fi.Mode(), fi.Sys().(*syscall.Stat_t).Gid, tc.mode, tc.gid)
+		}
+	}
+	bin := testBinary(t, base)
+	if out := asUser(t, bin, dir, nobody, nogroup, true); !strings.Contains(out, "value: routing") {
+		t.Fatalf("a member of the group cannot use the store:\n%s", out)
+	}
+	out := asUser(t, bin, dir, nobody, other, true)
+	if !strings.Contains(out, "no access to the embedded store") || !strings.Contains(out, "or as a member of group") {
+		t.Fatalf("a user outside the group: want an error naming the group:\n%s", out)
+	}
+	t.Log(out)
 
-// noAccessChild opens the store as the unprivileged child: it prints the
-// error and exits 0 when it is ErrNoAccess, 1 otherwise.
-func noAccessChild(dir string) int {
-	st, err := etcd.Embedded(context.Background(), etcd.EmbeddedConfig{Dir: dir, MustExist: os.Getenv(envNoAccessMustExist) == "1"})
-	if err == nil {
-		st.Close()
-		fmt.Println("opened the store")
-		return 1
+	st.Close()
+	st, err = etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
 	}
-	fmt.Println(err)
-	if !errors.Is(err, etcd.ErrNoAccess) {
-		return 1
+	defer st.Close()
+	if out := asUser(t, bin, dir, nobody, nogroup, true); !strings.Contains(out, "no access to the embedded store") {
+		t.Fatalf("the group still gets in after a start without Group:\n%s", out)
 	}
-	return 0
 }
 
 // TestEmbeddedStableAddress: a restarted server listens where the last one

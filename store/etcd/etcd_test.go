@@ -19,8 +19,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if dir := os.Getenv(envNoAccessDir); dir != "" {
-		os.Exit(noAccessChild(dir))
+	if dir := os.Getenv(envChildDir); dir != "" {
+		os.Exit(storeChild(dir))
 	}
 	storetest.Main(m)
 }

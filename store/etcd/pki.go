@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"net"
 	"os"
@@ -17,7 +18,8 @@ import (
 	"time"
 )
 
-// The embedded store's credentials live in Dir/tls (mode 0700): a CA, the
+// The embedded store's credentials live in Dir/tls (mode 0700, or 0750 for
+// EmbeddedConfig.Group): a CA, the
 // server's certificate (also its peer certificate) and one client
 // certificate, shared by every berth process that may use the store. The
 // server accepts only clients that present a certificate signed by the CA,
@@ -60,6 +62,36 @@ func credentialsIn(storeDir string) credentials {
 	}
 }
 
+// share sets the modes of the store's directory and of the files a client
+// reads: private to the owner, or (gid >= 0) readable by group gid too.
+func (c credentials) share(storeDir string, gid int) error {
+	dirMode, fileMode := os.FileMode(0o700), os.FileMode(0o600)
+	if gid >= 0 {
+		dirMode, fileMode = 0o750, 0o640
+	}
+	paths := []struct {
+		path string
+		mode os.FileMode
+	}{
+		{storeDir, dirMode}, {c.dir, dirMode},
+		{c.ca, fileMode}, {c.client, fileMode}, {c.clientKey, fileMode},
+		{filepath.Join(storeDir, endpointFile), fileMode}, {filepath.Join(storeDir, lockFile), fileMode},
+	}
+	for _, p := range paths {
+		if gid >= 0 {
+			if err := os.Chown(p.path, -1, gid); errors.Is(err, fs.ErrNotExist) {
+				continue // not written yet
+			} else if err != nil {
+				return err
+			}
+		}
+		if err := os.Chmod(p.path, p.mode); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
 // clientFiles are the files a client reads, in the order it reads them.
 func (c credentials) clientFiles() []string { return []string{c.ca, c.client, c.clientKey} }
 
@@ -68,9 +100,6 @@ func (c credentials) clientFiles() []string { return []string{c.ca, c.client, c.
 // about to expire. Only the process that serves the directory calls it.
 func (c credentials) ensure(now time.Time) error {
 	if err := os.MkdirAll(c.dir, 0o700); err != nil {
-		return err
-	}
-	if err := os.Chmod(c.dir, 0o700); err != nil {
 		return err
 	}
 	ca, caKey, err := loadPair(c.ca, c.caKey)
@@ -190,9 +219,9 @@ func sign(tmpl, parent *x509.Certificate, pub *ecdsa.PublicKey, signer *ecdsa.Pr
 	return x509.ParseCertificate(der)
 }
 
-// writePair writes a key (mode 0600) and then its certificate (0644, inside
-// the 0700 directory), each atomically. A crash between the two leaves a
-// mismatched pair, which the next start replaces.
+// writePair writes a key and then its certificate, each atomically and
+// private (share opens the client's to the store's group). A crash between
+// the two leaves a mismatched pair, which the next start replaces.
 func writePair(certPath, keyPath string, cert *x509.Certificate, key *ecdsa.PrivateKey) error {
 	der, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
@@ -201,5 +230,5 @@ func writePair(certPath, keyPath string, cert *x509.Certificate, key *ecdsa.Priv
 	if err := writeFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return err
 	}
-	return writeFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644)
+	return writeFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o600)
 }
