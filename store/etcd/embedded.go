@@ -236,6 +236,9 @@ func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Lo
 	}
 	epPath := filepath.Join(dir, endpointFile)
 	clientURL, peerURL, err := listenURLs(epPath)
+	if errors.Is(err, errPortTaken) {
+		return nil, portTakenError(dir, epPath, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
 	}
@@ -271,8 +274,7 @@ func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Lo
 	e, err := embed.StartEtcd(ecfg)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
-			return nil, fmt.Errorf("embedded store %s: its address %s (recorded in %s) is taken by another program: stop that program, or remove %s to choose a new port (clients started before then must be restarted): %w",
-				dir, clientURL.Host, epPath, epPath, err)
+			return nil, portTakenError(dir, epPath, err)
 		}
 		return nil, fmt.Errorf("embedded store %s: start: %w", dir, err)
 	}
@@ -311,33 +313,57 @@ func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Lo
 	return s, nil
 }
 
+// errPortTaken reports that the recorded client port is in use.
+var errPortTaken = errors.New("port taken")
+
 // listenURLs returns the client URL to listen on (the one recorded in
-// epPath, or a new free port on 127.0.0.1) and the peer URL (a free port).
+// epPath, or a new free port on 127.0.0.1) and the peer URL (a new free
+// port). It holds the ports open while it chooses, so that the two differ,
+// and fails with errPortTaken when the recorded port is in use.
 func listenURLs(epPath string) (client, peer *url.URL, err error) {
-	var clientHost string
+	var recorded string
 	if b, err := os.ReadFile(epPath); err == nil {
 		u, err := url.Parse(strings.TrimSpace(string(b)))
 		if err != nil || u.Hostname() != "127.0.0.1" || u.Port() == "" || u.Port() == "0" {
 			return nil, nil, fmt.Errorf("%s: not an address on 127.0.0.1 (%q): remove it to choose a new port", epPath, strings.TrimSpace(string(b)))
 		}
-		clientHost = u.Host
+		recorded = u.Host
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, err
 	}
-	// Hold the new ports open together, so that the two differ.
-	var hosts []string
-	for range 2 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, nil, err
+	var held []net.Listener
+	defer func() {
+		for _, ln := range held {
+			ln.Close()
 		}
-		defer ln.Close()
-		hosts = append(hosts, ln.Addr().String())
+	}()
+	hold := func(addr string) (string, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return "", err
+		}
+		held = append(held, ln)
+		return ln.Addr().String(), nil
 	}
-	if clientHost == "" {
-		clientHost = hosts[1]
+	clientHost := recorded
+	if recorded != "" {
+		if _, err := hold(recorded); err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", errPortTaken, err)
+		}
+	} else if clientHost, err = hold("127.0.0.1:0"); err != nil {
+		return nil, nil, err
 	}
-	return &url.URL{Scheme: "https", Host: clientHost}, &url.URL{Scheme: "https", Host: hosts[0]}, nil
+	peerHost, err := hold("127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	return &url.URL{Scheme: "https", Host: clientHost}, &url.URL{Scheme: "https", Host: peerHost}, nil
+}
+
+// portTakenError explains that the address recorded in epPath is in use.
+func portTakenError(dir, epPath string, err error) error {
+	return fmt.Errorf("embedded store %s: its address (recorded in %s) is taken by another program: stop that program, or remove %s to choose a new port (clients started before then must be restarted): %w",
+		dir, epPath, epPath, err)
 }
 
 // lockDir takes the directory's server lock without waiting; it fails with
