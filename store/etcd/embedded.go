@@ -299,12 +299,14 @@ func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Lo
 		e.Close()
 		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
 	}
-	s, err := New(ctx, Config{Endpoints: []string{endpoint}, CAFile: creds.ca, CertFile: creds.client, KeyFile: creds.clientKey, Logger: log})
+	s, err := New(ctx, Config{
+		Endpoints: []string{endpoint}, CAFile: creds.ca, CertFile: creds.client, KeyFile: creds.clientKey, Logger: log,
+		desc: "embedded " + dir + " (" + endpoint + ")",
+	})
 	if err != nil {
 		e.Close()
 		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
 	}
-	s.desc = "embedded " + dir + " (" + endpoint + ")"
 	s.onClose = func() error {
 		muted.Store(true)
 		e.Close()
@@ -412,13 +414,37 @@ func joinRunning(ctx context.Context, dir string, creds credentials, log *slog.L
 	s, err := New(ctx, Config{
 		Endpoints: []string{endpoint}, CAFile: creds.ca, CertFile: creds.client, KeyFile: creds.clientKey,
 		DialTimeout: time.Second, Logger: log,
+		desc:     "embedded " + dir + " (served by another process)",
+		relocate: followEndpoint(epPath, endpoint),
 	})
 	if err != nil {
 		log.Debug("embedded store: no answer yet at the recorded endpoint", "endpoint", endpoint, "err", err)
 		return nil, err
 	}
-	s.desc = "embedded " + dir + " (served by another process at " + endpoint + ")"
 	return s, nil
+}
+
+// followEndpoint returns what a joined store does while its connection is
+// lost: if the endpoint file names another address (the store was given a
+// new port), the client goes there.
+func followEndpoint(epPath, endpoint string) func(*Store) {
+	return func(s *Store) {
+		b, err := os.ReadFile(epPath)
+		if err != nil {
+			return
+		}
+		next := strings.TrimSpace(string(b))
+		if next == endpoint {
+			return
+		}
+		u, err := url.Parse(next)
+		if err != nil || u.Host == "" {
+			return
+		}
+		s.log.Warn("embedded store moved; following it", "store", s.desc, "from", endpoint, "to", next)
+		s.cli.SetEndpoints(u.Host)
+		endpoint = next
+	}
 }
 
 // writeFileAtomic writes data to path, with mode perm, through a temporary

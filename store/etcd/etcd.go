@@ -50,6 +50,9 @@ type Config struct {
 
 	DialTimeout time.Duration // default DefaultDialTimeout
 	Logger      *slog.Logger  // nil: slog.Default()
+
+	desc     string       // for messages, instead of the endpoints (Embedded)
+	relocate func(*Store) // called while the connection is lost (Embedded)
 }
 
 // Store is a store.Store on an etcd v3 cluster. When it was opened with
@@ -120,9 +123,12 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		return nil, fmt.Errorf("etcd %s: %w", desc, err)
 	}
+	if cfg.desc != "" {
+		desc = cfg.desc
+	}
 	s := &Store{cli: cli, log: log, desc: desc, closed: make(chan struct{})}
 	s.leases = newLeaseKeeper(cli, log, s.closed)
-	go s.reportConnection()
+	go s.reportConnection(cfg.relocate)
 	return s, nil
 }
 
@@ -130,10 +136,18 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 // server that went away.
 const reconnectMaxDelay = 2 * time.Second
 
-// reportConnection logs when the connection to the cluster is lost and when
-// it is back: a watch does not end while the server is away (it resumes
-// from its revision when it is back), so this is what says it is waiting.
-func (s *Store) reportConnection() {
+// While the connection is lost, relocate is called every lostCheck, and
+// the loss is logged again every lostReport.
+const (
+	lostCheck  = 5 * time.Second
+	lostReport = time.Minute
+)
+
+// reportConnection logs when the connection to the cluster is lost, again
+// while it stays lost, and when it is back: a watch does not end while the
+// server is away (it resumes from its revision when the server is back),
+// so this is what says that it waits.
+func (s *Store) reportConnection(relocate func(*Store)) {
 	conn := s.cli.ActiveConnection()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -141,13 +155,32 @@ func (s *Store) reportConnection() {
 		<-s.closed
 		cancel()
 	}()
-	var lostAt time.Time
+	var lostAt, reportedAt time.Time
 	state := conn.GetState()
-	for conn.WaitForStateChange(ctx, state) {
+	for {
+		wctx, wcancel := ctx, context.CancelFunc(func() {})
+		if !lostAt.IsZero() {
+			wctx, wcancel = context.WithTimeout(ctx, lostCheck)
+		}
+		changed := conn.WaitForStateChange(wctx, state)
+		wcancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if !changed { // still lost
+			if time.Since(reportedAt) >= lostReport {
+				reportedAt = time.Now()
+				s.log.Warn("store still unreachable; reconnecting", "store", s.desc, "since", lostAt.Format(time.RFC3339))
+			}
+			if relocate != nil {
+				relocate(s)
+			}
+			continue
+		}
 		state = conn.GetState()
 		switch {
 		case state == connectivity.TransientFailure && lostAt.IsZero():
-			lostAt = time.Now()
+			lostAt, reportedAt = time.Now(), time.Now()
 			s.log.Warn("store connection lost; reconnecting (watches resume when it is back)", "store", s.desc)
 		case state == connectivity.Ready && !lostAt.IsZero():
 			s.log.Info("store connection back", "store", s.desc, "after", time.Since(lostAt).Round(time.Millisecond))
