@@ -30,9 +30,10 @@ type Backend interface {
 
 // Server serves a Backend over HTTP.
 type Server struct {
-	b   Backend
-	log *slog.Logger
-	mux *http.ServeMux
+	b    Backend
+	log  *slog.Logger
+	mux  *http.ServeMux
+	info *Info // nil: from the backend
 }
 
 // ServerOption configures NewServer.
@@ -49,6 +50,7 @@ func NewServer(b Backend, opts ...ServerOption) *Server {
 	}
 	m := s.mux
 	m.HandleFunc("GET /v1/_ping", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "OK") })
+	m.HandleFunc("GET /v1/info", s.infoHandler)
 	m.HandleFunc("POST /v1/containers", s.run)
 	m.HandleFunc("GET /v1/containers", s.list)
 	m.HandleFunc("GET /v1/containers/{id}", s.inspect)

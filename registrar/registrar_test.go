@@ -26,6 +26,7 @@ type env struct {
 	net    string
 	rt     *docker.Runtime
 	server *etcd.Store // the embedded server, and a client for assertions
+	dir    string      // the embedded server's directory
 	prefix string
 	host   string
 }
@@ -38,20 +39,21 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close() })
-	server, err := etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: t.TempDir()})
+	dir := t.TempDir()
+	server, err := etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { server.Close() })
 	tag := img.Tag()
-	return &env{img: img, net: testenv.DockerNetwork(t, img), rt: rt, server: server, prefix: "/reg-" + tag, host: "host-" + tag}
+	return &env{img: img, net: testenv.DockerNetwork(t, img), rt: rt, server: server, dir: dir, prefix: "/reg-" + tag, host: "host-" + tag}
 }
 
 // start runs a registrar on its own store client (so that the test can
 // kill that client) and returns the client.
 func (e *env) start(t *testing.T, cfg registrar.Config) (*etcd.Store, context.CancelFunc) {
 	t.Helper()
-	st, err := etcd.New(t.Context(), etcd.Config{Endpoints: e.server.Client().Endpoints()})
+	st, err := etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: e.dir, JoinOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,11 +25,13 @@ func newKVCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "kv",
 		Short: "Read and write the key/value store (etcdctl-like)",
-		Long: `Read and write berth's key/value store. Without --store, kv uses the
-embedded store under the state directory: the running daemon's if there is
-one, else it starts the embedded server for the duration of the command.`,
+		Long: `Read and write berth's key/value store: the running daemon's, or an
+embedded store that exists on disk (kv then serves it for the duration of
+the command).
+
+` + storeCommandHelp,
 	}
-	o.store = addStoreFlags(cmd.PersistentFlags())
+	o.store = addStoreCommandFlags(cmd.PersistentFlags())
 	cmd.PersistentFlags().StringVarP(&o.output, "output", "o", "simple", "output format: simple or json")
 	cmd.AddCommand(newKVGetCommand(o), newKVPutCommand(o), newKVListCommand(o), newKVRemoveCommand(o), newKVWatchCommand(o))
 	return cmd

@@ -40,11 +40,11 @@ unmodified) and --template SRC[:DEST[:RELOAD]] (repeatable; without DEST
 the output goes to standard output). --dialect and --prefix apply to
 --template; --prefix also overrides the confd resources' prefix.
 
-The store is --store (or BERTH_STORE), else the [store] table of a --config
-file, else the default embedded store. Each prefix of a template is read
-with one List (consistent per prefix). --context renders from a JSON
-fixture instead: a list of containers in docker-gen's RuntimeContainer
-shape, or an object mapping keys to values.`,
+` + storeCommandHelp + `
+
+Each prefix of a template is read with one List (consistent per prefix).
+--context renders from a JSON fixture instead: a list of containers in
+docker-gen's RuntimeContainer shape, or an object mapping keys to values.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
@@ -53,7 +53,7 @@ shape, or an object mapping keys to values.`,
 	f.BoolVar(&o.dryRun, "dry-run", false, "write nothing, run nothing: print a unified diff against each destination")
 	f.BoolVar(&o.stdout, "stdout", false, "write nothing, run nothing: print each rendered output")
 	f.StringVar(&o.context, "context", "", "render from this JSON fixture instead of a store")
-	o.store = addStoreFlags(f)
+	o.store = addStoreCommandFlags(f)
 	return cmd
 }
 

@@ -274,14 +274,15 @@ func storeData(t *testing.T) []store.KV {
 }
 
 // fill writes kvs into the store at url, through the store API, and
-// returns url.
+// returns url. The store stays open until the test ends: an embedded one is
+// served by the test, as by a daemon, for the commands to join.
 func fill(t *testing.T, url string, kvs []store.KV) string {
 	t.Helper()
 	st, err := backend.Open(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
 	for _, kv := range kvs {
 		if _, err := st.Put(t.Context(), kv.Key, kv.Value); err != nil {
 			t.Fatal(err)

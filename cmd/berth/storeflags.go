@@ -4,21 +4,34 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/berthd/berth/api"
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/store/backend"
+	"github.com/berthd/berth/store/etcd"
 )
 
 // storeFlags are the flags every command that opens a store shares. Each
 // falls back to an environment variable, then to the default.
 type storeFlags struct {
-	url, ca, cert, key, user, password, token, stateDir string
-	file                                                config.Store // [store] of berth.toml: below env and flags
+	url, ca, cert, key, user, password, token, stateDir, group string
+	file                                                       config.Store // [store] of berth.toml: below env and flags
+
+	// client is set for the store commands (kv, render, watch): they use
+	// the running daemon's store and create one only with --store-create.
+	client bool
+	serve  bool   // --store-serve
+	create bool   // --store-create
+	host   string // -H: the daemon whose store to use
 }
 
 // useConfig takes the [store] table of the first configuration file that
@@ -42,7 +55,34 @@ func addStoreFlags(fs *pflag.FlagSet) *storeFlags {
 	fs.StringVar(&f.user, "store-user", "", "etcd username (env BERTH_STORE_USER)")
 	fs.StringVar(&f.password, "store-password", "", "etcd password (env BERTH_STORE_PASSWORD)")
 	fs.StringVar(&f.token, "store-token", "", "Consul ACL token (env BERTH_STORE_TOKEN, CONSUL_HTTP_TOKEN)")
+	fs.StringVar(&f.group, "store-group", "", "group (name or id) that may also use the embedded store this command serves: its credentials become readable by the group (env BERTH_STORE_GROUP; default: root only)")
 	fs.StringVar(&f.stateDir, "state-dir", "", "state directory holding the default embedded store (env BERTH_STATE_DIR; default "+backend.DefaultStateDir()+")")
+	return f
+}
+
+// storeCommandHelp explains, for the store commands' help, which store they
+// use.
+const storeCommandHelp = `Which store: --store (or BERTH_STORE, or the [store] table of a --config
+file); else the embedded store under --state-dir; else the store of the
+daemon at -H; else under BERTH_STATE_DIR; else the store of the daemon at
+BERTH_HOST; else the store of the daemon at ` + api.DefaultSocket + ` if one
+answers there; else the embedded store under the default state directory.
+The embedded store's credentials are read from its directory
+(<state dir>/store/tls), which only root can read (and the group the
+daemon names with --store-group). These commands use the
+store a running process (berth up) serves: without one they fail, naming
+where they looked; --store-serve serves an existing store for the duration
+of the command, --store-create also creates it.`
+
+// addStoreCommandFlags registers the store flags of the commands that read
+// and write a store beside the daemon (kv, render, watch): also -H and
+// --store-create.
+func addStoreCommandFlags(fs *pflag.FlagSet) *storeFlags {
+	f := addStoreFlags(fs)
+	f.client = true
+	fs.StringVarP(&f.host, "host", "H", "", "use the store of the daemon at this socket (env BERTH_HOST; see the help for the order)")
+	fs.BoolVar(&f.serve, "store-serve", false, "serve the embedded store for the duration of the command if no process (berth up) serves it")
+	fs.BoolVar(&f.create, "store-create", false, "like --store-serve, and create the embedded store if it does not exist (berth up creates it)")
 	return f
 }
 
@@ -62,15 +102,116 @@ func (f *storeFlags) options(log *slog.Logger) []backend.Option {
 			cmp.Or(f.password, os.Getenv("BERTH_STORE_PASSWORD"), f.file.Password)),
 		backend.WithToken(cmp.Or(f.token, os.Getenv("BERTH_STORE_TOKEN"), os.Getenv("CONSUL_HTTP_TOKEN"), f.file.Token)),
 		backend.WithStateDir(cmp.Or(f.stateDir, os.Getenv("BERTH_STATE_DIR"))),
+		backend.WithGroup(cmp.Or(f.group, os.Getenv("BERTH_STORE_GROUP"))),
 		backend.WithLogger(log),
 	}
 }
 
 // open opens the store the flags name.
 func (f *storeFlags) open(ctx context.Context, log *slog.Logger) (store.Store, error) {
-	st, err := backend.Open(ctx, f.URL(), f.options(log)...)
-	if errors.Is(err, backend.ErrBadURL) {
+	if !f.client {
+		return f.openURL(ctx, log, f.URL())
+	}
+	rawURL, err := f.resolve(ctx, log)
+	if err != nil {
+		return nil, err
+	}
+	return f.openURL(ctx, log, rawURL)
+}
+
+func (f *storeFlags) openURL(ctx context.Context, log *slog.Logger, rawURL string, extra ...backend.Option) (store.Store, error) {
+	opts := f.options(log)
+	if f.client && !f.create {
+		opts = append(opts, backend.WithMustExist())
+		if !f.serve {
+			opts = append(opts, backend.WithJoinOnly())
+		}
+	}
+	st, err := backend.Open(ctx, rawURL, append(opts, extra...)...)
+	switch {
+	case errors.Is(err, backend.ErrBadURL):
 		return nil, usageError{err}
+	case errors.Is(err, etcd.ErrNotServed):
+		return nil, fmt.Errorf("%w; start berth up, or add --store-serve to serve it for this command only", err)
+	case errors.Is(err, etcd.ErrNoStore):
+		return nil, fmt.Errorf("%w; no daemon serves it and none created it: to use the running daemon's store name its state directory (--state-dir, BERTH_STATE_DIR) or its socket (-H, BERTH_HOST); to create a store, add --store-create", err)
+	case errors.Is(err, etcd.ErrNoAccess) && os.Geteuid() != 0:
+		return nil, fmt.Errorf("%w (this command runs as uid %d)", err, os.Geteuid())
 	}
 	return st, err
+}
+
+// resolve picks the store URL of a store command, in the order
+// storeCommandHelp gives. An empty URL is the embedded store under the
+// state directory of the options.
+func (f *storeFlags) resolve(ctx context.Context, log *slog.Logger) (string, error) {
+	if u := f.URL(); u != "" {
+		return u, nil
+	}
+	switch {
+	case f.stateDir != "":
+		return embeddedURL(f.stateDir), nil
+	case f.host != "":
+		return f.daemonStore(ctx, f.host, true)
+	case os.Getenv("BERTH_STATE_DIR") != "":
+		return embeddedURL(os.Getenv("BERTH_STATE_DIR")), nil
+	case os.Getenv("BERTH_HOST") != "":
+		return f.daemonStore(ctx, os.Getenv("BERTH_HOST"), true)
+	}
+	u, err := f.daemonStore(ctx, api.DefaultSocket, false)
+	if err != nil {
+		log.Debug("no daemon answers at the default socket; using the default state directory", "socket", api.DefaultSocket, "err", err)
+		return embeddedURL(backend.DefaultStateDir()), nil
+	}
+	return u, nil
+}
+
+// daemonInfoTimeout bounds the question to the daemon.
+const daemonInfoTimeout = 5 * time.Second
+
+// daemonStore asks the daemon at socket which store it uses. explicit says
+// the user named the socket, so that a daemon that does not answer is an
+// error worth the details.
+func (f *storeFlags) daemonStore(ctx context.Context, socket string, explicit bool) (string, error) {
+	if !explicit {
+		if _, err := os.Stat(socket); err != nil {
+			return "", err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, daemonInfoTimeout)
+	defer cancel()
+	info, err := api.NewClient(socket).Info(ctx)
+	if err != nil {
+		return "", fmt.Errorf("which store the daemon uses: %w", err)
+	}
+	if info.Store != "" {
+		return info.Store, nil
+	}
+	if info.StateDir == "" {
+		return "", fmt.Errorf("the berth daemon at %s reports neither its store nor its state directory; name the store with --store or --state-dir", socket)
+	}
+	return embeddedURL(info.StateDir), nil
+}
+
+// embeddedURL is the URL of the embedded store under stateDir.
+func embeddedURL(stateDir string) string {
+	abs, err := filepath.Abs(stateDir)
+	if err != nil {
+		abs = stateDir
+	}
+	return (&url.URL{Scheme: "embedded", Path: filepath.Join(abs, "store")}).String()
+}
+
+// daemonInfo is what the daemon's API reports (api.WithInfo) for the store
+// these flags open, as the daemon whose state directory is stateDir: the
+// URL without credentials, or empty for the embedded store under stateDir.
+func (f *storeFlags) daemonInfo(stateDir string) api.Info {
+	info := api.Info{StateDir: stateDir}
+	if raw := f.URL(); raw != "" {
+		if u, err := url.Parse(raw); err == nil {
+			u.User = nil
+			info.Store = u.String()
+		}
+	}
+	return info
 }

@@ -76,7 +76,8 @@ type proxyRig struct {
 func newProxyRig(t *testing.T) *proxyRig {
 	t.Helper()
 	r := &proxyRig{t: t, bin: berthBinary(t), env: embeddedtest.NewEnv(t), nginx: testenv.NewNginx(t), host: "e2e-host"}
-	st, err := etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: t.TempDir()})
+	storeDir := t.TempDir() // the daemon joins this server (the test holds the lock)
+	st, err := etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: storeDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func newProxyRig(t *testing.T) *proxyRig {
 	reload := fmt.Sprintf("if [ -s %s/nginx.pid ]; then %s; fi", n.Dir, n.ReloadCommand())
 	r.config = filepath.Join(dir, "berth.toml")
 	conf := fmt.Sprintf(`[store]
-url = "etcd://%s"
+url = "embedded://%s"
 
 [daemon]
 host = %q
@@ -121,7 +122,7 @@ dest = %q
 prefixes = ["/berth/services/"]
 check = %q
 reload = %q
-`, strings.TrimPrefix(st.Client().Endpoints()[0], "http://"), r.host, r.env.StateDir, r.sock, filepath.Join(dir, "docker.sock"), r.metrics,
+`, storeDir, r.host, r.env.StateDir, r.sock, filepath.Join(dir, "docker.sock"), r.metrics,
 		r.env.Bridge, r.env.Subnet, r.env.CgroupParent,
 		filepath.Join(tmpls, "nginx.conf.tmpl"), filepath.Join(tmpls, "nginx.tmpl"), n.Conf, n.CheckCommand(), reload)
 	if err := os.WriteFile(r.config, []byte(conf), 0o644); err != nil {
@@ -500,7 +501,8 @@ func TestDemo(t *testing.T) {
 func TestUpDockerRuntime(t *testing.T) {
 	img := testenv.BuildDockerImage(t)
 	netName := testenv.DockerNetwork(t, img)
-	st, err := etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: t.TempDir()})
+	storeDir := t.TempDir()
+	st, err := etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: storeDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -508,7 +510,7 @@ func TestUpDockerRuntime(t *testing.T) {
 	tag := img.Tag()
 	host := "dk-" + tag
 	dir := t.TempDir()
-	args := []string{"up", "--runtime", "docker", "--store", "etcd://" + strings.TrimPrefix(st.Client().Endpoints()[0], "http://"),
+	args := []string{"up", "--runtime", "docker", "--store", "embedded://" + storeDir,
 		"--hostname", host, "--state-dir", dir, "--socket", filepath.Join(dir, "berth.sock"), "--log-level", "warn"}
 
 	if code, _, stderr := berthCLI(t.Context(), append(args, "--rm")...); code != exitUsage || !strings.Contains(stderr, "embedded runtime only") {

@@ -40,13 +40,15 @@ or reload keeps the last good file and is retried with backoff.
 SIGHUP reloads the configuration (unchanged templates and watches are
 kept); SIGTERM or SIGINT stops. --once renders after the first sync and
 exits: 0 rendered or unchanged, 1 a template failed, 2 usage or
-configuration error.`,
+configuration error.
+
+` + storeCommandHelp,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
 	f := cmd.Flags()
 	o.sources = addTemplateFlags(f)
-	o.store = addStoreFlags(f)
+	o.store = addStoreCommandFlags(f)
 	f.BoolVar(&o.once, "once", false, "render once after the first sync and exit")
 	f.StringVar(&o.wait, "wait", "", `default quiescence "min[:max]" for templates without their own (e.g. 100ms:1s)`)
 	f.DurationVar(&o.minInterval, "min-reload-interval", 0, "reload budget: at most one change applied per template in this interval")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -136,5 +137,93 @@ check = "echo refusing {{.src}}; exit 3"
 	code, _, errs = run(t, t.Context(), "", "watch", sd, "--once")
 	if code != 2 || !strings.Contains(errs, "no templates") {
 		t.Fatalf("no templates: exit %d, %s", code, errs)
+	}
+}
+
+// TestWatchSurvivesStoreRestart: berth watch joined to the embedded store
+// of another berth process (the owner, as berth up would be) keeps
+// rendering across a restart of that process: the store comes back on the
+// same address, the watch reconnects, says that it lost and regained the
+// store, and renders what is written after the restart.
+func TestWatchSurvivesStoreRestart(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd := t.TempDir()
+	epPath := filepath.Join(sd, "store", "endpoint")
+	var owners []*syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, b := range owners {
+				t.Logf("owner %d:\n%s", i, b.String())
+			}
+		}
+	})
+	startOwner := func() *exec.Cmd {
+		// kv watch serves the store while it runs, as the daemon would.
+		cmd, errb, _ := startBerth(t, self, nil, "kv", "watch", "--state-dir", sd, "--store-create", "/owner/")
+		owners = append(owners, errb)
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if code, _, _ := run(t, t.Context(), "", "kv", "put", "--state-dir", sd, "/owner/up", "1"); code == 0 {
+				return cmd
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the owner's store does not answer")
+			}
+		}
+	}
+	stopOwner := func(cmd *exec.Cmd) {
+		cmd.Process.Signal(syscall.SIGTERM)
+		for deadline := time.Now().Add(30 * time.Second); syscall.Kill(cmd.Process.Pid, 0) == nil; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the owner does not stop")
+			}
+		}
+	}
+	owner := startOwner()
+	ep, _ := os.ReadFile(epPath)
+	if code, _, errs := run(t, t.Context(), "", "kv", "put", "--state-dir", sd, "/app/port", "8080"); code != 0 {
+		t.Fatal(errs)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "app.tmpl"), []byte(`listen {{ key "/app/port" }}`), 0o644)
+	dest, conf := filepath.Join(dir, "app.out"), writeBerthToml(t, dir, "app")
+	ctx, cancel := context.WithCancel(t.Context())
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- execute(ctx, []string{"watch", "--state-dir", sd, "--config", conf}, strings.NewReader(""), &out, &errb)
+	}()
+	defer func() {
+		cancel()
+		<-done
+		if t.Failed() {
+			t.Logf("berth watch:\n%s", errb.String())
+		}
+	}()
+	waitForFile(t, dest, "listen 8080")
+
+	stopOwner(owner)
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(errb.String(), "store connection lost"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the watch does not say it lost the store:\n%s", errb.String())
+		}
+	}
+	startOwner()
+	if again, _ := os.ReadFile(epPath); string(again) != string(ep) {
+		t.Fatalf("the store moved: %q, then %q", ep, again)
+	}
+	if code, _, errs := run(t, t.Context(), "", "kv", "put", "--state-dir", sd, "/app/port", "9090"); code != 0 {
+		t.Fatal(errs)
+	}
+	waitForFile(t, dest, "listen 9090")
+	if !strings.Contains(errb.String(), "store connection back") {
+		t.Errorf("the watch does not say the store is back:\n%s", errb.String())
+	}
+	select {
+	case code := <-done:
+		t.Fatalf("watch exited %d: %s", code, errb.String())
+	default:
 	}
 }

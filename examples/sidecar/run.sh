@@ -7,8 +7,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 berth=${BERTH:-$here/../../bin/berth}
 work=$(mktemp -d)
 watch_pid=""
+store_pid=""
 cleanup() {
-  if [ -n "$watch_pid" ]; then kill "$watch_pid" 2>/dev/null; wait "$watch_pid" 2>/dev/null || true; fi
+  for pid in $watch_pid $store_pid; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -20,6 +21,12 @@ record() { # service host id ip port
   printf '{"id":"%s","name":"%s","service":"%s","host":"%s","ip":"%s","port":%s,"state":"running","health":"none"}' \
     "$3" "$3" "$1" "$2" "$4" "$5"
 }
+
+say "Start the embedded store: berth up would serve it; here a kv watch does, logging every change"
+"$berth" kv watch --store-create /berth/ >"$work/changes.log" 2>&1 &
+store_pid=$!
+for _ in $(seq 100); do "$berth" kv ls / >/dev/null 2>&1 && break; sleep 0.1; done
+run "$berth" kv ls /
 
 say "Register three instances of two services in the embedded store"
 run "$berth" kv put /berth/services/web/host1/web-1 "$(record web host1 web-1 10.88.0.11 8080)"
@@ -44,6 +51,9 @@ say "Stop the sidecar; preview the next change as a diff, writing nothing"
 kill "$watch_pid"; wait "$watch_pid" 2>/dev/null || true; watch_pid=""
 run "$berth" kv rm --prefix /berth/services/api/
 run "$berth" render --dry-run --template "$here/upstreams.tmpl:$work/upstreams.conf"
+
+say "Every change the store saw"
+cat "$work/changes.log"
 
 say "Done. Try next"
 cat <<'TXT'

@@ -30,6 +30,9 @@ type Options struct {
 	DialTimeout               time.Duration
 	Logger                    *slog.Logger
 	StateDir                  string // where the default embedded store lives
+	MustExist                 bool   // never create an embedded store
+	JoinOnly                  bool   // never serve an embedded store
+	Group                     string // may use the embedded store served here
 }
 
 // Option sets one of Options.
@@ -58,6 +61,20 @@ func WithLogger(l *slog.Logger) Option { return func(o *Options) { o.Logger = l 
 // default embedded store.
 func WithStateDir(dir string) Option { return func(o *Options) { o.StateDir = dir } }
 
+// WithMustExist opens an embedded store only if it exists (a process
+// serves it, or it is on disk): a missing one is etcd.ErrNoStore instead
+// of a new, empty store.
+func WithMustExist() Option { return func(o *Options) { o.MustExist = true } }
+
+// WithJoinOnly opens an embedded store only if another process serves it:
+// one that no process serves is etcd.ErrNotServed instead of a server
+// running for as long as this store is open.
+func WithJoinOnly() Option { return func(o *Options) { o.JoinOnly = true } }
+
+// WithGroup lets a group (name or id) use the embedded store when this
+// process serves it (etcd.EmbeddedConfig.Group).
+func WithGroup(group string) Option { return func(o *Options) { o.Group = group } }
+
 // DefaultStateDir is berth's state directory: /var/lib/berth for root,
 // else $XDG_STATE_HOME/berth (~/.local/state/berth).
 func DefaultStateDir() string {
@@ -73,7 +90,8 @@ func DefaultStateDir() string {
 	return filepath.Join(os.TempDir(), "berth")
 }
 
-// Open opens the store rawURL names.
+// Open opens the store rawURL names; an empty rawURL is the embedded store
+// under the state directory.
 func Open(ctx context.Context, rawURL string, opts ...Option) (store.Store, error) {
 	var o Options
 	for _, f := range opts {
@@ -85,13 +103,13 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (store.Store, erro
 	if o.StateDir == "" {
 		o.StateDir = DefaultStateDir()
 	}
-	if rawURL == "" {
-		rawURL = "embedded://"
-	}
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w %q: %s", ErrBadURL, rawURL, fmt.Sprintf(format, args...))
 	}
 	const schemes = "embedded://, etcd://, consul://, file:// or env://"
+	if rawURL == "" {
+		return etcd.Embedded(ctx, etcd.EmbeddedConfig{Dir: filepath.Join(o.StateDir, "store"), MustExist: o.MustExist, JoinOnly: o.JoinOnly, Group: o.Group, Logger: o.Logger})
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		var ue *url.Error
@@ -105,11 +123,13 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (store.Store, erro
 		if u.Host != "" {
 			return nil, bad("embedded takes a path (embedded:///var/lib/berth/store), not a host %q", u.Host)
 		}
-		dir := u.Path
-		if dir == "" {
-			dir = filepath.Join(o.StateDir, "store")
+		if u.Path == "" || u.Path == "/" {
+			return nil, bad("no path; name the store's directory (embedded:///var/lib/berth/store), or give no store URL for the one under the state directory")
 		}
-		return etcd.Embedded(ctx, etcd.EmbeddedConfig{Dir: dir, Logger: o.Logger})
+		if u.RawQuery != "" || u.Fragment != "" {
+			return nil, bad("embedded takes only a path")
+		}
+		return etcd.Embedded(ctx, etcd.EmbeddedConfig{Dir: u.Path, MustExist: o.MustExist, JoinOnly: o.JoinOnly, Group: o.Group, Logger: o.Logger})
 	case "etcd", "etcds":
 		endpoints, err := hostList(u)
 		if err != nil {

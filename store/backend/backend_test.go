@@ -10,6 +10,7 @@ import (
 	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/store/backend"
+	"github.com/berthd/berth/store/etcd"
 )
 
 func TestOpenRejectsBadURLs(t *testing.T) {
@@ -23,6 +24,9 @@ func TestOpenRejectsBadURLs(t *testing.T) {
 		{"consul://", "one agent address"},
 		{"consul://a:1,b:2", "one agent address"},
 		{"embedded://host/dir", "takes a path"},
+		{"embedded://", "no path"},
+		{"embedded:///", "no path"},
+		{"embedded:///x?y=1", "only a path"},
 		{"file://host/etc/x.yaml", "takes a path"},
 		{"file://", "no path"},
 		{"%zz", "invalid URL escape"},
@@ -83,5 +87,59 @@ func TestOpenEachBackend(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "state", "store")); err != nil {
 		t.Fatalf("default embedded store not under the state dir: %v", err)
+	}
+}
+
+// TestOpenMustExist: with WithMustExist, a directory that holds no store is
+// etcd.ErrNoStore naming the directory, and nothing is created there; a
+// store made before (and not running) opens, unless WithJoinOnly.
+func TestOpenMustExist(t *testing.T) {
+	dir := t.TempDir()
+	typo := filepath.Join(dir, "typo")
+	for _, tc := range []struct{ name, url, stateDir, path string }{
+		{"missing dir", "embedded://" + typo, dir, typo},
+		{"empty dir", "embedded://" + dir, dir, dir},
+		{"default under a state dir without a store", "", typo, filepath.Join(typo, "store")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := backend.Open(t.Context(), tc.url, backend.WithMustExist(), backend.WithStateDir(tc.stateDir))
+			if err == nil {
+				st.Close()
+				t.Fatal("opened a store that does not exist")
+			}
+			if !errors.Is(err, etcd.ErrNoStore) || !strings.Contains(err.Error(), tc.path) {
+				t.Fatalf("err = %v; want ErrNoStore naming %s", err, tc.path)
+			}
+		})
+	}
+	if _, err := os.Stat(typo); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the missing directory was created: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("files created in a directory that holds no store: %v", ents)
+	}
+
+	made := filepath.Join(dir, "made")
+	st, err := backend.Open(t.Context(), "embedded://"+made)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(t.Context(), "/k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if st, err := backend.Open(t.Context(), "embedded://"+made, backend.WithJoinOnly()); !errors.Is(err, etcd.ErrNotServed) {
+		if err == nil {
+			st.Close()
+		}
+		t.Fatalf("join only, nobody serving: %v, want ErrNotServed", err)
+	}
+	st, err = backend.Open(t.Context(), "embedded://"+made, backend.WithMustExist())
+	if err != nil {
+		t.Fatalf("existing store: %v", err)
+	}
+	defer st.Close()
+	if kv, err := st.Get(t.Context(), "/k"); err != nil || string(kv.Value) != "v" {
+		t.Fatalf("get = %+v, %v", kv, err)
 	}
 }

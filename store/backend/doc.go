@@ -7,5 +7,9 @@
 //	file:///etc/berth/values.yaml     YAML/JSON file or directory, read-only
 //	env://                            the environment, read-only
 //
-// An empty URL means the embedded store under the default state directory.
+// An empty URL means the embedded store under the state directory
+// (WithStateDir, else DefaultStateDir). "embedded://" without a path is a
+// bad URL. By default a missing embedded store is created and served; the
+// store commands open with WithMustExist and WithJoinOnly, so that they
+// never create a store nor serve one themselves.
 package backend

@@ -4,15 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/berthd/berth/store"
@@ -30,24 +34,60 @@ const (
 	embeddedRetention = 10000
 )
 
+// ErrNoStore reports that a directory holds no embedded store (and
+// EmbeddedConfig.MustExist forbade creating one).
+var ErrNoStore = errors.New("no embedded store")
+
+// ErrNotServed reports that no process serves an embedded store (and
+// EmbeddedConfig.JoinOnly forbade serving it).
+var ErrNotServed = errors.New("no server for the embedded store")
+
+// ErrNoAccess reports that this process may not read the embedded store's
+// credentials (or its directory).
+var ErrNoAccess = errors.New("no access to the embedded store")
+
 // EmbeddedConfig configures Embedded.
 type EmbeddedConfig struct {
-	// Dir holds the server's data and the "endpoint" file other processes
-	// use to find a running server.
+	// Dir holds the server's data (Dir/data), its credentials (Dir/tls)
+	// and the "endpoint" file other processes use to find it.
 	Dir string
+	// MustExist opens only an existing store: one a process serves, or one
+	// kept on disk. Without it, a missing store is created.
+	MustExist bool
+	// JoinOnly opens only a store another process serves: Embedded never
+	// starts a server then (ErrNotServed), so a short-lived command never
+	// becomes the server a daemon starting at the same time would join.
+	JoinOnly bool
+	// Group (a group name or id), if set, may use the store too: when this
+	// process serves it, Dir and Dir/tls become mode 0750 and the client
+	// certificate and key 0640, owned by that group. The data and the
+	// server's and CA's keys stay private. Every start applies the modes,
+	// so a server started without Group closes the store to it again.
+	Group string
 	// Logger receives the server's warnings and errors (nil: slog.Default()).
 	Logger *slog.Logger
 }
 
-// endpointFile names the file, inside the embedded store's directory, that
-// holds the client URL of the server currently running on it.
-const endpointFile = "endpoint"
+// File names inside the embedded store's directory.
+const (
+	// endpointFile holds the client URL of the server. It outlives the
+	// server: the next one listens on the same address, so clients
+	// reconnect across restarts.
+	endpointFile = "endpoint"
+	lockFile     = "lock" // held (flock) by the process serving Dir
+	dataDir      = "data"
+)
 
 // Embedded opens the embedded store kept under cfg.Dir. If another process
-// already serves that directory (its address is in Dir/endpoint and it
-// answers), the returned store is a client of that server; otherwise
-// Embedded starts an in-process etcd server listening only on 127.0.0.1,
-// and Close stops it. Data survives restarts.
+// serves that directory (it holds Dir/lock), the returned store is a client
+// of that server; otherwise Embedded starts an in-process etcd server and
+// Close stops it. Data survives restarts.
+//
+// The server listens on 127.0.0.1 only, on the port recorded in
+// Dir/endpoint (chosen at the first start, reused after), and speaks TLS
+// only: it accepts a client only if it presents the certificate kept in
+// Dir/tls, which only the directory's owner (root, for berth's state dir)
+// can read. Clients in this package read it from there.
 func Embedded(ctx context.Context, cfg EmbeddedConfig) (*Store, error) {
 	log := cfg.Logger
 	if log == nil {
@@ -56,38 +96,166 @@ func Embedded(ctx context.Context, cfg EmbeddedConfig) (*Store, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("embedded store: no directory")
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+	dir := filepath.Clean(cfg.Dir)
+	gid, err := lookupGroup(cfg.Group)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+	}
+	if cfg.MustExist {
+		if err := checkStore(dir); err != nil {
+			return nil, err
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
-	epPath := filepath.Join(cfg.Dir, endpointFile)
 
-	if s, err := joinRunning(ctx, epPath, log); s != nil || err != nil {
-		return s, err
-	}
 	// One server per directory: whoever holds Dir/lock serves it; anyone
-	// else joins that server once it answers (it may still be starting).
-	lock, err := lockDir(cfg.Dir)
-	if errors.Is(err, syscall.EWOULDBLOCK) {
-		return awaitServer(ctx, cfg.Dir, epPath, log)
+	// else joins that server once it answers (it may still be starting, or
+	// stopping: then the lock is free again soon).
+	deadline := time.Now().Add(embeddedStartTimeout)
+	var joinErr error
+	for {
+		lock, err := lockDir(dir)
+		switch {
+		case errors.Is(err, syscall.EWOULDBLOCK):
+			s, err := joinRunning(ctx, dir, credentialsIn(dir), log)
+			if s != nil || errors.Is(err, ErrNoAccess) {
+				return s, err
+			}
+			joinErr = err
+			if time.Now().After(deadline) {
+				pid, _ := os.ReadFile(filepath.Join(dir, lockFile))
+				return nil, fmt.Errorf("embedded store %s: served by process %s, which does not answer within %s: %w (%v)",
+					dir, strings.TrimSpace(string(pid)), embeddedStartTimeout, store.ErrUnavailable, joinErr)
+			}
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			continue
+		case errors.Is(err, fs.ErrPermission):
+			return nil, accessError(dir, filepath.Join(dir, lockFile), err)
+		case err != nil:
+			return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+		}
+		// Nobody serves it.
+		var refuse error
+		if _, err := os.Stat(filepath.Join(dir, dataDir)); err != nil && cfg.MustExist {
+			refuse = fmt.Errorf("%w at %s: no %s and no server running", ErrNoStore, dir, filepath.Join(dir, dataDir))
+		} else if cfg.JoinOnly {
+			refuse = fmt.Errorf("%w: the store at %s exists, but no process serves it", ErrNotServed, dir)
+		}
+		if refuse != nil {
+			lock.Close()
+			return nil, refuse
+		}
+		s, err := serve(ctx, dir, lock, gid, log)
+		if err != nil {
+			lock.Close()
+			return nil, err
+		}
+		return s, nil
+	}
+}
+
+// checkStore reports ErrNoStore unless dir holds an embedded store, and
+// ErrNoAccess if this process may not look.
+func checkStore(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w at %s: the directory does not exist", ErrNoStore, dir)
+	case errors.Is(err, fs.ErrPermission):
+		return accessError(dir, dir, err)
+	case err != nil:
+		return fmt.Errorf("embedded store %s: %w", dir, err)
+	case !fi.IsDir():
+		return fmt.Errorf("%w at %s: not a directory", ErrNoStore, dir)
+	}
+	for _, name := range []string{dataDir, endpointFile} {
+		_, err := os.Lstat(filepath.Join(dir, name))
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			return accessError(dir, filepath.Join(dir, name), err)
+		}
+	}
+	return fmt.Errorf("%w at %s: no %s", ErrNoStore, dir, filepath.Join(dir, dataDir))
+}
+
+// accessError explains that path, part of the store in dir, cannot be read,
+// and who can.
+func accessError(dir, path string, err error) error {
+	who, how := "its owner", "as its owner"
+	if fi, serr := os.Stat(dir); serr == nil {
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		if st != nil && st.Uid == 0 {
+			who, how = "root", "as root (e.g. with sudo)"
+		}
+		if st != nil && fi.Mode()&0o050 == 0o050 && st.Gid != 0 {
+			name := strconv.Itoa(int(st.Gid))
+			if g, err := user.LookupGroupId(name); err == nil {
+				name = g.Name
+			}
+			who += " and the members of group " + name
+			how += ", or as a member of group " + name
+		}
+	} else if os.Geteuid() != 0 {
+		who, how = "root", "as root (e.g. with sudo)"
+	}
+	return fmt.Errorf("embedded store %s: %w: cannot read %s (%v): the store's credentials are readable only by %s; run the command %s",
+		dir, ErrNoAccess, path, errors.Unwrap(err), who, how)
+}
+
+// lookupGroup resolves a group name or id; "" is -1 (no group).
+func lookupGroup(group string) (int, error) {
+	if group == "" {
+		return -1, nil
+	}
+	if id, err := strconv.Atoi(group); err == nil {
+		return id, nil
+	}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+// serve starts the server on dir, whose lock the caller holds; group gid
+// (unless -1) may use it.
+func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Logger) (*Store, error) {
+	creds := credentialsIn(dir)
+	if err := creds.ensure(time.Now()); err != nil {
+		return nil, fmt.Errorf("embedded store %s: credentials: %w", dir, err)
+	}
+	if err := creds.share(dir, gid); err != nil {
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+	}
+	epPath := filepath.Join(dir, endpointFile)
+	clientURL, peerURL, err := listenURLs(epPath)
+	if errors.Is(err, errPortTaken) {
+		return nil, portTakenError(dir, epPath, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("embedded store %s: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
 	}
-	started := false
-	defer func() {
-		if !started {
-			lock.Close()
-		}
-	}()
+	tlsInfo := transport.TLSInfo{
+		CertFile: creds.server, KeyFile: creds.serverKey,
+		TrustedCAFile: creds.ca, ClientCertAuth: true,
+	}
 
 	ecfg := embed.NewConfig()
 	ecfg.Name = "berth"
-	ecfg.Dir = filepath.Join(cfg.Dir, "data")
-	loopback, _ := url.Parse("http://127.0.0.1:0")
-	ecfg.ListenClientUrls = []url.URL{*loopback}
-	ecfg.AdvertiseClientUrls = []url.URL{*loopback}
-	ecfg.ListenPeerUrls = []url.URL{*loopback}
-	ecfg.AdvertisePeerUrls = []url.URL{*loopback}
+	ecfg.Dir = filepath.Join(dir, dataDir)
+	ecfg.ListenClientUrls = []url.URL{*clientURL}
+	ecfg.AdvertiseClientUrls = []url.URL{*clientURL}
+	ecfg.ListenPeerUrls = []url.URL{*peerURL}
+	ecfg.AdvertisePeerUrls = []url.URL{*peerURL}
+	ecfg.ClientTLSInfo = tlsInfo
+	ecfg.PeerTLSInfo = tlsInfo
 	ecfg.InitialCluster = ecfg.InitialClusterFromName(ecfg.Name)
 	ecfg.ListenMetricsUrls = nil
 	ecfg.MaxTxnOps = embeddedMaxTxnOps
@@ -105,7 +273,10 @@ func Embedded(ctx context.Context, cfg EmbeddedConfig) (*Store, error) {
 
 	e, err := embed.StartEtcd(ecfg)
 	if err != nil {
-		return nil, fmt.Errorf("embedded store %s: start: %w", cfg.Dir, err)
+		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
+			return nil, portTakenError(dir, epPath, err)
+		}
+		return nil, fmt.Errorf("embedded store %s: start: %w", dir, err)
 	}
 	startCtx, cancel := context.WithTimeout(ctx, embeddedStartTimeout)
 	defer cancel()
@@ -113,40 +284,99 @@ func Embedded(ctx context.Context, cfg EmbeddedConfig) (*Store, error) {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		e.Close()
-		return nil, fmt.Errorf("embedded store %s: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
 	case <-startCtx.Done():
 		e.Server.Stop()
 		e.Close()
-		return nil, fmt.Errorf("embedded store %s: not ready within %s (is another process holding it?): %w", cfg.Dir, embeddedStartTimeout, startCtx.Err())
+		return nil, fmt.Errorf("embedded store %s: not ready within %s: %w", dir, embeddedStartTimeout, startCtx.Err())
 	}
-	endpoint := "http://" + e.Clients[0].Addr().String()
-	if err := writeFileAtomic(epPath, []byte(endpoint+"\n")); err != nil {
+	endpoint := clientURL.String()
+	if err := writeFileAtomic(epPath, []byte(endpoint+"\n"), 0o600); err != nil {
 		e.Close()
-		return nil, fmt.Errorf("embedded store %s: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
 	}
-	s, err := New(ctx, Config{Endpoints: []string{endpoint}, Logger: log})
+	if err := creds.share(dir, gid); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+	}
+	s, err := New(ctx, Config{
+		Endpoints: []string{endpoint}, CAFile: creds.ca, CertFile: creds.client, KeyFile: creds.clientKey, Logger: log,
+		desc: "embedded " + dir + " (" + endpoint + ")",
+	})
 	if err != nil {
 		e.Close()
-		return nil, fmt.Errorf("embedded store %s: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
 	}
-	s.desc = "embedded " + cfg.Dir
 	s.onClose = func() error {
-		if b, err := os.ReadFile(epPath); err == nil && strings.TrimSpace(string(b)) == endpoint {
-			os.Remove(epPath)
-		}
 		muted.Store(true)
 		e.Close()
 		return lock.Close() // releases the directory
 	}
-	started = true
 	return s, nil
+}
+
+// errPortTaken reports that the recorded client port is in use.
+var errPortTaken = errors.New("port taken")
+
+// listenURLs returns the client URL to listen on (the one recorded in
+// epPath, or a new free port on 127.0.0.1) and the peer URL (a new free
+// port). It holds the ports open while it chooses, so that the two differ,
+// and fails with errPortTaken when the recorded port is in use.
+func listenURLs(epPath string) (client, peer *url.URL, err error) {
+	var recorded string
+	if b, err := os.ReadFile(epPath); err == nil {
+		u, err := url.Parse(strings.TrimSpace(string(b)))
+		if err != nil || u.Hostname() != "127.0.0.1" || u.Port() == "" || u.Port() == "0" {
+			return nil, nil, fmt.Errorf("%s: not an address on 127.0.0.1 (%q): remove it to choose a new port", epPath, strings.TrimSpace(string(b)))
+		}
+		recorded = u.Host
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, err
+	}
+	var held []net.Listener
+	defer func() {
+		for _, ln := range held {
+			ln.Close()
+		}
+	}()
+	hold := func(addr string) (string, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return "", err
+		}
+		held = append(held, ln)
+		return ln.Addr().String(), nil
+	}
+	clientHost := recorded
+	if recorded != "" {
+		if _, err := hold(recorded); err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", errPortTaken, err)
+		}
+	} else if clientHost, err = hold("127.0.0.1:0"); err != nil {
+		return nil, nil, err
+	}
+	peerHost, err := hold("127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	return &url.URL{Scheme: "https", Host: clientHost}, &url.URL{Scheme: "https", Host: peerHost}, nil
+}
+
+// portTakenError explains that the address recorded in epPath is in use.
+func portTakenError(dir, epPath string, err error) error {
+	return fmt.Errorf("embedded store %s: its address (recorded in %s) is taken by another program: stop that program, or remove %s to choose a new port (clients started before then must be restarted): %w",
+		dir, epPath, epPath, err)
 }
 
 // lockDir takes the directory's server lock without waiting; it fails with
 // EWOULDBLOCK when another process holds it. The lock file records the
 // holder's pid, for messages.
 func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	path := filepath.Join(dir, lockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if errors.Is(err, fs.ErrPermission) {
+		f, err = os.Open(path) // a member of the store's group: flock needs no write access
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -159,53 +389,81 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// awaitServer joins the server another process is starting on dir.
-func awaitServer(ctx context.Context, dir, epPath string, log *slog.Logger) (*Store, error) {
-	deadline := time.Now().Add(embeddedStartTimeout)
-	for time.Now().Before(deadline) {
-		if s, err := joinRunning(ctx, epPath, log); s != nil || err != nil {
-			return s, err
-		}
-		select {
-		case <-time.After(200 * time.Millisecond):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	pid, _ := os.ReadFile(filepath.Join(dir, "lock"))
-	return nil, fmt.Errorf("embedded store %s: held by process %s but not answering within %s: %w",
-		dir, strings.TrimSpace(string(pid)), embeddedStartTimeout, store.ErrUnavailable)
-}
-
-// joinRunning connects to the server named in the endpoint file, if one
-// answers there. It returns (nil, nil) when there is none.
-func joinRunning(ctx context.Context, epPath string, log *slog.Logger) (*Store, error) {
+// joinRunning connects to the server named in dir's endpoint file, with
+// dir's client credentials.
+func joinRunning(ctx context.Context, dir string, creds credentials, log *slog.Logger) (*Store, error) {
+	epPath := filepath.Join(dir, endpointFile)
 	b, err := os.ReadFile(epPath)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, accessError(dir, epPath, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("embedded store: %w", err)
+		return nil, err // not written yet: the server is starting
+	}
+	for _, f := range creds.clientFiles() {
+		fh, err := os.Open(f)
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, accessError(dir, f, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		fh.Close()
 	}
 	endpoint := strings.TrimSpace(string(b))
-	s, err := New(ctx, Config{Endpoints: []string{endpoint}, DialTimeout: time.Second, Logger: log})
+	s, err := New(ctx, Config{
+		Endpoints: []string{endpoint}, CAFile: creds.ca, CertFile: creds.client, KeyFile: creds.clientKey,
+		DialTimeout: time.Second, Logger: log,
+		desc:     "embedded " + dir + " (served by another process)",
+		relocate: followEndpoint(epPath, endpoint),
+	})
 	if err != nil {
-		// A stale file from a process that is gone: start our own server.
-		log.Debug("embedded store: no server at recorded endpoint; starting one", "endpoint", endpoint, "err", err)
-		return nil, nil
+		log.Debug("embedded store: no answer yet at the recorded endpoint", "endpoint", endpoint, "err", err)
+		return nil, err
 	}
-	s.desc = "embedded " + filepath.Dir(epPath) + " (served by another process at " + endpoint + ")"
 	return s, nil
 }
 
-// writeFileAtomic writes data to path through a temporary file and a rename.
-func writeFileAtomic(path string, data []byte) error {
+// followEndpoint returns what a joined store does while its connection is
+// lost: if the endpoint file names another address (the store was given a
+// new port), the client goes there.
+func followEndpoint(epPath, endpoint string) func(*Store) {
+	return func(s *Store) {
+		b, err := os.ReadFile(epPath)
+		if err != nil {
+			return
+		}
+		next := strings.TrimSpace(string(b))
+		if next == endpoint {
+			return
+		}
+		u, err := url.Parse(next)
+		if err != nil || u.Host == "" {
+			return
+		}
+		s.log.Warn("embedded store moved; following it", "store", s.desc, "from", endpoint, "to", next)
+		s.cli.SetEndpoints(u.Host)
+		endpoint = next
+	}
+}
+
+// writeFileAtomic writes data to path, with mode perm, through a temporary
+// file that is synced and renamed over path.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
 	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
 		tmp.Close()
 		return err
 	}

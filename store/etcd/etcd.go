@@ -15,7 +15,10 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
 	"github.com/berthd/berth/store"
@@ -47,6 +50,9 @@ type Config struct {
 
 	DialTimeout time.Duration // default DefaultDialTimeout
 	Logger      *slog.Logger  // nil: slog.Default()
+
+	desc     string       // for messages, instead of the endpoints (Embedded)
+	relocate func(*Store) // called while the connection is lost (Embedded)
 }
 
 // Store is a store.Store on an etcd v3 cluster. When it was opened with
@@ -95,6 +101,13 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		MaxCallRecvMsgSize:   maxMessage,
 		Logger:               newZapLogger(log.With("component", "etcd-client"), slog.LevelError),
 		Context:              context.WithoutCancel(ctx),
+		// Retry a lost connection at least every reconnectMaxDelay (gRPC's
+		// default backoff grows to two minutes), so that watches resume
+		// soon after the server is back.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: reconnectMaxDelay},
+			MinConnectTimeout: 2 * time.Second,
+		})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w", desc, err)
@@ -110,9 +123,70 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		return nil, fmt.Errorf("etcd %s: %w", desc, err)
 	}
+	if cfg.desc != "" {
+		desc = cfg.desc
+	}
 	s := &Store{cli: cli, log: log, desc: desc, closed: make(chan struct{})}
 	s.leases = newLeaseKeeper(cli, log, s.closed)
+	go s.reportConnection(cfg.relocate)
 	return s, nil
+}
+
+// reconnectMaxDelay is the longest wait between two attempts to reach a
+// server that went away.
+const reconnectMaxDelay = 2 * time.Second
+
+// While the connection is lost, relocate is called every lostCheck, and
+// the loss is logged again every lostReport.
+const (
+	lostCheck  = 5 * time.Second
+	lostReport = time.Minute
+)
+
+// reportConnection logs when the connection to the cluster is lost, again
+// while it stays lost, and when it is back: a watch does not end while the
+// server is away (it resumes from its revision when the server is back),
+// so this is what says that it waits.
+func (s *Store) reportConnection(relocate func(*Store)) {
+	conn := s.cli.ActiveConnection()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.closed
+		cancel()
+	}()
+	var lostAt, reportedAt time.Time
+	state := conn.GetState()
+	for {
+		wctx, wcancel := ctx, context.CancelFunc(func() {})
+		if !lostAt.IsZero() {
+			wctx, wcancel = context.WithTimeout(ctx, lostCheck)
+		}
+		changed := conn.WaitForStateChange(wctx, state)
+		wcancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if !changed { // still lost
+			if time.Since(reportedAt) >= lostReport {
+				reportedAt = time.Now()
+				s.log.Warn("store still unreachable; reconnecting", "store", s.desc, "since", lostAt.Format(time.RFC3339))
+			}
+			if relocate != nil {
+				relocate(s)
+			}
+			continue
+		}
+		state = conn.GetState()
+		switch {
+		case state == connectivity.TransientFailure && lostAt.IsZero():
+			lostAt, reportedAt = time.Now(), time.Now()
+			s.log.Warn("store connection lost; reconnecting (watches resume when it is back)", "store", s.desc)
+		case state == connectivity.Ready && !lostAt.IsZero():
+			s.log.Info("store connection back", "store", s.desc, "after", time.Since(lostAt).Round(time.Millisecond))
+			lostAt = time.Time{}
+		}
+	}
 }
 
 // diagnose probes each endpoint once, over TCP and TLS, to say why the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +18,12 @@ import (
 	"github.com/berthd/berth/store/storetest"
 )
 
-func TestMain(m *testing.M) { storetest.Main(m) }
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(envChildDir); dir != "" {
+		os.Exit(storeChild(dir))
+	}
+	storetest.Main(m)
+}
 
 // compact compacts the etcd behind s at its current revision.
 func compact(t *testing.T, s store.Store) {
@@ -33,15 +39,17 @@ func compact(t *testing.T, s store.Store) {
 }
 
 func TestConformanceEmbedded(t *testing.T) {
-	server, err := etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: t.TempDir()})
+	dir := t.TempDir()
+	server, err := etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { server.Close() })
-	endpoint := server.Client().Endpoints()[0]
 	storetest.Run(t, storetest.Harness{
+		// Every other store joins the server, as berth's CLI does, with
+		// the directory's client certificate.
 		Open: func(t *testing.T) store.Store {
-			s, err := etcd.New(t.Context(), etcd.Config{Endpoints: []string{endpoint}})
+			s, err := etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: dir, MustExist: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -49,7 +57,7 @@ func TestConformanceEmbedded(t *testing.T) {
 		},
 		Compact: compact,
 		Orphan: func(t *testing.T, key, value string, ttl time.Duration) {
-			storetest.RunOrphan(t, "etcd://"+strings.TrimPrefix(endpoint, "http://"), key, value, ttl)
+			storetest.RunOrphan(t, "embedded://"+dir, key, value, ttl)
 		},
 		TTL:       2 * time.Second,
 		MaxValue:  1 << 20,
