@@ -152,7 +152,7 @@ func TestWatchSurvivesStoreRestart(t *testing.T) {
 	}
 	sd := t.TempDir()
 	epPath := filepath.Join(sd, "store", "endpoint")
-	var owners []*syncBuffer
+	var owners []*testenv.SyncBuffer
 	t.Cleanup(func() {
 		if t.Failed() {
 			for i, b := range owners {
@@ -190,7 +190,7 @@ func TestWatchSurvivesStoreRestart(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "app.tmpl"), []byte(`listen {{ key "/app/port" }}`), 0o644)
 	dest, conf := filepath.Join(dir, "app.out"), writeBerthToml(t, dir, "app")
 	ctx, cancel := context.WithCancel(t.Context())
-	var out, errb syncBuffer
+	var out, errb testenv.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- execute(ctx, []string{"watch", "--state-dir", sd, "--config", conf}, strings.NewReader(""), &out, &errb)
