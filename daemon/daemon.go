@@ -130,6 +130,10 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 			Namespace: "berth", Name: "containers_draining",
 			Help: "Containers of this host whose records are draining.",
 		}, func() float64 { _, n := reg.Counts(); return float64(n) }))
+		d.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "berth", Name: "registrar_invalid_fields",
+			Help: "Metadata values of this host's registered containers left out of their records as invalid (each is logged and listed in the record's invalid field).",
+		}, func() float64 { return float64(reg.InvalidFields()) }))
 	}
 	ropts := []render.Option{render.WithLogger(cfg.Logger)}
 	if cfg.Commander != nil {
@@ -404,11 +408,13 @@ func (d *Daemon) templateCheck(ts runner.TemplateStatus, now time.Time) Check {
 		c.Degraded = true
 		c.Detail = fmt.Sprintf("failing to apply for %s (the last good output stays): %v", now.Sub(f.since).Round(time.Second), f.err)
 	}
-	// QUARANTINE: the one place quarantined services plug in. Once
-	// runner.TemplateStatus reports them (issue #12: Quarantined,
-	// FailingSince), a template with quarantined services is degraded
-	// too, naming them, e.g.:
-	//	if len(ts.Quarantined) > 0 { c.Degraded = true; c.Detail = ... }
+	// Records quarantined out of the template (their values fail its check)
+	// make it degraded at once: everyone else's changes apply, theirs wait.
+	if len(ts.Quarantined) > 0 {
+		reason, _ := runner.TemplateStatus{Quarantined: ts.Quarantined}.Degraded(now, d.cfg.StallAfter)
+		c.Degraded = true
+		c.Detail = strings.TrimPrefix(c.Detail+"; "+reason, "; ")
+	}
 	return c
 }
 

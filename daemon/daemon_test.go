@@ -16,6 +16,7 @@ import (
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/daemon"
 	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/store/etcd"
 )
@@ -198,4 +199,65 @@ func TestHealthDegraded(t *testing.T) {
 		code, rep := report()
 		return code == http.StatusOK && rep.Status == daemon.StatusOK
 	})
+}
+
+// TestHealthQuarantined: a record whose value makes the template's check
+// fail is quarantined; the others are applied, /healthz says degraded
+// (200) naming the key, and /metrics counts it.
+func TestHealthQuarantined(t *testing.T) {
+	st, err := etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4}))
+	tmpl, dest := listTemplate(t, t.TempDir(), "list")
+	tmpl.Spec.Check = "sh -c '! grep -q evil {{.src}}'" // the check refuses the "evil" service
+	put := func(svc, id string) string {
+		key := records.ServiceKey("", svc, "h1", id)
+		b, _ := json.Marshal(records.Instance{ID: id, Name: id, Service: svc, Host: "h1", State: records.StateRunning})
+		if _, err := st.Put(t.Context(), key, b); err != nil {
+			t.Fatal(err)
+		}
+		return key
+	}
+	put("web", "c1")
+	bad := put("evil", "c2")
+	put("api", "c3")
+	d, err := daemon.New(st, nil, daemon.Config{StallAfter: time.Minute, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, []config.Template{tmpl}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	h := d.Handler()
+	var rep daemon.HealthReport
+	eventually(t, "degraded by the quarantine", 20*time.Second, func() bool {
+		code, body := get(t, h, "/healthz")
+		if err := json.Unmarshal([]byte(body), &rep); err != nil {
+			t.Fatalf("%v: %s", err, body)
+		}
+		return code == http.StatusOK && rep.Status == daemon.StatusDegraded
+	})
+	var named bool
+	for _, c := range rep.Checks {
+		named = named || c.Degraded && strings.Contains(c.Detail, "1 quarantined ("+bad+")")
+	}
+	if !named {
+		t.Errorf("degraded report does not name %s: %+v", bad, rep)
+	}
+	if b, err := os.ReadFile(dest); err != nil || string(b) != "api 1\nweb 1\n" {
+		t.Errorf("%s = %q (%v), want the two good services", dest, b, err)
+	}
+	_, metrics := get(t, h, "/metrics")
+	if want := `berth_quarantined_records{template="` + tmpl.Name + `"} 1`; !strings.Contains(metrics, want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
 }

@@ -29,6 +29,8 @@ type metrics struct {
 	watchLag      prometheus.Histogram     // from this daemon's write to its watch delivering it
 	lastRenderRev *prometheus.GaugeVec     // store revision of each template's last good render
 	holds         prometheus.Counter       // renders held back while lost records were written again
+	quarantined   *prometheus.GaugeVec     // records quarantined out of each template
+	checks        *prometheus.CounterVec   // check commands run by each template's quarantine searches
 }
 
 func newMetrics() *metrics {
@@ -69,12 +71,20 @@ func newMetrics() *metrics {
 			Namespace: "berth", Name: "template_revision",
 			Help: "Store revision of each template's last successful render.",
 		}, []string{"template"}),
+		quarantined: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "berth", Name: "quarantined_records",
+			Help: "Store records left out of a template because their values make its check (or execution) fail; they return when they change and pass.",
+		}, []string{"template"}),
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "berth", Name: "quarantine_checks_total",
+			Help: "Check commands run to find the records that make a template fail.",
+		}, []string{"template"}),
 		holds: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "berth", Name: "render_holds_total",
 			Help: "Times a watch held back the renders while this host's records, removed by the store (a lost lease), were written again.",
 		}),
 	}
-	m.reg.MustRegister(m.holds, m.events, m.renders, m.renderTime, m.reloadFails, m.storeLatency, m.storeErrors, m.watchLag, m.lastRenderRev,
+	m.reg.MustRegister(m.holds, m.quarantined, m.checks, m.events, m.renders, m.renderTime, m.reloadFails, m.storeLatency, m.storeErrors, m.watchLag, m.lastRenderRev,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -98,6 +108,10 @@ func (m *metrics) observeRender(o runner.Observation) {
 	}
 	if o.Result.Err == nil {
 		m.lastRenderRev.WithLabelValues(o.Template).Set(float64(o.Revision))
+	}
+	m.quarantined.WithLabelValues(o.Template).Set(float64(len(o.Quarantined)))
+	if o.Checks > 0 {
+		m.checks.WithLabelValues(o.Template).Add(float64(o.Checks))
 	}
 }
 
