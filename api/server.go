@@ -151,7 +151,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 func decode(r *http.Request, v any) error {
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(v); err != nil {
-		return fmt.Errorf("request body: %w: %w", err, runtime.ErrInvalid)
+		return runtime.Errorf(runtime.ErrInvalid, "request body: %w", err)
 	}
 	return nil
 }
@@ -288,7 +288,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(r.Body)
 	var req ExecRequest
 	if err := dec.Decode(&req); err != nil {
-		s.fail(w, r, fmt.Errorf("request body: %w: %w", err, runtime.ErrInvalid))
+		s.fail(w, r, runtime.Errorf(runtime.ErrInvalid, "request body: %w", err))
 		return
 	}
 	id := r.PathValue("id")
@@ -296,7 +296,7 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	} else if c.State != runtime.StateRunning {
-		s.fail(w, r, fmt.Errorf("container %s is not running: %w", id, runtime.ErrConflict))
+		s.fail(w, r, runtime.Errorf(runtime.ErrConflict, "container %s is not running", id))
 		return
 	}
 	opts := runtime.ExecOptions{Cmd: req.Cmd, Env: req.Env, TTY: req.TTY, Size: req.Size}
@@ -382,7 +382,7 @@ func (s *Server) images(w http.ResponseWriter, r *http.Request) {
 func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
 	ref := r.URL.Query().Get("ref")
 	if ref == "" {
-		s.fail(w, r, fmt.Errorf("pull: no ref: %w", runtime.ErrInvalid))
+		s.fail(w, r, runtime.Errorf(runtime.ErrInvalid, "pull: no ref"))
 		return
 	}
 	st := newStream(w)
@@ -410,7 +410,7 @@ func (s *Server) load(w http.ResponseWriter, r *http.Request) {
 func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
 	tag := r.URL.Query().Get("tag")
 	if tag == "" {
-		s.fail(w, r, fmt.Errorf("import: no tag: %w", runtime.ErrInvalid))
+		s.fail(w, r, runtime.Errorf(runtime.ErrInvalid, "import: no tag"))
 		return
 	}
 	img, err := s.b.Images().ImportReader(r.Context(), r.Body, tag)

@@ -20,7 +20,7 @@ func ParsePort(s string) (Port, error) {
 	switch p.Proto {
 	case "tcp", "udp", "sctp":
 	default:
-		return Port{}, fmt.Errorf("port %q: unknown protocol %q (tcp, udp or sctp): %w", s, proto, ErrInvalid)
+		return Port{}, Errorf(ErrInvalid, "port %q: unknown protocol %q (tcp, udp or sctp)", s, proto)
 	}
 	n, err := parsePortNumber(num)
 	if err != nil {
@@ -43,7 +43,7 @@ func ParsePublish(s string) (Port, error) {
 	if rest, ok := strings.CutPrefix(spec, "["); ok {
 		addr, after, ok := strings.Cut(rest, "]:")
 		if !ok {
-			return Port{}, fmt.Errorf("publish %q: want [IP:]HOSTPORT:CONTAINERPORT[/PROTO]: %w", s, ErrInvalid)
+			return Port{}, Errorf(ErrInvalid, "publish %q: want [IP:]HOSTPORT:CONTAINERPORT[/PROTO]", s)
 		}
 		ip, spec = addr, after
 	} else if strings.Count(spec, ":") == 2 {
@@ -51,7 +51,7 @@ func ParsePublish(s string) (Port, error) {
 	}
 	host, ctr, ok := strings.Cut(spec, ":")
 	if !ok || strings.Contains(ctr, ":") {
-		return Port{}, fmt.Errorf("publish %q: want [IP:]HOSTPORT:CONTAINERPORT[/PROTO]: %w", s, ErrInvalid)
+		return Port{}, Errorf(ErrInvalid, "publish %q: want [IP:]HOSTPORT:CONTAINERPORT[/PROTO]", s)
 	}
 	p, err := ParsePort(ctr)
 	if err != nil {
@@ -63,7 +63,7 @@ func ParsePublish(s string) (Port, error) {
 	if ip != "" {
 		a, err := netip.ParseAddr(ip)
 		if err != nil || a.Zone() != "" {
-			return Port{}, fmt.Errorf("publish %q: host IP %q is not an IP address: %w", s, ip, ErrInvalid)
+			return Port{}, Errorf(ErrInvalid, "publish %q: host IP %q is not an IP address", s, ip)
 		}
 		p.HostIP = a.String() // 0.0.0.0 kept: it listens on IPv4 only, "" on both
 	}
@@ -73,7 +73,7 @@ func ParsePublish(s string) (Port, error) {
 func parsePortNumber(s string) (uint16, error) {
 	n, err := strconv.ParseUint(s, 10, 16)
 	if err != nil || n == 0 {
-		return 0, fmt.Errorf("%q is not a port number (1-65535): %w", s, ErrInvalid)
+		return 0, Errorf(ErrInvalid, "%q is not a port number (1-65535)", s)
 	}
 	return uint16(n), nil
 }
@@ -86,11 +86,11 @@ func parsePortNumber(s string) (uint16, error) {
 func ParseVolume(s string) (Mount, error) {
 	parts := strings.Split(s, ":")
 	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
-		return Mount{}, fmt.Errorf("volume %q: want SOURCE:DESTINATION[:ro|rw]: %w", s, ErrInvalid)
+		return Mount{}, Errorf(ErrInvalid, "volume %q: want SOURCE:DESTINATION[:ro|rw]", s)
 	}
 	m := Mount{Source: parts[0], Destination: parts[1]}
 	if !path.IsAbs(m.Destination) || path.Clean(m.Destination) == "/" {
-		return Mount{}, fmt.Errorf("volume %q: the destination must be an absolute path other than /: %w", s, ErrInvalid)
+		return Mount{}, Errorf(ErrInvalid, "volume %q: the destination must be an absolute path other than /", s)
 	}
 	if len(parts) == 3 {
 		switch parts[2] {
@@ -98,7 +98,7 @@ func ParseVolume(s string) (Mount, error) {
 			m.ReadOnly = true
 		case "rw":
 		default:
-			return Mount{}, fmt.Errorf("volume %q: mode %q: berth supports ro and rw only: %w", s, parts[2], ErrInvalid)
+			return Mount{}, Errorf(ErrInvalid, "volume %q: mode %q: berth supports ro and rw only", s, parts[2])
 		}
 	}
 	return m, nil

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"syscall"
 	"time"
@@ -20,6 +21,18 @@ var (
 	// memory value, bad port mapping).
 	ErrInvalid = errors.New("invalid argument")
 )
+
+// Errorf formats an error that matches kind (one of the sentinels above)
+// with errors.Is, and whose text is the message alone: "no such container:
+// x", not "no such container: x: not found". %w in format wraps as usual.
+func Errorf(kind error, format string, args ...any) error {
+	return kindError{fmt.Errorf(format, args...), kind}
+}
+
+type kindError struct{ err, kind error }
+
+func (e kindError) Error() string   { return e.err.Error() }
+func (e kindError) Unwrap() []error { return []error{e.err, e.kind} }
 
 // Runtime runs containers. Implementations are safe for concurrent use.
 type Runtime interface {

@@ -301,6 +301,11 @@ func TestFragmentInDebianNginxConf(t *testing.T) {
 		"/run/nginx.pid", dir+"/nginx.pid",
 	).Replace(string(stock))
 	conf = strings.Replace(conf, "http {", "http {\n\tclient_body_temp_path "+dir+"/tmp/body;\n\tproxy_temp_path "+dir+"/tmp/proxy;\n\tfastcgi_temp_path "+dir+"/tmp/fastcgi;\n\tuwsgi_temp_path "+dir+"/tmp/uwsgi;\n\tscgi_temp_path "+dir+"/tmp/scgi;", 1)
+	// Debian's module snippets (modules-enabled/*.conf) load modules by a
+	// path relative to the prefix: give the temporary prefix nginx's.
+	if err := os.Symlink("/usr/share/nginx/modules", filepath.Join(dir, "modules")); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -128,6 +128,7 @@ func TestContainerCommands(t *testing.T) {
 		{"ps --no-trunc", []string{"ps", h, "--no-trunc", "--format", "{{.Command}}"}, 0, "\"sh -c echo up; sleep 1000\"\n", "", ""},
 		{"ps unknown filter", []string{"ps", h, "--filter", "volume=x"}, 2, "", "", "filters on id, name, label, status and ancestor"},
 		{"ps bad template", []string{"ps", h, "--format", "{{.Nope"}, 2, "", "", "--format"},
+		{"inspect unknown: the message once", []string{"inspect", h, "nosuch"}, 1, "", "", "berth: no such container: nosuch\n"},
 		{"inspect --format", []string{"inspect", h, "--format", "{{.Name}} {{index .Labels \"app\"}}", "bg"}, 0, "bg x\n", "", ""},
 		{"exec", []string{"exec", h, "bg", "sh", "-c", "echo in; exit 4"}, 4, "in\n", "", ""},
 		{"exec missing", []string{"exec", h, "bg", "nope"}, 127, "", "", "executable file not found"},

@@ -109,7 +109,7 @@ func (r *Runtime) Inspect(ctx context.Context, id string) (runtime.Container, er
 	res, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return runtime.Container{}, fmt.Errorf("docker container %s: %w", id, runtime.ErrNotFound)
+			return runtime.Container{}, runtime.Errorf(runtime.ErrNotFound, "no such docker container: %s", id)
 		}
 		return runtime.Container{}, fmt.Errorf("docker at %s: inspect %s: %w", r.host, id, err)
 	}
@@ -430,7 +430,7 @@ func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) erro
 	r.calls.Add(1)
 	if _, err := r.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &secs}); err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return fmt.Errorf("docker container %s: %w", id, runtime.ErrNotFound)
+			return runtime.Errorf(runtime.ErrNotFound, "no such docker container: %s", id)
 		}
 		return fmt.Errorf("docker at %s: stop %s: %w", r.host, id, err)
 	}
@@ -444,7 +444,7 @@ func (r *Runtime) Remove(ctx context.Context, id string, opts ...runtime.RemoveO
 	if _, err := r.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: o.Force}); err != nil {
 		switch {
 		case cerrdefs.IsNotFound(err):
-			return fmt.Errorf("docker container %s: %w", id, runtime.ErrNotFound)
+			return runtime.Errorf(runtime.ErrNotFound, "no such docker container: %s", id)
 		case cerrdefs.IsConflict(err):
 			return fmt.Errorf("docker container %s: %w: %w", id, runtime.ErrConflict, err)
 		}
@@ -480,14 +480,14 @@ func toCreate(s runtime.Spec) (*container.Config, *container.HostConfig, error) 
 	for _, p := range s.Publish {
 		port, ok := network.PortFrom(p.Port, network.IPProtocol(cmp.Or(p.Proto, "tcp")))
 		if !ok {
-			return nil, nil, fmt.Errorf("publish %d/%s: %w", p.Port, p.Proto, runtime.ErrInvalid)
+			return nil, nil, runtime.Errorf(runtime.ErrInvalid, "publish %d/%s: not a port and protocol Docker can publish", p.Port, p.Proto)
 		}
 		cfg.ExposedPorts[port] = struct{}{}
 		b := network.PortBinding{HostPort: strconv.Itoa(int(p.HostPort))}
 		if p.HostIP != "" {
 			ip, err := netip.ParseAddr(p.HostIP)
 			if err != nil {
-				return nil, nil, fmt.Errorf("publish host IP %q: %w", p.HostIP, runtime.ErrInvalid)
+				return nil, nil, runtime.Errorf(runtime.ErrInvalid, "publish host IP %q: not an IP address", p.HostIP)
 			}
 			b.HostIP = ip
 		}
@@ -562,7 +562,7 @@ func (r *Runtime) Signal(ctx context.Context, id, signal string) error {
 	if _, err := r.cli.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: signal}); err != nil {
 		switch {
 		case cerrdefs.IsNotFound(err):
-			return fmt.Errorf("docker container %s: %w", id, runtime.ErrNotFound)
+			return runtime.Errorf(runtime.ErrNotFound, "no such docker container: %s", id)
 		case cerrdefs.IsConflict(err): // not running
 			return fmt.Errorf("docker container %s: signal %s: %w: %w", id, signal, runtime.ErrConflict, err)
 		}
@@ -578,7 +578,7 @@ func (r *Runtime) Restart(ctx context.Context, id string, grace time.Duration) e
 	r.calls.Add(1)
 	if _, err := r.cli.ContainerRestart(ctx, id, client.ContainerRestartOptions{Timeout: &secs}); err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return fmt.Errorf("docker container %s: %w", id, runtime.ErrNotFound)
+			return runtime.Errorf(runtime.ErrNotFound, "no such docker container: %s", id)
 		}
 		return fmt.Errorf("docker at %s: restart %s: %w", r.host, id, err)
 	}

@@ -2,7 +2,6 @@ package embedded
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -23,7 +22,7 @@ import (
 func (r *Runtime) Create(ctx context.Context, spec runtime.Spec, expose ...runtime.Port) (runtime.Container, error) {
 	for _, p := range expose {
 		if p.Port == 0 || p.Proto != "tcp" && p.Proto != "udp" && p.Proto != "sctp" {
-			return runtime.Container{}, fmt.Errorf("expose %d/%s: want a port 1-65535 and tcp, udp or sctp: %w", p.Port, p.Proto, runtime.ErrInvalid)
+			return runtime.Container{}, runtime.Errorf(runtime.ErrInvalid, "expose %d/%s: want a port 1-65535 and tcp, udp or sctp", p.Port, p.Proto)
 		}
 	}
 	c, err := r.create(ctx, spec)

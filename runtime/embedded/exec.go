@@ -35,14 +35,14 @@ func (r *Runtime) Exec(ctx context.Context, ref string, opts ExecOptions) (int, 
 	rn, rec := c.run, c.rec
 	r.mu.Unlock()
 	if rn == nil {
-		return 0, fmt.Errorf("container %s is not running: %w", ref, runtime.ErrConflict)
+		return 0, runtime.Errorf(runtime.ErrConflict, "container %s is not running", ref)
 	}
 	return execIn(ctx, rn.lc, rec, opts)
 }
 
 func execIn(ctx context.Context, lc *libcontainer.Container, rec record, opts ExecOptions) (int, error) {
 	if len(opts.Cmd) == 0 {
-		return 0, fmt.Errorf("exec: no command: %w", runtime.ErrInvalid)
+		return 0, runtime.Errorf(runtime.ErrInvalid, "exec: no command")
 	}
 	stdout, stderr := opts.Stdout, opts.Stderr
 	if stdout == nil {
@@ -83,7 +83,7 @@ func execIn(ctx context.Context, lc *libcontainer.Container, rec record, opts Ex
 	}
 	if err := lc.Run(p); err != nil {
 		if st, serr := lc.Status(); serr != nil || st != libcontainer.Running {
-			return 0, fmt.Errorf("exec: the container stopped: %w", runtime.ErrConflict)
+			return 0, runtime.Errorf(runtime.ErrConflict, "exec: the container stopped")
 		}
 		err = startError(opts.Cmd[0], err)
 		if errors.Is(err, ErrCommandNotFound) {

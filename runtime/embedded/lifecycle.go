@@ -273,7 +273,7 @@ func publishPorts(c runtime.Container) ([]*network.Proxy, error) {
 		}
 		px, err := network.Publish(p.HostIP, p.HostPort, fmt.Sprintf("%s:%d", c.IP, p.Port))
 		if err != nil {
-			return proxies, fmt.Errorf("%w: %w", err, runtime.ErrConflict)
+			return proxies, runtime.Errorf(runtime.ErrConflict, "%w", err)
 		}
 		proxies = append(proxies, px)
 	}
@@ -477,7 +477,7 @@ func (r *Runtime) lockCtr(ref string) (*ctr, func(), error) {
 	r.mu.Unlock()
 	if removed {
 		c.op.Unlock()
-		return nil, nil, fmt.Errorf("no such container: %s (removed): %w", ref, runtime.ErrNotFound)
+		return nil, nil, runtime.Errorf(runtime.ErrNotFound, "no such container: %s (removed)", ref)
 	}
 	return c, c.op.Unlock, nil
 }
@@ -572,7 +572,7 @@ func ParseSignal(s string) (unix.Signal, error) {
 	if sig := unix.SignalNum("SIG" + strings.TrimPrefix(strings.ToUpper(s), "SIG")); sig != 0 {
 		return sig, nil
 	}
-	return 0, fmt.Errorf("invalid signal %q: %w", s, runtime.ErrInvalid)
+	return 0, runtime.Errorf(runtime.ErrInvalid, "invalid signal %q", s)
 }
 
 // Kill sends sig to the container's init process. SIGKILL and SIGTERM
@@ -590,7 +590,7 @@ func (r *Runtime) Kill(ctx context.Context, ref string, sig unix.Signal) error {
 	}
 	r.mu.Unlock()
 	if rn == nil {
-		return fmt.Errorf("container %s is not running: %w", ref, runtime.ErrConflict)
+		return runtime.Errorf(runtime.ErrConflict, "container %s is not running", ref)
 	}
 	r.emitKill(c, sig)
 	if err := rn.signal(sig); err != nil {
@@ -630,7 +630,7 @@ func (r *Runtime) Remove(ctx context.Context, ref string, opts ...runtime.Remove
 	r.mu.Unlock()
 	if rn != nil {
 		if !o.Force {
-			return fmt.Errorf("cannot remove running container %s: stop it first or force: %w", ref, runtime.ErrConflict)
+			return runtime.Errorf(runtime.ErrConflict, "cannot remove running container %s: stop it first or force", ref)
 		}
 		_ = rn.signal(unix.SIGKILL)
 		select {
@@ -664,7 +664,7 @@ func resolveUser(rootfs, spec string) (uint32, uint32, []uint32, error) {
 	}
 	u, err := user.GetExecUserPath(spec, &user.ExecUser{Home: "/"}, passwd, group)
 	if err != nil {
-		return 0, 0, nil, fmt.Errorf("user %q: %w: %w", spec, err, runtime.ErrInvalid)
+		return 0, 0, nil, runtime.Errorf(runtime.ErrInvalid, "user %q: %w", spec, err)
 	}
 	var groups []uint32
 	for _, g := range u.Sgids {

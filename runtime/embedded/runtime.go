@@ -275,9 +275,9 @@ func (r *Runtime) lookupLocked(ref string) (*ctr, error) {
 	case 1:
 		return hits[0], nil
 	case 0:
-		return nil, fmt.Errorf("no such container: %s: %w", ref, runtime.ErrNotFound)
+		return nil, runtime.Errorf(runtime.ErrNotFound, "no such container: %s", ref)
 	default:
-		return nil, fmt.Errorf("container id prefix %q is ambiguous: %w", ref, runtime.ErrInvalid)
+		return nil, runtime.Errorf(runtime.ErrInvalid, "container id prefix %q is ambiguous", ref)
 	}
 }
 
@@ -359,7 +359,7 @@ func (r *Runtime) create(ctx context.Context, spec runtime.Spec) (_ *ctr, err er
 	img, err := r.images.Get(spec.Image)
 	if err != nil {
 		if errors.Is(err, runtime.ErrNotFound) {
-			return nil, fmt.Errorf("unable to find image %q locally (pull it first): %w", spec.Image, runtime.ErrNotFound)
+			return nil, runtime.Errorf(runtime.ErrNotFound, "unable to find image %q locally (pull it first)", spec.Image)
 		}
 		return nil, err
 	}
@@ -402,7 +402,7 @@ func (r *Runtime) create(ctx context.Context, spec runtime.Spec) (_ *ctr, err er
 	for _, o := range r.ctrs {
 		if o.rec.C.Name == name {
 			r.mu.Unlock()
-			return nil, fmt.Errorf("container name %q is already in use by container %s: %w", name, o.rec.C.ID[:12], runtime.ErrConflict)
+			return nil, runtime.Errorf(runtime.ErrConflict, "container name %q is already in use by container %s", name, o.rec.C.ID[:12])
 		}
 	}
 	r.ctrs[id] = c

@@ -213,7 +213,7 @@ func mergeConfig(spec runtime.Spec, img v1.Config) (merged, error) {
 	entry, cmd := Command(img.Entrypoint, img.Cmd, spec)
 	m.Args = append(slices.Clone(entry), cmd...)
 	if len(m.Args) == 0 {
-		return merged{}, fmt.Errorf("no command specified: the image has no Cmd or Entrypoint and none was given: %w", runtime.ErrInvalid)
+		return merged{}, runtime.Errorf(runtime.ErrInvalid, "no command specified: the image has no Cmd or Entrypoint and none was given")
 	}
 	if spec.WorkingDir != "" {
 		m.WorkingDir = spec.WorkingDir
@@ -222,7 +222,7 @@ func mergeConfig(spec runtime.Spec, img v1.Config) (merged, error) {
 		m.WorkingDir = "/"
 	}
 	if !path.IsAbs(m.WorkingDir) {
-		return merged{}, fmt.Errorf("working dir %q is not absolute: %w", m.WorkingDir, runtime.ErrInvalid)
+		return merged{}, runtime.Errorf(runtime.ErrInvalid, "working dir %q is not absolute", m.WorkingDir)
 	}
 	if spec.User != "" {
 		m.User = spec.User

@@ -56,7 +56,7 @@ func scenario(prefix string, spec func(name string, env ...string) runtime.Spec,
 	}
 	return []step{
 		// whoami is a Go program: as PID 1 with no SIGTERM handler it exits 2.
-		run("obeys", runtimetest.Behavior{TermExit: 2}),
+		run("obeys", runtimetest.Behavior{CleanTerm: true}),
 		stop("obeys", 10*time.Second),
 		// WHOAMI_LINGER catches SIGTERM and keeps running.
 		run("ignores", runtimetest.Behavior{IgnoreStop: true}, "WHOAMI_LINGER=1h"),

@@ -33,6 +33,9 @@ type Behavior struct {
 	// TermExit is the exit code after a terminating signal other than
 	// SIGKILL (0: 128+signal; a Go program as PID 1 exits 2).
 	TermExit int
+	// CleanTerm makes a terminating signal end the process with status 0,
+	// as a server that shuts down cleanly (examples/whoami).
+	CleanTerm bool
 	// IgnoreStop makes the process ignore its stop signal: Stop waits out
 	// the grace period, then kills (exit 137).
 	IgnoreStop bool
@@ -129,13 +132,13 @@ func (r *Runtime) Add(spec runtime.Spec) (runtime.Container, error) {
 
 func (r *Runtime) addLocked(spec runtime.Spec) (*ctr, error) {
 	if spec.Image == "" {
-		return nil, fmt.Errorf("runtimetest: create: no image: %w", runtime.ErrInvalid)
+		return nil, runtime.Errorf(runtime.ErrInvalid, "runtimetest: create: no image")
 	}
 	id := randomID()
 	name := cmp.Or(spec.Name, "berth_"+id[:12])
 	for _, o := range r.ctrs {
 		if o.c.Name == name {
-			return nil, fmt.Errorf("runtimetest: create: name %q in use by %s: %w", name, o.c.ID[:12], runtime.ErrConflict)
+			return nil, runtime.Errorf(runtime.ErrConflict, "runtimetest: create: name %q in use by %s", name, o.c.ID[:12])
 		}
 	}
 	c := runtime.Container{
@@ -217,7 +220,7 @@ func onNetwork(c runtime.Container) bool {
 func (r *Runtime) Kill(ref, sig string) error {
 	return r.with(ref, func(c *ctr) error {
 		if !c.c.Running() {
-			return fmt.Errorf("runtimetest: container %s is not running: %w", ref, runtime.ErrConflict)
+			return runtime.Errorf(runtime.ErrConflict, "runtimetest: container %s is not running", ref)
 		}
 		r.signalLocked(c, sig)
 		return nil
@@ -233,7 +236,11 @@ func (r *Runtime) signalLocked(c *ctr, sig string) bool {
 	case sig == "SIGKILL":
 		r.exitLocked(c, 137)
 	case ev.Terminating() && !(c.behavior.IgnoreStop && sig == c.stopSig):
-		r.exitLocked(c, cmp.Or(c.behavior.TermExit, 128+signalNumber(sig)))
+		code := cmp.Or(c.behavior.TermExit, 128+signalNumber(sig))
+		if c.behavior.CleanTerm {
+			code = 0
+		}
+		r.exitLocked(c, code)
 	default:
 		return false
 	}
@@ -259,7 +266,7 @@ func signalNumber(sig string) int {
 func (r *Runtime) Exit(ref string, code int) error {
 	return r.with(ref, func(c *ctr) error {
 		if !c.c.Running() {
-			return fmt.Errorf("runtimetest: container %s is not running: %w", ref, runtime.ErrConflict)
+			return runtime.Errorf(runtime.ErrConflict, "runtimetest: container %s is not running", ref)
 		}
 		r.exitLocked(c, code)
 		return nil
@@ -357,7 +364,7 @@ func (r *Runtime) Remove(ctx context.Context, id string, opts ...runtime.RemoveO
 	}
 	if c.c.Running() {
 		if !runtime.ApplyRemoveOptions(opts).Force {
-			return fmt.Errorf("runtimetest: cannot remove running container %s: %w", id, runtime.ErrConflict)
+			return runtime.Errorf(runtime.ErrConflict, "runtimetest: cannot remove running container %s", id)
 		}
 		c.c.State = runtime.StateRemoving
 		r.signalLocked(c, "SIGKILL")
@@ -419,13 +426,13 @@ func (r *Runtime) lookupLocked(ref string) (*ctr, error) {
 		}
 		if ref != "" && strings.HasPrefix(c.c.ID, ref) {
 			if found != nil {
-				return nil, fmt.Errorf("runtimetest: container id prefix %q is ambiguous: %w", ref, runtime.ErrInvalid)
+				return nil, runtime.Errorf(runtime.ErrInvalid, "runtimetest: container id prefix %q is ambiguous", ref)
 			}
 			found = c
 		}
 	}
 	if found == nil {
-		return nil, fmt.Errorf("runtimetest: no such container: %s: %w", ref, runtime.ErrNotFound)
+		return nil, runtime.Errorf(runtime.ErrNotFound, "runtimetest: no such container: %s", ref)
 	}
 	return found, nil
 }

@@ -141,7 +141,7 @@ func (s *Store) load(ctx context.Context, path, what string) ([]Image, error) {
 			}
 			tag = &t
 		} else if len(m) > 1 {
-			return nil, fmt.Errorf("load %s: manifest entry %d has no tag and is not the only image: %w", what, i, runtime.ErrInvalid)
+			return nil, runtime.Errorf(runtime.ErrInvalid, "load %s: manifest entry %d has no tag and is not the only image", what, i)
 		}
 		img, err := tarball.Image(opener, tag)
 		if err != nil {

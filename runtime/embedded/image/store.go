@@ -167,7 +167,7 @@ func find(imgs []Image, ref string) (Image, error) {
 			return hits[0], nil
 		}
 		if len(hits) > 1 {
-			return Image{}, fmt.Errorf("image id prefix %q is ambiguous: %w", ref, runtime.ErrInvalid)
+			return Image{}, runtime.Errorf(runtime.ErrInvalid, "image id prefix %q is ambiguous", ref)
 		}
 	}
 	tag, err := Normalize(ref)
@@ -179,7 +179,7 @@ func find(imgs []Image, ref string) (Image, error) {
 			return img, nil
 		}
 	}
-	return Image{}, fmt.Errorf("image %q: %w", ref, runtime.ErrNotFound)
+	return Image{}, runtime.Errorf(runtime.ErrNotFound, "no such image: %s", ref)
 }
 
 func isHex(s string) bool {
@@ -242,7 +242,7 @@ func (s *Store) add(ctx context.Context, img v1.Image, tags []string, progress P
 		return Image{}, fmt.Errorf("image layers: %w", err)
 	}
 	if len(layers) != len(cfg.RootFS.DiffIDs) {
-		return Image{}, fmt.Errorf("image has %d layers but its config lists %d diffIDs: %w", len(layers), len(cfg.RootFS.DiffIDs), runtime.ErrInvalid)
+		return Image{}, runtime.Errorf(runtime.ErrInvalid, "image has %d layers but its config lists %d diffIDs", len(layers), len(cfg.RootFS.DiffIDs))
 	}
 	rec := Image{ID: cfgName.String(), Config: cfg.Config, Created: cfg.Created.Time}
 	if rec.Created.IsZero() {
@@ -444,7 +444,7 @@ func (s *Store) Remove(ref string, force bool, inUse func(id string) bool) ([]st
 	}
 	if inUse != nil && inUse(img.ID) {
 		if !force {
-			return nil, fmt.Errorf("image %s is in use by a container: %w", ref, runtime.ErrConflict)
+			return nil, runtime.Errorf(runtime.ErrConflict, "image %s is in use by a container", ref)
 		}
 		// As docker does: forcing only untags an image a container uses;
 		// it stays (dangling) until no container needs its layers.

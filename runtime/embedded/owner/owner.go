@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berthd/berth/runtime"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,13 +24,8 @@ var ErrInUse = errors.New("in use by another berth daemon or interface")
 
 // InUsef formats an error that matches ErrInUse.
 func InUsef(format string, args ...any) error {
-	return inUse{fmt.Errorf(format, args...)}
+	return runtime.Errorf(ErrInUse, format, args...)
 }
-
-type inUse struct{ err error }
-
-func (e inUse) Error() string   { return e.err.Error() }
-func (e inUse) Unwrap() []error { return []error{e.err, ErrInUse} }
 
 const (
 	// File holds the state dir's instance id.
