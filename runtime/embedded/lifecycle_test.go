@@ -115,6 +115,9 @@ func TestLifecycle(t *testing.T) {
 			for !strings.Contains(tout.String(), "30 100") && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 			}
+			// Sent twice: Exec applies a resize before it takes the next,
+			// so the second send returns once the first is in effect.
+			resize <- embedded.TermSize{Rows: 40, Cols: 120}
 			resize <- embedded.TermSize{Rows: 40, Cols: 120}
 			_, _ = io.WriteString(stdinW, "hi\n")
 		}()
