@@ -99,18 +99,26 @@ func DockerGen(ctx context.Context, cfg DockerGenConfig, log *slog.Logger) (res 
 	}
 	network := "berth-bench-" + suffix
 	if out, err := exec.CommandContext(ctx, "docker", "network", "create", "--label", label, network).CombinedOutput(); err != nil {
-		exec.Command("docker", "rmi", "-f", image).Run()
+		exec.CommandContext(ctx, "docker", "rmi", "-f", image).Run()
 		return res, fmt.Errorf("docker network create: %v: %s", err, out)
 	}
 	defer func() {
 		// Containers first (they hold endpoints on the network), then the
-		// network and the image.
-		out, _ := exec.Command("docker", "ps", "-aq", "--filter", "label="+label).Output()
-		if ids := strings.Fields(string(out)); len(ids) > 0 {
-			exec.Command("docker", append([]string{"rm", "-f"}, ids...)...).Run()
+		// network and the image; bounded, so an engine that stopped
+		// answering does not hold the benchmark.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		defer cancel()
+		if cs, err := rt.List(cctx); err == nil {
+			var ids []string
+			for _, c := range cs {
+				if c.Labels["berth.bench"] == suffix {
+					ids = append(ids, c.ID)
+				}
+			}
+			removeParallel(cctx, rt, ids)
 		}
-		exec.Command("docker", "network", "rm", network).Run()
-		exec.Command("docker", "rmi", "-f", image).Run()
+		exec.CommandContext(cctx, "docker", "network", "rm", network).Run()
+		exec.CommandContext(cctx, "docker", "rmi", "-f", image).Run()
 	}()
 	spec := func(name string) runtime.Spec {
 		return runtime.Spec{Name: name, Image: image, Network: network, Labels: map[string]string{"berth.bench": suffix},
@@ -293,6 +301,20 @@ func startParallel(ctx context.Context, rt *docker.Runtime, n int, spec func(int
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// removeParallel removes containers, four at a time.
+func removeParallel(ctx context.Context, rt *docker.Runtime, ids []string) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for _, id := range ids {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			_ = rt.Remove(ctx, id, runtime.Force())
+		})
+	}
+	wg.Wait()
 }
 
 // importBusybox imports an image holding busybox-static that sleeps,

@@ -122,3 +122,57 @@ func TestUnitQuietWindowIgnoresNonDataNotifications(t *testing.T) {
 	}
 	t.Logf("rendered %v after the change (wait %v), notified every %v meanwhile", took.Round(time.Millisecond), wait, wait.Min/2)
 }
+
+// TestUnitTriggers: a template that ignores data changes and ticks every
+// 300ms (docker-gen's interval without watch) renders a change only at the
+// next tick, and every tick reaches the applied hook as a Tick, changed or
+// not; a regeneration renders at once.
+func TestUnitTriggers(t *testing.T) {
+	const every = 300 * time.Millisecond
+	src := newScriptedSource("a")
+	dir := t.TempDir()
+	tmpl, dest := filepath.Join(dir, "t.tmpl"), filepath.Join(dir, "out")
+	os.WriteFile(tmpl, []byte("{{ range $ }}{{ .Name }}\n{{ end }}"), 0o644)
+	conf := config.Template{Name: "t", Src: tmpl, Origin: "t.toml:1",
+		Options: dialect.Options{Dialect: dialect.DockerGen},
+		Spec:    render.Spec{Name: "t", Dest: dest}}
+	applied := make(chan runner.Applied, 100)
+	regenerate := make(chan struct{})
+	r := runner.New(nil, render.New(render.WithLogger(quietLogger())), runner.WithLogger(quietLogger()),
+		runner.WithSources(func(config.Template) []string { return []string{"scripted"} },
+			func(string) runner.Source { return src }),
+		runner.WithTriggers(func(config.Template) runner.Triggers { return runner.Triggers{IgnoreData: true, Every: every} }),
+		runner.WithApplied(func(_ context.Context, a runner.Applied) { applied <- a }),
+		runner.WithRegenerate(regenerate))
+	startRunnerWith(t, r, conf)
+	next := func() runner.Applied {
+		t.Helper()
+		select {
+		case a := <-applied:
+			return a
+		case <-time.After(10 * every):
+			t.Fatal("no render")
+		}
+		return runner.Applied{}
+	}
+	if a := next(); a.Tick || !a.Result.Changed {
+		t.Fatalf("first render: %+v", a)
+	}
+	if a := next(); !a.Tick || a.Result.Changed {
+		t.Fatalf("a tick with nothing changed: %+v", a)
+	}
+	src.set("a", "b")
+	changed := time.Now()
+	a := next()
+	if !a.Tick || !a.Result.Changed || readFile(dest) != "a\nb\n" {
+		t.Fatalf("the change came %+v, dest %q", a, readFile(dest))
+	}
+	if time.Since(changed) > every+every/2 {
+		t.Errorf("the change was rendered %v after it, not at the next tick", time.Since(changed))
+	}
+	src.set("a", "b", "c")
+	regenerate <- struct{}{}
+	if a := next(); readFile(dest) != "a\nb\nc\n" || !a.Result.Changed {
+		t.Fatalf("regeneration: %+v, dest %q", a, readFile(dest))
+	}
+}
