@@ -344,4 +344,3 @@ func (m *Mirror) failed(err error) {
 	defer m.mu.Unlock()
 	m.health.Failed(err, time.Now())
 }
-
