@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/image"
 )
 
@@ -62,7 +61,7 @@ func NewServer(b Backend, opts ...ServerOption) *Server {
 		return s.b.Restart(ctx, id, grace(r))
 	}))
 	m.HandleFunc("POST /v1/containers/{id}/kill", s.simple(func(ctx context.Context, r *http.Request, id string) error {
-		sig, err := embedded.ParseSignal(r.URL.Query().Get("signal"))
+		sig, err := runtime.ParseSignal(r.URL.Query().Get("signal"))
 		if err != nil {
 			return err
 		}

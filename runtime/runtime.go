@@ -20,6 +20,12 @@ var (
 	// ErrInvalid: the request itself is malformed (bad reference, bad
 	// memory value, bad port mapping).
 	ErrInvalid = errors.New("invalid argument")
+	// ErrCommandNotFound: a container's or an exec's command does not
+	// exist in its image (Docker exits 127 for it).
+	ErrCommandNotFound = errors.New("command not found")
+	// ErrSlowConsumer ends an event stream whose reader fell too far
+	// behind: events were dropped, and the reader subscribes again.
+	ErrSlowConsumer = errors.New("event subscriber too slow: events dropped")
 )
 
 // Errorf formats an error that matches kind (one of the sentinels above)

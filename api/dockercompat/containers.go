@@ -18,7 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/image"
 )
 
@@ -529,7 +528,7 @@ func (s *Server) checkStopSignal(r *http.Request, c runtime.Container) error {
 	if sig == "" {
 		return nil
 	}
-	want, err := embedded.ParseSignal(sig)
+	want, err := runtime.ParseSignal(sig)
 	if err != nil {
 		return badRequest("%v", err)
 	}
@@ -539,7 +538,7 @@ func (s *Server) checkStopSignal(r *http.Request, c runtime.Container) error {
 	}
 	have := unix.SIGTERM
 	if spec.StopSignal != "" {
-		if h, err := embedded.ParseSignal(spec.StopSignal); err == nil {
+		if h, err := runtime.ParseSignal(spec.StopSignal); err == nil {
 			have = h
 		}
 	}
@@ -597,7 +596,7 @@ func (s *Server) killContainer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sig, err := embedded.ParseSignal(r.URL.Query().Get("signal"))
+	sig, err := runtime.ParseSignal(r.URL.Query().Get("signal"))
 	if err != nil {
 		return badRequest("%v", err)
 	}

@@ -18,7 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/embedded"
 )
 
 // historySize is how many events are kept for since/until replays.
@@ -61,7 +60,7 @@ func (h *hub) run(ctx context.Context, rt runtime.Runtime, ready chan<- struct{}
 		if ctx.Err() != nil {
 			return
 		}
-		if !errors.Is(err, embedded.ErrSlowConsumer) {
+		if !errors.Is(err, runtime.ErrSlowConsumer) {
 			h.log.Warn("docker API: the runtime's event stream ended", "err", err)
 			return
 		}
