@@ -134,7 +134,9 @@ func grace(r *http.Request) time.Duration {
 	return 10 * time.Second
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON answers status with v as a JSON body (for this API and
+// api/dockercompat's).
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
@@ -145,7 +147,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusInternalServerError {
 		s.log.Warn("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeJSON(w, status, ae)
+	WriteJSON(w, status, ae)
 }
 
 func decode(r *http.Request, v any) error {
@@ -176,7 +178,7 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, c)
+	WriteJSON(w, http.StatusCreated, c)
 }
 
 // list returns containers; all=1 includes stopped ones; each label=k=v
@@ -197,7 +199,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 			out = append(out, c)
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	WriteJSON(w, http.StatusOK, out)
 }
 
 func matchLabels(labels map[string]string, filters []string) bool {
@@ -217,7 +219,7 @@ func (s *Server) inspect(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, c)
+	WriteJSON(w, http.StatusOK, c)
 }
 
 // stream writes frames as NDJSON, flushing each.
@@ -375,7 +377,7 @@ func (s *Server) images(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, imgs)
+	WriteJSON(w, http.StatusOK, imgs)
 }
 
 func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
@@ -401,7 +403,7 @@ func (s *Server) load(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, imgs)
+	WriteJSON(w, http.StatusOK, imgs)
 }
 
 // importImage stores the root filesystem tar that is the request body as
@@ -417,7 +419,7 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, img)
+	WriteJSON(w, http.StatusOK, img)
 }
 
 func (s *Server) removeImage(w http.ResponseWriter, r *http.Request) {
@@ -427,5 +429,5 @@ func (s *Server) removeImage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, did)
+	WriteJSON(w, http.StatusOK, did)
 }

@@ -20,12 +20,6 @@ var (
 	// ErrInvalid: the request itself is malformed (bad reference, bad
 	// memory value, bad port mapping).
 	ErrInvalid = errors.New("invalid argument")
-	// ErrCommandNotFound: a container's or an exec's command does not
-	// exist in its image (Docker exits 127 for it).
-	ErrCommandNotFound = errors.New("command not found")
-	// ErrSlowConsumer ends an event stream whose reader fell too far
-	// behind: events were dropped, and the reader subscribes again.
-	ErrSlowConsumer = errors.New("event subscriber too slow: events dropped")
 )
 
 // Errorf formats an error that matches kind (one of the sentinels above)
@@ -56,6 +50,10 @@ type Runtime interface {
 	// for who closes the channels.
 	Events(ctx context.Context) (<-chan Event, <-chan error)
 }
+
+// ErrSlowConsumer ends an event stream (on its error channel) whose reader
+// fell too far behind: events were dropped; the reader subscribes again.
+var ErrSlowConsumer = errors.New("event subscriber too slow: events dropped")
 
 // Engine is a Runtime with the rest of a container engine's API: create
 // without starting, start, restart, signal, logs and exec. The
@@ -95,6 +93,10 @@ type LogLine struct {
 	Stream string    `json:"stream"` // "stdout" or "stderr"
 	Line   string    `json:"log"`    // with its trailing newline, if any
 }
+
+// ErrCommandNotFound: the command of a container or of an Exec does not
+// exist in its image (Docker exits 127 for it).
+var ErrCommandNotFound = errors.New("command not found")
 
 // ExecOptions describes a command to run in a running container.
 type ExecOptions struct {
