@@ -28,7 +28,7 @@ func (s *Server) infoHandler(w http.ResponseWriter, _ *http.Request) {
 	if sd, ok := s.b.(interface{ StateDir() string }); ok && info.StateDir == "" {
 		info.StateDir = sd.StateDir()
 	}
-	WriteJSON(w, http.StatusOK, info)
+	writeJSON(w, http.StatusOK, info)
 }
 
 // Info asks the daemon where its state and store are.

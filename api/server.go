@@ -134,9 +134,11 @@ func grace(r *http.Request) time.Duration {
 	return 10 * time.Second
 }
 
-// WriteJSON answers status with v as a JSON body (for this API and
-// api/dockercompat's).
-func WriteJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON answers status with v as a JSON body, as this API does
+// (api/dockercompat answers the same way).
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
@@ -147,7 +149,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusInternalServerError {
 		s.log.Warn("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	WriteJSON(w, status, ae)
+	writeJSON(w, status, ae)
 }
 
 func decode(r *http.Request, v any) error {
@@ -178,7 +180,7 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	WriteJSON(w, http.StatusCreated, c)
+	writeJSON(w, http.StatusCreated, c)
 }
 
 // list returns containers; all=1 includes stopped ones; each label=k=v
@@ -199,7 +201,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 			out = append(out, c)
 		}
 	}
-	WriteJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, out)
 }
 
 func matchLabels(labels map[string]string, filters []string) bool {
@@ -219,7 +221,7 @@ func (s *Server) inspect(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, c)
+	writeJSON(w, http.StatusOK, c)
 }
 
 // stream writes frames as NDJSON, flushing each.
@@ -377,7 +379,7 @@ func (s *Server) images(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, imgs)
+	writeJSON(w, http.StatusOK, imgs)
 }
 
 func (s *Server) pull(w http.ResponseWriter, r *http.Request) {
@@ -403,7 +405,7 @@ func (s *Server) load(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, imgs)
+	writeJSON(w, http.StatusOK, imgs)
 }
 
 // importImage stores the root filesystem tar that is the request body as
@@ -419,7 +421,7 @@ func (s *Server) importImage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, img)
+	writeJSON(w, http.StatusOK, img)
 }
 
 func (s *Server) removeImage(w http.ResponseWriter, r *http.Request) {
@@ -429,5 +431,5 @@ func (s *Server) removeImage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, did)
+	writeJSON(w, http.StatusOK, did)
 }
