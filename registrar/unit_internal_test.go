@@ -757,32 +757,10 @@ func TestUnitInvalidFieldsReported(t *testing.T) {
 	u.start()
 	bad := u.run("hostile", func(s *runtime.Spec) {
 		s.Image = "berth-test-whoami:1"
-		s.Labels[labelService] = "../../hosts/evil"
-		s.Env = []string{
-			"VIRTUAL_HOST=good.localhost,bad;host,a.localhost good.localhost,x.localhost\n}\nserver {",
-			"VIRTUAL_PATH=/x;include /etc/shadow",
-			"VIRTUAL_PROTO=http;",
-			"SERVICE_NAME=a}b",
-			"SERVICE_8080_NAME=../../hosts/evil",
-			"SERVICE_TAGS=ok," + strings.Repeat("t", 100<<10),
-		}
+		s.Labels[labelService] = HostileService
+		s.Env = HostileEnv()
 	})
 	in := u.awaitInstance(u.key("berth-test-whoami", bad), nil)
-	var fields []string
-	for _, fe := range in.Invalid {
-		fields = append(fields, fe.Field)
-		if fe.Reason == "" || len(fe.Value) > records.MaxReportedValue+20 {
-			t.Errorf("report %+v", fe)
-		}
-	}
-	want := []string{"VIRTUAL_HOST", "VIRTUAL_HOST", "VIRTUAL_HOST", "VIRTUAL_PATH", "VIRTUAL_PROTO", "SERVICE_8080_NAME", "SERVICE_TAGS", "label berth.service", "SERVICE_NAME"}
-	if !slices.Equal(fields, want) {
-		t.Errorf("reported %q, want %q", fields, want)
-	}
-	if in.Env["VIRTUAL_HOST"] != "good.localhost" || hasAnyKey(in.Env, "VIRTUAL_PATH", "VIRTUAL_PROTO", "SERVICE_NAME", "SERVICE_8080_NAME") ||
-		in.Labels[labelService] != "" || strings.Join(in.Tags, ",") != "ok" || in.Port != 8080 || in.IP != bad.IP {
-		t.Errorf("instance record: %+v", in)
-	}
 	kv, err := u.view.Get(t.Context(), records.ContainerKey(unitPrefix, unitHost, bad.ID))
 	if err != nil {
 		t.Fatal(err)
@@ -791,10 +769,8 @@ func TestUnitInvalidFieldsReported(t *testing.T) {
 	if err := json.Unmarshal(kv.Value, &rc); err != nil {
 		t.Fatal(err)
 	}
-	if rc.Env["VIRTUAL_HOST"] != "good.localhost" || hasAnyKey(rc.Env, "VIRTUAL_PATH", "VIRTUAL_PROTO", "SERVICE_8080_NAME") || rc.Labels[labelService] != "" {
-		t.Errorf("container record (docker-gen's view) keeps a bad value: env %q labels %q", rc.Env, rc.Labels)
-	}
-	u.await("counted", func() bool { return u.r.InvalidFields() == len(want) })
+	want := CheckHostile(t, in, rc, bad.IP)
+	u.await("counted", func() bool { return u.r.InvalidFields() == want })
 
 	late := u.run("late", func(s *runtime.Spec) { s.Env = []string{"VIRTUAL_HOST=late.localhost"} })
 	if in := u.awaitInstance(u.key("late", late), nil); in.Env["VIRTUAL_HOST"] != "late.localhost" || len(in.Invalid) != 0 {
@@ -815,6 +791,48 @@ func TestUnitInvalidFieldsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	u.await("uncounted", func() bool { return u.r.InvalidFields() == 0 })
+}
+
+// HostileService and HostileEnv are a hostile container's berth.service
+// label and environment (the Docker test, hostile_test.go, runs them too).
+const HostileService = "../../hosts/evil"
+
+func HostileEnv() []string {
+	return []string{
+		"VIRTUAL_HOST=good.localhost,bad;host,a.localhost good.localhost,x.localhost\n}\nserver {",
+		"VIRTUAL_PATH=/x;include /etc/shadow",
+		"VIRTUAL_PROTO=http;",
+		"SERVICE_NAME=a}b",
+		"SERVICE_8080_NAME=../../hosts/evil",
+		"SERVICE_TAGS=ok," + strings.Repeat("t", 100<<10),
+	}
+}
+
+// CheckHostile checks the records of the hostile container (port 8080,
+// address ip): every bad value reported on the instance record, in order,
+// and left out of both records; the good ones kept. It returns how many
+// values were reported.
+func CheckHostile(t *testing.T, in records.Instance, rc records.Container, ip string) int {
+	t.Helper()
+	var fields []string
+	for _, fe := range in.Invalid {
+		fields = append(fields, fe.Field)
+		if fe.Reason == "" || len(fe.Value) > records.MaxReportedValue+20 {
+			t.Errorf("report %+v", fe)
+		}
+	}
+	want := []string{"VIRTUAL_HOST", "VIRTUAL_HOST", "VIRTUAL_HOST", "VIRTUAL_PATH", "VIRTUAL_PROTO", "SERVICE_8080_NAME", "SERVICE_TAGS", "label berth.service", "SERVICE_NAME"}
+	if !slices.Equal(fields, want) {
+		t.Errorf("reported %q, want %q", fields, want)
+	}
+	if in.Env["VIRTUAL_HOST"] != "good.localhost" || hasAnyKey(in.Env, "VIRTUAL_PATH", "VIRTUAL_PROTO", "SERVICE_NAME", "SERVICE_8080_NAME") ||
+		in.Labels[labelService] != "" || strings.Join(in.Tags, ",") != "ok" || in.Port != 8080 || in.IP != ip {
+		t.Errorf("instance record: %+v", in)
+	}
+	if rc.Env["VIRTUAL_HOST"] != "good.localhost" || hasAnyKey(rc.Env, "VIRTUAL_PATH", "VIRTUAL_PROTO", "SERVICE_8080_NAME") || rc.Labels[labelService] != "" {
+		t.Errorf("container record (docker-gen's view) keeps a bad value: env %q labels %q", rc.Env, rc.Labels)
+	}
+	return len(want)
 }
 
 func hasAnyKey(m map[string]string, keys ...string) bool {
