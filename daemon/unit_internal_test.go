@@ -39,15 +39,22 @@ import (
 // machine; what is asserted is what happens and in which order.
 const within = 10 * time.Second
 
-func await(t *testing.T, what string, cond func() bool) {
+// Eventually waits up to d for cond, checking it every 10ms (the external
+// tests use it too).
+func Eventually(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
+			t.Fatalf("%s: not within %s", what, d)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func await(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	Eventually(t, what, within, cond)
 }
 
 func testLogger(t *testing.T) *slog.Logger {
