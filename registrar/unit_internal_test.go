@@ -565,15 +565,18 @@ func TestUnitReconcile(t *testing.T) {
 	}
 	// Deleted behind its back: back at the next resync, alone.
 	key := u.key("svc-a", cs[0])
-	if _, err := u.view.Delete(t.Context(), key); err != nil {
+	h = u.history()
+	deleted, err := u.view.Delete(t.Context(), key)
+	if err != nil {
 		t.Fatal(err)
 	}
-	u.awaitGone(key)
-	h = u.history()
-	u.awaitInstance(key, nil)
+	u.await("the repair", func() bool {
+		kv, err := u.view.Get(t.Context(), key)
+		return err == nil && kv.ModRevision > deleted
+	})
 	u.reconciles(2)
-	if evs := h.records(); len(evs) != 1 || evs[0].KV.Key != key {
-		t.Errorf("the repair wrote %d record events, want only the put of %s", len(evs), key)
+	if evs := h.records(); len(evs) != 2 || evs[0].KV.Key != key || evs[1].KV.Key != key || evs[1].Type != store.EventPut {
+		t.Errorf("record events %v; want the delete of %s, then its put alone", evs, key)
 	}
 	// A change the events did not carry (Update emits one; the registrar
 	// writes it at once, or at the latest at the next resync).
