@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/template"
+	"text/template/parse"
 
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/store"
@@ -82,7 +83,7 @@ type Template struct {
 	files []string          // every file read, main first
 	paths map[string]string // template parse name → file path, for errors
 
-	instances *instanceCache // decoded instance records of earlier executions
+	memo *memo // what executions keep for the next (decoded values, directory index)
 }
 
 // Parse reads and parses the template file main and opts.Includes.
@@ -108,7 +109,7 @@ func parseTemplate(mainPath, mainText string, fromFile bool, opts Options) (*Tem
 	if err != nil {
 		return nil, err
 	}
-	t := &Template{opts: opts, fs: fs, main: filepath.Base(mainPath), paths: map[string]string{}, instances: &instanceCache{}}
+	t := &Template{opts: opts, fs: fs, main: filepath.Base(mainPath), paths: map[string]string{}}
 	if fromFile {
 		t.files = append(t.files, mainPath)
 	}
@@ -130,6 +131,11 @@ func parseTemplate(mainPath, mainText string, fromFile bool, opts Options) (*Tem
 		}
 	}
 	t.tmpl = root
+	var trees []*parse.Tree
+	for _, tm := range root.Templates() {
+		trees = append(trees, tm.Tree)
+	}
+	t.memo = newMemo(trees)
 	return t, nil
 }
 
@@ -180,6 +186,7 @@ func (t *Template) Execute(w io.Writer, in Input) (err error) {
 	if err != nil {
 		return err
 	}
+	defer func() { x.end(err == nil) }()
 	// Nothing reaches w unless the whole execution succeeds. A
 	// *bytes.Buffer (the render pipeline's, sized for the output) is
 	// written directly and cut back on failure; anything else gets the

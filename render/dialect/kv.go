@@ -25,6 +25,7 @@ type kvPair struct {
 // (confd) and consul-template's (key, ls, tree...).
 type kvStore struct {
 	kvs []store.KV // sorted by key
+	ix  *dirIndex  // answers ls and lsdir when set and able; nil: scan
 }
 
 // newKVStore builds the view of kvs, which Input promises sorted by key
@@ -92,7 +93,19 @@ func (s *kvStore) get(key string) (kvPair, error) {
 // by key.
 func (s *kvStore) gets(pattern string) ([]kvPair, error) {
 	out := []kvPair{}
-	for _, kv := range s.kvs {
+	if len(s.kvs) == 0 {
+		return out, nil
+	}
+	// A bad pattern is an error whatever the keys; a good one matches only
+	// keys that start with its literal part.
+	if _, err := path.Match(pattern, s.kvs[0].Key); err != nil {
+		return nil, fmt.Errorf("pattern %q: %w", pattern, err)
+	}
+	lit := pattern
+	if i := strings.IndexAny(pattern, `*?[\`); i >= 0 {
+		lit = pattern[:i]
+	}
+	for _, kv := range s.under(lit) {
 		ok, err := path.Match(pattern, kv.Key)
 		if err != nil {
 			return nil, fmt.Errorf("pattern %q: %w", pattern, err)
@@ -148,6 +161,15 @@ func hasTerms(prefix, test []string) bool {
 // ls returns the sorted names of the entries (keys and directories)
 // directly under dir; for a key equal to dir, its base name (memkv List).
 func (s *kvStore) ls(dir string) []string {
+	if names, ok := s.ix.children(dir); ok {
+		if s.exists(dir) {
+			if b := path.Base(dir); !slices.Contains(names, b) {
+				names = append(names, b)
+				slices.Sort(names)
+			}
+		}
+		return names
+	}
 	prefix := terms(dir)
 	seen := map[string]bool{}
 	for _, kv := range s.kvs {
@@ -166,6 +188,9 @@ func (s *kvStore) ls(dir string) []string {
 // lsdir returns the sorted names of the directories directly under dir
 // (memkv ListDir).
 func (s *kvStore) lsdir(dir string) []string {
+	if names, ok := s.ix.lsdir(dir); ok {
+		return names
+	}
 	prefix := terms(dir)
 	seen := map[string]bool{}
 	for _, kv := range s.under(dir) {
