@@ -83,7 +83,8 @@ type Template struct {
 	files []string          // every file read, main first
 	paths map[string]string // template parse name → file path, for errors
 
-	memo *memo // what executions keep for the next (decoded values, directory index)
+	memo   *memo // what executions keep for the next (decoded values, directory index, blocks)
+	blocks int   // memoized range bodies (incremental.go)
 }
 
 // Parse reads and parses the template file main and opts.Includes.
@@ -127,6 +128,11 @@ func parseTemplate(mainPath, mainText string, fromFile bool, opts Options) (*Tem
 		}
 		t.files = append(t.files, inc)
 		if err := t.add(root.New(filepath.Base(inc)), inc, string(text), fs); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Dialect == Native && !opts.AllowNondeterministic {
+		if t.blocks, err = memoizeRanges(root, nondeterministic); err != nil {
 			return nil, err
 		}
 	}
@@ -196,6 +202,7 @@ func (t *Template) Execute(w io.Writer, in Input) (err error) {
 		buf = new(bytes.Buffer)
 	}
 	start := buf.Len()
+	x.out = buf
 	defer func() {
 		// text/template recovers panics of called functions; this catches
 		// the rest, such as a panicking method on the data.

@@ -1,6 +1,7 @@
 package dialect
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"fmt"
@@ -22,6 +23,10 @@ type execution struct {
 	data any
 	env  map[string]string
 	kv   *kvStore
+	// out is the buffer the template writes to; memoized blocks copy
+	// their output from it and write cached output to it.
+	out    *bytes.Buffer
+	frames []*frame // the memoized blocks being executed, innermost last
 }
 
 // newExec prepares an execution; the caller calls x.end once it is over.
@@ -58,6 +63,9 @@ func newExec(t *Template, in Input) (_ *execution, err error) {
 		return nil, fmt.Errorf("clone template %s: %w", t.paths[t.main], err)
 	}
 	x.tmpl = tmpl.Funcs(t.fs.bind(x))
+	if t.blocks > 0 {
+		x.tmpl.Funcs(memoFuncs(x))
+	}
 	return x, nil
 }
 

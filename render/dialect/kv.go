@@ -26,6 +26,7 @@ type kvPair struct {
 type kvStore struct {
 	kvs []store.KV // sorted by key
 	ix  *dirIndex  // answers ls and lsdir when set and able; nil: scan
+	rec *[]dep     // the reads of the memoized block being executed; nil: none
 }
 
 // newKVStore builds the view of kvs, which Input promises sorted by key
@@ -56,23 +57,44 @@ func pairOf(kv store.KV) kvPair {
 
 func byKey(kv store.KV, key string) int { return cmp.Compare(kv.Key, key) }
 
+// find returns the index of key.
+func (s *kvStore) find(key string) (int, bool) {
+	return slices.BinarySearchFunc(s.kvs, key, byKey)
+}
+
 // lookup finds one key.
 func (s *kvStore) lookup(key string) (kvPair, bool) {
-	i, ok := slices.BinarySearchFunc(s.kvs, key, byKey)
+	i, ok := s.find(key)
+	if s.rec != nil {
+		d := dep{kind: 'k', arg: key}
+		if ok {
+			d.kvs = []store.KV{s.kvs[i]}
+		}
+		s.record(d)
+	}
 	if !ok {
 		return kvPair{}, false
 	}
 	return pairOf(s.kvs[i]), true
 }
 
-// under returns the keys that start with prefix.
-func (s *kvStore) under(prefix string) []store.KV {
-	i, _ := slices.BinarySearchFunc(s.kvs, prefix, byKey)
+// span returns the keys that start with prefix.
+func (s *kvStore) span(prefix string) []store.KV {
+	i, _ := s.find(prefix)
 	j := i
 	for j < len(s.kvs) && strings.HasPrefix(s.kvs[j].Key, prefix) {
 		j++
 	}
-	return s.kvs[i:j]
+	return s.kvs[i:j:j]
+}
+
+// under returns the keys that start with prefix, a read of them all.
+func (s *kvStore) under(prefix string) []store.KV {
+	kvs := s.span(prefix)
+	if s.rec != nil {
+		s.record(dep{kind: 'u', arg: prefix, kvs: slices.Clone(kvs)})
+	}
+	return kvs
 }
 
 // errNotExist is memkv's error for a missing key.
@@ -94,6 +116,7 @@ func (s *kvStore) get(key string) (kvPair, error) {
 func (s *kvStore) gets(pattern string) ([]kvPair, error) {
 	out := []kvPair{}
 	if len(s.kvs) == 0 {
+		s.under("") // the snapshot is empty: a read of every key
 		return out, nil
 	}
 	// A bad pattern is an error whatever the keys; a good one matches only
@@ -162,6 +185,9 @@ func hasTerms(prefix, test []string) bool {
 // directly under dir; for a key equal to dir, its base name (memkv List).
 func (s *kvStore) ls(dir string) []string {
 	if names, ok := s.ix.children(dir); ok {
+		if s.rec != nil {
+			s.record(dep{kind: 'l', arg: dir, names: slices.Clone(names)})
+		}
 		if s.exists(dir) {
 			if b := path.Base(dir); !slices.Contains(names, b) {
 				names = append(names, b)
@@ -170,6 +196,7 @@ func (s *kvStore) ls(dir string) []string {
 		}
 		return names
 	}
+	s.under("") // a read of every key
 	prefix := terms(dir)
 	seen := map[string]bool{}
 	for _, kv := range s.kvs {
@@ -189,6 +216,9 @@ func (s *kvStore) ls(dir string) []string {
 // (memkv ListDir).
 func (s *kvStore) lsdir(dir string) []string {
 	if names, ok := s.ix.lsdir(dir); ok {
+		if s.rec != nil {
+			s.record(dep{kind: 'd', arg: dir, names: slices.Clone(names)})
+		}
 		return names
 	}
 	prefix := terms(dir)

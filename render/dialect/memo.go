@@ -34,6 +34,9 @@ type memo struct {
 	instances map[string]*cachedInstance
 	usedInst  int
 	index     dirIndex
+	// blocks holds the output of memoized range bodies (incremental.go).
+	blocks     map[blockKey]*block
+	usedBlocks int
 }
 
 // valueKey names a decoded value: the decoder and the text decoded.
@@ -129,10 +132,11 @@ func (m *memo) acquire() *memo {
 		return nil
 	}
 	m.gen++
-	m.usedVals, m.usedInst = 0, 0
+	m.usedVals, m.usedInst, m.usedBlocks = 0, 0, 0
 	if m.values == nil {
 		m.values = map[valueKey]*memoValue{}
 		m.instances = map[string]*cachedInstance{}
+		m.blocks = map[blockKey]*block{}
 	}
 	return m
 }
@@ -155,6 +159,13 @@ func (m *memo) release(ok bool) {
 		for k, e := range m.instances {
 			if e.gen != m.gen {
 				delete(m.instances, k)
+			}
+		}
+	}
+	if ok && len(m.blocks) > 2*m.usedBlocks+1024 {
+		for k, e := range m.blocks {
+			if e.gen != m.gen {
+				delete(m.blocks, k)
 			}
 		}
 	}
