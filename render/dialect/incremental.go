@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"text/template"
 	"text/template/parse"
@@ -19,7 +20,7 @@ import (
 //
 // executes as
 //
-//	{{range $name := lsdir "/services"}}{{if memoBegin N $name}}BODY{{memoEnd N}}{{end}}{{end}}
+//	{{range $name := lsdir "/services"}}{{if memoBegin N $name nil}}BODY{{memoEnd N}}{{end}}{{end}}
 //
 // memoBegin looks up the output an earlier execution produced for the same
 // block and the same iteration values; when every store read that output
@@ -298,16 +299,14 @@ func cloneScope(s map[string]bool) map[string]bool {
 func (c *rewriter) wrap(r *parse.RangeNode) error {
 	id := c.blocks
 	c.blocks++
-	var decl, args []string
+	var decl []string
 	for _, v := range r.Pipe.Decl {
 		decl = append(decl, v.Ident[0])
-		args = append(args, v.Ident[0])
 	}
-	head := "{{range .}}"
+	head, args := "{{range .}}", []string{".", "nil"}
 	if len(decl) > 0 {
 		head = "{{range " + strings.Join(decl, ", ") + " := .}}"
-	} else {
-		args = []string{"."}
+		args = append(slices.Clone(decl), "nil")[:2]
 	}
 	text := fmt.Sprintf("%s{{if %s %d %s}}{{%s %d}}{{end}}{{end}}", head, memoBeginFunc, id, strings.Join(args, " "), memoEndFunc, id)
 	trees, err := parse.Parse("memo", text, "{{", "}}", map[string]any{memoBeginFunc: true, memoEndFunc: true})
@@ -365,22 +364,12 @@ func memoFuncs(x *execution) template.FuncMap {
 }
 
 // memoBegin reports whether the block must run: false when it wrote the
-// cached output of the same iteration, still valid for this snapshot.
-func (x *execution) memoBegin(id int, args ...any) bool {
+// cached output of the same iteration (named by a0, a1: the range's
+// variables, or dot), still valid for this snapshot.
+func (x *execution) memoBegin(id int, a0, a1 any) bool {
 	f := &frame{blockID: id, start: x.out.Len()}
-	if x.memo != nil && len(args) <= 2 {
-		f.key, f.cache = blockKey{id: id}, true
-		for i, a := range args {
-			if !plainValue(a) {
-				f.cache = false
-				break
-			}
-			if i == 0 {
-				f.key.a0 = a
-			} else {
-				f.key.a1 = a
-			}
-		}
+	if x.memo != nil && plainValue(a0) && plainValue(a1) {
+		f.key, f.cache = blockKey{id: id, a0: a0, a1: a1}, true
 	}
 	if f.cache {
 		if b, ok := x.memo.blocks[f.key]; ok && x.kv.valid(b.deps) {
