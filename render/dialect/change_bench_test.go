@@ -76,3 +76,20 @@ func BenchmarkNaturalChange(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkNaturalCold renders the natural template once with a fresh
+// template, as berth render (one-shot) does.
+func BenchmarkNaturalCold(b *testing.B) {
+	in := peerInput(10000)
+	b.ReportAllocs()
+	for b.Loop() {
+		tm, err := ParseString("natural.tmpl", naturalUpstreams, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if err := tm.Execute(&buf, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -245,44 +245,18 @@ func (c *rewriter) calledPure(name string) bool {
 
 // pureCallee checks a called template's body: any variable it declares
 // is its own; $ is the value it was called with.
-func (c *rewriter) pureCallee(node parse.Node) bool {
-	switch n := node.(type) {
-	case *parse.ListNode:
-		if n == nil {
-			return true
+func (c *rewriter) pureCallee(root *parse.ListNode) bool {
+	ok := true
+	walk(root, func(n parse.Node) bool {
+		switch n := n.(type) {
+		case *parse.IdentifierNode:
+			ok = ok && !c.bad[n.Ident]
+		case *parse.TemplateNode:
+			ok = ok && c.calledPure(n.Name)
 		}
-		for _, e := range n.Nodes {
-			if !c.pureCallee(e) {
-				return false
-			}
-		}
-	case *parse.ActionNode:
-		return c.pureCallee(n.Pipe)
-	case *parse.PipeNode:
-		if n == nil {
-			return true
-		}
-		for _, cmd := range n.Cmds {
-			for _, a := range cmd.Args {
-				if !c.pureCallee(a) {
-					return false
-				}
-			}
-		}
-	case *parse.IdentifierNode:
-		return !c.bad[n.Ident]
-	case *parse.ChainNode:
-		return c.pureCallee(n.Node)
-	case *parse.IfNode:
-		return c.pureCallee(n.Pipe) && c.pureCallee(n.List) && c.pureCallee(n.ElseList)
-	case *parse.RangeNode:
-		return c.pureCallee(n.Pipe) && c.pureCallee(n.List) && c.pureCallee(n.ElseList)
-	case *parse.WithNode:
-		return c.pureCallee(n.Pipe) && c.pureCallee(n.List) && c.pureCallee(n.ElseList)
-	case *parse.TemplateNode:
-		return c.pureCallee(n.Pipe) && c.calledPure(n.Name)
-	}
-	return true
+		return ok
+	})
+	return ok
 }
 
 func cloneScope(s map[string]bool) map[string]bool {

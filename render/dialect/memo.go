@@ -70,8 +70,13 @@ var mutators = []string{
 func newMemo(trees []*parse.Tree) *memo {
 	calls := map[string]bool{}
 	for _, t := range trees {
-		if t != nil && t.Root != nil {
-			identifiers(t.Root, calls)
+		if t != nil {
+			walk(t.Root, func(n parse.Node) bool {
+				if id, ok := n.(*parse.IdentifierNode); ok {
+					calls[id.Ident] = true
+				}
+				return true
+			})
 		}
 	}
 	share := true
@@ -79,50 +84,6 @@ func newMemo(trees []*parse.Tree) *memo {
 		share = share && !calls[f]
 	}
 	return &memo{shareValues: share}
-}
-
-// identifiers collects the function names node calls.
-func identifiers(node parse.Node, out map[string]bool) {
-	switch n := node.(type) {
-	case *parse.ListNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Nodes {
-			identifiers(c, out)
-		}
-	case *parse.ActionNode:
-		identifiers(n.Pipe, out)
-	case *parse.PipeNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Cmds {
-			identifiers(c, out)
-		}
-	case *parse.CommandNode:
-		for _, a := range n.Args {
-			identifiers(a, out)
-		}
-	case *parse.ChainNode:
-		identifiers(n.Node, out)
-	case *parse.IdentifierNode:
-		out[n.Ident] = true
-	case *parse.IfNode:
-		identifiers(n.Pipe, out)
-		identifiers(n.List, out)
-		identifiers(n.ElseList, out)
-	case *parse.RangeNode:
-		identifiers(n.Pipe, out)
-		identifiers(n.List, out)
-		identifiers(n.ElseList, out)
-	case *parse.WithNode:
-		identifiers(n.Pipe, out)
-		identifiers(n.List, out)
-		identifiers(n.ElseList, out)
-	case *parse.TemplateNode:
-		identifiers(n.Pipe, out)
-	}
 }
 
 // acquire returns the memo for one execution, or nil when another
