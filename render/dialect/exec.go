@@ -46,7 +46,6 @@ func newExec(t *Template, in Input) (_ *execution, err error) {
 	}
 	x.kv = newKVStore(in.KVs, strip)
 	if x.memo != nil {
-		x.memo.index.follow(x.kv.kvs)
 		x.kv.ix = &x.memo.index
 	}
 	switch t.opts.Dialect {

@@ -449,9 +449,9 @@ func (s *kvStore) valid(deps []dep) bool {
 			var names []string
 			var ok bool
 			if d.kind == 'd' {
-				names, ok = s.ix.lsdir(d.arg)
+				names, ok = s.index().lsdir(d.arg)
 			} else {
-				names, ok = s.ix.children(d.arg)
+				names, ok = s.index().children(d.arg)
 			}
 			if !ok || len(names) != len(d.names) {
 				return false

@@ -25,8 +25,20 @@ type kvPair struct {
 // (confd) and consul-template's (key, ls, tree...).
 type kvStore struct {
 	kvs []store.KV // sorted by key
-	ix  *dirIndex  // answers ls and lsdir when set and able; nil: scan
-	rec *[]dep     // the reads of the memoized block being executed; nil: none
+	// ix answers ls and lsdir when set and able (nil: scan); it is
+	// brought to kvs at its first use (followed).
+	ix       *dirIndex
+	followed bool
+	rec      *[]dep // the reads of the memoized block being executed; nil: none
+}
+
+// index returns the directory index, current to s.kvs, or nil.
+func (s *kvStore) index() *dirIndex {
+	if s.ix != nil && !s.followed {
+		s.ix.follow(s.kvs)
+		s.followed = true
+	}
+	return s.ix
 }
 
 // newKVStore builds the view of kvs, which Input promises sorted by key
@@ -184,7 +196,7 @@ func hasTerms(prefix, test []string) bool {
 // ls returns the sorted names of the entries (keys and directories)
 // directly under dir; for a key equal to dir, its base name (memkv List).
 func (s *kvStore) ls(dir string) []string {
-	if names, ok := s.ix.children(dir); ok {
+	if names, ok := s.index().children(dir); ok {
 		if s.rec != nil {
 			s.record(dep{kind: 'l', arg: dir, names: slices.Clone(names)})
 		}
@@ -215,7 +227,7 @@ func (s *kvStore) ls(dir string) []string {
 // lsdir returns the sorted names of the directories directly under dir
 // (memkv ListDir).
 func (s *kvStore) lsdir(dir string) []string {
-	if names, ok := s.ix.lsdir(dir); ok {
+	if names, ok := s.index().lsdir(dir); ok {
 		if s.rec != nil {
 			s.record(dep{kind: 'd', arg: dir, names: slices.Clone(names)})
 		}
