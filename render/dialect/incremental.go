@@ -318,6 +318,7 @@ type dep struct {
 	arg   string
 	kvs   []store.KV
 	names []string
+	at    int // 'u': where the keys began in the snapshot read (a hint)
 }
 
 // frame is a block being executed.
@@ -341,12 +342,9 @@ func memoFuncs(x *execution) template.FuncMap {
 // cached output of the same iteration (named by a0, a1: the range's
 // variables, or dot), still valid for this snapshot.
 func (x *execution) memoBegin(id int, a0, a1 any) bool {
-	f := &frame{blockID: id, start: x.out.Len()}
-	if x.memo != nil && plainValue(a0) && plainValue(a1) {
-		f.key, f.cache = blockKey{id: id, a0: a0, a1: a1}, true
-	}
-	if f.cache {
-		if b, ok := x.memo.blocks[f.key]; ok && x.kv.valid(b.deps) {
+	key, cache := blockKey{id: id, a0: a0, a1: a1}, x.memo != nil && plainValue(a0) && plainValue(a1)
+	if cache {
+		if b, ok := x.memo.blocks[key]; ok && x.kv.valid(b.deps) {
 			x.out.Write(b.out)
 			if b.gen != x.memo.gen {
 				b.gen = x.memo.gen
@@ -356,6 +354,7 @@ func (x *execution) memoBegin(id int, a0, a1 any) bool {
 			return false
 		}
 	}
+	f := &frame{blockID: id, start: x.out.Len(), key: key, cache: cache}
 	x.frames = append(x.frames, f)
 	x.kv.rec = &f.deps
 	return true
@@ -436,7 +435,7 @@ func (s *kvStore) valid(deps []dep) bool {
 				return false
 			}
 		case 'u':
-			cur := s.span(d.arg)
+			cur := s.spanAt(d.arg, d.at)
 			if len(cur) != len(d.kvs) {
 				return false
 			}

@@ -93,6 +93,19 @@ func (s *kvStore) lookup(key string) (kvPair, bool) {
 // span returns the keys that start with prefix.
 func (s *kvStore) span(prefix string) []store.KV {
 	i, _ := s.find(prefix)
+	return s.spanFrom(prefix, i)
+}
+
+// spanAt is span, trying first whether the keys begin at index i (as
+// they did in an earlier snapshot with the same keys before them).
+func (s *kvStore) spanAt(prefix string, i int) []store.KV {
+	if i < 0 || i >= len(s.kvs) || !strings.HasPrefix(s.kvs[i].Key, prefix) || i > 0 && s.kvs[i-1].Key >= prefix {
+		return s.span(prefix)
+	}
+	return s.spanFrom(prefix, i)
+}
+
+func (s *kvStore) spanFrom(prefix string, i int) []store.KV {
 	j := i
 	for j < len(s.kvs) && strings.HasPrefix(s.kvs[j].Key, prefix) {
 		j++
@@ -102,9 +115,10 @@ func (s *kvStore) span(prefix string) []store.KV {
 
 // under returns the keys that start with prefix, a read of them all.
 func (s *kvStore) under(prefix string) []store.KV {
-	kvs := s.span(prefix)
+	i, _ := s.find(prefix)
+	kvs := s.spanFrom(prefix, i)
 	if s.rec != nil {
-		s.record(dep{kind: 'u', arg: prefix, kvs: slices.Clone(kvs)})
+		s.record(dep{kind: 'u', arg: prefix, kvs: slices.Clone(kvs), at: i})
 	}
 	return kvs
 }
