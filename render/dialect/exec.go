@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"os"
 	"slices"
 	"strings"
@@ -84,6 +85,21 @@ func environ() map[string]string {
 	return env
 }
 
+// iterKVs yields the KVs of lists in turn.
+func iterKVs(lists [][]store.KV) iter.Seq2[int, store.KV] {
+	return func(yield func(int, store.KV) bool) {
+		n := 0
+		for _, l := range lists {
+			for _, kv := range l {
+				if !yield(n, kv) {
+					return
+				}
+				n++
+			}
+		}
+	}
+}
+
 // snapshotRecords are the records of a snapshot, decoded from their keys.
 type snapshotRecords struct {
 	services   map[string][]records.Instance
@@ -98,15 +114,17 @@ type snapshotRecords struct {
 // rendering without it would drop a backend silently.
 func decodeRecords(prefix string, kvs []store.KV, containersOnly bool, m *memo) (*snapshotRecords, error) {
 	r := &snapshotRecords{services: map[string][]records.Instance{}, hosts: map[string]records.Host{}}
-	base := records.Root(prefix)
+	// Record keys lie in three directories of the sorted snapshot (in key
+	// order: containers, hosts, services); other keys are not looked at.
+	snap := &kvStore{kvs: kvs}
+	dirs := [][]store.KV{snap.span(records.ContainersPrefix(prefix))}
 	if !containersOnly {
+		services := snap.span(records.ServicesPrefix(prefix))
+		dirs = append(dirs, snap.span(records.HostsPrefix(prefix)), services)
 		// Size each service's list first: appending ~250-byte records one
 		// by one would copy each list several times over.
 		sizes := map[string]int{}
-		for _, kv := range kvs {
-			if !strings.HasPrefix(kv.Key, base) {
-				continue
-			}
+		for _, kv := range services {
 			if k, err := records.ParseKey(prefix, kv.Key); err == nil && k.Kind == records.KindService {
 				sizes[k.Service]++
 			}
@@ -115,10 +133,7 @@ func decodeRecords(prefix string, kvs []store.KV, containersOnly bool, m *memo) 
 			r.services[svc] = make([]records.Instance, 0, n)
 		}
 	}
-	for _, kv := range kvs {
-		if !strings.HasPrefix(kv.Key, base) {
-			continue
-		}
+	for _, kv := range iterKVs(dirs) {
 		k, err := records.ParseKey(prefix, kv.Key)
 		if err != nil || (containersOnly && k.Kind != records.KindContainer) {
 			continue
