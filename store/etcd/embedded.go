@@ -257,6 +257,15 @@ func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Lo
 	ecfg.ClientTLSInfo = tlsInfo
 	ecfg.PeerTLSInfo = tlsInfo
 	ecfg.InitialCluster = ecfg.InitialClusterFromName(ecfg.Name)
+	member, clustered, err := ReadMember(dir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+	}
+	if clustered {
+		if err := member.configure(ecfg, ClusterPKIIn(dir)); err != nil {
+			return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+		}
+	}
 	ecfg.ListenMetricsUrls = nil
 	ecfg.MaxTxnOps = embeddedMaxTxnOps
 	ecfg.MaxRequestBytes = embeddedMaxRequestBytes
@@ -306,6 +315,14 @@ func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Lo
 	if err != nil {
 		e.Close()
 		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+	}
+	if clustered {
+		if err := member.advertise(ctx, s.cli, uint64(e.Server.MemberID())); err != nil {
+			s.cli.Close()
+			e.Close()
+			return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+		}
+		s.desc = "embedded " + dir + " (" + endpoint + ", member " + member.Name + " at " + member.PeerURL + ")"
 	}
 	s.onClose = func() error {
 		muted.Store(true)
