@@ -41,7 +41,11 @@ type Config struct {
 	Drain   time.Duration // how long a stopped container stays "draining" (0: removed at once)
 	Resync  time.Duration // reconcile period (default DefaultResync)
 	Version string        // berth's version, for the host record
-	Logger  *slog.Logger
+	// Advertise is this host's address as other hosts reach it (an IP, or
+	// ""): an instance whose port is published records it and the host
+	// port instead of the container's address (see recordsAt).
+	Advertise string
+	Logger    *slog.Logger
 }
 
 // Registrar registers one host's containers.
@@ -128,6 +132,9 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Registrar, error) {
 	}
 	if !records.ValidSegment(cfg.Host) {
 		return nil, fmt.Errorf("registrar: host name %q cannot be a key segment", cfg.Host)
+	}
+	if err := records.CheckIP(cfg.Advertise); cfg.Advertise != "" && err != nil {
+		return nil, fmt.Errorf("registrar: advertise address %q: %w", cfg.Advertise, err)
 	}
 	cfg.Prefix = cmp.Or(cfg.Prefix, records.DefaultPrefix)
 	cfg.TTL = cmp.Or(cfg.TTL, DefaultTTL)
@@ -274,7 +281,7 @@ func (r *Registrar) handle(ctx context.Context, ev runtime.Event) error {
 
 // desired is the records of a container, logging its warnings once.
 func (r *Registrar) desired(c runtime.Container, state records.State) map[string][]byte {
-	d := recordsFor(r.cfg.Prefix, r.cfg.Host, c, state)
+	d := recordsAt(r.cfg.Prefix, r.cfg.Host, r.cfg.Advertise, c, state)
 	r.invalid[c.ID] = len(d.invalid)
 	if len(d.warnings) > 0 && !r.warned[c.ID] {
 		r.warned[c.ID] = true
