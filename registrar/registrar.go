@@ -121,15 +121,26 @@ func (r *Registrar) publishCounts() {
 	r.invalidN.Store(int64(n))
 }
 
+// HostName is the host's name in the key schema: Host, else the system's
+// host name.
+func (c Config) HostName() (string, error) {
+	if c.Host != "" {
+		return c.Host, nil
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("registrar: host name: %w", err)
+	}
+	return h, nil
+}
+
 // New returns a registrar of rt's containers into st.
 func New(st store.Store, rt runtime.Runtime, cfg Config) (*Registrar, error) {
-	if cfg.Host == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return nil, fmt.Errorf("registrar: host name: %w", err)
-		}
-		cfg.Host = h
+	h, err := cfg.HostName()
+	if err != nil {
+		return nil, err
 	}
+	cfg.Host = h
 	if !records.ValidSegment(cfg.Host) {
 		return nil, fmt.Errorf("registrar: host name %q cannot be a key segment", cfg.Host)
 	}
