@@ -261,15 +261,22 @@ func askToJoin(ctx context.Context, endpoint string, tok Token, req joinRequest,
 		hr.Header.Set("Content-Type", "application/json")
 		resp, err := client.Do(hr)
 		if err == nil {
-			return readJoinResponse(resp)
-		}
-		if errors.Is(err, ErrWrongCA) {
+			jr, retry, err := readJoinResponse(resp)
+			if !retry || time.Now().After(deadline) {
+				return jr, err
+			}
+			// The cluster cannot add a member yet (the last one added is
+			// still catching up): ask again.
+			o.log.Info("the cluster cannot admit a member yet; asking again", "endpoint", endpoint, "reason", err)
+		} else if errors.Is(err, ErrWrongCA) {
 			return joinResponse{}, fmt.Errorf("join %s: %w", endpoint, ErrWrongCA)
 		}
 		if time.Now().After(deadline) {
 			return joinResponse{}, fmt.Errorf("join %s: %w within %s: %v", endpoint, ErrUnreachable, o.timeout, err)
 		}
-		o.log.Debug("join service does not answer yet", "endpoint", endpoint, "err", err)
+		if err != nil {
+			o.log.Debug("join service does not answer yet", "endpoint", endpoint, "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return joinResponse{}, ctx.Err()
@@ -278,25 +285,26 @@ func askToJoin(ctx context.Context, endpoint string, tok Token, req joinRequest,
 	}
 }
 
-func readJoinResponse(resp *http.Response) (joinResponse, error) {
+// readJoinResponse reads the join service's answer; retry reports a
+// refusal that may pass (the cluster is unavailable, or busy adding).
+func readJoinResponse(resp *http.Response) (jr joinResponse, retry bool, err error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return joinResponse{}, err
+		return joinResponse{}, true, err
 	}
 	msg := strings.TrimSpace(string(b))
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusForbidden:
-		return joinResponse{}, fmt.Errorf("%w: the cluster refuses it: %s", ErrBadToken, msg)
+		return joinResponse{}, false, fmt.Errorf("%w: the cluster refuses it: %s", ErrBadToken, msg)
 	default:
-		return joinResponse{}, fmt.Errorf("%w: %s (%s)", ErrRefused, msg, resp.Status)
+		return joinResponse{}, resp.StatusCode == http.StatusServiceUnavailable, fmt.Errorf("%w: %s (%s)", ErrRefused, msg, resp.Status)
 	}
-	var jr joinResponse
 	if err := json.Unmarshal(b, &jr); err != nil {
-		return joinResponse{}, fmt.Errorf("join service answer: %w", err)
+		return joinResponse{}, false, fmt.Errorf("join service answer: %w", err)
 	}
-	return jr, nil
+	return jr, false, nil
 }
 
 // verifyPinned accepts a chain whose leaf is signed by a CA in the chain

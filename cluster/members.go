@@ -37,7 +37,8 @@ var ErrNoMember = errors.New("no such member")
 
 // List returns the members, the leader and this client's member marked.
 func List(ctx context.Context, cli *clientv3.Client) ([]MemberInfo, error) {
-	resp, err := cli.MemberList(ctx)
+	// Serializable: the member's own view, even without a quorum.
+	resp, err := cli.MemberList(ctx, clientv3.WithSerializable())
 	if err != nil {
 		return nil, fmt.Errorf("list members: %w", err)
 	}

@@ -146,10 +146,13 @@ func checkRequest(req joinRequest) (net.IP, error) {
 // admit adds the joiner to the membership (or finds it there), and returns
 // the initial cluster it starts with.
 func (s *Server) admit(ctx context.Context, req joinRequest) (initial string, restart bool, err error) {
-	list, err := s.cli.MemberList(ctx)
+	// Serializable: an added member that never started (its answer lost)
+	// can cost the cluster its quorum, and must still be found here.
+	list, err := s.cli.MemberList(ctx, clientv3.WithSerializable())
 	if err != nil {
 		return "", false, fmt.Errorf("list members: %w", err)
 	}
+	members := list.Members
 	var found *MemberInfo
 	for _, m := range list.Members {
 		mi := infoOf(m)
@@ -175,16 +178,14 @@ func (s *Server) admit(ctx context.Context, req joinRequest) (initial string, re
 		found = nil
 	}
 	if found == nil {
-		if _, err := s.cli.MemberAdd(ctx, []string{req.PeerURL}); err != nil {
+		resp, err := s.cli.MemberAdd(ctx, []string{req.PeerURL})
+		if err != nil {
 			return "", false, fmt.Errorf("add member %q at %s: %w", req.Name, req.PeerURL, err)
 		}
-	}
-	list, err = s.cli.MemberList(ctx)
-	if err != nil {
-		return "", false, fmt.Errorf("list members: %w", err)
+		members = resp.Members // the membership after the addition
 	}
 	var parts []string
-	for _, m := range list.Members {
+	for _, m := range members {
 		mi := infoOf(m)
 		switch {
 		case mi.PeerURL == req.PeerURL:

@@ -1,0 +1,240 @@
+package cluster_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// hosts are simulated hosts: one network namespace each, with a veth pair
+// to a bridge in a hub namespace the test creates. Their addresses exist
+// only inside those namespaces. Everything goes at the test's end, even
+// when it fails.
+type hosts struct {
+	t      *testing.T
+	prefix string // of every namespace and link name
+	bin    string // the berth binary
+	names  []string
+	mu     sync.Mutex
+	procs  map[string]*daemonProc
+}
+
+// daemonProc is one berth up, in its host's namespace.
+type daemonProc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *bytes.Buffer
+	mu   *sync.Mutex
+}
+
+// subnet of the simulated hosts: host i is 10.231.0.(i+1).
+const subnet = "10.231.0."
+
+func hostIP(i int) string { return fmt.Sprintf("%s%d", subnet, i+1) }
+
+// needRoot skips tests that need root and ip(8).
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs ip(8)")
+	}
+}
+
+// buildBerth builds the berth binary once per test.
+func buildBerth(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "berth")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/berthd/berth/cmd/berth")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func newHosts(t *testing.T, n int) *hosts {
+	t.Helper()
+	needRoot(t)
+	h := &hosts{t: t, prefix: fmt.Sprintf("bc%d", os.Getpid()%100000), bin: buildBerth(t), procs: map[string]*daemonProc{}}
+	t.Cleanup(h.cleanup)
+	hub := h.prefix + "hub"
+	h.ip("netns", "add", hub)
+	h.ipIn(hub, "link", "add", "br0", "type", "bridge")
+	h.ipIn(hub, "link", "set", "br0", "up")
+	h.ipIn(hub, "link", "set", "lo", "up")
+	for i := range n {
+		ns := fmt.Sprintf("%sh%d", h.prefix, i)
+		h.names = append(h.names, ns)
+		h.ip("netns", "add", ns)
+		outer, inner := fmt.Sprintf("%sv%d", h.prefix, i), fmt.Sprintf("%sp%d", h.prefix, i)
+		h.ip("link", "add", outer, "netns", hub, "type", "veth", "peer", "name", inner, "netns", ns)
+		h.ipIn(hub, "link", "set", outer, "master", "br0", "up")
+		h.ipIn(ns, "link", "set", "lo", "up")
+		h.ipIn(ns, "addr", "add", hostIP(i)+"/24", "dev", inner)
+		h.ipIn(ns, "link", "set", inner, "up")
+	}
+	return h
+}
+
+func (h *hosts) ip(args ...string) {
+	h.t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		h.t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func (h *hosts) ipIn(ns string, args ...string) { h.ip(append([]string{"-n", ns}, args...)...) }
+
+// cleanup kills every daemon still running and removes the namespaces
+// (their veths and the bridge go with them).
+func (h *hosts) cleanup() {
+	h.mu.Lock()
+	procs := h.procs
+	h.mu.Unlock()
+	for name, p := range procs {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if h.t.Failed() {
+			p.mu.Lock()
+			h.t.Logf("--- berth up on %s:\n%s", name, p.log.String())
+			p.mu.Unlock()
+		}
+	}
+	for _, ns := range append(h.names, h.prefix+"hub") {
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			h.t.Logf("ip netns del %s: %v %s", ns, err, out)
+		}
+	}
+}
+
+// berth runs a berth command on host i and returns its output.
+func (h *hosts) berth(i int, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.names[i], h.bin}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// mustBerth is berth, failing the test on an error.
+func (h *hosts) mustBerth(i int, args ...string) string {
+	h.t.Helper()
+	out, err := h.berth(i, args...)
+	if err != nil {
+		h.t.Fatalf("host %d: berth %s: %v\n%s", i, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// up starts berth up on host i; its process is the berth process itself
+// (ip netns exec execs it), so that a SIGKILL by its PID kills the daemon.
+func (h *hosts) up(i int, args ...string) *daemonProc {
+	h.t.Helper()
+	h.mu.Lock()
+	if p, ok := h.procs[h.names[i]]; ok {
+		select {
+		case <-p.done:
+		default:
+			h.mu.Unlock()
+			h.t.Fatalf("host %d: a daemon runs already", i)
+		}
+	}
+	h.mu.Unlock()
+	p := &daemonProc{done: make(chan struct{}), log: &bytes.Buffer{}, mu: &sync.Mutex{}}
+	p.cmd = exec.Command("ip", append([]string{"netns", "exec", h.names[i], h.bin, "up"}, args...)...)
+	w := lockedWriter{p.mu, p.log}
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // Pdeathsig follows the thread that started the child
+		if err := p.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = p.cmd.Wait()
+		close(p.done)
+	}()
+	if err := <-started; err != nil {
+		h.t.Fatal(err)
+	}
+	h.mu.Lock()
+	h.procs[h.names[i]] = p
+	h.mu.Unlock()
+	return p
+}
+
+// Log is what the daemon printed so far.
+func (p *daemonProc) Log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// kill sends SIGKILL to the daemon, by its PID, and waits for it.
+func (p *daemonProc) kill(t *testing.T) {
+	t.Helper()
+	if err := syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon still runs 10s after SIGKILL")
+	}
+}
+
+// stop sends SIGTERM and waits.
+func (p *daemonProc) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("daemon still runs 30s after SIGTERM")
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+// eventually polls cond every 100ms until it is true or within passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var last string
+	for time.Since(start) < within {
+		ok, state := cond()
+		if ok {
+			return time.Since(start)
+		}
+		last = state
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s; last: %s", what, within, last)
+	return 0
+}
