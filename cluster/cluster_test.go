@@ -45,11 +45,6 @@ func (h *hosts) started(i, want int, within time.Duration) {
 	})
 }
 
-func (h *hosts) state(i int) string {
-	d := filepath.Join(os.TempDir(), h.prefix, fmt.Sprintf("h%d", i))
-	return d
-}
-
 // instance is the record of one service instance on host.
 func instance(service, host, id, ip string, port int) (key, value string) {
 	v, _ := json.Marshal(map[string]any{"id": id, "name": id, "service": service, "host": host, "ip": ip, "port": port, "state": "running"})
@@ -67,7 +62,6 @@ const listing = `{{range $s, $ins := .Services}}{{range $ins}}{{$s}} {{.Host}} {
 // host with a taken name are refused.
 func TestThreeHostCluster(t *testing.T) {
 	h := newHosts(t, 4)
-	t.Cleanup(func() { os.RemoveAll(filepath.Join(os.TempDir(), h.prefix)) })
 	tmpl := filepath.Join(t.TempDir(), "list.tmpl")
 	if err := os.WriteFile(tmpl, []byte(listing), 0o644); err != nil {
 		t.Fatal(err)
@@ -77,11 +71,6 @@ func TestThreeHostCluster(t *testing.T) {
 	args := func(i int, extra ...string) []string {
 		return append([]string{"--runtime", "none", "--state-dir", h.state(i), "--hostname", name(i),
 			"--advertise", hostIP(i), "--template", tmpl + ":" + out(i), "--log-level", "info"}, extra...)
-	}
-	for i := range 4 {
-		if err := os.MkdirAll(h.state(i), 0o700); err != nil {
-			t.Fatal(err)
-		}
 	}
 
 	start := time.Now()

@@ -52,15 +52,20 @@ func needRoot(t *testing.T) {
 	}
 }
 
-// buildBerth builds the berth binary once per test.
+// buildBerth builds berth and berth-init (the embedded runtime's
+// companion, next to it) for the test.
 func buildBerth(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "berth")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/berthd/berth/cmd/berth")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	dir := t.TempDir()
+	for _, p := range [][2]string{{"berth", "./cmd/berth"}, {"berth-init", "./runtime/embedded/containerinit/cmd/berth-init"}} {
+		cmd := exec.Command("go", "build", "-tags", "seccomp", "-o", filepath.Join(dir, p[0]), p[1])
+		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", p[1], err, out)
+		}
 	}
-	return bin
+	return filepath.Join(dir, "berth")
 }
 
 func newHosts(t *testing.T, n int) *hosts {
@@ -83,6 +88,9 @@ func newHosts(t *testing.T, n int) *hosts {
 		h.ipIn(ns, "link", "set", "lo", "up")
 		h.ipIn(ns, "addr", "add", hostIP(i)+"/24", "dev", inner)
 		h.ipIn(ns, "link", "set", inner, "up")
+		if err := os.MkdirAll(h.state(i), 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return h
 }
@@ -103,9 +111,12 @@ func (h *hosts) cleanup() {
 	procs := h.procs
 	h.mu.Unlock()
 	for name, p := range procs {
+		// SIGTERM first: a daemon with --rm removes its containers, nginx
+		// stops its workers.
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-p.done:
-		default:
+		case <-time.After(20 * time.Second):
 			_ = p.cmd.Process.Kill()
 			<-p.done
 		}
@@ -115,18 +126,35 @@ func (h *hosts) cleanup() {
 			p.mu.Unlock()
 		}
 	}
+	for i := range h.names {
+		h.killCgroups(i)
+	}
+	unmountUnder(h.root())
 	for _, ns := range append(h.names, h.prefix+"hub") {
 		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
 			h.t.Logf("ip netns del %s: %v %s", ns, err, out)
 		}
 	}
+	_ = os.RemoveAll(h.root())
 }
+
+// root holds the hosts' state directories: short paths, for the unix
+// sockets under them.
+func (h *hosts) root() string { return filepath.Join(os.TempDir(), h.prefix) }
+
+// state is host i's state directory.
+func (h *hosts) state(i int) string { return filepath.Join(h.root(), fmt.Sprintf("h%d", i)) }
 
 // berth runs a berth command on host i and returns its output.
 func (h *hosts) berth(i int, args ...string) (string, error) {
+	return h.run(i, h.bin, args...)
+}
+
+// run runs a command on host i and returns its output.
+func (h *hosts) run(i int, bin string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.names[i], h.bin}, args...)...)
+	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + h.names[i], bin}, args...)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -142,21 +170,30 @@ func (h *hosts) mustBerth(i int, args ...string) string {
 }
 
 // up starts berth up on host i; its process is the berth process itself
-// (ip netns exec execs it), so that a SIGKILL by its PID kills the daemon.
+// (nsenter execs it), so that a SIGKILL by its PID kills the daemon. Only
+// the network namespace is the host's: the mounts (cgroups) are shared.
 func (h *hosts) up(i int, args ...string) *daemonProc {
 	h.t.Helper()
+	return h.start(i, h.names[i], nil, h.bin, append([]string{"up"}, args...)...)
+}
+
+// start starts a long-running command on host i, known as key (one at a
+// time), with extra environment variables env.
+func (h *hosts) start(i int, key string, env []string, bin string, args ...string) *daemonProc {
+	h.t.Helper()
 	h.mu.Lock()
-	if p, ok := h.procs[h.names[i]]; ok {
+	if p, ok := h.procs[key]; ok {
 		select {
 		case <-p.done:
 		default:
 			h.mu.Unlock()
-			h.t.Fatalf("host %d: a daemon runs already", i)
+			h.t.Fatalf("host %d: %s runs already", i, key)
 		}
 	}
 	h.mu.Unlock()
 	p := &daemonProc{done: make(chan struct{}), log: &bytes.Buffer{}, mu: &sync.Mutex{}}
-	p.cmd = exec.Command("ip", append([]string{"netns", "exec", h.names[i], h.bin, "up"}, args...)...)
+	p.cmd = exec.Command("nsenter", append([]string{"--net=/run/netns/" + h.names[i], bin}, args...)...)
+	p.cmd.Env = append(os.Environ(), env...)
 	w := lockedWriter{p.mu, p.log}
 	p.cmd.Stdout, p.cmd.Stderr = w, w
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -175,9 +212,72 @@ func (h *hosts) up(i int, args ...string) *daemonProc {
 		h.t.Fatal(err)
 	}
 	h.mu.Lock()
-	h.procs[h.names[i]] = p
+	h.procs[key] = p
 	h.mu.Unlock()
 	return p
+}
+
+// cgroupParent is the cgroup under which host i's embedded runtime puts
+// its containers.
+func (h *hosts) cgroupParent(i int) string { return fmt.Sprintf("%s-h%d", h.prefix, i) }
+
+// killCgroups kills what is left in host i's container cgroups (after a
+// daemon was killed, its containers keep running) and removes them.
+func (h *hosts) killCgroups(i int) {
+	roots, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", h.cgroupParent(i)))
+	if r := filepath.Join("/sys/fs/cgroup", h.cgroupParent(i)); dirExists(r) {
+		roots = append(roots, r)
+	}
+	for _, root := range roots {
+		var dirs []string
+		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		for _, d := range dirs {
+			b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+			for _, f := range strings.Fields(string(b)) {
+				var pid int
+				if _, err := fmt.Sscan(f, &pid); err == nil && pid > 1 {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		for j := len(dirs) - 1; j >= 0; j-- {
+			for range 50 {
+				if err := syscall.Rmdir(dirs[j]); err == nil || os.IsNotExist(err) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
+}
+
+func dirExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
+// unmountUnder detaches every mount below dir (container root filesystems
+// of a runtime whose daemon was killed), deepest first.
+func unmountUnder(dir string) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var mounts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			mounts = append(mounts, f[4])
+		}
+	}
+	for j := len(mounts) - 1; j >= 0; j-- {
+		_ = syscall.Unmount(mounts[j], syscall.MNT_DETACH)
+	}
 }
 
 // Log is what the daemon printed so far.
