@@ -76,6 +76,9 @@ func TestThreeHostCluster(t *testing.T) {
 	start := time.Now()
 	h.up(0, args(0, "--cluster-init")...)
 	h.started(0, 1, 30*time.Second)
+	if o, err := h.berth(0, "cluster", "remove", name(0), "--state-dir", h.state(0)); err == nil || !strings.Contains(o, "the last member cannot be removed") {
+		t.Errorf("removing the last member: %v, %s; want a refusal", err, o)
+	}
 	token := strings.TrimSpace(h.mustBerth(0, "cluster", "token", "--state-dir", h.state(0)))
 	joinURL := "https://" + hostIP(0) + ":2380"
 	p1 := h.up(1, args(1, "--join", joinURL, "--token", token)...)

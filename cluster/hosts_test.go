@@ -217,6 +217,23 @@ func (h *hosts) start(i int, key string, env []string, bin string, args ...strin
 	return p
 }
 
+// partition drops (or, with on false, lets through again) host i's
+// traffic on its link to the bridge, inside its namespace.
+func (h *hosts) partition(i int, on bool) {
+	h.t.Helper()
+	op := "-A"
+	if !on {
+		op = "-D"
+	}
+	link := fmt.Sprintf("%sp%d", h.prefix, i)
+	for _, rule := range [][]string{{"INPUT", "-i", link}, {"OUTPUT", "-o", link}} {
+		args := append([]string{"netns", "exec", h.names[i], "iptables", "-w", op}, append(rule, "-j", "DROP")...)
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			h.t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
 // cgroupParent is the cgroup under which host i's embedded runtime puts
 // its containers.
 func (h *hosts) cgroupParent(i int) string { return fmt.Sprintf("%s-h%d", h.prefix, i) }

@@ -109,4 +109,18 @@ reload = "if [ -s %s/nginx.pid ]; then kill -HUP $(cat %s/nginx.pid); fi"
 	h.up(1, host1...)
 	took = eventually(t, 30*time.Second, "host 0's nginx serves host 1's container again", curl)
 	t.Logf("route back %s after host 1's daemon restarted", took.Round(time.Millisecond))
+
+	// Partition host 1 (drop its traffic inside its namespace, loopback
+	// aside) for longer than the TTL: its instance leaves host 0's config;
+	// after the heal host 1 registers again and the route returns.
+	h.partition(1, true)
+	gone = eventually(t, ttl+10*time.Second, "the partitioned host 1's instance leaves host 0's nginx.conf", func() (bool, string) {
+		b, _ := os.ReadFile(dest)
+		return !strings.Contains(string(b), "10.231.0.2:8080"), string(b)
+	})
+	t.Logf("partitioned host 1's instance left host 0's nginx.conf after %s (TTL %s)", gone.Round(time.Millisecond), ttl)
+	time.Sleep(ttl) // partitioned for longer than the TTL in all
+	h.partition(1, false)
+	took = eventually(t, 30*time.Second, "after the heal host 0's nginx serves host 1's container again", curl)
+	t.Logf("after the partition healed, host 0's nginx served host 1's container again within %s", took.Round(time.Millisecond))
 }
