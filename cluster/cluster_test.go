@@ -58,8 +58,10 @@ const listing = `{{range $s, $ins := .Services}}{{range $ins}}{{$s}} {{.Host}} {
 // starts the cluster, the others join it with its token; a write on one
 // host reaches the others' rendered files; a member killed with SIGKILL
 // leaves the other two reading and writing; a removed member joins again
-// (its old data moved aside). A wrong token, a wrong CA pin and a second
-// host with a taken name are refused.
+// (its old data moved aside), as does one that lost its data; a store that
+// served alone keeps its data when it starts the cluster; berth cluster add
+// prepares a member's place. A wrong token, a wrong CA pin, a second host
+// with a taken name and removing the last member are refused.
 func TestThreeHostCluster(t *testing.T) {
 	h := newHosts(t, 4)
 	tmpl := filepath.Join(t.TempDir(), "list.tmpl")
@@ -72,6 +74,15 @@ func TestThreeHostCluster(t *testing.T) {
 		return append([]string{"--runtime", "none", "--state-dir", h.state(i), "--hostname", name(i),
 			"--advertise", hostIP(i), "--template", tmpl + ":" + out(i), "--log-level", "info"}, extra...)
 	}
+
+	// Host 0 serves its store alone first: --cluster-init keeps its data.
+	p0 := h.up(0, args(0)...)
+	key0, val0 := instance("old", name(0), "c0", hostIP(0), 80)
+	eventually(t, 30*time.Second, "a write on host 0's single store", func() (bool, string) {
+		o, err := h.berth(0, "kv", "put", "--state-dir", h.state(0), key0, val0)
+		return err == nil, o
+	})
+	p0.stop(t)
 
 	start := time.Now()
 	h.up(0, args(0, "--cluster-init")...)
@@ -88,14 +99,31 @@ func TestThreeHostCluster(t *testing.T) {
 	h.started(2, 3, 30*time.Second)
 	t.Logf("3-member cluster formed in %s", time.Since(start).Round(time.Millisecond))
 
-	// A record written on host 1 reaches every host's rendered file.
+	// A record written on host 1 reaches every host's rendered file, as
+	// does the one host 0 wrote before the cluster existed.
 	key, val := instance("web", name(1), "c1", hostIP(1), 8080)
 	h.mustBerth(1, "kv", "put", "--state-dir", h.state(1), key, val)
 	for i := range 3 {
 		eventually(t, 10*time.Second, fmt.Sprintf("host %d renders host1's record", i), func() (bool, string) {
 			b, _ := os.ReadFile(out(i))
-			return strings.Contains(string(b), "web host1 10.231.0.2:8080"), string(b)
+			return strings.Contains(string(b), "web host1 10.231.0.2:8080") && strings.Contains(string(b), "old host0 10.231.0.1:80"), string(b)
 		})
+	}
+
+	// berth cluster add adds a member ahead of its start; the host then
+	// joins through any member (here host 1) and takes that place; once
+	// removed, it stops serving.
+	eventually(t, 20*time.Second, "cluster add (etcd refuses it while host 2 has been up for less than 5s)", func() (bool, string) {
+		o, err := h.berth(0, "cluster", "add", "https://"+hostIP(3)+":2381", "--state-dir", h.state(0))
+		return err == nil && strings.Contains(o, "added member"), o
+	})
+	p3 := h.up(3, args(3, "--join", "https://"+hostIP(1)+":2380", "--token", token)...)
+	h.started(0, 4, 30*time.Second)
+	h.mustBerth(1, "cluster", "remove", name(3), "--state-dir", h.state(1))
+	h.started(0, 3, 10*time.Second)
+	p3.stop(t)
+	if err := os.RemoveAll(h.state(3)); err != nil {
+		t.Fatal(err)
 	}
 
 	// Bad input: a wrong secret, a wrong CA pin, a name that is taken.
@@ -164,6 +192,19 @@ func TestThreeHostCluster(t *testing.T) {
 	if len(aside) != 1 {
 		t.Errorf("old data of the removed member: %v, want one data.* directory", aside)
 	}
+
+	// A member that lost its data joins again under its name, without a
+	// berth cluster remove: the join service replaces its old member.
+	p2.kill(t)
+	if err := os.RemoveAll(filepath.Join(h.state(2), "store", "data")); err != nil {
+		t.Fatal(err)
+	}
+	p2 = h.up(2, args(2, "--join", "https://"+hostIP(1)+":2380", "--token", token)...)
+	h.started(0, 3, 30*time.Second)
+	eventually(t, 10*time.Second, "host 2 renders everything again after losing its data", func() (bool, string) {
+		b, _ := os.ReadFile(out(2))
+		return strings.Contains(string(b), "api host0 10.231.0.1:9090") && strings.Contains(string(b), "web host1"), string(b)
+	})
 
 	// A member restarted without flags takes its place again.
 	p1.stop(t)

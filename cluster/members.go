@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -69,7 +71,7 @@ func Add(ctx context.Context, cli *clientv3.Client, peerURL string) (MemberInfo,
 	}
 	resp, err := cli.MemberAdd(ctx, []string{peerURL})
 	if err != nil {
-		return MemberInfo{}, fmt.Errorf("add member at %s: %w", peerURL, err)
+		return MemberInfo{}, fmt.Errorf("add member at %s: %w%s", peerURL, err, unhealthyHint(err))
 	}
 	return infoOf(resp.Member), nil
 }
@@ -90,9 +92,18 @@ func Remove(ctx context.Context, cli *clientv3.Client, name string) (MemberInfo,
 			return MemberInfo{}, fmt.Errorf("%w (%s): stop its daemon instead", ErrLastMember, name)
 		}
 		if _, err := cli.MemberRemove(ctx, m.ID); err != nil {
-			return MemberInfo{}, fmt.Errorf("remove member %s: %w", name, err)
+			return MemberInfo{}, fmt.Errorf("remove member %s: %w%s", name, err, unhealthyHint(err))
 		}
 		return mi, nil
 	}
 	return MemberInfo{}, fmt.Errorf("%w: %q", ErrNoMember, name)
+}
+
+// unhealthyHint explains etcd's refusal to change the membership of an
+// unhealthy cluster (strict reconfiguration check).
+func unhealthyHint(err error) string {
+	if errors.Is(err, rpctypes.ErrUnhealthy) || strings.Contains(err.Error(), rpctypes.ErrUnhealthy.Error()) {
+		return " (etcd changes the membership only while every member it counts on is up and has been for 5 s: try again shortly, or remove the dead member first)"
+	}
+	return ""
 }
