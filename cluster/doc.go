@@ -22,7 +22,12 @@
 // the chain holds the CA the pin names (a wrong CA: a refusal before the
 // secret is sent), then proves the secret (a bearer secret over that
 // authenticated channel, compared in constant time: a wrong token is
-// refused with 403). The service then adds the joiner with MemberAdd, signs
+// refused with 403). The service then adds the joiner as a learner
+// (MemberAddAsLearner: it does not count towards the quorum while it
+// starts, so a one-member cluster stays available, and a joiner that never
+// starts costs nothing; every member's join service promotes learners
+// once they have caught up, and the joiner's store serves its clients only
+// then), signs
 // a peer certificate for the joiner's public key and address, and answers
 // with the initial cluster, the CA (certificate and key: any member can
 // admit the next one) and the token. Whoever holds the token can join the

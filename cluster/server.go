@@ -58,11 +58,46 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
+	go s.promoteLearners(ctx)
 	s.log.Info("cluster join service up", "addr", ln.Addr().String())
 	if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+// promoteEvery is how often a member tries to promote the learners.
+const promoteEvery = 500 * time.Millisecond
+
+// promoteLearners promotes every learner to a voting member once etcd
+// accepts it (the learner has caught up with the leader), until ctx ends.
+// Every member does it, so a learner whose admitting member died is
+// promoted all the same.
+func (s *Server) promoteLearners(ctx context.Context) {
+	t := time.NewTicker(promoteEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		list, err := s.cli.MemberList(lctx, clientv3.WithSerializable())
+		if err == nil {
+			for _, m := range list.Members {
+				if !m.IsLearner || m.Name == "" {
+					continue // not started yet: nothing to catch up with
+				}
+				if _, err := s.cli.MemberPromote(lctx, m.ID); err == nil {
+					s.log.Info("learner promoted to a voting member", "name", m.Name)
+				} else {
+					s.log.Debug("learner not promoted yet", "name", m.Name, "err", err)
+				}
+			}
+		}
+		cancel()
+	}
 }
 
 func (s *Server) join(w http.ResponseWriter, r *http.Request) {
@@ -178,7 +213,10 @@ func (s *Server) admit(ctx context.Context, req joinRequest) (initial string, re
 		found = nil
 	}
 	if found == nil {
-		resp, err := s.cli.MemberAdd(ctx, []string{req.PeerURL})
+		// As a learner: it does not count towards the quorum until it has
+		// caught up and a member promotes it (promoteLearners), so the
+		// cluster stays available while it starts, or if it never does.
+		resp, err := s.cli.MemberAddAsLearner(ctx, []string{req.PeerURL})
 		if err != nil {
 			return "", false, fmt.Errorf("add member %q at %s: %w", req.Name, req.PeerURL, err)
 		}

@@ -299,6 +299,20 @@ func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Lo
 		e.Close()
 		return nil, fmt.Errorf("embedded store %s: not ready within %s: %w", dir, embeddedStartTimeout, startCtx.Err())
 	}
+	// A member that joined as a learner serves no client until a member
+	// promotes it (package cluster's join service does, once it caught up).
+	for e.Server.IsLearner() {
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case err := <-e.Err():
+			e.Close()
+			return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+		case <-startCtx.Done():
+			e.Server.Stop()
+			e.Close()
+			return nil, fmt.Errorf("embedded store %s: still a learner (not promoted to a voting member) after %s: %w", dir, embeddedStartTimeout, startCtx.Err())
+		}
+	}
 	endpoint := clientURL.String()
 	if err := writeFileAtomic(epPath, []byte(endpoint+"\n"), 0o600); err != nil {
 		e.Close()
