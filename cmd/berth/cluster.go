@@ -13,15 +13,14 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/berthd/berth/cluster"
+	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/store/backend"
 	"github.com/berthd/berth/store/etcd"
 )
 
-// clusterOptions are the flags of every cluster subcommand.
-type clusterOptions struct {
-	store  *storeFlags
-	output string
-}
+// clusterOptions are the flags of every cluster subcommand: the store
+// flags and -o, as for kv.
+type clusterOptions struct{ kvOptions }
 
 func newClusterCommand() *cobra.Command {
 	o := &clusterOptions{}
@@ -143,23 +142,13 @@ func embeddedStoreDir(rawURL string, f *storeFlags) (string, error) {
 // withClient opens the store, which must be an etcd store, and runs fn
 // with its client.
 func (o *clusterOptions) withClient(cmd *cobra.Command, fn func(ctx context.Context, cli *clientv3.Client) error) error {
-	if o.output != "simple" && o.output != "json" {
-		return usagef("--output %q: want simple or json", o.output)
-	}
-	log, err := commandLogger(cmd)
-	if err != nil {
-		return err
-	}
-	st, err := o.store.open(cmd.Context(), log)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	es, ok := st.(*etcd.Store)
-	if !ok {
-		return usagef("the cluster commands use an etcd store")
-	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
-	defer cancel()
-	return fn(ctx, es.Client())
+	return o.withStore(cmd, false, func(ctx context.Context, st store.Store) error {
+		es, ok := st.(*etcd.Store)
+		if !ok {
+			return usagef("the cluster commands use an etcd store")
+		}
+		ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		return fn(ctx, es.Client())
+	})
 }

@@ -287,31 +287,8 @@ func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Lo
 		}
 		return nil, fmt.Errorf("embedded store %s: start: %w", dir, err)
 	}
-	startCtx, cancel := context.WithTimeout(ctx, embeddedStartTimeout)
-	defer cancel()
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		e.Close()
+	if err := waitServing(ctx, e); err != nil {
 		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
-	case <-startCtx.Done():
-		e.Server.Stop()
-		e.Close()
-		return nil, fmt.Errorf("embedded store %s: not ready within %s: %w", dir, embeddedStartTimeout, startCtx.Err())
-	}
-	// A member that joined as a learner serves no client until a member
-	// promotes it (package cluster's join service does, once it caught up).
-	for e.Server.IsLearner() {
-		select {
-		case <-time.After(100 * time.Millisecond):
-		case err := <-e.Err():
-			e.Close()
-			return nil, fmt.Errorf("embedded store %s: %w", dir, err)
-		case <-startCtx.Done():
-			e.Server.Stop()
-			e.Close()
-			return nil, fmt.Errorf("embedded store %s: still a learner (not promoted to a voting member) after %s: %w", dir, embeddedStartTimeout, startCtx.Err())
-		}
 	}
 	endpoint := clientURL.String()
 	if err := writeFileAtomic(epPath, []byte(endpoint+"\n"), 0o600); err != nil {
@@ -344,6 +321,40 @@ func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Lo
 		return lock.Close() // releases the directory
 	}
 	return s, nil
+}
+
+// waitServing waits, for at most embeddedStartTimeout, until e serves
+// clients: ready, and not a learner (a member that joined as a learner
+// serves no client until a member promotes it; package cluster's join
+// service does once it has caught up). On failure e is closed.
+func waitServing(ctx context.Context, e *embed.Etcd) error {
+	ctx, cancel := context.WithTimeout(ctx, embeddedStartTimeout)
+	defer cancel()
+	ready, poll := e.Server.ReadyNotify(), (<-chan time.Time)(nil)
+	for {
+		select {
+		case <-ready:
+			ready = nil
+		case <-poll:
+		case err := <-e.Err():
+			e.Close()
+			return err
+		case <-ctx.Done():
+			what := "not ready"
+			if ready == nil {
+				what = "still a learner (not promoted to a voting member)"
+			}
+			e.Server.Stop()
+			e.Close()
+			return fmt.Errorf("%s within %s: %w", what, embeddedStartTimeout, ctx.Err())
+		}
+		if ready == nil {
+			if !e.Server.IsLearner() {
+				return nil
+			}
+			poll = time.After(100 * time.Millisecond)
+		}
+	}
 }
 
 // errPortTaken reports that the recorded client port is in use.
