@@ -121,6 +121,9 @@ func TestThreeHostCluster(t *testing.T) {
 	h.started(0, 4, 30*time.Second)
 	h.mustBerth(1, "cluster", "remove", name(3), "--state-dir", h.state(1))
 	h.started(0, 3, 10*time.Second)
+	eventually(t, 10*time.Second, "the removed host 3 says it stopped serving", func() (bool, string) {
+		return strings.Contains(p3.Log(), "was this member removed from its cluster"), p3.Log()
+	})
 	p3.stop(t)
 	if err := os.RemoveAll(h.state(3)); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -81,8 +82,17 @@ func prepareCluster(ctx context.Context, s Settings, log *slog.Logger) (advertis
 		if c.Token == "" {
 			return "", "", fmt.Errorf("%w: --join needs the cluster's token (--token or BERTH_CLUSTER_TOKEN; berth cluster token prints it on a member)", ErrSettings)
 		}
-		if adv, err = cluster.Join(ctx, dir, c.Join, c.Token, name, adv, cluster.WithLogger(log)); err != nil {
+		joined, err := cluster.Join(ctx, dir, c.Join, c.Token, name, adv, cluster.WithLogger(log))
+		_, member, _ := cluster.Member(dir)
+		switch {
+		case errors.Is(err, cluster.ErrUnreachable) && member && etcd.HasData(dir):
+			// A member restarted with its --join (a unit file's flags)
+			// while the join host is down: it knows its cluster.
+			log.Warn("join service unreachable; starting as the member this store is", "err", err)
+		case err != nil:
 			return "", "", fmt.Errorf("cluster join: %w", err)
+		default:
+			adv = joined
 		}
 	}
 	joinAddr, member, err := cluster.Member(dir)

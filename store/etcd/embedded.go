@@ -288,6 +288,9 @@ func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Lo
 		return nil, fmt.Errorf("embedded store %s: start: %w", dir, err)
 	}
 	if err := waitServing(ctx, e); err != nil {
+		if clustered {
+			return nil, fmt.Errorf("embedded store %s (cluster member %s): %w; if the member was removed from its cluster, join it again with berth up --join", dir, member.Name, err)
+		}
 		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
 	}
 	endpoint := clientURL.String()
@@ -314,6 +317,19 @@ func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Lo
 			return nil, fmt.Errorf("embedded store %s: %w", dir, err)
 		}
 		s.desc = "embedded " + dir + " (" + endpoint + ", member " + member.Name + " at " + member.PeerURL + ")"
+	}
+	if clustered {
+		// A member removed from its cluster stops serving; say so.
+		go func() {
+			select {
+			case <-e.Server.StopNotify():
+				if !muted.Load() {
+					log.Error("the embedded store stopped serving: was this member removed from its cluster (berth cluster ls on another host)? Stop berth up and join again with --join",
+						"store", s.desc)
+				}
+			case <-s.closed:
+			}
+		}()
 	}
 	s.onClose = func() error {
 		muted.Store(true)
