@@ -27,7 +27,15 @@ const (
 	DefaultPort = 2380
 	// PeerPort is etcd's peer port (the members' raft traffic).
 	PeerPort = DefaultPort + 1
+	// ClientPort is the members' client port for the cluster's clients on
+	// other hosts (their own host's clients use 127.0.0.1).
+	ClientPort = DefaultPort - 1
 )
+
+// MaxVoters is how many voting members a cluster gets: a host that joins
+// a cluster with as many becomes its client (its daemon uses the members'
+// stores; it runs none itself). More voters would only slow every write.
+const MaxVoters = 5
 
 // DefaultJoinTimeout bounds how long Join waits for a join service that
 // does not answer.
@@ -60,6 +68,12 @@ func PeerURL(ip net.IP) string {
 	return "https://" + net.JoinHostPort(ip.String(), strconv.Itoa(PeerPort))
 }
 
+// ClientURL is the client URL a member advertising ip serves the
+// cluster's clients on.
+func ClientURL(ip net.IP) string {
+	return "https://" + net.JoinHostPort(ip.String(), strconv.Itoa(ClientPort))
+}
+
 // JoinAddr is the address of the join service of a member advertising ip.
 func JoinAddr(ip net.IP) string { return net.JoinHostPort(ip.String(), strconv.Itoa(DefaultPort)) }
 
@@ -86,7 +100,7 @@ func Init(storeDir, name string, advertise net.IP) (Token, error) {
 		if err := pki.IssueSelf(name, advertise, now); err != nil {
 			return Token{}, fmt.Errorf("peer certificate: %w", err)
 		}
-		m = etcd.Member{Name: name, PeerURL: PeerURL(advertise), State: etcd.StateNew}
+		m = etcd.Member{Name: name, PeerURL: PeerURL(advertise), ClientURL: ClientURL(advertise), State: etcd.StateNew}
 		m.InitialCluster = name + "=" + m.PeerURL
 		if err := etcd.WriteMember(storeDir, m); err != nil {
 			return Token{}, err
@@ -151,6 +165,10 @@ type joinResponse struct {
 	// Restart: the joiner is a started member already (same name, same
 	// address) and keeps its data.
 	Restart bool `json:"restart"`
+	// Endpoints, when set, make the joiner a client of the cluster, not a
+	// member (it has MaxVoters members): PeerCert is its client
+	// certificate, and CAKey is not sent.
+	Endpoints []string `json:"endpoints,omitempty"`
 }
 
 // JoinOption configures Join.
@@ -216,6 +234,13 @@ func Join(ctx context.Context, storeDir, joinURL, token, name string, advertise 
 	if err != nil {
 		return nil, err
 	}
+	if len(resp.Endpoints) > 0 {
+		if err := etcd.WriteRemote(storeDir, etcd.Remote{Endpoints: resp.Endpoints}, resp.CACert, resp.PeerCert, key); err != nil {
+			return nil, err
+		}
+		o.log.Info("the cluster has its voting members; this host is its client", "endpoints", resp.Endpoints, "via", u.Host)
+		return advertise, nil
+	}
 	pki := etcd.ClusterPKIIn(storeDir)
 	if err := pki.Install(resp.CACert, resp.CAKey); err != nil {
 		return nil, err
@@ -235,7 +260,7 @@ func Join(ctx context.Context, storeDir, joinURL, token, name string, advertise 
 			o.log.Warn("joining the cluster as a new member; the store's old data is kept aside", "moved_to", moved)
 		}
 	}
-	m := etcd.Member{Name: name, PeerURL: req.PeerURL, InitialCluster: resp.InitialCluster, State: etcd.StateExisting}
+	m := etcd.Member{Name: name, PeerURL: req.PeerURL, ClientURL: ClientURL(advertise), InitialCluster: resp.InitialCluster, State: etcd.StateExisting}
 	if err := etcd.WriteMember(storeDir, m); err != nil {
 		return nil, err
 	}

@@ -41,9 +41,12 @@
 // the cluster) its old member is replaced. A removed member's old data is
 // moved aside (data.<time>) when it joins again.
 //
-// # Out of scope
+// # Clients beyond MaxVoters
 //
-// Members take part in the quorum: beyond 3 or 5 hosts further daemons
-// should use the cluster as clients (--store etcds://...) rather than
-// join; automatic client mode is not built.
+// A cluster gets at most MaxVoters (5) voting members. A host that joins a
+// cluster with as many becomes its client: the join service answers with
+// the members' client URLs (port ClientPort, 2379, on their advertise
+// addresses), the CA certificate (not its key) and a client certificate;
+// the host's store directory then holds remote.json instead of a member,
+// and its daemon and commands use the members' stores.
 package cluster

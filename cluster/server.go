@@ -131,7 +131,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
-	initial, restart, err := s.admit(ctx, req)
+	initial, endpoints, restart, err := s.admit(ctx, req)
 	if err != nil {
 		status := http.StatusServiceUnavailable
 		if errors.Is(err, errConflict) {
@@ -152,11 +152,16 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	s.log.Info("member admitted", "name", req.Name, "peer_url", req.PeerURL, "restart", restart)
+	resp := joinResponse{CACert: caCert, CAKey: caKey, PeerCert: cert, Secret: secret, InitialCluster: initial, Restart: restart}
+	if len(endpoints) > 0 {
+		// A client: a client certificate, no CA key, no secret.
+		resp = joinResponse{CACert: caCert, PeerCert: cert, Endpoints: endpoints}
+		s.log.Info("client admitted", "name", req.Name, "endpoints", endpoints)
+	} else {
+		s.log.Info("member admitted", "name", req.Name, "peer_url", req.PeerURL, "restart", restart)
+	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(joinResponse{
-		CACert: caCert, CAKey: caKey, PeerCert: cert, Secret: secret, InitialCluster: initial, Restart: restart,
-	})
+	_ = json.NewEncoder(w).Encode(resp)
 }
 
 // errConflict marks a joiner whose name or address another member has.
@@ -179,13 +184,14 @@ func checkRequest(req joinRequest) (net.IP, error) {
 }
 
 // admit adds the joiner to the membership (or finds it there), and returns
-// the initial cluster it starts with.
-func (s *Server) admit(ctx context.Context, req joinRequest) (initial string, restart bool, err error) {
+// the initial cluster it starts with; or, when the cluster has MaxVoters
+// voting members, the client URLs the joiner uses as its client.
+func (s *Server) admit(ctx context.Context, req joinRequest) (initial string, endpoints []string, restart bool, err error) {
 	// Serializable: an added member that never started (its answer lost)
 	// can cost the cluster its quorum, and must still be found here.
 	list, err := s.cli.MemberList(ctx, clientv3.WithSerializable())
 	if err != nil {
-		return "", false, fmt.Errorf("list members: %w", err)
+		return "", nil, false, fmt.Errorf("list members: %w", err)
 	}
 	members := list.Members
 	var found *MemberInfo
@@ -194,13 +200,33 @@ func (s *Server) admit(ctx context.Context, req joinRequest) (initial string, re
 		hasURL := mi.PeerURL == req.PeerURL
 		switch {
 		case mi.Name == req.Name && !hasURL:
-			return "", false, fmt.Errorf("%w: a member named %q already exists at %s (remove it first with berth cluster remove %s, or choose another host name)",
+			return "", nil, false, fmt.Errorf("%w: a member named %q already exists at %s (remove it first with berth cluster remove %s, or choose another host name)",
 				errConflict, req.Name, mi.PeerURL, req.Name)
 		case hasURL && mi.Name != "" && mi.Name != req.Name:
-			return "", false, fmt.Errorf("%w: member %q already has the peer URL %s", errConflict, mi.Name, req.PeerURL)
+			return "", nil, false, fmt.Errorf("%w: member %q already has the peer URL %s", errConflict, mi.Name, req.PeerURL)
 		case hasURL:
 			found = &mi
 		}
+	}
+	if found == nil {
+		voters := 0
+		for _, m := range members {
+			if m.Name != "" && !m.IsLearner {
+				voters++
+				for _, u := range m.ClientURLs {
+					if pu, err := url.Parse(u); err == nil && !isLoopback(pu.Hostname()) {
+						endpoints = append(endpoints, u)
+					}
+				}
+			}
+		}
+		if voters >= MaxVoters {
+			if len(endpoints) == 0 {
+				return "", nil, false, fmt.Errorf("the cluster has %d voting members and none serves clients on its advertise address", voters)
+			}
+			return "", endpoints, false, nil
+		}
+		endpoints = nil
 	}
 	switch {
 	case found != nil && found.Started && req.HaveData:
@@ -208,7 +234,7 @@ func (s *Server) admit(ctx context.Context, req joinRequest) (initial string, re
 	case found != nil && found.Started:
 		// The same host without its data: it joins again as a new member.
 		if _, err := s.cli.MemberRemove(ctx, found.ID); err != nil {
-			return "", false, fmt.Errorf("remove the old member %q: %w", req.Name, err)
+			return "", nil, false, fmt.Errorf("remove the old member %q: %w", req.Name, err)
 		}
 		found = nil
 	}
@@ -218,7 +244,7 @@ func (s *Server) admit(ctx context.Context, req joinRequest) (initial string, re
 		// cluster stays available while it starts, or if it never does.
 		resp, err := s.cli.MemberAddAsLearner(ctx, []string{req.PeerURL})
 		if err != nil {
-			return "", false, fmt.Errorf("add member %q at %s: %w", req.Name, req.PeerURL, err)
+			return "", nil, false, fmt.Errorf("add member %q at %s: %w", req.Name, req.PeerURL, err)
 		}
 		members = resp.Members // the membership after the addition
 	}
@@ -234,5 +260,10 @@ func (s *Server) admit(ctx context.Context, req joinRequest) (initial string, re
 			}
 		}
 	}
-	return strings.Join(parts, ","), restart, nil
+	return strings.Join(parts, ","), nil, restart, nil
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return ip == nil || ip.IsLoopback()
 }

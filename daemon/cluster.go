@@ -84,11 +84,12 @@ func prepareCluster(ctx context.Context, s Settings, log *slog.Logger) (advertis
 		}
 		joined, err := cluster.Join(ctx, dir, c.Join, c.Token, name, adv, cluster.WithLogger(log))
 		_, member, _ := cluster.Member(dir)
+		_, client, _ := etcd.ReadRemote(dir)
 		switch {
-		case errors.Is(err, cluster.ErrUnreachable) && member && etcd.HasData(dir):
-			// A member restarted with its --join (a unit file's flags)
+		case errors.Is(err, cluster.ErrUnreachable) && (member && etcd.HasData(dir) || client):
+			// A host restarted with its --join (a unit file's flags)
 			// while the join host is down: it knows its cluster.
-			log.Warn("join service unreachable; starting as the member this store is", "err", err)
+			log.Warn("join service unreachable; starting as the member or client this host is", "err", err)
 		case err != nil:
 			return "", "", fmt.Errorf("cluster join: %w", err)
 		default:

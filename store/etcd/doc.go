@@ -25,9 +25,12 @@
 // served as one member of a cluster: named for its host, listening for
 // peers on its advertise address, with peer TLS from a cluster CA of its
 // own (Dir/tls/cluster-ca.crt, peer.crt; peers must present a certificate
-// of that CA). The client port stays on 127.0.0.1 with the local CA. A
-// store that served alone before keeps its data and becomes the first
-// member (its peer URL is updated).
+// of that CA). A member also serves the cluster's clients on its
+// advertise address (Member.ClientURL): the cluster CA is then its local CA
+// too. A store that served alone before keeps its data and becomes the
+// first member (its peer URL is updated). A directory with a remote.json
+// (Remote) is a client of a cluster on other hosts: Embedded connects to
+// its endpoints and serves nothing.
 // etcdctl, as root:
 //
 //	etcdctl --endpoints "$(cat /var/lib/berth/store/endpoint)" \

@@ -109,6 +109,16 @@ func Embedded(ctx context.Context, cfg EmbeddedConfig) (*Store, error) {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
 
+	if r, ok, err := ReadRemote(dir); err != nil {
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+	} else if ok {
+		// A client of a cluster on other hosts: no server here.
+		creds := credentialsIn(dir)
+		return New(ctx, Config{
+			Endpoints: r.Endpoints, CAFile: creds.ca, CertFile: creds.client, KeyFile: creds.clientKey, Logger: log,
+			desc: "embedded " + dir + " (a client of the cluster at " + strings.Join(r.Endpoints, ",") + ")",
+		})
+	}
 	// One server per directory: whoever holds Dir/lock serves it; anyone
 	// else joins that server once it answers (it may still be starting, or
 	// stopping: then the lock is free again soon).
@@ -173,7 +183,7 @@ func checkStore(dir string) error {
 	case !fi.IsDir():
 		return fmt.Errorf("%w at %s: not a directory", ErrNoStore, dir)
 	}
-	for _, name := range []string{dataDir, endpointFile} {
+	for _, name := range []string{dataDir, endpointFile, remoteFile} {
 		_, err := os.Lstat(filepath.Join(dir, name))
 		if err == nil {
 			return nil
@@ -228,7 +238,18 @@ func lookupGroup(group string) (int, error) {
 // (unless -1) may use it.
 func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Logger) (*Store, error) {
 	creds := credentialsIn(dir)
-	if err := creds.ensure(time.Now()); err != nil {
+	member, clustered, err := ReadMember(dir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+	}
+	var extraIPs []net.IP
+	if clustered && member.ClientURL != "" {
+		if err := ClusterPKIIn(dir).adoptCA(creds); err != nil {
+			return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+		}
+		extraIPs = append(extraIPs, member.clientIP())
+	}
+	if err := creds.ensure(time.Now(), extraIPs...); err != nil {
 		return nil, fmt.Errorf("embedded store %s: credentials: %w", dir, err)
 	}
 	if err := creds.share(dir, gid); err != nil {
@@ -257,10 +278,6 @@ func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Lo
 	ecfg.ClientTLSInfo = tlsInfo
 	ecfg.PeerTLSInfo = tlsInfo
 	ecfg.InitialCluster = ecfg.InitialClusterFromName(ecfg.Name)
-	member, clustered, err := ReadMember(dir)
-	if err != nil {
-		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
-	}
 	if clustered {
 		if err := member.configure(ecfg, ClusterPKIIn(dir)); err != nil {
 			return nil, fmt.Errorf("embedded store %s: %w", dir, err)

@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -62,6 +63,97 @@ type Member struct {
 	// membership).
 	InitialCluster string `json:"initial_cluster"`
 	State          string `json:"state"`
+	// ClientURL (https://ADVERTISE:PORT), if set, is a second client
+	// listener, for the cluster's clients on other hosts (Remote). Its
+	// clients need a certificate of the cluster CA, which then is this
+	// store's CA for its local clients too.
+	ClientURL string `json:"client_url,omitempty"`
+}
+
+// Remote makes an embedded store's directory the credentials of a client
+// of a cluster on other hosts, kept in Dir/remote.json: a host beyond the
+// cluster's voting members. Embedded opens such a directory as a client of
+// Endpoints, with the certificate in Dir/tls (client.crt, from the cluster
+// CA, whose key it does not hold).
+type Remote struct {
+	Endpoints []string `json:"endpoints"`
+}
+
+const remoteFile = "remote.json"
+
+// ReadRemote returns the Remote kept in storeDir; ok is false when there is
+// none.
+func ReadRemote(storeDir string) (r Remote, ok bool, err error) {
+	path := filepath.Join(storeDir, remoteFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Remote{}, false, nil
+	}
+	if err != nil {
+		return Remote{}, false, err
+	}
+	if err := json.Unmarshal(b, &r); err != nil || len(r.Endpoints) == 0 {
+		return Remote{}, false, fmt.Errorf("%s: not a list of endpoints (%v)", path, err)
+	}
+	return r, true, nil
+}
+
+// WriteRemote makes storeDir a client of r's endpoints, with the cluster
+// CA's certificate caCert and a client certificate (PEM) for key; a
+// member's own state (cluster.json) is removed.
+func WriteRemote(storeDir string, r Remote, caCert, cert []byte, key *ecdsa.PrivateKey) error {
+	creds := credentialsIn(storeDir)
+	if err := os.MkdirAll(creds.dir, 0o700); err != nil {
+		return err
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
+	if _, err := tls.X509KeyPair(cert, keyPEM); err != nil {
+		return fmt.Errorf("client certificate: %w", err)
+	}
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{{creds.ca, caCert}, {creds.clientKey, keyPEM}, {creds.client, cert}} {
+		if err := writeFileAtomic(f.path, f.data, 0o600); err != nil {
+			return err
+		}
+	}
+	if err := os.Remove(filepath.Join(storeDir, memberFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	b, _ := json.MarshalIndent(r, "", "  ")
+	return writeFileAtomic(filepath.Join(storeDir, remoteFile), append(b, '\n'), 0o600)
+}
+
+// adoptCA makes the cluster CA the store's CA for its local clients too
+// (its clients on other hosts present certificates of the cluster CA, and
+// a client port trusts one CA): the server's and client's certificates are
+// then made again by credentials.ensure.
+func (p ClusterPKI) adoptCA(c credentials) error {
+	cert, key, err := p.CA()
+	if err != nil {
+		return fmt.Errorf("cluster CA: %w", err)
+	}
+	if old, err := os.ReadFile(c.ca); err == nil && bytes.Equal(old, cert) {
+		return nil
+	}
+	if err := writeFileAtomic(c.caKey, key, 0o600); err != nil {
+		return err
+	}
+	return writeFileAtomic(c.ca, cert, 0o600)
+}
+
+// clientIP is the address of m's ClientURL (nil: none).
+func (m Member) clientIP() net.IP {
+	u, err := url.Parse(m.ClientURL)
+	if err != nil || m.ClientURL == "" {
+		return nil
+	}
+	return net.ParseIP(u.Hostname())
 }
 
 // Member states of Member.State.
@@ -109,6 +201,11 @@ func (m Member) check() error {
 	u, err := url.Parse(m.PeerURL)
 	if err != nil || u.Scheme != "https" || net.ParseIP(u.Hostname()) == nil || u.Port() == "" {
 		return fmt.Errorf("member %s: peer URL %q: want https://IP:PORT", m.Name, m.PeerURL)
+	}
+	if m.ClientURL != "" {
+		if u, err := url.Parse(m.ClientURL); err != nil || u.Scheme != "https" || net.ParseIP(u.Hostname()) == nil || u.Port() == "" {
+			return fmt.Errorf("member %s: client URL %q: want https://IP:PORT", m.Name, m.ClientURL)
+		}
 	}
 	if m.State != StateNew && m.State != StateExisting {
 		return fmt.Errorf("member %s: state %q: want %s or %s", m.Name, m.State, StateNew, StateExisting)
@@ -303,6 +400,14 @@ func (m Member) configure(ecfg *embed.Config, p ClusterPKI) error {
 	}
 	ecfg.ClusterState = m.State
 	ecfg.InitialClusterToken = "berth"
+	if m.ClientURL != "" {
+		cu, err := url.Parse(m.ClientURL)
+		if err != nil {
+			return err
+		}
+		ecfg.ListenClientUrls = append(ecfg.ListenClientUrls, *cu)
+		ecfg.AdvertiseClientUrls = append(ecfg.AdvertiseClientUrls, *cu)
+	}
 	return nil
 }
 
