@@ -18,8 +18,10 @@ import (
 // its lease; when the daemon comes back it takes its container over and
 // the route returns.
 func TestRoutingAcrossHosts(t *testing.T) {
-	if _, err := exec.LookPath("nginx"); err != nil {
-		t.Skip("needs nginx")
+	for _, tool := range []string{"nginx", "curl", "iptables"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s", tool)
+		}
 	}
 	h := newHosts(t, 3)
 	const ttl = 3 * time.Second
