@@ -133,9 +133,9 @@ func cmpErr(err, otherwise error) error {
 	return otherwise
 }
 
-// Member reports whether the store in storeDir is a cluster member, and
-// the address its join service listens on.
-func Member(storeDir string) (joinAddr string, ok bool, err error) {
+// JoinService reports whether the store in storeDir is a cluster member,
+// and the address its join service listens on.
+func JoinService(storeDir string) (joinAddr string, ok bool, err error) {
 	m, ok, err := etcd.ReadMember(storeDir)
 	if err != nil || !ok {
 		return "", false, err

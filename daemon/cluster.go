@@ -83,7 +83,7 @@ func prepareCluster(ctx context.Context, s Settings, log *slog.Logger) (advertis
 			return "", "", fmt.Errorf("%w: --join needs the cluster's token (--token or BERTH_CLUSTER_TOKEN; berth cluster token prints it on a member)", ErrSettings)
 		}
 		joined, err := cluster.Join(ctx, dir, c.Join, c.Token, name, adv, cluster.WithLogger(log))
-		_, member, _ := cluster.Member(dir)
+		_, member, _ := cluster.JoinService(dir)
 		_, client, _ := etcd.ReadRemote(dir)
 		switch {
 		case errors.Is(err, cluster.ErrUnreachable) && (member && etcd.HasData(dir) || client):
@@ -96,7 +96,7 @@ func prepareCluster(ctx context.Context, s Settings, log *slog.Logger) (advertis
 			adv = joined
 		}
 	}
-	joinAddr, member, err := cluster.Member(dir)
+	joinAddr, member, err := cluster.JoinService(dir)
 	if err != nil || !member {
 		return c.Advertise, "", err
 	}
