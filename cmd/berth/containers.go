@@ -199,7 +199,7 @@ code; a command missing from the image exits 127.`,
 	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a port [IP:]HOSTPORT:CONTAINERPORT")
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the root filesystem read-only")
 	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the container id")
-	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits (foreground only)")
+	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits or is stopped (with -d: the daemon does; in the foreground, an interrupt stops it)")
 	fl.StringVar(&f.stopSignal, "stop-signal", "", "signal to stop the container (default SIGTERM)")
 	fl.StringVar(&f.healthCmd, "health-cmd", "", "health check command, run with /bin/sh -c")
 	fl.DurationVar(&f.healthInterval, "health-interval", 30*time.Second, "time between health checks")
@@ -211,6 +211,12 @@ code; a command missing from the image exits 127.`,
 		if err != nil {
 			return err
 		}
+		if f.rm && spec.Restart.Name != "no" {
+			return usagef("conflicting options: --restart %s and --rm", f.restart)
+		}
+		// Detached, the daemon removes it (AutoRemove); in the foreground
+		// berth does, once it has read the output and the exit code.
+		spec.AutoRemove = f.rm && f.detach
 		c := client()
 		ctx := cmd.Context()
 		ctr, err := c.Run(ctx, spec)
@@ -225,6 +231,13 @@ code; a command missing from the image exits 127.`,
 			return err
 		}
 		if ctx.Err() != nil {
+			if f.rm { // interrupted: as docker's signal proxy would, end it
+				bg := context.WithoutCancel(ctx)
+				if err := c.Stop(bg, ctr.ID, 10*time.Second); err != nil {
+					return daemonError(err)
+				}
+				return daemonError(c.Remove(bg, ctr.ID, runtime.Force()))
+			}
 			return nil // interrupted: the container keeps running
 		}
 		got, err := waitExited(ctx, c, ctr.ID)

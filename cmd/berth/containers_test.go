@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -25,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/berthd/berth/api"
+	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded/embeddedtest"
 	"github.com/berthd/berth/runtime/embedded/image"
@@ -115,6 +117,10 @@ func TestContainerCommands(t *testing.T) {
 		{"bad publish", []string{"run", h, "-p", "80", "bb:1", "true"}, 2, "", "", `-p "80"`},
 		{"name in use", []string{"run", h, "--name", "fg", "bb:1", "true"}, 1, "", "", `name "fg" is already in use`},
 		{"run detached", []string{"run", h, "-d", "--name", "bg", "-l", "app=x", "bb:1", "sh", "-c", "echo up; sleep 1000"}, 0, "", "", ""},
+		{"run -d --rm: removed when it exits", []string{"run", h, "-d", "--rm", "--name", "gone", "bb:1", "sh", "-c", "echo bye"}, 0, "", "", ""},
+		{"run -d --rm: removed when stopped", []string{"run", h, "-d", "--rm", "--name", "stopme", "bb:1", "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"}, 0, "", "", ""},
+		{"stop an --rm container", []string{"stop", h, "stopme"}, 0, "stopme\n", "", ""},
+		{"run --rm with a restart policy", []string{"run", h, "-d", "--rm", "--restart", "always", "bb:1", "true"}, 2, "", "", "conflicting options: --restart always and --rm"},
 		{"ps", []string{"ps", h}, 0, "", "   bg\n", ""},
 		{"ps -a", []string{"ps", h, "-a"}, 0, "", "Exited (3)", ""},
 		{"ps label filter", []string{"ps", h, "-a", "-q", "--filter", "label=app=y"}, 0, "", "", ""},
@@ -156,6 +162,12 @@ func TestContainerCommands(t *testing.T) {
 			}
 			if tc.name == "kill" {
 				waitForExit(t, sock, "bg")
+			}
+			if strings.HasPrefix(tc.name, "run -d --rm: removed when it exits") {
+				waitForRemoval(t, sock, "gone")
+			}
+			if tc.name == "stop an --rm container" {
+				waitForRemoval(t, sock, "stopme")
 			}
 		})
 	}
@@ -211,6 +223,64 @@ func waitForLog(t *testing.T, sock, id, want string) {
 			t.Fatalf("logs of %s: %q, want %q", id, stdout, want)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitForRemoval waits until the container is gone (run --rm).
+func waitForRemoval(t *testing.T, sock, id string) {
+	t.Helper()
+	c := api.NewClient(sock)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, err := c.Inspect(context.Background(), id)
+		if errors.Is(err, runtime.ErrNotFound) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s still there (%s, %v), want it removed", id, got.State, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRunRmInterrupted: an interrupted foreground run --rm stops and
+// removes its container, as docker's signal proxy and --rm do; without
+// --rm the container keeps running.
+func TestRunRmInterrupted(t *testing.T) {
+	sock := startDaemon(t)
+	h := "--host=" + sock
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := embeddedtest.BusyboxRootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := berthCLI(t.Context(), "import", h, rootfs, "bb:1"); code != 0 {
+		t.Fatal(stderr)
+	}
+	loop := "echo up; trap 'exit 0' TERM; while true; do sleep 0.1; done"
+	for _, rm := range []bool{true, false} {
+		name := fmt.Sprintf("fg-rm-%v", rm)
+		args := []string{"run", h, "--name", name, "bb:1", "sh", "-c", loop}
+		if rm {
+			args = append(args[:2:2], append([]string{"--rm"}, args[2:]...)...)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		var stdout, stderr testenv.SyncBuffer
+		done := make(chan int, 1)
+		go func() { done <- execute(ctx, args, strings.NewReader(""), &stdout, &stderr) }()
+		for deadline := time.Now().Add(20 * time.Second); stdout.String() != "up\n"; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: output %q %q", name, stdout.String(), stderr.String())
+			}
+		}
+		cancel() // what a Ctrl-C does to berth run
+		if code := <-done; code != 0 {
+			t.Errorf("%s: exit %d after the interrupt: %s", name, code, stderr.String())
+		}
+		if rm {
+			waitForRemoval(t, sock, name)
+		} else if got, err := api.NewClient(sock).Inspect(t.Context(), name); err != nil || !got.Running() {
+			t.Errorf("%s after the interrupt: %s %v, want running", name, got.State, err)
+		}
 	}
 }
 
