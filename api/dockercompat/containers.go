@@ -208,7 +208,7 @@ func (s *Server) inspectContainer(ctx context.Context, ref string) (container.In
 		}
 	}
 	s.mu.Unlock()
-	in := inspect(c, spec, ic, autoRm)
+	in := inspect(c, spec, ic, autoRm || spec.AutoRemove)
 	in.Config.Tty = tty
 	slices.Sort(execIDs)
 	in.ExecIDs = execIDs
