@@ -179,6 +179,47 @@ func TestRenderDryRunExitCode(t *testing.T) {
 	}
 }
 
+// TestRenderBuiltin: berth render uses the shipped templates out of the
+// binary (builtin:NAME in --template and in berth.toml), rendering what
+// the source tree's files render; an unknown name lists the shipped ones.
+func TestRenderBuiltin(t *testing.T) {
+	dir := t.TempDir()
+	rec := `{"id":"abc","name":"web-1","service":"web","host":"h1","ip":"10.1.0.2","port":80,"image":"web","env":{"VIRTUAL_HOST":"web.localhost"},"health":"none","state":"running","weight":1,"started_at":"2026-01-01T00:00:00Z"}`
+	fx := filepath.Join(dir, "fixture.json")
+	data, _ := json.Marshal(map[string]string{"/berth/services/web/h1/abc": rec})
+	if err := os.WriteFile(fx, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	render := func(args ...string) string {
+		t.Helper()
+		code, out, errs := run(t, ctx, "", append([]string{"render", "--context", fx}, args...)...)
+		if code != 0 {
+			t.Fatalf("berth render %s: exit %d: %s", strings.Join(args, " "), code, errs)
+		}
+		return out
+	}
+	fromTree := render("--stdout", "--template", "../../templates/nginx.tmpl")
+	if !strings.Contains(fromTree, "server_name web.localhost;") {
+		t.Fatalf("the source tree's nginx.tmpl rendered:\n%s", fromTree)
+	}
+	if got := render("--stdout", "--template", "builtin:nginx"); got != fromTree {
+		t.Errorf("builtin:nginx rendered:\n%s\nwant what templates/nginx.tmpl renders:\n%s", got, fromTree)
+	}
+	conf := filepath.Join(dir, "berth.toml")
+	if err := os.WriteFile(conf, []byte("[[template]]\nsrc = \"builtin:nginx.conf\"\nincludes = [\"builtin:nginx\"]\ndest = \"nginx.conf\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	render("--config", conf)
+	if got := readFile(t, filepath.Join(dir, "nginx.conf")); !strings.Contains(got, "http {") || !strings.Contains(got, "server_name web.localhost;") {
+		t.Errorf("builtin:nginx.conf with builtin:nginx wrote:\n%s", got)
+	}
+	code, _, errs := run(t, ctx, "", "render", "--context", fx, "--template", "builtin:apache:"+filepath.Join(dir, "x"))
+	if code != 2 || !strings.Contains(errs, `unknown builtin template "builtin:apache": berth ships builtin:nginx, builtin:nginx.conf`) {
+		t.Errorf("unknown builtin: exit %d %s", code, errs)
+	}
+}
+
 // TestRenderErrors: each bad input exits with its code, says what is wrong,
 // and leaves the destination untouched.
 func TestRenderErrors(t *testing.T) {
