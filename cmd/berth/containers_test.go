@@ -49,13 +49,19 @@ func berthCLIStdin(ctx context.Context, stdin string, args ...string) (int, stri
 // the daemon and checks nothing is left on the host.
 func startDaemon(t *testing.T) (sock string) {
 	t.Helper()
+	return startDaemonWith(t)
+}
+
+// startDaemonWith is startDaemon with more flags for berth up.
+func startDaemonWith(t *testing.T, extra ...string) (sock string) {
+	t.Helper()
 	env := embeddedtest.NewEnv(t)
 	sock = filepath.Join(t.TempDir(), "berth.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		code, _, stderr := berthCLI(ctx, "up", "--state-dir", env.StateDir, "--socket", sock, "--bridge", env.Bridge,
-			"--subnet", env.Subnet.String(), "--cgroup-parent", env.CgroupParent, "--log-level", "warn")
+		code, _, stderr := berthCLI(ctx, append([]string{"up", "--state-dir", env.StateDir, "--socket", sock, "--bridge", env.Bridge,
+			"--subnet", env.Subnet.String(), "--cgroup-parent", env.CgroupParent, "--log-level", "warn"}, extra...)...)
 		if code != 0 {
 			t.Errorf("berth up: exit %d: %s", code, stderr)
 		}

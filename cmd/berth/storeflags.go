@@ -201,17 +201,3 @@ func embeddedURL(stateDir string) string {
 	}
 	return (&url.URL{Scheme: "embedded", Path: filepath.Join(abs, "store")}).String()
 }
-
-// daemonInfo is what the daemon's API reports (api.WithInfo) for the store
-// these flags open, as the daemon whose state directory is stateDir: the
-// URL without credentials, or empty for the embedded store under stateDir.
-func (f *storeFlags) daemonInfo(stateDir string) api.Info {
-	info := api.Info{StateDir: stateDir}
-	if raw := f.URL(); raw != "" {
-		if u, err := url.Parse(raw); err == nil {
-			u.User = nil
-			info.Store = u.String()
-		}
-	}
-	return info
-}
