@@ -27,6 +27,7 @@ import (
 
 	"github.com/berthd/berth/api"
 	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded/embeddedtest"
 	"github.com/berthd/berth/runtime/embedded/image"
@@ -246,6 +247,56 @@ func waitForRemoval(t *testing.T, sock, id string) {
 			t.Fatalf("container %s still there (%s, %v), want it removed", id, got.State, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestLeftOutShown: berth ps and inspect show what the registrar left out
+// of a container's records and why, read from the daemon's store.
+func TestLeftOutShown(t *testing.T) {
+	sock := startDaemon(t)
+	h := "--host=" + sock
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := embeddedtest.BusyboxRootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if code, _, stderr := berthCLI(ctx, "import", h, rootfs, "bb:1"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if code, _, stderr := berthCLI(ctx, "run", h, "-d", "--name", "half", "-e", "VIRTUAL_HOST=ok.localhost,bad;host", "bb:1", "sleep", "1000"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if code, _, stderr := berthCLI(ctx, "run", h, "-d", "--name", "clean", "-e", "VIRTUAL_HOST=clean.localhost", "bb:1", "sleep", "1000"); code != 0 {
+		t.Fatal(stderr)
+	}
+	var stdout, stderr string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var code int
+		code, stdout, stderr = berthCLI(ctx, "ps", h)
+		if code == 0 && strings.Contains(stderr, "VIRTUAL_HOST") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("berth ps never named the left-out VIRTUAL_HOST: exit %d stdout %q stderr %q", code, stdout, stderr)
+		}
+	}
+	want := `berth: half: VIRTUAL_HOST="bad;host" is left out of its records: `
+	if !strings.HasPrefix(stderr, want) || strings.Count(stderr, "\n") != 1 || !strings.Contains(stdout, "half") {
+		t.Errorf("berth ps: stdout %q stderr %q; want stderr one line starting %q", stdout, stderr, want)
+	}
+	if code, out, errs := berthCLI(ctx, "ps", h, "--format", "{{.Names}}: {{.Invalid}}", "--filter", "name=half"); code != 0 || !strings.HasPrefix(out, `half: VIRTUAL_HOST="bad;host": `) {
+		t.Errorf("ps --format {{.Invalid}}: exit %d %q %s", code, out, errs)
+	}
+	code, out, errs := berthCLI(ctx, "inspect", h, "half", "clean")
+	var got []struct {
+		Name    string               `json:"name"`
+		Invalid []records.FieldError `json:"invalid"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &got) != nil || len(got) != 2 {
+		t.Fatalf("inspect: exit %d %q %s", code, out, errs)
+	}
+	if len(got[0].Invalid) != 1 || got[0].Invalid[0].Field != "VIRTUAL_HOST" || got[0].Invalid[0].Value != "bad;host" || got[0].Invalid[0].Reason == "" || len(got[1].Invalid) != 0 {
+		t.Errorf("inspect: %+v", got)
 	}
 }
 
