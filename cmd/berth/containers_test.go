@@ -53,6 +53,22 @@ func startDaemon(t *testing.T) (sock string) {
 	return startDaemonWith(t)
 }
 
+// daemonWithBusybox is startDaemon with a busybox image imported as bb:1;
+// h is the --host flag for it.
+func daemonWithBusybox(t *testing.T) (sock, h string) {
+	t.Helper()
+	sock = startDaemon(t)
+	h = "--host=" + sock
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := embeddedtest.BusyboxRootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := berthCLI(t.Context(), "import", h, rootfs, "bb:1"); code != 0 {
+		t.Fatal(stderr)
+	}
+	return sock, h
+}
+
 // startDaemonWith is startDaemon with more flags for berth up.
 func startDaemonWith(t *testing.T, extra ...string) (sock string) {
 	t.Helper()
@@ -185,16 +201,8 @@ func TestContainerCommands(t *testing.T) {
 }
 
 func TestInspectJSON(t *testing.T) {
-	sock := startDaemon(t)
-	h := "--host=" + sock
-	rootfs := filepath.Join(t.TempDir(), "rootfs")
-	if err := embeddedtest.BusyboxRootfs(rootfs); err != nil {
-		t.Fatal(err)
-	}
+	_, h := daemonWithBusybox(t)
 	ctx := context.Background()
-	if code, _, stderr := berthCLI(ctx, "import", h, rootfs, "bb:1"); code != 0 {
-		t.Fatal(stderr)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -253,16 +261,8 @@ func waitForRemoval(t *testing.T, sock, id string) {
 // TestLeftOutShown: berth ps and inspect show what the registrar left out
 // of a container's records and why, read from the daemon's store.
 func TestLeftOutShown(t *testing.T) {
-	sock := startDaemon(t)
-	h := "--host=" + sock
-	rootfs := filepath.Join(t.TempDir(), "rootfs")
-	if err := embeddedtest.BusyboxRootfs(rootfs); err != nil {
-		t.Fatal(err)
-	}
+	_, h := daemonWithBusybox(t)
 	ctx := t.Context()
-	if code, _, stderr := berthCLI(ctx, "import", h, rootfs, "bb:1"); code != 0 {
-		t.Fatal(stderr)
-	}
 	if code, _, stderr := berthCLI(ctx, "run", h, "-d", "--name", "half", "-e", "VIRTUAL_HOST=ok.localhost,bad;host", "bb:1", "sleep", "1000"); code != 0 {
 		t.Fatal(stderr)
 	}
@@ -304,15 +304,7 @@ func TestLeftOutShown(t *testing.T) {
 // removes its container, as docker's signal proxy and --rm do; without
 // --rm the container keeps running.
 func TestRunRmInterrupted(t *testing.T) {
-	sock := startDaemon(t)
-	h := "--host=" + sock
-	rootfs := filepath.Join(t.TempDir(), "rootfs")
-	if err := embeddedtest.BusyboxRootfs(rootfs); err != nil {
-		t.Fatal(err)
-	}
-	if code, _, stderr := berthCLI(t.Context(), "import", h, rootfs, "bb:1"); code != 0 {
-		t.Fatal(stderr)
-	}
+	sock, h := daemonWithBusybox(t)
 	loop := "echo up; trap 'exit 0' TERM; while true; do sleep 0.1; done"
 	for _, rm := range []bool{true, false} {
 		name := fmt.Sprintf("fg-rm-%v", rm)
