@@ -215,3 +215,20 @@ func execIOTests(ctx context.Context, t *testing.T, c *api.Client) {
 		t.Errorf("exec -it: code %d err %v out %q", code, err, tout.String())
 	}
 }
+
+func TestDaemonInfo(t *testing.T) {
+	tests := []struct {
+		stateDir, url, prefix string
+		want                  api.Info
+	}{
+		{"/var/lib/berth", "", "", api.Info{StateDir: "/var/lib/berth"}},
+		{"/s", "embedded:///srv/store", "/edge", api.Info{StateDir: "/s", Store: "embedded:///srv/store", Prefix: "/edge"}},
+		{"/s", "etcds://berth:secret@h1:2379,h2:2379", "", api.Info{StateDir: "/s", Store: "etcds://h1:2379,h2:2379"}},
+		{"/s", "consul://127.0.0.1:8500", "", api.Info{StateDir: "/s", Store: "consul://127.0.0.1:8500"}},
+	}
+	for _, tc := range tests {
+		if got := api.DaemonInfo(tc.stateDir, tc.url, tc.prefix); got != tc.want {
+			t.Errorf("DaemonInfo(%q, %q, %q) = %+v, want %+v", tc.stateDir, tc.url, tc.prefix, got, tc.want)
+		}
+	}
+}

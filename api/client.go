@@ -41,6 +41,9 @@ func NewClient(socket string) *Client {
 	return &Client{socket: socket, hc: &http.Client{Transport: tr}}
 }
 
+// Socket is the daemon's socket the client talks to.
+func (c *Client) Socket() string { return c.socket }
+
 // do sends a request and returns the response when its status is 2xx;
 // otherwise it decodes the API error.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body any) (*http.Response, error) {

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"net/url"
 )
 
 // Info is what GET /v1/info reports about the daemon: where its state and
@@ -14,6 +15,23 @@ type Info struct {
 	// Store is the daemon's store URL, without credentials; empty means
 	// the embedded store under StateDir.
 	Store string `json:"store,omitempty"`
+	// Prefix is the key prefix of the daemon's records; empty means
+	// records.DefaultPrefix.
+	Prefix string `json:"prefix,omitempty"`
+}
+
+// DaemonInfo is what a daemon reports whose state directory is stateDir,
+// whose store is storeURL ("": the embedded store under stateDir) and
+// whose records are under prefix: the URL without its credentials.
+func DaemonInfo(stateDir, storeURL, prefix string) Info {
+	info := Info{StateDir: stateDir, Prefix: prefix}
+	if storeURL != "" {
+		if u, err := url.Parse(storeURL); err == nil {
+			u.User = nil
+			info.Store = u.String()
+		}
+	}
+	return info
 }
 
 // WithInfo sets what GET /v1/info reports. Without it the state directory

@@ -19,6 +19,7 @@ import (
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/render/dialect"
+	"github.com/berthd/berth/templates"
 )
 
 // Template is one template resource: what to render, from which data, and
@@ -66,7 +67,14 @@ func (t Template) Stdout() bool { return t.stdout }
 // (consul-template's -template) into a template with the given parse
 // options. Without DEST the template is for standard output (Stdout).
 func ParseTemplateFlag(s string, opts dialect.Options) (Template, error) {
-	parts := strings.SplitN(s, ":", 3)
+	rest, builtin := strings.CutPrefix(s, templates.Prefix)
+	parts := strings.SplitN(rest, ":", 3)
+	if builtin {
+		parts[0] = templates.Prefix + parts[0] // builtin:NAME[:DEST[:RELOAD]]
+		if _, _, _, err := templates.Builtin(parts[0]); err != nil {
+			return Template{}, fmt.Errorf("--template %q: %w", s, err)
+		}
+	}
 	t := Template{Src: parts[0], Origin: "--template " + s, Options: opts}
 	if len(parts) > 1 {
 		t.Spec.Dest = parts[1]
@@ -314,7 +322,7 @@ func Load(file string) (*File, error) {
 func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) {
 	t := Template{
 		Name:   rt.Name,
-		Src:    relTo(dir, rt.Src),
+		Src:    templatePath(dir, rt.Src),
 		Origin: origin,
 		Options: dialect.Options{
 			Dialect:               dialect.Name(rt.Dialect),
@@ -333,10 +341,15 @@ func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) 
 		},
 	}
 	for _, inc := range rt.Includes {
-		t.Options.Includes = append(t.Options.Includes, relTo(dir, inc))
+		t.Options.Includes = append(t.Options.Includes, templatePath(dir, inc))
 	}
 	fail := func(format string, args ...any) (Template, error) {
 		return Template{}, fmt.Errorf("%s: template %q: %s", origin, t.label(), fmt.Sprintf(format, args...))
+	}
+	for i, p := range append([]string{t.Src}, t.Options.Includes...) {
+		if _, _, _, err := templates.Builtin(p); err != nil {
+			return fail("%s: %v", map[bool]string{true: "src", false: "includes"}[i == 0], err)
+		}
 	}
 	var err error
 	if t.Options.Prefix == "" {
@@ -604,6 +617,15 @@ func lookupGroup(name string) (int, error) {
 		return 0, err
 	}
 	return strconv.Atoi(g.Gid)
+}
+
+// templatePath is relTo for a template file: a shipped template
+// ("builtin:nginx") stays as it is.
+func templatePath(dir, p string) string {
+	if strings.HasPrefix(p, templates.Prefix) {
+		return p
+	}
+	return relTo(dir, p)
 }
 
 // relTo makes a relative path relative to dir ("" stays "").

@@ -145,6 +145,8 @@ func TestLoadErrors(t *testing.T) {
 		{"negative drain", "[daemon]\ndrain = \"-1s\"\n", `[daemon] drain "-1s"`},
 		{"same dest", head + "\n\n" + head, `:6: template "/tmp/a" writes /tmp/a, as does template "/tmp/a"`},
 		{"same name", head + "name = \"x\"\n[[template]]\nsrc = \"b\"\ndest = \"/tmp/b\"\nname = \"x\"\n", `:5: template name "x" is also used at`},
+		{"unknown builtin src", "[[template]]\nsrc = \"builtin:apache\"\ndest = \"/tmp/a\"\n", `:1: template "/tmp/a": src: unknown builtin template "builtin:apache": berth ships builtin:nginx, builtin:nginx.conf`},
+		{"unknown builtin include", head + "includes = [\"builtin:nginx\", \"builtin:ngnix\"]\n", `includes: unknown builtin template "builtin:ngnix"`},
 		{"same dest, other spelling", head + "[[template]]\nsrc = \"b\"\ndest = \"/tmp/./a\"\n", `as does template`},
 	}
 	for _, tc := range tests {
@@ -335,6 +337,9 @@ func TestParseTemplateFlag(t *testing.T) {
 		{in: "in.tmpl:/tmp/out", src: "in.tmpl", dest: "/tmp/out"},
 		{in: "in.tmpl", src: "in.tmpl", stdout: true},
 		{in: ":/tmp/out", err: "src is required"},
+		{in: "builtin:nginx:/tmp/out:nginx -s reload", src: "builtin:nginx", dest: "/tmp/out", reload: "nginx -s reload"},
+		{in: "builtin:nginx", src: "builtin:nginx", stdout: true},
+		{in: "builtin:apache:/tmp/out", err: `unknown builtin template "builtin:apache": berth ships builtin:nginx, builtin:nginx.conf`},
 	}
 	for _, tc := range tests {
 		tm, err := ParseTemplateFlag(tc.in, dialect.Options{Dialect: dialect.Native})
@@ -406,5 +411,20 @@ func TestDaemonDrainZero(t *testing.T) {
 		if f.Daemon.Drain != v {
 			t.Errorf("drain = %q read as %q", v, f.Daemon.Drain)
 		}
+	}
+}
+
+// TestLoadBuiltin: src and includes may name a shipped template; it is
+// not made relative to the file's directory.
+func TestLoadBuiltin(t *testing.T) {
+	dir := t.TempDir()
+	file := write(t, dir, "berth.toml", "[[template]]\nsrc = \"builtin:nginx.conf\"\nincludes = [\"builtin:nginx\", \"local.tmpl\"]\ndest = \"nginx.conf\"\n")
+	f, err := Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := f.Templates[0]
+	if tm.Src != "builtin:nginx.conf" || !reflect.DeepEqual(tm.Options.Includes, []string{"builtin:nginx", filepath.Join(dir, "local.tmpl")}) || tm.Spec.Dest != filepath.Join(dir, "nginx.conf") {
+		t.Errorf("src %q includes %q dest %q", tm.Src, tm.Options.Includes, tm.Spec.Dest)
 	}
 }

@@ -205,7 +205,8 @@ func Run(ctx context.Context, s Settings) error {
 		if err != nil {
 			return fmt.Errorf("berth API: %w", err)
 		}
-		serve("berth API on "+s.Socket, func() error { return api.NewServer(emb, api.WithServerLogger(log)).Serve(rctx, ln) })
+		info := api.WithInfo(api.DaemonInfo(s.StateDir, s.StoreURL, s.Daemon.Registrar.Prefix)) // where store commands with -H go
+		serve("berth API on "+s.Socket, func() error { return api.NewServer(emb, api.WithServerLogger(log), info).Serve(rctx, ln) })
 		if s.DockerSocket != "" {
 			dln, err := dockercompat.Listen(s.DockerSocket)
 			if err != nil {

@@ -103,6 +103,10 @@ type Spec struct {
 	Restart    RestartPolicy     `json:"restart"`
 	Health     *HealthCheck      `json:"health,omitempty"`
 	StopSignal string            `json:"stop_signal,omitempty"`
+	// AutoRemove removes the container once its process has exited, by
+	// itself or stopped (Docker's --rm, HostConfig.AutoRemove); a restart
+	// brings it back first. Not with a restart policy other than "no".
+	AutoRemove bool `json:"auto_remove,omitempty"`
 }
 
 // Container is a snapshot of one container. It carries what docker-gen's

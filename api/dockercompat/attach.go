@@ -78,6 +78,11 @@ func (s *Server) attachContainer(w http.ResponseWriter, r *http.Request) error {
 	s.mu.Lock()
 	s.attached[c.ID]++
 	s.mu.Unlock()
+	if h, ok := s.rt.(interface{ HoldRemoval(string) (func(), error) }); ok {
+		if release, err := h.HoldRemoval(c.ID); err == nil {
+			defer release() // an AutoRemove container's output is sent to the end
+		}
+	}
 	defer func() {
 		s.mu.Lock()
 		if s.attached[c.ID]--; s.attached[c.ID] <= 0 {

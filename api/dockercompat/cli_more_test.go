@@ -90,6 +90,11 @@ func TestDockerCLIMore(t *testing.T) {
 		t.Errorf("run --rm: exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}
 	waitFor(t, 10*time.Second, "r1 to be removed", func() bool { return cli("ps", "-aq", "--filter", "name=r1").stdout == "" })
+	// run -d --rm: the runtime removes it once stopped (Spec.AutoRemove).
+	want(cli("run", "-d", "--rm", "--name", "d1", "busybox:test", "sh", "-c", loop), 0, "*")
+	want(cli("inspect", "-f", "{{.HostConfig.AutoRemove}}", "d1"), 0, "true\n")
+	want(cli("stop", "d1"), 0, "d1\n")
+	waitFor(t, 10*time.Second, "d1 to be removed", func() bool { return cli("ps", "-aq", "--filter", "name=d1").stdout == "" })
 	r = cli("run", "--name", "r2", "busybox:test", "nosuchcmd")
 	if r.code != 127 || !strings.Contains(r.stderr, "executable file not found") {
 		t.Errorf("run of a missing command: exit %d %q", r.code, r.stderr)

@@ -208,7 +208,7 @@ func (s *Server) inspectContainer(ctx context.Context, ref string) (container.In
 		}
 	}
 	s.mu.Unlock()
-	in := inspect(c, spec, ic, autoRm)
+	in := inspect(c, spec, ic, autoRm || spec.AutoRemove)
 	in.Config.Tty = tty
 	slices.Sort(execIDs)
 	in.ExecIDs = execIDs
@@ -429,6 +429,7 @@ func specFromCreate(name string, req container.CreateRequest) (runtime.Spec, []r
 		}
 		expose = append(expose, runtime.Port{Port: p.Num(), Proto: string(p.Proto())})
 	}
+	spec.AutoRemove = hc.AutoRemove // the runtime removes it, also after a daemon restart
 	return spec, expose, warnings, hc.AutoRemove, nil
 }
 

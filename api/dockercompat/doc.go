@@ -82,9 +82,9 @@
 // warns, and its streams go out unframed as the client then expects; run
 // -it is a 400); no stdin for containers (attach reads and drops it);
 // exec runs as the container's user in its working directory and
-// ignores DetachKeys (ctrl-p ctrl-q reaches the command); AutoRemove
-// and TTY flags live in the server's memory (a restarted daemon forgets
-// them). Not served (404 "page not found", logged once per endpoint):
+// ignores DetachKeys (ctrl-p ctrl-q reaches the command); the TTY
+// flag lives in the server's memory (a restarted daemon forgets
+// it). Not served (404 "page not found", logged once per endpoint):
 // volumes and plugins beyond the empty lists, build, commit,
 // export/import, stats, top, update, rename, pause, network
 // create/connect, swarm.

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/api"
+	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded"
 )
@@ -199,7 +200,7 @@ code; a command missing from the image exits 127.`,
 	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a port [IP:]HOSTPORT:CONTAINERPORT")
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the root filesystem read-only")
 	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the container id")
-	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits (foreground only)")
+	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits or is stopped (with -d: the daemon does; in the foreground, an interrupt stops it)")
 	fl.StringVar(&f.stopSignal, "stop-signal", "", "signal to stop the container (default SIGTERM)")
 	fl.StringVar(&f.healthCmd, "health-cmd", "", "health check command, run with /bin/sh -c")
 	fl.DurationVar(&f.healthInterval, "health-interval", 30*time.Second, "time between health checks")
@@ -211,6 +212,12 @@ code; a command missing from the image exits 127.`,
 		if err != nil {
 			return err
 		}
+		if f.rm && spec.Restart.Name != "no" {
+			return usagef("conflicting options: --restart %s and --rm", f.restart)
+		}
+		// Detached, the daemon removes it (AutoRemove); in the foreground
+		// berth does, once it has read the output and the exit code.
+		spec.AutoRemove = f.rm && f.detach
 		c := client()
 		ctx := cmd.Context()
 		ctr, err := c.Run(ctx, spec)
@@ -225,6 +232,13 @@ code; a command missing from the image exits 127.`,
 			return err
 		}
 		if ctx.Err() != nil {
+			if f.rm { // interrupted: as docker's signal proxy would, end it
+				bg := context.WithoutCancel(ctx)
+				if err := c.Stop(bg, ctr.ID, 10*time.Second); err != nil {
+					return daemonError(err)
+				}
+				return daemonError(c.Remove(bg, ctr.ID, runtime.Force()))
+			}
 			return nil // interrupted: the container keeps running
 		}
 		got, err := waitExited(ctx, c, ctr.ID)
@@ -291,14 +305,18 @@ func newPsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ps",
 		Short: "List containers",
-		Args:  usageArgs(cobra.NoArgs),
+		Long: `List containers, as docker ps. Metadata the registrar left out of a
+container's records (a VIRTUAL_HOST name with a ";", a bad VIRTUAL_PORT)
+is named on stderr after the table, with the reason; {{.Invalid}} in
+--format, and "invalid" in berth inspect, show it too.`,
+		Args: usageArgs(cobra.NoArgs),
 	}
 	client := addHostFlag(cmd)
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "show all containers, not only running ones")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only print container ids")
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not truncate ids and commands")
 	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "filter: id=, name=, label=KEY[=VALUE], status=, ancestor=IMAGE (repeatable)")
-	cmd.Flags().StringVar(&format, "format", "", `output format: "json", a Go template ({{.ID}} {{.Names}} {{.Status}} {{.Label "k"}} ...), or "table TEMPLATE"`)
+	cmd.Flags().StringVar(&format, "format", "", `output format: "json", a Go template ({{.ID}} {{.Names}} {{.Status}} {{.Label "k"}} {{.Invalid}} ...), or "table TEMPLATE"`)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		fl, err := parsePsFilters(filters)
 		if err != nil {
@@ -316,17 +334,18 @@ func newPsCommand() *cobra.Command {
 		}
 		cs = slices.DeleteFunc(cs, func(c runtime.Container) bool { return !fl.match(c) })
 		out := cmd.OutOrStdout()
-		rows := make([]any, 0, len(cs))
-		for _, c := range cs {
-			rows = append(rows, newPsRow(c, noTrunc))
-		}
-		switch {
-		case quiet:
-			for _, r := range rows {
-				fmt.Fprintln(out, r.(psRow).ID)
+		if quiet {
+			for _, c := range cs {
+				fmt.Fprintln(out, newPsRow(c, noTrunc, nil).ID)
 			}
 			return nil
-		case custom:
+		}
+		invalid := leftOutOf(cmd, client().Socket(), cs)
+		rows := make([]any, 0, len(cs))
+		for _, c := range cs {
+			rows = append(rows, newPsRow(c, noTrunc, invalid[c.ID]))
+		}
+		if custom {
 			return fm.print(out, rows, func(f string) string { return cmp.Or(psHeaders[f], strings.ToUpper(f)) })
 		}
 		tw := tabwriter.NewWriter(out, 0, 8, 3, ' ', 0)
@@ -335,7 +354,15 @@ func newPsCommand() *cobra.Command {
 			r := r.(psRow)
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Image, r.Command, r.RunningFor, r.Status, r.Ports, r.Names)
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		for _, c := range cs { // on stderr: the table stays what scripts parse
+			for _, fe := range invalid[c.ID] {
+				fmt.Fprintf(cmd.ErrOrStderr(), "berth: %s: %s=%q is left out of its records: %s\n", c.Name, fe.Field, fe.Value, fe.Reason)
+			}
+		}
+		return nil
 	}
 	return cmd
 }
@@ -478,7 +505,7 @@ func newLogsCommand() *cobra.Command {
 
 func newInspectCommand() *cobra.Command {
 	var format string
-	cmd := &cobra.Command{Use: "inspect CONTAINER...", Short: "Print containers as JSON", Args: usageArgs(cobra.MinimumNArgs(1))}
+	cmd := &cobra.Command{Use: "inspect CONTAINER...", Short: "Print containers as JSON (with \"invalid\": what the registrar left out of their records, and why)", Args: usageArgs(cobra.MinimumNArgs(1))}
 	client := addHostFlag(cmd)
 	cmd.Flags().StringVarP(&format, "format", "f", "", `a Go template per container ({{.IP}}, {{json .Labels}} ...), or "json"`)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -487,7 +514,7 @@ func newInspectCommand() *cobra.Command {
 			return err
 		}
 		c := client()
-		out := []runtime.Container{}
+		var cs []runtime.Container
 		var first error
 		for _, id := range args {
 			ctr, err := c.Inspect(cmd.Context(), id)
@@ -496,7 +523,12 @@ func newInspectCommand() *cobra.Command {
 				first = exitCodeError{code: exitFailure}
 				continue
 			}
-			out = append(out, ctr)
+			cs = append(cs, ctr)
+		}
+		invalid := leftOutOf(cmd, c.Socket(), cs)
+		out := []inspected{}
+		for _, ctr := range cs {
+			out = append(out, inspected{Container: ctr, Invalid: invalid[ctr.ID]})
 		}
 		if custom && !fm.json {
 			items := make([]any, len(out))
@@ -516,6 +548,28 @@ func newInspectCommand() *cobra.Command {
 		return first
 	}
 	return cmd
+}
+
+// inspected is what berth inspect prints of a container: the runtime's
+// view, and the metadata the registrar left out of its records and why
+// (records.Instance.Invalid).
+type inspected struct {
+	runtime.Container
+	Invalid []records.FieldError `json:"invalid,omitempty"`
+}
+
+// leftOutOf reads, for the running ones among cs, what the registrar left
+// out of their records (leftOut). A store it cannot read is said once on
+// stderr: the containers are still printed.
+func leftOutOf(cmd *cobra.Command, socket string, cs []runtime.Container) map[string][]records.FieldError {
+	if !slices.ContainsFunc(cs, runtime.Container.Running) {
+		return nil
+	}
+	invalid, err := leftOut(cmd.Context(), socket)
+	if err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "berth: metadata left out of the records not shown: %v\n", err)
+	}
+	return invalid
 }
 
 func newExecCommand() *cobra.Command {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -25,6 +26,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/berthd/berth/api"
+	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded/embeddedtest"
 	"github.com/berthd/berth/runtime/embedded/image"
@@ -47,13 +50,35 @@ func berthCLIStdin(ctx context.Context, stdin string, args ...string) (int, stri
 // the daemon and checks nothing is left on the host.
 func startDaemon(t *testing.T) (sock string) {
 	t.Helper()
+	return startDaemonWith(t)
+}
+
+// daemonWithBusybox is startDaemon with a busybox image imported as bb:1;
+// h is the --host flag for it.
+func daemonWithBusybox(t *testing.T) (sock, h string) {
+	t.Helper()
+	sock = startDaemon(t)
+	h = "--host=" + sock
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := embeddedtest.BusyboxRootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := berthCLI(t.Context(), "import", h, rootfs, "bb:1"); code != 0 {
+		t.Fatal(stderr)
+	}
+	return sock, h
+}
+
+// startDaemonWith is startDaemon with more flags for berth up.
+func startDaemonWith(t *testing.T, extra ...string) (sock string) {
+	t.Helper()
 	env := embeddedtest.NewEnv(t)
 	sock = filepath.Join(t.TempDir(), "berth.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		code, _, stderr := berthCLI(ctx, "up", "--state-dir", env.StateDir, "--socket", sock, "--bridge", env.Bridge,
-			"--subnet", env.Subnet.String(), "--cgroup-parent", env.CgroupParent, "--log-level", "warn")
+		code, _, stderr := berthCLI(ctx, append([]string{"up", "--state-dir", env.StateDir, "--socket", sock, "--bridge", env.Bridge,
+			"--subnet", env.Subnet.String(), "--cgroup-parent", env.CgroupParent, "--log-level", "warn"}, extra...)...)
 		if code != 0 {
 			t.Errorf("berth up: exit %d: %s", code, stderr)
 		}
@@ -115,6 +140,10 @@ func TestContainerCommands(t *testing.T) {
 		{"bad publish", []string{"run", h, "-p", "80", "bb:1", "true"}, 2, "", "", `-p "80"`},
 		{"name in use", []string{"run", h, "--name", "fg", "bb:1", "true"}, 1, "", "", `name "fg" is already in use`},
 		{"run detached", []string{"run", h, "-d", "--name", "bg", "-l", "app=x", "bb:1", "sh", "-c", "echo up; sleep 1000"}, 0, "", "", ""},
+		{"run -d --rm: removed when it exits", []string{"run", h, "-d", "--rm", "--name", "gone", "bb:1", "sh", "-c", "echo bye"}, 0, "", "", ""},
+		{"run -d --rm: removed when stopped", []string{"run", h, "-d", "--rm", "--name", "stopme", "bb:1", "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"}, 0, "", "", ""},
+		{"stop an --rm container", []string{"stop", h, "stopme"}, 0, "stopme\n", "", ""},
+		{"run --rm with a restart policy", []string{"run", h, "-d", "--rm", "--restart", "always", "bb:1", "true"}, 2, "", "", "conflicting options: --restart always and --rm"},
 		{"ps", []string{"ps", h}, 0, "", "   bg\n", ""},
 		{"ps -a", []string{"ps", h, "-a"}, 0, "", "Exited (3)", ""},
 		{"ps label filter", []string{"ps", h, "-a", "-q", "--filter", "label=app=y"}, 0, "", "", ""},
@@ -157,6 +186,12 @@ func TestContainerCommands(t *testing.T) {
 			if tc.name == "kill" {
 				waitForExit(t, sock, "bg")
 			}
+			if strings.HasPrefix(tc.name, "run -d --rm: removed when it exits") {
+				waitForRemoval(t, sock, "gone")
+			}
+			if tc.name == "stop an --rm container" {
+				waitForRemoval(t, sock, "stopme")
+			}
 		})
 	}
 	code, stdout, _ := berthCLI(ctx, "ps", h, "-a", "-q")
@@ -166,16 +201,8 @@ func TestContainerCommands(t *testing.T) {
 }
 
 func TestInspectJSON(t *testing.T) {
-	sock := startDaemon(t)
-	h := "--host=" + sock
-	rootfs := filepath.Join(t.TempDir(), "rootfs")
-	if err := embeddedtest.BusyboxRootfs(rootfs); err != nil {
-		t.Fatal(err)
-	}
+	_, h := daemonWithBusybox(t)
 	ctx := context.Background()
-	if code, _, stderr := berthCLI(ctx, "import", h, rootfs, "bb:1"); code != 0 {
-		t.Fatal(stderr)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -211,6 +238,98 @@ func waitForLog(t *testing.T, sock, id, want string) {
 			t.Fatalf("logs of %s: %q, want %q", id, stdout, want)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitForRemoval waits until the container is gone (run --rm).
+func waitForRemoval(t *testing.T, sock, id string) {
+	t.Helper()
+	c := api.NewClient(sock)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, err := c.Inspect(context.Background(), id)
+		if errors.Is(err, runtime.ErrNotFound) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s still there (%s, %v), want it removed", id, got.State, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestLeftOutShown: berth ps and inspect show what the registrar left out
+// of a container's records and why, read from the daemon's store.
+func TestLeftOutShown(t *testing.T) {
+	_, h := daemonWithBusybox(t)
+	ctx := t.Context()
+	if code, _, stderr := berthCLI(ctx, "run", h, "-d", "--name", "half", "-e", "VIRTUAL_HOST=ok.localhost,bad;host", "bb:1", "sleep", "1000"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if code, _, stderr := berthCLI(ctx, "run", h, "-d", "--name", "clean", "-e", "VIRTUAL_HOST=clean.localhost", "bb:1", "sleep", "1000"); code != 0 {
+		t.Fatal(stderr)
+	}
+	var stdout, stderr string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var code int
+		code, stdout, stderr = berthCLI(ctx, "ps", h)
+		if code == 0 && strings.Contains(stderr, "VIRTUAL_HOST") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("berth ps never named the left-out VIRTUAL_HOST: exit %d stdout %q stderr %q", code, stdout, stderr)
+		}
+	}
+	want := `berth: half: VIRTUAL_HOST="bad;host" is left out of its records: `
+	if !strings.HasPrefix(stderr, want) || strings.Count(stderr, "\n") != 1 || !strings.Contains(stdout, "half") {
+		t.Errorf("berth ps: stdout %q stderr %q; want stderr one line starting %q", stdout, stderr, want)
+	}
+	if code, out, errs := berthCLI(ctx, "ps", h, "--format", "{{.Names}}: {{.Invalid}}", "--filter", "name=half"); code != 0 || !strings.HasPrefix(out, `half: VIRTUAL_HOST="bad;host": `) {
+		t.Errorf("ps --format {{.Invalid}}: exit %d %q %s", code, out, errs)
+	}
+	code, out, errs := berthCLI(ctx, "inspect", h, "half", "clean")
+	var got []struct {
+		Name    string               `json:"name"`
+		Invalid []records.FieldError `json:"invalid"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &got) != nil || len(got) != 2 {
+		t.Fatalf("inspect: exit %d %q %s", code, out, errs)
+	}
+	if len(got[0].Invalid) != 1 || got[0].Invalid[0].Field != "VIRTUAL_HOST" || got[0].Invalid[0].Value != "bad;host" || got[0].Invalid[0].Reason == "" || len(got[1].Invalid) != 0 {
+		t.Errorf("inspect: %+v", got)
+	}
+}
+
+// TestRunRmInterrupted: an interrupted foreground run --rm stops and
+// removes its container, as docker's signal proxy and --rm do; without
+// --rm the container keeps running.
+func TestRunRmInterrupted(t *testing.T) {
+	sock, h := daemonWithBusybox(t)
+	loop := "echo up; trap 'exit 0' TERM; while true; do sleep 0.1; done"
+	for _, rm := range []bool{true, false} {
+		name := fmt.Sprintf("fg-rm-%v", rm)
+		args := []string{"run", h, "--name", name, "bb:1", "sh", "-c", loop}
+		if rm {
+			args = append(args[:2:2], append([]string{"--rm"}, args[2:]...)...)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		var stdout, stderr testenv.SyncBuffer
+		done := make(chan int, 1)
+		go func() { done <- execute(ctx, args, strings.NewReader(""), &stdout, &stderr) }()
+		for deadline := time.Now().Add(20 * time.Second); stdout.String() != "up\n"; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: output %q %q", name, stdout.String(), stderr.String())
+			}
+		}
+		cancel() // what a Ctrl-C does to berth run
+		if code := <-done; code != 0 {
+			t.Errorf("%s: exit %d after the interrupt: %s", name, code, stderr.String())
+		}
+		if rm {
+			waitForRemoval(t, sock, name)
+		} else if got, err := api.NewClient(sock).Inspect(t.Context(), name); err != nil || !got.Running() {
+			t.Errorf("%s after the interrupt: %s %v, want running", name, got.State, err)
+		}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	units "github.com/docker/go-units"
 
+	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/runtime"
 )
 
@@ -143,6 +144,9 @@ type psRow struct {
 	ID, Image, Command, CreatedAt, RunningFor, Ports, State, Status, Names, Networks, Mounts string
 	Labels                                                                                   string
 	LabelMap                                                                                 map[string]string `json:"-"`
+	// Invalid is the metadata the registrar left out of the records, and
+	// why: "FIELD=\"value\": reason; ..." (records.Instance.Invalid).
+	Invalid string
 }
 
 // Label returns one label's value, as docker ps's {{.Label "k"}}.
@@ -151,10 +155,10 @@ func (r psRow) Label(k string) string { return r.LabelMap[k] }
 var psHeaders = map[string]string{
 	"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
 	"RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Names": "NAMES",
-	"Networks": "NETWORKS", "Mounts": "MOUNTS", "Labels": "LABELS", "Label": "LABEL",
+	"Networks": "NETWORKS", "Mounts": "MOUNTS", "Labels": "LABELS", "Label": "LABEL", "Invalid": "LEFT OUT",
 }
 
-func newPsRow(c runtime.Container, noTrunc bool) psRow {
+func newPsRow(c runtime.Container, noTrunc bool, invalid []records.FieldError) psRow {
 	id, command := c.ID, strings.Join(c.Cmd, " ")
 	if !noTrunc {
 		id = id[:min(12, len(id))]
@@ -182,6 +186,7 @@ func newPsRow(c runtime.Container, noTrunc bool) psRow {
 		CreatedAt: c.Created.Format("2006-01-02 15:04:05 -0700 MST"), RunningFor: units.HumanDuration(time.Since(c.Created)) + " ago",
 		Ports: portList, State: string(c.State), Status: status(c), Names: c.Name,
 		Networks: strings.Join(nets, ","), Mounts: strings.Join(mounts, ","), Labels: strings.Join(labels, ","), LabelMap: c.Labels,
+		Invalid: joinFieldErrors(invalid),
 	}
 }
 
@@ -260,4 +265,13 @@ func ancestorMatch(c runtime.Container, v string) bool {
 		return strings.HasPrefix(img, v+":")
 	}
 	return false
+}
+
+// joinFieldErrors is "FIELD=\"value\": reason; ..." ("" for none).
+func joinFieldErrors(fes []records.FieldError) string {
+	parts := make([]string, len(fes))
+	for i, fe := range fes {
+		parts[i] = fe.String()
+	}
+	return strings.Join(parts, "; ")
 }

@@ -17,11 +17,12 @@ import (
 
 // renderOptions are the flags of berth render.
 type renderOptions struct {
-	sources *templateFlags
-	dryRun  bool
-	stdout  bool
-	context string
-	store   *storeFlags
+	sources  *templateFlags
+	dryRun   bool
+	exitCode bool
+	stdout   bool
+	context  string
+	store    *storeFlags
 }
 
 func newRenderCommand() *cobra.Command {
@@ -36,9 +37,16 @@ fails) and exit: 0 rendered or unchanged, 1 render/check/reload failure,
 
 Templates come from --config (berth.toml, or a docker-gen [[config]] file),
 --confdir (confd's conf.d/*.toml with templates/ beside them, run
-unmodified) and --template SRC[:DEST[:RELOAD]] (repeatable; without DEST
-the output goes to standard output). --dialect and --prefix apply to
---template; --prefix also overrides the confd resources' prefix.
+unmodified) and --template SRC[:DEST[:RELOAD]] (repeatable). With DEST the
+output is written to DEST (and RELOAD run after the swap); without DEST
+there is nowhere to write it, so the template needs --stdout, which prints
+it (a usage error otherwise). --dialect and --prefix apply to --template;
+--prefix also overrides the confd resources' prefix.
+
+--dry-run writes nothing and runs no command: it prints a unified diff of
+each destination against its rendered output ("unchanged" is logged).
+With --exit-code it answers scripts: 0 nothing would change, 2 something
+would (content, mode or owner), 1 any error (usage errors included).
 
 ` + storeCommandHelp + `
 
@@ -46,11 +54,25 @@ Each prefix of a template is read with one List (consistent per prefix).
 --context renders from a JSON fixture instead: a list of containers in
 docker-gen's RuntimeContainer shape, or an object mapping keys to values.`,
 		Args: usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			err := o.run(cmd)
+			var ce exitCodeError
+			if o.exitCode && err != nil && !(errors.As(err, &ce) && ce.code == exitChanges) {
+				return exitCodeError{exitFailure, err} // 2 means "would change" only
+			}
+			return err
+		},
 	}
+	cmd.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		if o.exitCode {
+			return exitCodeError{exitFailure, err}
+		}
+		return usageError{err}
+	})
 	f := cmd.Flags()
 	o.sources = addTemplateFlags(f)
 	f.BoolVar(&o.dryRun, "dry-run", false, "write nothing, run nothing: print a unified diff against each destination")
+	f.BoolVar(&o.exitCode, "exit-code", false, "with --dry-run: exit 2 when a destination would change, 0 when none would, 1 on any error")
 	f.BoolVar(&o.stdout, "stdout", false, "write nothing, run nothing: print each rendered output")
 	f.StringVar(&o.context, "context", "", "render from this JSON fixture instead of a store")
 	o.store = addStoreCommandFlags(f)
@@ -70,6 +92,9 @@ func (o *renderOptions) run(cmd *cobra.Command) error {
 	}
 	if o.dryRun && o.stdout {
 		return usagef("--dry-run and --stdout exclude each other")
+	}
+	if o.exitCode && !o.dryRun {
+		return usagef("--exit-code needs --dry-run")
 	}
 	if o.context != "" && cmd.Flags().Changed("store") {
 		return usagef("--context and --store exclude each other")
@@ -107,9 +132,9 @@ func (o *renderOptions) run(cmd *cobra.Command) error {
 	r := render.New(render.WithLogger(log))
 	switch {
 	case o.stdout:
-		return o.print(cmd.OutOrStdout(), log, r, jobs, false)
+		return o.print(cmd.OutOrStdout(), r, jobs)
 	case o.dryRun:
-		return o.print(cmd.OutOrStdout(), log, r, jobs, true)
+		return o.plan(cmd.OutOrStdout(), log, r, jobs)
 	}
 	if _, err := r.Cycle(cmd.Context(), jobs); err != nil {
 		return exitCodeError{exitFailure, err}
@@ -161,9 +186,12 @@ func (o *renderOptions) inputs(ctx context.Context, log *slog.Logger, ts []loade
 	return in, nil
 }
 
-// print renders each job without writing it: its output, or its diff
-// against the destination.
-func (o *renderOptions) print(w io.Writer, log *slog.Logger, r *render.Renderer, jobs []render.Job, diff bool) error {
+// exitChanges is render --dry-run --exit-code's answer "something would
+// change".
+const exitChanges = 2
+
+// print renders each job without writing it and prints its output.
+func (o *renderOptions) print(w io.Writer, r *render.Renderer, jobs []render.Job) error {
 	var errs []error
 	for _, job := range jobs {
 		p, err := r.Preview(job)
@@ -171,30 +199,36 @@ func (o *renderOptions) print(w io.Writer, log *slog.Logger, r *render.Renderer,
 			errs = append(errs, err)
 			continue
 		}
-		if !diff {
-			if _, err := w.Write(p.Output); err != nil {
-				return err
-			}
-			continue
-		}
-		if !p.Changed {
-			log.Info("unchanged", "template", job.Spec.Name, "dest", job.Spec.Dest)
-			continue
-		}
-		old := job.Spec.Dest
-		if !p.Exists {
-			old = "/dev/null"
-		}
-		d := render.Diff(old, job.Spec.Dest+" (rendered)", p.Current, p.Output)
-		if d == "" {
-			log.Info("same content, but mode or owner would change", "template", job.Spec.Name, "dest", job.Spec.Dest)
-		}
-		if _, err := io.WriteString(w, d); err != nil {
+		if _, err := w.Write(p.Output); err != nil {
 			return err
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return exitCodeError{exitFailure, err}
+	}
+	return nil
+}
+
+// plan prints what a render would change (render.Plan): a diff per
+// destination.
+func (o *renderOptions) plan(w io.Writer, log *slog.Logger, r *render.Renderer, jobs []render.Job) error {
+	changes, err := r.Plan(jobs)
+	for _, c := range changes {
+		switch {
+		case !c.Changed:
+			log.Info("unchanged", "template", c.Name, "dest", c.Dest)
+		case c.Diff == "":
+			log.Info("same content, but mode or owner would change", "template", c.Name, "dest", c.Dest)
+		}
+		if _, werr := io.WriteString(w, c.Diff); werr != nil {
+			return werr
+		}
+	}
+	if err != nil {
+		return exitCodeError{exitFailure, err}
+	}
+	if o.exitCode && render.Pending(changes) {
+		return exitCodeError{code: exitChanges}
 	}
 	return nil
 }

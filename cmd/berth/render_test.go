@@ -120,6 +120,106 @@ func TestRenderWrite(t *testing.T) {
 	}
 }
 
+// TestRenderDryRunExitCode: render --dry-run --exit-code answers a script:
+// 0 nothing would change, 2 something would, 1 on any error (a usage
+// error too, so that 2 means only "would change"); nothing is written.
+func TestRenderDryRunExitCode(t *testing.T) {
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "upstreams.conf")
+	tmpl := fixture("upstreams.tmpl")
+	ctx := t.Context()
+	if code, _, errs := run(t, ctx, "", "render", "--template", tmpl+":"+dest, "--context", fixture("native.json")); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	want := readFile(t, dest)
+	changed := filepath.Join(dir, "changed.json")
+	data := strings.Replace(readFile(t, fixture("native.json")), `"16m"`, `"32m"`, 1)
+	if err := os.WriteFile(changed, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(dir, "reloaded")
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string // contained
+		stderr string // contained
+	}{
+		{"nothing would change", []string{"--template", tmpl + ":" + dest + ":touch " + marker, "--context", fixture("native.json")}, 0, "", "unchanged"},
+		{"the content would change", []string{"--template", tmpl + ":" + dest + ":touch " + marker, "--context", changed}, 2, "+client_max_body_size 32m;", ""},
+		{"a new file", []string{"--template", tmpl + ":" + filepath.Join(dir, "new.conf"), "--context", changed}, 2, "--- /dev/null", ""},
+		{"one of two would change", []string{"--template", tmpl + ":" + dest, "--template", tmpl + ":" + filepath.Join(dir, "new.conf"), "--context", fixture("native.json")}, 2, "+++ " + filepath.Join(dir, "new.conf"), "unchanged"},
+		{"a render error", []string{"--template", fixture("upstreams.tmpl") + ":" + dir, "--context", changed}, 1, "", "is a directory"},
+		{"a usage error", []string{"--template", tmpl, "--context", changed}, 1, "", "no destination"},
+		{"a bad flag", []string{"--template", tmpl + ":" + dest, "--nosuchflag"}, 1, "", "unknown flag"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"render", "--dry-run", "--exit-code"}, tc.args...)
+			code, out, errs := run(t, ctx, "", args...)
+			if code != tc.code || !strings.Contains(out, tc.stdout) || !strings.Contains(errs, tc.stderr) {
+				t.Errorf("exit %d stdout %q stderr %q; want exit %d, stdout containing %q, stderr containing %q", code, out, errs, tc.code, tc.stdout, tc.stderr)
+			}
+		})
+	}
+	if got := readFile(t, dest); got != want {
+		t.Error("--dry-run --exit-code wrote the destination")
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("--dry-run --exit-code ran the reload")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new.conf")); err == nil {
+		t.Error("--dry-run --exit-code created a file")
+	}
+	if code, _, errs := run(t, ctx, "", "render", "--exit-code", "--template", tmpl+":"+dest, "--context", changed); code != 1 || !strings.Contains(errs, "--exit-code needs --dry-run") {
+		t.Errorf("--exit-code without --dry-run: exit %d %s", code, errs)
+	}
+	if code, _, errs := run(t, ctx, "", "render", "--template", tmpl, "--context", changed); code != 2 || !strings.Contains(errs, "no destination") {
+		t.Errorf("without --exit-code a usage error exits 2: exit %d %s", code, errs)
+	}
+}
+
+// TestRenderBuiltin: berth render uses the shipped templates out of the
+// binary (builtin:NAME in --template and in berth.toml), rendering what
+// the source tree's files render; an unknown name lists the shipped ones.
+func TestRenderBuiltin(t *testing.T) {
+	dir := t.TempDir()
+	rec := `{"id":"abc","name":"web-1","service":"web","host":"h1","ip":"10.1.0.2","port":80,"image":"web","env":{"VIRTUAL_HOST":"web.localhost"},"health":"none","state":"running","weight":1,"started_at":"2026-01-01T00:00:00Z"}`
+	fx := filepath.Join(dir, "fixture.json")
+	data, _ := json.Marshal(map[string]string{"/berth/services/web/h1/abc": rec})
+	if err := os.WriteFile(fx, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	render := func(args ...string) string {
+		t.Helper()
+		code, out, errs := run(t, ctx, "", append([]string{"render", "--context", fx}, args...)...)
+		if code != 0 {
+			t.Fatalf("berth render %s: exit %d: %s", strings.Join(args, " "), code, errs)
+		}
+		return out
+	}
+	fromTree := render("--stdout", "--template", "../../templates/nginx.tmpl")
+	if !strings.Contains(fromTree, "server_name web.localhost;") {
+		t.Fatalf("the source tree's nginx.tmpl rendered:\n%s", fromTree)
+	}
+	if got := render("--stdout", "--template", "builtin:nginx"); got != fromTree {
+		t.Errorf("builtin:nginx rendered:\n%s\nwant what templates/nginx.tmpl renders:\n%s", got, fromTree)
+	}
+	conf := filepath.Join(dir, "berth.toml")
+	if err := os.WriteFile(conf, []byte("[[template]]\nsrc = \"builtin:nginx.conf\"\nincludes = [\"builtin:nginx\"]\ndest = \"nginx.conf\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	render("--config", conf)
+	if got := readFile(t, filepath.Join(dir, "nginx.conf")); !strings.Contains(got, "http {") || !strings.Contains(got, "server_name web.localhost;") {
+		t.Errorf("builtin:nginx.conf with builtin:nginx wrote:\n%s", got)
+	}
+	code, _, errs := run(t, ctx, "", "render", "--context", fx, "--template", "builtin:apache:"+filepath.Join(dir, "x"))
+	if code != 2 || !strings.Contains(errs, `unknown builtin template "builtin:apache": berth ships builtin:nginx, builtin:nginx.conf`) {
+		t.Errorf("unknown builtin: exit %d %s", code, errs)
+	}
+}
+
 // TestRenderErrors: each bad input exits with its code, says what is wrong,
 // and leaves the destination untouched.
 func TestRenderErrors(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/berthd/berth/api"
 	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/store/backend"
 	"github.com/berthd/berth/store/etcd"
@@ -173,24 +174,57 @@ const daemonInfoTimeout = 5 * time.Second
 // the user named the socket, so that a daemon that does not answer is an
 // error worth the details.
 func (f *storeFlags) daemonStore(ctx context.Context, socket string, explicit bool) (string, error) {
+	u, _, err := daemonStoreInfo(ctx, socket, explicit)
+	return u, err
+}
+
+// daemonStoreInfo is daemonStore with all the daemon reported.
+func daemonStoreInfo(ctx context.Context, socket string, explicit bool) (string, api.Info, error) {
 	if !explicit {
 		if _, err := os.Stat(socket); err != nil {
-			return "", err
+			return "", api.Info{}, err
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, daemonInfoTimeout)
 	defer cancel()
 	info, err := api.NewClient(socket).Info(ctx)
 	if err != nil {
-		return "", fmt.Errorf("which store the daemon uses: %w", err)
+		return "", info, fmt.Errorf("which store the daemon uses: %w", err)
 	}
 	if info.Store != "" {
-		return info.Store, nil
+		return info.Store, info, nil
 	}
 	if info.StateDir == "" {
-		return "", fmt.Errorf("the berth daemon at %s reports neither its store nor its state directory; name the store with --store or --state-dir", socket)
+		return "", info, fmt.Errorf("the berth daemon at %s reports neither its store nor its state directory; name the store with --store or --state-dir", socket)
 	}
-	return embeddedURL(info.StateDir), nil
+	return embeddedURL(info.StateDir), info, nil
+}
+
+// leftOut reads from the store of the daemon at socket what its registrar
+// left out of each container's records, and why (records.LeftOut), by
+// container id.
+func leftOut(ctx context.Context, socket string) (map[string][]records.FieldError, error) {
+	ctx, cancel := context.WithTimeout(ctx, daemonInfoTimeout)
+	defer cancel()
+	u, info, err := daemonStoreInfo(ctx, socket, true)
+	if err != nil {
+		return nil, err
+	}
+	f := &storeFlags{client: true, host: socket}
+	st, err := f.openURL(ctx, slog.New(slog.DiscardHandler), u)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	kvs, _, err := st.List(ctx, records.ServicesPrefix(cmp.Or(info.Prefix, records.DefaultPrefix)))
+	if err != nil {
+		return nil, err
+	}
+	values := make([][]byte, len(kvs))
+	for i, kv := range kvs {
+		values[i] = kv.Value
+	}
+	return records.LeftOut(values), nil
 }
 
 // embeddedURL is the URL of the embedded store under stateDir.
@@ -200,18 +234,4 @@ func embeddedURL(stateDir string) string {
 		abs = stateDir
 	}
 	return (&url.URL{Scheme: "embedded", Path: filepath.Join(abs, "store")}).String()
-}
-
-// daemonInfo is what the daemon's API reports (api.WithInfo) for the store
-// these flags open, as the daemon whose state directory is stateDir: the
-// URL without credentials, or empty for the embedded store under stateDir.
-func (f *storeFlags) daemonInfo(stateDir string) api.Info {
-	info := api.Info{StateDir: stateDir}
-	if raw := f.URL(); raw != "" {
-		if u, err := url.Parse(raw); err == nil {
-			u.User = nil
-			info.Store = u.String()
-		}
-	}
-	return info
 }

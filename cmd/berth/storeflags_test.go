@@ -199,3 +199,36 @@ func TestStoreCommandsAsNobody(t *testing.T) {
 		t.Fatal("nobody wrote a key")
 	}
 }
+
+// TestStoreCommandsFollowTheDaemonsStoreURL: a daemon (berth up) whose
+// store is outside its state directory says so on GET /v1/info, so kv and
+// render with -H (or BERTH_HOST) use that store, not an embedded one under
+// the state directory.
+func TestStoreCommandsFollowTheDaemonsStoreURL(t *testing.T) {
+	storeURL := "embedded://" + filepath.Join(t.TempDir(), "elsewhere")
+	sock := startDaemonWith(t, "--store", storeURL, "--hostname", "edge-x")
+	info, err := api.NewClient(sock).Info(t.Context())
+	if err != nil || info.Store != storeURL {
+		t.Fatalf("GET /v1/info: %+v %v, want store %s", info, err, storeURL)
+	}
+	t.Setenv("BERTH_STATE_DIR", "")
+	ctx := t.Context()
+	if code, _, errs := run(t, ctx, "", "kv", "put", "-H", sock, "/berth/config/which", "the daemon's"); code != 0 {
+		t.Fatalf("kv put -H: exit %d: %s", code, errs)
+	}
+	if code, out, errs := run(t, ctx, "", "kv", "get", "--store", storeURL, "/berth/config/which"); code != 0 || out != "the daemon's\n" {
+		t.Fatalf("the key is not in the daemon's store: exit %d %q %s", code, out, errs)
+	}
+	// The daemon's own records are there too: its host key.
+	if code, out, errs := run(t, ctx, "", "kv", "ls", "-H", sock, "/berth/hosts/"); code != 0 || !strings.Contains(out, "/berth/hosts/edge-x") {
+		t.Errorf("kv ls -H of the daemon's host record: exit %d %q %s", code, out, errs)
+	}
+	tmpl := filepath.Join(t.TempDir(), "which.tmpl")
+	if err := os.WriteFile(tmpl, []byte(`{{ key "/berth/config/which" }}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("BERTH_HOST", sock)
+	if code, out, errs := run(t, ctx, "", "render", "--stdout", "--template", tmpl); code != 0 || out != "the daemon's" {
+		t.Errorf("render with BERTH_HOST: exit %d %q %s", code, out, errs)
+	}
+}

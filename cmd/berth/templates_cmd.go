@@ -24,7 +24,7 @@ func newTemplatesCommand() *cobra.Command {
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "ls",
-		Short: "List the shipped templates",
+		Short: "List the shipped templates (SRC: how berth.toml's src or --template names one)",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			names, err := shippedTemplates()
@@ -32,10 +32,10 @@ func newTemplatesCommand() *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 8, 3, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tDESCRIPTION")
+			fmt.Fprintln(tw, "NAME\tSRC\tDESCRIPTION")
 			for _, n := range names {
 				b, _ := fs.ReadFile(templates.Files(), n)
-				fmt.Fprintf(tw, "%s\t%s\n", n, templateSummary(b))
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", n, templates.Prefix+strings.TrimSuffix(n, ".tmpl"), templateSummary(b))
 			}
 			return tw.Flush()
 		},
@@ -115,10 +115,8 @@ func shippedTemplates() ([]string, error) {
 // shippedTemplate returns one shipped template, naming the others when
 // name is not one of them. "nginx" finds nginx.tmpl.
 func shippedTemplate(name string) ([]byte, error) {
-	for _, n := range []string{name, name + ".tmpl"} {
-		if b, err := fs.ReadFile(templates.Files(), n); err == nil {
-			return b, nil
-		}
+	if _, b, _, err := templates.Builtin(templates.Prefix + strings.TrimPrefix(name, templates.Prefix)); err == nil {
+		return b, nil
 	}
 	names, _ := shippedTemplates()
 	return nil, usagef("no shipped template %q (berth ships: %s)", name, strings.Join(names, ", "))

@@ -17,6 +17,10 @@ mount -t tmpfs -o mode=0755 readme-run /run
 mkdir /run/t /run/cg
 mount --bind "$T" /run/t
 T=/run/t
+# The checkout too: a fresh clone under /tmp stays reachable.
+mkdir /run/repo
+mount --bind "$REPO" /run/repo
+REPO=/run/repo
 mount -t tmpfs -o mode=1777 readme-tmp /tmp
 # The cgroup directories the test made (T/cgroups: "mount NAME DIR",
 # "link NAME TARGET" or "root DIR" lines), bound before /sys is remounted.

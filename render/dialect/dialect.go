@@ -13,6 +13,7 @@ import (
 
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/store"
+	"github.com/berthd/berth/templates"
 )
 
 // Name names a dialect.
@@ -87,8 +88,16 @@ type Template struct {
 	blocks int   // memoized range bodies (incremental.go)
 }
 
-// Parse reads and parses the template file main and opts.Includes.
+// Parse reads and parses the template file main and opts.Includes. Either
+// may name a shipped template ("builtin:nginx", see templates.Builtin):
+// it is read from the binary and, never changing, is not in Files.
 func Parse(main string, opts Options) (*Template, error) {
+	if name, text, ok, err := templates.Builtin(main); ok {
+		if err != nil {
+			return nil, err
+		}
+		return parseTemplate(name, string(text), false, opts) // shipped: nothing to watch
+	}
 	text, err := os.ReadFile(main)
 	if err != nil {
 		return nil, fmt.Errorf("read template: %w", err)
@@ -122,11 +131,19 @@ func parseTemplate(mainPath, mainText string, fromFile bool, opts Options) (*Tem
 		return nil, err
 	}
 	for _, inc := range opts.Includes {
-		text, err := os.ReadFile(inc)
-		if err != nil {
-			return nil, fmt.Errorf("read include: %w", err)
+		var text []byte
+		name, builtin, ok, err := templates.Builtin(inc)
+		switch {
+		case ok && err != nil:
+			return nil, err
+		case ok:
+			inc, text = name, builtin
+		default:
+			if text, err = os.ReadFile(inc); err != nil {
+				return nil, fmt.Errorf("read include: %w", err)
+			}
+			t.files = append(t.files, inc)
 		}
-		t.files = append(t.files, inc)
 		if err := t.add(root.New(filepath.Base(inc)), inc, string(text), fs); err != nil {
 			return nil, err
 		}

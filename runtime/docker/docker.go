@@ -463,6 +463,7 @@ func toCreate(s runtime.Spec) (*container.Config, *container.HostConfig, error) 
 	hc := &container.HostConfig{
 		NetworkMode:    container.NetworkMode(s.Network),
 		ReadonlyRootfs: s.ReadOnly,
+		AutoRemove:     s.AutoRemove,
 		PortBindings:   network.PortMap{},
 		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyMode(s.Restart.Name), MaximumRetryCount: s.Restart.MaxRetries},
 	}

@@ -325,3 +325,29 @@ func TestUnreachable(t *testing.T) {
 		t.Fatalf("err = %v, want the missing TLS file named", err)
 	}
 }
+
+// TestAutoRemove: a spec with AutoRemove runs as docker run --rm does: the
+// engine removes the container once it is stopped.
+func TestAutoRemove(t *testing.T) {
+	img := testenv.BuildDockerImage(t)
+	net := testenv.DockerNetwork(t, img)
+	r := newRuntime(t, dockerSocket)
+	evs := collect(t, r)
+	time.Sleep(200 * time.Millisecond) // let the event stream connect
+
+	name := "berth-test-rm-" + img.Tag()
+	s := spec(img, net, name)
+	s.AutoRemove = true
+	c, err := r.Run(t.Context(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Remove(context.WithoutCancel(t.Context()), c.ID, runtime.Force()) })
+	if err := r.Stop(t.Context(), c.ID, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	evs.wait(t, name, runtime.EventDestroy)
+	if _, err := r.Inspect(t.Context(), c.ID); !errors.Is(err, runtime.ErrNotFound) {
+		t.Fatalf("inspect after the stop of an AutoRemove container: %v, want not found", err)
+	}
+}

@@ -381,6 +381,72 @@ func (r *Runtime) exited(c *ctr, rn *run, code int, known bool) {
 	}, runtime.EventDie)
 	close(rn.exited)
 	r.maybeRestart(c, time.Since(started))
+	r.autoRemove(c)
+}
+
+// autoRemoveWait bounds how long holders (attached log readers) keep an
+// exited AutoRemove container.
+const autoRemoveWait = 30 * time.Second
+
+// autoRemove removes c, when its spec asks for it (docker's --rm), once
+// its run has ended and the holds on it are released (at most
+// autoRemoveWait). A container started again meanwhile (restart) stays.
+func (r *Runtime) autoRemove(c *ctr) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !c.rec.Spec.AutoRemove || c.removed || r.isClosed() {
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		for deadline := time.Now().Add(autoRemoveWait); ; {
+			r.mu.Lock()
+			held := c.holds > 0
+			r.mu.Unlock()
+			if !held || time.Now().After(deadline) {
+				break
+			}
+			select {
+			case <-r.closed:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		c.op.Lock()
+		defer c.op.Unlock()
+		r.mu.Lock()
+		stay := c.removed || c.run != nil || c.pending != nil || r.isClosed()
+		r.mu.Unlock()
+		if stay {
+			return
+		}
+		if err := r.destroy(c); err != nil {
+			r.log.Warn("auto-remove container", "id", c.rec.C.ID, "err", err)
+		}
+	}()
+}
+
+// HoldRemoval keeps an AutoRemove container from being removed when it
+// exits until release is called (or autoRemoveWait after the exit): a
+// caller that attaches to its output before the start (docker run --rm)
+// reads it to the end. Remove still removes it.
+func (r *Runtime) HoldRemoval(ref string) (release func(), err error) {
+	c, err := r.lookup(ref)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	c.holds++
+	r.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			c.holds--
+			r.mu.Unlock()
+		})
+	}, nil
 }
 
 // shouldRestart applies the restart policy to an exited container.

@@ -156,6 +156,16 @@ func (r *Runtime) Logs(ctx context.Context, ref string, opts LogOptions, fn func
 	if err != nil {
 		return err
 	}
+	if opts.Follow {
+		r.mu.Lock()
+		c.holds++ // an AutoRemove container's output is read to the end
+		r.mu.Unlock()
+		defer func() {
+			r.mu.Lock()
+			c.holds--
+			r.mu.Unlock()
+		}()
+	}
 	_ = c.logs.sync(false)
 	var lines []LogLine
 	if f, err := os.Open(c.logs.logPath() + ".1"); err == nil {

@@ -129,6 +129,9 @@ func (r *Runtime) reattach(ctx context.Context, c *ctr) {
 	case wasUp:
 		r.maybeRestart(c, 0)
 	}
+	if c.rec.C.State == runtime.StateExited {
+		r.autoRemove(c) // exited while no daemon watched it
+	}
 }
 
 // cleanCgroups removes the cgroups under this daemon's root

@@ -56,6 +56,9 @@ type ctr struct {
 	backoff time.Duration
 	logs    *tailer
 	removed bool
+	// holds counts HoldRemoval callers: an AutoRemove container that
+	// exited stays until they release it (or autoRemoveWait passes).
+	holds int
 	// announced: the create event went out, so destroy must follow.
 	announced bool
 }

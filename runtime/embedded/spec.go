@@ -310,6 +310,9 @@ func validateSpec(spec runtime.Spec) error {
 	default:
 		errs = append(errs, fmt.Errorf("unknown restart policy %q", spec.Restart.Name))
 	}
+	if spec.AutoRemove && spec.Restart.Name != "" && spec.Restart.Name != "no" {
+		errs = append(errs, fmt.Errorf("auto-remove (--rm) conflicts with restart policy %q", spec.Restart.Name))
+	}
 	if spec.Name != "" && !validName(spec.Name) {
 		errs = append(errs, fmt.Errorf("invalid container name %q: use [a-zA-Z0-9][a-zA-Z0-9_.-]*", spec.Name))
 	}
