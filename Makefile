@@ -12,10 +12,13 @@ all: build
 
 # berth-init is berth's container init (a small companion binary; berth
 # looks for it next to itself and otherwise re-executes itself, slower).
+# berth-docker-gen is docker-gen mode alone: berth docker-gen runs it when
+# it is next to berth, at about docker-gen's memory.
 build:
-	@echo "make build: compiling $(BIN) and berth-init (a first build on a cold 2-core machine compiles ~700 packages: several minutes; later builds take seconds)" >&2
+	@echo "make build: compiling $(BIN), berth-init and berth-docker-gen (a first build on a cold 2-core machine compiles ~700 packages: several minutes; later builds take seconds)" >&2
 	CGO_ENABLED=1 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/berth
 	CGO_ENABLED=1 $(GO) build $(GOFLAGS_BUILD) -o $(dir $(BIN))berth-init ./runtime/embedded/containerinit/cmd/berth-init
+	$(GO) build $(GOFLAGS_BUILD) -o $(dir $(BIN))berth-docker-gen ./cmd/berth-docker-gen
 
 # deps installs what the tests need: Debian packages and a cached Consul.
 deps:

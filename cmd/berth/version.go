@@ -6,24 +6,16 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/berthd/berth/internal/buildinfo"
+
 	"github.com/spf13/cobra"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
 
-// buildVersion reports the binary's version: the one stamped at link time,
-// else the module version Go derived from the VCS at build time, else
-// "devel".
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "devel"
-}
+// buildVersion reports the binary's version (see buildinfo.Version).
+func buildVersion() string { return buildinfo.Version(version) }
 
 // buildDescription is the one-line answer of `berth version` and
 // `berth --version`: the version, the VCS revision the binary was built
