@@ -198,7 +198,7 @@ func Run(ctx context.Context, s Settings) error {
 		if err != nil {
 			return fmt.Errorf("berth API: %w", err)
 		}
-		serve("berth API on "+s.Socket, func() error { return api.NewServer(emb, api.WithServerLogger(log)).Serve(rctx, ln) })
+		serve("berth API on "+s.Socket, func() error { return api.NewServer(emb, api.WithServerLogger(log), d.DeployAPI()).Serve(rctx, ln) })
 		if s.DockerSocket != "" {
 			dln, err := dockercompat.Listen(s.DockerSocket)
 			if err != nil {
