@@ -67,6 +67,7 @@ nginx config current: render, check, swap atomically, reload.`,
 		newTemplatesCommand(),
 	)
 	root.AddCommand(newRuntimeCommands()...)
+	root.AddCommand(newDeployCommands()...)
 	return root
 }
 
