@@ -387,10 +387,14 @@ func (ro *rollout) abort(ctx context.Context, cause error) {
 			time.Sleep(s.drain)
 		}
 	}
+	var wg sync.WaitGroup
 	for _, c := range ro.started {
-		_ = s.rt.Stop(ctx, c.ID, s.grace)
-		ro.remove(ctx, c)
+		wg.Go(func() {
+			_ = s.rt.Stop(ctx, c.ID, s.grace)
+			ro.remove(ctx, c)
+		})
 	}
+	wg.Wait()
 }
 
 // backInStore waits until the records of ids are running again.

@@ -1,0 +1,331 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/berthd/berth/api"
+	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/daemon"
+	"github.com/berthd/berth/deploy"
+	"github.com/berthd/berth/internal/realparts"
+	"github.com/berthd/berth/registrar"
+	"github.com/berthd/berth/render"
+	"github.com/berthd/berth/render/dialect"
+	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/runtime/embedded"
+	"github.com/berthd/berth/store/etcd"
+	"github.com/berthd/berth/templates"
+)
+
+// DeployResult is the JSON of berth bench deploy; its first fields are
+// part of berth's interface (compared across runs).
+type DeployResult struct {
+	Replicas int `json:"replicas"`
+	// Of the blue-green deploy v1 → v2: from the deploy call to every new
+	// container in nginx (deploy_s), and to the old ones gone (switch_s).
+	DeploySec      float64 `json:"deploy_s"`
+	SwitchSec      float64 `json:"switch_s"`
+	Requests       int64   `json:"requests"`        // served through nginx during the steps
+	FailedRequests int64   `json:"failed_requests"` // connection errors and 5xx among them
+	// Steps are deploy v2, rollback (to v1) and deploy v3 (its health
+	// check fails), in order.
+	Steps []DeployStep `json:"steps"`
+	// Versions counts the responses of each version over the whole load.
+	Versions map[string]int64 `json:"versions"`
+	// Failures are the first failed requests (at most 10), for the record.
+	Failures []string `json:"failures,omitempty"`
+}
+
+// DeployStep is one step of berth bench deploy.
+type DeployStep struct {
+	Name     string  `json:"name"`
+	Revision int     `json:"revision"`
+	Outcome  string  `json:"outcome"`
+	Reason   string  `json:"reason,omitempty"`
+	Seconds  float64 `json:"seconds"`
+	// After counts the responses by version of the requests sent after
+	// the step returned, until the next began.
+	After map[string]int64 `json:"after"`
+}
+
+// deployService is the benchmark's service and host name.
+const deployService = "demo"
+
+// Deploy runs berth's blue-green deploys under load, as berth up does, in
+// one process: the embedded store and runtime, the registrar (1 s drain),
+// the shipped nginx template and a real nginx on a free loopback port, and
+// the deploy service behind the daemon API. Images demo:v1, v2 and v3 are
+// busybox httpd serving their version (their own content, so their
+// digests differ). It deploys v1 with replicas containers, starts a
+// continuous load through nginx (keep-alive and new connections, about
+// 125 req/s each), then deploys v2, rolls back, and deploys v3 whose
+// health check fails, and reports every request's outcome. Needs root,
+// nginx and busybox-static; everything it creates is removed.
+func Deploy(ctx context.Context, replicas int, log *slog.Logger) (DeployResult, error) {
+	return offMain(func() (DeployResult, error) { return benchDeploy(ctx, replicas, log) })
+}
+
+func benchDeploy(ctx context.Context, replicas int, log *slog.Logger) (res DeployResult, err error) {
+	res.Replicas = replicas
+	tmp, err := os.MkdirTemp("", "berth-bench-deploy-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(tmp)
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+
+	st, err := etcd.Embedded(ctx, etcd.EmbeddedConfig{Dir: filepath.Join(tmp, "store"), Logger: quiet})
+	if err != nil {
+		return res, err
+	}
+	defer st.Close()
+	rt, _, stopRuntime, err := startEmbedded(ctx, tmp, "bdep", 252, quiet)
+	if err != nil {
+		return res, err
+	}
+	defer stopRuntime()
+	for _, v := range []string{"v1", "v2", "v3"} {
+		rootfs := filepath.Join(tmp, "rootfs-"+v)
+		if err := embedded.BusyboxRootfs(rootfs); err != nil {
+			return res, err
+		}
+		if err := os.MkdirAll(filepath.Join(rootfs, "www"), 0o755); err != nil {
+			return res, err
+		}
+		if err := os.WriteFile(filepath.Join(rootfs, "www", "index.html"), []byte(v+"\n"), 0o644); err != nil {
+			return res, err
+		}
+		if _, err := rt.Images().Import(ctx, rootfs, deployService+":"+v); err != nil {
+			return res, err
+		}
+	}
+
+	// nginx and the shipped template.
+	ngx := filepath.Join(tmp, "nginx")
+	if err := os.Mkdir(ngx, 0o755); err != nil {
+		return res, err
+	}
+	nginx, err := realparts.NewNginx(ngx)
+	if err != nil {
+		return res, err
+	}
+	for _, name := range []string{"nginx.conf.tmpl", "nginx.tmpl"} {
+		data, err := fs.ReadFile(templates.Files(), name)
+		if err != nil {
+			return res, err
+		}
+		if err := os.WriteFile(filepath.Join(tmp, name), data, 0o644); err != nil {
+			return res, err
+		}
+	}
+	tmpl := config.Template{
+		Name: "nginx", Src: filepath.Join(tmp, "nginx.conf.tmpl"), Origin: "bench",
+		Options:  dialect.Options{Dialect: dialect.Native, Includes: []string{filepath.Join(tmp, "nginx.tmpl")}},
+		Prefixes: []string{"/berth/services/"},
+		Spec: render.Spec{Name: "nginx", Dest: nginx.Conf,
+			Check:  fmt.Sprintf("%s -t -q -p %s/ -c {{.src}}", nginx.Bin, ngx),
+			Reload: fmt.Sprintf("if [ -s %[1]s/nginx.pid ]; then kill -HUP $(cat %[1]s/nginx.pid); fi", ngx)},
+	}
+	env := map[string]string{"BERTH_NGINX_LISTEN": nginx.Addr, "BERTH_NGINX_GRPC_LISTEN": "127.0.0.1:1"}
+	d, err := daemon.New(st, rt, daemon.Config{Registrar: registrar.Config{Host: "bench", Drain: time.Second}, Env: env, Logger: quiet})
+	if err != nil {
+		return res, err
+	}
+	dctx, stopDaemon := context.WithCancel(ctx)
+	daemonDone := make(chan error, 1)
+	go func() { daemonDone <- d.Run(dctx, []config.Template{tmpl}) }()
+	defer func() { stopDaemon(); <-daemonDone }()
+	sock := filepath.Join(tmp, "berth.sock")
+	ln, err := api.Listen(sock)
+	if err != nil {
+		return res, err
+	}
+	actx, stopAPI := context.WithCancel(ctx)
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- api.NewServer(rt, api.WithServerLogger(quiet), d.DeployAPI()).Serve(actx, ln) }()
+	defer func() { stopAPI(); <-apiDone }()
+	client := api.NewClient(sock)
+	if err := waitFor(ctx, 30*time.Second, func() bool { _, err := os.Stat(nginx.Conf); return err == nil }); err != nil {
+		return res, fmt.Errorf("the template never rendered: %w", err)
+	}
+	if err := nginx.Start(); err != nil {
+		return res, err
+	}
+	defer nginx.Stop()
+
+	spec := func(v, health string) deploy.Spec {
+		return deploy.Spec{Image: deployService + ":" + v, Replicas: replicas, Container: runtime.Spec{
+			// httpd as pid 1 would ignore SIGTERM: a shell that exits on it.
+			Cmd: []string{"/bin/sh", "-c", "trap 'exit 0' TERM; httpd -f -p 80 -h /www & wait"},
+			Env: []string{"VIRTUAL_HOST=" + deployService + ".localhost"},
+			Health: &runtime.HealthCheck{Cmd: []string{"/bin/sh", "-c", health}, Interval: 200 * time.Millisecond,
+				Timeout: time.Second, Retries: 2},
+		}}
+	}
+	const healthy, failing = "test -f /www/index.html", "exit 1"
+	res.Steps = make([]DeployStep, 0, 3) // After pointers into it stay valid
+	ld := newLoad(nginx.Addr, deployService+".localhost")
+	// after is the step whose After counts the responses now: the last
+	// one that returned, none while a step runs (guarded by ld.mu).
+	var after *DeployStep
+	setAfter := func(st *DeployStep) {
+		ld.mu.Lock()
+		defer ld.mu.Unlock()
+		after = st
+	}
+	rollout := func(name string, call func() (deploy.Revision, error)) (deploy.Revision, error) {
+		setAfter(nil)
+		t0 := time.Now()
+		rev, err := call()
+		step := DeployStep{Name: name, Revision: rev.Number, Outcome: string(rev.Outcome), Seconds: time.Since(t0).Seconds(), After: map[string]int64{}}
+		if err != nil {
+			step.Reason = err.Error()
+		}
+		res.Steps = append(res.Steps, step)
+		setAfter(&res.Steps[len(res.Steps)-1])
+		log.Info("bench deploy: step done", "step", name, "revision", rev.Number, "outcome", rev.Outcome, "took", time.Since(t0).Round(time.Millisecond))
+		return rev, err
+	}
+	deployVersion := func(v, health string) func() (deploy.Revision, error) {
+		return func() (deploy.Revision, error) {
+			return client.Deploy(ctx, deploy.Request{Service: deployService, Spec: spec(v, health), Timeout: 30 * time.Second}, nil)
+		}
+	}
+	if _, err := deployVersion("v1", healthy)(); err != nil {
+		return res, fmt.Errorf("deploy v1: %w", err)
+	}
+	// nginx reloads asynchronously: its old workers may answer a moment
+	// longer. v1 is served once a run of probes all get it.
+	run := 0
+	if err := waitFor(ctx, 30*time.Second, func() bool {
+		if run++; ld.probe() != "v1" {
+			run = 0
+		}
+		return run >= 50
+	}); err != nil {
+		return res, fmt.Errorf("nginx never served v1: %w", err)
+	}
+	lctx, stopLoad := context.WithCancel(ctx)
+	loadDone := ld.run(lctx, func() *DeployStep { return after })
+	time.Sleep(time.Second) // v1 under load first
+	rev, err := rollout("deploy v2", deployVersion("v2", healthy))
+	if err == nil {
+		res.DeploySec, res.SwitchSec = rev.Serving.Sub(rev.Started).Seconds(), rev.Finished.Sub(rev.Started).Seconds()
+		time.Sleep(time.Second)
+		_, err = rollout("rollback", func() (deploy.Revision, error) {
+			return client.Rollback(ctx, deploy.RollbackRequest{Service: deployService, Timeout: 30 * time.Second}, nil)
+		})
+	}
+	if err == nil {
+		time.Sleep(time.Second)
+		if _, err3 := rollout("deploy v3 (failing health check)", deployVersion("v3", failing)); err3 == nil {
+			err = errors.New("deploy v3 succeeded although its health check fails")
+		}
+		time.Sleep(time.Second)
+	}
+	stopLoad()
+	<-loadDone
+	res.Requests, res.FailedRequests = ld.requests.Load(), ld.failed.Load()
+	res.Versions, res.Failures = ld.totals()
+	return res, err
+}
+
+// load is a continuous HTTP load through nginx: one client on keep-alive
+// connections, one on a new connection per request.
+type load struct {
+	addr, host        string
+	requests, failed  atomic.Int64
+	mu                sync.Mutex
+	versions          map[string]int64
+	failures          []string
+	keepAlive, oneOff *http.Client
+}
+
+func newLoad(addr, host string) *load {
+	return &load{addr: addr, host: host, versions: map[string]int64{},
+		keepAlive: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}},
+		oneOff:    &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
+}
+
+// probe is one request on a new connection: the version served, or "".
+func (l *load) probe() string {
+	v, _ := l.get(context.Background(), l.oneOff)
+	return v
+}
+
+func (l *load) get(ctx context.Context, c *http.Client) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+l.addr+"/", nil)
+	if err != nil {
+		return "", err
+	}
+	req.Host = l.host
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode >= 500 {
+		return "", fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// run sends requests every 8 ms from each client until ctx ends; each
+// response is counted, and in the step current when it came (current is
+// called under l.mu).
+func (l *load) run(ctx context.Context, current func() *DeployStep) <-chan struct{} {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, c := range []*http.Client{l.keepAlive, l.oneOff} {
+		wg.Go(func() {
+			t := time.NewTicker(8 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				v, err := l.get(context.WithoutCancel(ctx), c)
+				l.requests.Add(1)
+				l.mu.Lock()
+				if err != nil {
+					l.failed.Add(1)
+					if len(l.failures) < 10 {
+						l.failures = append(l.failures, fmt.Sprintf("%s: %v", time.Now().Format(time.StampMilli), err))
+					}
+				} else {
+					l.versions[v]++
+					if step := current(); step != nil {
+						step.After[v]++
+					}
+				}
+				l.mu.Unlock()
+			}
+		})
+	}
+	go func() { wg.Wait(); close(done) }()
+	return done
+}
+
+func (l *load) totals() (map[string]int64, []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.versions, l.failures
+}
