@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDeployCLI drives berth deploy, history and rollback against berth up
+// (a process, the shipped nginx template, a real nginx, whoami containers
+// without a health check: TCP accept decides): a deploy, a replacement, a
+// deploy whose containers exit, a rollback, and the bad input each command
+// refuses before touching anything.
+func TestDeployCLI(t *testing.T) {
+	r := newProxyRig(t)
+	r.start()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, err := os.Stat(r.nginx.Conf); err != nil; _, err = os.Stat(r.nginx.Conf) {
+		if time.Now().After(deadline) {
+			t.Fatal("berth up never rendered nginx.conf")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.nginx.Start(t)
+	img := r.whoamiImage()
+	deployArgs := func(version string, extra ...string) []string {
+		return append([]string{"deploy", "web", "--image", img, "--replicas", "2", "-e", "VIRTUAL_HOST=web.localhost",
+			"-e", "PORT=80", "-e", "WHOAMI_NAME=" + version, "--timeout", "20s"}, append(extra, "--", "/whoami")...)
+	}
+	out := r.cli(deployArgs("v1")...)
+	if !strings.Contains(out, "web revision 1 succeeded") {
+		t.Errorf("deploy v1 printed:\n%s", out)
+	}
+	r.waitAnswers("web.localhost", "200 v1")
+	out = r.cli(deployArgs("v2")...)
+	for _, want := range []string{"start:", "healthy:", "routed:", "drain:", "stop:", "web revision 2 succeeded"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("deploy v2 printed no %q:\n%s", want, out)
+		}
+	}
+	r.waitAnswers("web.localhost", "200 v2")
+	if ps := r.cli("ps", "--filter", "label=berth.service=web", "--format", "{{.Names}}"); ps != "web-2-1\nweb-2-2" && ps != "web-2-2\nweb-2-1" {
+		t.Errorf("running after deploy v2: %q", ps)
+	}
+
+	// Containers that exit: the deploy fails (exit 1), v2 serves on.
+	code, stdout, stderr := berthCLI(context.Background(), append([]string{"--host", r.sock}, deployArgs("v3", "-e", "PORT=notaport")...)...)
+	if code != 1 || !strings.Contains(stderr, "revision 3 failed") || !strings.Contains(stderr, "exited") {
+		t.Errorf("deploy of exiting containers: exit %d\n%s%s", code, stdout, stderr)
+	}
+	r.waitAnswers("web.localhost", "200 v2")
+
+	out = r.cli("rollback", "web")
+	if !strings.Contains(out, "web revision 4 succeeded") {
+		t.Errorf("rollback printed:\n%s", out)
+	}
+	r.waitAnswers("web.localhost", "200 v1")
+	hist := r.cli("history", "web")
+	for _, want := range []string{"REVISION", "succeeded", "failed", "(rollback to 1)", "exited with status"} {
+		if !strings.Contains(hist, want) {
+			t.Errorf("history has no %q:\n%s", want, hist)
+		}
+	}
+	if n := len(strings.Split(hist, "\n")); n != 5 {
+		t.Errorf("history has %d lines, want a header and 4 revisions:\n%s", n, hist)
+	}
+
+	// Bad input: refused (exit 2), nothing touched.
+	spec := filepath.Join(t.TempDir(), "service.toml")
+	if err := os.WriteFile(spec, []byte("image = \"whoami:e2e\"\nreplica = 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"deploy", "web", "--image", "nosuch:1"}, "no such image"},
+		{[]string{"deploy", "web", "-f", spec}, spec + ":2:1: unknown key \"replica\""},
+		{[]string{"deploy", "web"}, "give --image"},
+		{[]string{"rollback", "web", "--to", "99"}, "no revision 99"},
+		{[]string{"rollback", "web", "--to", "3"}, "only a revision that succeeded"},
+	} {
+		code, _, stderr := berthCLI(context.Background(), append([]string{tc.args[0], "--host", r.sock}, tc.args[1:]...)...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("berth %s: exit %d, %q; want 2 and %q", strings.Join(tc.args, " "), code, stderr, tc.want)
+		}
+	}
+	if hist2 := r.cli("history", "web"); hist2 != hist {
+		t.Errorf("bad input changed the history:\n%s", hist2)
+	}
+	r.waitAnswers("web.localhost", "200 v1")
+}
