@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 
@@ -147,4 +149,16 @@ func (c *Client) deployCall(ctx context.Context, path string, body any, progress
 		}
 		return rev, nil
 	}
+}
+
+// NewDeployServer serves the deploy endpoints (and GET /v1/_ping) alone:
+// the berth API of a daemon whose containers are a Docker Engine's.
+func NewDeployServer(d Deployer, opts ...ServerOption) *Server {
+	s := &Server{log: slog.Default(), mux: http.NewServeMux()}
+	for _, o := range opts {
+		o(s)
+	}
+	s.mux.HandleFunc("GET /v1/_ping", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "OK") })
+	WithDeploys(d)(s)
+	return s
 }

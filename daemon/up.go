@@ -208,6 +208,12 @@ func Run(ctx context.Context, s Settings) error {
 				return dockercompat.NewServer(emb, dockercompat.WithLogger(log), dockercompat.WithVersion(s.Version)).Serve(rctx, dln)
 			})
 		}
+	} else if d.Deploys() != nil { // a Docker Engine's containers: the deploy API alone
+		ln, err := api.Listen(s.Socket)
+		if err != nil {
+			return fmt.Errorf("berth API: %w", err)
+		}
+		serve("berth API on "+s.Socket, func() error { return api.NewDeployServer(d.Deploys(), api.WithServerLogger(log)).Serve(rctx, ln) })
 	}
 	if s.Listen != "" {
 		ln, err := net.Listen("tcp", s.Listen)

@@ -2,11 +2,20 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/api"
+	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/records"
+	"github.com/berthd/berth/store/etcd"
 )
 
 // TestDeployCLI drives berth deploy, history and rollback against berth up
@@ -92,4 +101,88 @@ func TestDeployCLI(t *testing.T) {
 		t.Errorf("bad input changed the history:\n%s", hist2)
 	}
 	r.waitAnswers("web.localhost", "200 v1")
+}
+
+// TestDeployDockerRuntime: berth up --runtime docker serves the deploy
+// API on its socket, and a deploy, a replacement and a rollback (by the
+// image ID Docker reported) run against the real Docker Engine.
+func TestDeployDockerRuntime(t *testing.T) {
+	img := testenv.BuildDockerImage(t)
+	netName := testenv.DockerNetwork(t, img)
+	storeDir := t.TempDir()
+	st, err := etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: storeDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	host := "dkd-" + img.Tag()
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "berth.sock")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if code, _, stderr := berthCLI(ctx, "up", "--runtime", "docker", "--store", "embedded://"+storeDir, "--hostname", host,
+			"--state-dir", dir, "--socket", sock, "--drain", "500ms", "--log-level", "warn"); code != 0 {
+			t.Errorf("berth up: exit %d: %s", code, stderr)
+		}
+	}()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(30 * time.Second); api.NewClient(sock).Ping(t.Context()) != nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("berth up --runtime docker never answered on its socket")
+		}
+	}
+	cli := func(args ...string) string {
+		t.Helper()
+		code, stdout, stderr := berthCLI(t.Context(), append([]string{args[0], "--host", sock}, args[1:]...)...)
+		if code != 0 {
+			t.Fatalf("berth %s: exit %d: %s%s", strings.Join(args, " "), code, stdout, stderr)
+		}
+		return stdout
+	}
+	// serving is what the service's registered instances answer.
+	serving := func() map[string]bool {
+		kvs, _, err := st.List(t.Context(), "/berth/services/dkd/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, kv := range kvs {
+			var in records.Instance
+			if err := json.Unmarshal(kv.Value, &in); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.Get("http://" + in.Address() + "/")
+			if err != nil {
+				t.Fatalf("%s (%s): %v", in.Name, in.Address(), err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got[string(in.State)+" "+strings.TrimSpace(string(b))] = true
+		}
+		return got
+	}
+	deploy := func(version string) string {
+		return cli("deploy", "dkd", "--image", img.Ref, "--replicas", "2", "--network", netName, "-l", img.Label,
+			"-e", "VIRTUAL_HOST=dkd.localhost", "-e", "VIRTUAL_PORT=8080", "-e", "WHOAMI_NAME="+version)
+	}
+	deploy("v1")
+	if got := serving(); len(got) != 1 || !got["running v1"] {
+		t.Errorf("after deploy v1: %v", got)
+	}
+	deploy("v2")
+	if got := serving(); len(got) != 1 || !got["running v2"] {
+		t.Errorf("after deploy v2: %v", got)
+	}
+	out, err := exec.Command("docker", "ps", "--filter", "label=berth.service=dkd", "--format", "{{.Names}}").CombinedOutput()
+	if names := strings.Fields(string(out)); err != nil || len(names) != 2 || !strings.HasPrefix(names[0], "dkd-2-") {
+		t.Errorf("docker ps after deploy v2: %v %q", err, out)
+	}
+	if out := cli("rollback", "dkd"); !strings.Contains(out, "dkd revision 3 succeeded") {
+		t.Errorf("rollback: %s", out)
+	}
+	if got := serving(); len(got) != 1 || !got["running v1"] {
+		t.Errorf("after the rollback: %v", got)
+	}
 }
