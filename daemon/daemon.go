@@ -191,6 +191,7 @@ func (d *Daemon) Run(ctx context.Context, templates []config.Template) error {
 		case <-ctx.Done():
 		}
 	}
+	d.keepDeploys(ctx, &wg)
 	wg.Go(func() {
 		if err := d.runner.Run(ctx, templates); err != nil {
 			errc <- fmt.Errorf("templates: %w", err)

@@ -29,6 +29,14 @@ func (d *Daemon) withDeploys(rt, registered runtime.Runtime) runtime.Runtime {
 	return dv
 }
 
+// keepDeploys runs the deploy service's upkeep (interrupted rollouts
+// settled, replicas kept) until ctx ends; wg waits for it.
+func (d *Daemon) keepDeploys(ctx context.Context, wg *sync.WaitGroup) {
+	if d.deploys != nil {
+		wg.Go(func() { _ = d.deploys.Run(ctx) })
+	}
+}
+
 // Deploys is the daemon's deploy service (nil without a runtime).
 func (d *Daemon) Deploys() *deploy.Service { return d.deploys }
 

@@ -2,16 +2,21 @@ package deploy_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/berthd/berth/deploy"
+	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/registrar"
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/runtimetest"
@@ -61,8 +66,10 @@ func TestParseSpec(t *testing.T) {
 // rig is a deploy service over the memory store and the scripted runtime,
 // with the real registrar registering the containers.
 type rig struct {
+	st  *memstore.Store
 	rt  *runtimetest.Runtime
 	svc *deploy.Service
+	log *slog.Logger
 }
 
 func newRig(t *testing.T) rig {
@@ -83,7 +90,7 @@ func newRig(t *testing.T) rig {
 	go func() { defer close(done); _ = reg.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	<-reg.Synced()
-	return rig{rt: rt, svc: deploy.New(st, rt, deploy.WithHost("h1"), deploy.WithLogger(log), deploy.WithStopGrace(0))}
+	return rig{st: st, rt: rt, log: log, svc: deploy.New(st, rt, deploy.WithHost("h1"), deploy.WithLogger(log), deploy.WithStopGrace(0))}
 }
 
 func webSpec(image string) deploy.Spec {
@@ -231,5 +238,134 @@ func TestDeployInFlightAndCancel(t *testing.T) {
 		if _, err := r.svc.Deploy(t.Context(), bad, nil); !errors.Is(err, runtime.ErrInvalid) {
 			t.Errorf("%+v: %v", bad, err)
 		}
+	}
+}
+
+func names(t *testing.T, rt *runtimetest.Runtime, running bool) []string {
+	t.Helper()
+	cs, err := rt.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, c := range cs {
+		if c.Running() == running {
+			out = append(out, c.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Run keeps a deployed service at its replica count: a container that
+// dies is replaced (same name, the revision's image digest).
+func TestKeepReplicas(t *testing.T) {
+	r := newRig(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	healthWhenStarted(ctx, r.rt, "web:1", runtime.HealthHealthy)
+	rev, err := r.svc.Deploy(ctx, deploy.Request{Service: "web", Spec: webSpec("web:1")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.svc.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	dead, err := r.rt.Inspect(ctx, "web-1-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.rt.Exit(dead.ID, 1); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := r.rt.Inspect(ctx, "web-1-1")
+		if err == nil && c.ID != dead.ID && c.Running() {
+			if c.Image != rev.Digest || c.Labels[deploy.LabelRevision] != "1" {
+				t.Errorf("replacement: image %s labels %v, want digest %s", c.Image, c.Labels, rev.Digest)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("web-1-1 not replaced: running %v, stopped %v", names(t, r.rt, true), names(t, r.rt, false))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := names(t, r.rt, true); !slices.Equal(got, []string{"web-1-1", "web-1-2"}) {
+		t.Errorf("running: %v", got)
+	}
+}
+
+// A daemon that died mid-rollout leaves a revision in progress: the next
+// one undoes it (old containers still run) or finishes it (the old ones
+// were already stopped), and records which.
+func TestRecover(t *testing.T) {
+	r := newRig(t)
+	ctx := t.Context()
+	hctx, stop := context.WithCancel(ctx)
+	defer stop()
+	healthWhenStarted(hctx, r.rt, "web:1", runtime.HealthHealthy)
+	rev1, err := r.svc.Deploy(ctx, deploy.Request{Service: "web", Spec: webSpec("web:1")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// interrupted writes revision n in progress with its containers
+	// started, as a daemon that died after starting them leaves it.
+	interrupted := func(n int) {
+		t.Helper()
+		rev := deploy.Revision{Service: "web", Number: n, Image: "web:2", Spec: webSpec("web:2"), Host: "h1",
+			Started: time.Now(), Outcome: deploy.OutcomeInProgress}
+		b, _ := json.Marshal(rev)
+		if _, err := r.st.Put(ctx, records.DeploymentKey("", "web", n), b); err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= 2; i++ {
+			if _, err := r.rt.Run(ctx, runtime.Spec{Name: fmt.Sprintf("web-%d-%d", n, i), Image: "web:2",
+				Labels: map[string]string{deploy.LabelService: "web", deploy.LabelRevision: strconv.Itoa(n)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	outcome := func(n int) deploy.Revision {
+		t.Helper()
+		hist, err := r.svc.History(ctx, "web")
+		if err != nil || len(hist) < n {
+			t.Fatalf("history: %v, %v", hist, err)
+		}
+		return hist[n-1]
+	}
+	// Old containers still run: undone.
+	interrupted(2)
+	restarted := deploy.New(r.st, r.rt, deploy.WithHost("h1"), deploy.WithLogger(r.log), deploy.WithStopGrace(0))
+	if err := restarted.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, r.rt, true); !slices.Equal(got, []string{"web-1-1", "web-1-2"}) || len(names(t, r.rt, false)) != 0 {
+		t.Errorf("after undoing: running %v, stopped %v", got, names(t, r.rt, false))
+	}
+	if o := outcome(2); o.Outcome != deploy.OutcomeFailed || !strings.Contains(o.Reason, "interrupted by a daemon restart") {
+		t.Errorf("revision 2: %s %q", o.Outcome, o.Reason)
+	}
+	// The old ones already stopped: finished.
+	interrupted(3)
+	for _, c := range rev1.Containers {
+		if err := r.rt.Stop(ctx, c, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := deploy.New(r.st, r.rt, deploy.WithHost("h1"), deploy.WithLogger(r.log)).Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, r.rt, true); !slices.Equal(got, []string{"web-3-1", "web-3-2"}) || len(names(t, r.rt, false)) != 0 {
+		t.Errorf("after finishing: running %v, stopped %v", got, names(t, r.rt, false))
+	}
+	if o := outcome(3); o.Outcome != deploy.OutcomeSucceeded {
+		t.Errorf("revision 3: %s %q", o.Outcome, o.Reason)
+	}
+	// Nothing is left locked: the next deploy goes ahead.
+	healthWhenStarted(hctx, r.rt, "web:4", runtime.HealthHealthy)
+	if _, err := restarted.Deploy(ctx, deploy.Request{Service: "web", Spec: webSpec("web:4")}, nil); err != nil {
+		t.Fatal(err)
 	}
 }

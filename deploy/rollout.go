@@ -9,7 +9,6 @@ import (
 	"maps"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -98,16 +97,7 @@ func timeoutReason(ctx context.Context, err error, d time.Duration) error {
 func (ro *rollout) start(ctx context.Context) error {
 	spec := ro.req.Spec
 	for i := 1; i <= spec.Replicas; i++ {
-		c := spec.Container
-		c.Name = fmt.Sprintf("%s-%d-%d", ro.req.Service, ro.rev.Number, i)
-		c.Image = spec.Image
-		c.Labels = maps.Clone(c.Labels)
-		if c.Labels == nil {
-			c.Labels = map[string]string{}
-		}
-		c.Labels[LabelService] = ro.req.Service
-		c.Labels[LabelRevision] = strconv.Itoa(ro.rev.Number)
-		c.Env = slices.Clone(c.Env)
+		c := containerSpec(*ro.rev, fmt.Sprintf("%s-%d-%d", ro.req.Service, ro.rev.Number, i), spec.Image)
 		got, err := ro.s.rt.Run(ctx, c)
 		if err != nil {
 			return fmt.Errorf("start %s: %w", c.Name, err)

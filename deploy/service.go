@@ -233,6 +233,9 @@ func (s *Service) lock(ctx context.Context, service string) (func(), error) {
 	s.mu.Lock()
 	if rev, busy := s.inFlight[service]; busy {
 		s.mu.Unlock()
+		if rev == restarting {
+			return nil, fmt.Errorf("%w: service %s: its containers are being restarted; try again", ErrInFlight, service)
+		}
 		return nil, fmt.Errorf("%w: service %s: revision %d is being rolled out; wait for it or interrupt it", ErrInFlight, service, rev)
 	}
 	s.inFlight[service] = 0
@@ -243,9 +246,12 @@ func (s *Service) lock(ctx context.Context, service string) (func(), error) {
 		s.mu.Unlock()
 	}
 	key := records.DeploymentLockKey(s.prefix, service)
-	if kv, err := s.st.Get(ctx, key); err == nil {
-		var l lockRecord
-		_ = json.Unmarshal(kv.Value, &l)
+	var l lockRecord
+	if kv, err := s.st.Get(ctx, key); err == nil && json.Unmarshal(kv.Value, &l) == nil && l.Host == s.host {
+		// This host's, and no rollout of it runs here: a previous
+		// daemon's (Recover settles what it left).
+		s.log.Warn("deploy: taking over a lock a previous daemon of this host left", "service", service, "since", l.Since)
+	} else if err == nil {
 		unlock()
 		return nil, fmt.Errorf("%w: service %s: host %s has been rolling it out since %s", ErrInFlight, service, l.Host, l.Since.Format(time.RFC3339))
 	} else if !errors.Is(err, store.ErrNotFound) {
