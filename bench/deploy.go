@@ -5,28 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/berthd/berth/api"
-	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/daemon"
 	"github.com/berthd/berth/deploy"
-	"github.com/berthd/berth/internal/realparts"
 	"github.com/berthd/berth/registrar"
-	"github.com/berthd/berth/render"
-	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/embedded"
-	"github.com/berthd/berth/store/etcd"
-	"github.com/berthd/berth/templates"
 )
 
 // DeployResult is the JSON of berth bench deploy; its first fields are
@@ -64,7 +54,7 @@ type DeployStep struct {
 const deployService = "demo"
 
 // Deploy runs berth's blue-green deploys under load, as berth up does, in
-// one process: the embedded store and runtime, the registrar (1 s drain),
+// one process: the embedded store and runtime, the registrar (berth up's 2 s drain),
 // the shipped nginx template and a real nginx on a free loopback port, and
 // the deploy service behind the daemon API. Images demo:v1, v2 and v3 are
 // busybox httpd serving their version (their own content, so their
@@ -79,91 +69,18 @@ func Deploy(ctx context.Context, replicas int, log *slog.Logger) (DeployResult, 
 
 func benchDeploy(ctx context.Context, replicas int, log *slog.Logger) (res DeployResult, err error) {
 	res.Replicas = replicas
-	tmp, err := os.MkdirTemp("", "berth-bench-deploy-")
+	p, err := startPipeline(ctx, "bdep", 252, registrar.Config{Host: "bench", Drain: daemon.DefaultDrain},
+		func(d *daemon.Daemon) []api.ServerOption { return []api.ServerOption{d.DeployAPI()} })
 	if err != nil {
 		return res, err
 	}
-	defer os.RemoveAll(tmp)
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-
-	st, err := etcd.Embedded(ctx, etcd.EmbeddedConfig{Dir: filepath.Join(tmp, "store"), Logger: quiet})
-	if err != nil {
-		return res, err
-	}
-	defer st.Close()
-	rt, _, stopRuntime, err := startEmbedded(ctx, tmp, "bdep", 252, quiet)
-	if err != nil {
-		return res, err
-	}
-	defer stopRuntime()
+	defer p.close()
 	for _, v := range []string{"v1", "v2", "v3"} {
-		rootfs := filepath.Join(tmp, "rootfs-"+v)
-		if err := embedded.BusyboxRootfs(rootfs); err != nil {
-			return res, err
-		}
-		if err := os.MkdirAll(filepath.Join(rootfs, "www"), 0o755); err != nil {
-			return res, err
-		}
-		if err := os.WriteFile(filepath.Join(rootfs, "www", "index.html"), []byte(v+"\n"), 0o644); err != nil {
-			return res, err
-		}
-		if _, err := rt.Images().Import(ctx, rootfs, deployService+":"+v); err != nil {
+		if err := p.busyboxImage(ctx, deployService+":"+v, v+"\n"); err != nil {
 			return res, err
 		}
 	}
-
-	// nginx and the shipped template.
-	ngx := filepath.Join(tmp, "nginx")
-	if err := os.Mkdir(ngx, 0o755); err != nil {
-		return res, err
-	}
-	nginx, err := realparts.NewNginx(ngx)
-	if err != nil {
-		return res, err
-	}
-	for _, name := range []string{"nginx.conf.tmpl", "nginx.tmpl"} {
-		data, err := fs.ReadFile(templates.Files(), name)
-		if err != nil {
-			return res, err
-		}
-		if err := os.WriteFile(filepath.Join(tmp, name), data, 0o644); err != nil {
-			return res, err
-		}
-	}
-	tmpl := config.Template{
-		Name: "nginx", Src: filepath.Join(tmp, "nginx.conf.tmpl"), Origin: "bench",
-		Options:  dialect.Options{Dialect: dialect.Native, Includes: []string{filepath.Join(tmp, "nginx.tmpl")}},
-		Prefixes: []string{"/berth/services/"},
-		Spec: render.Spec{Name: "nginx", Dest: nginx.Conf,
-			Check:  fmt.Sprintf("%s -t -q -p %s/ -c {{.src}}", nginx.Bin, ngx),
-			Reload: fmt.Sprintf("if [ -s %[1]s/nginx.pid ]; then kill -HUP $(cat %[1]s/nginx.pid); fi", ngx)},
-	}
-	env := map[string]string{"BERTH_NGINX_LISTEN": nginx.Addr, "BERTH_NGINX_GRPC_LISTEN": "127.0.0.1:1"}
-	d, err := daemon.New(st, rt, daemon.Config{Registrar: registrar.Config{Host: "bench", Drain: time.Second}, Env: env, Logger: quiet})
-	if err != nil {
-		return res, err
-	}
-	dctx, stopDaemon := context.WithCancel(ctx)
-	daemonDone := make(chan error, 1)
-	go func() { daemonDone <- d.Run(dctx, []config.Template{tmpl}) }()
-	defer func() { stopDaemon(); <-daemonDone }()
-	sock := filepath.Join(tmp, "berth.sock")
-	ln, err := api.Listen(sock)
-	if err != nil {
-		return res, err
-	}
-	actx, stopAPI := context.WithCancel(ctx)
-	apiDone := make(chan error, 1)
-	go func() { apiDone <- api.NewServer(rt, api.WithServerLogger(quiet), d.DeployAPI()).Serve(actx, ln) }()
-	defer func() { stopAPI(); <-apiDone }()
-	client := api.NewClient(sock)
-	if err := waitFor(ctx, 30*time.Second, func() bool { _, err := os.Stat(nginx.Conf); return err == nil }); err != nil {
-		return res, fmt.Errorf("the template never rendered: %w", err)
-	}
-	if err := nginx.Start(); err != nil {
-		return res, err
-	}
-	defer nginx.Stop()
+	client := p.client
 
 	spec := func(v, health string) deploy.Spec {
 		return deploy.Spec{Image: deployService + ":" + v, Replicas: replicas, Container: runtime.Spec{
@@ -176,7 +93,7 @@ func benchDeploy(ctx context.Context, replicas int, log *slog.Logger) (res Deplo
 	}
 	const healthy, failing = "test -f /www/index.html", "exit 1"
 	res.Steps = make([]DeployStep, 0, 3) // After pointers into it stay valid
-	ld := newLoad(nginx.Addr, deployService+".localhost")
+	ld := newLoad(p.nginx.Addr, deployService+".localhost")
 	// after is the step whose After counts the responses now: the last
 	// one that returned, none while a step runs (guarded by ld.mu).
 	var after *DeployStep

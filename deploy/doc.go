@@ -15,6 +15,12 @@
 //  5. wait the drain period; stop the old containers and remove them
 //     (Request.KeepOld keeps them, stopped).
 //
+// "Applied" is the template's reload command succeeding. A proxy that
+// reloads asynchronously (nginx -s reload, a SIGHUP to its master) takes
+// a moment more to serve the new configuration from new workers: adding
+// new containers loses nothing meanwhile (the old ones still serve), and
+// the drain period in step 5 covers it for the old ones.
+//
 // A failure before step 5 (an image that does not exist, a container
 // that exits or fails its health check, the timeout, the caller's context
 // ending) undoes the rollout: drained old containers serve again, the new

@@ -252,12 +252,7 @@ func (ro *rollout) drainOld(ctx context.Context) error {
 	// Their records draining (or gone), and the proxy without them. A
 	// proxy that does not confirm it in time is logged: the new colour
 	// serves, and the old one goes after the drain either way.
-	wctx, cancel := context.WithTimeout(ctx, s.drain+10*time.Second)
-	keys, at, err := ro.outOfStore(wctx, ids)
-	if err == nil {
-		err = ro.routed(wctx, keys, at, false)
-	}
-	cancel()
+	err := ro.settled(ctx, ids, false, s.drain+10*time.Second)
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted while draining the old containers: %w", ctx.Err())
 	}
@@ -273,16 +268,19 @@ func (ro *rollout) drainOld(ctx context.Context) error {
 	}
 }
 
-// outOfStore waits until the records of ids are draining or gone, and
-// returns their keys and the revision that has them so.
-func (ro *rollout) outOfStore(ctx context.Context, ids []string) ([]string, store.Revision, error) {
+// settled waits until the records of ids are running (serving) or
+// draining or gone (!serving) and every template has applied that, for at
+// most limit.
+func (ro *rollout) settled(ctx context.Context, ids []string, serving bool, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
 	var keys []string
 	var at store.Revision
 	err := ro.s.until(ctx, func() (bool, error) {
 		keys, at = nil, 0
 		for _, id := range ids {
 			key, in, rev, ok := ro.view.byID(id)
-			if ok && in.State == records.StateRunning {
+			if running := ok && in.State == records.StateRunning; running != serving {
 				return false, nil
 			}
 			if key != "" {
@@ -292,7 +290,10 @@ func (ro *rollout) outOfStore(ctx context.Context, ids []string) ([]string, stor
 		}
 		return true, nil
 	})
-	return keys, at, wrapWhy(err, "the old containers' records are still running")
+	if err != nil {
+		return wrapWhy(err, "their records have not changed yet")
+	}
+	return ro.routed(ctx, keys, at, false)
 }
 
 // stopOld stops the old containers (the registrar removes their records)
@@ -346,13 +347,7 @@ func (ro *rollout) abort(ctx context.Context, cause error) {
 		if err := s.drainer.Undrain(ctx, ids...); err != nil {
 			ro.log.Error("deploy: cannot return the old containers to service", "err", err)
 		}
-		wctx, c := context.WithTimeout(ctx, 20*time.Second)
-		keys, at, err := ro.backInStore(wctx, ids)
-		if err == nil {
-			err = ro.routed(wctx, keys, at, false)
-		}
-		c()
-		if err != nil {
+		if err := ro.settled(ctx, ids, true, 20*time.Second); err != nil {
 			ro.log.Warn("deploy: the proxy did not confirm the old containers serve again", "err", err)
 		}
 	}
@@ -365,13 +360,7 @@ func (ro *rollout) abort(ctx context.Context, cause error) {
 	}
 	if len(routedIDs) > 0 && s.drainer != nil && s.drain > 0 {
 		if err := s.drainer.Drain(ctx, routedIDs...); err == nil {
-			wctx, c := context.WithTimeout(ctx, s.drain+10*time.Second)
-			keys, at, err := ro.outOfStore(wctx, routedIDs)
-			if err == nil {
-				err = ro.routed(wctx, keys, at, false)
-			}
-			c()
-			if err != nil {
+			if err := ro.settled(ctx, routedIDs, false, s.drain+10*time.Second); err != nil {
 				ro.log.Warn("deploy: the proxy did not confirm the new containers left", "err", err)
 			}
 			time.Sleep(s.drain)
@@ -385,24 +374,6 @@ func (ro *rollout) abort(ctx context.Context, cause error) {
 		})
 	}
 	wg.Wait()
-}
-
-// backInStore waits until the records of ids are running again.
-func (ro *rollout) backInStore(ctx context.Context, ids []string) ([]string, store.Revision, error) {
-	var keys []string
-	var at store.Revision
-	err := ro.s.until(ctx, func() (bool, error) {
-		keys, at = nil, 0
-		for _, id := range ids {
-			key, in, rev, ok := ro.view.byID(id)
-			if !ok || in.State != records.StateRunning {
-				return false, nil
-			}
-			keys, at = append(keys, key), max(at, rev)
-		}
-		return true, nil
-	})
-	return keys, at, err
 }
 
 func ids(cs []runtime.Container) []string {

@@ -16,7 +16,7 @@ func newBenchDeployCommand() *cobra.Command {
 		Use:   "deploy",
 		Short: "Blue-green deploys and a rollback under load through nginx: time to switch, failed requests",
 		Long: `berth bench deploy runs berth up's parts in one process (embedded store
-and runtime, registrar with a 1 s drain, the shipped nginx template, a real
+and runtime, registrar with berth up's 2 s drain, the shipped nginx template, a real
 nginx on a free 127.0.0.1 port, the deploy service behind the daemon API),
 deploys demo:v1 (--replicas busybox httpd containers that serve their
 version), puts a continuous load through nginx (keep-alive and new
