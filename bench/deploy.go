@@ -34,7 +34,8 @@ type DeployResult struct {
 	Steps []DeployStep `json:"steps"`
 	// Versions counts the responses of each version over the whole load.
 	Versions map[string]int64 `json:"versions"`
-	// Failures are the first failed requests (at most 10), for the record.
+	// Failures are the first failed requests (at most 10), and then
+	// nginx's last error log lines about upstreams, for the record.
 	Failures []string `json:"failures,omitempty"`
 }
 
@@ -156,6 +157,15 @@ func benchDeploy(ctx context.Context, replicas int, log *slog.Logger) (res Deplo
 	<-loadDone
 	res.Requests, res.FailedRequests = ld.requests.Load(), ld.failed.Load()
 	res.Versions, res.Failures = ld.totals()
+	if res.FailedRequests > 0 {
+		var upstream []string
+		for _, l := range strings.Split(p.nginx.ErrorLog(), "\n") {
+			if strings.Contains(l, "upstream") || strings.Contains(l, "[error]") || strings.Contains(l, "[alert]") || strings.Contains(l, "[warn]") {
+				upstream = append(upstream, "nginx: "+l)
+			}
+		}
+		res.Failures = append(res.Failures, upstream[max(0, len(upstream)-5):]...)
+	}
 	return res, err
 }
 
