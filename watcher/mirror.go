@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/internal/backoff"
+	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/store"
 )
 
@@ -45,7 +46,7 @@ type Mirror struct {
 	sorted   []store.KV // cache of kvs sorted by key; nil when stale
 	synced   chan struct{}
 	isSynced bool
-	subs     map[chan struct{}]struct{}
+	subs     Subscribers
 	health   Health
 }
 
@@ -85,7 +86,7 @@ func NewMirror(st store.Store, prefix string, opts ...MirrorOption) *Mirror {
 		resync: DefaultResync, minBO: DefaultMinBackoff, maxBO: DefaultMaxBackoff,
 		kvs:    map[string]store.KV{},
 		synced: make(chan struct{}),
-		subs:   map[chan struct{}]struct{}{},
+		subs:   Subscribers{},
 	}
 	for _, f := range opts {
 		f(m)
@@ -113,12 +114,8 @@ func (m *Mirror) Health() Health {
 // first full listing counts as one); notifications coalesce, so a slow
 // reader sees one for many changes. cancel stops them.
 func (m *Mirror) Subscribe() (notify <-chan struct{}, cancel func()) {
-	ch := make(chan struct{}, 1)
 	m.mu.Lock()
-	m.subs[ch] = struct{}{}
-	if m.isSynced {
-		ch <- struct{}{} // the subscriber has not seen the current state yet
-	}
+	ch := m.subs.Add(m.isSynced) // the subscriber has not seen the current state yet
 	m.mu.Unlock()
 	return ch, func() {
 		m.mu.Lock()
@@ -127,10 +124,17 @@ func (m *Mirror) Subscribe() (notify <-chan struct{}, cancel func()) {
 	}
 }
 
-// Snapshot is the content of a Mirror at one moment.
+// Snapshot is the content of a source at one moment: a Mirror's keys, or
+// a container engine's containers (dockergen.Source).
 type Snapshot struct {
 	KVs      []store.KV     // sorted by key; shared, must not be modified
 	Revision store.Revision // the store revision the content is current to
+	// Containers are a container source's containers, as templates see
+	// them, sorted by name; nil for a store source. Shared, must not be
+	// modified.
+	Containers []records.Container
+	// Docker describes a container source's engine ($.Docker).
+	Docker records.Docker
 	// Generation counts the content changes the mirror has seen: two
 	// snapshots of one mirror with equal generations have equal content
 	// (a revision number alone does not say that: a watch may report a
@@ -261,7 +265,7 @@ func (m *Mirror) replace(kvs []store.KV, rev store.Revision) {
 		close(m.synced)
 	}
 	if changed {
-		m.notifyLocked()
+		m.subs.Notify()
 	}
 }
 
@@ -307,7 +311,7 @@ func (m *Mirror) apply(resp store.WatchResponse) {
 	}
 	if changed {
 		m.gen++
-		m.notifyLocked()
+		m.subs.Notify()
 	}
 }
 
@@ -338,18 +342,5 @@ func patched(sorted []store.KV, ev store.Event) []store.KV {
 func (m *Mirror) failed(err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := time.Now()
-	m.health.LastError, m.health.LastErrorAt = err, now
-	if m.health.FailingSince.IsZero() {
-		m.health.FailingSince = now
-	}
-}
-
-func (m *Mirror) notifyLocked() {
-	for ch := range m.subs {
-		select {
-		case ch <- struct{}{}:
-		default: // a notification is already pending
-		}
-	}
+	m.health.Failed(err, time.Now())
 }

@@ -15,6 +15,7 @@ func newBenchCommand() *cobra.Command {
 		newBenchWatchCommand(),
 		newBenchE2ECommand(),
 		newBenchDeployCommand(),
+		newBenchDockerGenCommand(),
 	)
 	return cmd
 }
