@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/berthd/berth/api"
+	"github.com/berthd/berth/deploy"
 	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/records"
+	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/store/etcd"
 )
 
@@ -76,6 +78,41 @@ func TestDeployCLI(t *testing.T) {
 	if n := len(strings.Split(hist, "\n")); n != 5 {
 		t.Errorf("history has %d lines, want a header and 4 revisions:\n%s", n, hist)
 	}
+
+	// The client goes away mid-rollout (Ctrl-C): the daemon removes the new
+	// containers and records why; v1 serves on.
+	ctx, cancel := context.WithCancel(t.Context())
+	v5 := deploy.Spec{Image: img, Replicas: 2, Container: runtime.Spec{Cmd: []string{"/whoami"},
+		Env:    []string{"VIRTUAL_HOST=web.localhost", "PORT=80", "WHOAMI_NAME=v5"},
+		Health: &runtime.HealthCheck{Cmd: []string{"/whoami", "-check", "http://127.0.0.1/"}, Interval: time.Minute}}}
+	_, err := api.NewClient(r.sock).Deploy(ctx, deploy.Request{Service: "web", Spec: v5}, func(p deploy.Progress) {
+		if p.Step == deploy.StepStart {
+			cancel()
+		}
+	})
+	if err == nil {
+		t.Fatal("an interrupted deploy returned no error")
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		hist, err := api.NewClient(r.sock).History(t.Context(), "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last := hist[len(hist)-1]; last.Number == 5 && last.Outcome == deploy.OutcomeFailed {
+			if !strings.Contains(last.Reason, "canceled") {
+				t.Errorf("interrupted revision's reason: %q", last.Reason)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the interrupted revision is not recorded failed: %+v", hist[len(hist)-1])
+		}
+	}
+	if ps := r.cli("ps", "-a", "--filter", "label=berth.deploy.revision=5", "--format", "{{.Names}}"); ps != "" {
+		t.Errorf("an interrupted deploy left containers: %q", ps)
+	}
+	r.waitAnswers("web.localhost", "200 v1")
+	hist = r.cli("history", "web")
 
 	// Bad input: refused (exit 2), nothing touched.
 	spec := filepath.Join(t.TempDir(), "service.toml")
