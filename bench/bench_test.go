@@ -30,7 +30,8 @@ func TestStoreAndWatchOnMemstore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if wr.Services != 50 || wr.Changes != 5 || !wr.FinalMatch || wr.ChurnRenders == 0 || wr.P50Ms <= 0 || wr.RenderMs <= 0 {
+	if wr.Services != 50 || wr.Changes != 5 || !wr.FinalMatch || wr.ChurnRenders == 0 || wr.P50Ms <= 0 || wr.RenderMs <= 0 ||
+		!wr.Natural.FinalMatch || wr.Natural.ChurnRenders == 0 || wr.Natural.P50Ms <= 0 || wr.Natural.RenderMs <= 0 {
 		t.Errorf("watch figures: %+v", wr)
 	}
 	if kvs, _, err := st.List(t.Context(), "/"); err != nil || len(kvs) != 0 {

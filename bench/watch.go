@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -48,6 +47,22 @@ type WatchResult struct {
 	ChurnFloorCPUS float64 `json:"churn_floor_cpu_s"`
 	MaxRSSMB       float64 `json:"max_rss_mb"`
 	FinalMatch     bool    `json:"final_match"`
+	// Natural is the same run over the peer workload (ten instances per
+	// service under <prefix>/natural/<svc>/<id>, values {"host","port"})
+	// with the template users write for it: lsdir, tree, fromJson.
+	Natural TemplateResult `json:"natural"`
+}
+
+// TemplateResult is change→file latency, render time and churn of one
+// more template and its workload.
+type TemplateResult struct {
+	P50Ms        float64 `json:"p50_ms"`
+	P90Ms        float64 `json:"p90_ms"`
+	P99Ms        float64 `json:"p99_ms"`
+	RenderMs     float64 `json:"render_ms"`
+	ChurnRenders int     `json:"churn_renders"`
+	ChurnCPUS    float64 `json:"churn_cpu_s"`
+	FinalMatch   bool    `json:"final_match"`
 }
 
 // benchWatchTemplate is an nginx-style upstream list over every service;
@@ -63,7 +78,54 @@ upstream {{ $name }} {
 {{- end }}
 `
 
+// benchNaturalTemplate is the template a user writes for the peer
+// workload (issue #14), with the revision line the benchmark reads.
+const benchNaturalTemplate = `# revision {{ .Revision }}
+{{- range $name := lsdir "/berth-bench-watch/natural" }}
+upstream {{ $name }} {
+{{- range tree (printf "berth-bench-watch/natural/%s" $name) }}{{ with .Value | fromJson }}
+    server {{ .host }}:{{ .port }};
+{{- end }}{{ end }}
+}
+{{- end }}
+`
+
 const benchWatchPrefix = "/berth-bench-watch"
+
+// workload is one template and the keys it renders.
+type workload struct {
+	name     string
+	text     string
+	prefix   string // the watched prefix
+	key      func(i int) string
+	value    func(i, port int) []byte
+	services int
+}
+
+// berthWorkload is berth's own records rendered through .Services.
+func berthWorkload(n int) workload {
+	svc := func(i int) string { return fmt.Sprintf("svc%03d", i%100) }
+	return workload{
+		name: "upstreams", text: benchWatchTemplate, prefix: records.ServicesPrefix(benchWatchPrefix), services: n,
+		key: func(i int) string { return records.ServiceKey(benchWatchPrefix, svc(i), "h1", fmt.Sprintf("c%06d", i)) },
+		value: func(i, port int) []byte {
+			v, _ := json.Marshal(records.Instance{ID: fmt.Sprintf("c%06d", i), Service: svc(i), Host: "h1",
+				IP: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), Port: port, State: records.StateRunning})
+			return v
+		},
+	}
+}
+
+// naturalWorkload is the peer harness's: ten instances per service.
+func naturalWorkload(n int) workload {
+	return workload{
+		name: "natural", text: benchNaturalTemplate, prefix: benchWatchPrefix + "/natural/", services: n,
+		key: func(i int) string { return fmt.Sprintf("%s/natural/svc-%04d/i-%06d", benchWatchPrefix, i/10, i) },
+		value: func(i, port int) []byte {
+			return fmt.Appendf(nil, `{"host":"127.%d.%d.%d","port":%d}`, i>>16&255, i>>8&255, i&255, port)
+		},
+	}
+}
 
 // WatchConfig is what Watch measures.
 type WatchConfig struct {
@@ -82,7 +144,9 @@ type WatchConfig struct {
 // disabled), the floor of a bare store watch writing the changed key to a
 // file, the CPU cost and render count of cfg.Rate changes/s for
 // cfg.Duration with wait "50ms:200ms" (and the same churn with no watcher),
-// and the process's peak RSS.
+// and the process's peak RSS. The latency, render time and churn are
+// measured again (Natural) for the template users write for the peer
+// workload, over cfg.Services more instances of that shape.
 func Watch(ctx context.Context, st store.Store, cfg WatchConfig, log *slog.Logger) (WatchResult, error) {
 	dir := cfg.Dir
 	if dir == "" {
@@ -93,106 +157,152 @@ func Watch(ctx context.Context, st store.Store, cfg WatchConfig, log *slog.Logge
 		defer os.RemoveAll(tmp)
 		dir = tmp
 	}
-	b := &watchBench{st: st, dir: dir, log: log, services: cfg.Services}
-	return b.run(ctx, cfg.Changes, cfg.Rate, cfg.Duration)
+	b := &watchBench{st: st, dir: dir, log: log}
+	return b.run(ctx, cfg.Services, cfg.Changes, cfg.Rate, cfg.Duration)
 }
 
 type watchBench struct {
-	st       store.Store
-	dir      string
-	log      *slog.Logger
-	services int
+	st  store.Store
+	dir string
+	log *slog.Logger
 }
 
-func (b *watchBench) instanceKey(i int) string {
-	return records.ServiceKey(benchWatchPrefix, fmt.Sprintf("svc%03d", i%100), "h1", fmt.Sprintf("c%06d", i))
+func (b *watchBench) put(ctx context.Context, w workload, i, port int) (store.Revision, error) {
+	return b.st.Put(ctx, w.key(i), w.value(i, port))
 }
 
-func (b *watchBench) put(ctx context.Context, i, port int) (store.Revision, error) {
-	v, _ := json.Marshal(records.Instance{
-		ID: fmt.Sprintf("c%06d", i), Service: fmt.Sprintf("svc%03d", i%100), Host: "h1",
-		IP: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), Port: port, State: records.StateRunning,
-	})
-	return b.st.Put(ctx, b.instanceKey(i), v)
-}
-
-func (b *watchBench) run(ctx context.Context, changes int, rate float64, churn time.Duration) (WatchResult, error) {
-	res := WatchResult{Services: b.services, Changes: changes, ChurnRate: rate}
-	if _, err := b.st.Delete(ctx, benchWatchPrefix+"/", store.WithPrefix()); err != nil {
-		return res, err
-	}
-	defer b.st.Delete(context.WithoutCancel(ctx), benchWatchPrefix+"/", store.WithPrefix())
+// load puts w's instances, 64 to a transaction.
+func (b *watchBench) load(ctx context.Context, w workload) error {
 	ops := make([]store.Op, 0, 64)
-	for i := range b.services {
-		v, _ := json.Marshal(records.Instance{ID: fmt.Sprintf("c%06d", i), Service: fmt.Sprintf("svc%03d", i%100), Host: "h1",
-			IP: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), Port: 8080, State: records.StateRunning})
-		ops = append(ops, store.Put(b.instanceKey(i), v))
-		if len(ops) == cap(ops) || i == b.services-1 {
+	for i := range w.services {
+		ops = append(ops, store.Put(w.key(i), w.value(i, 8080)))
+		if len(ops) == cap(ops) || i == w.services-1 {
 			if _, err := b.st.Txn(ctx, ops...); err != nil {
-				return res, fmt.Errorf("load: %w", err)
+				return fmt.Errorf("load %s: %w", w.name, err)
 			}
 			ops = ops[:0]
 		}
 	}
-	src := filepath.Join(b.dir, "upstreams.tmpl")
-	if err := os.WriteFile(src, []byte(benchWatchTemplate), 0o644); err != nil {
+	return nil
+}
+
+// template is w's template with wait, its source written to the bench
+// directory.
+func (b *watchBench) template(w workload, wait config.Wait) (config.Template, error) {
+	src := filepath.Join(b.dir, w.name+".tmpl")
+	if err := os.WriteFile(src, []byte(w.text), 0o644); err != nil {
+		return config.Template{}, err
+	}
+	return config.Template{
+		Name: w.name, Src: src, Origin: "bench",
+		Options:  dialect.Options{Dialect: dialect.Native, Prefix: benchWatchPrefix},
+		Prefixes: []string{w.prefix},
+		Wait:     wait,
+		Spec:     render.Spec{Name: w.name, Dest: filepath.Join(b.dir, w.name+".conf")},
+	}, nil
+}
+
+func (b *watchBench) run(ctx context.Context, services, changes int, rate float64, churn time.Duration) (WatchResult, error) {
+	res := WatchResult{Services: services, Changes: changes, ChurnRate: rate}
+	if _, err := b.st.Delete(ctx, benchWatchPrefix+"/", store.WithPrefix()); err != nil {
 		return res, err
 	}
-	tmpl := func(wait config.Wait) config.Template {
-		return config.Template{
-			Name: "bench", Src: src, Origin: "bench",
-			Options:  dialect.Options{Dialect: dialect.Native, Prefix: benchWatchPrefix},
-			Prefixes: []string{records.ServicesPrefix(benchWatchPrefix)},
-			Wait:     wait,
-			Spec:     render.Spec{Name: "bench", Dest: filepath.Join(b.dir, "upstreams.conf")},
+	defer b.st.Delete(context.WithoutCancel(ctx), benchWatchPrefix+"/", store.WithPrefix())
+	own, natural := berthWorkload(services), naturalWorkload(services)
+	for _, w := range []workload{own, natural} {
+		if err := b.load(ctx, w); err != nil {
+			return res, err
 		}
 	}
-	var err error
-	if res.RenderMs, err = b.renderTime(ctx, src); err != nil {
+	nowait := config.Wait{}
+	churnWait := config.Wait{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond}
+
+	// berth's own template: render, change→file, floor, churn.
+	t, err := b.template(own, nowait)
+	if err != nil {
 		return res, err
 	}
-
-	// change→file through berth, wait disabled.
-	lat, err := b.latency(ctx, tmpl(config.Wait{}), changes, func(ctx context.Context) (func(), error) {
-		return b.startRunner(ctx, tmpl(config.Wait{}))
-	})
+	if res.RenderMs, err = b.renderTime(ctx, t); err != nil {
+		return res, err
+	}
+	lat, err := b.latency(ctx, own, t, changes, func(ctx context.Context) (func(), error) { return b.startRunner(ctx, t) })
 	if err != nil {
 		return res, fmt.Errorf("change→file: %w", err)
 	}
 	res.P50Ms, res.P90Ms, res.P99Ms = ms(percentile(lat, 50)), ms(percentile(lat, 90)), ms(percentile(lat, 99))
 
 	// The floor: a bare watch writing the changed key to the same file.
-	lat, err = b.latency(ctx, tmpl(config.Wait{}), changes, b.startFloor)
+	lat, err = b.latency(ctx, own, t, changes, func(ctx context.Context) (func(), error) { return b.startFloor(ctx, own, t.Spec.Dest) })
 	if err != nil {
 		return res, fmt.Errorf("floor: %w", err)
 	}
 	res.FloorP50Ms, res.FloorP99Ms = ms(percentile(lat, 50)), ms(percentile(lat, 99))
 
-	// Churn with wait 50ms:200ms.
-	if err := b.churn(ctx, tmpl(config.Wait{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond}), rate, churn, &res); err != nil {
+	if t, err = b.template(own, churnWait); err != nil {
+		return res, err
+	}
+	cr, err := b.churn(ctx, own, t, rate, churn)
+	if err != nil {
 		return res, fmt.Errorf("churn: %w", err)
 	}
+	res.ChurnRate, res.ChurnRenders, res.ChurnCPUS, res.FinalMatch = cr.rate, cr.renders, cr.cpu, cr.match
+
+	// The natural template over the peer workload.
+	if t, err = b.template(natural, nowait); err != nil {
+		return res, err
+	}
+	if res.Natural.RenderMs, err = b.renderTime(ctx, t); err != nil {
+		return res, err
+	}
+	if lat, err = b.latency(ctx, natural, t, changes, func(ctx context.Context) (func(), error) { return b.startRunner(ctx, t) }); err != nil {
+		return res, fmt.Errorf("natural change→file: %w", err)
+	}
+	res.Natural.P50Ms, res.Natural.P90Ms, res.Natural.P99Ms = ms(percentile(lat, 50)), ms(percentile(lat, 90)), ms(percentile(lat, 99))
+	if t, err = b.template(natural, churnWait); err != nil {
+		return res, err
+	}
+	if cr, err = b.churn(ctx, natural, t, rate, churn); err != nil {
+		return res, fmt.Errorf("natural churn: %w", err)
+	}
+	res.Natural.ChurnRenders, res.Natural.ChurnCPUS, res.Natural.FinalMatch = cr.renders, cr.cpu, cr.match
+
+	// The churn floor: the same churn with no watcher.
+	var before, during syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+	if _, err := b.generate(ctx, own, rate, churn, 5); err != nil {
+		return res, err
+	}
+	syscall.Getrusage(syscall.RUSAGE_SELF, &during)
+	res.ChurnFloorCPUS = cpuSeconds(during) - cpuSeconds(before)
+
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	res.MaxRSSMB = float64(ru.Maxrss) / 1024
 	return res, nil
 }
 
-// renderTime is the template's own cost over the loaded data: the median of
-// five executions.
-func (b *watchBench) renderTime(ctx context.Context, src string) (float64, error) {
-	kvs, rev, err := b.st.List(ctx, records.ServicesPrefix(benchWatchPrefix))
+// renderTime is the template's own cost over the loaded data, as the
+// pipeline pays it on a change: the median of nine executions of a
+// template that has rendered the data once already (its memo warm), into
+// one reused buffer.
+func (b *watchBench) renderTime(ctx context.Context, c config.Template) (float64, error) {
+	kvs, rev, err := b.st.List(ctx, c.Prefixes[0])
 	if err != nil {
 		return 0, err
 	}
-	t, err := dialect.Parse(src, dialect.Options{Dialect: dialect.Native, Prefix: benchWatchPrefix})
+	t, err := dialect.Parse(c.Src, c.Options)
 	if err != nil {
+		return 0, err
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, dialect.Input{Revision: rev, KVs: kvs}); err != nil {
 		return 0, err
 	}
 	var runs []time.Duration
-	for range 5 {
+	for range 9 {
+		buf.Reset()
 		start := time.Now()
-		if err := t.Execute(io.Discard, dialect.Input{Revision: rev, KVs: kvs}); err != nil {
+		if err := t.Execute(&buf, dialect.Input{Revision: rev, KVs: kvs}); err != nil {
 			return 0, err
 		}
 		runs = append(runs, time.Since(start))
@@ -212,15 +322,14 @@ func (b *watchBench) startRunner(ctx context.Context, t config.Template) (func()
 
 // startFloor is the floor: one watch on the prefix, writing each change's
 // revision and key to the file, nothing else.
-func (b *watchBench) startFloor(ctx context.Context) (func(), error) {
+func (b *watchBench) startFloor(ctx context.Context, w workload, dest string) (func(), error) {
 	ctx, cancel := context.WithCancel(ctx)
-	dest := filepath.Join(b.dir, "upstreams.conf")
-	_, rev, err := b.st.List(ctx, records.ServicesPrefix(benchWatchPrefix))
+	_, rev, err := b.st.List(ctx, w.prefix)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	ch := b.st.Watch(ctx, records.ServicesPrefix(benchWatchPrefix), rev)
+	ch := b.st.Watch(ctx, w.prefix, rev)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -235,7 +344,7 @@ func (b *watchBench) startFloor(ctx context.Context) (func(), error) {
 
 // latency starts a pipeline, waits for its first output, then times
 // changes single changes from put to the file carrying the put's revision.
-func (b *watchBench) latency(ctx context.Context, t config.Template, changes int, start func(context.Context) (func(), error)) ([]time.Duration, error) {
+func (b *watchBench) latency(ctx context.Context, w workload, t config.Template, changes int, start func(context.Context) (func(), error)) ([]time.Duration, error) {
 	obs, err := newFileObserver(t.Spec.Dest)
 	if err != nil {
 		return nil, err
@@ -248,7 +357,7 @@ func (b *watchBench) latency(ctx context.Context, t config.Template, changes int
 	}
 	defer stop()
 	// Make sure the pipeline is up: a first change must come through.
-	rev, err := b.put(ctx, 0, 1)
+	rev, err := b.put(ctx, w, 0, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +368,7 @@ func (b *watchBench) latency(ctx context.Context, t config.Template, changes int
 	lat := make([]time.Duration, 0, changes)
 	for i := range changes {
 		begin := time.Now()
-		rev, err := b.put(ctx, rng.IntN(b.services), 20000+i)
+		rev, err := b.put(ctx, w, rng.IntN(w.services), 20000+i)
 		if err != nil {
 			return nil, err
 		}
@@ -271,40 +380,46 @@ func (b *watchBench) latency(ctx context.Context, t config.Template, changes int
 	return lat, nil
 }
 
+// churnResult is what one churn measured.
+type churnResult struct {
+	rate    float64
+	renders int
+	cpu     float64
+	match   bool
+}
+
 // churn runs the pipeline with quiescence under a steady rate of changes.
-func (b *watchBench) churn(ctx context.Context, t config.Template, rate float64, d time.Duration, res *WatchResult) error {
+func (b *watchBench) churn(ctx context.Context, w workload, t config.Template, rate float64, d time.Duration) (churnResult, error) {
+	var res churnResult
 	r := runner.New(b.st, render.New(render.WithLogger(b.log)), runner.WithLogger(b.log),
 		runner.WithMirrorOptions(watcher.WithResync(0)))
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(rctx, []config.Template{t}) }()
-	stopped := false
 	defer func() {
-		if !stopped {
-			cancel()
-			<-done
-		}
+		cancel()
+		<-done
 	}()
 
 	startStatus, err := waitRendered(ctx, r)
 	if err != nil {
-		return err
+		return res, err
 	}
 	var before syscall.Rusage // the churn window only: not the first sync, not the final check
 	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
-	if res.ChurnRate, err = b.generate(ctx, rate, d, 3); err != nil {
-		return err
+	if res.rate, err = b.generate(ctx, w, rate, d, 3); err != nil {
+		return res, err
 	}
 	var during syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &during)
 	// Let the last burst settle (max wait plus a render), then compare.
-	kvs, rev, err := b.st.List(ctx, records.ServicesPrefix(benchWatchPrefix))
+	kvs, rev, err := b.st.List(ctx, w.prefix)
 	if err != nil {
-		return err
+		return res, err
 	}
 	want, err := renderOnce(t, dialect.Input{Revision: rev, KVs: kvs})
 	if err != nil {
-		return err
+		return res, err
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -312,33 +427,24 @@ func (b *watchBench) churn(ctx context.Context, t config.Template, rate float64,
 		// The revision line may differ (a render after the last change can
 		// carry a later revision); the rest must match exactly.
 		if bytes.Equal(dropFirstLine(got), dropFirstLine(want)) {
-			res.FinalMatch = true
+			res.match = true
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	res.ChurnCPUS = cpuSeconds(during) - cpuSeconds(before)
+	res.cpu = cpuSeconds(during) - cpuSeconds(before)
 	ss, err := r.Status(ctx)
 	if err != nil {
-		return err
+		return res, err
 	}
-	res.ChurnRenders = ss[0].Renders - startStatus.Renders
-	cancel() // the floor: the same churn with no watcher
-	<-done
-	stopped = true
-	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
-	if _, err := b.generate(ctx, rate, d, 5); err != nil {
-		return err
-	}
-	syscall.Getrusage(syscall.RUSAGE_SELF, &during)
-	res.ChurnFloorCPUS = cpuSeconds(during) - cpuSeconds(before)
-	return nil
+	res.renders = ss[0].Renders - startStatus.Renders
+	return res, nil
 }
 
 // generate puts changes at rate for d through a paced producer and a few
 // writers (one put at a time cannot reach 1,000/s when a put takes a
 // millisecond or more), and returns the rate achieved.
-func (b *watchBench) generate(ctx context.Context, rate float64, d time.Duration, seed uint64) (float64, error) {
+func (b *watchBench) generate(ctx context.Context, wl workload, rate float64, d time.Duration, seed uint64) (float64, error) {
 	const writers = 8
 	work := make(chan [2]int, writers)
 	errc := make(chan error, writers)
@@ -346,7 +452,7 @@ func (b *watchBench) generate(ctx context.Context, rate float64, d time.Duration
 	for range writers {
 		wg.Go(func() {
 			for w := range work {
-				if _, err := b.put(ctx, w[0], w[1]); err != nil {
+				if _, err := b.put(ctx, wl, w[0], w[1]); err != nil {
 					errc <- err
 					return
 				}
@@ -359,7 +465,7 @@ func (b *watchBench) generate(ctx context.Context, rate float64, d time.Duration
 	puts := 0
 	for next := begin; next.Before(begin.Add(d)); next = next.Add(interval) {
 		time.Sleep(time.Until(next))
-		work <- [2]int{rng.IntN(b.services), 30000 + puts%30000}
+		work <- [2]int{rng.IntN(wl.services), 30000 + puts%30000}
 		puts++
 	}
 	close(work)

@@ -126,6 +126,7 @@ type Daemon struct {
 	Socket       string `toml:"socket"`        // berth API (unix socket)
 	DockerSocket string `toml:"docker_socket"` // Docker-compatible API (unix socket)
 	Listen       string `toml:"listen"`        // /metrics and /healthz (host:port)
+	Advertise    string `toml:"advertise"`     // this host's address as other hosts reach it
 }
 
 // File is a loaded berth.toml.

@@ -88,6 +88,8 @@ type Settings struct {
 	// records to drain; Remove also removes them and the bridge.
 	StopContainers, Remove bool
 	StopGrace              time.Duration
+	// Cluster makes the embedded store a member of a cluster of hosts.
+	Cluster ClusterSettings
 	// Version is berth's version, for the Docker-compatible API and the log.
 	Version string
 	// Signals delivers SIGHUP (reload the templates), SIGINT and SIGTERM
@@ -161,6 +163,11 @@ func Run(ctx context.Context, s Settings) error {
 	}
 	defer closeRT()
 
+	advertise, joinAddr, err := prepareCluster(rctx, s, log)
+	if err != nil {
+		return err
+	}
+	s.Daemon.Registrar.Advertise = advertise
 	st, err := backend.Open(rctx, s.StoreURL, append(s.StoreOptions, backend.WithStateDir(s.StateDir), backend.WithLogger(log))...)
 	if err != nil {
 		return err
@@ -214,6 +221,9 @@ func Run(ctx context.Context, s Settings) error {
 			return fmt.Errorf("berth API: %w", err)
 		}
 		serve("berth API on "+s.Socket, func() error { return api.NewDeployServer(d.Deploys(), api.WithServerLogger(log)).Serve(rctx, ln) })
+	}
+	if joinAddr != "" {
+		serve("cluster join service on "+joinAddr, func() error { return serveJoins(rctx, st, s.embeddedDir(), joinAddr, log) })
 	}
 	if s.Listen != "" {
 		ln, err := net.Listen("tcp", s.Listen)

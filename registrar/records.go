@@ -40,6 +40,14 @@ type desired struct {
 // invalid is left out of both records and listed on the instance records
 // (Instance.Invalid) and in the warnings.
 func recordsFor(prefix, host string, c runtime.Container, state records.State) desired {
+	return recordsAt(prefix, host, "", c, state)
+}
+
+// recordsAt is recordsFor on a host reachable at advertise (an IP, or ""):
+// an instance whose port is published there (or on every address) records
+// advertise and the host port, which every host can reach; an unpublished
+// one keeps the container's address.
+func recordsAt(prefix, host, advertise string, c runtime.Container, state records.State) desired {
 	d := desired{kvs: map[string][]byte{}}
 	env := records.EnvMap(c.Env)
 	if !c.Running() || truthy(c.Labels[labelIgnore]) || truthy(env["SERVICE_IGNORE"]) {
@@ -74,6 +82,7 @@ func recordsFor(prefix, host string, c runtime.Container, state records.State) d
 		Invalid: m.invalid,
 	}
 	put := func(in records.Instance) {
+		in.IP, in.Port = reachableAt(advertise, c, in.IP, in.Port)
 		b, _ := json.Marshal(in)
 		d.kvs[records.ServiceKey(prefix, in.Service, host, c.ID)] = b
 	}
@@ -349,3 +358,22 @@ func truthy(s string) bool {
 
 // sortedKeys is for deterministic transactions and logs.
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// reachableAt is the address of container port port of c as other hosts
+// reach it: advertise and the host port when the port is published on
+// advertise or on every address, else ip and port unchanged.
+func reachableAt(advertise string, c runtime.Container, ip string, port int) (string, int) {
+	if advertise == "" || port == 0 {
+		return ip, port
+	}
+	for _, p := range c.Ports {
+		if int(p.Port) != port || p.HostPort == 0 || p.Proto == "udp" {
+			continue
+		}
+		switch p.HostIP {
+		case "", "0.0.0.0", "::", advertise:
+			return advertise, int(p.HostPort)
+		}
+	}
+	return ip, port
+}

@@ -41,7 +41,11 @@ type Config struct {
 	Drain   time.Duration // how long a stopped container stays "draining" (0: removed at once)
 	Resync  time.Duration // reconcile period (default DefaultResync)
 	Version string        // berth's version, for the host record
-	Logger  *slog.Logger
+	// Advertise is this host's address as other hosts reach it (an IP, or
+	// ""): an instance whose port is published records it and the host
+	// port instead of the container's address (see recordsAt).
+	Advertise string
+	Logger    *slog.Logger
 }
 
 // Registrar registers one host's containers.
@@ -119,17 +123,31 @@ func (r *Registrar) publishCounts() {
 	r.invalidN.Store(int64(n))
 }
 
+// HostName is the host's name in the key schema: Host, else the system's
+// host name.
+func (c Config) HostName() (string, error) {
+	if c.Host != "" {
+		return c.Host, nil
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("registrar: host name: %w", err)
+	}
+	return h, nil
+}
+
 // New returns a registrar of rt's containers into st.
 func New(st store.Store, rt runtime.Runtime, cfg Config) (*Registrar, error) {
-	if cfg.Host == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return nil, fmt.Errorf("registrar: host name: %w", err)
-		}
-		cfg.Host = h
+	h, err := cfg.HostName()
+	if err != nil {
+		return nil, err
 	}
+	cfg.Host = h
 	if !records.ValidSegment(cfg.Host) {
 		return nil, fmt.Errorf("registrar: host name %q cannot be a key segment", cfg.Host)
+	}
+	if err := records.CheckIP(cfg.Advertise); cfg.Advertise != "" && err != nil {
+		return nil, fmt.Errorf("registrar: advertise address %q: %w", cfg.Advertise, err)
 	}
 	cfg.Prefix = cmp.Or(cfg.Prefix, records.DefaultPrefix)
 	cfg.TTL = cmp.Or(cfg.TTL, DefaultTTL)
@@ -277,7 +295,7 @@ func (r *Registrar) handle(ctx context.Context, ev runtime.Event) error {
 
 // desired is the records of a container, logging its warnings once.
 func (r *Registrar) desired(c runtime.Container, state records.State) map[string][]byte {
-	d := recordsFor(r.cfg.Prefix, r.cfg.Host, c, state)
+	d := recordsAt(r.cfg.Prefix, r.cfg.Host, r.cfg.Advertise, c, state)
 	r.invalid[c.ID] = len(d.invalid)
 	if len(d.warnings) > 0 && !r.warned[c.ID] {
 		r.warned[c.ID] = true

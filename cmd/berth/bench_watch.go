@@ -38,6 +38,9 @@ func newBenchWatchCommand() *cobra.Command {
     whether the final file equals a render of the final state; then the
     same churn with no watcher, whose CPU is the store's and the load
     generator's share;
+  - the latency, render time and churn again for the template users write
+    for ten instances per service under <prefix>/natural/<svc>/<id> with
+    values {"host","port"}: lsdir, tree and fromJson (the "natural" figures);
   - peak RSS of the process.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -79,6 +82,10 @@ func newBenchWatchCommand() *cobra.Command {
 			fmt.Fprintf(tw, "floor (bare watch → file)\tp50 %.2f ms\t\tp99 %.2f ms\n", r.FloorP50Ms, r.FloorP99Ms)
 			fmt.Fprintf(tw, "template render alone\t%.2f ms\n", r.RenderMs)
 			fmt.Fprintf(tw, "churn %.0f/s for %s\t%d renders\t%.2f CPU s (%.2f without the watcher)\tfinal match %v\n", r.ChurnRate, duration, r.ChurnRenders, r.ChurnCPUS, r.ChurnFloorCPUS, r.FinalMatch)
+			n := r.Natural
+			fmt.Fprintf(tw, "natural template (lsdir, tree, fromJson)\tp50 %.2f ms\tp90 %.2f ms\tp99 %.2f ms\n", n.P50Ms, n.P90Ms, n.P99Ms)
+			fmt.Fprintf(tw, "natural template render alone\t%.2f ms\n", n.RenderMs)
+			fmt.Fprintf(tw, "natural churn\t%d renders\t%.2f CPU s\t\tfinal match %v\n", n.ChurnRenders, n.ChurnCPUS, n.FinalMatch)
 			fmt.Fprintf(tw, "peak RSS\t%.1f MB\n", r.MaxRSSMB)
 			return tw.Flush()
 		},

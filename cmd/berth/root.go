@@ -65,6 +65,7 @@ nginx config current: render, check, swap atomically, reload.`,
 		newDockerGenCommand(),
 		newBenchCommand(),
 		newTemplatesCommand(),
+		newClusterCommand(),
 	)
 	root.AddCommand(newRuntimeCommands()...)
 	root.AddCommand(newDeployCommands()...)

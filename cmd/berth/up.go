@@ -31,6 +31,7 @@ type upOptions struct {
 	wait                                   string
 	stopContainers, removeAll              bool
 	stopGrace                              time.Duration
+	cluster                                daemon.ClusterSettings
 }
 
 func newUpCommand() *cobra.Command {
@@ -85,6 +86,10 @@ still removes everything.`,
 	f.BoolVar(&o.stopContainers, "stop-containers", false, "stop the embedded runtime's containers when the daemon stops")
 	f.BoolVar(&o.removeAll, "rm", false, "when the daemon stops, stop and remove its containers and remove the bridge: leave nothing behind (demos, CI)")
 	f.DurationVar(&o.stopGrace, "stop-timeout", daemon.DefaultStopGrace, "with --stop-containers: grace period before a container is killed")
+	f.BoolVar(&o.cluster.Init, "cluster-init", false, "make this host's embedded store the first member of a cluster of berth hosts")
+	f.StringVar(&o.cluster.Join, "join", "", "join the cluster of the member at this URL, https://HOST:2380 (with --token)")
+	f.StringVar(&o.cluster.Token, "token", "", "the cluster's join token, for --join (env BERTH_CLUSTER_TOKEN; berth cluster token prints it)")
+	f.StringVar(&o.cluster.Advertise, "advertise", "", "this host's IP as other hosts reach it (env BERTH_ADVERTISE; default: a member's peer address, or none)")
 	return cmd
 }
 
@@ -110,7 +115,10 @@ func (o *upOptions) settings(flags *pflag.FlagSet, files []*config.File) (daemon
 		Remove:         o.removeAll,
 		StopGrace:      o.stopGrace,
 		Version:        buildVersion(),
+		Cluster:        o.cluster,
 	}
+	s.Cluster.Token = cmp.Or(s.Cluster.Token, os.Getenv("BERTH_CLUSTER_TOKEN"))
+	s.Cluster.Advertise = cmp.Or(s.Cluster.Advertise, os.Getenv("BERTH_ADVERTISE"), file.Daemon.Advertise)
 	if s.DockerSocket != "" && s.Runtime != daemon.RuntimeEmbedded {
 		return s, usagef("--docker-socket serves the embedded runtime's containers (runtime is %s)", s.Runtime)
 	}

@@ -63,6 +63,7 @@ func confdFuncs() *funcSet {
 			"getenv": unbound,
 		}
 		if x != nil {
+			b["json"], b["jsonArray"] = x.memo.jsonObject, x.memo.jsonArray
 			b["getenv"] = func(key string, def ...string) string {
 				if v := x.getenv(key); v != "" || len(def) == 0 {
 					return v

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/template"
+	"text/template/parse"
 
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/store"
@@ -82,7 +83,8 @@ type Template struct {
 	files []string          // every file read, main first
 	paths map[string]string // template parse name → file path, for errors
 
-	instances *instanceCache // decoded instance records of earlier executions
+	memo   *memo // what executions keep for the next (decoded values, directory index, blocks)
+	blocks int   // memoized range bodies (incremental.go)
 }
 
 // Parse reads and parses the template file main and opts.Includes.
@@ -108,7 +110,7 @@ func parseTemplate(mainPath, mainText string, fromFile bool, opts Options) (*Tem
 	if err != nil {
 		return nil, err
 	}
-	t := &Template{opts: opts, fs: fs, main: filepath.Base(mainPath), paths: map[string]string{}, instances: &instanceCache{}}
+	t := &Template{opts: opts, fs: fs, main: filepath.Base(mainPath), paths: map[string]string{}}
 	if fromFile {
 		t.files = append(t.files, mainPath)
 	}
@@ -129,7 +131,17 @@ func parseTemplate(mainPath, mainText string, fromFile bool, opts Options) (*Tem
 			return nil, err
 		}
 	}
+	if opts.Dialect == Native && !opts.AllowNondeterministic {
+		if t.blocks, err = memoizeRanges(root, nondeterministic); err != nil {
+			return nil, err
+		}
+	}
 	t.tmpl = root
+	var trees []*parse.Tree
+	for _, tm := range root.Templates() {
+		trees = append(trees, tm.Tree)
+	}
+	t.memo = newMemo(trees)
 	return t, nil
 }
 
@@ -180,6 +192,7 @@ func (t *Template) Execute(w io.Writer, in Input) (err error) {
 	if err != nil {
 		return err
 	}
+	defer func() { x.end(err == nil) }()
 	// Nothing reaches w unless the whole execution succeeds. A
 	// *bytes.Buffer (the render pipeline's, sized for the output) is
 	// written directly and cut back on failure; anything else gets the
@@ -189,6 +202,7 @@ func (t *Template) Execute(w io.Writer, in Input) (err error) {
 		buf = new(bytes.Buffer)
 	}
 	start := buf.Len()
+	x.out = buf
 	defer func() {
 		// text/template recovers panics of called functions; this catches
 		// the rest, such as a panicking method on the data.

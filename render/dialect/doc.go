@@ -46,8 +46,21 @@
 // snapshot (Input) and writes the output only if rendering succeeded. Every
 // error is an *Error naming file:line:col (1-based column).
 //
-// A Template does not change after Parse and is safe for concurrent
-// Execute calls: each call works on its own clone of the parsed templates,
-// with the key functions bound to its Input. The package holds no state
-// and starts no goroutines.
+// A render after one change costs about the change (memo.go, index.go,
+// incremental.go): a Template keeps, from one Execute to the next, the JSON
+// values it decoded (fromJson, confd's json: once per value text), the
+// instance records (by key and bytes), an index of the snapshot's
+// directories that follows it by the keys added and removed (lsdir, ls),
+// and, in the native dialect, the output of every outermost range body
+// that depends only on its iteration and its store reads: such a body runs
+// again only when one of its reads (a key, the keys under a prefix, a
+// listing) reads differently; otherwise its earlier bytes are spliced in.
+// The output is always a full render's; AllowNondeterministic turns the
+// block memo off.
+//
+// A Template's parsed form does not change after Parse and it is safe for
+// concurrent Execute calls: each call works on its own clone of the parsed
+// templates, with the key functions bound to its Input; the memo is used by
+// one call at a time (another renders without it, with the same output).
+// The package holds no package-level state and starts no goroutines.
 package dialect

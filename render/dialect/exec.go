@@ -5,10 +5,10 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"text/template"
 
 	"github.com/berthd/berth/records"
@@ -18,16 +18,26 @@ import (
 // execution is the state of one Execute call: the template clone whose
 // functions are bound to this input, and the data it renders.
 type execution struct {
-	in        *Input
-	instances *instanceCache
-	tmpl      *template.Template
-	data      any
-	env       map[string]string
-	kv        *kvStore
+	in   *Input
+	memo *memo // nil when another execution holds the template's
+	tmpl *template.Template
+	data any
+	env  map[string]string
+	kv   *kvStore
+	// out is the buffer the template writes to; memoized blocks copy
+	// their output from it and write cached output to it.
+	out    *bytes.Buffer
+	frames []*frame // the memoized blocks being executed, innermost last
 }
 
-func newExec(t *Template, in Input) (*execution, error) {
-	x := &execution{in: &in, env: in.Env, instances: t.instances}
+// newExec prepares an execution; the caller calls x.end once it is over.
+func newExec(t *Template, in Input) (_ *execution, err error) {
+	x := &execution{in: &in, env: in.Env, memo: t.memo.acquire()}
+	defer func() {
+		if err != nil {
+			x.end(false)
+		}
+	}()
 	if x.env == nil {
 		x.env = environ()
 	}
@@ -36,7 +46,9 @@ func newExec(t *Template, in Input) (*execution, error) {
 		strip = t.opts.Prefix
 	}
 	x.kv = newKVStore(in.KVs, strip)
-	var err error
+	if x.memo != nil {
+		x.kv.ix = &x.memo.index
+	}
 	switch t.opts.Dialect {
 	case Native:
 		x.data, err = nativeData(t.opts.Prefix, x)
@@ -51,8 +63,14 @@ func newExec(t *Template, in Input) (*execution, error) {
 		return nil, fmt.Errorf("clone template %s: %w", t.paths[t.main], err)
 	}
 	x.tmpl = tmpl.Funcs(t.fs.bind(x))
+	if t.blocks > 0 {
+		x.tmpl.Funcs(memoFuncs(x))
+	}
 	return x, nil
 }
+
+// end releases what the execution held; ok says it succeeded.
+func (x *execution) end(ok bool) { x.memo.release(ok) }
 
 // getenv returns an environment variable of the input's environment.
 func (x *execution) getenv(key string) string { return x.env[key] }
@@ -67,6 +85,21 @@ func environ() map[string]string {
 	return env
 }
 
+// iterKVs yields the KVs of lists in turn.
+func iterKVs(lists [][]store.KV) iter.Seq2[int, store.KV] {
+	return func(yield func(int, store.KV) bool) {
+		n := 0
+		for _, l := range lists {
+			for _, kv := range l {
+				if !yield(n, kv) {
+					return
+				}
+				n++
+			}
+		}
+	}
+}
+
 // snapshotRecords are the records of a snapshot, decoded from their keys.
 type snapshotRecords struct {
 	services   map[string][]records.Instance
@@ -79,15 +112,20 @@ type snapshotRecords struct {
 // and id (the schema is the truth); the record's own fields are filled in
 // from it when missing. A record that is not valid JSON fails the render:
 // rendering without it would drop a backend silently.
-func decodeRecords(prefix string, kvs []store.KV, containersOnly bool, cache *instanceCache) (*snapshotRecords, error) {
+func decodeRecords(prefix string, kvs []store.KV, containersOnly bool, m *memo) (*snapshotRecords, error) {
 	r := &snapshotRecords{services: map[string][]records.Instance{}, hosts: map[string]records.Host{}}
-	base := records.Root(prefix)
+	// Record keys lie in three directories of the sorted snapshot (in key
+	// order: containers, hosts, services); other keys are not looked at.
+	snap := &kvStore{kvs: kvs}
+	dirs := [][]store.KV{snap.span(records.ContainersPrefix(prefix))}
 	if !containersOnly {
+		services := snap.span(records.ServicesPrefix(prefix))
+		dirs = append(dirs, snap.span(records.HostsPrefix(prefix)), services)
 		// Size each service's list first: appending ~250-byte records one
 		// by one would copy each list several times over.
 		sizes := map[string]int{}
-		for _, kv := range kvs {
-			if k, err := records.ParseKey(prefix, kv.Key); err == nil && k.Kind == records.KindService && strings.HasPrefix(kv.Key, base) {
+		for _, kv := range services {
+			if k, err := records.ParseKey(prefix, kv.Key); err == nil && k.Kind == records.KindService {
 				sizes[k.Service]++
 			}
 		}
@@ -95,12 +133,7 @@ func decodeRecords(prefix string, kvs []store.KV, containersOnly bool, cache *in
 			r.services[svc] = make([]records.Instance, 0, n)
 		}
 	}
-	dec := cache.begin()
-	defer dec.end()
-	for _, kv := range kvs {
-		if !strings.HasPrefix(kv.Key, base) {
-			continue
-		}
+	for _, kv := range iterKVs(dirs) {
 		k, err := records.ParseKey(prefix, kv.Key)
 		if err != nil || (containersOnly && k.Kind != records.KindContainer) {
 			continue
@@ -108,7 +141,7 @@ func decodeRecords(prefix string, kvs []store.KV, containersOnly bool, cache *in
 		switch k.Kind {
 		case records.KindService:
 			var in records.Instance
-			if in, err = dec.instance(kv); err == nil {
+			if in, err = m.instance(kv); err == nil {
 				in.Service = cmp.Or(in.Service, k.Service)
 				in.Host = cmp.Or(in.Host, k.Host)
 				in.ID = cmp.Or(in.ID, k.ID)
@@ -137,67 +170,4 @@ func decodeRecords(prefix string, kvs []store.KV, containersOnly bool, cache *in
 		})
 	}
 	return r, nil
-}
-
-// instanceCache keeps the instance records earlier executions of a template
-// decoded, by key: a record whose bytes did not change is not decoded
-// again (at 10,000 instances decoding is most of a render). Each execution
-// gets its own copies of a record's maps and slices, so nothing a template
-// does to them reaches another execution. Executions of one template take
-// turns on the cache; a nil cache decodes everything.
-type instanceCache struct {
-	mu      sync.Mutex
-	gen     uint64 // the execution now using the cache
-	entries map[string]*cachedInstance
-}
-
-type cachedInstance struct {
-	raw []byte
-	in  records.Instance
-	gen uint64 // the last execution that used it
-}
-
-// instanceDecoder is one execution's use of the cache: entries it does not
-// use are dropped when it ends (their keys are gone).
-type instanceDecoder struct{ c *instanceCache }
-
-func (c *instanceCache) begin() instanceDecoder {
-	if c == nil {
-		return instanceDecoder{}
-	}
-	c.mu.Lock()
-	c.gen++
-	if c.entries == nil {
-		c.entries = map[string]*cachedInstance{}
-	}
-	return instanceDecoder{c}
-}
-
-func (d instanceDecoder) instance(kv store.KV) (records.Instance, error) {
-	if d.c != nil {
-		if e, ok := d.c.entries[kv.Key]; ok && bytes.Equal(e.raw, kv.Value) {
-			e.gen = d.c.gen
-			return e.in.Copy(), nil
-		}
-	}
-	var in records.Instance
-	if err := json.Unmarshal(kv.Value, &in); err != nil {
-		return in, err
-	}
-	if d.c != nil {
-		d.c.entries[kv.Key] = &cachedInstance{raw: kv.Value, in: in.Copy(), gen: d.c.gen}
-	}
-	return in, nil
-}
-
-func (d instanceDecoder) end() {
-	if d.c == nil {
-		return
-	}
-	for k, e := range d.c.entries {
-		if e.gen != d.c.gen {
-			delete(d.c.entries, k)
-		}
-	}
-	d.c.mu.Unlock()
 }

@@ -25,6 +25,20 @@ type kvPair struct {
 // (confd) and consul-template's (key, ls, tree...).
 type kvStore struct {
 	kvs []store.KV // sorted by key
+	// ix answers ls and lsdir when set and able (nil: scan); it is
+	// brought to kvs at its first use (followed).
+	ix       *dirIndex
+	followed bool
+	rec      *[]dep // the reads of the memoized block being executed; nil: none
+}
+
+// index returns the directory index, current to s.kvs, or nil.
+func (s *kvStore) index() *dirIndex {
+	if s.ix != nil && !s.followed {
+		s.ix.follow(s.kvs)
+		s.followed = true
+	}
+	return s.ix
 }
 
 // newKVStore builds the view of kvs, which Input promises sorted by key
@@ -55,23 +69,58 @@ func pairOf(kv store.KV) kvPair {
 
 func byKey(kv store.KV, key string) int { return cmp.Compare(kv.Key, key) }
 
+// find returns the index of key.
+func (s *kvStore) find(key string) (int, bool) {
+	return slices.BinarySearchFunc(s.kvs, key, byKey)
+}
+
 // lookup finds one key.
 func (s *kvStore) lookup(key string) (kvPair, bool) {
-	i, ok := slices.BinarySearchFunc(s.kvs, key, byKey)
+	i, ok := s.find(key)
+	if s.rec != nil {
+		d := dep{kind: 'k', arg: key}
+		if ok {
+			d.kvs = []store.KV{s.kvs[i]}
+		}
+		s.record(d)
+	}
 	if !ok {
 		return kvPair{}, false
 	}
 	return pairOf(s.kvs[i]), true
 }
 
-// under returns the keys that start with prefix.
-func (s *kvStore) under(prefix string) []store.KV {
-	i, _ := slices.BinarySearchFunc(s.kvs, prefix, byKey)
+// span returns the keys that start with prefix.
+func (s *kvStore) span(prefix string) []store.KV {
+	i, _ := s.find(prefix)
+	return s.spanFrom(prefix, i)
+}
+
+// spanAt is span, trying first whether the keys begin at index i (as
+// they did in an earlier snapshot with the same keys before them).
+func (s *kvStore) spanAt(prefix string, i int) []store.KV {
+	if i < 0 || i >= len(s.kvs) || !strings.HasPrefix(s.kvs[i].Key, prefix) || i > 0 && s.kvs[i-1].Key >= prefix {
+		return s.span(prefix)
+	}
+	return s.spanFrom(prefix, i)
+}
+
+func (s *kvStore) spanFrom(prefix string, i int) []store.KV {
 	j := i
 	for j < len(s.kvs) && strings.HasPrefix(s.kvs[j].Key, prefix) {
 		j++
 	}
-	return s.kvs[i:j]
+	return s.kvs[i:j:j]
+}
+
+// under returns the keys that start with prefix, a read of them all.
+func (s *kvStore) under(prefix string) []store.KV {
+	i, _ := s.find(prefix)
+	kvs := s.spanFrom(prefix, i)
+	if s.rec != nil {
+		s.record(dep{kind: 'u', arg: prefix, kvs: slices.Clone(kvs), at: i})
+	}
+	return kvs
 }
 
 // errNotExist is memkv's error for a missing key.
@@ -92,7 +141,20 @@ func (s *kvStore) get(key string) (kvPair, error) {
 // by key.
 func (s *kvStore) gets(pattern string) ([]kvPair, error) {
 	out := []kvPair{}
-	for _, kv := range s.kvs {
+	if len(s.kvs) == 0 {
+		s.under("") // the snapshot is empty: a read of every key
+		return out, nil
+	}
+	// A bad pattern is an error whatever the keys; a good one matches only
+	// keys that start with its literal part.
+	if _, err := path.Match(pattern, s.kvs[0].Key); err != nil {
+		return nil, fmt.Errorf("pattern %q: %w", pattern, err)
+	}
+	lit := pattern
+	if i := strings.IndexAny(pattern, `*?[\`); i >= 0 {
+		lit = pattern[:i]
+	}
+	for _, kv := range s.under(lit) {
 		ok, err := path.Match(pattern, kv.Key)
 		if err != nil {
 			return nil, fmt.Errorf("pattern %q: %w", pattern, err)
@@ -148,6 +210,19 @@ func hasTerms(prefix, test []string) bool {
 // ls returns the sorted names of the entries (keys and directories)
 // directly under dir; for a key equal to dir, its base name (memkv List).
 func (s *kvStore) ls(dir string) []string {
+	if names, ok := s.index().children(dir); ok {
+		if s.rec != nil {
+			s.record(dep{kind: 'l', arg: dir, names: slices.Clone(names)})
+		}
+		if s.exists(dir) {
+			if b := path.Base(dir); !slices.Contains(names, b) {
+				names = append(names, b)
+				slices.Sort(names)
+			}
+		}
+		return names
+	}
+	s.under("") // a read of every key
 	prefix := terms(dir)
 	seen := map[string]bool{}
 	for _, kv := range s.kvs {
@@ -166,6 +241,12 @@ func (s *kvStore) ls(dir string) []string {
 // lsdir returns the sorted names of the directories directly under dir
 // (memkv ListDir).
 func (s *kvStore) lsdir(dir string) []string {
+	if names, ok := s.index().lsdir(dir); ok {
+		if s.rec != nil {
+			s.record(dep{kind: 'd', arg: dir, names: slices.Clone(names)})
+		}
+		return names
+	}
 	prefix := terms(dir)
 	seen := map[string]bool{}
 	for _, kv := range s.under(dir) {

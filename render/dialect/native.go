@@ -26,7 +26,7 @@ type nativeContext struct {
 }
 
 func nativeData(prefix string, x *execution) (any, error) {
-	r, err := decodeRecords(prefix, x.kv.kvs, false, x.instances)
+	r, err := decodeRecords(prefix, x.kv.kvs, false, x.memo)
 	if err != nil {
 		return nil, err
 	}
@@ -68,6 +68,12 @@ func nativeFuncs(opts Options) *funcSet {
 			"exists": kvFunc(x, func(s *kvStore) any { return s.exists }),
 			// berth: report without failing the render.
 			"warn": warnFunc(x),
+		}
+		// sprig's JSON decoding, memoized across executions.
+		m["fromJson"], m["mustFromJson"] = unbound, unbound
+		if x != nil {
+			m["fromJson"] = func(s string) any { v, _ := x.memo.fromJSON(s); return v }
+			m["mustFromJson"] = x.memo.fromJSON
 		}
 		bindEnv(m, x)
 		return m

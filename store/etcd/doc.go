@@ -17,7 +17,20 @@
 // Dir/tls/client.key can read and write the store: root, for berth's state
 // directory, and optionally one group (EmbeddedConfig.Group: Dir and
 // Dir/tls 0750, the client certificate and key 0640; the data and the CA
-// and server keys stay private). The CA is kept for peers joining later.
+// and server keys stay private).
+//
+// # Clusters of embedded stores
+//
+// A directory with a cluster.json (Member, written by package cluster) is
+// served as one member of a cluster: named for its host, listening for
+// peers on its advertise address, with peer TLS from a cluster CA of its
+// own (Dir/tls/cluster-ca.crt, peer.crt; peers must present a certificate
+// of that CA). A member also serves the cluster's clients on its
+// advertise address (Member.ClientURL): the cluster CA is then its local CA
+// too. A store that served alone before keeps its data and becomes the
+// first member (its peer URL is updated). A directory with a remote.json
+// (Remote) is a client of a cluster on other hosts: Embedded connects to
+// its endpoints and serves nothing.
 // etcdctl, as root:
 //
 //	etcdctl --endpoints "$(cat /var/lib/berth/store/endpoint)" \

@@ -109,6 +109,16 @@ func Embedded(ctx context.Context, cfg EmbeddedConfig) (*Store, error) {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
 
+	if r, ok, err := ReadRemote(dir); err != nil {
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+	} else if ok {
+		// A client of a cluster on other hosts: no server here.
+		creds := credentialsIn(dir)
+		return New(ctx, Config{
+			Endpoints: r.Endpoints, CAFile: creds.ca, CertFile: creds.client, KeyFile: creds.clientKey, Logger: log,
+			desc: "embedded " + dir + " (a client of the cluster at " + strings.Join(r.Endpoints, ",") + ")",
+		})
+	}
 	// One server per directory: whoever holds Dir/lock serves it; anyone
 	// else joins that server once it answers (it may still be starting, or
 	// stopping: then the lock is free again soon).
@@ -173,7 +183,7 @@ func checkStore(dir string) error {
 	case !fi.IsDir():
 		return fmt.Errorf("%w at %s: not a directory", ErrNoStore, dir)
 	}
-	for _, name := range []string{dataDir, endpointFile} {
+	for _, name := range []string{dataDir, endpointFile, remoteFile} {
 		_, err := os.Lstat(filepath.Join(dir, name))
 		if err == nil {
 			return nil
@@ -228,7 +238,18 @@ func lookupGroup(group string) (int, error) {
 // (unless -1) may use it.
 func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Logger) (*Store, error) {
 	creds := credentialsIn(dir)
-	if err := creds.ensure(time.Now()); err != nil {
+	member, clustered, err := ReadMember(dir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+	}
+	var extraIPs []net.IP
+	if clustered && member.ClientURL != "" {
+		if err := ClusterPKIIn(dir).adoptCA(creds); err != nil {
+			return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+		}
+		extraIPs = append(extraIPs, member.clientIP())
+	}
+	if err := creds.ensure(time.Now(), extraIPs...); err != nil {
 		return nil, fmt.Errorf("embedded store %s: credentials: %w", dir, err)
 	}
 	if err := creds.share(dir, gid); err != nil {
@@ -257,6 +278,11 @@ func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Lo
 	ecfg.ClientTLSInfo = tlsInfo
 	ecfg.PeerTLSInfo = tlsInfo
 	ecfg.InitialCluster = ecfg.InitialClusterFromName(ecfg.Name)
+	if clustered {
+		if err := member.configure(ecfg, ClusterPKIIn(dir)); err != nil {
+			return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+		}
+	}
 	ecfg.ListenMetricsUrls = nil
 	ecfg.MaxTxnOps = embeddedMaxTxnOps
 	ecfg.MaxRequestBytes = embeddedMaxRequestBytes
@@ -278,17 +304,11 @@ func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Lo
 		}
 		return nil, fmt.Errorf("embedded store %s: start: %w", dir, err)
 	}
-	startCtx, cancel := context.WithTimeout(ctx, embeddedStartTimeout)
-	defer cancel()
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		e.Close()
+	if err := waitServing(ctx, e); err != nil {
+		if clustered {
+			return nil, fmt.Errorf("embedded store %s (cluster member %s): %w; if the member was removed from its cluster, join it again with berth up --join", dir, member.Name, err)
+		}
 		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
-	case <-startCtx.Done():
-		e.Server.Stop()
-		e.Close()
-		return nil, fmt.Errorf("embedded store %s: not ready within %s: %w", dir, embeddedStartTimeout, startCtx.Err())
 	}
 	endpoint := clientURL.String()
 	if err := writeFileAtomic(epPath, []byte(endpoint+"\n"), 0o600); err != nil {
@@ -307,12 +327,67 @@ func serve(ctx context.Context, dir string, lock *os.File, gid int, log *slog.Lo
 		e.Close()
 		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
 	}
+	if clustered {
+		if err := member.advertise(ctx, s.cli, uint64(e.Server.MemberID())); err != nil {
+			s.cli.Close()
+			e.Close()
+			return nil, fmt.Errorf("embedded store %s: %w", dir, err)
+		}
+		s.desc = "embedded " + dir + " (" + endpoint + ", member " + member.Name + " at " + member.PeerURL + ")"
+	}
+	if clustered {
+		// A member removed from its cluster stops serving; say so.
+		go func() {
+			select {
+			case <-e.Server.StopNotify():
+				if !muted.Load() {
+					log.Error("the embedded store stopped serving: was this member removed from its cluster (berth cluster ls on another host)? Stop berth up and join again with --join",
+						"store", s.desc)
+				}
+			case <-s.closed:
+			}
+		}()
+	}
 	s.onClose = func() error {
 		muted.Store(true)
 		e.Close()
 		return lock.Close() // releases the directory
 	}
 	return s, nil
+}
+
+// waitServing waits, for at most embeddedStartTimeout, until e serves
+// clients: ready, and not a learner (a member that joined as a learner
+// serves no client until a member promotes it; package cluster's join
+// service does once it has caught up). On failure e is closed.
+func waitServing(ctx context.Context, e *embed.Etcd) error {
+	ctx, cancel := context.WithTimeout(ctx, embeddedStartTimeout)
+	defer cancel()
+	ready, poll := e.Server.ReadyNotify(), (<-chan time.Time)(nil)
+	for {
+		select {
+		case <-ready:
+			ready = nil
+		case <-poll:
+		case err := <-e.Err():
+			e.Close()
+			return err
+		case <-ctx.Done():
+			what := "not ready"
+			if ready == nil {
+				what = "still a learner (not promoted to a voting member)"
+			}
+			e.Server.Stop()
+			e.Close()
+			return fmt.Errorf("%s within %s: %w", what, embeddedStartTimeout, ctx.Err())
+		}
+		if ready == nil {
+			if !e.Server.IsLearner() {
+				return nil
+			}
+			poll = time.After(100 * time.Millisecond)
+		}
+	}
 }
 
 // errPortTaken reports that the recorded client port is in use.

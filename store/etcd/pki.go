@@ -98,7 +98,7 @@ func (c credentials) clientFiles() []string { return []string{c.ca, c.client, c.
 // ensure makes sure the CA, the server and the client certificates exist
 // and are valid, generating what is missing, unreadable, mismatched or
 // about to expire. Only the process that serves the directory calls it.
-func (c credentials) ensure(now time.Time) error {
+func (c credentials) ensure(now time.Time, extraIPs ...net.IP) error {
 	if err := os.MkdirAll(c.dir, 0o700); err != nil {
 		return err
 	}
@@ -119,7 +119,7 @@ func (c credentials) ensure(now time.Time) error {
 		{c.server, c.serverKey, &x509.Certificate{
 			Subject:     pkix.Name{CommonName: "berth embedded store"},
 			DNSNames:    []string{"localhost"},
-			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+			IPAddresses: append([]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, extraIPs...),
 			// Client auth too: etcd's gRPC gateway, and peers, present the
 			// server certificate as their client certificate.
 			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
@@ -132,7 +132,7 @@ func (c credentials) ensure(now time.Time) error {
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	for _, l := range leaves {
-		if validLeaf(l.cert, l.key, pool, l.tmpl.ExtKeyUsage[0], now) {
+		if validLeaf(l.cert, l.key, pool, l.tmpl.ExtKeyUsage[0], now, l.tmpl.IPAddresses) {
 			continue
 		}
 		cert, key, err := newLeaf(l.tmpl, ca, caKey, now)
@@ -147,8 +147,9 @@ func (c credentials) ensure(now time.Time) error {
 }
 
 // validLeaf reports whether the certificate and key at certPath and keyPath
-// match, chain to the CA in pool for usage, and stay valid long enough.
-func validLeaf(certPath, keyPath string, pool *x509.CertPool, usage x509.ExtKeyUsage, now time.Time) bool {
+// match, chain to the CA in pool for usage, stay valid long enough and
+// cover ips.
+func validLeaf(certPath, keyPath string, pool *x509.CertPool, usage x509.ExtKeyUsage, now time.Time, ips []net.IP) bool {
 	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
 	if err != nil {
 		return false
@@ -156,6 +157,11 @@ func validLeaf(certPath, keyPath string, pool *x509.CertPool, usage x509.ExtKeyU
 	cert, err := x509.ParseCertificate(pair.Certificate[0])
 	if err != nil || now.Add(certRenewBefore).After(cert.NotAfter) {
 		return false
+	}
+	for _, ip := range ips {
+		if cert.VerifyHostname(ip.String()) != nil {
+			return false // an address was added (a store that became a cluster member)
+		}
 	}
 	_, err = cert.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{usage}})
 	return err == nil

@@ -1,6 +1,7 @@
 package kvdiff
 
 import (
+	"bytes"
 	"cmp"
 	"slices"
 	"strings"
@@ -14,22 +15,45 @@ import (
 // snapshot at that revision is the baseline the next one is diffed against.
 // It is bounded; older snapshots are forgotten, and a watch from them must
 // end with store.ErrCompacted. Snapshots are shared, never modified.
+//
+// Only the newest snapshot of each prefix is kept whole; an older one is
+// kept as the keys that differ from the next newer one, so that n
+// snapshots of a large prefix cost one copy plus the changes between them,
+// not n copies. Looking one up rebuilds it (O(size + changes)).
 // The zero value is not usable; see NewHistory. Safe for concurrent use.
 type History struct {
-	mu    sync.Mutex
-	max   int
-	snaps []snapshot // oldest first
+	mu     sync.Mutex
+	max    int
+	n      int    // snapshots remembered, over every prefix
+	seq    uint64 // order of Add calls
+	chains map[string]*chain
 }
 
-type snapshot struct {
-	prefix string
-	rev    store.Revision
-	kvs    []store.KV
+// chain is the remembered snapshots of one prefix.
+type chain struct {
+	kvs     []store.KV // the newest snapshot, whole
+	entries []entry    // oldest first; the last one is kvs
+}
+
+type entry struct {
+	rev store.Revision
+	seq uint64
+	// undo turns the next newer snapshot into this one: the keys whose
+	// KV differs, sorted by key (nil for the newest).
+	undo []change
+}
+
+// change is one key of an older snapshot relative to a newer one: its KV
+// then, or absent then.
+type change struct {
+	key     string
+	kv      store.KV
+	present bool
 }
 
 // NewHistory returns a History that keeps up to n snapshots.
 func NewHistory(n int) *History {
-	return &History{max: max(n, 1)}
+	return &History{max: max(n, 1), chains: map[string]*chain{}}
 }
 
 // Add records kvs, sorted by key, as the content of prefix at rev. The slice
@@ -37,17 +61,95 @@ func NewHistory(n int) *History {
 func (h *History) Add(prefix string, rev store.Revision, kvs []store.KV) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for i, s := range h.snaps {
-		if s.prefix == prefix && s.rev == rev {
-			h.snaps = append(h.snaps[:i], h.snaps[i+1:]...)
-			break
+	h.seq++
+	c := h.chains[prefix]
+	if c != nil {
+		// A revision recorded again replaces the record; the snapshots of
+		// this prefix before it are forgotten with it (a watch from them
+		// re-lists), which keeps every kept one exact.
+		for i, e := range c.entries {
+			if e.rev == rev {
+				h.n -= i + 1
+				c.entries = c.entries[i+1:]
+				break
+			}
+		}
+		if len(c.entries) == 0 {
+			c = nil
 		}
 	}
-	if len(h.snaps) == h.max {
-		h.snaps[0] = snapshot{}
-		h.snaps = h.snaps[1:]
+	if c == nil {
+		c = &chain{}
+		h.chains[prefix] = c
+	} else {
+		c.entries[len(c.entries)-1].undo = changes(kvs, c.kvs)
 	}
-	h.snaps = append(h.snaps, snapshot{prefix: prefix, rev: rev, kvs: kvs})
+	c.kvs = kvs
+	c.entries = append(c.entries, entry{rev: rev, seq: h.seq})
+	h.n++
+	for h.n > h.max {
+		h.evictOldest()
+	}
+}
+
+// evictOldest forgets the snapshot added first.
+func (h *History) evictOldest() {
+	var oldest *chain
+	var oldPrefix string
+	for p, c := range h.chains {
+		if oldest == nil || c.entries[0].seq < oldest.entries[0].seq {
+			oldest, oldPrefix = c, p
+		}
+	}
+	oldest.entries[0] = entry{}
+	oldest.entries = oldest.entries[1:]
+	h.n--
+	if len(oldest.entries) == 0 {
+		delete(h.chains, oldPrefix)
+	}
+}
+
+// changes returns what turns snapshot cur back into old: the keys whose KV
+// differs, with old's KV or absent.
+func changes(cur, old []store.KV) []change {
+	var out []change
+	i, j := 0, 0
+	for i < len(old) || j < len(cur) {
+		switch {
+		case j == len(cur) || (i < len(old) && old[i].Key < cur[j].Key):
+			out = append(out, change{key: old[i].Key, kv: old[i], present: true})
+			i++
+		case i == len(old) || cur[j].Key < old[i].Key:
+			out = append(out, change{key: cur[j].Key})
+			j++
+		default:
+			if old[i].ModRevision != cur[j].ModRevision || !bytes.Equal(old[i].Value, cur[j].Value) {
+				out = append(out, change{key: old[i].Key, kv: old[i], present: true})
+			}
+			i++
+			j++
+		}
+	}
+	return out
+}
+
+// undo applies u to kvs, returning a new slice.
+func undo(kvs []store.KV, u []change) []store.KV {
+	out := make([]store.KV, 0, len(kvs)+len(u))
+	i := 0
+	for _, ch := range u {
+		for i < len(kvs) && kvs[i].Key < ch.key {
+			out = append(out, kvs[i])
+			i++
+		}
+		if i < len(kvs) && kvs[i].Key == ch.key {
+			i++
+		}
+		if ch.present {
+			out = append(out, ch.kv)
+		}
+	}
+	return append(out, kvs[i:]...)
 }
 
 // Lookup returns the content of prefix at rev, from a snapshot of prefix or
@@ -56,17 +158,33 @@ func (h *History) Add(prefix string, rev store.Revision, kvs []store.KV) {
 func (h *History) Lookup(prefix string, rev store.Revision) (kvs []store.KV, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for i := len(h.snaps) - 1; i >= 0; i-- {
-		s := h.snaps[i]
-		if s.rev != rev || !strings.HasPrefix(prefix, s.prefix) {
+	var (
+		best    *chain
+		bestP   string
+		bestAt  int
+		bestSeq uint64
+	)
+	for p, c := range h.chains {
+		if !strings.HasPrefix(prefix, p) {
 			continue
 		}
-		if s.prefix == prefix {
-			return s.kvs, true
+		for i, e := range c.entries {
+			if e.rev == rev && (best == nil || e.seq > bestSeq) {
+				best, bestP, bestAt, bestSeq = c, p, i, e.seq
+			}
 		}
-		return Filter(s.kvs, prefix), true
 	}
-	return nil, false
+	if best == nil {
+		return nil, false
+	}
+	kvs = best.kvs
+	for i := len(best.entries) - 2; i >= bestAt; i-- {
+		kvs = undo(kvs, best.entries[i].undo)
+	}
+	if bestP == prefix {
+		return kvs, true
+	}
+	return Filter(kvs, prefix), true
 }
 
 // Filter returns the KVs of kvs (sorted by key) whose key starts with

@@ -1,7 +1,12 @@
 package kvdiff_test
 
 import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/berthd/berth/store"
@@ -111,4 +116,86 @@ func TestHistory(t *testing.T) {
 	if _, ok := h.Lookup("/a/", 2); !ok {
 		t.Error("snapshot at revision 2 forgotten too early")
 	}
+}
+
+// TestHistoryMatchesWholeSnapshots adds random snapshots of a few prefixes
+// and compares every Lookup with a history that keeps whole copies.
+func TestHistoryMatchesWholeSnapshots(t *testing.T) {
+	type snap struct {
+		prefix string
+		rev    store.Revision
+		kvs    []store.KV
+	}
+	prefixes := []string{"/", "/a/", "/b/"}
+	for seed := range uint64(30) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		h := kvdiff.NewHistory(8)
+		var model []snap // oldest first, at most 8
+		content := map[string]store.KV{}
+		rev := store.Revision(1)
+		for step := range 120 {
+			rev++
+			for range 1 + rng.IntN(3) {
+				k := fmt.Sprintf("/%c/%d", "ab"[rng.IntN(2)], rng.IntN(12))
+				if rng.IntN(3) == 0 {
+					delete(content, k)
+				} else {
+					content[k] = kv(k, fmt.Sprint(rng.IntN(4)), rev)
+				}
+			}
+			p := prefixes[rng.IntN(len(prefixes))]
+			kvs := []store.KV{}
+			for _, k := range slices.Sorted(maps.Keys(content)) {
+				if strings.HasPrefix(k, p) {
+					kvs = append(kvs, content[k])
+				}
+			}
+			h.Add(p, rev, kvs)
+			if model = append(model, snap{p, rev, kvs}); len(model) > 8 {
+				model = model[1:]
+			}
+			for _, q := range append(prefixes, "/a/1") {
+				for r := rev - 10; r <= rev; r++ {
+					var want []store.KV
+					found := false
+					for i := len(model) - 1; i >= 0; i-- {
+						if m := model[i]; m.rev == r && strings.HasPrefix(q, m.prefix) {
+							want, found = kvdiff.Filter(m.kvs, q), true
+							break
+						}
+					}
+					got, ok := h.Lookup(q, r)
+					if ok != found || !slices.EqualFunc(got, want, kvEqual) {
+						t.Fatalf("seed %d step %d: Lookup(%q, %d) = %v, %v; want %v, %v", seed, step, q, r, got, ok, want, found)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestHistoryRecordedAgain: a revision recorded again is the newest, and
+// the snapshots of its prefix before it are forgotten, never wrong.
+func TestHistoryRecordedAgain(t *testing.T) {
+	h := kvdiff.NewHistory(8)
+	s1 := []store.KV{kv("/a", "1", 1)}
+	s2 := []store.KV{kv("/a", "2", 2)}
+	s3 := []store.KV{kv("/a", "2", 2), kv("/b", "3", 3)}
+	h.Add("/", 1, s1)
+	h.Add("/", 2, s2)
+	h.Add("/", 3, s3)
+	h.Add("/", 2, s2)
+	if got, ok := h.Lookup("/", 2); !ok || !slices.EqualFunc(got, s2, kvEqual) {
+		t.Errorf("Lookup(2) = %v, %v", got, ok)
+	}
+	if got, ok := h.Lookup("/", 3); !ok || !slices.EqualFunc(got, s3, kvEqual) {
+		t.Errorf("Lookup(3) = %v, %v", got, ok)
+	}
+	if got, ok := h.Lookup("/", 1); ok {
+		t.Errorf("Lookup(1) = %v, still remembered", got)
+	}
+}
+
+func kvEqual(a, b store.KV) bool {
+	return a.Key == b.Key && a.ModRevision == b.ModRevision && string(a.Value) == string(b.Value)
 }

@@ -1,0 +1,128 @@
+package cluster_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRoutingAcrossHosts: three hosts form a cluster; host 0 renders the
+// shipped nginx templates for a real nginx; host 1 runs a real container
+// (embedded runtime) publishing port 8080. Host 0's nginx serves it over
+// real HTTP through the namespaces, at host 1's advertise address. After a
+// SIGKILL of host 1's daemon its records leave host 0's nginx.conf with
+// its lease; when the daemon comes back it takes its container over and
+// the route returns.
+func TestRoutingAcrossHosts(t *testing.T) {
+	for _, tool := range []string{"nginx", "curl", "iptables"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s", tool)
+		}
+	}
+	h := newHosts(t, 3)
+	const ttl = 3 * time.Second
+	name := func(i int) string { return fmt.Sprintf("host%d", i) }
+	common := func(i int, extra ...string) []string {
+		return append([]string{"--state-dir", h.state(i), "--hostname", name(i), "--advertise", hostIP(i),
+			"--ttl", ttl.String(), "--log-level", "info"}, extra...)
+	}
+
+	// Host 0: the private nginx recipe of the README, listening on host 0's
+	// loopback.
+	ngx := filepath.Join(h.state(0), "nginx")
+	if err := os.MkdirAll(filepath.Join(ngx, "tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h.mustBerth(0, "templates", "save", "nginx.conf.tmpl", "nginx.tmpl", "--dir", h.state(0))
+	conf := filepath.Join(h.state(0), "berth.toml")
+	dest := filepath.Join(ngx, "nginx.conf")
+	toml := fmt.Sprintf(`[[template]]
+name = "nginx"
+src = "nginx.conf.tmpl"
+includes = ["nginx.tmpl"]
+dest = %q
+check = "nginx -t -q -p %s/ -c {{.src}}"
+reload = "if [ -s %s/nginx.pid ]; then kill -HUP $(cat %s/nginx.pid); fi"
+`, dest, ngx, ngx, ngx)
+	if err := os.WriteFile(conf, []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.start(0, "berth up", []string{"BERTH_NGINX_LISTEN=127.0.0.1:8000"}, h.bin,
+		append([]string{"up"}, common(0, "--runtime", "none", "--config", conf, "--cluster-init")...)...)
+	h.started(0, 1, 30*time.Second)
+	token := strings.TrimSpace(h.mustBerth(0, "cluster", "token", "--state-dir", h.state(0)))
+	join := []string{"--join", "https://" + hostIP(0) + ":2380", "--token", token}
+
+	// Host 1 runs containers; host 2 is a member without a runtime (so
+	// that two of three members remain when host 1 dies).
+	sock := filepath.Join(h.state(1), "berth.sock")
+	host1 := common(1, "--runtime", "embedded", "--socket", sock, "--cgroup-parent", h.cgroupParent(1), "--rm")
+	p1 := h.up(1, append(host1, join...)...)
+	h.started(0, 2, 30*time.Second)
+	h.up(2, append(common(2, "--runtime", "none"), join...)...)
+	h.started(0, 3, 30*time.Second)
+
+	eventually(t, 10*time.Second, "host 0 renders nginx.conf", func() (bool, string) {
+		_, err := os.Stat(dest)
+		return err == nil, fmt.Sprint(err)
+	})
+	h.start(0, "nginx", nil, "nginx", "-p", ngx+"/", "-c", "nginx.conf")
+
+	whoami := filepath.Join(t.TempDir(), "whoami")
+	build := exec.Command("go", "build", "-o", filepath.Join(whoami, "whoami"), "./examples/whoami")
+	build.Dir = ".."
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build whoami: %v\n%s", err, out)
+	}
+	eventually(t, 30*time.Second, "host 1's API answers", func() (bool, string) {
+		out, err := h.berth(1, "-H", sock, "ps")
+		return err == nil, out
+	})
+	h.mustBerth(1, "-H", sock, "import", whoami, "whoami")
+	id := strings.TrimSpace(h.mustBerth(1, "-H", sock, "run", "-d", "--name", "w1", "-p", "8080:80",
+		"-e", "VIRTUAL_HOST=whoami.test", "-e", "PORT=80", "whoami", "/whoami"))
+	if len(id) < 12 {
+		t.Fatalf("berth run printed %q", id)
+	}
+	curl := func() (bool, string) {
+		out, err := h.run(0, "curl", "-s", "-m", "2", "-H", "Host: whoami.test", "http://127.0.0.1:8000/")
+		return err == nil && strings.Contains(out, id[:12]), out
+	}
+	took := eventually(t, 15*time.Second, "host 0's nginx serves host 1's container", curl)
+	t.Logf("host 0's nginx served host 1's container %s after berth run", took.Round(time.Millisecond))
+	if b, _ := os.ReadFile(dest); !strings.Contains(string(b), "server 10.231.0.2:8080;") {
+		t.Errorf("nginx.conf has no upstream at host 1's advertise address:\n%s", b)
+	}
+
+	// SIGKILL host 1's daemon: its records go with its lease.
+	p1.kill(t)
+	gone := eventually(t, ttl+5*time.Second, "host 1's instance leaves host 0's nginx.conf", func() (bool, string) {
+		b, _ := os.ReadFile(dest)
+		return !strings.Contains(string(b), "10.231.0.2:8080"), string(b)
+	})
+	t.Logf("host 1's instance left host 0's nginx.conf %s after its daemon's SIGKILL (TTL %s)", gone.Round(time.Millisecond), ttl)
+
+	// The daemon comes back: it takes its container over, the route returns.
+	h.up(1, host1...)
+	took = eventually(t, 30*time.Second, "host 0's nginx serves host 1's container again", curl)
+	t.Logf("route back %s after host 1's daemon restarted", took.Round(time.Millisecond))
+
+	// Partition host 1 (drop its traffic inside its namespace, loopback
+	// aside) for longer than the TTL: its instance leaves host 0's config;
+	// after the heal host 1 registers again and the route returns.
+	h.partition(1, true)
+	gone = eventually(t, ttl+10*time.Second, "the partitioned host 1's instance leaves host 0's nginx.conf", func() (bool, string) {
+		b, _ := os.ReadFile(dest)
+		return !strings.Contains(string(b), "10.231.0.2:8080"), string(b)
+	})
+	t.Logf("partitioned host 1's instance left host 0's nginx.conf after %s (TTL %s)", gone.Round(time.Millisecond), ttl)
+	time.Sleep(ttl) // partitioned for longer than the TTL in all
+	h.partition(1, false)
+	took = eventually(t, 30*time.Second, "after the heal host 0's nginx serves host 1's container again", curl)
+	t.Logf("after the partition healed, host 0's nginx served host 1's container again within %s", took.Round(time.Millisecond))
+}

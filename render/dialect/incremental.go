@@ -1,0 +1,472 @@
+package dialect
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"text/template"
+	"text/template/parse"
+
+	"github.com/berthd/berth/store"
+)
+
+// Incremental rendering. At parse time, the body of every outermost range
+// whose output can only depend on its iteration (the range's element and
+// variables) and on the store reads it makes is wrapped so that
+//
+//	{{range $name := lsdir "/services"}}BODY{{end}}
+//
+// executes as
+//
+//	{{range $name := lsdir "/services"}}{{if memoBegin N $name nil}}BODY{{memoEnd N}}{{end}}{{end}}
+//
+// memoBegin looks up the output an earlier execution produced for the same
+// block and the same iteration values; when every store read that output
+// came from (a key, the keys under a prefix, a directory listing) reads the
+// same in this snapshot, it writes the cached bytes and skips BODY.
+// Otherwise BODY runs, its store reads are recorded, and memoEnd keeps the
+// bytes it wrote. The output is byte for byte a full render's.
+//
+// A body qualifies when it refers to no variable declared outside it
+// (not $ either: the root data is not tracked), has no break or continue,
+// and calls (itself or through {{template}}) no function whose result is
+// not a function of its arguments and the snapshot: env, warn, the
+// nondeterministic ones (see impure). An iteration whose values are not
+// plain comparable values (strings, numbers, kv pairs, ...; a record's list
+// of instances is not) runs BODY without caching.
+
+// impure are the functions whose result or effect is not a function of
+// their arguments and the snapshot; a body that calls one is not memoized.
+var impure = []string{
+	"env", "expandenv", "getenv", "warn", "call",
+	"datetime", "lookupIP", "lookupIPV4", "lookupIPV6", "lookupSRV", "fileExists",
+}
+
+// Names of the two functions the rewrite inserts; a template cannot call
+// them (they are not in the parse-time function map).
+const (
+	memoBeginFunc = "memoBegin"
+	memoEndFunc   = "memoEnd"
+)
+
+// memoizeRanges rewrites the qualifying range bodies of every template in
+// root's set and returns how many it wrapped.
+func memoizeRanges(root *template.Template, nondeterministic []string) (int, error) {
+	c := &rewriter{root: root, bad: map[string]bool{}, calls: map[string]int{}}
+	for _, f := range impure {
+		c.bad[f] = true
+	}
+	for _, f := range nondeterministic {
+		c.bad[f] = true
+	}
+	for _, t := range root.Templates() {
+		if t.Tree == nil || t.Tree.Root == nil {
+			continue
+		}
+		if err := c.rewriteList(t.Tree.Root); err != nil {
+			return 0, err
+		}
+	}
+	return c.blocks, nil
+}
+
+type rewriter struct {
+	root   *template.Template
+	bad    map[string]bool
+	calls  map[string]int // template name → 1 pure, 2 impure (memo of calledPure)
+	blocks int
+}
+
+// rewriteList wraps the qualifying ranges in list, recursing into what
+// does not qualify.
+func (c *rewriter) rewriteList(list *parse.ListNode) error {
+	if list == nil {
+		return nil
+	}
+	for _, n := range list.Nodes {
+		var err error
+		switch n := n.(type) {
+		case *parse.RangeNode:
+			if c.qualifies(n) {
+				err = c.wrap(n)
+			} else if err = c.rewriteList(n.List); err == nil {
+				err = c.rewriteList(n.ElseList)
+			}
+		case *parse.IfNode:
+			if err = c.rewriteList(n.List); err == nil {
+				err = c.rewriteList(n.ElseList)
+			}
+		case *parse.WithNode:
+			if err = c.rewriteList(n.List); err == nil {
+				err = c.rewriteList(n.ElseList)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// qualifies reports whether r's body may be memoized.
+func (c *rewriter) qualifies(r *parse.RangeNode) bool {
+	if r.Pipe == nil || r.List == nil || len(r.List.Nodes) == 0 {
+		return false
+	}
+	scope := map[string]bool{}
+	for _, v := range r.Pipe.Decl {
+		scope[v.Ident[0]] = true
+	}
+	return c.pureList(r.List, scope)
+}
+
+// pureList checks the nodes of a list in order: variables declared by an
+// action are in scope for the nodes after it (and below them), until the
+// list ends.
+func (c *rewriter) pureList(list *parse.ListNode, outer map[string]bool) bool {
+	if list == nil {
+		return true
+	}
+	scope := outer
+	copied := false
+	for _, n := range list.Nodes {
+		switch n := n.(type) {
+		case *parse.TextNode, *parse.CommentNode:
+		case *parse.ActionNode:
+			if !c.purePipe(n.Pipe, scope) {
+				return false
+			}
+			if len(n.Pipe.Decl) > 0 && !n.Pipe.IsAssign {
+				if !copied {
+					scope, copied = cloneScope(scope), true
+				}
+				for _, v := range n.Pipe.Decl {
+					scope[v.Ident[0]] = true
+				}
+			}
+		case *parse.IfNode:
+			if !c.pureBranch(&n.BranchNode, scope) {
+				return false
+			}
+		case *parse.RangeNode:
+			if !c.pureBranch(&n.BranchNode, scope) {
+				return false
+			}
+		case *parse.WithNode:
+			if !c.pureBranch(&n.BranchNode, scope) {
+				return false
+			}
+		case *parse.TemplateNode:
+			if n.Pipe != nil && !c.purePipe(n.Pipe, scope) {
+				return false
+			}
+			if !c.calledPure(n.Name) {
+				return false
+			}
+		default: // break, continue, anything new
+			return false
+		}
+	}
+	return true
+}
+
+// pureBranch checks an if, with or range: its pipeline's declarations are
+// in scope in both of its lists.
+func (c *rewriter) pureBranch(b *parse.BranchNode, scope map[string]bool) bool {
+	if !c.purePipe(b.Pipe, scope) {
+		return false
+	}
+	inner := scope
+	if len(b.Pipe.Decl) > 0 && !b.Pipe.IsAssign {
+		inner = cloneScope(scope)
+		for _, v := range b.Pipe.Decl {
+			inner[v.Ident[0]] = true
+		}
+	}
+	return c.pureList(b.List, inner) && c.pureList(b.ElseList, inner)
+}
+
+// purePipe checks a pipeline: it refers only to variables in scope (an
+// assignment's target too) and calls no impure function.
+func (c *rewriter) purePipe(p *parse.PipeNode, scope map[string]bool) bool {
+	if p == nil {
+		return true
+	}
+	if p.IsAssign {
+		for _, v := range p.Decl {
+			if !scope[v.Ident[0]] {
+				return false
+			}
+		}
+	}
+	for _, cmd := range p.Cmds {
+		for _, a := range cmd.Args {
+			if !c.pureArg(a, scope) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (c *rewriter) pureArg(n parse.Node, scope map[string]bool) bool {
+	switch n := n.(type) {
+	case *parse.VariableNode:
+		return scope[n.Ident[0]]
+	case *parse.IdentifierNode:
+		return !c.bad[n.Ident]
+	case *parse.PipeNode:
+		return c.purePipe(n, scope)
+	case *parse.ChainNode:
+		return c.pureArg(n.Node, scope)
+	}
+	return true // dot, fields of dot, literals, nil
+}
+
+// calledPure reports whether the named template calls no impure function,
+// itself or through the templates it calls. Its variables are its own.
+func (c *rewriter) calledPure(name string) bool {
+	switch c.calls[name] {
+	case 1:
+		return true
+	case 2:
+		return false
+	}
+	c.calls[name] = 1 // a recursive call is judged by the rest of the body
+	t := c.root.Lookup(name)
+	ok := t != nil && t.Tree != nil && c.pureCallee(t.Tree.Root)
+	if !ok {
+		c.calls[name] = 2
+	}
+	return ok
+}
+
+// pureCallee checks a called template's body: any variable it declares
+// is its own; $ is the value it was called with.
+func (c *rewriter) pureCallee(root *parse.ListNode) bool {
+	ok := true
+	walk(root, func(n parse.Node) bool {
+		switch n := n.(type) {
+		case *parse.IdentifierNode:
+			ok = ok && !c.bad[n.Ident]
+		case *parse.TemplateNode:
+			ok = ok && c.calledPure(n.Name)
+		}
+		return ok
+	})
+	return ok
+}
+
+func cloneScope(s map[string]bool) map[string]bool {
+	out := make(map[string]bool, len(s)+2)
+	for k := range s {
+		out[k] = true
+	}
+	return out
+}
+
+// wrap replaces r's body with the memoized form: the nodes of
+// {{if memoBegin N args}}BODY{{memoEnd N}}{{end}}, parsed from text so
+// that they are well formed, with BODY grafted in.
+func (c *rewriter) wrap(r *parse.RangeNode) error {
+	id := c.blocks
+	c.blocks++
+	var decl []string
+	for _, v := range r.Pipe.Decl {
+		decl = append(decl, v.Ident[0])
+	}
+	head, args := "{{range .}}", []string{".", "nil"}
+	if len(decl) > 0 {
+		head = "{{range " + strings.Join(decl, ", ") + " := .}}"
+		args = append(slices.Clone(decl), "nil")[:2]
+	}
+	text := fmt.Sprintf("%s{{if %s %d %s}}{{%s %d}}{{end}}{{end}}", head, memoBeginFunc, id, strings.Join(args, " "), memoEndFunc, id)
+	trees, err := parse.Parse("memo", text, "{{", "}}", map[string]any{memoBeginFunc: true, memoEndFunc: true})
+	if err != nil {
+		return fmt.Errorf("memoize range: %w", err)
+	}
+	snippet := trees["memo"].Root.Nodes[0].(*parse.RangeNode)
+	ifNode := snippet.List.Nodes[0].(*parse.IfNode)
+	end := ifNode.List.Nodes[0]
+	ifNode.List.Nodes = append(append([]parse.Node{}, r.List.Nodes...), end)
+	r.List = &parse.ListNode{NodeType: parse.NodeList, Pos: r.List.Pos, Nodes: []parse.Node{ifNode}}
+	return nil
+}
+
+// --- execution ---
+
+// blockKey names one iteration of a memoized block.
+type blockKey struct {
+	id     int
+	a0, a1 any
+}
+
+// block is what an execution of a block produced: its bytes and the store
+// reads they came from.
+type block struct {
+	out  []byte
+	deps []dep
+	gen  uint64
+}
+
+// dep is one store read: a key (kvs holds it, or nothing when absent),
+// the keys under a prefix, or a directory listing (names).
+type dep struct {
+	kind  byte // 'k' key, 'u' under a prefix, 'd' lsdir, 'l' ls
+	arg   string
+	kvs   []store.KV
+	names []string
+	at    int // 'u': where the keys began in the snapshot read (a hint)
+}
+
+// frame is a block being executed.
+type frame struct {
+	key     blockKey
+	cache   bool // false: run and record reads for the enclosing block only
+	start   int  // output offset where the block began
+	deps    []dep
+	blockID int
+}
+
+// memoFuncs returns memoBegin and memoEnd bound to x.
+func memoFuncs(x *execution) template.FuncMap {
+	return template.FuncMap{
+		memoBeginFunc: x.memoBegin,
+		memoEndFunc:   x.memoEnd,
+	}
+}
+
+// memoBegin reports whether the block must run: false when it wrote the
+// cached output of the same iteration (named by a0, a1: the range's
+// variables, or dot), still valid for this snapshot.
+func (x *execution) memoBegin(id int, a0, a1 any) bool {
+	key, cache := blockKey{id: id, a0: a0, a1: a1}, x.memo != nil && plainValue(a0) && plainValue(a1)
+	if cache {
+		if b, ok := x.memo.blocks[key]; ok && x.kv.valid(b.deps) {
+			x.out.Write(b.out)
+			if b.gen != x.memo.gen {
+				b.gen = x.memo.gen
+				x.memo.usedBlocks++
+			}
+			x.addDeps(b.deps)
+			return false
+		}
+	}
+	f := &frame{blockID: id, start: x.out.Len(), key: key, cache: cache}
+	x.frames = append(x.frames, f)
+	x.kv.rec = &f.deps
+	return true
+}
+
+// memoEnd closes the block memoBegin opened: its output is kept (when it
+// may be) and its reads count for the enclosing block.
+func (x *execution) memoEnd(id int) (string, error) {
+	if len(x.frames) == 0 || x.frames[len(x.frames)-1].blockID != id {
+		return "", fmt.Errorf("memoized block %d ended out of turn", id)
+	}
+	f := x.frames[len(x.frames)-1]
+	x.frames = x.frames[:len(x.frames)-1]
+	x.kv.rec = nil
+	if len(x.frames) > 0 {
+		x.kv.rec = &x.frames[len(x.frames)-1].deps
+	}
+	if f.cache {
+		x.memo.blocks[f.key] = &block{out: bytes.Clone(x.out.Bytes()[f.start:]), deps: f.deps, gen: x.memo.gen}
+		x.memo.usedBlocks++
+	}
+	x.addDeps(f.deps)
+	return "", nil
+}
+
+// addDeps counts reads for the enclosing block, if any.
+func (x *execution) addDeps(deps []dep) {
+	if x.kv.rec != nil {
+		*x.kv.rec = append(*x.kv.rec, deps...)
+	}
+}
+
+// plainValue reports whether v can name an iteration: a value compared by
+// content, with nothing it points to that could change between
+// executions.
+func plainValue(v any) bool {
+	if v == nil {
+		return true
+	}
+	return plainType(reflect.TypeOf(v))
+}
+
+func plainType(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.String:
+		return true
+	case reflect.Array:
+		return plainType(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if !plainType(t.Field(i).Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// --- reads ---
+
+// record notes a read for the block being executed, if any.
+func (s *kvStore) record(d dep) {
+	if s.rec != nil {
+		*s.rec = append(*s.rec, d)
+	}
+}
+
+// valid reports whether every read in deps reads the same in s.
+func (s *kvStore) valid(deps []dep) bool {
+	for _, d := range deps {
+		switch d.kind {
+		case 'k':
+			i, ok := s.find(d.arg)
+			if ok != (len(d.kvs) == 1) || ok && !sameKV(s.kvs[i], d.kvs[0]) {
+				return false
+			}
+		case 'u':
+			cur := s.spanAt(d.arg, d.at)
+			if len(cur) != len(d.kvs) {
+				return false
+			}
+			for i := range cur {
+				if !sameKV(cur[i], d.kvs[i]) {
+					return false
+				}
+			}
+		case 'd', 'l':
+			var names []string
+			var ok bool
+			if d.kind == 'd' {
+				names, ok = s.index().lsdir(d.arg)
+			} else {
+				names, ok = s.index().children(d.arg)
+			}
+			if !ok || len(names) != len(d.names) {
+				return false
+			}
+			for i := range names {
+				if names[i] != d.names[i] {
+					return false
+				}
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func sameKV(a, b store.KV) bool {
+	return a.Key == b.Key && a.ModRevision == b.ModRevision && bytes.Equal(a.Value, b.Value)
+}
