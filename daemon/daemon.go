@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/deploy"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/registrar"
 	"github.com/berthd/berth/render"
@@ -76,7 +77,8 @@ type Daemon struct {
 	m       *metrics
 	started time.Time
 
-	hold *holdStore // the runner's view of the store; nil without a registrar
+	hold    *holdStore      // the runner's view of the store; nil without a registrar
+	deploys *deploy.Service // nil without a runtime
 
 	mu         sync.Mutex
 	running    bool
@@ -110,7 +112,7 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 	d.st = newMeasuredStore(st, d.m)
 	var runnerStore store.Store = d.st
 	if rt != nil {
-		d.rt = countEvents{Runtime: rt, m: d.m}
+		d.rt = d.withDeploys(rt, countEvents{Runtime: rt, m: d.m})
 		rc := cfg.Registrar
 		if rc.Logger == nil {
 			rc.Logger = cfg.Logger
@@ -189,6 +191,7 @@ func (d *Daemon) Run(ctx context.Context, templates []config.Template) error {
 		case <-ctx.Done():
 		}
 	}
+	d.keepDeploys(ctx, &wg)
 	wg.Go(func() {
 		if err := d.runner.Run(ctx, templates); err != nil {
 			errc <- fmt.Errorf("templates: %w", err)

@@ -206,7 +206,7 @@ func Run(ctx context.Context, s Settings) error {
 			return fmt.Errorf("berth API: %w", err)
 		}
 		info := api.WithInfo(api.DaemonInfo(s.StateDir, s.StoreURL, s.Daemon.Registrar.Prefix)) // where store commands with -H go
-		serve("berth API on "+s.Socket, func() error { return api.NewServer(emb, api.WithServerLogger(log), info).Serve(rctx, ln) })
+		serve("berth API on "+s.Socket, func() error { return api.NewServer(emb, api.WithServerLogger(log), info, d.DeployAPI()).Serve(rctx, ln) })
 		if s.DockerSocket != "" {
 			dln, err := dockercompat.Listen(s.DockerSocket)
 			if err != nil {
@@ -216,6 +216,12 @@ func Run(ctx context.Context, s Settings) error {
 				return dockercompat.NewServer(emb, dockercompat.WithLogger(log), dockercompat.WithVersion(s.Version)).Serve(rctx, dln)
 			})
 		}
+	} else if d.Deploys() != nil { // a Docker Engine's containers: the deploy API alone
+		ln, err := api.Listen(s.Socket)
+		if err != nil {
+			return fmt.Errorf("berth API: %w", err)
+		}
+		serve("berth API on "+s.Socket, func() error { return api.NewDeployServer(d.Deploys(), api.WithServerLogger(log)).Serve(rctx, ln) })
 	}
 	if joinAddr != "" {
 		serve("cluster join service on "+joinAddr, func() error { return serveJoins(rctx, st, s.embeddedDir(), joinAddr, log) })

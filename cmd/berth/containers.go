@@ -18,6 +18,7 @@ import (
 
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/api"
@@ -171,20 +172,10 @@ func parsePublish(p string) (runtime.Port, error) {
 	return port, nil
 }
 
-func newRunCommand() *cobra.Command {
-	var f runFlags
-	cmd := &cobra.Command{
-		Use:   "run [flags] IMAGE [COMMAND [ARG...]]",
-		Short: "Create and start a container",
-		Long: `Create and start a container from a local image. In the foreground
-(without -d) berth prints the container's output and exits with its exit
-code; a command missing from the image exits 127.`,
-		Args: usageArgs(cobra.MinimumNArgs(1)),
-	}
-	client := addHostFlag(cmd)
-	fl := cmd.Flags()
-	fl.SetInterspersed(false)
-	fl.StringVar(&f.name, "name", "", "container name")
+// addSpecFlags adds the flags that make a container's spec (everything
+// but the name and how berth run waits for it): berth run's and berth
+// deploy's.
+func (f *runFlags) addSpecFlags(fl *pflag.FlagSet) {
 	fl.StringArrayVarP(&f.env, "env", "e", nil, "environment variable KEY=VALUE (or KEY to copy it)")
 	fl.StringArrayVarP(&f.labels, "label", "l", nil, "label KEY=VALUE")
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory inside the container")
@@ -199,14 +190,31 @@ code; a command missing from the image exits 127.`,
 	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind mount HOST:CONTAINER[:ro]")
 	fl.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a port [IP:]HOSTPORT:CONTAINERPORT")
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the root filesystem read-only")
-	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the container id")
-	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits or is stopped (with -d: the daemon does; in the foreground, an interrupt stops it)")
 	fl.StringVar(&f.stopSignal, "stop-signal", "", "signal to stop the container (default SIGTERM)")
 	fl.StringVar(&f.healthCmd, "health-cmd", "", "health check command, run with /bin/sh -c")
 	fl.DurationVar(&f.healthInterval, "health-interval", 30*time.Second, "time between health checks")
 	fl.DurationVar(&f.healthTimeout, "health-timeout", 30*time.Second, "health check timeout")
 	fl.IntVar(&f.healthRetries, "health-retries", 3, "consecutive failures before unhealthy")
 	fl.DurationVar(&f.healthStart, "health-start-period", 0, "failures in this period after start do not count")
+}
+
+func newRunCommand() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run [flags] IMAGE [COMMAND [ARG...]]",
+		Short: "Create and start a container",
+		Long: `Create and start a container from a local image. In the foreground
+(without -d) berth prints the container's output and exits with its exit
+code; a command missing from the image exits 127.`,
+		Args: usageArgs(cobra.MinimumNArgs(1)),
+	}
+	client := addHostFlag(cmd)
+	fl := cmd.Flags()
+	fl.SetInterspersed(false)
+	fl.StringVar(&f.name, "name", "", "container name")
+	f.addSpecFlags(fl)
+	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the container id")
+	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits or is stopped (with -d: the daemon does; in the foreground, an interrupt stops it)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		spec, err := f.spec(cmd, args)
 		if err != nil {

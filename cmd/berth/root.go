@@ -68,6 +68,7 @@ nginx config current: render, check, swap atomically, reload.`,
 		newClusterCommand(),
 	)
 	root.AddCommand(newRuntimeCommands()...)
+	root.AddCommand(newDeployCommands()...)
 	return root
 }
 

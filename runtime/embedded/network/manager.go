@@ -151,6 +151,13 @@ func (m *Manager) ensureBridge() error {
 			return fmt.Errorf("network: mark bridge %s: %w", m.bridge, err)
 		}
 	}
+	// A bridge whose address the kernel chose takes its lowest port's: a
+	// container started or removed would change the gateway's MAC under
+	// the others, whose stale ARP entries then stall their replies to the
+	// host (a proxy) for seconds. Set, it stays.
+	if err := netlink.LinkSetHardwareAddr(link, link.Attrs().HardwareAddr); err != nil {
+		return fmt.Errorf("network: fix the address of bridge %s: %w", m.bridge, err)
+	}
 	gw := &netlink.Addr{IPNet: &net.IPNet{IP: gateway(m.subnet).AsSlice(), Mask: net.CIDRMask(m.subnet.Bits(), 32)}}
 	if err := netlink.AddrAdd(link, gw); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("network: address %s on %s: %w", gw.IPNet, m.bridge, err)

@@ -1,0 +1,40 @@
+// Package deploy replaces a service's containers with zero failed
+// requests (blue-green) and rolls back by image digest. A Service runs the
+// rollouts of one host, in the daemon, against runtime.Runtime (the
+// embedded runtime or a Docker Engine), in this order:
+//
+//  1. start the new containers (all at once), labelled berth.service and
+//     berth.deploy.revision;
+//  2. wait until each passes its health check or, without one, accepts
+//     TCP on the address its record gives the proxy, and is registered;
+//  3. wait until each is in the proxy: every template that reads the
+//     service's records has applied (rendered, checked, swapped,
+//     reloaded) the store revision that added them (Templates);
+//  4. mark the old containers draining while they still run (Drainer) and
+//     wait until the templates have applied that too;
+//  5. wait the drain period; stop the old containers and remove them
+//     (Request.KeepOld keeps them, stopped).
+//
+// "Applied" is the template's reload command succeeding. A proxy that
+// reloads asynchronously (nginx -s reload, a SIGHUP to its master) takes
+// a moment more to serve the new configuration from new workers: adding
+// new containers loses nothing meanwhile (the old ones still serve), and
+// the drain period in step 5 covers it for the old ones.
+//
+// A failure before step 5 (an image that does not exist, a container
+// that exits or fails its health check, the timeout, the caller's context
+// ending) undoes the rollout: drained old containers serve again, the new
+// ones leave the proxy and are removed, and the revision is recorded as
+// failed with the reason. Traffic is never taken away.
+//
+// Every deploy is a Revision recorded under
+// <prefix>/deployments/<service>/<rev> (records.DeploymentKey): image
+// reference and digest, spec, times, outcome, reason. Rollback deploys an
+// earlier succeeded revision again by its digest. One rollout per service
+// runs at a time: a second is refused (ErrInFlight), here and, through a
+// lease-bound lock key, on other daemons sharing the store.
+//
+// Concurrency: a Service is safe for concurrent use; Deploy and Rollback
+// return when the rollout has ended (succeeded, or failed and undone);
+// the progress function is called from the calling goroutine.
+package deploy

@@ -1,0 +1,104 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/berthd/berth/records"
+	"github.com/berthd/berth/runtime"
+)
+
+// Outcome is how a revision's rollout ended.
+type Outcome string
+
+// Outcomes of a revision.
+const (
+	OutcomeInProgress Outcome = "in_progress" // its rollout runs (or was cut short by a daemon that died: see Service.Recover)
+	OutcomeSucceeded  Outcome = "succeeded"   // its containers replaced the previous ones
+	OutcomeFailed     Outcome = "failed"      // its containers were removed; the previous ones serve on
+)
+
+// Revision is one deploy of a service, as recorded under
+// <prefix>/deployments/<service>/<rev>.
+type Revision struct {
+	Service string `json:"service"`
+	Number  int    `json:"revision"`
+	// Image is the reference as given; Digest the image (config digest)
+	// its containers ran, which a rollback deploys.
+	Image  string `json:"image"`
+	Digest string `json:"digest,omitempty"`
+	Spec   Spec   `json:"spec"`
+	// RollbackTo is the revision a rollback deployed again (0: none).
+	RollbackTo int       `json:"rollback_to,omitempty"`
+	Host       string    `json:"host,omitempty"`
+	Started    time.Time `json:"started"`
+	Serving    time.Time `json:"serving,omitzero"`  // every new container in the proxy
+	Finished   time.Time `json:"finished,omitzero"` // the old ones gone (or the new ones, on failure)
+	Outcome    Outcome   `json:"outcome"`
+	Reason     string    `json:"reason,omitempty"`
+	// Containers are the names of the containers it started.
+	Containers []string `json:"containers,omitempty"`
+}
+
+// history reads every revision of service, oldest first.
+func (s *Service) history(ctx context.Context, service string) ([]Revision, error) {
+	dir := records.DeploymentsPrefix(s.prefix, service)
+	kvs, _, err := s.st.List(ctx, dir)
+	if err != nil {
+		return nil, fmt.Errorf("deployments of %s: %w", service, err)
+	}
+	var out []Revision
+	for _, kv := range kvs {
+		if _, ok := records.ParseDeploymentKey(dir, kv.Key); !ok {
+			continue
+		}
+		var r Revision
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
+			s.log.Warn("deployment record does not parse; left out", "key", kv.Key, "err", err)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// History returns every revision of service, oldest first; a service
+// never deployed has none (not an error).
+func (s *Service) History(ctx context.Context, service string) ([]Revision, error) {
+	if err := records.CheckService(service); err != nil {
+		return nil, runtime.Errorf(runtime.ErrInvalid, "service %q: %v", service, err)
+	}
+	return s.history(ctx, service)
+}
+
+// save writes rev's record.
+func (s *Service) save(ctx context.Context, rev *Revision) error {
+	b, err := json.Marshal(rev)
+	if err != nil {
+		return err
+	}
+	if _, err := s.st.Put(ctx, records.DeploymentKey(s.prefix, rev.Service, rev.Number), b); err != nil {
+		return fmt.Errorf("record revision %d of %s: %w", rev.Number, rev.Service, err)
+	}
+	return nil
+}
+
+// saveRetrying writes rev's final record, retrying while the store is
+// unavailable (a rollout's outcome is never left unrecorded while the
+// daemon runs) until ctx ends.
+func (s *Service) saveRetrying(ctx context.Context, rev *Revision) {
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
+		err := s.save(ctx, rev)
+		if err == nil {
+			return
+		}
+		s.log.Warn("cannot record the deployment's outcome; retrying", "service", rev.Service, "revision", rev.Number, "err", err)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
