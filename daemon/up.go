@@ -206,7 +206,9 @@ func Run(ctx context.Context, s Settings) error {
 			return fmt.Errorf("berth API: %w", err)
 		}
 		info := api.WithInfo(api.DaemonInfo(s.StateDir, s.StoreURL, s.Daemon.Registrar.Prefix)) // where store commands with -H go
-		serve("berth API on "+s.Socket, func() error { return api.NewServer(emb, api.WithServerLogger(log), info, d.DeployAPI()).Serve(rctx, ln) })
+		serve("berth API on "+s.Socket, func() error {
+			return api.NewServer(emb, api.WithServerLogger(log), info, d.DeployAPI()).Serve(rctx, ln)
+		})
 		if s.DockerSocket != "" {
 			dln, err := dockercompat.Listen(s.DockerSocket)
 			if err != nil {
