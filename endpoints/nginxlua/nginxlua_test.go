@@ -365,4 +365,3 @@ func TestUnreachable(t *testing.T) {
 		t.Errorf("missing module: %v, want the Debian package named", err)
 	}
 }
-
