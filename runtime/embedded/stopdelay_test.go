@@ -31,8 +31,8 @@ func TestStopDelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	took := time.Since(start)
-	var kill, stop time.Duration
-	for kill == 0 || stop == 0 {
+	var kill, stop time.Time // as the events say
+	for kill.IsZero() || stop.IsZero() {
 		select {
 		case ev := <-events:
 			if ev.Container.ID != c.ID {
@@ -40,18 +40,18 @@ func TestStopDelay(t *testing.T) {
 			}
 			switch ev.Type {
 			case runtime.EventKill:
-				kill = time.Since(start)
+				kill = ev.Time
 			case runtime.EventDie, runtime.EventStop:
-				if stop == 0 {
-					stop = time.Since(start)
+				if stop.IsZero() {
+					stop = ev.Time
 				}
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("events: kill after %v, stop after %v", kill, stop)
 		}
 	}
-	if stop-kill < delay {
-		t.Errorf("the process stopped %v after the kill event, before the delay %v", stop-kill, delay)
+	if stop.Sub(kill) < delay {
+		t.Errorf("the process stopped %v after the kill event, before the delay %v", stop.Sub(kill), delay)
 	}
 	if took < delay {
 		t.Errorf("stop took %v, want at least the delay %v", took, delay)
