@@ -165,10 +165,10 @@ func (s *state) start(p parsed) {
 	if p.err != nil {
 		t.failingSince = time.Now()
 	}
-	s.startLive(ctx, t)
 	for _, pre := range p.conf.Prefixes {
 		t.mirrors[pre] = s.acquireMirror(pre)
 	}
+	s.startLive(ctx, t)
 	s.tmpls[p.conf.Name] = t
 	go s.watchTemplate(ctx, t)
 }
