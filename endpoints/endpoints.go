@@ -148,7 +148,9 @@ func Build(instances []records.Instance, opts ...Option) (Set, []error) {
 		if in.Env["VIRTUAL_HOST"] == "" || in.IP == "" || in.Port == 0 {
 			continue // not proxied (no network, no port): nothing to report
 		}
-		who := func() string { return fmt.Sprintf("container %q (%s)", records.Truncate(in.Name), records.Truncate(in.ID)) }
+		who := func() string {
+			return fmt.Sprintf("container %q (%s)", records.Truncate(in.Name), records.Truncate(in.ID))
+		}
 		srv, path, proto, err := server(in)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s is left out: %w", who(), err))
