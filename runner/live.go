@@ -60,7 +60,7 @@ func (s *state) startLive(ctx context.Context, t *tmplState) {
 	go l.follow(ctx, t)
 }
 
-// follow pushes the set of every new snapshot of t's mirrors at once,
+// follow pushes the set of every new snapshot of t's sources at once,
 // while the template's last render showed that its set is exactly
 // endpoints.Build over all its instances (the shipped templates'
 // {{endpoints .Services}}; and no record is quarantined): instances come
@@ -70,8 +70,8 @@ func (s *state) startLive(ctx context.Context, t *tmplState) {
 // follows as usual; the Pusher keeps the newest revision of the two.
 func (l *live) follow(ctx context.Context, t *tmplState) {
 	kick := make(chan struct{}, 1)
-	for _, m := range t.mirrors {
-		ch, cancel := m.Subscribe()
+	for _, src := range t.sources {
+		ch, cancel := src.Subscribe()
 		defer cancel()
 		go func() {
 			for {
@@ -87,9 +87,9 @@ func (l *live) follow(ctx context.Context, t *tmplState) {
 			}
 		}()
 	}
-	for _, m := range t.mirrors {
+	for _, src := range t.sources {
 		select {
-		case <-m.Synced():
+		case <-src.Synced():
 		case <-ctx.Done():
 			return
 		}
@@ -109,7 +109,7 @@ func (l *live) follow(ctx context.Context, t *tmplState) {
 		if !ok || tmpl == nil {
 			continue
 		}
-		in, _ := snapshot(t.conf.Prefixes, t.mirrors)
+		in, _ := snapshot(t.keys, t.sources)
 		if set, ok := build(tmpl, in); ok {
 			l.pusher.Update(set)
 		}
