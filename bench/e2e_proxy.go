@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,18 +14,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/berthd/berth/api"
-	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/daemon"
 	"github.com/berthd/berth/internal/realparts"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/registrar"
-	"github.com/berthd/berth/render"
-	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded"
-	"github.com/berthd/berth/store/etcd"
-	"github.com/berthd/berth/templates"
 )
 
 // Proxies are the values of E2EProxyOptions.Proxy.
@@ -108,43 +101,16 @@ func benchE2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (re
 	defer os.RemoveAll(tmp)
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
-	st, err := etcd.Embedded(ctx, etcd.EmbeddedConfig{Dir: filepath.Join(tmp, "store"), Logger: quiet})
-	if err != nil {
-		return res, err
-	}
-	defer st.Close()
-
 	// The runtime: a stop drains first (berth up does so with live
 	// endpoints; here with both proxies, so that down is how long each
 	// takes to stop routing to a container that still serves).
-	rt, suffix, stopRuntime, err := startEmbedded(ctx, tmp, "bpx", 252, quiet, embedded.WithStopDelay(o.Drain))
+	fragment := map[bool]string{false: "nginx.tmpl", true: "nginx-lua.tmpl"}[live]
+	rig, err := newE2ERig(ctx, tmp, "bpx", 252, ctrBody, fragment, quiet, embedded.WithStopDelay(o.Drain))
 	if err != nil {
 		return res, err
 	}
-	defer stopRuntime()
-	rootfs := filepath.Join(tmp, "rootfs")
-	if err := embedded.BusyboxRootfs(rootfs); err != nil {
-		return res, err
-	}
-	if err := os.MkdirAll(filepath.Join(rootfs, "www"), 0o755); err != nil {
-		return res, err
-	}
-	if err := os.WriteFile(filepath.Join(rootfs, "www", "index.html"), []byte(ctrBody+"\n"), 0o644); err != nil {
-		return res, err
-	}
-	if _, err := rt.Images().Import(ctx, rootfs, "bench:httpd"); err != nil {
-		return res, err
-	}
-	sock := filepath.Join(tmp, "berth.sock")
-	ln, err := api.Listen(sock)
-	if err != nil {
-		return res, err
-	}
-	actx, stopAPI := context.WithCancel(ctx)
-	apiDone := make(chan error, 1)
-	go func() { apiDone <- api.NewServer(rt, api.WithServerLogger(quiet)).Serve(actx, ln) }()
-	defer func() { stopAPI(); <-apiDone }()
-	client := api.NewClient(sock)
+	defer rig.Close()
+	st, client, suffix, nginx, reloads := rig.St, rig.Client, rig.Suffix, rig.Nginx, rig.Reloads
 
 	// The backend of every other virtual host and of the measured one.
 	baseLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -168,53 +134,12 @@ func benchE2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (re
 		}
 	}
 
-	// nginx and its template.
-	ngx := filepath.Join(tmp, "nginx")
-	if err := os.Mkdir(ngx, 0o755); err != nil {
-		return res, err
-	}
-	nginx, err := realparts.NewNginx(ngx)
-	if err != nil {
-		return res, err
-	}
-	fragment := map[bool]string{false: "nginx.tmpl", true: "nginx-lua.tmpl"}[live]
-	for _, name := range []string{"nginx.conf.tmpl", fragment} {
-		data, err := fs.ReadFile(templates.Files(), name)
-		if err != nil {
-			return res, err
-		}
-		if err := os.WriteFile(filepath.Join(tmp, name), data, 0o644); err != nil {
-			return res, err
-		}
-	}
-	reloads := filepath.Join(tmp, "reloads")
-	env := map[string]string{"BERTH_NGINX_LISTEN": nginx.Addr, "BERTH_NGINX_GRPC_LISTEN": "127.0.0.1:1"}
-	tmpl := config.Template{
-		Name: "nginx", Src: filepath.Join(tmp, "nginx.conf.tmpl"), Origin: "bench",
-		Options:  dialect.Options{Dialect: dialect.Native, Includes: []string{filepath.Join(tmp, fragment)}},
-		Prefixes: []string{"/berth/services/"},
-		Spec: render.Spec{Name: "nginx", Dest: nginx.Conf,
-			Check:  fmt.Sprintf("%s -t -q -p %s/ -c {{.src}}", nginx.Bin, ngx),
-			Reload: fmt.Sprintf("if [ -s %[1]s/nginx.pid ]; then echo >> %[2]s; kill -HUP $(cat %[1]s/nginx.pid); fi", ngx, reloads)},
-	}
 	if live {
-		tmpl.Live, tmpl.LiveDir = "nginx-lua", filepath.Join(tmp, "live")
+		rig.Tmpl.Live, rig.Tmpl.LiveDir = "nginx-lua", filepath.Join(tmp, "live")
 	}
-	d, err := daemon.New(st, rt, daemon.Config{Registrar: registrar.Config{Host: "bench", Drain: o.Drain}, Env: env, Logger: quiet})
-	if err != nil {
+	if err := rig.Start(ctx, daemon.Config{Registrar: registrar.Config{Host: "bench", Drain: o.Drain}}); err != nil {
 		return res, err
 	}
-	dctx, stopDaemon := context.WithCancel(ctx)
-	daemonDone := make(chan error, 1)
-	go func() { daemonDone <- d.Run(dctx, []config.Template{tmpl}) }()
-	defer func() { stopDaemon(); <-daemonDone }()
-	if err := waitFor(ctx, 60*time.Second, func() bool { _, err := os.Stat(nginx.Conf); return err == nil }); err != nil {
-		return res, fmt.Errorf("the template never rendered: %w", err)
-	}
-	if err := nginx.Start(); err != nil {
-		return res, err
-	}
-	defer nginx.Stop()
 	// A new connection per probe: an idle keep-alive connection stays with
 	// an old worker, which serves the old configuration until it closes.
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
@@ -223,7 +148,7 @@ func benchE2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (re
 		return res, fmt.Errorf("nginx never served %s on %s: %w", proxyHost, nginx.Addr, err)
 	}
 
-	gens := startGenerations(ngx)
+	gens := startGenerations(nginx.Dir)
 	load := realparts.StartLoad(nginx.Addr, proxyHost, o.Rate, 4)
 	var ups, downs []time.Duration
 	reloadsBefore := -1
