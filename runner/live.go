@@ -50,7 +50,11 @@ func (s *state) startLive(ctx context.Context, t *tmplState) {
 	if t.conf.Live == "" {
 		return
 	}
-	l, err := newLive(ctx, t.conf, s.r.log.With("template", t.conf.Name, "live", t.conf.Live), t.deb.Trigger)
+	env := s.r.env
+	if env == nil {
+		env = environ()
+	}
+	l, err := newLive(ctx, t.conf, env, s.r.log.With("template", t.conf.Name, "live", t.conf.Live), t.deb.Trigger)
 	if err != nil {
 		t.tmpl, t.parseErr = nil, fmt.Errorf("%s: live = %q: %w", t.conf.Origin, t.conf.Live, err)
 		s.r.log.Error("template does not load", "template", t.conf.Name, "err", t.parseErr)
@@ -117,12 +121,13 @@ func (l *live) follow(ctx context.Context, t *tmplState) {
 }
 
 // newLive makes the sink of conf.Live and starts its pusher until ctx
-// ends; rerender asks for a render (the mode changed).
-func newLive(ctx context.Context, conf config.Template, log *slog.Logger, rerender func()) (*live, error) {
+// ends; rerender asks for a render (the mode changed). env is what the
+// template sees (BERTH_NGINX_MODULES: where nginx's modules are).
+func newLive(ctx context.Context, conf config.Template, env map[string]string, log *slog.Logger, rerender func()) (*live, error) {
 	var sink endpoints.Sink
 	switch conf.Live {
 	case "nginx-lua":
-		if err := nginxlua.CheckModule(""); err != nil {
+		if err := nginxlua.CheckModule(env["BERTH_NGINX_MODULES"]); err != nil {
 			return nil, err
 		}
 		s, err := nginxlua.New(conf.LiveDir, nginxlua.WithLogger(log))

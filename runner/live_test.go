@@ -216,3 +216,33 @@ func TestLiveFallsBackWhenRefused(t *testing.T) {
 	}
 	waitUntil(t, "live again", func() bool { return isLive() && served("app.localhost") })
 }
+
+// TestLiveNeedsTheLuaModule: without nginx's Lua module (here: looked for
+// where it is not) a live = "nginx-lua" template does not load, and says
+// which Debian package to install; nothing is written.
+func TestLiveNeedsTheLuaModule(t *testing.T) {
+	st := openStore(t, "embedded://"+t.TempDir())
+	dir := t.TempDir()
+	paths := shippedTemplate(t, dir, "nginx.conf.tmpl", "nginx-lua.tmpl")
+	dest := filepath.Join(dir, "nginx.conf")
+	tmpl := config.Template{
+		Name: "nginx", Src: paths[0], Origin: "berth.toml:1",
+		Options:  dialect.Options{Dialect: dialect.Native, Prefix: records.DefaultPrefix, Includes: paths[1:]},
+		Prefixes: []string{records.ServicesPrefix(records.DefaultPrefix)},
+		Spec:     render.Spec{Name: "nginx", Dest: dest},
+		Live:     "nginx-lua", LiveDir: filepath.Join(dir, "live"),
+	}
+	r := runner.New(st, render.New(), runner.WithEnv(map[string]string{"BERTH_NGINX_MODULES": filepath.Join(dir, "no-modules")}))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, []config.Template{tmpl}) }()
+	defer func() { cancel(); <-done }()
+	s := waitStatusOf(t, r, "nginx", func(s runner.TemplateStatus) bool { return s.LastError != nil })
+	if msg := s.LastError.Error(); !strings.Contains(msg, "libnginx-mod-http-lua") || !strings.Contains(msg, "berth.toml:1") {
+		t.Errorf("error %q does not name the Debian package and the template", msg)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Errorf("a template that does not load wrote %s (%v)", dest, err)
+	}
+}
