@@ -4,6 +4,8 @@ import (
 	"crypto/sha1" //nolint:gosec // the name suffix under test
 	"encoding/hex"
 	"encoding/json"
+
+	"github.com/berthd/berth/store"
 )
 
 func sha(s string) string {
@@ -12,3 +14,5 @@ func sha(s string) string {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func storeRev(r int) store.Revision { return store.Revision(r) }
