@@ -223,15 +223,6 @@ func build(tmpl *dialect.Template, in dialect.Input) (endpoints.Set, bool) {
 	return set, true
 }
 
-// status is the pusher's, for TemplateStatus.
-func (l *live) status() *endpoints.PushStatus {
-	if l == nil {
-		return nil
-	}
-	st := l.pusher.Status()
-	return &st
-}
-
 // environ is the process environment as a map (Input.Env nil means it).
 func environ() map[string]string {
 	env := map[string]string{}
