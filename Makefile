@@ -6,7 +6,7 @@ TAGS      ?= seccomp
 GOFLAGS_BUILD = -tags '$(TAGS)' -trimpath -buildvcs=auto
 TESTFLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build test deps vet demo demo-sidecar bench clean fmt
+.PHONY: all build test test-unit deps vet demo demo-sidecar bench clean fmt
 
 all: build
 
@@ -29,6 +29,13 @@ vet:
 test: deps vet
 	BERTH_CONSUL=$$(scripts/install-deps --no-apt) \
 	CGO_ENABLED=1 $(GO) test -tags '$(TAGS)' $(TESTFLAGS) ./...
+
+# test-unit is the fast tier: the logic tests (named TestUnit...) of the
+# registrar, the runner and the daemon, on a memory store and a scripted
+# runtime; no etcd, no Docker, no root, no external process. `make test`
+# runs them too, with everything else.
+test-unit:
+	$(GO) test -count=1 -run Unit ./registrar ./runner ./daemon
 
 # demo is the README's main command: on a fresh machine it installs the
 # build prerequisites (Debian packages; not Consul), builds berth, and runs

@@ -13,7 +13,6 @@ import (
 	"github.com/berthd/berth/api"
 	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/embeddedtest"
 )
 
@@ -92,7 +91,7 @@ func TestContainerAPI(t *testing.T) {
 	if err != nil || code != 5 || out.String() != "out\n" || errOut.String() != "err\n" {
 		t.Errorf("exec: %d %v %q %q", code, err, out.String(), errOut.String())
 	}
-	if _, err := c.Exec(ctx, "one", api.ExecRequest{Cmd: []string{"nope"}}, api.ExecIO{Stdout: &out, Stderr: &errOut}); !errors.Is(err, embedded.ErrCommandNotFound) {
+	if _, err := c.Exec(ctx, "one", api.ExecRequest{Cmd: []string{"nope"}}, api.ExecIO{Stdout: &out, Stderr: &errOut}); !errors.Is(err, runtime.ErrCommandNotFound) {
 		t.Errorf("exec nope: %v", err)
 	}
 	execIOTests(ctx, t, c)

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/image"
 )
 
@@ -62,7 +61,7 @@ func NewServer(b Backend, opts ...ServerOption) *Server {
 		return s.b.Restart(ctx, id, grace(r))
 	}))
 	m.HandleFunc("POST /v1/containers/{id}/kill", s.simple(func(ctx context.Context, r *http.Request, id string) error {
-		sig, err := embedded.ParseSignal(r.URL.Query().Get("signal"))
+		sig, err := runtime.ParseSignal(r.URL.Query().Get("signal"))
 		if err != nil {
 			return err
 		}
@@ -134,6 +133,10 @@ func grace(r *http.Request) time.Duration {
 	}
 	return 10 * time.Second
 }
+
+// WriteJSON answers status with v as a JSON body, as this API does
+// (api/dockercompat answers the same way).
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -5,7 +5,6 @@ import (
 	"net/http"
 
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/image"
 )
 
@@ -94,7 +93,7 @@ type kind struct {
 // first.
 func kinds() []kind {
 	return []kind{
-		{KindCommandNotFound, embedded.ErrCommandNotFound, http.StatusBadRequest},
+		{KindCommandNotFound, runtime.ErrCommandNotFound, http.StatusBadRequest},
 		{KindDigestMismatch, image.ErrDigestMismatch, http.StatusBadRequest},
 		{KindNotFound, runtime.ErrNotFound, http.StatusNotFound},
 		{KindConflict, runtime.ErrConflict, http.StatusConflict},

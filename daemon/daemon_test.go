@@ -29,17 +29,6 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 	return rec.Code, string(b)
 }
 
-func eventually(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestMetricsAndHealth runs a daemon without a runtime (a sidecar) against a
 // real etcd server, renders from it, then freezes the server: /healthz must
 // fail once the store has been failing past StallAfter, the last output must
@@ -82,7 +71,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	if _, err := st.Put(t.Context(), "/berth/services/api/h1/a1", []byte(rec)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "render", 10*time.Second, func() bool {
+	daemon.Eventually(t, "render", 10*time.Second, func() bool {
 		b, _ := os.ReadFile(dest)
 		return string(b) == "api 1\n"
 	})
@@ -114,7 +103,7 @@ func TestMetricsAndHealth(t *testing.T) {
 		}
 	}()
 	var rep daemon.HealthReport
-	eventually(t, "/healthz failing with the store frozen", 15*time.Second, func() bool {
+	daemon.Eventually(t, "/healthz failing with the store frozen", 15*time.Second, func() bool {
 		code, body := get(t, h, "/healthz")
 		_ = json.Unmarshal([]byte(body), &rep)
 		return code == http.StatusServiceUnavailable
@@ -129,7 +118,7 @@ func TestMetricsAndHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	thawed = true
-	eventually(t, "/healthz back after the thaw", 15*time.Second, func() bool {
+	daemon.Eventually(t, "/healthz back after the thaw", 15*time.Second, func() bool {
 		code, _ := get(t, h, "/healthz")
 		return code == http.StatusOK
 	})
@@ -175,7 +164,7 @@ func TestHealthDegraded(t *testing.T) {
 		rep  daemon.HealthReport
 		code int
 	)
-	eventually(t, "degraded", 15*time.Second, func() bool {
+	daemon.Eventually(t, "degraded", 15*time.Second, func() bool {
 		code, rep = report()
 		return rep.Status == daemon.StatusDegraded
 	})
@@ -195,7 +184,7 @@ func TestHealthDegraded(t *testing.T) {
 	if err := d.Reload(t.Context(), []config.Template{good}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "ok after the fix", 15*time.Second, func() bool {
+	daemon.Eventually(t, "ok after the fix", 15*time.Second, func() bool {
 		code, rep := report()
 		return code == http.StatusOK && rep.Status == daemon.StatusOK
 	})
@@ -239,7 +228,7 @@ func TestHealthQuarantined(t *testing.T) {
 	}()
 	h := d.Handler()
 	var rep daemon.HealthReport
-	eventually(t, "degraded by the quarantine", 20*time.Second, func() bool {
+	daemon.Eventually(t, "degraded by the quarantine", 20*time.Second, func() bool {
 		code, body := get(t, h, "/healthz")
 		if err := json.Unmarshal([]byte(body), &rep); err != nil {
 			t.Fatalf("%v: %s", err, body)

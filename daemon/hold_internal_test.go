@@ -12,6 +12,7 @@ import (
 
 	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/store/etcd"
+	"github.com/berthd/berth/store/memstore"
 )
 
 // owned is an owner whose records the test writes itself, standing in for
@@ -63,14 +64,25 @@ func (o *owned) own(key string, rev store.Revision) {
 	o.keys[key] = rev
 }
 
-// TestHold drives the hold over a real etcd server: which removals hold a
+// TestUnitHold drives the hold over a memory store: which removals hold a
 // watch back, what releases it, and that the held responses arrive as one.
+func TestUnitHold(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	testHold(t, st)
+}
+
+// TestHold runs the same over a real etcd server.
 func TestHold(t *testing.T) {
 	st, err := etcd.Embedded(t.Context(), etcd.EmbeddedConfig{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	testHold(t, st)
+}
+
+func testHold(t *testing.T, st store.Store) {
 	const p = "/hold/"
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	put := func(key string) store.Revision {

@@ -97,7 +97,7 @@ func TestStoreStallLeaseLost(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	eventually(t, "the instance rendered", 30*time.Second, func() bool {
+	daemon.Eventually(t, "the instance rendered", 30*time.Second, func() bool {
 		b, _ := os.ReadFile(dest)
 		return string(b) == "1\n"
 	})
@@ -173,7 +173,7 @@ func TestStoreStallLeaseLost(t *testing.T) {
 
 	// The record comes back on a new lease, and health with it.
 	var back bool
-	eventually(t, "/healthz back after the thaw", 30*time.Second, func() bool {
+	daemon.Eventually(t, "/healthz back after the thaw", 30*time.Second, func() bool {
 		code, _ := healthz()
 		kv2, err := client.Get(t.Context(), key)
 		back = err == nil && kv2.ModRevision > kv.ModRevision
@@ -271,12 +271,12 @@ func TestRecordsDroppedComeBack(t *testing.T) {
 		}
 		return true
 	}
-	eventually(t, "registered", 30*time.Second, present)
+	daemon.Eventually(t, "registered", 30*time.Second, present)
 	if _, err := client.Delete(t.Context(), records.Root(records.DefaultPrefix), store.WithPrefix()); err != nil {
 		t.Fatal(err)
 	}
 	if present() {
 		t.Fatal("records still there after the delete")
 	}
-	eventually(t, "records written again", 15*time.Second, present)
+	daemon.Eventually(t, "records written again", 15*time.Second, present)
 }

@@ -35,58 +35,40 @@ type metrics struct {
 
 func newMetrics() *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
-		events: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "berth", Name: "runtime_events_total",
-			Help: "Container lifecycle events received from the runtime, by type.",
-		}, []string{"type"}),
-		renders: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "berth", Name: "renders_total",
-			Help: "Render attempts by template and outcome (changed, unchanged, refused, failed).",
-		}, []string{"template", "outcome"}),
-		renderTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "berth", Name: "render_duration_seconds",
-			Help:    "Duration of the render cycles (execute, compare, write, check, reload) a template was part of.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-		}, []string{"template"}),
-		reloadFails: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "berth", Name: "command_failures_total",
-			Help: "Failed check and reload commands, by template and command (check, reload).",
-		}, []string{"template", "command"}),
-		storeLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "berth", Name: "store_request_duration_seconds",
-			Help:    "Latency of store requests by operation (get, list, put, delete, txn).",
-			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
-		}, []string{"op"}),
-		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "berth", Name: "store_request_errors_total",
-			Help: "Failed store requests by operation (not found is not a failure).",
-		}, []string{"op"}),
-		watchLag: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "berth", Name: "watch_lag_seconds",
+		reg:          prometheus.NewRegistry(),
+		events:       counter("runtime_events_total", "Container lifecycle events received from the runtime, by type.", "type"),
+		renders:      counter("renders_total", "Render attempts by template and outcome (changed, unchanged, refused, failed).", "template", "outcome"),
+		renderTime:   histogram("render_duration_seconds", "Duration of the render cycles (execute, compare, write, check, reload) a template was part of.", 0.0005, "template"),
+		reloadFails:  counter("command_failures_total", "Failed check and reload commands, by template and command (check, reload).", "template", "command"),
+		storeLatency: histogram("store_request_duration_seconds", "Latency of store requests by operation (get, list, put, delete, txn).", 0.0002, "op"),
+		storeErrors:  counter("store_request_errors_total", "Failed store requests by operation (not found is not a failure).", "op"),
+		watchLag: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "berth", Name: "watch_lag_seconds",
 			Help:    "Time from a write by this daemon to its store watch delivering the change.",
-			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
-		}),
-		lastRenderRev: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "berth", Name: "template_revision",
-			Help: "Store revision of each template's last successful render.",
-		}, []string{"template"}),
-		quarantined: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "berth", Name: "quarantined_records",
-			Help: "Store records left out of a template because their values make its check (or execution) fail; they return when they change and pass.",
-		}, []string{"template"}),
-		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "berth", Name: "quarantine_checks_total",
-			Help: "Check commands run to find the records that make a template fail.",
-		}, []string{"template"}),
-		holds: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "berth", Name: "render_holds_total",
-			Help: "Times a watch held back the renders while this host's records, removed by the store (a lost lease), were written again.",
-		}),
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16)}),
+		lastRenderRev: gauge("template_revision", "Store revision of each template's last successful render.", "template"),
+		quarantined:   gauge("quarantined_records", "Store records left out of a template because their values make its check (or execution) fail; they return when they change and pass.", "template"),
+		checks:        counter("quarantine_checks_total", "Check commands run to find the records that make a template fail.", "template"),
+		holds: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "berth", Name: "render_holds_total",
+			Help: "Times a watch held back the renders while this host's records, removed by the store (a lost lease), were written again."}),
 	}
 	m.reg.MustRegister(m.holds, m.quarantined, m.checks, m.events, m.renders, m.renderTime, m.reloadFails, m.storeLatency, m.storeErrors, m.watchLag, m.lastRenderRev,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// counter, histogram and gauge declare berth_ series by labels. A
+// histogram's buckets double 16 times from the first.
+func counter(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "berth", Name: name, Help: help}, labels)
+}
+
+func histogram(name, help string, first float64, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "berth", Name: name, Help: help,
+		Buckets: prometheus.ExponentialBuckets(first, 2, 16)}, labels)
+}
+
+func gauge(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "berth", Name: name, Help: help}, labels)
 }
 
 // observeRender records one render attempt.

@@ -262,10 +262,11 @@ func Run(ctx context.Context, s Settings) error {
 }
 
 // hurried returns a context that ends when a stop signal arrives more than
-// window after first (the first stop request): one Ctrl-C that reaches the
-// whole process group, plus the SIGTERM of a script that traps it, is one
-// request. Call cancel when the shutdown is over.
-func hurried(sigs <-chan os.Signal, first time.Time, window time.Duration, log *slog.Logger) (context.Context, context.CancelFunc) {
+// window after the first stop request (now, on the clock now): one Ctrl-C
+// that reaches the whole process group, plus the SIGTERM of a script that
+// traps it, is one request. Call cancel when the shutdown is over.
+func hurried(sigs <-chan os.Signal, window time.Duration, now func() time.Time, log *slog.Logger) (context.Context, context.CancelFunc) {
+	first := now()
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		for {
@@ -274,7 +275,7 @@ func hurried(sigs <-chan os.Signal, first time.Time, window time.Duration, log *
 				if sig == syscall.SIGHUP {
 					continue // no reload while stopping
 				}
-				if time.Since(first) <= window {
+				if now().Sub(first) <= window {
 					log.Debug("stop signal within the window of the first: the same stop request", "signal", sig)
 					continue
 				}
@@ -298,7 +299,7 @@ const cleanupTimeout = 30 * time.Second
 func shutdown(rt runtime.Runtime, d *Daemon, s Settings, cancel context.CancelFunc, runDone <-chan error) error {
 	log := s.Daemon.Logger
 	if s.StopContainers && rt != nil {
-		hctx, stopHurry := hurried(s.Signals, time.Now(), s.SignalWindow, log)
+		hctx, stopHurry := hurried(s.Signals, s.SignalWindow, time.Now, log)
 		defer stopHurry()
 		sctx, c := context.WithTimeout(hctx, s.StopGrace+30*time.Second)
 		defer c()

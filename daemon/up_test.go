@@ -78,7 +78,7 @@ func TestRunNoRuntime(t *testing.T) {
 	}
 	waitFile := func(path, want string) {
 		t.Helper()
-		eventually(t, path, 15*time.Second, func() bool {
+		daemon.Eventually(t, path, 15*time.Second, func() bool {
 			b, err := os.ReadFile(path)
 			return err == nil && string(b) == want
 		})
@@ -89,7 +89,7 @@ func TestRunNoRuntime(t *testing.T) {
 		s := settings(sigs)
 		done := make(chan error, 1)
 		go func() { done <- daemon.Run(t.Context(), s) }()
-		eventually(t, "/healthz 200", 15*time.Second, func() bool {
+		daemon.Eventually(t, "/healthz 200", 15*time.Second, func() bool {
 			code, _, err := httpGet("http://" + s.Listen + "/healthz")
 			return err == nil && code == http.StatusOK
 		})
@@ -118,7 +118,7 @@ func TestRunNoRuntime(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
 		go func() { done <- daemon.Run(ctx, s) }()
-		eventually(t, "/healthz 200", 15*time.Second, func() bool {
+		daemon.Eventually(t, "/healthz 200", 15*time.Second, func() bool {
 			code, _, err := httpGet("http://" + s.Listen + "/healthz")
 			return err == nil && code == http.StatusOK
 		})

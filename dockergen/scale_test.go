@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,4 +109,72 @@ func waitFor(b *testing.B, path, name string) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// BenchmarkWaitStartToFile is issue #22's measurement: with -wait
+// 500ms:2s, containers started one at a time, each 300 ms after the
+// previous one reached the file; it reports p50/p90 from a start returning
+// to the file naming it, and renders (notify runs) per start. The target:
+// p50 within min + 100 ms, one render per start.
+//
+//	go test ./dockergen -run '^$' -bench WaitStartToFile -benchtime 50x
+func BenchmarkWaitStartToFile(b *testing.B) {
+	img := testenv.BuildDockerImage(b)
+	network := testenv.DockerNetwork(b, img)
+	rt, err := docker.New(b.Context(), docker.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	k, v, _ := strings.Cut(img.Label, "=")
+	tag := img.Tag()
+	dir := b.TempDir()
+	tmpl, dest, notified := filepath.Join(dir, "t.tmpl"), filepath.Join(dir, "out"), filepath.Join(dir, "notified")
+	os.WriteFile(tmpl, []byte(`{{ range $ }}{{ .Name }} {{ .IP }}
+{{ end }}`), 0o644)
+	conf := config.Template{Name: "bench", Src: tmpl, Origin: "bench",
+		Options:   dialect.Options{Dialect: dialect.DockerGen},
+		Wait:      config.Wait{Min: 500 * time.Millisecond, Max: 2 * time.Second},
+		Spec:      render.Spec{Name: "bench", Dest: dest, Reload: "echo >> " + notified},
+		DockerGen: &config.DockerGenExtras{Watch: true, ContainerFilter: map[string][]string{"label": {img.Label}}}}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	g, err := dockergen.New(rt, render.New(render.WithLogger(quiet)), quiet, []config.Template{conf}, dockergen.Filters{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(b.Context())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx, nil) }()
+	defer func() { cancel(); <-done }()
+	starter, err := docker.New(b.Context(), docker.Config{}) // a separate client: its calls are not berth's
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer starter.Close()
+	renders := func() int { n, _ := os.ReadFile(notified); return strings.Count(string(n), "\n") }
+	for deadline := time.Now().Add(30 * time.Second); renders() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatal("no first render")
+		}
+	}
+	before := renders()
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		c, err := starter.Run(b.Context(), runtime.Spec{Name: "w" + strconv.Itoa(i) + "-" + tag, Image: img.Ref, Network: network,
+			Labels: map[string]string{k: v}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		waitFor(b, dest, c.Name)
+		lat = append(lat, time.Since(start))
+		time.Sleep(300 * time.Millisecond)
+	}
+	b.StopTimer()
+	time.Sleep(2 * time.Second) // a render still due at max is counted
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(lat[(len(lat)*9+9)/10-1].Milliseconds()), "p90-ms")
+	b.ReportMetric(float64(renders()-before)/float64(b.N), "renders/start")
 }

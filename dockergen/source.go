@@ -39,7 +39,7 @@ type Source struct {
 	gen      uint64
 	synced   chan struct{}
 	isSynced bool
-	subs     map[chan struct{}]struct{}
+	subs     watcher.Subscribers
 	health   watcher.Health
 }
 
@@ -63,7 +63,7 @@ func NewSource(rt *docker.Runtime, filter Filter, opts ...SourceOption) *Source 
 		rt: rt, filter: filter, follow: true, log: slog.Default(),
 		recs:   map[string]records.Container{},
 		synced: make(chan struct{}),
-		subs:   map[chan struct{}]struct{}{},
+		subs:   watcher.Subscribers{},
 	}
 	for _, f := range opts {
 		f(s)
@@ -115,12 +115,8 @@ func (s *Source) Synced() <-chan struct{} { return s.synced }
 // Subscribe returns a channel that receives a value after each change (the
 // first listing counts as one); notifications coalesce. cancel stops them.
 func (s *Source) Subscribe() (notify <-chan struct{}, cancel func()) {
-	ch := make(chan struct{}, 1)
 	s.mu.Lock()
-	s.subs[ch] = struct{}{}
-	if s.isSynced {
-		ch <- struct{}{}
-	}
+	ch := s.subs.Add(s.isSynced)
 	s.mu.Unlock()
 	return ch, func() {
 		s.mu.Lock()
@@ -179,7 +175,7 @@ func (s *Source) replace(ctx context.Context, cs []runtime.Container) {
 		close(s.synced)
 	}
 	if changed {
-		s.notifyLocked()
+		s.subs.Notify()
 	}
 }
 
@@ -225,24 +221,11 @@ func (s *Source) apply(ctx context.Context, ev runtime.Event) {
 	}
 	s.sorted = nil
 	s.gen++
-	s.notifyLocked()
+	s.subs.Notify()
 }
 
 func (s *Source) failed(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
-	s.health.LastError, s.health.LastErrorAt = err, now
-	if s.health.FailingSince.IsZero() {
-		s.health.FailingSince = now
-	}
-}
-
-func (s *Source) notifyLocked() {
-	for ch := range s.subs {
-		select {
-		case ch <- struct{}{}:
-		default: // a notification is already pending
-		}
-	}
+	s.health.Failed(err, time.Now())
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,32 +33,10 @@ func TestHostileMetadataDocker(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	bad := e.run(t, "hostile", func(s *runtime.Spec) {
-		s.Labels["berth.service"] = "../../hosts/evil"
-		s.Env = append(s.Env,
-			"VIRTUAL_HOST=good.localhost,bad;host,a.localhost good.localhost,x.localhost\n}\nserver {",
-			"VIRTUAL_PATH=/x;include /etc/shadow",
-			"VIRTUAL_PROTO=http;",
-			"SERVICE_NAME=a}b",
-			"SERVICE_8080_NAME=../../hosts/evil",
-			"SERVICE_TAGS=ok,"+strings.Repeat("t", 100<<10),
-		)
+		s.Labels["berth.service"] = registrar.HostileService
+		s.Env = append(s.Env, registrar.HostileEnv()...)
 	})
 	in := e.instance(t, "berth-test-whoami", bad, func(in records.Instance) bool { return len(in.Invalid) > 0 })
-	var fields []string
-	for _, fe := range in.Invalid {
-		fields = append(fields, fe.Field)
-		if fe.Reason == "" || len(fe.Value) > records.MaxReportedValue+20 {
-			t.Errorf("report %+v", fe)
-		}
-	}
-	want := []string{"VIRTUAL_HOST", "VIRTUAL_HOST", "VIRTUAL_HOST", "VIRTUAL_PATH", "VIRTUAL_PROTO", "SERVICE_8080_NAME", "SERVICE_TAGS", "label berth.service", "SERVICE_NAME"}
-	if !slices.Equal(fields, want) {
-		t.Errorf("reported %q, want %q", fields, want)
-	}
-	if in.Env["VIRTUAL_HOST"] != "good.localhost" || hasAny(in.Env, "VIRTUAL_PATH", "VIRTUAL_PROTO", "SERVICE_NAME", "SERVICE_8080_NAME") ||
-		in.Labels["berth.service"] != "" || strings.Join(in.Tags, ",") != "ok" || in.Port != 8080 || in.IP != bad.IP {
-		t.Errorf("instance record: %+v", in)
-	}
 	ckv, err := e.server.Get(t.Context(), records.ContainerKey(e.prefix, e.host, bad.ID))
 	if err != nil {
 		t.Fatal(err)
@@ -68,11 +45,8 @@ func TestHostileMetadataDocker(t *testing.T) {
 	if err := json.Unmarshal(ckv.Value, &rc); err != nil {
 		t.Fatal(err)
 	}
-	if rc.Env["VIRTUAL_HOST"] != "good.localhost" || hasAny(rc.Env, "VIRTUAL_PATH", "VIRTUAL_PROTO", "SERVICE_8080_NAME") || rc.Labels["berth.service"] != "" {
-		t.Errorf("container record (docker-gen's view) keeps a bad value: env %q labels %q", rc.Env, rc.Labels)
-	}
-	if n := r.InvalidFields(); n < len(want) {
-		t.Errorf("InvalidFields() = %d, want at least %d", n, len(want))
+	if want := registrar.CheckHostile(t, in, rc, bad.IP); r.InvalidFields() < want {
+		t.Errorf("InvalidFields() = %d, want at least %d", r.InvalidFields(), want)
 	}
 
 	// A good container after the bad one: registered, nothing reported.
@@ -94,13 +68,4 @@ func TestHostileMetadataDocker(t *testing.T) {
 			t.Errorf("key %q outside the schema (%v)", kv.Key, err)
 		}
 	}
-}
-
-func hasAny(m map[string]string, keys ...string) bool {
-	for _, k := range keys {
-		if _, ok := m[k]; ok {
-			return true
-		}
-	}
-	return false
 }

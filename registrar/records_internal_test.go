@@ -10,7 +10,7 @@ import (
 	"github.com/berthd/berth/runtime"
 )
 
-func TestMainPortAndVirtualHost(t *testing.T) {
+func TestUnitMainPortAndVirtualHost(t *testing.T) {
 	ports := func(ps ...uint16) []runtime.Port {
 		var out []runtime.Port
 		for _, p := range ps {
@@ -62,7 +62,7 @@ func TestMainPortAndVirtualHost(t *testing.T) {
 // container that also has good metadata: the bad value is left out of both
 // records and reported (on the instance record and in the warnings), the
 // good metadata stays, and every key is a valid record key.
-func TestHostileCorpus(t *testing.T) {
+func TestUnitHostileCorpus(t *testing.T) {
 	const prefix, host = "/berth", "h"
 	id := strings.Repeat("c", 64)
 	for _, f := range []string{"VIRTUAL_HOST", "VIRTUAL_PATH", "VIRTUAL_PORT", "VIRTUAL_PROTO", "SERVICE_NAME", "SERVICE_8080_NAME", "label berth.service", "name", "image"} {
@@ -195,7 +195,7 @@ func TestHostileCorpus(t *testing.T) {
 
 // TestGoodRoutesStay: VIRTUAL_HOST="good.localhost,bad;host" keeps
 // good.localhost; the service name falls back through its sources.
-func TestGoodRoutesStay(t *testing.T) {
+func TestUnitGoodRoutesStay(t *testing.T) {
 	c := runtime.Container{ID: strings.Repeat("d", 64), Name: "web-1", Image: "registry:5000/team/web:1", State: runtime.StateRunning,
 		Env:    []string{"VIRTUAL_HOST=good.localhost,bad;host", "SERVICE_NAME=../../hosts/evil", "SERVICE_TAGS=a,b;c,d", "SERVICE_WEIGHT=x"},
 		Labels: map[string]string{labelService: "a/b", labelCompose: "front", labelWeight: "7"}}

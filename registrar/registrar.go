@@ -79,6 +79,8 @@ type Registrar struct {
 	rewrite      chan struct{}
 	rewriteSince atomic.Int64
 	rewriteBO    *backoff.Backoff // owned by Run's goroutine
+
+	now func() time.Time // the clock of the stop window (tests set it)
 }
 
 // drainTimer is one drain in progress; its pointer tells a current end of
@@ -145,6 +147,7 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Registrar, error) {
 		owned:       map[string]store.Revision{},
 		rewrite:     make(chan struct{}, 1),
 		rewriteBO:   backoff.New(50*time.Millisecond, 2*time.Second),
+		now:         time.Now,
 	}, nil
 }
 
@@ -241,7 +244,7 @@ func (r *Registrar) handle(ctx context.Context, ev runtime.Event) error {
 			return nil
 		}
 		if _, ok := r.terminating[c.ID]; !ok {
-			r.terminating[c.ID] = time.Now()
+			r.terminating[c.ID] = r.now()
 		}
 		if _, ok := r.written[c.ID]; ok && r.cfg.Drain > 0 {
 			if _, already := r.draining[c.ID]; !already {
@@ -335,7 +338,7 @@ func (r *Registrar) stopping(c runtime.Container) bool {
 	if !ok || !c.Running() {
 		return false
 	}
-	if time.Since(at) < r.cfg.Drain+stopWindow {
+	if r.now().Sub(at) < r.cfg.Drain+stopWindow {
 		return true
 	}
 	delete(r.terminating, c.ID)

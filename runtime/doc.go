@@ -6,6 +6,7 @@
 //
 // Events: the event channel returned by Runtime.Events is owned and closed
 // by the implementation when the caller's context ends or the runtime is
-// closed; the error channel receives at most one error and is closed with
+// closed; the error channel receives at most one error (ErrSlowConsumer
+// when the reader fell behind and events were dropped) and is closed with
 // it.
 package runtime

@@ -51,6 +51,10 @@ type Runtime interface {
 	Events(ctx context.Context) (<-chan Event, <-chan error)
 }
 
+// ErrSlowConsumer ends an event stream (on its error channel) whose reader
+// fell too far behind: events were dropped; the reader subscribes again.
+var ErrSlowConsumer = errors.New("event subscriber too slow: events dropped")
+
 // Engine is a Runtime with the rest of a container engine's API: create
 // without starting, start, restart, signal, logs and exec. The
 // Docker-compatible API (api/dockercompat) serves it; runtime/embedded
@@ -89,6 +93,10 @@ type LogLine struct {
 	Stream string    `json:"stream"` // "stdout" or "stderr"
 	Line   string    `json:"log"`    // with its trailing newline, if any
 }
+
+// ErrCommandNotFound: the command of a container or of an Exec does not
+// exist in its image (Docker exits 127 for it).
+var ErrCommandNotFound = errors.New("command not found")
 
 // ExecOptions describes a command to run in a running container.
 type ExecOptions struct {

@@ -139,6 +139,23 @@ type Container struct {
 // Running reports whether the container's process is running.
 func (c Container) Running() bool { return c.State == StateRunning }
 
+// Command is the entrypoint and command a container of s runs, from an
+// image with entry and cmd, by Docker's rules: an explicit entrypoint
+// drops the image's Cmd (an entrypoint of [""] clears it), a spec's Cmd
+// replaces the image's.
+func (s Spec) Command(entry, cmd []string) ([]string, []string) {
+	if s.Entrypoint != nil {
+		entry, cmd = s.Entrypoint, nil
+		if len(entry) == 1 && entry[0] == "" {
+			entry = nil
+		}
+	}
+	if len(s.Cmd) > 0 {
+		cmd = s.Cmd
+	}
+	return entry, cmd
+}
+
 // EventType names a lifecycle event, with Docker's names.
 type EventType string
 

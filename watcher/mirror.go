@@ -46,7 +46,7 @@ type Mirror struct {
 	sorted   []store.KV // cache of kvs sorted by key; nil when stale
 	synced   chan struct{}
 	isSynced bool
-	subs     map[chan struct{}]struct{}
+	subs     Subscribers
 	health   Health
 }
 
@@ -86,7 +86,7 @@ func NewMirror(st store.Store, prefix string, opts ...MirrorOption) *Mirror {
 		resync: DefaultResync, minBO: DefaultMinBackoff, maxBO: DefaultMaxBackoff,
 		kvs:    map[string]store.KV{},
 		synced: make(chan struct{}),
-		subs:   map[chan struct{}]struct{}{},
+		subs:   Subscribers{},
 	}
 	for _, f := range opts {
 		f(m)
@@ -114,12 +114,8 @@ func (m *Mirror) Health() Health {
 // first full listing counts as one); notifications coalesce, so a slow
 // reader sees one for many changes. cancel stops them.
 func (m *Mirror) Subscribe() (notify <-chan struct{}, cancel func()) {
-	ch := make(chan struct{}, 1)
 	m.mu.Lock()
-	m.subs[ch] = struct{}{}
-	if m.isSynced {
-		ch <- struct{}{} // the subscriber has not seen the current state yet
-	}
+	ch := m.subs.Add(m.isSynced) // the subscriber has not seen the current state yet
 	m.mu.Unlock()
 	return ch, func() {
 		m.mu.Lock()
@@ -269,7 +265,7 @@ func (m *Mirror) replace(kvs []store.KV, rev store.Revision) {
 		close(m.synced)
 	}
 	if changed {
-		m.notifyLocked()
+		m.subs.Notify()
 	}
 }
 
@@ -315,7 +311,7 @@ func (m *Mirror) apply(resp store.WatchResponse) {
 	}
 	if changed {
 		m.gen++
-		m.notifyLocked()
+		m.subs.Notify()
 	}
 }
 
@@ -346,18 +342,5 @@ func patched(sorted []store.KV, ev store.Event) []store.KV {
 func (m *Mirror) failed(err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := time.Now()
-	m.health.LastError, m.health.LastErrorAt = err, now
-	if m.health.FailingSince.IsZero() {
-		m.health.FailingSince = now
-	}
-}
-
-func (m *Mirror) notifyLocked() {
-	for ch := range m.subs {
-		select {
-		case ch <- struct{}{}:
-		default: // a notification is already pending
-		}
-	}
+	m.health.Failed(err, time.Now())
 }

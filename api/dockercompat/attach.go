@@ -11,7 +11,6 @@ import (
 	"github.com/moby/moby/api/types/events"
 
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/embedded"
 )
 
 // hijack takes over the connection for a raw stream, answering 101
@@ -140,7 +139,7 @@ func (s *Server) attachContainer(w http.ResponseWriter, r *http.Request) error {
 // which ends docker run's wait and attach.
 func (s *Server) startFailed(c runtime.Container, err error) {
 	code := "128"
-	if errors.Is(err, embedded.ErrCommandNotFound) {
+	if errors.Is(err, runtime.ErrCommandNotFound) {
 		code = "127"
 	}
 	s.hub.publish(containerMessage(events.ActionDie, c, map[string]string{"exitCode": code}, time.Now()))

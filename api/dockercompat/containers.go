@@ -17,8 +17,8 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"golang.org/x/sys/unix"
 
+	"github.com/berthd/berth/api"
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/embedded"
 	"github.com/berthd/berth/runtime/embedded/image"
 )
 
@@ -109,7 +109,7 @@ func (s *Server) listContainers(w http.ResponseWriter, r *http.Request) error {
 			break
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	api.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -221,10 +221,10 @@ func (s *Server) getContainer(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if reqVersion(r).before("1.52") {
-		writeJSON(w, http.StatusOK, withLegacy(in))
+		api.WriteJSON(w, http.StatusOK, withLegacy(in))
 		return nil
 	}
-	writeJSON(w, http.StatusOK, in)
+	api.WriteJSON(w, http.StatusOK, in)
 	return nil
 }
 
@@ -278,7 +278,7 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 	if warnings == nil {
 		warnings = []string{}
 	}
-	writeJSON(w, http.StatusCreated, container.CreateResponse{ID: c.ID, Warnings: warnings})
+	api.WriteJSON(w, http.StatusCreated, container.CreateResponse{ID: c.ID, Warnings: warnings})
 	return nil
 }
 
@@ -529,7 +529,7 @@ func (s *Server) checkStopSignal(r *http.Request, c runtime.Container) error {
 	if sig == "" {
 		return nil
 	}
-	want, err := embedded.ParseSignal(sig)
+	want, err := runtime.ParseSignal(sig)
 	if err != nil {
 		return badRequest("%v", err)
 	}
@@ -539,7 +539,7 @@ func (s *Server) checkStopSignal(r *http.Request, c runtime.Container) error {
 	}
 	have := unix.SIGTERM
 	if spec.StopSignal != "" {
-		if h, err := embedded.ParseSignal(spec.StopSignal); err == nil {
+		if h, err := runtime.ParseSignal(spec.StopSignal); err == nil {
 			have = h
 		}
 	}
@@ -549,16 +549,23 @@ func (s *Server) checkStopSignal(r *http.Request, c runtime.Container) error {
 	return nil
 }
 
-func (s *Server) stopContainer(w http.ResponseWriter, r *http.Request) error {
+// stopRequest reads a stop or restart request: the container, its grace
+// period (t), and a signal the runtime can stop it with.
+func (s *Server) stopRequest(r *http.Request) (runtime.Container, time.Duration, error) {
 	c, err := s.lookup(r)
 	if err != nil {
-		return err
+		return runtime.Container{}, 0, err
 	}
 	g, err := grace(r)
 	if err != nil {
-		return err
+		return runtime.Container{}, 0, err
 	}
-	if err := s.checkStopSignal(r, c); err != nil {
+	return c, g, s.checkStopSignal(r, c)
+}
+
+func (s *Server) stopContainer(w http.ResponseWriter, r *http.Request) error {
+	c, g, err := s.stopRequest(r)
+	if err != nil {
 		return err
 	}
 	if c.State != runtime.StateRunning && c.State != runtime.StateRestarting {
@@ -573,15 +580,8 @@ func (s *Server) stopContainer(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) restartContainer(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.lookup(r)
+	c, g, err := s.stopRequest(r)
 	if err != nil {
-		return err
-	}
-	g, err := grace(r)
-	if err != nil {
-		return err
-	}
-	if err := s.checkStopSignal(r, c); err != nil {
 		return err
 	}
 	if err := s.rt.Restart(context.WithoutCancel(r.Context()), c.ID, g); err != nil {
@@ -597,7 +597,7 @@ func (s *Server) killContainer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sig, err := embedded.ParseSignal(r.URL.Query().Get("signal"))
+	sig, err := runtime.ParseSignal(r.URL.Query().Get("signal"))
 	if err != nil {
 		return badRequest("%v", err)
 	}

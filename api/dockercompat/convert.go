@@ -18,7 +18,6 @@ import (
 	"github.com/moby/moby/api/types/storage"
 
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/embedded"
 )
 
 // zeroTime is how dockerd writes a time that never happened; clients parse
@@ -226,7 +225,7 @@ func inspect(c runtime.Container, spec runtime.Spec, img imageConfig, autoRemove
 	if spec.Health != nil {
 		st.Health = &container.Health{Status: container.HealthStatus(c.Health), Log: []*container.HealthcheckResult{}}
 	}
-	entry, cmd := embedded.Command(img.Entrypoint, img.Cmd, spec)
+	entry, cmd := spec.Command(img.Entrypoint, img.Cmd)
 	exposed := network.PortSet{}
 	for _, p := range c.Ports {
 		exposed[port(p)] = struct{}{}

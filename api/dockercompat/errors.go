@@ -5,7 +5,6 @@ import (
 	"net/http"
 
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/embedded"
 )
 
 // statusOf maps an error to dockerd's status code and message.
@@ -18,7 +17,7 @@ func statusOf(err error) (int, string) {
 		return http.StatusNotFound, err.Error()
 	case errors.Is(err, runtime.ErrConflict):
 		return http.StatusConflict, err.Error()
-	case errors.Is(err, runtime.ErrInvalid), errors.Is(err, embedded.ErrCommandNotFound):
+	case errors.Is(err, runtime.ErrInvalid), errors.Is(err, runtime.ErrCommandNotFound):
 		return http.StatusBadRequest, err.Error()
 	}
 	return http.StatusInternalServerError, err.Error()

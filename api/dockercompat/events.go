@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,7 +19,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/embedded"
 )
 
 // historySize is how many events are kept for since/until replays.
@@ -61,7 +61,7 @@ func (h *hub) run(ctx context.Context, rt runtime.Runtime, ready chan<- struct{}
 		if ctx.Err() != nil {
 			return
 		}
-		if !errors.Is(err, embedded.ErrSlowConsumer) {
+		if !errors.Is(err, runtime.ErrSlowConsumer) {
 			h.log.Warn("docker API: the runtime's event stream ended", "err", err)
 			return
 		}
@@ -266,6 +266,16 @@ func parseTimestamp(k, v string) (time.Time, error) {
 	return time.Time{}, badRequest("invalid %s timestamp %q: want unix seconds (with an optional fraction) or RFC 3339", k, v)
 }
 
+// parseWindow reads a request's since and until timestamps (zero: not
+// given), as /events and /containers/{id}/logs take them.
+func parseWindow(q url.Values) (since, until time.Time, err error) {
+	if since, err = parseTimestamp("since", q.Get("since")); err != nil {
+		return time.Time{}, time.Time{}, err
+	}
+	until, err = parseTimestamp("until", q.Get("until"))
+	return since, until, err
+}
+
 // legacyMessage carries the fields API versions below 1.52 still have.
 type legacyMessage struct {
 	Status string `json:"status,omitempty"`
@@ -310,11 +320,7 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	since, err := parseTimestamp("since", q.Get("since"))
-	if err != nil {
-		return err
-	}
-	until, err := parseTimestamp("until", q.Get("until"))
+	since, until, err := parseWindow(q)
 	if err != nil {
 		return err
 	}

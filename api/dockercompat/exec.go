@@ -15,6 +15,7 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 
+	"github.com/berthd/berth/api"
 	"github.com/berthd/berth/runtime"
 )
 
@@ -78,7 +79,7 @@ func (s *Server) createExec(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.execs[e.id] = e
 	s.mu.Unlock()
-	writeJSON(w, http.StatusCreated, container.ExecCreateResponse{ID: e.id})
+	api.WriteJSON(w, http.StatusCreated, container.ExecCreateResponse{ID: e.id})
 	return nil
 }
 
@@ -244,7 +245,7 @@ func (s *Server) inspectExec(w http.ResponseWriter, r *http.Request) error {
 		code = &c
 	}
 	entry, args := e.cfg.Cmd[0], e.cfg.Cmd[1:]
-	writeJSON(w, http.StatusOK, container.ExecInspectResponse{
+	api.WriteJSON(w, http.StatusOK, container.ExecInspectResponse{
 		ID: e.id, Running: e.started && !e.finished, ExitCode: code,
 		ProcessConfig: &container.ExecProcessConfig{Tty: e.cfg.Tty, Entrypoint: entry, Arguments: args},
 		OpenStdin:     e.cfg.AttachStdin, OpenStdout: e.cfg.AttachStdout, OpenStderr: e.cfg.AttachStderr,

@@ -17,6 +17,7 @@ import (
 	"github.com/moby/moby/api/types/jsonstream"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berthd/berth/api"
 	"github.com/berthd/berth/runtime"
 	embimage "github.com/berthd/berth/runtime/embedded/image"
 )
@@ -56,7 +57,7 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request) error {
 			Size: img.Size, Labels: nonNilMap(img.Config.Labels), Containers: int64(n), SharedSize: -1,
 		})
 	}
-	writeJSON(w, http.StatusOK, out)
+	api.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -111,7 +112,7 @@ func (s *Server) getImage(w http.ResponseWriter, r *http.Request) error {
 	if h := c.Healthcheck; h != nil {
 		cfg.Healthcheck = &dockerspec.HealthcheckConfig{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries}
 	}
-	writeJSON(w, http.StatusOK, image.InspectResponse{
+	api.WriteJSON(w, http.StatusOK, image.InspectResponse{
 		ID: img.ID, RepoTags: nonNil(img.RepoTags), RepoDigests: []string{}, Created: rfc3339(img.Created),
 		Config: cfg, Architecture: goruntime.GOARCH, Os: "linux", Size: img.Size,
 		RootFS: image.RootFS{Type: "layers", Layers: img.Layers},
@@ -214,6 +215,6 @@ func (s *Server) removeImage(w http.ResponseWriter, r *http.Request) error {
 			out = append(out, image.DeleteResponse{Untagged: v})
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	api.WriteJSON(w, http.StatusOK, out)
 	return nil
 }

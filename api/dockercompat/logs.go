@@ -107,11 +107,7 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) error {
 			tail = -1
 		}
 	}
-	since, err := parseTimestamp("since", q.Get("since"))
-	if err != nil {
-		return err
-	}
-	until, err := parseTimestamp("until", q.Get("until"))
+	since, until, err := parseWindow(q)
 	if err != nil {
 		return err
 	}

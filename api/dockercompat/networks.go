@@ -7,6 +7,7 @@ import (
 
 	"github.com/moby/moby/api/types/network"
 
+	"github.com/berthd/berth/api"
 	"github.com/berthd/berth/runtime"
 )
 
@@ -62,7 +63,7 @@ func (s *Server) listNetworks(w http.ResponseWriter, r *http.Request) error {
 		}
 		out = append(out, network.Summary{Network: n})
 	}
-	writeJSON(w, http.StatusOK, out)
+	api.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -100,6 +101,6 @@ func (s *Server) getNetwork(w http.ResponseWriter, r *http.Request) error {
 			in.Containers[c.ID] = res
 		}
 	}
-	writeJSON(w, http.StatusOK, in)
+	api.WriteJSON(w, http.StatusOK, in)
 	return nil
 }

@@ -234,13 +234,7 @@ func badRequest(format string, args ...any) error {
 
 // writeError writes dockerd's error body.
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"message": msg})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	api.WriteJSON(w, status, map[string]string{"message": msg})
 }
 
 // fail answers err: an apiError with its status, a runtime error mapped by

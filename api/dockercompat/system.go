@@ -13,6 +13,7 @@ import (
 	"github.com/moby/moby/api/types/system"
 	"golang.org/x/sys/unix"
 
+	"github.com/berthd/berth/api"
 	"github.com/berthd/berth/runtime"
 )
 
@@ -60,12 +61,12 @@ func (s *Server) routes() {
 	// What docker inspect <name> probes after containers and images, and
 	// what docker volume ls and plugin ls ask: berth has neither.
 	m.HandleFunc("GET /volumes", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string][]string{"Volumes": {}, "Warnings": {}})
+		api.WriteJSON(w, http.StatusOK, map[string][]string{"Volumes": {}, "Warnings": {}})
 	})
 	m.HandleFunc("GET /volumes/{name}", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "get "+r.PathValue("name")+": no such volume")
 	})
-	m.HandleFunc("GET /plugins", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, []struct{}{}) })
+	m.HandleFunc("GET /plugins", func(w http.ResponseWriter, _ *http.Request) { api.WriteJSON(w, http.StatusOK, []struct{}{}) })
 	m.HandleFunc("GET /plugins/{name...}", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "plugin \""+strings.TrimSuffix(r.PathValue("name"), "/json")+"\" not found")
 	})
@@ -107,7 +108,7 @@ func machine() string {
 
 func (s *Server) getVersion(w http.ResponseWriter, _ *http.Request) error {
 	kernel := kernelVersion()
-	writeJSON(w, http.StatusOK, system.VersionResponse{
+	api.WriteJSON(w, http.StatusOK, system.VersionResponse{
 		Platform: system.PlatformInfo{Name: "berth " + s.version},
 		Version:  s.version, APIVersion: APIVersion, MinAPIVersion: MinAPIVersion,
 		Os: "linux", Arch: goruntime.GOARCH, GoVersion: goruntime.Version(), KernelVersion: kernel,
@@ -179,7 +180,7 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) error {
 			in.ContainersStopped++
 		}
 	}
-	writeJSON(w, http.StatusOK, in)
+	api.WriteJSON(w, http.StatusOK, in)
 	return nil
 }
 

@@ -14,6 +14,7 @@ func newBenchCommand() *cobra.Command {
 		newBenchRuntimeCommand(),
 		newBenchWatchCommand(),
 		newBenchE2ECommand(),
+		newBenchDockerGenCommand(),
 	)
 	return cmd
 }

@@ -48,7 +48,7 @@ func daemonError(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, embedded.ErrCommandNotFound):
+	case errors.Is(err, runtime.ErrCommandNotFound):
 		return exitCodeError{127, err}
 	case errors.Is(err, runtime.ErrInvalid):
 		return usageError{err}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -85,10 +86,16 @@ per event instead of a full listing, reconnection with resync, and no exit
 on template or notify errors while watching. Without dest the output goes
 to standard output (one render).
 
+-wait min:max counts only events that change the containers a template
+sees (an event about a container its filters leave out, or a signal,
+does not restart the quiet window). A failed render is retried with
+backoff; the destination keeps its last good output meanwhile.
+
 SIGHUP re-renders every configuration, as with docker-gen, and unlike
-docker-gen also reads the templates again first, so an edited template
-takes effect without a restart (one that no longer parses is logged and
-its previous version kept). A Docker Engine that cannot be reached or
+docker-gen also reads the templates again first; an edited template is
+also re-read once its file has gone quiet, so it takes effect without a
+restart (one that no longer parses is logged and its previous version
+kept). A Docker Engine that cannot be reached or
 refuses access is retried with backoff while watching; the destinations
 keep their last output meanwhile.`,
 		DisableFlagParsing: true,
@@ -156,17 +163,27 @@ func (f *dockerGenFlags) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return usageError{err}
 	}
+	// SIGHUP → regenerate, until Run returns.
+	ctx, cancel := context.WithCancel(cmd.Context())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
 	regenerate := make(chan struct{})
-	go func() {
-		for range hup {
+	wg.Go(func() {
+		for {
 			select {
-			case regenerate <- struct{}{}:
-			case <-cmd.Context().Done():
+			case <-hup:
+				select {
+				case regenerate <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
 				return
 			}
 		}
-	}()
-	if err := g.Run(cmd.Context(), regenerate); err != nil {
+	})
+	if err := g.Run(ctx, regenerate); err != nil {
 		return exitCodeError{exitFailure, err}
 	}
 	return nil

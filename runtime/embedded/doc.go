@@ -77,5 +77,5 @@
 //
 // Concurrency: a Runtime is safe for concurrent use. Events channels are
 // closed by the Runtime when the subscriber's context ends, when it falls
-// behind (its error channel then reports ErrSlowConsumer), or on Close.
+// behind (its error channel then reports runtime.ErrSlowConsumer), or on Close.
 package embedded

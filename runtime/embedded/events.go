@@ -2,14 +2,10 @@ package embedded
 
 import (
 	"context"
-	"errors"
 	"sync"
 
 	"github.com/berthd/berth/runtime"
 )
-
-// ErrSlowConsumer ends an event stream whose reader fell too far behind.
-var ErrSlowConsumer = errors.New("event subscriber too slow: events dropped")
 
 // broker fans events out to subscribers without ever blocking the
 // publisher.
@@ -74,7 +70,7 @@ func (b *broker) publish(ev runtime.Event) {
 		select {
 		case s.ch <- ev:
 		default:
-			b.dropLocked(s, ErrSlowConsumer)
+			b.dropLocked(s, runtime.ErrSlowConsumer)
 		}
 	}
 }

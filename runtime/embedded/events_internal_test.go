@@ -31,7 +31,7 @@ func TestBrokerSlowConsumer(t *testing.T) {
 	for range slow {
 		n++
 	}
-	if err := <-slowErr; !errors.Is(err, ErrSlowConsumer) || n != 1024 {
+	if err := <-slowErr; !errors.Is(err, runtime.ErrSlowConsumer) || n != 1024 {
 		t.Errorf("slow subscriber: %d events then %v, want 1024 then ErrSlowConsumer", n, err)
 	}
 	cancel()

@@ -86,7 +86,7 @@ func execIn(ctx context.Context, lc *libcontainer.Container, rec record, opts Ex
 			return 0, runtime.Errorf(runtime.ErrConflict, "exec: the container stopped")
 		}
 		err = startError(opts.Cmd[0], err)
-		if errors.Is(err, ErrCommandNotFound) {
+		if errors.Is(err, runtime.ErrCommandNotFound) {
 			return 127, err
 		}
 		return 126, err

@@ -23,10 +23,6 @@ import (
 	"github.com/berthd/berth/runtime/embedded/network"
 )
 
-// ErrCommandNotFound wraps a start that failed because the command does
-// not exist in the image (docker exits 127 for it).
-var ErrCommandNotFound = errors.New("command not found")
-
 // run is one execution of a container's process and what lives with it.
 type run struct {
 	lc      *libcontainer.Container
@@ -568,21 +564,6 @@ func stopSignal(name string) unix.Signal {
 	return unix.SIGTERM
 }
 
-// ParseSignal parses "KILL", "SIGKILL" or "9".
-func ParseSignal(s string) (unix.Signal, error) {
-	if s == "" {
-		return unix.SIGKILL, nil
-	}
-	var n int
-	if _, err := fmt.Sscanf(s, "%d", &n); err == nil && fmt.Sprint(n) == s && n > 0 && n < 65 {
-		return unix.Signal(n), nil
-	}
-	if sig := unix.SignalNum("SIG" + strings.TrimPrefix(strings.ToUpper(s), "SIG")); sig != 0 {
-		return sig, nil
-	}
-	return 0, runtime.Errorf(runtime.ErrInvalid, "invalid signal %q", s)
-}
-
 // Kill sends sig to the container's init process. SIGKILL and SIGTERM
 // count as a manual stop for the restart policy, as in docker.
 func (r *Runtime) Kill(ctx context.Context, ref string, sig unix.Signal) error {
@@ -654,7 +635,7 @@ func (r *Runtime) Remove(ctx context.Context, ref string, opts ...runtime.Remove
 func startError(cmd string, err error) error {
 	msg := err.Error()
 	if strings.Contains(msg, "executable file not found") || strings.Contains(msg, "no such file or directory") && strings.Contains(msg, "exec") {
-		return fmt.Errorf("exec: %q: executable file not found in $PATH: %w", cmd, ErrCommandNotFound)
+		return fmt.Errorf("exec: %q: executable file not found in $PATH: %w", cmd, runtime.ErrCommandNotFound)
 	}
 	return fmt.Errorf("start container: %w", err)
 }

@@ -95,7 +95,7 @@ func TestLifecycle(t *testing.T) {
 			t.Errorf("exec: code %d err %v out %q", code, err, out.String())
 		}
 		code, err = r.Exec(ctx, c.ID, embedded.ExecOptions{Cmd: []string{"nope"}})
-		if !errors.Is(err, embedded.ErrCommandNotFound) || code != 127 {
+		if !errors.Is(err, runtime.ErrCommandNotFound) || code != 127 {
 			t.Errorf("exec nope: code %d err %v, want 127 and command not found", code, err)
 		}
 		out.Reset()
@@ -154,7 +154,7 @@ func TestBadInput(t *testing.T) {
 		{"bad reference", runtime.Spec{Image: "UPPER/Case::x", Cmd: []string{"true"}}, runtime.ErrInvalid, "bad image reference"},
 		{"name in use", runtime.Spec{Name: "taken", Image: "busybox:test", Cmd: []string{"true"}}, runtime.ErrConflict, `name "taken" is already in use`},
 		{"invalid memory", runtime.Spec{Image: "busybox:test", Memory: 1024, Cmd: []string{"true"}}, runtime.ErrInvalid, "invalid memory value 1024"},
-		{"command not found", runtime.Spec{Image: "busybox:test", Cmd: []string{"nope"}}, embedded.ErrCommandNotFound, `exec: "nope": executable file not found in $PATH`},
+		{"command not found", runtime.Spec{Image: "busybox:test", Cmd: []string{"nope"}}, runtime.ErrCommandNotFound, `exec: "nope": executable file not found in $PATH`},
 		{"unknown user", runtime.Spec{Image: "busybox:test", User: "ghost", Cmd: []string{"true"}}, runtime.ErrInvalid, `user "ghost"`},
 		{"no command", runtime.Spec{Image: "busybox:test"}, runtime.ErrInvalid, "no command specified"},
 	}

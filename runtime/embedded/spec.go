@@ -183,23 +183,6 @@ type merged struct {
 	Ports      []runtime.Port
 }
 
-// Command is the entrypoint and command a container of spec runs, from an
-// image with entry and cmd, by Docker's rules: an explicit entrypoint
-// drops the image's Cmd (an entrypoint of [""] clears it), a spec's Cmd
-// replaces the image's.
-func Command(entry, cmd []string, spec runtime.Spec) ([]string, []string) {
-	if spec.Entrypoint != nil {
-		entry, cmd = spec.Entrypoint, nil
-		if len(entry) == 1 && entry[0] == "" {
-			entry = nil
-		}
-	}
-	if len(spec.Cmd) > 0 {
-		cmd = spec.Cmd
-	}
-	return entry, cmd
-}
-
 // mergeConfig applies docker's rules: Env by key (spec wins); an explicit
 // entrypoint drops the image's Cmd; Cmd replaces the image's; WorkingDir,
 // User default to the image's; labels merge (spec wins); exposed ports are
@@ -210,7 +193,7 @@ func mergeConfig(spec runtime.Spec, img v1.Config) (merged, error) {
 	if !slices.ContainsFunc(m.Env, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
 		m.Env = append([]string{image.DefaultPath}, m.Env...)
 	}
-	entry, cmd := Command(img.Entrypoint, img.Cmd, spec)
+	entry, cmd := spec.Command(img.Entrypoint, img.Cmd)
 	m.Args = append(slices.Clone(entry), cmd...)
 	if len(m.Args) == 0 {
 		return merged{}, runtime.Errorf(runtime.ErrInvalid, "no command specified: the image has no Cmd or Entrypoint and none was given")

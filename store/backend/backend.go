@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/store/consul"
@@ -27,7 +26,6 @@ type Options struct {
 	CAFile, CertFile, KeyFile string // TLS to etcd or Consul
 	Username, Password        string // etcd authentication
 	Token                     string // Consul ACL token
-	DialTimeout               time.Duration
 	Logger                    *slog.Logger
 	StateDir                  string // where the default embedded store lives
 	MustExist                 bool   // never create an embedded store
@@ -50,9 +48,6 @@ func WithCredentials(username, password string) Option {
 
 // WithToken sets a Consul ACL token.
 func WithToken(token string) Option { return func(o *Options) { o.Token = token } }
-
-// WithDialTimeout bounds how long opening waits for the store to answer.
-func WithDialTimeout(d time.Duration) Option { return func(o *Options) { o.DialTimeout = d } }
 
 // WithLogger sets the logger of the store.
 func WithLogger(l *slog.Logger) Option { return func(o *Options) { o.Logger = l } }
@@ -138,7 +133,7 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (store.Store, erro
 		cfg := etcd.Config{
 			Endpoints: endpoints, Username: o.Username, Password: o.Password,
 			CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
-			DialTimeout: o.DialTimeout, Logger: o.Logger,
+			Logger: o.Logger,
 		}
 		if u.User != nil {
 			cfg.Username = u.User.Username()
@@ -160,7 +155,7 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (store.Store, erro
 		cfg := consul.Config{
 			Address: u.Host, Scheme: "http", Token: o.Token,
 			CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
-			DialTimeout: o.DialTimeout, Logger: o.Logger,
+			Logger: o.Logger,
 		}
 		if u.Scheme == "consuls" {
 			cfg.Scheme = "https"
