@@ -87,6 +87,9 @@ func TestLiveNginxUnderLoad(t *testing.T) {
 	structure, base := readFile(n.Conf), countLines(reloads)
 
 	putProxied(t, st, "b2", ips["b2"], ports["b2"], host, records.StateRunning)
+	put := time.Now()
+	waitUntil(t, "b2 answers", func() bool { return l.Seen(answer("b2")) > 0 })
+	t.Logf("b2's record written → nginx answers from b2: %v (under a load of 200 req/s)", time.Since(put))
 	waitFor(t, l, answer("b2"))
 	putProxied(t, st, "b3", ips["b3"], ports["b3"], host, records.StateRunning)
 	waitFor(t, l, answer("b3"))

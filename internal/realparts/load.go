@@ -42,10 +42,17 @@ func StartLoad(addr, host string, rate, clients int) *Load {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Load{addr: addr, host: host, cancel: cancel, res: LoadResult{Seen: map[string]int{}}, draining: map[string]time.Time{}, last: map[string]time.Time{}}
 	every := time.Second * time.Duration(clients) / time.Duration(max(rate, 1))
-	for range clients {
+	for i := range clients {
 		c := &http.Client{Timeout: 10 * time.Second}
 		l.wg.Go(func() {
 			defer c.CloseIdleConnections()
+			// Staggered: the clients' requests interleave instead of
+			// coming in bursts.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(every * time.Duration(i) / time.Duration(clients)):
+			}
 			tick := time.NewTicker(every)
 			defer tick.Stop()
 			for {
