@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"time"
 
-	"github.com/berthd/berth/api"
 	"github.com/berthd/berth/daemon"
 	"github.com/berthd/berth/registrar"
 	"github.com/berthd/berth/runtime"
@@ -46,16 +45,22 @@ func E2E(ctx context.Context, runs int, log *slog.Logger) (E2EResult, error) {
 
 func benchE2E(ctx context.Context, runs int, log *slog.Logger) (res E2EResult, err error) {
 	res.Runs = runs
-	p, err := startPipeline(ctx, "be2e", 253, registrar.Config{Host: "bench"}, func(*daemon.Daemon) []api.ServerOption { return nil })
+	tmp, err := os.MkdirTemp("", "berth-bench-e2e-")
 	if err != nil {
 		return res, err
 	}
-	defer p.close()
-	if err := p.busyboxImage(ctx, "bench:httpd", "ok\n"); err != nil {
+	defer os.RemoveAll(tmp)
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	rig, err := newE2ERig(ctx, tmp, "be2e", 253, "ok", "nginx.tmpl", quiet)
+	if err != nil {
 		return res, err
 	}
-	client, suffix := p.client, p.suffix
-	nginxBin, addr, conf, ngx := p.nginx.Bin, p.nginx.Addr, p.nginx.Conf, p.nginx.Dir
+	defer rig.Close()
+	if err := rig.Start(ctx, daemon.Config{Registrar: registrar.Config{Host: "bench"}}); err != nil {
+		return res, err
+	}
+	nginx, client, suffix := rig.Nginx, rig.Client, rig.Suffix
+	nginxBin, addr, conf, ngx := nginx.Bin, nginx.Addr, nginx.Conf, nginx.Dir
 	// A new connection per probe: an idle keep-alive connection stays with
 	// an old worker, which serves the old configuration until it closes.
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}

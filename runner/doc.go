@@ -16,7 +16,8 @@
 // options that plug sources, triggers and hooks in), state.go (Run's loop,
 // the set of templates, shared sources), template.go (one template's state
 // and watch goroutine), cycle.go (a render cycle: collect → cycle →
-// isolate → record), quarantine.go, status.go.
+// isolate → record), quarantine.go, status.go, live.go (live endpoints:
+// config live = "nginx-lua"; see its doc).
 //
 // Edits settle: a template's file (main or include) is re-read only after
 // its writes have gone quiet for the settle window (config settle,

@@ -11,6 +11,7 @@ import (
 	"text/template"
 	"text/template/parse"
 
+	"github.com/berthd/berth/endpoints"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/templates"
@@ -72,6 +73,10 @@ type Input struct {
 	// Warn receives what a native template reports with {{warn "..."}}
 	// (a conflict it resolved, data it left out); nil drops it.
 	Warn func(msg string)
+	// Endpoints receives the endpoint set a native template built with
+	// {{endpoints .Services}} (the live membership its proxy takes
+	// without a reload); nil drops it.
+	Endpoints func(endpoints.Set)
 }
 
 // Template is a parsed template. It is immutable and safe for concurrent

@@ -7,6 +7,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/berthd/berth/endpoints"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/store"
 )
@@ -35,6 +36,21 @@ func nativeData(prefix string, x *execution) (any, error) {
 		c.Containers = x.in.Containers
 	}
 	return c, nil
+}
+
+// Services decodes in's instance records as a native template sees them
+// (.Services), through the template's record cache: what {{endpoints
+// .Services}} builds from, without executing the template.
+func (t *Template) Services(in Input) (map[string][]records.Instance, error) {
+	// The memo's instance cache when no execution holds it; released
+	// without pruning, since this is not an execution.
+	m := t.memo.acquire()
+	r, err := decodeRecords(t.opts.Prefix, in.KVs, false, m)
+	m.release(false)
+	if err != nil {
+		return nil, err
+	}
+	return r.services, nil
 }
 
 // nativeFuncs is sprig (hermetic unless allowed), berth's escaping and
@@ -68,6 +84,8 @@ func nativeFuncs(opts Options) *funcSet {
 			"exists": kvFunc(x, func(s *kvStore) any { return s.exists }),
 			// berth: report without failing the render.
 			"warn": warnFunc(x),
+			// berth: live endpoints (package endpoints).
+			"endpoints": endpointsFunc(x),
 		}
 		// sprig's JSON decoding, memoized across executions.
 		m["fromJson"], m["mustFromJson"] = unbound, unbound
@@ -94,6 +112,27 @@ func warnFunc(x *execution) func(string) string {
 			x.in.Warn(msg)
 		}
 		return ""
+	}
+}
+
+// endpointsFunc is {{endpoints .Services}}: endpoints.Build over the
+// instances (service by service in name order), each record it leaves out
+// reported with warn; the set also goes to Input.Endpoints.
+func endpointsFunc(x *execution) func(map[string][]records.Instance) endpoints.Set {
+	warn := warnFunc(x)
+	return func(services map[string][]records.Instance) endpoints.Set {
+		var opts []endpoints.Option
+		if x != nil {
+			opts = append(opts, endpoints.AtRevision(x.in.Revision))
+		}
+		set, errs := endpoints.Build(endpoints.Instances(services), opts...)
+		for _, err := range errs {
+			warn(err.Error())
+		}
+		if x != nil && x.in.Endpoints != nil {
+			x.in.Endpoints(set)
+		}
+		return set
 	}
 }
 
