@@ -1,0 +1,212 @@
+package endpoints
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha1" //nolint:gosec // a name suffix, not a security boundary
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/berthd/berth/records"
+	"github.com/berthd/berth/store"
+)
+
+// Server is one endpoint of an upstream.
+type Server struct {
+	ID       string         // stable: the record's id (container id) + "/" + port; unique in its upstream
+	Addr     netip.AddrPort // validated; records whose IP/port do not parse are left out and reported
+	Weight   int            // >= 1
+	Draining bool           // no new requests; open ones finish
+}
+
+// Upstream is one named group of servers. Name is the same string the
+// shipped templates print as the upstream / backend name (one function,
+// UpstreamName, used by Build and exposed to templates).
+type Upstream struct {
+	Name    string
+	Servers []Server // sorted by ID
+
+	// Where the upstream is served: what a template needs for the
+	// structure around it. Host is lower case unless it is a regular
+	// expression ("~..."); Proto is http, https, grpc or grpcs.
+	Host, Path, Proto string
+}
+
+// Set is the whole endpoint set of one template at one store revision.
+type Set struct {
+	Revision  store.Revision
+	Upstreams []Upstream // sorted by Name
+}
+
+// Sink applies endpoint sets to a running proxy without reloading it.
+// Push is given the full Set every time (a sink diffs against what it
+// last applied, and re-pushes everything when it detects a new proxy
+// generation). It must be idempotent and safe to call again after an error.
+// An error wrapping ErrUnavailable means the proxy is down: the caller keeps
+// the set and pushes again later (never lost). Any other error means the
+// proxy refused: the caller falls back to render+check+reload and logs why.
+type Sink interface {
+	Push(ctx context.Context, s Set) error
+}
+
+// ErrUnavailable is wrapped by a Sink's error when the proxy cannot be
+// reached (down, restarting): the set is pushed again later.
+var ErrUnavailable = errors.New("proxy unavailable")
+
+// Protocols are the VIRTUAL_PROTO values the shipped templates serve.
+var protocols = []string{"http", "https", "grpc", "grpcs"}
+
+// Equal reports whether s and o have the same upstreams and servers (the
+// revision aside): a set equal to the last one applied needs no push.
+func (s Set) Equal(o Set) bool {
+	return slices.EqualFunc(s.Upstreams, o.Upstreams, func(a, b Upstream) bool {
+		return a.Name == b.Name && a.Host == b.Host && a.Path == b.Path && a.Proto == b.Proto && slices.Equal(a.Servers, b.Servers)
+	})
+}
+
+// Upstream returns the upstream called name, and whether there is one.
+func (s Set) Upstream(name string) (Upstream, bool) {
+	i, ok := slices.BinarySearchFunc(s.Upstreams, name, func(u Upstream, n string) int { return strings.Compare(u.Name, n) })
+	if !ok {
+		return Upstream{}, false
+	}
+	return s.Upstreams[i], true
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
+
+// UpstreamName is the name of the upstream serving host (as grouped: lower
+// case unless a regular expression) and path: the host with every
+// character but letters, digits, '_', '.' and '-' replaced by '_', then,
+// when something was replaced, "-" and 8 hex digits of the host's SHA-1,
+// and for a path other than "/", "-" and 8 hex digits of the path's SHA-1.
+// So two locations never share a name, and every name is one bare token
+// in nginx and HAProxy configurations.
+func UpstreamName(host, path string) string {
+	name := unsafeName.ReplaceAllString(host, "_")
+	if name != host {
+		name += "-" + shortHash(host)
+	}
+	if path != "/" {
+		name += "-" + shortHash(path)
+	}
+	return name
+}
+
+func shortHash(s string) string {
+	h := sha1.Sum([]byte(s)) //nolint:gosec // see the import
+	return hex.EncodeToString(h[:])[:8]
+}
+
+// Option configures Build.
+type Option func(*buildOptions)
+
+type buildOptions struct{ rev store.Revision }
+
+// AtRevision sets the Set's revision.
+func AtRevision(rev store.Revision) Option { return func(o *buildOptions) { o.rev = rev } }
+
+// Build groups instances into upstreams the way the shipped nginx templates
+// group them (nginx-proxy style): an instance that is running or draining,
+// with VIRTUAL_HOST (a comma list), an IP and a port, is a server of the
+// upstream of each (host, VIRTUAL_PATH) pair (the path "/" by default).
+// Draining instances, and instances of weight 0, are servers with Draining
+// set. The first instance of an upstream (in the order given) fixes its
+// protocol (VIRTUAL_PROTO, default http); a later one asking for another is
+// left out. Instances are given in the order templates see them: service
+// by service in name order, each service's instances by host and id.
+//
+// An instance with an IP, port, path, protocol or weight that does not
+// pass the registrar's checks is left out, a host name that does not is
+// left out of its instance's list; each is reported as one error naming
+// the container and the field, and everything else is built as usual.
+func Build(instances []records.Instance, opts ...Option) (Set, []error) {
+	var o buildOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var errs []error
+	ups := map[string]*Upstream{}
+	for _, in := range instances {
+		if in.State != records.StateRunning && in.State != records.StateDraining {
+			continue
+		}
+		if in.Env["VIRTUAL_HOST"] == "" || in.IP == "" || in.Port == 0 {
+			continue // not proxied (no network, no port): nothing to report
+		}
+		who := fmt.Sprintf("container %q (%s)", records.Truncate(in.Name), records.Truncate(in.ID))
+		srv, path, proto, err := server(in)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s is left out: %w", who, err))
+			continue
+		}
+		for _, h := range records.SplitHosts(in.Env["VIRTUAL_HOST"]) {
+			if err := records.CheckHost(h); err != nil {
+				errs = append(errs, fmt.Errorf("%s: VIRTUAL_HOST %q is left out: %w", who, records.Truncate(h), err))
+				continue
+			}
+			if !strings.HasPrefix(h, "~") {
+				h = strings.ToLower(h)
+			}
+			name := UpstreamName(h, path)
+			u, ok := ups[name]
+			if !ok {
+				u = &Upstream{Name: name, Host: h, Path: path, Proto: proto}
+				ups[name] = u
+			}
+			if u.Proto != proto {
+				errs = append(errs, fmt.Errorf("%s is left out of %s%s: it is served over %s, VIRTUAL_PROTO asks for %s", who, h, path, u.Proto, proto))
+				continue
+			}
+			if slices.ContainsFunc(u.Servers, func(s Server) bool { return s.ID == srv.ID }) {
+				continue // the same record twice
+			}
+			u.Servers = append(u.Servers, srv)
+		}
+	}
+	set := Set{Revision: o.rev, Upstreams: make([]Upstream, 0, len(ups))}
+	for _, u := range ups {
+		slices.SortFunc(u.Servers, func(a, b Server) int { return strings.Compare(a.ID, b.ID) })
+		set.Upstreams = append(set.Upstreams, *u)
+	}
+	slices.SortFunc(set.Upstreams, func(a, b Upstream) int { return cmp.Compare(a.Name, b.Name) })
+	return set, errs
+}
+
+// server checks one instance's routing fields and returns its server.
+func server(in records.Instance) (Server, string, string, error) {
+	ip, err := netip.ParseAddr(in.IP)
+	if err != nil || ip.Zone() != "" {
+		return Server{}, "", "", fmt.Errorf("IP %q: not an IP address", records.Truncate(in.IP))
+	}
+	if in.Port < 1 || in.Port > 65535 {
+		return Server{}, "", "", fmt.Errorf("port %d: not a port (1-65535)", in.Port)
+	}
+	if in.Weight < 0 || in.Weight > records.MaxWeight {
+		return Server{}, "", "", fmt.Errorf("weight %d: not a weight (0-%d)", in.Weight, records.MaxWeight)
+	}
+	if err := records.CheckID(in.ID); err != nil {
+		return Server{}, "", "", fmt.Errorf("id: %w", err)
+	}
+	path := cmp.Or(in.Env["VIRTUAL_PATH"], "/")
+	if err := records.CheckPath(path); err != nil {
+		return Server{}, "", "", fmt.Errorf("VIRTUAL_PATH %q: %w", records.Truncate(path), err)
+	}
+	proto := strings.ToLower(cmp.Or(in.Env["VIRTUAL_PROTO"], "http"))
+	if !slices.Contains(protocols, proto) {
+		return Server{}, "", "", fmt.Errorf("VIRTUAL_PROTO %q: not served by the shipped templates (%s)", records.Truncate(proto), strings.Join(protocols, ", "))
+	}
+	s := Server{
+		ID:       in.ID + "/" + strconv.Itoa(in.Port),
+		Addr:     netip.AddrPortFrom(ip.Unmap(), uint16(in.Port)),
+		Weight:   max(in.Weight, 1),
+		Draining: in.State == records.StateDraining || in.Weight == 0,
+	}
+	return s, path, proto, nil
+}
