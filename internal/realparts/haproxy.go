@@ -182,15 +182,16 @@ func (h *HAProxy) Log() string {
 	return string(b)
 }
 
-// Stop shuts HAProxy down (SIGUSR1: a soft stop, open connections
-// finish), then kills its process group after 10s. The admin socket file
-// is removed, as a stopped HAProxy leaves it behind.
+// Stop shuts HAProxy down at once (SIGTERM to the master: a hard stop,
+// open connections are closed), then kills its process group after 10s.
+// The admin socket file is removed, as a stopped HAProxy leaves it
+// behind.
 func (h *HAProxy) Stop() {
 	if h.cmd == nil {
 		return
 	}
 	pid := h.cmd.Process.Pid
-	h.cmd.Process.Signal(syscall.SIGUSR1)
+	h.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-h.done:
 	case <-time.After(10 * time.Second):

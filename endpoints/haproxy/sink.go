@@ -1,0 +1,437 @@
+package haproxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha1" //nolint:gosec // a name suffix, not a security boundary
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berthd/berth/endpoints"
+	"github.com/berthd/berth/records"
+)
+
+// NamePrefix starts the name of every server the Sink adds. The Sink
+// changes and deletes only servers whose name starts with it: a server
+// written in the configuration is left alone.
+const NamePrefix = "berth-"
+
+// Sink is an endpoints.Sink for HAProxy: it applies a Set through the
+// Runtime API, backend by backend, with no reload. Every Push reads
+// HAProxy's current servers ("show servers state") and diffs the Set
+// against them, so a restarted or reloaded HAProxy (a new worker with the
+// configuration's servers only) gets everything again from one push.
+//
+// For each upstream the backend of the same name must exist (the template
+// declares it, with no servers): a server the Set has and HAProxy does
+// not is added in maintenance with an explicit id, its health check
+// started if the Sink has one, then set ready (HAProxy sends it requests
+// once its check passes) or drain; a changed address or weight is set in
+// place; a draining server is set to drain; a server HAProxy has and the
+// Set does not is set to maintenance (open requests finish) and deleted
+// once it has no connections left (within the delete wait, else on a
+// later push).
+//
+// Errors: an unreachable socket gives an error wrapping
+// endpoints.ErrUnavailable; a command HAProxy refuses, or a backend the
+// configuration lacks, gives another error (the caller renders and
+// reloads), after the rest of the Set has been applied. A server whose
+// address HAProxy cannot take (invalid, port 0, unspecified, multicast) is
+// left out and logged.
+type Sink struct {
+	client  *Client
+	check   *Check
+	hostMap string
+	delWait time.Duration
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	lastPID int
+}
+
+// Option configures a Sink.
+type Option func(*Sink)
+
+// WithCheck gives every server the Sink adds a health check: a new
+// server gets requests only once it passes. The template's backends
+// should have no checks of their own (dynamic servers do not inherit
+// default-server settings).
+func WithCheck(c Check) Option { return func(s *Sink) { s.check = &c } }
+
+// WithHostMap names the map file the template routes hosts through
+// (host → backend, one line each, for every upstream at path "/" of a
+// host name without wildcard or regular expression). Push writes the file
+// (so that a restart reads the current hosts) and applies changes to the
+// running HAProxy's map with add/set/del map. New creates the file, empty,
+// if it is missing: HAProxy refuses a configuration naming a missing map.
+func WithHostMap(path string) Option { return func(s *Sink) { s.hostMap = path } }
+
+// WithDeleteWait bounds how long a Push waits for removed servers to
+// finish their open requests before deleting them (default 2s); a server
+// still busy then is deleted by a later Push.
+func WithDeleteWait(d time.Duration) Option { return func(s *Sink) { s.delWait = d } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Sink) { s.log = l } }
+
+// WithClientOptions configures the Runtime API client.
+func WithClientOptions(opts ...ClientOption) Option {
+	return func(s *Sink) { s.client = NewClient(s.client.socket, opts...) }
+}
+
+// New is a Sink for the HAProxy whose admin-level stats socket is socket.
+func New(socket string, opts ...Option) (*Sink, error) {
+	s := &Sink{client: NewClient(socket), delWait: 2 * time.Second, log: slog.Default()}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.hostMap != "" {
+		f, err := os.OpenFile(s.hostMap, os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("haproxy host map: %w", err)
+		}
+		f.Close()
+	}
+	return s, nil
+}
+
+var _ endpoints.Sink = (*Sink)(nil)
+
+// Push applies set to HAProxy. It is safe to call again after an error
+// and concurrently (pushes are serialised).
+func (s *Sink) Push(ctx context.Context, set endpoints.Set) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.client.Dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	info, err := c.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if info.PID != s.lastPID {
+		if s.lastPID != 0 {
+			s.log.Info("haproxy: new worker, pushing every endpoint", "pid", info.PID, "previous", s.lastPID, "revision", set.Revision)
+		}
+		s.lastPID = info.PID
+	}
+	backends, err := c.Backends(ctx)
+	if err != nil {
+		return err
+	}
+	states, err := c.ServersState(ctx, "")
+	if err != nil {
+		return err
+	}
+	have := map[string]map[string]ServerState{} // backend → server name → state
+	ids := map[string]map[int]bool{}            // backend → server ids in use
+	for _, st := range states {
+		if have[st.Backend] == nil {
+			have[st.Backend], ids[st.Backend] = map[string]ServerState{}, map[int]bool{}
+		}
+		have[st.Backend][st.Name] = st
+		ids[st.Backend][st.ID] = true
+	}
+
+	var refused []error
+	want := map[string]map[string]bool{} // backend → our server names in the set
+	for _, u := range set.Upstreams {
+		if !slices.Contains(backends, u.Name) {
+			refused = append(refused, fmt.Errorf("haproxy has no backend %q (upstream of %s%s): its configuration is not the rendered one", u.Name, records.Truncate(u.Host), records.Truncate(u.Path)))
+			continue
+		}
+		want[u.Name] = map[string]bool{}
+		if ids[u.Name] == nil {
+			ids[u.Name] = map[int]bool{}
+		}
+		for _, srv := range u.Servers {
+			if why := badAddr(srv.Addr); why != "" {
+				s.log.Warn("haproxy: server left out", "backend", u.Name, "server", records.Truncate(srv.ID), "addr", srv.Addr.String(), "reason", why)
+				continue
+			}
+			name := ServerName(srv.ID)
+			want[u.Name][name] = true
+			cur, ok := have[u.Name][name]
+			if err := s.apply(ctx, c, u.Name, name, srv, cur, ok, ids[u.Name]); err != nil {
+				if errors.Is(err, endpoints.ErrUnavailable) {
+					return err
+				}
+				refused = append(refused, err)
+			}
+		}
+	}
+
+	// Removed servers: maintenance (no new requests), then delete once idle.
+	var busy [][2]string
+	for _, b := range sortedKeys(have) {
+		for _, name := range sortedKeys(have[b]) {
+			if !strings.HasPrefix(name, NamePrefix) || want[b][name] {
+				continue
+			}
+			if !have[b][name].Maint() {
+				if err := c.SetState(ctx, b, name, StateMaint); err != nil {
+					if errors.Is(err, endpoints.ErrUnavailable) {
+						return err
+					}
+					refused = append(refused, err)
+					continue
+				}
+			}
+			busy = append(busy, [2]string{b, name})
+		}
+	}
+	if err := s.deleteIdle(ctx, c, busy); err != nil {
+		if errors.Is(err, endpoints.ErrUnavailable) {
+			return err
+		}
+		refused = append(refused, err)
+	}
+
+	if s.hostMap != "" {
+		if err := s.syncHostMap(ctx, c, set, backends); err != nil {
+			if errors.Is(err, endpoints.ErrUnavailable) {
+				return err
+			}
+			refused = append(refused, err)
+		}
+	}
+	return errors.Join(refused...)
+}
+
+// apply brings one server of backend b to srv: added if HAProxy does not
+// have it (ok false), else its address, weight and state set where they
+// differ.
+func (s *Sink) apply(ctx context.Context, c *Conn, b, name string, srv endpoints.Server, cur ServerState, ok bool, ids map[int]bool) error {
+	weight := min(max(srv.Weight, 1), records.MaxWeight)
+	state := StateReady
+	if srv.Draining {
+		state = StateDrain
+	}
+	if !ok {
+		id := pickID(name, ids)
+		if err := c.AddServer(ctx, b, name, NewServer{Addr: srv.Addr, ID: id, Weight: weight, Check: s.check}); err != nil {
+			return err
+		}
+		ids[id] = true
+		if s.check != nil {
+			if err := c.EnableHealth(ctx, b, name); err != nil {
+				return err
+			}
+		}
+		return c.SetState(ctx, b, name, state)
+	}
+	if cur.Addr != srv.Addr {
+		if err := c.SetAddr(ctx, b, name, srv.Addr); err != nil {
+			return err
+		}
+	}
+	if cur.Weight != weight {
+		if err := c.SetWeight(ctx, b, name, weight); err != nil {
+			return err
+		}
+	}
+	if cur.Maint() || cur.Drain() != srv.Draining {
+		return c.SetState(ctx, b, name, state)
+	}
+	return nil
+}
+
+// deleteIdle deletes servers (already in maintenance), waiting up to the
+// delete wait for those that still have connections.
+func (s *Sink) deleteIdle(ctx context.Context, c *Conn, servers [][2]string) error {
+	deadline := time.Now().Add(s.delWait)
+	for len(servers) > 0 {
+		var still [][2]string
+		for _, bs := range servers {
+			err := c.DelServer(ctx, bs[0], bs[1])
+			switch {
+			case err == nil:
+			case errors.Is(err, ErrServerBusy):
+				still = append(still, bs)
+			default:
+				return err
+			}
+		}
+		servers = still
+		if len(servers) == 0 || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	for _, bs := range servers {
+		s.log.Info("haproxy: server in maintenance still has connections; deleted on a later push", "backend", bs[0], "server", bs[1])
+	}
+	return nil
+}
+
+// HostMapEntries are the host map's lines for set: host → backend for
+// every upstream at path "/" whose host is a plain name (no wildcard, no
+// regular expression), sorted by host. The template routes the other
+// upstreams with rules of their own.
+func HostMapEntries(set endpoints.Set) []MapEntry {
+	var out []MapEntry
+	for _, u := range set.Upstreams {
+		if PlainHost(u.Host) && u.Path == "/" {
+			out = append(out, MapEntry{Key: u.Host, Value: u.Name})
+		}
+	}
+	slices.SortFunc(out, func(a, b MapEntry) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
+
+// PlainHost reports whether host is routed through the host map: a name
+// without wildcard ("*", a leading ".") or regular expression ("~").
+func PlainHost(host string) bool {
+	return host != "" && !strings.HasPrefix(host, "~") && !strings.HasPrefix(host, ".") && !strings.Contains(host, "*")
+}
+
+// syncHostMap writes the host map file and applies its changes to the
+// running HAProxy's map.
+func (s *Sink) syncHostMap(ctx context.Context, c *Conn, set endpoints.Set, backends []string) error {
+	entries := HostMapEntries(set)
+	entries = slices.DeleteFunc(entries, func(e MapEntry) bool { return !slices.Contains(backends, e.Value) })
+	var file bytes.Buffer
+	for _, e := range entries {
+		fmt.Fprintf(&file, "%s %s\n", e.Key, e.Value)
+	}
+	if err := writeIfChanged(s.hostMap, file.Bytes()); err != nil {
+		return fmt.Errorf("haproxy host map: %w", err)
+	}
+	live, err := c.ShowMap(ctx, s.hostMap)
+	if err != nil {
+		return err
+	}
+	cur := map[string]string{}
+	for _, e := range live {
+		cur[e.Key] = e.Value
+	}
+	var errs []error
+	wantKeys := map[string]bool{}
+	for _, e := range entries {
+		wantKeys[e.Key] = true
+		v, ok := cur[e.Key]
+		switch {
+		case !ok:
+			err = c.AddMap(ctx, s.hostMap, e.Key, e.Value)
+		case v != e.Value:
+			err = c.SetMap(ctx, s.hostMap, e.Key, e.Value)
+		default:
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, endpoints.ErrUnavailable) {
+				return err
+			}
+			errs = append(errs, err)
+		}
+	}
+	for _, k := range sortedKeys(cur) {
+		if !wantKeys[k] {
+			if err := c.DelMap(ctx, s.hostMap, k); err != nil {
+				if errors.Is(err, endpoints.ErrUnavailable) {
+					return err
+				}
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// writeIfChanged replaces path with b atomically unless it holds b.
+func writeIfChanged(path string, b []byte) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
+		return nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// badAddr says why HAProxy cannot take a, or "".
+func badAddr(a netip.AddrPort) string {
+	switch {
+	case !a.IsValid():
+		return "not an IP address and port"
+	case a.Port() == 0:
+		return "port 0"
+	case a.Addr().IsUnspecified():
+		return "unspecified address"
+	case a.Addr().IsMulticast():
+		return "multicast address"
+	case a.Addr().Zone() != "":
+		return "address with a zone"
+	}
+	return ""
+}
+
+var (
+	conventionalID = regexp.MustCompile(`^([A-Za-z0-9_.-]+)/([0-9]+)$`)
+	unsafeServer   = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
+)
+
+// ServerName is the HAProxy server name of an endpoint ID: NamePrefix,
+// then for the usual "<container id>/<port>" the id, "-" and the port;
+// for any other ID its characters HAProxy does not take replaced by "_",
+// "-" and 8 hex digits of the ID's SHA-1. Distinct IDs get distinct
+// names.
+func ServerName(id string) string {
+	if m := conventionalID.FindStringSubmatch(id); m != nil {
+		return NamePrefix + m[1] + "-" + m[2]
+	}
+	h := sha1.Sum([]byte(id)) //nolint:gosec // see the import
+	return NamePrefix + unsafeServer.ReplaceAllString(id, "_") + "-x" + hex.EncodeToString(h[:])[:8]
+}
+
+// pickID is the explicit server id of a new server: derived from its name
+// (so a server keeps its id across HAProxy restarts, whatever the order
+// of the pushes), the next free one on a collision.
+func pickID(name string, used map[int]bool) int {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	id := 1000 + int(h.Sum32()%1_000_000_000)
+	for used[id] {
+		id++
+	}
+	return id
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
