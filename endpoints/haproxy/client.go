@@ -372,6 +372,23 @@ type NewServer struct {
 	ID     int    // explicit server id ("id"); 0 lets HAProxy choose
 	Weight int    // 1-256; 0 is HAProxy's default (1)
 	Check  *Check // nil: no health check
+	Proto  string // http (default), https, grpc or grpcs: how HAProxy talks to the server
+}
+
+// protoArgs are the server keywords of an upstream protocol. TLS to a
+// server is not verified (as nginx's proxy_pass https:// does not verify).
+func protoArgs(proto string) ([]string, error) {
+	switch proto {
+	case "", "http":
+		return nil, nil
+	case "https":
+		return []string{"ssl", "verify", "none"}, nil
+	case "grpc":
+		return []string{"proto", "h2"}, nil
+	case "grpcs":
+		return []string{"ssl", "verify", "none", "alpn", "h2"}, nil
+	}
+	return nil, fmt.Errorf("protocol %q: not http, https, grpc or grpcs", proto)
 }
 
 // AddServer runs "add server backend/name addr ...". HAProxy creates the
@@ -391,6 +408,11 @@ func (c *Conn) AddServer(ctx context.Context, backend, name string, s NewServer)
 	if s.Check != nil {
 		args = append(args, s.Check.args()...)
 	}
+	pa, err := protoArgs(s.Proto)
+	if err != nil {
+		return fmt.Errorf("haproxy: add server %s/%s: %w", backend, name, err)
+	}
+	args = append(args, pa...)
 	return c.exec(ctx, backend, name, func(r string) bool { return r == "New server registered." }, args...)
 }
 

@@ -35,7 +35,8 @@ const NamePrefix = "berth-"
 //
 // For each upstream the backend of the same name must exist (the template
 // declares it, with no servers): a server the Set has and HAProxy does
-// not is added in maintenance with an explicit id, its health check
+// not is added in maintenance with an explicit id (TLS and HTTP/2 as the
+// upstream's protocol asks), its health check
 // started if the Sink has one, then set ready (HAProxy sends it requests
 // once its check passes) or drain; a changed address or weight is set in
 // place; a draining server is set to drain; a server HAProxy has and the
@@ -165,7 +166,7 @@ func (s *Sink) Push(ctx context.Context, set endpoints.Set) error {
 			name := ServerName(srv.ID)
 			want[u.Name][name] = true
 			cur, ok := have[u.Name][name]
-			if err := s.apply(ctx, c, u.Name, name, srv, cur, ok, ids[u.Name]); err != nil {
+			if err := s.apply(ctx, c, u, name, srv, cur, ok, ids[u.Name]); err != nil {
 				if errors.Is(err, endpoints.ErrUnavailable) {
 					return err
 				}
@@ -211,10 +212,11 @@ func (s *Sink) Push(ctx context.Context, set endpoints.Set) error {
 	return errors.Join(refused...)
 }
 
-// apply brings one server of backend b to srv: added if HAProxy does not
+// apply brings one server of u's backend to srv: added if HAProxy does not
 // have it (ok false), else its address, weight and state set where they
 // differ.
-func (s *Sink) apply(ctx context.Context, c *Conn, b, name string, srv endpoints.Server, cur ServerState, ok bool, ids map[int]bool) error {
+func (s *Sink) apply(ctx context.Context, c *Conn, u endpoints.Upstream, name string, srv endpoints.Server, cur ServerState, ok bool, ids map[int]bool) error {
+	b := u.Name
 	weight := min(max(srv.Weight, 1), records.MaxWeight)
 	state := StateReady
 	if srv.Draining {
@@ -222,7 +224,7 @@ func (s *Sink) apply(ctx context.Context, c *Conn, b, name string, srv endpoints
 	}
 	if !ok {
 		id := pickID(name, ids)
-		if err := c.AddServer(ctx, b, name, NewServer{Addr: srv.Addr, ID: id, Weight: weight, Check: s.check}); err != nil {
+		if err := c.AddServer(ctx, b, name, NewServer{Addr: srv.Addr, ID: id, Weight: weight, Check: s.check, Proto: u.Proto}); err != nil {
 			return err
 		}
 		ids[id] = true
