@@ -116,8 +116,8 @@ func AtRevision(rev store.Revision) Option { return func(o *buildOptions) { o.re
 // group them (nginx-proxy style): an instance that is running or draining,
 // with VIRTUAL_HOST (a comma list), an IP and a port, is a server of the
 // upstream of each (host, VIRTUAL_PATH) pair (the path "/" by default).
-// Draining instances, and instances of weight 0, are servers with Draining
-// set. The first instance of an upstream (in the order given) fixes its
+// Draining instances are servers with Draining set; a weight of 0 (or none:
+// records written by hand often have none) counts as 1. The first instance of an upstream (in the order given) fixes its
 // protocol (VIRTUAL_PROTO, default http); a later one asking for another is
 // left out. Instances are given in the order templates see them: service
 // by service in name order, each service's instances by host and id.
@@ -206,7 +206,7 @@ func server(in records.Instance) (Server, string, string, error) {
 		ID:       in.ID + "/" + strconv.Itoa(in.Port),
 		Addr:     netip.AddrPortFrom(ip.Unmap(), uint16(in.Port)),
 		Weight:   max(in.Weight, 1),
-		Draining: in.State == records.StateDraining || in.Weight == 0,
+		Draining: in.State == records.StateDraining,
 	}
 	return s, path, proto, nil
 }

@@ -78,7 +78,7 @@ func TestBuild(t *testing.T) {
 			name: "states and weights",
 			in:   []records.Instance{draining, weighted, zero, stopped},
 			want: []endpoints.Upstream{{Name: "a.localhost", Host: "a.localhost", Path: "/", Proto: "http", Servers: []endpoints.Server{
-				srv("d1/80", "10.0.0.4:80", 1, true), srv("w1/80", "10.0.0.5:80", 7, false), srv("z1/80", "10.0.0.6:80", 1, true),
+				srv("d1/80", "10.0.0.4:80", 1, true), srv("w1/80", "10.0.0.5:80", 7, false), srv("z1/80", "10.0.0.6:80", 1, false),
 			}}},
 		},
 		{

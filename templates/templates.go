@@ -5,7 +5,7 @@ import (
 	"io/fs"
 )
 
-//go:embed *.tmpl
+//go:embed *.tmpl *.lua
 var files embed.FS
 
 // Files returns the shipped templates.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/berthd/berth/endpoints"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/store"
 )
@@ -70,6 +71,10 @@ type Input struct {
 	// Warn receives what a native template reports with {{warn "..."}}
 	// (a conflict it resolved, data it left out); nil drops it.
 	Warn func(msg string)
+	// Endpoints receives the endpoint set a native template built with
+	// {{endpoints .Services}} (the live membership its proxy takes
+	// without a reload); nil drops it.
+	Endpoints func(endpoints.Set)
 }
 
 // Template is a parsed template. It is immutable and safe for concurrent

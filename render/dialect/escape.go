@@ -8,6 +8,7 @@ import (
 	"text/template"
 	"unicode/utf8"
 
+	"github.com/berthd/berth/endpoints"
 	"github.com/berthd/berth/records"
 )
 
@@ -26,6 +27,7 @@ func escapeFuncs() template.FuncMap {
 		"haproxyString": haproxyString,
 		"shellQuote":    shellQuote,
 		"jsonString":    jsonString,
+		"upstreamName":  endpoints.UpstreamName,
 		"checkHost":     reason(records.CheckHost),
 		"checkPath":     reason(records.CheckPath),
 		"checkProto":    reason(records.CheckProto),

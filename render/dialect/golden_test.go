@@ -185,6 +185,21 @@ func nativeInput(t testing.TB) Input {
 	return Input{Revision: 1234, KVs: kvs(pairs), Env: testEnv}
 }
 
+// liveInput is two proxied services for {{endpoints}}: one draining,
+// one weighted, one with a bad address (reported, left out).
+func liveInput(t testing.TB) Input {
+	inst := func(id, ip string, port int, state records.State, weight int, env map[string]string) string {
+		return mustJSON(t, records.Instance{ID: id, Name: "web-" + id, Service: "web", Host: "h1", IP: ip, Port: port, Env: env, State: state, Weight: weight})
+	}
+	vh := map[string]string{"VIRTUAL_HOST": "shop.localhost, API.localhost"}
+	return Input{Revision: 77, KVs: kvs(map[string]string{
+		records.ServiceKey("", "web", "h1", "c1"): inst("c1", "10.0.0.1", 80, records.StateRunning, 3, vh),
+		records.ServiceKey("", "web", "h1", "c2"): inst("c2", "fd00::2", 80, records.StateDraining, 1, vh),
+		records.ServiceKey("", "web", "h1", "c3"): inst("c3", "10.0.0.3;", 80, records.StateRunning, 1, vh),
+		records.ServiceKey("", "rpc", "h1", "c4"): inst("c4", "10.0.0.4", 50051, records.StateRunning, 1, map[string]string{"VIRTUAL_HOST": "rpc.localhost", "VIRTUAL_PROTO": "grpc", "VIRTUAL_PATH": "/svc/"}),
+	}), Env: testEnv}
+}
+
 func TestGoldenNative(t *testing.T) {
 	in := nativeInput(t)
 	allow := Options{AllowNondeterministic: true}
@@ -234,6 +249,9 @@ exists={{ exists "/config/app/port" }} {{ exists "/config/app" }}
 		{name: "sprig_dates", in: in, text: sprigDates},
 		{name: "sprig_fail", in: in, text: `before {{ fail "stop here" }}`},
 		{name: "warn", in: in, text: `before{{ warn "reported, not rendered" }} after`},
+		{name: "endpoints", in: liveInput(t), text: `{{ range $u := (endpoints .Services).Upstreams }}{{ $u.Name }} {{ $u.Host }}{{ $u.Path }} {{ $u.Proto }}:{{ range $u.Servers }} {{ .ID }}={{ .Addr }}/{{ .Weight }}{{ if .Draining }}/draining{{ end }}{{ end }}
+{{ end }}{{ upstreamName "a.localhost" "/api/" }} {{ upstreamName "*.example.com" "/" }}
+`},
 		{name: "escaping", in: in, text: `{{ nginxString "a \"b\" \\c; {d}" }}|{{ nginxToken "~^(?<s>.+)\\.example\\.com$" }}|{{ nginxComment "web-1\n}\nserver {" }}
 {{ haproxyString "a b#c" }}|{{ haproxyString "it's $HOME" }}|{{ shellQuote "it's $(id)" }}|{{ jsonString "a\"<b>\n" }}
 {{ checkHost "good.localhost" }}|{{ checkHost "bad;host" }}|{{ checkPath "/ok/" }}|{{ checkPath "ok" }}|{{ checkProto "grpc" }}|{{ checkProto "gopher" }}

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"slices"
 	"text/template"
 	"time"
 
+	"github.com/berthd/berth/endpoints"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/store"
 )
@@ -68,6 +70,8 @@ func nativeFuncs(opts Options) *funcSet {
 			"exists": kvFunc(x, func(s *kvStore) any { return s.exists }),
 			// berth: report without failing the render.
 			"warn": warnFunc(x),
+			// berth: live endpoints (package endpoints).
+			"endpoints": endpointsFunc(x),
 		}
 		bindEnv(m, x)
 		return m
@@ -88,6 +92,31 @@ func warnFunc(x *execution) func(string) string {
 			x.in.Warn(msg)
 		}
 		return ""
+	}
+}
+
+// endpointsFunc is {{endpoints .Services}}: endpoints.Build over the
+// instances (service by service in name order), each record it leaves out
+// reported with warn; the set also goes to Input.Endpoints.
+func endpointsFunc(x *execution) func(map[string][]records.Instance) endpoints.Set {
+	warn := warnFunc(x)
+	return func(services map[string][]records.Instance) endpoints.Set {
+		var all []records.Instance
+		for _, name := range slices.Sorted(maps.Keys(services)) {
+			all = append(all, services[name]...)
+		}
+		var opts []endpoints.Option
+		if x != nil {
+			opts = append(opts, endpoints.AtRevision(x.in.Revision))
+		}
+		set, errs := endpoints.Build(all, opts...)
+		for _, err := range errs {
+			warn(err.Error())
+		}
+		if x != nil && x.in.Endpoints != nil {
+			x.in.Endpoints(set)
+		}
+		return set
 	}
 }
 
