@@ -220,6 +220,11 @@ func TestSinkUnderLoad(t *testing.T) {
 	push(t, sink, set(upstream("a.localhost", b1.server(false), b2.server(false), b3.server(false), dead)))
 	waitFor(t, "b2 and b3 serving", func() bool { return b2.hits.Load() > 5 && b3.hits.Load() > 5 })
 	pause()
+	for _, s := range serversState(t, h, "a.localhost") {
+		if s.Addr == deadAddr && (s.Op != haproxy.OpStopped || s.Maint()) {
+			t.Errorf("the server failing its check: op %d admin %#x, want down (by its check) and ready", s.Op, s.Admin)
+		}
+	}
 
 	// Drain b1: no new requests reach it.
 	push(t, sink, set(upstream("a.localhost", b1.server(true), b2.server(false), b3.server(false), dead)))
@@ -247,10 +252,17 @@ func TestSinkUnderLoad(t *testing.T) {
 	if h.MasterPID() != master || workerPID(t, h) != worker {
 		t.Errorf("HAProxy was reloaded: master %d→%d, worker %d→%d", master, h.MasterPID(), worker, workerPID(t, h))
 	}
-	names := serverNames(t, h, "a.localhost")
-	want := []string{haproxy.ServerName(b2.server(false).ID), haproxy.ServerName(b3.server(false).ID)}
-	if strings.Join(names, ",") != strings.Join(want, ",") {
-		t.Errorf("servers of a.localhost %q, want %q", names, want)
+	st := serversState(t, h, "a.localhost")
+	if len(st) != 2 || st[0].Name != haproxy.ServerName(b2.server(false).ID) || st[1].Name != haproxy.ServerName(w3.ID) {
+		t.Fatalf("servers of a.localhost %+v, want b2 and b3 only", st)
+	}
+	for _, s := range st {
+		if s.Op != haproxy.OpRunning || s.Maint() || s.Drain() || s.CheckState&0x4 == 0 {
+			t.Errorf("server %s: op %d admin %#x check %#x, want up, ready, checked", s.Name, s.Op, s.Admin, s.CheckState)
+		}
+	}
+	if st[1].Weight != 3 {
+		t.Errorf("b3 weight %d, want 3", st[1].Weight)
 	}
 	t.Logf("%d requests, by backend %v", l.ok.Load(), l.by)
 }
@@ -268,6 +280,15 @@ func closedPort(t *testing.T) string {
 
 func serverNames(t *testing.T, h *testenv.HAProxy, backend string) []string {
 	t.Helper()
+	var names []string
+	for _, s := range serversState(t, h, backend) {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
+func serversState(t *testing.T, h *testenv.HAProxy, backend string) []haproxy.ServerState {
+	t.Helper()
 	c, err := haproxy.NewClient(h.Socket).Dial(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -277,11 +298,7 @@ func serverNames(t *testing.T, h *testenv.HAProxy, backend string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, s := range st {
-		names = append(names, s.Name)
-	}
-	return names
+	return st
 }
 
 // TestSinkRestartedProxy: HAProxy restarted by hand comes back with empty
@@ -348,5 +365,69 @@ func TestSinkRefused(t *testing.T) {
 	}
 	if _, body, err := h.Get("a.localhost", "/"); err != nil || body != "1" {
 		t.Errorf("a.localhost: %q %v", body, err)
+	}
+}
+
+// TestSinkChanges: a changed address, weight or drain state is set in
+// place (same server, same id); a server of the configuration (no
+// NamePrefix) is left alone; an IPv6 server is added; pushing the same
+// set again changes nothing.
+func TestSinkChanges(t *testing.T) {
+	h := testenv.NewHAProxy(t)
+	mapFile := filepath.Join(h.Dir, "hosts.map")
+	sink, err := haproxy.New(h.Socket, haproxy.WithHostMap(mapFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	static := newBackend(t, "static")
+	conf := proxyConf(h, mapFile, "a.localhost") + "    server static " + static.addr.String() + "\n"
+	if err := os.WriteFile(h.Conf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.Start(t)
+	b1, b2 := newBackend(t, "1"), newBackend(t, "2")
+	s1 := b1.server(false)
+	v6 := endpoints.Server{ID: "six/80", Addr: netip.MustParseAddrPort("[::1]:9"), Weight: 1, Draining: true}
+	push(t, sink, set(upstream("a.localhost", s1, v6)))
+	before := serversState(t, h, "a.localhost")
+	moved := s1
+	moved.Addr, moved.Weight = b2.addr, 5
+	push(t, sink, set(upstream("a.localhost", moved, v6)))
+	push(t, sink, set(upstream("a.localhost", moved, v6))) // again: nothing to do
+	after := serversState(t, h, "a.localhost")
+	if len(after) != 3 {
+		t.Fatalf("servers %+v, want static, s1 and the IPv6 one", after)
+	}
+	byName := map[string]haproxy.ServerState{}
+	for _, s := range after {
+		byName[s.Name] = s
+	}
+	got := byName[haproxy.ServerName(s1.ID)]
+	var old haproxy.ServerState
+	for _, s := range before {
+		if s.Name == got.Name {
+			old = s
+		}
+	}
+	if got.Addr != b2.addr || got.Weight != 5 || got.ID != old.ID || got.ID == 0 {
+		t.Errorf("moved server %+v (was %+v): want addr %s, weight 5, the same id", got, old, b2.addr)
+	}
+	if s := byName[haproxy.ServerName(v6.ID)]; s.Addr != v6.Addr || !s.Drain() {
+		t.Errorf("IPv6 server %+v, want %s draining", s, v6.Addr)
+	}
+	if s, ok := byName["static"]; !ok || s.Maint() {
+		t.Errorf("the configuration's server was touched: %+v", s)
+	}
+	// Undrain; then an empty set removes berth's servers, never the static one.
+	v6.Draining = false
+	push(t, sink, set(upstream("a.localhost", moved, v6)))
+	for _, s := range serversState(t, h, "a.localhost") {
+		if s.Drain() || s.Maint() {
+			t.Errorf("after undrain, %s: admin %#x", s.Name, s.Admin)
+		}
+	}
+	push(t, sink, set())
+	if names := serverNames(t, h, "a.localhost"); len(names) != 1 || names[0] != "static" {
+		t.Errorf("after an empty set: %q, want [static]", names)
 	}
 }
