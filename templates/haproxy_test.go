@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,16 +166,7 @@ func TestHAProxyHostileRecords(t *testing.T) {
 		for _, v := range recordstest.Corpus() {
 			t.Run(string(f)+"/"+v.Case, func(t *testing.T) {
 				key, bad, _ := hostileRecord(f, v.Value)
-				var kvs []store.KV
-				for _, in := range []records.Instance{good, bad} {
-					b, _ := json.Marshal(in)
-					k := records.ServiceKey("/berth", in.Service, in.Host, in.ID)
-					if in.ID == "bad" {
-						k = key
-					}
-					kvs = append(kvs, store.KV{Key: k, Value: b})
-				}
-				slices.SortFunc(kvs, func(a, b store.KV) int { return strings.Compare(a.Key, b.Key) })
+				kvs := instanceKVs(map[string]records.Instance{records.ServiceKey("/berth", good.Service, good.Host, good.ID): good, key: bad})
 				var out bytes.Buffer
 				var set endpoints.Set
 				in := dialect.Input{KVs: kvs, Env: haproxyEnv(h), Warn: func(string) {}, Endpoints: func(s endpoints.Set) { set = s }}
@@ -230,12 +222,11 @@ func TestHAProxyLive(t *testing.T) {
 	}
 	renderSet := func() ([]byte, endpoints.Set) {
 		t.Helper()
-		var kvs []store.KV
+		byKey := map[string]records.Instance{}
 		for _, in := range instances {
-			b, _ := json.Marshal(in)
-			kvs = append(kvs, store.KV{Key: records.ServiceKey("/berth", in.Service, in.Host, in.ID), Value: b})
+			byKey[records.ServiceKey("/berth", in.Service, in.Host, in.ID)] = in
 		}
-		slices.SortFunc(kvs, func(a, b store.KV) int { return strings.Compare(a.Key, b.Key) })
+		kvs := instanceKVs(byKey)
 		var out bytes.Buffer
 		var set endpoints.Set
 		if err := tm.Execute(&out, dialect.Input{KVs: kvs, Env: haproxyEnv(h), Endpoints: func(s endpoints.Set) { set = s }}); err != nil {
@@ -336,4 +327,15 @@ func haproxyWorker(t *testing.T, h *testenv.HAProxy) int {
 		t.Fatalf("HAProxy does not answer on %s", h.Socket)
 	}
 	return pid
+}
+
+// instanceKVs is the store's view of instance records: key → record,
+// sorted by key.
+func instanceKVs(byKey map[string]records.Instance) []store.KV {
+	var kvs []store.KV
+	for _, k := range slices.Sorted(maps.Keys(byKey)) {
+		b, _ := json.Marshal(byKey[k])
+		kvs = append(kvs, store.KV{Key: k, Value: b})
+	}
+	return kvs
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -177,8 +178,8 @@ func (s *Sink) Push(ctx context.Context, set endpoints.Set) error {
 
 	// Removed servers: maintenance (no new requests), then delete once idle.
 	var busy [][2]string
-	for _, b := range sortedKeys(have) {
-		for _, name := range sortedKeys(have[b]) {
+	for _, b := range slices.Sorted(maps.Keys(have)) {
+		for _, name := range slices.Sorted(maps.Keys(have[b])) {
 			if !strings.HasPrefix(name, NamePrefix) || want[b][name] {
 				continue
 			}
@@ -344,7 +345,7 @@ func (s *Sink) syncHostMap(ctx context.Context, c *Conn, set endpoints.Set, back
 			errs = append(errs, err)
 		}
 	}
-	for _, k := range sortedKeys(cur) {
+	for _, k := range slices.Sorted(maps.Keys(cur)) {
 		if !wantKeys[k] {
 			if err := c.DelMap(ctx, s.hostMap, k); err != nil {
 				if errors.Is(err, endpoints.ErrUnavailable) {
@@ -427,13 +428,4 @@ func pickID(name string, used map[int]bool) int {
 		id++
 	}
 	return id
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

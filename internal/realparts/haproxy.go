@@ -154,10 +154,17 @@ func (h *HAProxy) answers() bool {
 
 // Get sends one HTTP request through HAProxy (Host header host, if set)
 // and returns the status and body.
-func (h *HAProxy) Get(host, path string) (int, string, error) {
+func (h *HAProxy) Get(host, path string) (int, string, error) { return httpGet(h.Addr, host, path) }
+
+// Log returns the tail of HAProxy's output.
+func (h *HAProxy) Log() string { return fileTail(filepath.Join(h.Dir, "haproxy.log")) }
+
+// httpGet sends one HTTP request to addr without keep-alive (Host header
+// host, if set) and returns the status and the body, trimmed.
+func httpGet(addr, host, path string) (int, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+h.Addr+path, nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+path, nil)
 	if err != nil {
 		return 0, "", err
 	}
@@ -173,9 +180,9 @@ func (h *HAProxy) Get(host, path string) (int, string, error) {
 	return resp.StatusCode, strings.TrimSpace(string(b)), err
 }
 
-// Log returns the tail of HAProxy's output.
-func (h *HAProxy) Log() string {
-	b, _ := os.ReadFile(filepath.Join(h.Dir, "haproxy.log"))
+// fileTail is the last 3000 bytes of a (log) file.
+func fileTail(path string) string {
+	b, _ := os.ReadFile(path)
 	if i := len(b) - 3000; i > 0 {
 		b = b[i:]
 	}
