@@ -629,6 +629,19 @@ func TestUpStopSignals(t *testing.T) {
 			}
 			cli("import", rootfs, "whoami:signals")
 			cli("run", "-d", "--name", "lingering", "-e", "WHOAMI_LINGER="+tc.linger, "whoami:signals", "/whoami")
+			// Wait until whoami handles SIGTERM: as a container's pid 1 it
+			// ignores one that arrives before its handler is installed, and
+			// the stop would then wait the whole --stop-timeout.
+			for {
+				_, stdout, stderr := berthCLI(context.Background(), "logs", "--host", sock, "lingering")
+				if strings.Contains(stdout+stderr, "listening on") {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("whoami never started listening:\n%s", logb.String())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 
 			signalled := time.Now()
 			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
