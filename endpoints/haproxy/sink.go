@@ -42,8 +42,7 @@ const NamePrefix = "berth-"
 // once its check passes) or drain; a changed address or weight is set in
 // place; a draining server is set to drain; a server HAProxy has and the
 // Set does not is set to maintenance (open requests finish) and deleted
-// once it has no connections left (within the delete wait, else on a
-// later push).
+// once it has no connections left (at once, or by a later push).
 //
 // Errors: an unreachable socket gives an error wrapping
 // endpoints.ErrUnavailable; a command HAProxy refuses, or a backend the
@@ -79,9 +78,11 @@ func WithCheck(c Check) Option { return func(s *Sink) { s.check = &c } }
 // if it is missing: HAProxy refuses a configuration naming a missing map.
 func WithHostMap(path string) Option { return func(s *Sink) { s.hostMap = path } }
 
-// WithDeleteWait bounds how long a Push waits for removed servers to
-// finish their open requests before deleting them (default 2s); a server
-// still busy then is deleted by a later Push.
+// WithDeleteWait sets how long a Push waits for removed servers to finish
+// their open requests before deleting them. The default, 0, tries once:
+// a server still busy stays in maintenance (no new requests) and is
+// deleted by a later Push (endpoints.Pusher pushes again every interval),
+// so that a push is never held up by a slow request.
 func WithDeleteWait(d time.Duration) Option { return func(s *Sink) { s.delWait = d } }
 
 // WithLogger sets the logger (default slog.Default()).
@@ -94,7 +95,7 @@ func WithClientOptions(opts ...ClientOption) Option {
 
 // New is a Sink for the HAProxy whose admin-level stats socket is socket.
 func New(socket string, opts ...Option) (*Sink, error) {
-	s := &Sink{client: NewClient(socket), delWait: 2 * time.Second, log: slog.Default()}
+	s := &Sink{client: NewClient(socket), log: slog.Default()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -130,9 +131,13 @@ func (s *Sink) Push(ctx context.Context, set endpoints.Set) error {
 		}
 		s.lastPID = info.PID
 	}
-	backends, err := c.Backends(ctx)
+	names, err := c.Backends(ctx)
 	if err != nil {
 		return err
+	}
+	backends := map[string]bool{}
+	for _, b := range names {
+		backends[b] = true
 	}
 	states, err := c.ServersState(ctx, "")
 	if err != nil {
@@ -151,7 +156,7 @@ func (s *Sink) Push(ctx context.Context, set endpoints.Set) error {
 	var refused []error
 	want := map[string]map[string]bool{} // backend → our server names in the set
 	for _, u := range set.Upstreams {
-		if !slices.Contains(backends, u.Name) {
+		if !backends[u.Name] {
 			refused = append(refused, fmt.Errorf("haproxy has no backend %q (upstream of %s%s): its configuration is not the rendered one", u.Name, records.Truncate(u.Host), records.Truncate(u.Path)))
 			continue
 		}
@@ -307,9 +312,9 @@ func PlainHost(host string) bool {
 
 // syncHostMap writes the host map file and applies its changes to the
 // running HAProxy's map.
-func (s *Sink) syncHostMap(ctx context.Context, c *Conn, set endpoints.Set, backends []string) error {
+func (s *Sink) syncHostMap(ctx context.Context, c *Conn, set endpoints.Set, backends map[string]bool) error {
 	entries := HostMapEntries(set)
-	entries = slices.DeleteFunc(entries, func(e MapEntry) bool { return !slices.Contains(backends, e.Value) })
+	entries = slices.DeleteFunc(entries, func(e MapEntry) bool { return !backends[e.Value] })
 	var file bytes.Buffer
 	for _, e := range entries {
 		fmt.Fprintf(&file, "%s %s\n", e.Key, e.Value)
