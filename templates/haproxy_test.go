@@ -289,12 +289,10 @@ func TestHAProxyLive(t *testing.T) {
 	if out, err := reload.CombinedOutput(); err != nil {
 		t.Fatalf("reload: %v %s", err, out)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for haproxyWorkerOrZero(h) == pid || haproxyWorkerOrZero(h) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no new worker after the reload: %s", h.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
+	wctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if in, err := haproxy.NewClient(h.Socket).WaitWorker(wctx, pid); err != nil || in.PID == pid {
+		t.Fatalf("no new worker after the reload: %v %+v: %s", err, in, h.Log())
 	}
 	if err := sink.Push(t.Context(), set); err != nil {
 		t.Fatal(err)
@@ -304,29 +302,16 @@ func TestHAProxyLive(t *testing.T) {
 	expect("a.localhost", "/api/", "api")
 }
 
-// haproxyWorkerOrZero is the pid of HAProxy's worker, 0 if it does not
-// answer.
-func haproxyWorkerOrZero(h *testenv.HAProxy) int {
-	ctx := context.Background()
-	c, err := haproxy.NewClient(h.Socket, haproxy.WithTimeout(time.Second)).Dial(ctx)
-	if err != nil {
-		return 0
-	}
-	defer c.Close()
-	in, err := c.Info(ctx)
-	if err != nil {
-		return 0
-	}
-	return in.PID
-}
-
+// haproxyWorker is the pid of HAProxy's worker.
 func haproxyWorker(t *testing.T, h *testenv.HAProxy) int {
 	t.Helper()
-	pid := haproxyWorkerOrZero(h)
-	if pid == 0 {
-		t.Fatalf("HAProxy does not answer on %s", h.Socket)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	in, err := haproxy.NewClient(h.Socket).WaitWorker(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return pid
+	return in.PID
 }
 
 // instanceKVs is the store's view of instance records: key → record,

@@ -198,6 +198,7 @@ type Info struct {
 	PID       int    // the worker's pid: a new one after every reload or restart
 	StartTime int64  // Start_time_sec
 	Version   string // HAProxy's version
+	Stopping  bool   // the worker is an old one finishing its connections after a reload
 }
 
 // Info runs "show info".
@@ -216,12 +217,36 @@ func (c *Conn) Info(ctx context.Context) (Info, error) {
 			in.StartTime, _ = strconv.ParseInt(v, 10, 64)
 		case "Version":
 			in.Version = v
+		case "Stopping":
+			in.Stopping = v == "1"
 		}
 	}
 	if in.PID == 0 {
 		return Info{}, &CommandError{Command: "show info", Reply: reply}
 	}
 	return in, nil
+}
+
+// WaitWorker waits until the socket is served by a worker other than
+// the one with pid old (0: any worker) that is not stopping, polling every
+// 20ms: after a reload (SIGUSR2 to the master), it returns once the new
+// worker answers, so that a push reaches it and not the old one.
+func (c *Client) WaitWorker(ctx context.Context, old int) (Info, error) {
+	for {
+		conn, err := c.Dial(ctx)
+		if err == nil {
+			in, err := conn.Info(ctx)
+			conn.Close()
+			if err == nil && in.PID != old && !in.Stopping {
+				return in, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return Info{}, fmt.Errorf("haproxy runtime API %s: waiting for a worker other than %d: %w: %w", c.socket, old, endpoints.ErrUnavailable, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // Backends runs "show backend": the names of every backend.

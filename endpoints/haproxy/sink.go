@@ -125,6 +125,9 @@ func (s *Sink) Push(ctx context.Context, set endpoints.Set) error {
 	if err != nil {
 		return err
 	}
+	if info.Stopping { // an old worker after a reload: the new one gets the set
+		return fmt.Errorf("haproxy worker %d is stopping after a reload: %w", info.PID, endpoints.ErrUnavailable)
+	}
 	if info.PID != s.lastPID {
 		if s.lastPID != 0 {
 			s.log.Info("haproxy: new worker, pushing every endpoint", "pid", info.PID, "previous", s.lastPID, "revision", set.Revision)
