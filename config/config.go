@@ -51,6 +51,11 @@ type Template struct {
 	// check, reload, timeout, guards.
 	Spec render.Spec
 
+	// Live is how upstream membership reaches the proxy without a
+	// reload ("nginx-lua"; "" renders it into the file). LiveDir is the
+	// directory of its push endpoint, mode 0700 (see package endpoints).
+	Live, LiveDir string
+
 	// DockerGen holds the docker-gen settings berth does not act on in the
 	// pipeline (kept so that docker-gen files load unmodified).
 	DockerGen *DockerGenExtras
@@ -227,6 +232,8 @@ type berthTemplate struct {
 	MissingKey            string   `toml:"missingkey"`
 	AllowNondeterministic bool     `toml:"allow_nondeterministic"`
 	KeepBlankLines        bool     `toml:"keep_blank_lines"`
+	Live                  string   `toml:"live"`
+	LiveDir               string   `toml:"live_dir"`
 }
 
 // Load reads a berth.toml. Relative src, includes and dest paths are
@@ -387,6 +394,9 @@ func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) 
 	if err := t.finish(); err != nil {
 		return fail("%v", err)
 	}
+	if err := t.setLive(rt.Live, relTo(dir, rt.LiveDir)); err != nil {
+		return fail("%v", err)
+	}
 	return t, nil
 }
 
@@ -452,8 +462,13 @@ func (t Template) label() string {
 func Validate(ts []Template) error {
 	dests := map[string]Template{}
 	names := map[string]Template{}
+	lives := map[string]Template{}
 	var errs []error
 	for _, t := range ts {
+		if o, dup := lives[t.LiveDir]; dup && t.LiveDir != "" {
+			errs = append(errs, fmt.Errorf("%s: template %q: live_dir %s is also template %q's (%s)", t.Origin, t.label(), t.LiveDir, o.label(), o.Origin))
+		}
+		lives[t.LiveDir] = t
 		if t.Spec.Dest == "" {
 			continue
 		}

@@ -23,6 +23,7 @@ type job struct {
 	warned map[string]bool
 	res    render.Result
 	checks int // check runs of a quarantine search
+	live   liveJob
 }
 
 // render runs one cycle over the templates that are due: collect (snapshot,
@@ -59,7 +60,7 @@ func (s *state) collect(batch map[*tmplState]bool) []*job {
 		if tmpl == nil {
 			continue // never parsed: nothing to render until its file is fixed
 		}
-		if t.applied && slices.Equal(t.appliedData, dataGens) && t.appliedGen == gen {
+		if t.applied && slices.Equal(t.appliedData, dataGens) && t.appliedGen == gen && !t.live.stale() {
 			continue // this exact snapshot and template are already applied
 		}
 		log := s.r.log.With("template", t.conf.Name)
@@ -81,6 +82,7 @@ func (s *state) collect(batch map[*tmplState]bool) []*job {
 			cur[msg] = true
 		}, s.r.env
 		j.in, j.warned = in, cur
+		t.live.bind(j)
 		jobs = append(jobs, j)
 	}
 	return jobs
@@ -138,6 +140,7 @@ func (s *state) record(j *job, now time.Time, took time.Duration) {
 	if res.Err == nil {
 		t.applied, t.appliedData, t.appliedRev, t.appliedGen = true, j.data, rev, j.gen
 		t.good = j.in.KVs
+		t.live.applied(j)
 		t.lastRender, t.lastErr, t.retry, t.failingSince = now, nil, 0, time.Time{}
 		if res.Changed { // the render package logs what it wrote
 			t.lastChange = now

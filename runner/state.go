@@ -165,6 +165,7 @@ func (s *state) start(p parsed) {
 	if p.err != nil {
 		t.failingSince = time.Now()
 	}
+	s.startLive(ctx, t)
 	for _, pre := range p.conf.Prefixes {
 		t.mirrors[pre] = s.acquireMirror(pre)
 	}

@@ -53,6 +53,7 @@ type tmplState struct {
 	retry        time.Duration
 	retryTimer   *time.Timer
 	warned       map[string]bool // what the last render reported with {{warn}}
+	live         *live           // live endpoints (live.go); nil without
 }
 
 // files are the files the template reads: those the parsed template

@@ -14,12 +14,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/berthd/berth/endpoints"
 	"github.com/berthd/berth/endpoints/nginxlua"
+	"github.com/berthd/berth/internal/realparts"
 	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/render/dialect"
@@ -127,68 +127,16 @@ func get(c *http.Client, n *testenv.Nginx) (string, error) {
 	return string(b), nil
 }
 
-// load sends requests through nginx until stopped, counting failures and
-// the answers of each backend, and the requests a draining backend got
-// although they started after its drain was pushed.
-type load struct {
-	mu       sync.Mutex
-	seen     map[string]int
-	failed   []string
-	requests int
-	drained  map[string]time.Time // backend → when its drain was pushed
-	late     []string
-	stop     chan struct{}
-	done     sync.WaitGroup
-}
-
-func startLoad(n *testenv.Nginx, clients int) *load {
-	l := &load{seen: map[string]int{}, drained: map[string]time.Time{}, stop: make(chan struct{})}
-	for range clients {
-		c := &http.Client{Timeout: 5 * time.Second}
-		l.done.Go(func() {
-			defer c.CloseIdleConnections()
-			for {
-				select {
-				case <-l.stop:
-					return
-				case <-time.After(3 * time.Millisecond):
-				}
-				start := time.Now()
-				name, err := get(c, n)
-				l.mu.Lock()
-				l.requests++
-				if err != nil {
-					l.failed = append(l.failed, err.Error())
-				} else {
-					l.seen[name]++
-					if at, ok := l.drained[name]; ok && start.After(at) {
-						l.late = append(l.late, name)
-					}
-				}
-				l.mu.Unlock()
-			}
-		})
-	}
-	return l
-}
-
-func (l *load) count(name string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.seen[name]
-}
-
-// waitFor waits until backend name has answered 30 more requests, and at
-// least 200ms: each phase of a test runs under load for a while.
-func (l *load) waitFor(t *testing.T, name string) {
+// waitFor waits until backend name has answered 30 more requests of l, and
+// at least 200ms: each phase of a test runs under load for a while.
+func waitFor(t *testing.T, l *realparts.Load, name string) {
 	t.Helper()
-	defer func(start time.Time) { t.Logf("%s: %v", name, time.Since(start)) }(time.Now())
-	before := l.count(name)
+	before := l.Seen(name)
 	start := time.Now()
 	deadline := start.Add(10 * time.Second)
-	for l.count(name) < before+30 || time.Since(start) < 200*time.Millisecond {
+	for l.Seen(name) < before+30 || time.Since(start) < 200*time.Millisecond {
 		if time.Now().After(deadline) {
-			t.Fatalf("backend %s gets no requests: %v", name, l.seen)
+			t.Fatalf("backend %s gets no requests", name)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -211,39 +159,34 @@ func TestZeroReloadsUnderLoad(t *testing.T) {
 	b1, b2, b3 := newBackend(t, "b1"), newBackend(t, "b2"), newBackend(t, "b3")
 	push(t, sink, set(b1.server(1, false)))
 	procs := workers(t, n)
-	l := startLoad(n, 3)
-	l.waitFor(t, "b1")
+	l := realparts.StartLoad(n.Addr, host, 500, 4)
+	waitFor(t, l, "b1")
 
 	push(t, sink, set(b1.server(1, false), b2.server(1, false)))
-	l.waitFor(t, "b2")
+	waitFor(t, l, "b2")
 	push(t, sink, set(b1.server(1, false), b2.server(1, false), b3.server(2, false)))
-	l.waitFor(t, "b3")
+	waitFor(t, l, "b3")
 	// drain b1, then remove it and stop it
 	push(t, sink, set(b1.server(1, true), b2.server(1, false), b3.server(2, false)))
-	l.mu.Lock()
-	l.drained["b1"] = time.Now()
-	l.mu.Unlock()
-	l.waitFor(t, "b2")
+	l.MarkDraining("b1")
+	waitFor(t, l, "b2")
 	push(t, sink, set(b2.server(1, false), b3.server(2, false)))
 	b1.srv.Close()
-	l.waitFor(t, "b3")
+	waitFor(t, l, "b3")
 	// the same for b2: b3 alone is left
 	push(t, sink, set(b2.server(1, true), b3.server(2, false)))
-	l.mu.Lock()
-	l.drained["b2"] = time.Now()
-	l.mu.Unlock()
-	l.waitFor(t, "b3")
+	l.MarkDraining("b2")
+	waitFor(t, l, "b3")
 	push(t, sink, set(b3.server(2, false)))
 	b2.srv.Close()
-	l.waitFor(t, "b3")
-	close(l.stop)
-	l.done.Wait()
+	waitFor(t, l, "b3")
+	res := l.Stop()
 
-	if len(l.failed) > 0 {
-		t.Errorf("%d of %d requests failed: %q", len(l.failed), l.requests, l.failed[:min(5, len(l.failed))])
+	if res.Failed > 0 {
+		t.Errorf("%d of %d requests failed: %q", res.Failed, res.Requests, res.Failures)
 	}
-	if len(l.late) > 0 {
-		t.Errorf("draining backends got %d new requests: %q", len(l.late), l.late)
+	if res.Late > 0 {
+		t.Errorf("draining backends got %d new requests", res.Late)
 	}
 	if got := workers(t, n); got != procs {
 		t.Errorf("nginx processes changed from %s to %s: it reloaded", procs, got)
@@ -251,7 +194,7 @@ func TestZeroReloadsUnderLoad(t *testing.T) {
 	if strings.Contains(n.ErrorLog(), "reconfiguring") {
 		t.Errorf("nginx reloaded:\n%s", n.ErrorLog())
 	}
-	t.Logf("%d requests, %v, no reload (%s)", l.requests, l.seen, procs)
+	t.Logf("%d requests, %v, no reload (%s)", res.Requests, res.Seen, procs)
 }
 
 // TestWeightedRoundRobin: one worker answers sequential requests in exact

@@ -1,0 +1,168 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/endpoints"
+	"github.com/berthd/berth/endpoints/nginxlua"
+)
+
+// Live endpoints (config live = "nginx-lua"): the template renders only
+// the structure, and the endpoint set its {{endpoints}} call built goes to
+// a Sink through a Pusher after every successful render: instances coming
+// and going leave the file byte-identical, so the render skips its check
+// and reload, and the proxy takes the new servers at once. When the proxy
+// refuses a push, the template is rendered with its servers in the file
+// (BERTH_LIVE empty) and reloaded, until a push succeeds again.
+
+// live is one template's live endpoint side; a nil *live is a template
+// without one (every method is a no-op).
+type live struct {
+	kind, dir string
+	log       *slog.Logger
+	pusher    *endpoints.Pusher
+
+	mu       sync.Mutex
+	static   bool // the proxy refused a push: render the servers into the file
+	rendered bool // the last successful render was static
+	noSet    bool // the last successful render did not call endpoints (reported once)
+}
+
+// liveJob is what a job's render gave the live side.
+type liveJob struct {
+	set    *endpoints.Set // what the template's {{endpoints}} built, nil if it did not call it
+	static bool           // rendered with the servers in the file
+}
+
+// startLive prepares t's live side, if it declares one; a template whose
+// sink cannot be set up (the Lua module missing) does not load: it is
+// reported as not parsing, with the reason.
+func (s *state) startLive(ctx context.Context, t *tmplState) {
+	if t.conf.Live == "" {
+		return
+	}
+	l, err := newLive(ctx, t.conf, s.r.log.With("template", t.conf.Name, "live", t.conf.Live), t.deb.Trigger)
+	if err != nil {
+		t.tmpl, t.parseErr = nil, fmt.Errorf("%s: live = %q: %w", t.conf.Origin, t.conf.Live, err)
+		s.r.log.Error("template does not load", "template", t.conf.Name, "err", t.parseErr)
+		return
+	}
+	t.live = l
+}
+
+// newLive makes the sink of conf.Live and starts its pusher until ctx
+// ends; rerender asks for a render (the mode changed).
+func newLive(ctx context.Context, conf config.Template, log *slog.Logger, rerender func()) (*live, error) {
+	var sink endpoints.Sink
+	switch conf.Live {
+	case "nginx-lua":
+		if err := nginxlua.CheckModule(""); err != nil {
+			return nil, err
+		}
+		s, err := nginxlua.New(conf.LiveDir, nginxlua.WithLogger(log))
+		if err != nil {
+			return nil, err
+		}
+		sink = s
+	default:
+		return nil, fmt.Errorf("no endpoint sink for %q", conf.Live)
+	}
+	l := &live{kind: conf.Live, dir: conf.LiveDir, log: log}
+	l.pusher = endpoints.NewPusher(sink, endpoints.WithPushLogger(log),
+		endpoints.OnRefused(func(error) { l.setStatic(true, rerender) }),
+		endpoints.OnApplied(func(endpoints.Set) { l.setStatic(false, rerender) }))
+	go l.pusher.Run(ctx)
+	return l, nil
+}
+
+func (l *live) setStatic(static bool, rerender func()) {
+	l.mu.Lock()
+	changed := l.static != static
+	l.static = static
+	l.mu.Unlock()
+	if changed {
+		if static {
+			l.log.Warn("rendering the servers into the file and reloading until the proxy takes pushes again")
+		} else {
+			l.log.Info("the proxy takes pushes again; rendering the structure only")
+		}
+		rerender()
+	}
+}
+
+// bind sets up a job's input: the environment the template sees
+// (BERTH_LIVE, BERTH_LIVE_DIR) and where its endpoint set goes.
+func (l *live) bind(j *job) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	j.live.static = l.static
+	l.mu.Unlock()
+	env := maps.Clone(j.in.Env)
+	if env == nil {
+		env = environ()
+	}
+	env["BERTH_LIVE"], env["BERTH_LIVE_DIR"] = l.kind, l.dir
+	if j.live.static {
+		env["BERTH_LIVE"] = ""
+	}
+	j.in.Env = env
+	j.in.Endpoints = func(s endpoints.Set) { j.live.set = &s }
+}
+
+// stale reports whether the mode changed since the last successful
+// render, which must then render again although its data did not change.
+func (l *live) stale() bool {
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.static != l.rendered
+}
+
+// applied hands a successful render's endpoint set to the pusher.
+func (l *live) applied(j *job) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	l.rendered = j.live.static
+	report := j.live.set == nil && !l.noSet
+	l.noSet = j.live.set == nil
+	l.mu.Unlock()
+	if report {
+		l.log.Error("live template does not call {{endpoints .Services}}: no endpoints are pushed")
+	}
+	if j.live.set != nil {
+		l.pusher.Update(*j.live.set)
+	}
+}
+
+// status is the pusher's, for TemplateStatus.
+func (l *live) status() *endpoints.PushStatus {
+	if l == nil {
+		return nil
+	}
+	st := l.pusher.Status()
+	return &st
+}
+
+// environ is the process environment as a map (Input.Env nil means it).
+func environ() map[string]string {
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return env
+}
