@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"maps"
 	"os"
@@ -25,24 +26,25 @@ import (
 	"github.com/berthd/berth/templates"
 )
 
-// haproxyEnv is the settings of a rendering for the HAProxy h.
+// haproxyEnv is the settings of a live rendering for the HAProxy h, as
+// the runner sets them for live = "haproxy" with h.Dir as the live
+// directory.
 func haproxyEnv(h *testenv.HAProxy) map[string]string {
-	return map[string]string{
-		"BERTH_HAPROXY_LISTEN": h.Addr,
-		"BERTH_HAPROXY_SOCKET": h.Socket,
-		"BERTH_HAPROXY_MAP":    filepath.Join(h.Dir, "hosts.map"),
-	}
+	return map[string]string{"BERTH_HAPROXY_LISTEN": h.Addr, "BERTH_LIVE": "haproxy", "BERTH_LIVE_DIR": h.Dir}
 }
+
+var haproxyLiveEnv = map[string]string{"BERTH_LIVE": "haproxy", "BERTH_LIVE_DIR": "/run/berth/live/haproxy"}
 
 func TestHAProxyGolden(t *testing.T) {
 	cases := []struct {
 		name, fixture string
 		env           map[string]string
 	}{
-		{"haproxy-mixed", "mixed.json", map[string]string{}},
-		{"haproxy-empty", "empty.json", map[string]string{}},
+		{"haproxy-mixed", "mixed.json", haproxyLiveEnv},
+		{"haproxy-empty", "empty.json", haproxyLiveEnv},
 		{"haproxy-routes", "haproxy-routes.json", map[string]string{"BERTH_HAPROXY_LISTEN": "127.0.0.1:8080",
-			"BERTH_HAPROXY_SOCKET": "/run/berth/haproxy.sock", "BERTH_HAPROXY_MAP": "/var/lib/berth/hosts.map", "BERTH_HAPROXY_BALANCE": "leastconn"}},
+			"BERTH_LIVE": "haproxy", "BERTH_LIVE_DIR": "/run/berth/live/haproxy", "BERTH_HAPROXY_BALANCE": "leastconn"}},
+		{"haproxy-static", "haproxy-routes.json", map[string]string{}}, // berth render, or the fallback: servers in the file
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,11 +84,10 @@ func TestHAProxySettingsChecked(t *testing.T) {
 	}
 	for k, v := range map[string]string{
 		"BERTH_HAPROXY_LISTEN":  ":80\n    stats socket /tmp/x level admin",
-		"BERTH_HAPROXY_SOCKET":  "/tmp/a b",
-		"BERTH_HAPROXY_MAP":     "/tmp/m),lower,map(/etc/x",
+		"BERTH_LIVE_DIR":        "/tmp/m),lower,map(/etc/x",
 		"BERTH_HAPROXY_BALANCE": "random",
 	} {
-		err := tm.Execute(&bytes.Buffer{}, dialect.Input{Env: map[string]string{k: v}})
+		err := tm.Execute(&bytes.Buffer{}, dialect.Input{Env: map[string]string{"BERTH_LIVE": "haproxy", k: v}})
 		if err == nil || !strings.Contains(err.Error(), k) {
 			t.Errorf("%s=%q: %v, want an error naming it", k, v, err)
 		}
@@ -108,7 +109,7 @@ func haproxyCheck(t *testing.T, h *testenv.HAProxy, conf []byte) {
 // newHAProxy is a prepared HAProxy with its (empty) host map in place.
 func newHAProxy(t *testing.T) *testenv.HAProxy {
 	h := testenv.NewHAProxy(t)
-	if err := os.WriteFile(filepath.Join(h.Dir, "hosts.map"), nil, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(h.Dir, haproxy.MapFile), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return h
@@ -116,10 +117,16 @@ func newHAProxy(t *testing.T) *testenv.HAProxy {
 
 func TestHAProxyAcceptsOutput(t *testing.T) {
 	for _, fixture := range []string{"mixed.json", "empty.json", "haproxy-routes.json"} {
-		t.Run(fixture, func(t *testing.T) {
-			h := newHAProxy(t)
-			haproxyCheck(t, h, renderWith(t, "haproxy.cfg.tmpl", nil, filepath.Join("testdata", fixture), haproxyEnv(h)))
-		})
+		for _, live := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/live=%v", fixture, live), func(t *testing.T) {
+				h := newHAProxy(t)
+				env := haproxyEnv(h)
+				if !live {
+					env["BERTH_LIVE"] = ""
+				}
+				haproxyCheck(t, h, renderWith(t, "haproxy.cfg.tmpl", nil, filepath.Join("testdata", fixture), env))
+			})
+		}
 	}
 }
 
@@ -205,8 +212,7 @@ func TestHAProxyLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := testenv.NewHAProxy(t)
-	mapFile := filepath.Join(h.Dir, "hosts.map")
-	sink, err := haproxy.New(h.Socket, haproxy.WithHostMap(mapFile))
+	sink, err := haproxy.New(h.Dir, haproxy.WithConfigFile(h.Conf))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +284,8 @@ func TestHAProxyLive(t *testing.T) {
 		t.Error("HAProxy was reloaded for a new server")
 	}
 
-	// A new host is structure: the rendering changes; reload, one push.
+	// A new host is structure: the rendering changes; reload, and one push
+	// at once reaches the new worker (the sink waits for it).
 	instances = append(instances, inst("new", vh("new.localhost")))
 	conf3, set := renderSet()
 	if bytes.Equal(conf, conf3) {
@@ -289,17 +296,55 @@ func TestHAProxyLive(t *testing.T) {
 	if out, err := reload.CombinedOutput(); err != nil {
 		t.Fatalf("reload: %v %s", err, out)
 	}
-	wctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if in, err := haproxy.NewClient(h.Socket).WaitWorker(wctx, pid); err != nil || in.PID == pid {
-		t.Fatalf("no new worker after the reload: %v %+v: %s", err, in, h.Log())
-	}
 	if err := sink.Push(t.Context(), set); err != nil {
 		t.Fatal(err)
 	}
 	expect("new.localhost", "/", "new")
 	expect("a.localhost", "/", "root", "root2")
 	expect("a.localhost", "/api/", "api")
+}
+
+// TestHAProxyStatic: rendered without live (berth render, or the
+// fallback after a refused push), the file holds the servers and routes
+// every host by a rule: HAProxy serves it with no sink and no map.
+func TestHAProxyStatic(t *testing.T) {
+	h := testenv.NewHAProxy(t)
+	byKey := map[string]records.Instance{}
+	for _, c := range []struct{ id, host, path string }{{"one", "a.localhost", "/"}, {"two", "a.localhost", "/"}, {"api", "a.localhost", "/api/"}, {"b", "b.localhost", "/"}} {
+		ip, port := testenv.HTTPBackend(t, c.id)
+		in := records.Instance{ID: c.id, Name: "c-" + c.id, Service: "web", Host: "h1", IP: ip, Port: port, State: records.StateRunning, Weight: 1,
+			Env: map[string]string{"VIRTUAL_HOST": c.host, "VIRTUAL_PATH": c.path}}
+		byKey[records.ServiceKey("/berth", in.Service, in.Host, in.ID)] = in
+	}
+	tm, err := dialect.Parse("haproxy.cfg.tmpl", dialect.Options{Dialect: dialect.Native})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	env := haproxyEnv(h)
+	env["BERTH_LIVE"] = "" // the runner's fallback: the live directory stays, for the sink to come back
+	if err := tm.Execute(&out, dialect.Input{KVs: instanceKVs(byKey), Env: env}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "map(") {
+		t.Fatalf("a static rendering uses the host map:\n%s", out.Bytes())
+	}
+	haproxyCheck(t, h, out.Bytes())
+	h.Start(t)
+	for host, want := range map[string][]string{"a.localhost/": {"one", "two"}, "a.localhost/api/": {"api"}, "b.localhost/": {"b"}} {
+		seen := map[string]bool{}
+		hst, path, _ := strings.Cut(host, "/")
+		for range 6 {
+			code, body, err := h.Get(hst, "/"+path)
+			if err != nil || code != 200 {
+				t.Fatalf("%s: %d %v", host, code, err)
+			}
+			seen[strings.Fields(body)[0]] = true
+		}
+		if len(seen) != len(want) || !seen[want[0]] || !seen[want[len(want)-1]] {
+			t.Errorf("%s answered by %v, want %q", host, seen, want)
+		}
+	}
 }
 
 // haproxyWorker is the pid of HAProxy's worker.

@@ -20,8 +20,8 @@ import (
 func BenchmarkPush(b *testing.B) {
 	const backends = 1000
 	h := testenv.NewHAProxy(b)
-	mapFile := filepath.Join(h.Dir, "hosts.map")
-	sink, err := haproxy.New(h.Socket, haproxy.WithHostMap(mapFile))
+	mapFile := filepath.Join(h.Dir, haproxy.MapFile)
+	sink, err := haproxy.New(h.Dir)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func TestClientRefusals(t *testing.T) {
 			return c.AddServer(ctx, "a.localhost", "a+b", haproxy.NewServer{Addr: addr})
 		}, []string{"server a.localhost/a+b", "not permitted"}},
 		{"injection", func() error { return c.SetState(ctx, "a.localhost", "s1;shutdown", haproxy.StateReady) }, []string{"cannot be sent"}},
-		{"del map key", func() error { return c.DelMap(ctx, h.Dir+"/hosts.map", "missing.localhost") }, []string{"del map", "Key not found"}},
+		{"del map key", func() error { return c.DelMap(ctx, h.Dir+"/"+haproxy.MapFile, "missing.localhost") }, []string{"del map", "Key not found"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,8 +82,8 @@ func TestClientRefusals(t *testing.T) {
 	for _, step := range []func() error{
 		func() error { return c.SetAddr(ctx, "a.localhost", "s1", netip.MustParseAddrPort("127.0.0.2:10")) },
 		func() error { return c.SetState(ctx, "a.localhost", "s1", haproxy.StateDrain) },
-		func() error { return c.AddMap(ctx, h.Dir+"/hosts.map", "x.localhost", "a.localhost") },
-		func() error { return c.SetMap(ctx, h.Dir+"/hosts.map", "x.localhost", "no_host") },
+		func() error { return c.AddMap(ctx, h.Dir+"/"+haproxy.MapFile, "x.localhost", "a.localhost") },
+		func() error { return c.SetMap(ctx, h.Dir+"/"+haproxy.MapFile, "x.localhost", "no_host") },
 	} {
 		if err := step(); err != nil {
 			t.Fatal(err)
@@ -93,7 +93,7 @@ func TestClientRefusals(t *testing.T) {
 	if len(st) != 1 || st[0].Addr.String() != "127.0.0.2:10" || !st[0].Drain() || st[0].Maint() {
 		t.Errorf("after set addr and drain: %+v", st)
 	}
-	m, err := c.ShowMap(ctx, h.Dir+"/hosts.map")
+	m, err := c.ShowMap(ctx, h.Dir+"/"+haproxy.MapFile)
 	if err != nil || len(m) != 1 || m[0] != (haproxy.MapEntry{Key: "x.localhost", Value: "no_host"}) {
 		t.Errorf("map %v %v", m, err)
 	}
@@ -132,7 +132,7 @@ func TestClientDelBusy(t *testing.T) {
 			return c.AddServer(ctx, "a.localhost", "slow", haproxy.NewServer{Addr: netip.MustParseAddrPort(l.Addr().String())})
 		},
 		func() error { return c.SetState(ctx, "a.localhost", "slow", haproxy.StateReady) },
-		func() error { return c.AddMap(ctx, h.Dir+"/hosts.map", "a.localhost", "a.localhost") },
+		func() error { return c.AddMap(ctx, h.Dir+"/"+haproxy.MapFile, "a.localhost", "a.localhost") },
 	} {
 		if err := step(); err != nil {
 			t.Fatal(err)

@@ -84,8 +84,8 @@ backend no_host
 func startProxy(t *testing.T, opts []haproxy.Option, backends ...string) (*testenv.HAProxy, *haproxy.Sink) {
 	t.Helper()
 	h := testenv.NewHAProxy(t)
-	mapFile := filepath.Join(h.Dir, "hosts.map")
-	sink, err := haproxy.New(h.Socket, append([]haproxy.Option{haproxy.WithHostMap(mapFile)}, opts...)...)
+	mapFile := filepath.Join(h.Dir, haproxy.MapFile)
+	sink, err := haproxy.New(h.Dir, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,8 +378,8 @@ func TestSinkRefused(t *testing.T) {
 // set again changes nothing.
 func TestSinkChanges(t *testing.T) {
 	h := testenv.NewHAProxy(t)
-	mapFile := filepath.Join(h.Dir, "hosts.map")
-	sink, err := haproxy.New(h.Socket, haproxy.WithHostMap(mapFile))
+	mapFile := filepath.Join(h.Dir, haproxy.MapFile)
+	sink, err := haproxy.New(h.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,12 +54,21 @@ type Sink struct {
 	client  *Client
 	check   *Check
 	hostMap string
+	config  string
 	delWait time.Duration
 	log     *slog.Logger
 
-	mu      sync.Mutex
-	lastPID int
+	mu         sync.Mutex
+	lastPID    int         // the worker of the last push
+	lastConfig os.FileInfo // the configuration file at the last successful push
 }
+
+// The files of a live directory: HAProxy's admin socket (the template's
+// "stats socket") and the host map (the template's map()).
+const (
+	SocketFile = "haproxy.sock"
+	MapFile    = "hosts.map"
+)
 
 // Option configures a Sink.
 type Option func(*Sink)
@@ -70,13 +79,13 @@ type Option func(*Sink)
 // default-server settings).
 func WithCheck(c Check) Option { return func(s *Sink) { s.check = &c } }
 
-// WithHostMap names the map file the template routes hosts through
-// (host → backend, one line each, for every upstream at path "/" of a
-// host name without wildcard or regular expression). Push writes the file
-// (so that a restart reads the current hosts) and applies changes to the
-// running HAProxy's map with add/set/del map. New creates the file, empty,
-// if it is missing: HAProxy refuses a configuration naming a missing map.
-func WithHostMap(path string) Option { return func(s *Sink) { s.hostMap = path } }
+// WithConfigFile names HAProxy's configuration file (the template's
+// dest). When it has been replaced since the last push (a render, and so a
+// reload, happened), a Push first waits up to 10s for a new worker, so
+// that the set reaches the worker with the new configuration rather than
+// the old one finishing its connections (which has no new backends and
+// would take the set only to exit).
+func WithConfigFile(path string) Option { return func(s *Sink) { s.config = path } }
 
 // WithDeleteWait sets how long a Push waits for removed servers to finish
 // their open requests before deleting them. The default, 0, tries once:
@@ -93,19 +102,35 @@ func WithClientOptions(opts ...ClientOption) Option {
 	return func(s *Sink) { s.client = NewClient(s.client.socket, opts...) }
 }
 
-// New is a Sink for the HAProxy whose admin-level stats socket is socket.
-func New(socket string, opts ...Option) (*Sink, error) {
-	s := &Sink{client: NewClient(socket), log: slog.Default()}
+// New is a Sink for the HAProxy whose live directory is dir (the
+// template's BERTH_LIVE_DIR): HAProxy opens its admin socket there
+// (SocketFile), and the Sink keeps the host map there (MapFile: host →
+// backend, one line for every upstream at path "/" of a host name without
+// wildcard or regular expression), written on every push so that a
+// restart reads the current hosts, and applied to the running HAProxy
+// with add/set/del map. New makes dir (mode 0700: only its owner reaches
+// the admin socket) and an empty map if there is none: HAProxy refuses a
+// configuration naming a missing map.
+func New(dir string, opts ...Option) (*Sink, error) {
+	if !filepath.IsAbs(dir) {
+		return nil, fmt.Errorf("haproxy live directory %q: not an absolute path", dir)
+	}
+	dir = filepath.Clean(dir)
+	s := &Sink{client: NewClient(filepath.Join(dir, SocketFile)), hostMap: filepath.Join(dir, MapFile), log: slog.Default()}
 	for _, o := range opts {
 		o(s)
 	}
-	if s.hostMap != "" {
-		f, err := os.OpenFile(s.hostMap, os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
-			return nil, fmt.Errorf("haproxy host map: %w", err)
-		}
-		f.Close()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("haproxy live directory: %w", err)
 	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("haproxy live directory: %w", err)
+	}
+	f, err := os.OpenFile(s.hostMap, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("haproxy host map: %w", err)
+	}
+	f.Close()
 	return s, nil
 }
 
@@ -116,6 +141,7 @@ var _ endpoints.Sink = (*Sink)(nil)
 func (s *Sink) Push(ctx context.Context, set endpoints.Set) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	cfg := s.awaitReload(ctx)
 	c, err := s.client.Dial(ctx)
 	if err != nil {
 		return err
@@ -128,6 +154,7 @@ func (s *Sink) Push(ctx context.Context, set endpoints.Set) error {
 	if info.Stopping { // an old worker after a reload: the new one gets the set
 		return fmt.Errorf("haproxy worker %d is stopping after a reload: %w", info.PID, endpoints.ErrUnavailable)
 	}
+	s.lastConfig = cfg // this worker runs the configuration as it is now
 	if info.PID != s.lastPID {
 		if s.lastPID != 0 {
 			s.log.Info("haproxy: new worker, pushing every endpoint", "pid", info.PID, "previous", s.lastPID, "revision", set.Revision)
@@ -210,15 +237,50 @@ func (s *Sink) Push(ctx context.Context, set endpoints.Set) error {
 		refused = append(refused, err)
 	}
 
-	if s.hostMap != "" {
-		if err := s.syncHostMap(ctx, c, set, backends); err != nil {
-			if errors.Is(err, endpoints.ErrUnavailable) {
-				return err
-			}
-			refused = append(refused, err)
+	if err := s.syncHostMap(ctx, c, set, backends); err != nil {
+		if errors.Is(err, endpoints.ErrUnavailable) {
+			return err
 		}
+		refused = append(refused, err)
 	}
 	return errors.Join(refused...)
+}
+
+// awaitReload waits for a new worker when the configuration file was
+// replaced since the last successful push, and returns the file's state.
+func (s *Sink) awaitReload(ctx context.Context) os.FileInfo {
+	if s.config == "" {
+		return nil
+	}
+	fi, err := os.Stat(s.config)
+	if err != nil {
+		return nil
+	}
+	if s.lastConfig == nil || s.lastPID == 0 || os.SameFile(fi, s.lastConfig) && fi.ModTime().Equal(s.lastConfig.ModTime()) {
+		return fi
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := s.client.Dial(ctx)
+		if err != nil {
+			return fi // down: the push says so
+		}
+		in, err := c.Info(ctx)
+		c.Close()
+		if err == nil && in.PID != s.lastPID && !in.Stopping {
+			s.log.Debug("haproxy: new worker after a reload", "worker", in.PID, "previous", s.lastPID)
+			return fi
+		}
+		if time.Now().After(deadline) {
+			s.log.Warn("haproxy: configuration replaced but no new worker came; pushing to the current one", "config", s.config, "worker", s.lastPID)
+			return fi
+		}
+		select {
+		case <-ctx.Done():
+			return fi
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // apply brings one server of u's backend to srv: added if HAProxy does not

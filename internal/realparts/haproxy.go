@@ -12,17 +12,20 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/berthd/berth/endpoints/haproxy"
 )
 
 // HAProxy is a real HAProxy (Debian's) in master-worker mode with its
-// config, pid file, admin socket and log inside one directory, listening
+// config, pid file, admin socket, host map and log inside one directory
+// (the live directory of berth's HAProxy sink, endpoints/haproxy), listening
 // on a free loopback port. The caller writes (or has berth render) its
 // haproxy.cfg, then starts it, and calls Stop. Start may be called again
 // after Stop: a restarted HAProxy is a new process with the same files.
 type HAProxy struct {
-	Dir    string // haproxy.cfg, haproxy.pid, admin.sock, haproxy.log live here
+	Dir    string // haproxy.cfg, haproxy.pid, haproxy.sock, hosts.map, haproxy.log
 	Conf   string // Dir/haproxy.cfg
-	Socket string // Dir/admin.sock: the Runtime API (stats socket, level admin)
+	Socket string // Dir/haproxy.sock: the Runtime API (stats socket, level admin); Dir is the live directory
 	Addr   string // 127.0.0.1:port the test's frontend should bind
 	Bin    string
 
@@ -53,7 +56,7 @@ func NewHAProxy(dir string) (*HAProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	sock := filepath.Join(dir, "admin.sock")
+	sock := filepath.Join(dir, haproxy.SocketFile)
 	if len(sock) > 100 {
 		return nil, fmt.Errorf("haproxy admin socket path %q is too long for a unix socket", sock)
 	}
