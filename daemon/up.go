@@ -366,7 +366,7 @@ func openRuntime(ctx context.Context, s Settings, log *slog.Logger) (runtime.Run
 			return nil, nil, fmt.Errorf("%w: subnet %q: %v", ErrSettings, s.Subnet, err)
 		}
 		rt, err := embedded.New(ctx, embedded.WithStateDir(s.StateDir), embedded.WithBridge(s.Bridge, prefix),
-			embedded.WithCgroupParent(s.CgroupParent), embedded.WithLogger(log))
+			embedded.WithCgroupParent(s.CgroupParent), embedded.WithLogger(log), embedded.WithStopDelay(liveDrain(s)))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -386,4 +386,16 @@ func openRuntime(ctx context.Context, s Settings, log *slog.Logger) (runtime.Run
 		return rt, func() { rt.Close() }, nil
 	}
 	return nil, func() {}, nil
+}
+
+// liveDrain is how long a stop waits between the kill event and the stop
+// signal: the registrar's drain when a template applies endpoints live
+// (issue #15: drain first, then stop), else 0.
+func liveDrain(s Settings) time.Duration {
+	for _, t := range s.Templates {
+		if t.Live != "" {
+			return s.Daemon.Registrar.Drain
+		}
+	}
+	return 0
 }

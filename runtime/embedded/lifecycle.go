@@ -523,6 +523,14 @@ func (r *Runtime) stop(ctx context.Context, c *ctr, grace time.Duration) error {
 		return nil
 	}
 	r.emitKill(c, sig)
+	if d := r.opts.stopDelay; d > 0 { // drain first (WithStopDelay)
+		select {
+		case <-time.After(d):
+		case <-rn.exited:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	_ = rn.signal(sig)
 	t := time.NewTimer(grace)
 	defer t.Stop()

@@ -3,6 +3,7 @@ package embedded
 import (
 	"log/slog"
 	"net/netip"
+	"time"
 
 	"github.com/berthd/berth/runtime/embedded/network"
 )
@@ -20,6 +21,7 @@ type options struct {
 	// initBinarySet: given explicitly (an unusable one is then an error).
 	initBinary    string
 	initBinarySet bool
+	stopDelay     time.Duration // see WithStopDelay
 }
 
 func defaults() options {
@@ -46,6 +48,12 @@ func WithBridge(name string, subnet netip.Prefix) Option {
 // under (default "berth", i.e. /sys/fs/cgroup/<controller>/berth/<mark>/<id>,
 // where mark is this daemon's ownership mark: daemons may share a parent).
 func WithCgroupParent(name string) Option { return func(o *options) { o.cgroupParent = name } }
+
+// WithStopDelay makes a stop (Stop, Restart) announce itself (the kill
+// event: the registrar marks the container draining, proxies with live
+// endpoints stop sending it new requests at once) and wait d before the
+// stop signal, so that requests in flight finish first (default 0).
+func WithStopDelay(d time.Duration) Option { return func(o *options) { o.stopDelay = d } }
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }

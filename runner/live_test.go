@@ -1,0 +1,169 @@
+package runner_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/internal/realparts"
+	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/records"
+	"github.com/berthd/berth/render"
+	"github.com/berthd/berth/render/dialect"
+	"github.com/berthd/berth/runner"
+	"github.com/berthd/berth/store"
+	"github.com/berthd/berth/templates"
+	"github.com/berthd/berth/watcher"
+)
+
+// putProxied writes an instance of service web proxied for host.
+func putProxied(t *testing.T, st store.Store, id, ip string, port int, host string, state records.State) {
+	t.Helper()
+	rec := records.Instance{ID: id, Name: id, Service: "web", Host: "h1", IP: ip, Port: port, State: state, Weight: 1,
+		Env: map[string]string{"VIRTUAL_HOST": host}}
+	b, _ := json.Marshal(rec)
+	if _, err := st.Put(t.Context(), records.ServiceKey(records.DefaultPrefix, "web", "h1", id), b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// shippedTemplate copies the shipped templates names into dir and returns
+// the path of the first.
+func shippedTemplate(t *testing.T, dir string, names ...string) []string {
+	t.Helper()
+	var paths []string
+	for _, name := range names {
+		b, err := fs.ReadFile(templates.Files(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	return paths
+}
+
+func countLines(p string) int {
+	b, _ := os.ReadFile(p)
+	return bytes.Count(b, []byte("\n"))
+}
+
+// TestLiveNginxUnderLoad runs the shipped nginx-lua.tmpl with live =
+// "nginx-lua" through the runner, a real store and a real nginx with the
+// Lua module: instances starting, draining and stopping under a
+// continuous load leave nginx.conf byte-identical, reload nothing, and fail
+// no request; a new host name is a structural change and reloads.
+func TestLiveNginxUnderLoad(t *testing.T) {
+	st := openStore(t, "embedded://"+t.TempDir())
+	n := testenv.NewNginx(t)
+	tdir := t.TempDir()
+	paths := shippedTemplate(t, tdir, "nginx.conf.tmpl", "nginx-lua.tmpl")
+	reloads := filepath.Join(tdir, "reloads")
+	tmpl := config.Template{
+		Name: "nginx", Src: paths[0], Origin: "test",
+		Options:  dialect.Options{Dialect: dialect.Native, Prefix: records.DefaultPrefix, Includes: paths[1:]},
+		Prefixes: []string{records.ServicesPrefix(records.DefaultPrefix)},
+		Spec:     render.Spec{Name: "nginx", Dest: n.Conf, Check: n.CheckCommand()},
+		Live:     "nginx-lua", LiveDir: filepath.Join(n.Dir, "live"),
+	}
+	const host = "app.localhost"
+	ips, ports := map[string]string{}, map[string]int{}
+	for _, b := range []string{"b1", "b2", "b3"} {
+		ips[b], ports[b] = testenv.HTTPBackend(t, b)
+	}
+	answer := func(b string) string { return b + " " + host }
+	putProxied(t, st, "b1", ips["b1"], ports["b1"], host, records.StateRunning)
+
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	env := map[string]string{"BERTH_NGINX_LISTEN": n.Addr, "BERTH_NGINX_GRPC_LISTEN": "127.0.0.1:1"}
+	renderer := render.New(render.WithLogger(log))
+	// One-shot mode renders the servers into the file (no live side).
+	once := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env))
+	if res, err := once.Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
+		t.Fatalf("first render: %v %+v", err, res)
+	}
+	n.Start(t)
+	tmpl.Spec.Reload = "echo reload >> " + reloads + " && " + n.ReloadCommand()
+	r := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env),
+		runner.WithMirrorOptions(watcher.WithBackoff(50*time.Millisecond, time.Second)))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, []config.Template{tmpl}) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	// The live structure replaces the static file: one reload.
+	l := realparts.StartLoad(n.Addr, host, 200, 4)
+	defer l.Stop()
+	waitUntil(t, "the live structure", func() bool { return strings.Contains(readFile(n.Conf), "balancer_by_lua_block") })
+	waitFor(t, l, answer("b1"))
+	structure, base := readFile(n.Conf), countLines(reloads)
+
+	putProxied(t, st, "b2", ips["b2"], ports["b2"], host, records.StateRunning)
+	waitFor(t, l, answer("b2"))
+	putProxied(t, st, "b3", ips["b3"], ports["b3"], host, records.StateRunning)
+	waitFor(t, l, answer("b3"))
+	putProxied(t, st, "b1", ips["b1"], ports["b1"], host, records.StateDraining)
+	waitUntil(t, "b1 drained", func() bool { // the push is asynchronous: wait for its effect
+		before := l.Seen(answer("b1"))
+		time.Sleep(100 * time.Millisecond)
+		return l.Seen(answer("b1")) == before
+	})
+	l.MarkDraining(answer("b1"))
+	waitFor(t, l, answer("b2"))
+	delInstance(t, st, "b1")
+	delInstance(t, st, "b2")
+	waitFor(t, l, answer("b3"))
+	res := l.Stop()
+	if res.Failed > 0 {
+		t.Errorf("%d of %d requests failed: %q", res.Failed, res.Requests, res.Failures)
+	}
+	if res.Late > 0 {
+		t.Errorf("b1 got %d requests after its drain took effect", res.Late)
+	}
+	if got := countLines(reloads); got != base {
+		t.Errorf("%d reloads while instances came and went, want none", got-base)
+	}
+	if readFile(n.Conf) != structure {
+		t.Errorf("nginx.conf changed:\n%s", render.Diff("before", "after", []byte(structure), []byte(readFile(n.Conf))))
+	}
+	t.Logf("%d requests, %v, no reload", res.Requests, res.Seen)
+
+	// A new host name is structure: check and reload, and it is served.
+	putProxied(t, st, "b4", ips["b2"], ports["b2"], "new.localhost", records.StateRunning)
+	waitUntil(t, "new.localhost served", func() bool {
+		code, body, err := n.Get("new.localhost", "/")
+		return err == nil && code == 200 && body == "b2 new.localhost"
+	})
+	if got := countLines(reloads); got != base+1 {
+		t.Errorf("%d reloads for a new host, want 1", got-base)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 20s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitFor waits until body has been answered 20 more times under l.
+func waitFor(t *testing.T, l *realparts.Load, body string) {
+	t.Helper()
+	before := l.Seen(body)
+	waitUntil(t, body+" answers", func() bool { return l.Seen(body) >= before+20 })
+}
