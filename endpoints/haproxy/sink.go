@@ -80,8 +80,9 @@ type Option func(*Sink)
 func WithCheck(c Check) Option { return func(s *Sink) { s.check = &c } }
 
 // WithConfigFile names HAProxy's configuration file (the template's
-// dest). When it has been replaced since the last push (a render, and so a
-// reload, happened), a Push first waits up to 10s for a new worker, so
+// dest). When it has been replaced since the last push (or since New, for
+// the first push: a render, and so a reload, happened), a Push first waits
+// up to 10s for a new worker, so
 // that the set reaches the worker with the new configuration rather than
 // the old one finishing its connections (which has no new backends and
 // would take the set only to exit).
@@ -131,6 +132,20 @@ func New(dir string, opts ...Option) (*Sink, error) {
 		return nil, fmt.Errorf("haproxy host map: %w", err)
 	}
 	f.Close()
+	if s.config != "" {
+		// What HAProxy runs now: the configuration as it is, and its worker
+		// (if it is up), so that the first push after a render and reload
+		// waits for the new worker too.
+		s.lastConfig, _ = os.Stat(s.config)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if c, err := s.client.Dial(ctx); err == nil {
+			if in, err := c.Info(ctx); err == nil {
+				s.lastPID = in.PID
+			}
+			c.Close()
+		}
+	}
 	return s, nil
 }
 
@@ -256,8 +271,8 @@ func (s *Sink) awaitReload(ctx context.Context) os.FileInfo {
 	if err != nil {
 		return nil
 	}
-	if s.lastConfig == nil || s.lastPID == 0 || os.SameFile(fi, s.lastConfig) && fi.ModTime().Equal(s.lastConfig.ModTime()) {
-		return fi
+	if s.lastPID == 0 || s.lastConfig != nil && os.SameFile(fi, s.lastConfig) && fi.ModTime().Equal(s.lastConfig.ModTime()) {
+		return fi // no worker known to be older than the file, or the file is the one it runs
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -278,7 +293,7 @@ func (s *Sink) awaitReload(ctx context.Context) os.FileInfo {
 		select {
 		case <-ctx.Done():
 			return fi
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }
@@ -388,6 +403,13 @@ func (s *Sink) syncHostMap(ctx context.Context, c *Conn, set endpoints.Set, back
 		return fmt.Errorf("haproxy host map: %w", err)
 	}
 	live, err := c.ShowMap(ctx, s.hostMap)
+	var refused *CommandError
+	if errors.As(err, &refused) && strings.HasPrefix(refused.Reply, "Unknown map identifier") {
+		// The running configuration routes without the map (the template's
+		// fallback form, servers in the file): nothing to apply live; the
+		// file is ready for the live form.
+		return nil
+	}
 	if err != nil {
 		return err
 	}
