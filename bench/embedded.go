@@ -17,13 +17,14 @@ import (
 // bridge (bridge+suffix, on a random 10.octet.x.0/24) and a cgroup parent
 // of its own. stop removes its containers, closes it and removes the
 // bridge; suffix names what the benchmark creates.
-func startEmbedded(ctx context.Context, dir, bridge string, octet byte, log *slog.Logger) (rt *embedded.Runtime, suffix string, stop func(), err error) {
+func startEmbedded(ctx context.Context, dir, bridge string, octet byte, log *slog.Logger, extra ...embedded.Option) (rt *embedded.Runtime, suffix string, stop func(), err error) {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	suffix = hex.EncodeToString(b)
 	subnet := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, octet, b[0], 0}), 24)
-	rt, err = embedded.New(ctx, embedded.WithStateDir(filepath.Join(dir, "state")),
-		embedded.WithBridge(bridge+suffix, subnet), embedded.WithCgroupParent("berth-bench-"+suffix), embedded.WithLogger(log))
+	opts := []embedded.Option{embedded.WithStateDir(filepath.Join(dir, "state")),
+		embedded.WithBridge(bridge+suffix, subnet), embedded.WithCgroupParent("berth-bench-" + suffix), embedded.WithLogger(log)}
+	rt, err = embedded.New(ctx, append(opts, extra...)...)
 	if err != nil {
 		return nil, "", nil, err
 	}

@@ -154,18 +154,22 @@ local function peers(name)
   return c
 end
 
--- pick is one step of smooth weighted round robin, avoiding skip (the
--- server a retried request failed on) when there is another.
-local function pick(c, skip)
+-- pick is one step of smooth weighted round robin over the servers not
+-- in tried (those a retried request already failed on), or over all of
+-- them when every one was tried.
+local function pick(c, tried)
   local best, total = nil, 0
   for _, p in ipairs(c.peers) do
-    if p ~= skip then
+    if tried == nil or not tried[p.host .. " " .. p.port] then
       p.current = p.current + p.weight
       total = total + p.weight
       if best == nil or p.current > best.current then
         best = p
       end
     end
+  end
+  if best == nil and tried ~= nil then
+    return pick(c, nil)
   end
   if best ~= nil then
     best.current = best.current - total
@@ -180,18 +184,21 @@ function _M.balance(name)
     return -- never pushed: nginx's own servers of this upstream
   end
   local ctx = ngx.ctx
-  local skip = ctx.berth_peer
-  if skip == nil and #c.peers > 1 then
-    balancer.set_more_tries(math.min(#c.peers - 1, 2))
+  local tried = ctx.berth_tried
+  if tried == nil and #c.peers > 1 then
+    -- up to two more servers after a failed connect; the placeholder
+    -- server is down, so nginx itself allows none
+    balancer.set_more_tries(math.min(#c.peers, 3))
   end
-  local p = pick(c, skip)
+  local p = pick(c, tried)
   if p == nil then
     -- every server is draining (or none is left): nginx's own servers of
     -- this upstream, the placeholder "down" in live mode (502)
     ngx.log(ngx.INFO, "berth_live: upstream ", name, " has no server taking new requests")
     return
   end
-  ctx.berth_peer = p
+  ctx.berth_tried = tried or {}
+  ctx.berth_tried[p.host .. " " .. p.port] = true
   local ok, err = balancer.set_current_peer(p.host, p.port)
   if not ok then
     ngx.log(ngx.ERR, "berth_live: upstream ", name, ": ", err)

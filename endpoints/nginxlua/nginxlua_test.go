@@ -308,3 +308,27 @@ func TestUnreachable(t *testing.T) {
 		t.Errorf("missing module: %v, want the Debian package named", err)
 	}
 }
+
+// TestRetriesAnotherServer: a server that refuses connections (a container
+// registered before it listens) costs no request: nginx retries on
+// another server of the set.
+func TestRetriesAnotherServer(t *testing.T) {
+	n, sink := liveNginx(t, "")
+	b1 := newBackend(t, "b1")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := l.Addr().(*net.TCPAddr).AddrPort()
+	l.Close()
+	down := func(id string) endpoints.Server {
+		return endpoints.Server{ID: id, Addr: refused, Weight: 1}
+	}
+	push(t, sink, set(b1.server(1, false), down("r1/1"), endpoints.Server{ID: "r2/1", Addr: netip.AddrPortFrom(refused.Addr(), refused.Port()+1), Weight: 1}))
+	c := &http.Client{}
+	for i := range 30 {
+		if name, err := get(c, n); err != nil || name != "b1" {
+			t.Fatalf("request %d: %q %v, want b1 (retried)", i, name, err)
+		}
+	}
+}

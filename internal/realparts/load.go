@@ -22,6 +22,7 @@ type Load struct {
 	mu       sync.Mutex
 	res      LoadResult
 	draining map[string]time.Time // body → when it was marked draining
+	last     map[string]time.Time // body → start of the last request it answered
 }
 
 // LoadResult is what a Load saw.
@@ -39,7 +40,7 @@ type LoadResult struct {
 // http://addr/ with Host host.
 func StartLoad(addr, host string, rate, clients int) *Load {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &Load{addr: addr, host: host, cancel: cancel, res: LoadResult{Seen: map[string]int{}}, draining: map[string]time.Time{}}
+	l := &Load{addr: addr, host: host, cancel: cancel, res: LoadResult{Seen: map[string]int{}}, draining: map[string]time.Time{}, last: map[string]time.Time{}}
 	every := time.Second * time.Duration(clients) / time.Duration(max(rate, 1))
 	for range clients {
 		c := &http.Client{Timeout: 10 * time.Second}
@@ -93,6 +94,9 @@ func (l *Load) one(ctx context.Context, c *http.Client) {
 		return
 	}
 	l.res.Seen[body]++
+	if start.After(l.last[body]) {
+		l.last[body] = start
+	}
 	if at, ok := l.draining[body]; ok && start.After(at) {
 		l.res.Late++
 	}
@@ -103,6 +107,14 @@ func (l *Load) Seen(body string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.res.Seen[body]
+}
+
+// LastStart is when the last request answered with body started (zero:
+// none was).
+func (l *Load) LastStart(body string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last[body]
 }
 
 // MarkDraining notes that the backend answering body takes no new
