@@ -30,11 +30,11 @@ import (
 )
 
 // Proxies are the values of E2EProxyOptions.Proxy.
-func Proxies() []string { return []string{"nginx", "nginx-lua"} }
+func Proxies() []string { return []string{"nginx", "nginx-lua", "haproxy"} }
 
 // E2EProxyOptions configure E2EProxy.
 type E2EProxyOptions struct {
-	Proxy  string // "nginx" (membership rendered, check + reload) or "nginx-lua" (live endpoints)
+	Proxy  string // "nginx" (membership rendered, check + reload), "nginx-lua" or "haproxy" (live endpoints)
 	VHosts int    // virtual hosts in the configuration besides the measured one
 	Runs   int    // containers started and stopped, one after another
 	Rate   int    // requests per second of the continuous load (default 200)
@@ -96,7 +96,7 @@ func benchE2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (re
 	var live bool
 	switch o.Proxy {
 	case "nginx":
-	case "nginx-lua":
+	case "nginx-lua", "haproxy":
 		live = true
 	default:
 		return res, fmt.Errorf("proxy %q: want one of %q", o.Proxy, Proxies())
@@ -168,37 +168,18 @@ func benchE2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (re
 		}
 	}
 
-	// nginx and its template.
-	ngx := filepath.Join(tmp, "nginx")
-	if err := os.Mkdir(ngx, 0o755); err != nil {
-		return res, err
+	// The proxy and its template.
+	reloads := filepath.Join(tmp, "reloads")
+	var px proxyProcess
+	var tmpl config.Template
+	var env map[string]string
+	if o.Proxy == "haproxy" {
+		px, tmpl, env, err = haproxyBench(tmp, reloads)
+	} else {
+		px, tmpl, env, err = nginxBench(tmp, reloads, live)
 	}
-	nginx, err := realparts.NewNginx(ngx)
 	if err != nil {
 		return res, err
-	}
-	fragment := map[bool]string{false: "nginx.tmpl", true: "nginx-lua.tmpl"}[live]
-	for _, name := range []string{"nginx.conf.tmpl", fragment} {
-		data, err := fs.ReadFile(templates.Files(), name)
-		if err != nil {
-			return res, err
-		}
-		if err := os.WriteFile(filepath.Join(tmp, name), data, 0o644); err != nil {
-			return res, err
-		}
-	}
-	reloads := filepath.Join(tmp, "reloads")
-	env := map[string]string{"BERTH_NGINX_LISTEN": nginx.Addr, "BERTH_NGINX_GRPC_LISTEN": "127.0.0.1:1"}
-	tmpl := config.Template{
-		Name: "nginx", Src: filepath.Join(tmp, "nginx.conf.tmpl"), Origin: "bench",
-		Options:  dialect.Options{Dialect: dialect.Native, Includes: []string{filepath.Join(tmp, fragment)}},
-		Prefixes: []string{"/berth/services/"},
-		Spec: render.Spec{Name: "nginx", Dest: nginx.Conf,
-			Check:  fmt.Sprintf("%s -t -q -p %s/ -c {{.src}}", nginx.Bin, ngx),
-			Reload: fmt.Sprintf("if [ -s %[1]s/nginx.pid ]; then echo >> %[2]s; kill -HUP $(cat %[1]s/nginx.pid); fi", ngx, reloads)},
-	}
-	if live {
-		tmpl.Live, tmpl.LiveDir = "nginx-lua", filepath.Join(tmp, "live")
 	}
 	d, err := daemon.New(st, rt, daemon.Config{Registrar: registrar.Config{Host: "bench", Drain: o.Drain}, Env: env, Logger: quiet})
 	if err != nil {
@@ -208,23 +189,23 @@ func benchE2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (re
 	daemonDone := make(chan error, 1)
 	go func() { daemonDone <- d.Run(dctx, []config.Template{tmpl}) }()
 	defer func() { stopDaemon(); <-daemonDone }()
-	if err := waitFor(ctx, 60*time.Second, func() bool { _, err := os.Stat(nginx.Conf); return err == nil }); err != nil {
+	if err := waitFor(ctx, 60*time.Second, func() bool { _, err := os.Stat(px.conf()); return err == nil }); err != nil {
 		return res, fmt.Errorf("the template never rendered: %w", err)
 	}
-	if err := nginx.Start(); err != nil {
+	if err := px.start(); err != nil {
 		return res, err
 	}
-	defer nginx.Stop()
+	defer px.stop()
 	// A new connection per probe: an idle keep-alive connection stays with
 	// an old worker, which serves the old configuration until it closes.
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	get := func() string { return getBody(ctx, hc, nginx.Addr) }
+	get := func() string { return getBody(ctx, hc, px.addr()) }
 	if err := waitFor(ctx, 60*time.Second, func() bool { return get() == baseBody }); err != nil {
-		return res, fmt.Errorf("nginx never served %s on %s: %w", proxyHost, nginx.Addr, err)
+		return res, fmt.Errorf("%s never served %s on %s: %w", o.Proxy, proxyHost, px.addr(), err)
 	}
 
-	gens := startGenerations(ngx)
-	load := realparts.StartLoad(nginx.Addr, proxyHost, o.Rate, 4)
+	gens := startGenerations(px.workers)
+	load := realparts.StartLoad(px.addr(), proxyHost, o.Rate, 4)
 	var ups, downs []time.Duration
 	reloadsBefore := -1
 	for i := 0; i <= o.Runs; i++ { // 0 warms up
@@ -244,11 +225,11 @@ func benchE2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (re
 		t0 := time.Now()
 		if err := waitFor(ctx, 60*time.Second, func() bool { return get() == ctrBody }); err != nil {
 			load.Stop()
-			return res, fmt.Errorf("container %d (%s) never served through nginx: %w", i, c.IP, err)
+			return res, fmt.Errorf("container %d (%s) never served through %s: %w", i, c.IP, o.Proxy, err)
 		}
 		up := time.Since(t0)
 		t0 = time.Now()
-		probed := probeDuring(ctx, nginx.Addr, func() error { return client.Stop(ctx, c.ID, 0) })
+		probed := probeDuring(ctx, px.addr(), func() error { return client.Stop(ctx, c.ID, 0) })
 		if probed.err != nil {
 			load.Stop()
 			return res, fmt.Errorf("stop %d: %w", i, probed.err)
@@ -277,7 +258,7 @@ func benchE2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (re
 	res.Reloads = countLines(reloads) - reloadsBefore
 	res.Requests, res.FailedRequests = lr.Requests, lr.Failed
 	if lr.Failed > 0 {
-		log.Warn("requests failed under load", "failed", lr.Failed, "of", lr.Requests, "first", lr.Failures[0], "nginx_error_log", nginx.ErrorLog())
+		log.Warn("requests failed under load", "failed", lr.Failed, "of", lr.Requests, "first", lr.Failures[0], "proxy_log", px.log())
 	}
 	res.UpP50Ms, res.UpP99Ms = ms(percentile(ups, 50)), ms(percentile(ups, 99))
 	res.DownP50Ms, res.DownP99Ms = ms(percentile(downs, 50)), ms(percentile(downs, 99))
@@ -343,18 +324,18 @@ func countLines(p string) int {
 	return strings.Count(string(b), "\n")
 }
 
-// generations samples nginx's worker processes (worker_processes is 1:
-// each worker alive is one generation, old ones shutting down included).
+// generations samples the proxy's worker processes: the most alive at
+// once.
 type generations struct {
-	dir   string
-	stopc chan struct{}
-	done  chan struct{}
-	mu    sync.Mutex
-	max   int
+	sample func() int
+	stopc  chan struct{}
+	done   chan struct{}
+	mu     sync.Mutex
+	max    int
 }
 
-func startGenerations(dir string) *generations {
-	g := &generations{dir: dir, stopc: make(chan struct{}), done: make(chan struct{})}
+func startGenerations(sample func() int) *generations {
+	g := &generations{sample: sample, stopc: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(g.done)
 		for {
@@ -372,26 +353,6 @@ func startGenerations(dir string) *generations {
 	return g
 }
 
-func (g *generations) sample() int {
-	b, err := os.ReadFile(filepath.Join(g.dir, "nginx.pid"))
-	if err != nil {
-		return 0
-	}
-	pid := strings.TrimSpace(string(b))
-	kids, err := os.ReadFile("/proc/" + pid + "/task/" + pid + "/children")
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, k := range strings.Fields(string(kids)) {
-		cmd, err := os.ReadFile("/proc/" + k + "/cmdline")
-		if err == nil && strings.HasPrefix(string(cmd), "nginx: worker process") {
-			n++
-		}
-	}
-	return n
-}
-
 func (g *generations) reset() {
 	g.mu.Lock()
 	g.max = 0
@@ -404,4 +365,84 @@ func (g *generations) stop() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.max
+}
+
+// proxyProcess is the proxy a bench runs: its address, start and stop,
+// the tail of its log, and how many worker generations are alive.
+type proxyProcess interface {
+	addr() string
+	conf() string
+	start() error
+	stop()
+	log() string
+	workers() int
+}
+
+type nginxProcess struct {
+	*realparts.Nginx
+	dir string
+}
+
+func (n nginxProcess) addr() string { return n.Addr }
+func (n nginxProcess) conf() string { return n.Conf }
+func (n nginxProcess) start() error { return n.Start() }
+func (n nginxProcess) stop()        { n.Stop() }
+func (n nginxProcess) log() string  { return n.ErrorLog() }
+
+// workers counts nginx's worker processes (worker_processes is 1: each
+// worker alive is one generation, old ones shutting down included).
+func (n nginxProcess) workers() int {
+	b, err := os.ReadFile(filepath.Join(n.dir, "nginx.pid"))
+	if err != nil {
+		return 0
+	}
+	pid := strings.TrimSpace(string(b))
+	kids, err := os.ReadFile("/proc/" + pid + "/task/" + pid + "/children")
+	if err != nil {
+		return 0
+	}
+	c := 0
+	for _, k := range strings.Fields(string(kids)) {
+		cmd, err := os.ReadFile("/proc/" + k + "/cmdline")
+		if err == nil && strings.HasPrefix(string(cmd), "nginx: worker process") {
+			c++
+		}
+	}
+	return c
+}
+
+// nginxBench prepares nginx and its template (nginx.tmpl, or
+// nginx-lua.tmpl live) in tmp.
+func nginxBench(tmp, reloads string, live bool) (proxyProcess, config.Template, map[string]string, error) {
+	ngx := filepath.Join(tmp, "nginx")
+	if err := os.Mkdir(ngx, 0o755); err != nil {
+		return nil, config.Template{}, nil, err
+	}
+	nginx, err := realparts.NewNginx(ngx)
+	if err != nil {
+		return nil, config.Template{}, nil, err
+	}
+	fragment := map[bool]string{false: "nginx.tmpl", true: "nginx-lua.tmpl"}[live]
+	for _, name := range []string{"nginx.conf.tmpl", fragment} {
+		data, err := fs.ReadFile(templates.Files(), name)
+		if err != nil {
+			return nil, config.Template{}, nil, err
+		}
+		if err := os.WriteFile(filepath.Join(tmp, name), data, 0o644); err != nil {
+			return nil, config.Template{}, nil, err
+		}
+	}
+	env := map[string]string{"BERTH_NGINX_LISTEN": nginx.Addr, "BERTH_NGINX_GRPC_LISTEN": "127.0.0.1:1"}
+	tmpl := config.Template{
+		Name: "nginx", Src: filepath.Join(tmp, "nginx.conf.tmpl"), Origin: "bench",
+		Options:  dialect.Options{Dialect: dialect.Native, Includes: []string{filepath.Join(tmp, fragment)}},
+		Prefixes: []string{"/berth/services/"},
+		Spec: render.Spec{Name: "nginx", Dest: nginx.Conf,
+			Check:  fmt.Sprintf("%s -t -q -p %s/ -c {{.src}}", nginx.Bin, ngx),
+			Reload: fmt.Sprintf("if [ -s %[1]s/nginx.pid ]; then echo >> %[2]s; kill -HUP $(cat %[1]s/nginx.pid); fi", ngx, reloads)},
+	}
+	if live {
+		tmpl.Live, tmpl.LiveDir = "nginx-lua", filepath.Join(tmp, "live")
+	}
+	return nginxProcess{nginx, ngx}, tmpl, env, nil
 }
