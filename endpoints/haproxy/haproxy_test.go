@@ -10,13 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/berthd/berth/endpoints"
 	"github.com/berthd/berth/endpoints/haproxy"
+	"github.com/berthd/berth/internal/realparts"
 	"github.com/berthd/berth/internal/testenv"
 )
 
@@ -123,69 +123,6 @@ func workerPID(t *testing.T, h *testenv.HAProxy) int {
 	return in.PID
 }
 
-// load sends requests for host through HAProxy at about rate per second
-// until stop, over keep-alive connections, and counts the failures (an
-// error or a status other than 200) and the answers of each backend.
-type load struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	by         map[string]int
-	errs       []string
-	stop       chan struct{}
-	stopOnce   sync.Once
-	done       sync.WaitGroup
-}
-
-func startLoad(h *testenv.HAProxy, host string, rate int) *load {
-	l := &load{by: map[string]int{}, stop: make(chan struct{})}
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
-	const workers = 4
-	for range workers {
-		l.done.Add(1)
-		go func() {
-			defer l.done.Done()
-			tick := time.NewTicker(time.Second * workers / time.Duration(rate))
-			defer tick.Stop()
-			for {
-				select {
-				case <-l.stop:
-					return
-				case <-tick.C:
-				}
-				req, _ := http.NewRequest("GET", "http://"+h.Addr+"/", nil)
-				req.Host = host
-				resp, err := client.Do(req)
-				var body []byte
-				if err == nil {
-					body = make([]byte, 64)
-					n, _ := resp.Body.Read(body)
-					body = body[:n]
-					resp.Body.Close()
-				}
-				l.mu.Lock()
-				switch {
-				case err != nil:
-					l.failed.Add(1)
-					l.errs = append(l.errs, err.Error())
-				case resp.StatusCode != 200:
-					l.failed.Add(1)
-					l.errs = append(l.errs, fmt.Sprintf("status %d", resp.StatusCode))
-				default:
-					l.ok.Add(1)
-					l.by[strings.TrimSpace(string(body))]++
-				}
-				l.mu.Unlock()
-			}
-		}()
-	}
-	return l
-}
-
-func (l *load) finish() {
-	l.stopOnce.Do(func() { close(l.stop) })
-	l.done.Wait()
-}
-
 // waitFor polls cond for up to 5s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -209,8 +146,8 @@ func TestSinkUnderLoad(t *testing.T) {
 	push(t, sink, set(upstream("a.localhost", b1.server(false))))
 	waitFor(t, "a.localhost served by b1", func() bool { _, body, _ := h.Get("a.localhost", "/"); return body == "1" })
 
-	l := startLoad(h, "a.localhost", 200)
-	defer l.finish()
+	l := realparts.StartLoad(h.Addr, "a.localhost", 200, 4)
+	defer l.Stop()
 	pause := func() { time.Sleep(400 * time.Millisecond) }
 	pause()
 
@@ -226,14 +163,10 @@ func TestSinkUnderLoad(t *testing.T) {
 		}
 	}
 
-	// Drain b1: no new requests reach it.
+	// Drain b1: no new requests reach it once the push returned.
 	push(t, sink, set(upstream("a.localhost", b1.server(true), b2.server(false), b3.server(false), dead)))
-	time.Sleep(100 * time.Millisecond)
-	before := b1.hits.Load()
+	l.MarkDraining("1")
 	pause()
-	if n := b1.hits.Load() - before; n != 0 {
-		t.Errorf("draining b1 got %d new requests", n)
-	}
 
 	// Remove b1 and the dead one, then stop b1; a weight change on b3.
 	w3 := b3.server(false)
@@ -242,16 +175,19 @@ func TestSinkUnderLoad(t *testing.T) {
 	push(t, sink, final)
 	b1.stop()
 	pause()
-	l.finish()
+	res := l.Stop()
 	// A removed server still holding connections is deleted by a later push
 	// (endpoints.Pusher pushes every interval).
 	waitFor(t, "removed servers deleted", func() bool { push(t, sink, final); return len(serverNames(t, h, "a.localhost")) == 2 })
 
-	if f := l.failed.Load(); f != 0 {
-		t.Errorf("%d of %d requests failed: %q", f, f+l.ok.Load(), l.errs[:min(len(l.errs), 5)])
+	if res.Failed != 0 {
+		t.Errorf("%d of %d requests failed: %q", res.Failed, res.Requests, res.Failures)
 	}
-	if l.ok.Load() < 200 {
-		t.Errorf("only %d requests in the run", l.ok.Load())
+	if res.Late != 0 {
+		t.Errorf("draining b1 got %d new requests", res.Late)
+	}
+	if res.Requests < 200 {
+		t.Errorf("only %d requests in the run", res.Requests)
 	}
 	if h.MasterPID() != master || workerPID(t, h) != worker {
 		t.Errorf("HAProxy was reloaded: master %d→%d, worker %d→%d", master, h.MasterPID(), worker, workerPID(t, h))
@@ -268,7 +204,7 @@ func TestSinkUnderLoad(t *testing.T) {
 	if st[1].Weight != 3 {
 		t.Errorf("b3 weight %d, want 3", st[1].Weight)
 	}
-	t.Logf("%d requests, by backend %v", l.ok.Load(), l.by)
+	t.Logf("%d requests, by backend %v", res.Requests, res.Seen)
 }
 
 // closedPort is a loopback address nothing listens on.
