@@ -16,6 +16,7 @@ import (
 	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/runner"
+	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/watcher"
 )
 
@@ -71,34 +72,13 @@ func TestLiveHAProxyUnderLoad(t *testing.T) {
 	l := realparts.StartLoad(h.Addr, host, 200, 4)
 	defer l.Stop()
 	waitFor(t, l, answer("b1"))
-	structure, base, worker := readFile(h.Conf), countLines(reloads), haproxyWorker(t, h)
+	structure, base, worker := readFile(h.Conf), countLines(reloads), h.WorkerPID(t)
 
-	putProxied(t, st, "b2", ips["b2"], ports["b2"], host, records.StateRunning)
-	waitFor(t, l, answer("b2"))
-	putProxied(t, st, "b3", ips["b3"], ports["b3"], host, records.StateRunning)
-	waitFor(t, l, answer("b3"))
-	putProxied(t, st, "b1", ips["b1"], ports["b1"], host, records.StateDraining)
-	waitUntil(t, "b1 drained", func() bool { // the push is asynchronous: wait for its effect
-		before := l.Seen(answer("b1"))
-		time.Sleep(100 * time.Millisecond)
-		return l.Seen(answer("b1")) == before
-	})
-	l.MarkDraining(answer("b1"))
-	waitFor(t, l, answer("b2"))
-	delInstance(t, st, "b1")
-	delInstance(t, st, "b2")
-	waitFor(t, l, answer("b3"))
-	res := l.Stop()
-	if res.Failed > 0 {
-		t.Errorf("%d of %d requests failed: %q", res.Failed, res.Requests, res.Failures)
-	}
-	if res.Late > 0 {
-		t.Errorf("b1 got %d requests after its drain took effect", res.Late)
-	}
+	res := comeAndGo(t, st, l, ips, ports, host)
 	if got := countLines(reloads); got != base {
 		t.Errorf("%d reloads while instances came and went, want none", got-base)
 	}
-	if w := haproxyWorker(t, h); w != worker {
+	if w := h.WorkerPID(t); w != worker {
 		t.Errorf("HAProxy's worker changed from %d to %d: it was reloaded", worker, w)
 	}
 	if readFile(h.Conf) != structure {
@@ -124,18 +104,6 @@ func TestLiveHAProxyUnderLoad(t *testing.T) {
 	t.Logf("structural reload: %d of %d requests to %s failed", res.Failed, res.Requests, host)
 }
 
-// haproxyWorker is the pid of HAProxy's worker.
-func haproxyWorker(t *testing.T, h *testenv.HAProxy) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	in, err := haproxy.NewClient(h.Socket).WaitWorker(ctx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return in.PID
-}
-
 // liveHost reports whether HAProxy's running host map routes host: the
 // worker runs the live structure and has taken a push.
 func liveHost(t *testing.T, h *testenv.HAProxy, host string) bool {
@@ -146,4 +114,37 @@ func liveHost(t *testing.T, h *testenv.HAProxy, host string) bool {
 	defer c.Close()
 	m, err := c.ShowMap(t.Context(), filepath.Join(h.Dir, haproxy.MapFile))
 	return err == nil && len(m) == 1 && m[0].Key == host
+}
+
+// comeAndGo is instances coming and going under the load l on host
+// (backends b1, b2, b3 at ips and ports; b1 serving): b2 and b3 start, b1
+// drains, b1 and b2 stop, each waited for through the proxy. It fails the
+// test for a failed request or one that reached b1 after its drain took
+// effect, and returns what the load saw.
+func comeAndGo(t *testing.T, st store.Store, l *realparts.Load, ips map[string]string, ports map[string]int, host string) realparts.LoadResult {
+	t.Helper()
+	answer := func(b string) string { return b + " " + host }
+	putProxied(t, st, "b2", ips["b2"], ports["b2"], host, records.StateRunning)
+	waitFor(t, l, answer("b2"))
+	putProxied(t, st, "b3", ips["b3"], ports["b3"], host, records.StateRunning)
+	waitFor(t, l, answer("b3"))
+	putProxied(t, st, "b1", ips["b1"], ports["b1"], host, records.StateDraining)
+	waitUntil(t, "b1 drained", func() bool { // the push is asynchronous: wait for its effect
+		before := l.Seen(answer("b1"))
+		time.Sleep(100 * time.Millisecond)
+		return l.Seen(answer("b1")) == before
+	})
+	l.MarkDraining(answer("b1"))
+	waitFor(t, l, answer("b2"))
+	delInstance(t, st, "b1")
+	delInstance(t, st, "b2")
+	waitFor(t, l, answer("b3"))
+	res := l.Stop()
+	if res.Failed > 0 {
+		t.Errorf("%d of %d requests failed: %q", res.Failed, res.Requests, res.Failures)
+	}
+	if res.Late > 0 {
+		t.Errorf("b1 got %d requests after its drain took effect", res.Late)
+	}
+	return res
 }

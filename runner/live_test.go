@@ -109,28 +109,7 @@ func TestLiveNginxUnderLoad(t *testing.T) {
 	waitFor(t, l, answer("b1"))
 	structure, base := readFile(n.Conf), countLines(reloads)
 
-	putProxied(t, st, "b2", ips["b2"], ports["b2"], host, records.StateRunning)
-	waitFor(t, l, answer("b2"))
-	putProxied(t, st, "b3", ips["b3"], ports["b3"], host, records.StateRunning)
-	waitFor(t, l, answer("b3"))
-	putProxied(t, st, "b1", ips["b1"], ports["b1"], host, records.StateDraining)
-	waitUntil(t, "b1 drained", func() bool { // the push is asynchronous: wait for its effect
-		before := l.Seen(answer("b1"))
-		time.Sleep(100 * time.Millisecond)
-		return l.Seen(answer("b1")) == before
-	})
-	l.MarkDraining(answer("b1"))
-	waitFor(t, l, answer("b2"))
-	delInstance(t, st, "b1")
-	delInstance(t, st, "b2")
-	waitFor(t, l, answer("b3"))
-	res := l.Stop()
-	if res.Failed > 0 {
-		t.Errorf("%d of %d requests failed: %q", res.Failed, res.Requests, res.Failures)
-	}
-	if res.Late > 0 {
-		t.Errorf("b1 got %d requests after its drain took effect", res.Late)
-	}
+	res := comeAndGo(t, st, l, ips, ports, host)
 	if got := countLines(reloads); got != base {
 		t.Errorf("%d reloads while instances came and went, want none", got-base)
 	}

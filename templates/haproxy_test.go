@@ -2,7 +2,6 @@ package templates_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -13,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/berthd/berth/endpoints"
 	"github.com/berthd/berth/endpoints/haproxy"
@@ -268,7 +266,7 @@ func TestHAProxyLive(t *testing.T) {
 	if code, _, _ := h.Get("unknown.localhost", "/"); code != 503 {
 		t.Errorf("unknown host: %d, want 503", code)
 	}
-	master, pid := h.MasterPID(), haproxyWorker(t, h)
+	master, pid := h.MasterPID(), h.WorkerPID(t)
 
 	// A container starts: same bytes, one push, no reload.
 	instances = append(instances, inst("root2", vh("a.localhost")))
@@ -280,7 +278,7 @@ func TestHAProxyLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("a.localhost", "/", "root", "root2")
-	if haproxyWorker(t, h) != pid || h.MasterPID() != master {
+	if h.WorkerPID(t) != pid || h.MasterPID() != master {
 		t.Error("HAProxy was reloaded for a new server")
 	}
 
@@ -345,18 +343,6 @@ func TestHAProxyStatic(t *testing.T) {
 			t.Errorf("%s answered by %v, want %q", host, seen, want)
 		}
 	}
-}
-
-// haproxyWorker is the pid of HAProxy's worker.
-func haproxyWorker(t *testing.T, h *testenv.HAProxy) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	in, err := haproxy.NewClient(h.Socket).WaitWorker(ctx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return in.PID
 }
 
 // instanceKVs is the store's view of instance records: key → record,

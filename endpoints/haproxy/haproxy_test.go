@@ -109,20 +109,6 @@ func push(t *testing.T, s *haproxy.Sink, st endpoints.Set) {
 	}
 }
 
-func workerPID(t *testing.T, h *testenv.HAProxy) int {
-	t.Helper()
-	c, err := haproxy.NewClient(h.Socket).Dial(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	in, err := c.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return in.PID
-}
-
 // waitFor polls cond for up to 5s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -141,7 +127,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // draining server gets no new request, and removed servers are deleted.
 func TestSinkUnderLoad(t *testing.T) {
 	h, sink := startProxy(t, []haproxy.Option{haproxy.WithCheck(haproxy.Check{Inter: 100 * time.Millisecond, Rise: 1, Fall: 2})}, "a.localhost", "b.localhost")
-	master, worker := h.MasterPID(), workerPID(t, h)
+	master, worker := h.MasterPID(), h.WorkerPID(t)
 	b1, b2, b3 := newBackend(t, "1"), newBackend(t, "2"), newBackend(t, "3")
 	push(t, sink, set(upstream("a.localhost", b1.server(false))))
 	waitFor(t, "a.localhost served by b1", func() bool { _, body, _ := h.Get("a.localhost", "/"); return body == "1" })
@@ -189,8 +175,8 @@ func TestSinkUnderLoad(t *testing.T) {
 	if res.Requests < 200 {
 		t.Errorf("only %d requests in the run", res.Requests)
 	}
-	if h.MasterPID() != master || workerPID(t, h) != worker {
-		t.Errorf("HAProxy was reloaded: master %d→%d, worker %d→%d", master, h.MasterPID(), worker, workerPID(t, h))
+	if h.MasterPID() != master || h.WorkerPID(t) != worker {
+		t.Errorf("HAProxy was reloaded: master %d→%d, worker %d→%d", master, h.MasterPID(), worker, h.WorkerPID(t))
 	}
 	st := serversState(t, h, "a.localhost")
 	if len(st) != 2 || st[0].Name != haproxy.ServerName(b2.server(false).ID) || st[1].Name != haproxy.ServerName(w3.ID) {
@@ -254,7 +240,7 @@ func TestSinkRestartedProxy(t *testing.T) {
 			t.Fatalf("%s: %q %v, want %q", host, body, err, want)
 		}
 	}
-	old := workerPID(t, h)
+	old := h.WorkerPID(t)
 	h.Stop()
 	h.Start(t)
 	if code, _, _ := h.Get("a.localhost", "/"); code != 503 {
@@ -266,7 +252,7 @@ func TestSinkRestartedProxy(t *testing.T) {
 			t.Errorf("%s after one push to the restarted HAProxy: %q %v, want %q", host, body, err, want)
 		}
 	}
-	if workerPID(t, h) == old {
+	if h.WorkerPID(t) == old {
 		t.Errorf("worker pid %d unchanged: HAProxy was not restarted", old)
 	}
 }

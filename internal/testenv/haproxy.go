@@ -1,9 +1,12 @@
 package testenv
 
 import (
+	"context"
 	"os"
 	"testing"
+	"time"
 
+	"github.com/berthd/berth/endpoints/haproxy"
 	"github.com/berthd/berth/internal/realparts"
 )
 
@@ -38,4 +41,17 @@ func (h *HAProxy) Start(t testing.TB) {
 	if err := h.HAProxy.Start(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// WorkerPID is the pid of the worker answering on the admin socket (a
+// new one after every reload or restart), waiting up to 5s for one.
+func (h *HAProxy) WorkerPID(t testing.TB) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	in, err := haproxy.NewClient(h.Socket).WaitWorker(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in.PID
 }
