@@ -29,7 +29,8 @@ type Pusher struct {
 	want    Set
 	have    bool // want is set
 	status  PushStatus
-	failing bool // the last push failed
+	failing bool   // the last push failed
+	lastErr string // and why (each new reason is logged once)
 }
 
 // PushStatus is what a Pusher did last.
@@ -140,7 +141,12 @@ func (p *Pusher) Run(ctx context.Context) {
 			p.status.Failures++
 		}
 		wasFailing := p.failing
+		sameErr := wasFailing && err != nil && p.lastErr == err.Error()
 		p.failing = err != nil
+		p.lastErr = ""
+		if err != nil {
+			p.lastErr = err.Error()
+		}
 		p.mu.Unlock()
 		switch {
 		case err == nil:
@@ -155,12 +161,12 @@ func (p *Pusher) Run(ctx context.Context) {
 			applied, appliedOK = set, true
 		case errors.Is(err, ErrUnavailable):
 			wait = p.retry.Next()
-			if !wasFailing {
+			if !sameErr {
 				p.log.Warn("proxy unavailable; keeping the endpoint set and pushing it again", "revision", set.Revision, "err", err, "retry_in", wait)
 			}
 		default:
 			wait = p.interval
-			if !wasFailing {
+			if !sameErr {
 				p.log.Error("proxy refused the endpoint set; falling back to rendering the servers and reloading", "revision", set.Revision, "err", err)
 			}
 			if p.onRefused != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -145,4 +146,59 @@ func waitFor(t *testing.T, l *realparts.Load, body string) {
 	t.Helper()
 	before := l.Seen(body)
 	waitUntil(t, body+" answers", func() bool { return l.Seen(body) >= before+20 })
+}
+
+// TestLiveFallsBackWhenRefused: when nginx refuses a push (the set does
+// not fit its shared dict), the runner renders the servers into the file
+// and reloads, so nginx still serves every host; once a push fits again,
+// it goes back to the structure only.
+func TestLiveFallsBackWhenRefused(t *testing.T) {
+	st := openStore(t, "embedded://"+t.TempDir())
+	n := testenv.NewNginx(t)
+	tdir := t.TempDir()
+	paths := shippedTemplate(t, tdir, "nginx.conf.tmpl", "nginx-lua.tmpl")
+	tmpl := config.Template{
+		Name: "nginx", Src: paths[0], Origin: "test",
+		Options:  dialect.Options{Dialect: dialect.Native, Prefix: records.DefaultPrefix, Includes: paths[1:]},
+		Prefixes: []string{records.ServicesPrefix(records.DefaultPrefix)},
+		Spec:     render.Spec{Name: "nginx", Dest: n.Conf, Check: n.CheckCommand()},
+		Live:     "nginx-lua", LiveDir: filepath.Join(n.Dir, "live"),
+	}
+	ip, port := testenv.HTTPBackend(t, "b1")
+	putProxied(t, st, "b1", ip, port, "app.localhost", records.StateRunning)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	env := map[string]string{"BERTH_NGINX_LISTEN": n.Addr, "BERTH_NGINX_GRPC_LISTEN": "127.0.0.1:1", "BERTH_NGINX_LUA_DICT": "12k"}
+	renderer := render.New(render.WithLogger(log))
+	once := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env))
+	if res, err := once.Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
+		t.Fatalf("first render: %v %+v", err, res)
+	}
+	n.Start(t)
+	tmpl.Spec.Reload = n.ReloadCommand()
+	r := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, []config.Template{tmpl}) }()
+	t.Cleanup(func() { cancel(); <-done })
+	served := func(host string) bool {
+		code, body, err := n.Get(host, "/")
+		return err == nil && code == 200 && body == "b1 "+host
+	}
+	isLive := func() bool { return strings.Contains(readFile(n.Conf), "balancer_by_lua_block") }
+	waitUntil(t, "live and served", func() bool { return isLive() && served("app.localhost") })
+
+	// More hosts than the dict holds: the push is refused.
+	const many = 300
+	for i := range many {
+		putProxied(t, st, "x"+strconv.Itoa(i), ip, port, "h"+strconv.Itoa(i)+".localhost", records.StateRunning)
+	}
+	waitUntil(t, "the static fallback", func() bool { return !isLive() && served("h299.localhost") })
+	if !strings.Contains(readFile(n.Conf), "server "+ip+":"+strconv.Itoa(port)+";") {
+		t.Fatalf("the fallback does not render the servers:\n%s", readFile(n.Conf))
+	}
+	// Fewer again: pushes fit, the structure only is rendered.
+	for i := range many {
+		delInstance(t, st, "x"+strconv.Itoa(i))
+	}
+	waitUntil(t, "live again", func() bool { return isLive() && served("app.localhost") })
 }
