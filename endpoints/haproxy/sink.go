@@ -35,21 +35,23 @@ const NamePrefix = "berth-"
 // configuration's servers only) gets everything again from one push.
 //
 // For each upstream the backend of the same name must exist (the template
-// declares it, with no servers): a server the Set has and HAProxy does
-// not is added in maintenance with an explicit id (TLS and HTTP/2 as the
-// upstream's protocol asks), its health check
-// started if the Sink has one, then set ready (HAProxy sends it requests
-// once its check passes) or drain; a changed address or weight is set in
-// place; a draining server is set to drain; a server HAProxy has and the
-// Set does not is set to maintenance (open requests finish) and deleted
-// once it has no connections left (at once, or by a later push).
+// declares it, with no servers). A server the Set has and HAProxy does not
+// is added in maintenance with an explicit id (with TLS or HTTP/2 as the
+// upstream's protocol asks, and the Sink's health check, started), then
+// set ready (a checked server gets requests once its check passes) or
+// drain; a changed address or weight is set in place; a draining server
+// is set to drain; a server HAProxy has and the Set does not is set to
+// maintenance (open requests finish) and deleted once it has no
+// connections left (at once, or by a later push). Plain hosts go to the
+// host map. After a reload (WithConfigFile) a push waits for the new
+// worker.
 //
-// Errors: an unreachable socket gives an error wrapping
-// endpoints.ErrUnavailable; a command HAProxy refuses, or a backend the
-// configuration lacks, gives another error (the caller renders and
-// reloads), after the rest of the Set has been applied. A server whose
-// address HAProxy cannot take (invalid, port 0, unspecified, multicast) is
-// left out and logged.
+// Errors: an unreachable socket, or an old worker stopping after a
+// reload, gives an error wrapping endpoints.ErrUnavailable; a command
+// HAProxy refuses, or a backend the configuration lacks, gives another
+// error (the caller renders and reloads), after the rest of the Set has
+// been applied. A server whose address HAProxy cannot take (invalid, port
+// 0, unspecified, multicast) is left out and logged.
 type Sink struct {
 	client  *Client
 	check   *Check
