@@ -4,25 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"time"
 
-	"github.com/berthd/berth/api"
-	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/daemon"
-	"github.com/berthd/berth/internal/realparts"
 	"github.com/berthd/berth/registrar"
-	"github.com/berthd/berth/render"
-	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/embedded"
-	"github.com/berthd/berth/store/etcd"
-	"github.com/berthd/berth/templates"
 )
 
 // E2EResult is the JSON of berth bench e2e; its fields are part of
@@ -61,88 +51,16 @@ func benchE2E(ctx context.Context, runs int, log *slog.Logger) (res E2EResult, e
 	}
 	defer os.RemoveAll(tmp)
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-
-	// The store.
-	st, err := etcd.Embedded(ctx, etcd.EmbeddedConfig{Dir: filepath.Join(tmp, "store"), Logger: quiet})
+	rig, err := newE2ERig(ctx, tmp, "be2e", 253, "ok", "nginx.tmpl", quiet)
 	if err != nil {
 		return res, err
 	}
-	defer st.Close()
-
-	// The runtime, its API and a busybox image.
-	rt, suffix, stopRuntime, err := startEmbedded(ctx, tmp, "be2e", 253, quiet)
-	if err != nil {
+	defer rig.Close()
+	if err := rig.Start(ctx, daemon.Config{Registrar: registrar.Config{Host: "bench"}}); err != nil {
 		return res, err
 	}
-	defer stopRuntime()
-	rootfs := filepath.Join(tmp, "rootfs")
-	if err := embedded.BusyboxRootfs(rootfs); err != nil {
-		return res, err
-	}
-	if err := os.MkdirAll(filepath.Join(rootfs, "www"), 0o755); err != nil {
-		return res, err
-	}
-	if err := os.WriteFile(filepath.Join(rootfs, "www", "index.html"), []byte("ok\n"), 0o644); err != nil {
-		return res, err
-	}
-	if _, err := rt.Images().Import(ctx, rootfs, "bench:httpd"); err != nil {
-		return res, err
-	}
-	sock := filepath.Join(tmp, "berth.sock")
-	ln, err := api.Listen(sock)
-	if err != nil {
-		return res, err
-	}
-	actx, stopAPI := context.WithCancel(ctx)
-	apiDone := make(chan error, 1)
-	go func() { apiDone <- api.NewServer(rt, api.WithServerLogger(quiet)).Serve(actx, ln) }()
-	defer func() { stopAPI(); <-apiDone }()
-	client := api.NewClient(sock)
-
-	// nginx and its template.
-	ngx := filepath.Join(tmp, "nginx")
-	if err := os.Mkdir(ngx, 0o755); err != nil {
-		return res, err
-	}
-	nginx, err := realparts.NewNginx(ngx)
-	if err != nil {
-		return res, err
-	}
-	nginxBin, addr, conf := nginx.Bin, nginx.Addr, nginx.Conf
-	for _, name := range []string{"nginx.conf.tmpl", "nginx.tmpl"} {
-		data, err := fs.ReadFile(templates.Files(), name)
-		if err != nil {
-			return res, err
-		}
-		if err := os.WriteFile(filepath.Join(tmp, name), data, 0o644); err != nil {
-			return res, err
-		}
-	}
-	// The shipped template reads its listen addresses from .Env.
-	env := map[string]string{"BERTH_NGINX_LISTEN": addr, "BERTH_NGINX_GRPC_LISTEN": "127.0.0.1:1"}
-	tmpl := config.Template{
-		Name: "nginx", Src: filepath.Join(tmp, "nginx.conf.tmpl"), Origin: "bench",
-		Options:  dialect.Options{Dialect: dialect.Native, Includes: []string{filepath.Join(tmp, "nginx.tmpl")}},
-		Prefixes: []string{"/berth/services/"},
-		Spec: render.Spec{Name: "nginx", Dest: conf,
-			Check:  fmt.Sprintf("%s -t -q -p %s/ -c {{.src}}", nginxBin, ngx),
-			Reload: fmt.Sprintf("if [ -s %[1]s/nginx.pid ]; then kill -HUP $(cat %[1]s/nginx.pid); fi", ngx)},
-	}
-	d, err := daemon.New(st, rt, daemon.Config{Registrar: registrar.Config{Host: "bench"}, Env: env, Logger: quiet})
-	if err != nil {
-		return res, err
-	}
-	dctx, stopDaemon := context.WithCancel(ctx)
-	daemonDone := make(chan error, 1)
-	go func() { daemonDone <- d.Run(dctx, []config.Template{tmpl}) }()
-	defer func() { stopDaemon(); <-daemonDone }()
-	if err := waitFor(ctx, 30*time.Second, func() bool { _, err := os.Stat(conf); return err == nil }); err != nil {
-		return res, fmt.Errorf("the template never rendered: %w", err)
-	}
-	if err := nginx.Start(); err != nil {
-		return res, err
-	}
-	defer nginx.Stop()
+	nginx, client, suffix := rig.Nginx, rig.Client, rig.Suffix
+	nginxBin, addr, conf, ngx := nginx.Bin, nginx.Addr, nginx.Conf, nginx.Dir
 	// A new connection per probe: an idle keep-alive connection stays with
 	// an old worker, which serves the old configuration until it closes.
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,18 +14,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/berthd/berth/api"
-	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/daemon"
 	"github.com/berthd/berth/internal/realparts"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/registrar"
-	"github.com/berthd/berth/render"
-	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/embedded"
-	"github.com/berthd/berth/store/etcd"
-	"github.com/berthd/berth/templates"
 )
 
 // Proxies are the values of E2EProxyOptions.Proxy.
@@ -58,9 +51,10 @@ type E2EProxyResult struct {
 }
 
 // E2EProxy runs berth up's pipeline in one process (embedded store and
-// runtime, registrar, runner, the shipped nginx template: nginx.tmpl, or
-// nginx-lua.tmpl with live = "nginx-lua") in front of a real nginx whose
-// configuration holds VHosts virtual hosts, and, under a continuous load
+// runtime, registrar, runner, a shipped template: nginx.tmpl, nginx-lua.tmpl
+// with live = "nginx-lua", or haproxy.cfg.tmpl with live = "haproxy") in
+// front of a real nginx (HAProxy for haproxy) whose configuration holds
+// VHosts virtual hosts, and, under a continuous load
 // on one more host, starts Runs busybox httpd containers for that host
 // one after another, each stopped before the next starts. It measures,
 // through real HTTP:
@@ -70,9 +64,9 @@ type E2EProxyResult struct {
 //	down: from the API's stop call to the last request nginx sent it
 //	      (the stop drains first: Drain, default berth up's);
 //
-// and the reloads berth made, the most nginx worker generations alive at
-// once, and the load's requests and failures. Needs root, nginx (with
-// Debian's Lua module for nginx-lua) and busybox-static.
+// and the reloads berth made, the most worker generations alive at once,
+// and the load's requests and failures. Needs root, nginx (with Debian's
+// Lua module for nginx-lua; haproxy for haproxy) and busybox-static.
 func E2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (E2EProxyResult, error) {
 	return offMain(func() (E2EProxyResult, error) { return benchE2EProxy(ctx, o, log) })
 }
@@ -108,43 +102,16 @@ func benchE2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (re
 	defer os.RemoveAll(tmp)
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
-	st, err := etcd.Embedded(ctx, etcd.EmbeddedConfig{Dir: filepath.Join(tmp, "store"), Logger: quiet})
-	if err != nil {
-		return res, err
-	}
-	defer st.Close()
-
 	// The runtime: a stop drains first (berth up does so with live
 	// endpoints; here with both proxies, so that down is how long each
 	// takes to stop routing to a container that still serves).
-	rt, suffix, stopRuntime, err := startEmbedded(ctx, tmp, "bpx", 252, quiet, embedded.WithStopDelay(o.Drain))
+	fragment := map[bool]string{false: "nginx.tmpl", true: "nginx-lua.tmpl"}[live]
+	rig, err := newE2ERig(ctx, tmp, "bpx", 252, ctrBody, fragment, quiet, embedded.WithStopDelay(o.Drain))
 	if err != nil {
 		return res, err
 	}
-	defer stopRuntime()
-	rootfs := filepath.Join(tmp, "rootfs")
-	if err := embedded.BusyboxRootfs(rootfs); err != nil {
-		return res, err
-	}
-	if err := os.MkdirAll(filepath.Join(rootfs, "www"), 0o755); err != nil {
-		return res, err
-	}
-	if err := os.WriteFile(filepath.Join(rootfs, "www", "index.html"), []byte(ctrBody+"\n"), 0o644); err != nil {
-		return res, err
-	}
-	if _, err := rt.Images().Import(ctx, rootfs, "bench:httpd"); err != nil {
-		return res, err
-	}
-	sock := filepath.Join(tmp, "berth.sock")
-	ln, err := api.Listen(sock)
-	if err != nil {
-		return res, err
-	}
-	actx, stopAPI := context.WithCancel(ctx)
-	apiDone := make(chan error, 1)
-	go func() { apiDone <- api.NewServer(rt, api.WithServerLogger(quiet)).Serve(actx, ln) }()
-	defer func() { stopAPI(); <-apiDone }()
-	client := api.NewClient(sock)
+	defer rig.Close()
+	st, client, suffix, reloads := rig.St, rig.Client, rig.Suffix, rig.Reloads
 
 	// The backend of every other virtual host and of the measured one.
 	baseLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -168,37 +135,21 @@ func benchE2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (re
 		}
 	}
 
-	// The proxy and its template.
-	reloads := filepath.Join(tmp, "reloads")
-	var px proxyProcess
-	var tmpl config.Template
-	var env map[string]string
-	if o.Proxy == "haproxy" {
-		px, tmpl, env, err = haproxyBench(tmp, reloads)
-	} else {
-		px, tmpl, env, err = nginxBench(tmp, reloads, live)
+	switch {
+	case o.Proxy == "haproxy":
+		if rig.Proxy, rig.Tmpl, rig.Env, err = haproxyBench(tmp, reloads); err != nil {
+			return res, err
+		}
+	case live:
+		rig.Tmpl.Live, rig.Tmpl.LiveDir = "nginx-lua", filepath.Join(tmp, "live")
 	}
-	if err != nil {
+	if err := rig.Start(ctx, daemon.Config{Registrar: registrar.Config{Host: "bench", Drain: o.Drain}}); err != nil {
 		return res, err
 	}
-	d, err := daemon.New(st, rt, daemon.Config{Registrar: registrar.Config{Host: "bench", Drain: o.Drain}, Env: env, Logger: quiet})
-	if err != nil {
-		return res, err
-	}
-	dctx, stopDaemon := context.WithCancel(ctx)
-	daemonDone := make(chan error, 1)
-	go func() { daemonDone <- d.Run(dctx, []config.Template{tmpl}) }()
-	defer func() { stopDaemon(); <-daemonDone }()
-	if err := waitFor(ctx, 60*time.Second, func() bool { _, err := os.Stat(px.conf()); return err == nil }); err != nil {
-		return res, fmt.Errorf("the template never rendered: %w", err)
-	}
-	if err := px.start(); err != nil {
-		return res, err
-	}
-	defer px.stop()
 	// A new connection per probe: an idle keep-alive connection stays with
 	// an old worker, which serves the old configuration until it closes.
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	px := rig.Proxy
 	get := func() string { return getBody(ctx, hc, px.addr()) }
 	if err := waitFor(ctx, 60*time.Second, func() bool { return get() == baseBody }); err != nil {
 		return res, fmt.Errorf("%s never served %s on %s: %w", o.Proxy, proxyHost, px.addr(), err)
@@ -367,8 +318,9 @@ func (g *generations) stop() int {
 	return g.max
 }
 
-// proxyProcess is the proxy a bench runs: its address, start and stop,
-// the tail of its log, and how many worker generations are alive.
+// proxyProcess is the proxy a bench runs: its address and rendered
+// configuration, start and stop, the tail of its log, and how many worker
+// generations are alive.
 type proxyProcess interface {
 	addr() string
 	conf() string
@@ -378,10 +330,7 @@ type proxyProcess interface {
 	workers() int
 }
 
-type nginxProcess struct {
-	*realparts.Nginx
-	dir string
-}
+type nginxProcess struct{ *realparts.Nginx }
 
 func (n nginxProcess) addr() string { return n.Addr }
 func (n nginxProcess) conf() string { return n.Conf }
@@ -392,7 +341,7 @@ func (n nginxProcess) log() string  { return n.ErrorLog() }
 // workers counts nginx's worker processes (worker_processes is 1: each
 // worker alive is one generation, old ones shutting down included).
 func (n nginxProcess) workers() int {
-	b, err := os.ReadFile(filepath.Join(n.dir, "nginx.pid"))
+	b, err := os.ReadFile(filepath.Join(n.Dir, "nginx.pid"))
 	if err != nil {
 		return 0
 	}
@@ -409,40 +358,4 @@ func (n nginxProcess) workers() int {
 		}
 	}
 	return c
-}
-
-// nginxBench prepares nginx and its template (nginx.tmpl, or
-// nginx-lua.tmpl live) in tmp.
-func nginxBench(tmp, reloads string, live bool) (proxyProcess, config.Template, map[string]string, error) {
-	ngx := filepath.Join(tmp, "nginx")
-	if err := os.Mkdir(ngx, 0o755); err != nil {
-		return nil, config.Template{}, nil, err
-	}
-	nginx, err := realparts.NewNginx(ngx)
-	if err != nil {
-		return nil, config.Template{}, nil, err
-	}
-	fragment := map[bool]string{false: "nginx.tmpl", true: "nginx-lua.tmpl"}[live]
-	for _, name := range []string{"nginx.conf.tmpl", fragment} {
-		data, err := fs.ReadFile(templates.Files(), name)
-		if err != nil {
-			return nil, config.Template{}, nil, err
-		}
-		if err := os.WriteFile(filepath.Join(tmp, name), data, 0o644); err != nil {
-			return nil, config.Template{}, nil, err
-		}
-	}
-	env := map[string]string{"BERTH_NGINX_LISTEN": nginx.Addr, "BERTH_NGINX_GRPC_LISTEN": "127.0.0.1:1"}
-	tmpl := config.Template{
-		Name: "nginx", Src: filepath.Join(tmp, "nginx.conf.tmpl"), Origin: "bench",
-		Options:  dialect.Options{Dialect: dialect.Native, Includes: []string{filepath.Join(tmp, fragment)}},
-		Prefixes: []string{"/berth/services/"},
-		Spec: render.Spec{Name: "nginx", Dest: nginx.Conf,
-			Check:  fmt.Sprintf("%s -t -q -p %s/ -c {{.src}}", nginx.Bin, ngx),
-			Reload: fmt.Sprintf("if [ -s %[1]s/nginx.pid ]; then echo >> %[2]s; kill -HUP $(cat %[1]s/nginx.pid); fi", ngx, reloads)},
-	}
-	if live {
-		tmpl.Live, tmpl.LiveDir = "nginx-lua", filepath.Join(tmp, "live")
-	}
-	return nginxProcess{nginx, ngx}, tmpl, env, nil
 }

@@ -1,10 +1,14 @@
 // Package dockergen is berth's docker-gen mode: docker-gen's templates and
 // configurations rendered from a real Docker Engine, without docker-gen's
-// weak spots. Containers are followed through runtime/docker (one
-// inspection per event, reconnection with resync); each configuration is
+// weak spots. It has no loop of its own: it is the runner (package runner)
+// fed by a Source, a Docker Engine's containers as one container filter
+// shows them (listed once, then followed through runtime/docker: one
+// inspection per event, reconnection with resync). Each configuration is
 // rendered through berth's pipeline (check, atomic swap, notify as the
-// reload command, rollback) and debounced with its wait; a template or
-// notify error is logged and retried, never fatal in watch mode.
+// reload command, rollback) and debounced with its wait; only a change of
+// the containers a template sees arms its wait. A template or notify error
+// is logged and retried with the runner's backoff, never fatal in watch
+// mode.
 //
 // After a render that changed its destination (or at every interval), a
 // configuration signals the containers it names (docker-gen's

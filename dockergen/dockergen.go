@@ -8,34 +8,33 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/dockergen/internal/selfid"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/render/dialect"
+	"github.com/berthd/berth/runner"
 	"github.com/berthd/berth/runtime"
 	"github.com/berthd/berth/runtime/docker"
-	"github.com/berthd/berth/watcher"
 )
 
-// Generator renders docker-gen configurations from one Docker Engine.
+// Generator renders docker-gen configurations from one Docker Engine: it
+// is the runner (package runner) with a Source per container filter, and
+// docker-gen's notifications as the runner's applied hook.
 type Generator struct {
 	rt       *docker.Runtime
 	renderer *render.Renderer
 	log      *slog.Logger
-	jobs     []*job
+	confs    []config.Template
+	jobs     map[string]*job // by template name
+	sources  map[string]Filter
 	self     string // the ID of the container berth runs in, if any
 }
 
 type job struct {
 	conf   config.Template
-	tmpl   *dialect.Template
-	filter Filter
-	every  time.Duration // docker-gen's interval: re-render and always notify
-	watch  bool
-	deb    *watcher.Debouncer
+	source string // the key of its Source: its filter
 	notify notify
 }
 
@@ -45,31 +44,41 @@ type Filters struct {
 	OnlyExposed, OnlyPublished, IncludeStopped bool
 }
 
-// New parses the configurations' templates and filters.
+// New checks the configurations' templates and filters.
 func New(rt *docker.Runtime, renderer *render.Renderer, log *slog.Logger, confs []config.Template, global Filters) (*Generator, error) {
-	g := &Generator{rt: rt, renderer: renderer, log: log, self: selfid.Current()}
+	g := &Generator{rt: rt, renderer: renderer, log: log, self: selfid.Current(),
+		jobs: map[string]*job{}, sources: map[string]Filter{}}
 	var errs []error
 	for _, c := range confs {
 		c.Options.Dialect = dialect.DockerGen
-		t, err := dialect.Parse(c.Src, c.Options)
+		if c.DockerGen == nil {
+			c.DockerGen = &config.DockerGenExtras{}
+		}
+		if c.Name == "" || g.jobs[c.Name] != nil {
+			c.Name = c.Origin + ":" + c.Src // names must be unique in the runner
+		}
+		if _, err := dialect.Parse(c.Src, c.Options); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.Origin, err))
+			continue
+		}
+		j := &job{conf: c}
+		var raw map[string][]string
+		if x := c.DockerGen; x != nil {
+			raw = x.ContainerFilter
+		}
+		f, err := ParseFilter(raw, global)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", c.Origin, err))
 			continue
 		}
-		j := &job{conf: c, tmpl: t}
-		var raw map[string][]string
-		if x := c.DockerGen; x != nil {
-			j.watch, j.every, raw = x.Watch, x.Interval, x.ContainerFilter
-		}
-		if j.filter, err = ParseFilter(raw, global); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", c.Origin, err))
-			continue
-		}
+		j.source = f.key
+		g.sources[f.key] = f
 		if j.notify, err = newNotify(c.DockerGen); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", c.Origin, err))
 			continue
 		}
-		g.jobs = append(g.jobs, j)
+		g.jobs[c.Name] = j
+		g.confs = append(g.confs, c)
 	}
 	return g, errors.Join(errs...)
 }
@@ -78,146 +87,82 @@ func New(rt *docker.Runtime, renderer *render.Renderer, log *slog.Logger, confs 
 // has an interval, keeps rendering until ctx ends; regenerate (SIGHUP in
 // docker-gen) parses the templates again (which docker-gen does not do; a
 // template that no longer parses keeps its previous version, with the
-// error logged) and re-renders all of them. Without watch or interval it returns
-// after the first render, with an error if a configuration failed.
+// error logged) and re-renders all of them. Without watch or interval it
+// returns after the first render, with an error if a configuration failed.
+// A failed render is retried with the runner's backoff while watching.
 func (g *Generator) Run(ctx context.Context, regenerate <-chan struct{}) error {
 	ongoing := false
-	for _, j := range g.jobs {
-		ongoing = ongoing || j.watch || j.every > 0
+	for _, c := range g.confs {
+		ongoing = ongoing || c.DockerGen.Watch || c.DockerGen.Interval > 0
 	}
-	var evs <-chan runtime.Event
-	if ongoing {
-		evs, _ = g.rt.Events(ctx) // subscribe before listing: nothing falls between
-	}
-	if _, err := g.rt.List(ctx); err != nil {
-		return err
-	}
-	err := g.render(ctx, g.jobs, false)
+	opts := []SourceOption{WithSourceLogger(g.log), withSelf(g.self)}
 	if !ongoing {
-		return err
+		opts = append(opts, WithoutEvents())
 	}
-	changed := make(chan *job, len(g.jobs))
-	for _, j := range g.jobs {
-		if j.watch {
-			j.deb = watcher.NewDebouncer(ctx, j.conf.Wait, 0)
-			go func() {
-				for {
-					select {
-					case <-j.deb.C():
-						changed <- j
-					case <-ctx.Done():
-						return
-					}
-				}
-			}()
-		}
-		if j.every > 0 {
-			go func() {
-				t := time.NewTicker(j.every)
-				defer t.Stop()
-				for {
-					select {
-					case <-t.C:
-						changed <- j
-					case <-ctx.Done():
-						return
-					}
-				}
-			}()
-		}
+	r := runner.New(nil, g.renderer,
+		runner.WithLogger(g.log),
+		runner.WithSources(
+			func(c config.Template) []string { return []string{g.jobs[c.Name].source} },
+			func(key string) runner.Source { return NewSource(g.rt, g.sources[key], opts...) }),
+		runner.WithTriggers(func(c config.Template) runner.Triggers {
+			return runner.Triggers{IgnoreData: !c.DockerGen.Watch, Every: c.DockerGen.Interval}
+		}),
+		runner.WithApplied(g.applied),
+		runner.WithRegenerate(regenerate))
+	if ongoing {
+		return r.Run(ctx, g.confs)
 	}
-	for {
-		select {
-		case ev, ok := <-evs:
-			if !ok {
-				return nil // ctx ended
-			}
-			if ev.Type == runtime.EventKill {
-				// A signal changes nothing a template sees (a die event
-				// follows if it ends the container), and notifying
-				// containers sends signals itself.
-				continue
-			}
-			for _, j := range g.jobs {
-				if j.deb != nil {
-					j.deb.Trigger()
-				}
-			}
-		case j := <-changed:
-			g.render(ctx, []*job{j}, j.every > 0 && !j.watch)
-		case <-regenerate:
-			g.reparse()
-			g.render(ctx, g.jobs, false)
-		case <-ctx.Done():
-			return nil
-		}
-	}
-}
-
-// reparse reads every job's template files again.
-func (g *Generator) reparse() {
-	for _, j := range g.jobs {
-		t, err := dialect.Parse(j.conf.Src, j.conf.Options)
-		if err != nil {
-			g.log.Error("template does not parse; keeping its previous version", "config", j.conf.Origin, "err", err)
-			continue
-		}
-		j.tmpl = t
-	}
-}
-
-// render brings the jobs' destinations up to date in one cycle (so that
-// identical notify commands run once). With always, a job whose output did
-// not change still runs its notify command, as docker-gen's interval does.
-func (g *Generator) render(ctx context.Context, jobs []*job, always bool) error {
-	engine, err := g.rt.Engine(ctx)
-	if err != nil {
-		g.log.Warn("docker engine summary unavailable; $.Docker stays empty", "err", err)
-	}
-	containers := g.rt.Cached()
-	rjobs := make([]render.Job, len(jobs))
-	for i, j := range jobs {
-		rjobs[i] = render.Job{Spec: j.conf.Spec, Source: render.Bind(j.tmpl, input(engine, containers, j.filter, g.self))}
-	}
-	results, err := g.renderer.Cycle(ctx, rjobs)
+	results, err := r.Once(ctx, g.confs)
 	for i, res := range results {
-		j := jobs[i]
 		if res.Err != nil {
-			g.log.Error("render failed; keeping the last good output", "config", j.conf.Origin, "err", res.Err)
-			continue
-		}
-		if always && !res.Changed && j.conf.Spec.Reload != "" {
-			nctx, cancel := context.WithTimeout(ctx, cmp.Or(j.conf.Spec.Timeout, render.DefaultTimeout))
-			out, err := (render.Exec{}).Run(nctx, []string{"/bin/sh", "-c", j.conf.Spec.Reload})
-			cancel()
-			if err != nil {
-				g.log.Error("notify failed", "config", j.conf.Origin, "err", err, "output", string(out))
-			} else if j.conf.DockerGen != nil && j.conf.DockerGen.NotifyOutput {
-				logOutput(g.log, j.conf.Spec.Reload, out)
-			}
-		}
-		if res.Changed || always {
-			g.signal(ctx, j, containers)
+			g.log.Error("render failed; keeping the last good output", "config", g.confs[i].Origin, "err", res.Err)
 		}
 	}
 	return err
+}
+
+// applied does what docker-gen does after a render: at an interval tick
+// of a configuration that does not watch, its notify command runs even if
+// the destination did not change; after a change (or such a tick), the
+// containers it names and its notify filter selects are signalled.
+func (g *Generator) applied(ctx context.Context, a runner.Applied) {
+	j := g.jobs[a.Template.Name]
+	always := a.Tick && !j.conf.DockerGen.Watch
+	if always && !a.Result.Changed && j.conf.Spec.Reload != "" {
+		nctx, cancel := context.WithTimeout(ctx, cmp.Or(j.conf.Spec.Timeout, render.DefaultTimeout))
+		out, err := (render.Exec{}).Run(nctx, []string{"/bin/sh", "-c", j.conf.Spec.Reload})
+		cancel()
+		if err != nil {
+			g.log.Error("notify failed", "config", j.conf.Origin, "err", err, "output", string(out))
+		} else if j.conf.DockerGen.NotifyOutput {
+			logOutput(g.log, j.conf.Spec.Reload, out)
+		}
+	}
+	if a.Result.Changed || always {
+		g.signal(ctx, j, g.rt.Cached())
+	}
 }
 
 // input is the docker-gen context: the containers that pass filter, and
 // the engine summary as $.Docker, with self (the container berth runs in)
 // as $.Docker.CurrentContainerID.
 func input(engine docker.Engine, containers []runtime.Container, filter Filter, self string) dialect.Input {
-	in := dialect.Input{Containers: []records.Container{}, Docker: records.Docker{
-		Name: engine.Name, NumContainers: engine.Containers, NumImages: engine.Images, Version: engine.Version,
-		ApiVersion: engine.APIVersion, GoVersion: engine.GoVersion, OperatingSystem: engine.OperatingSystem,
-		Architecture: engine.Architecture, CurrentContainerID: self,
-	}}
+	in := dialect.Input{Containers: []records.Container{}, Docker: summary(engine, self)}
 	for _, c := range containers {
 		if filter.Match(c) {
 			in.Containers = append(in.Containers, record(c))
 		}
 	}
 	return in
+}
+
+// summary is the engine as $.Docker shows it.
+func summary(engine docker.Engine, self string) records.Docker {
+	return records.Docker{
+		Name: engine.Name, NumContainers: engine.Containers, NumImages: engine.Images, Version: engine.Version,
+		ApiVersion: engine.APIVersion, GoVersion: engine.GoVersion, OperatingSystem: engine.OperatingSystem,
+		Architecture: engine.Architecture, CurrentContainerID: self,
+	}
 }
 
 // record is a container as docker-gen shows it, where that differs from
@@ -258,9 +203,18 @@ func record(c runtime.Container) records.Container {
 // RenderOnce renders one configuration's template from the engine's
 // current containers and returns the output (docker-gen without a dest).
 func RenderOnce(ctx context.Context, rt *docker.Runtime, conf config.Template, global Filters) ([]byte, error) {
-	g, err := New(rt, nil, slog.Default(), []config.Template{conf}, global)
+	conf.Options.Dialect = dialect.DockerGen
+	t, err := dialect.Parse(conf.Src, conf.Options)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", conf.Origin, err)
+	}
+	var raw map[string][]string
+	if conf.DockerGen != nil {
+		raw = conf.DockerGen.ContainerFilter
+	}
+	filter, err := ParseFilter(raw, global)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", conf.Origin, err)
 	}
 	containers, err := rt.List(ctx)
 	if err != nil {
@@ -270,9 +224,8 @@ func RenderOnce(ctx context.Context, rt *docker.Runtime, conf config.Template, g
 	if err != nil {
 		return nil, err
 	}
-	j := g.jobs[0]
 	var buf bytes.Buffer
-	if err := j.tmpl.Execute(&buf, input(engine, containers, j.filter, g.self)); err != nil {
+	if err := t.Execute(&buf, input(engine, containers, filter, selfid.Current())); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil

@@ -18,6 +18,7 @@ import (
 // ANDs (label=a --filter label=b: both labels).
 type Filter struct {
 	terms []term
+	key   string // the terms as parsed, global flags applied: equal keys select alike
 }
 
 type term struct {
@@ -42,7 +43,9 @@ func ParseFilter(raw map[string][]string, g Filters) (Filter, error) {
 		raw["status"] = []string{"running"}
 	}
 	var f Filter
+	var canon strings.Builder
 	for _, key := range slices.Sorted(maps.Keys(raw)) {
+		fmt.Fprintf(&canon, "%q=%q;", key, raw[key])
 		values := raw[key]
 		var preds []func(runtime.Container) bool
 		for _, v := range values {
@@ -62,6 +65,7 @@ func ParseFilter(raw map[string][]string, g Filters) (Filter, error) {
 			return all
 		}})
 	}
+	f.key = canon.String()
 	return f, nil
 }
 

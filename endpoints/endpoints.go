@@ -7,8 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -79,8 +79,6 @@ func (s Set) Upstream(name string) (Upstream, bool) {
 	return s.Upstreams[i], true
 }
 
-var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
-
 // UpstreamName is the name of the upstream serving host (as grouped: lower
 // case unless a regular expression) and path: the host with every
 // character but letters, digits, '_', '.' and '-' replaced by '_', then,
@@ -89,14 +87,24 @@ var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
 // So two locations never share a name, and every name is one bare token
 // in nginx and HAProxy configurations.
 func UpstreamName(host, path string) string {
-	name := unsafeName.ReplaceAllString(host, "_")
-	if name != host {
-		name += "-" + shortHash(host)
+	name := host
+	if strings.IndexFunc(host, unsafeInName) >= 0 {
+		name = strings.Map(func(r rune) rune {
+			if unsafeInName(r) {
+				return '_'
+			}
+			return r
+		}, host) + "-" + shortHash(host)
 	}
 	if path != "/" {
 		name += "-" + shortHash(path)
 	}
 	return name
+}
+
+// unsafeInName reports whether r is replaced in an upstream name.
+func unsafeInName(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-')
 }
 
 func shortHash(s string) string {
@@ -140,15 +148,17 @@ func Build(instances []records.Instance, opts ...Option) (Set, []error) {
 		if in.Env["VIRTUAL_HOST"] == "" || in.IP == "" || in.Port == 0 {
 			continue // not proxied (no network, no port): nothing to report
 		}
-		who := fmt.Sprintf("container %q (%s)", records.Truncate(in.Name), records.Truncate(in.ID))
+		who := func() string {
+			return fmt.Sprintf("container %q (%s)", records.Truncate(in.Name), records.Truncate(in.ID))
+		}
 		srv, path, proto, err := server(in)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s is left out: %w", who, err))
+			errs = append(errs, fmt.Errorf("%s is left out: %w", who(), err))
 			continue
 		}
 		for _, h := range records.SplitHosts(in.Env["VIRTUAL_HOST"]) {
 			if err := records.CheckHost(h); err != nil {
-				errs = append(errs, fmt.Errorf("%s: VIRTUAL_HOST %q is left out: %w", who, records.Truncate(h), err))
+				errs = append(errs, fmt.Errorf("%s: VIRTUAL_HOST %q is left out: %w", who(), records.Truncate(h), err))
 				continue
 			}
 			if !strings.HasPrefix(h, "~") {
@@ -161,7 +171,7 @@ func Build(instances []records.Instance, opts ...Option) (Set, []error) {
 				ups[name] = u
 			}
 			if u.Proto != proto {
-				errs = append(errs, fmt.Errorf("%s is left out of %s%s: it is served over %s, VIRTUAL_PROTO asks for %s", who, h, path, u.Proto, proto))
+				errs = append(errs, fmt.Errorf("%s is left out of %s%s: it is served over %s, VIRTUAL_PROTO asks for %s", who(), h, path, u.Proto, proto))
 				continue
 			}
 			if slices.ContainsFunc(u.Servers, func(s Server) bool { return s.ID == srv.ID }) {
@@ -170,13 +180,25 @@ func Build(instances []records.Instance, opts ...Option) (Set, []error) {
 			u.Servers = append(u.Servers, srv)
 		}
 	}
+	names := slices.Sorted(maps.Keys(ups))
 	set := Set{Revision: o.rev, Upstreams: make([]Upstream, 0, len(ups))}
-	for _, u := range ups {
+	for _, name := range names {
+		u := ups[name]
 		slices.SortFunc(u.Servers, func(a, b Server) int { return strings.Compare(a.ID, b.ID) })
 		set.Upstreams = append(set.Upstreams, *u)
 	}
-	slices.SortFunc(set.Upstreams, func(a, b Upstream) int { return cmp.Compare(a.Name, b.Name) })
 	return set, errs
+}
+
+// Instances lists the instances of .Services (service → instances, as
+// native templates see it) in the order Build takes them: service by
+// service in name order.
+func Instances(services map[string][]records.Instance) []records.Instance {
+	var all []records.Instance
+	for _, name := range slices.Sorted(maps.Keys(services)) {
+		all = append(all, services[name]...)
+	}
+	return all
 }
 
 // server checks one instance's routing fields and returns its server.

@@ -76,9 +76,15 @@ func NewPusher(sink Sink, opts ...PusherOption) *Pusher {
 	return p
 }
 
-// Update makes s the set to push, replacing any set not pushed yet.
+// Update makes s the set to push, replacing any set not pushed yet; a set
+// of an older revision than the one it has is ignored (two producers of
+// one store's sets may hand them over out of order).
 func (p *Pusher) Update(s Set) {
 	p.mu.Lock()
+	if p.have && s.Revision < p.want.Revision {
+		p.mu.Unlock()
+		return
+	}
 	changed := !p.have || !p.want.Equal(s)
 	p.want, p.have = s, true
 	if changed {

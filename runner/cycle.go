@@ -17,7 +17,8 @@ type job struct {
 	t      *tmplState
 	tmpl   *dialect.Template
 	gen    int
-	data   []uint64      // the snapshot's mirror generations
+	data   []uint64      // the snapshot's source generations
+	tick   bool          // an interval tick: rendered even if nothing changed
 	full   []store.KV    // the snapshot's keys
 	in     dialect.Input // what is rendered: full, with the quarantined keys at their last good state
 	warned map[string]bool
@@ -53,14 +54,15 @@ func (s *state) collect(batch map[*tmplState]bool) []*job {
 		if s.tmpls[t.conf.Name] != t {
 			continue // replaced or removed by an update meanwhile
 		}
-		in, dataGens := snapshot(t.conf.Prefixes, t.mirrors)
+		in, dataGens := snapshot(t.keys, t.sources)
 		t.mu.Lock()
-		tmpl, gen := t.tmpl, t.tmplGen
+		tmpl, gen, tick := t.tmpl, t.tmplGen, t.ticked
+		t.ticked = false
 		t.mu.Unlock()
 		if tmpl == nil {
 			continue // never parsed: nothing to render until its file is fixed
 		}
-		if t.applied && slices.Equal(t.appliedData, dataGens) && t.appliedGen == gen && !t.live.stale() {
+		if !tick && t.applied && slices.Equal(t.appliedData, dataGens) && t.appliedGen == gen && !t.live.stale() {
 			continue // this exact snapshot and template are already applied
 		}
 		log := s.r.log.With("template", t.conf.Name)
@@ -69,7 +71,7 @@ func (s *state) collect(batch map[*tmplState]bool) []*job {
 			clear(t.quarantine)
 		}
 		t.quarGen = gen
-		j := &job{t: t, tmpl: tmpl, gen: gen, data: dataGens, full: in.KVs}
+		j := &job{t: t, tmpl: tmpl, gen: gen, data: dataGens, full: in.KVs, tick: tick}
 		in.KVs = t.quarantine.revert(in.KVs, t.good, log)
 		// {{warn}}: log what the previous render did not already report,
 		// so a lasting conflict is not logged at every change.
@@ -160,6 +162,9 @@ func (s *state) record(j *job, now time.Time, took time.Duration) {
 			log.Error("render failed; keeping the last good output", "err", res.Err, "retry_in", t.retry)
 			s.scheduleRetry(t, t.retry)
 		}
+	}
+	if res.Err == nil && s.r.applied != nil {
+		s.r.applied(s.ctx, Applied{Template: t.conf, Result: res, Tick: j.tick})
 	}
 	if s.r.observe != nil {
 		s.r.observe(Observation{

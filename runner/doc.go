@@ -1,15 +1,22 @@
-// Package runner keeps template outputs current: it ties the watcher
-// (mirrors of store prefixes, quiescence, file watches) to the render
-// pipeline, the way consul-template's manager ties dependencies to its
-// renderer. One mirror per prefix is shared by every template that reads
-// it; a template renders only after all its prefixes finished their first
-// sync; a failed render, check or reload is retried with backoff and the
-// last good output stays in place.
+// Package runner keeps template outputs current: it ties sources of data
+// (Source: mirrors of store prefixes, a Docker Engine's containers for
+// docker-gen mode), quiescence and file watches to the render pipeline,
+// the way consul-template's manager ties dependencies to its renderer.
+// It is berth's one watch → render loop. One source per key is shared by
+// every template that reads it; a template renders only after all its
+// sources finished their first sync; a failed render, check or reload is
+// retried with backoff and the last good output stays in place.
 //
-// Files: runner.go (Runner, options, Once), state.go (Run's loop, the set
-// of templates, shared mirrors), template.go (one template's state and
-// watch goroutine), cycle.go (a render cycle: collect → cycle → isolate →
-// record), quarantine.go, status.go.
+// Quiet window: a source's notification arms a template's wait (min:max)
+// only if the data the template reads changed (its sources' generations
+// differ from what it last saw), so events that change nothing it renders
+// do not hold its render back.
+//
+// Files: runner.go (Runner, options, Once), source.go (Source and the
+// options that plug sources, triggers and hooks in), state.go (Run's loop,
+// the set of templates, shared sources), template.go (one template's state
+// and watch goroutine), cycle.go (a render cycle: collect → cycle →
+// isolate → record), quarantine.go, status.go.
 //
 // Edits settle: a template's file (main or include) is re-read only after
 // its writes have gone quiet for the settle window (config settle,
@@ -33,5 +40,5 @@
 // Update and Status talk to it over channels and may be called from any
 // goroutine while Run runs. Each template has a watch goroutine that only
 // sends on Run's due channel and, under the template's mutex, records its
-// first sync and re-parsed edits.
+// first sync, re-parsed edits and due interval ticks.
 package runner

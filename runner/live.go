@@ -13,6 +13,7 @@ import (
 	"github.com/berthd/berth/endpoints"
 	"github.com/berthd/berth/endpoints/haproxy"
 	"github.com/berthd/berth/endpoints/nginxlua"
+	"github.com/berthd/berth/render/dialect"
 )
 
 // Live endpoints (config live = "nginx-lua" or "haproxy"): the template renders only
@@ -34,6 +35,7 @@ type live struct {
 	static   bool // the proxy refused a push: render the servers into the file
 	rendered bool // the last successful render was static
 	noSet    bool // the last successful render did not call endpoints (reported once)
+	grouped  bool // the last render's set was Build over all its instances: push early
 }
 
 // liveJob is what a job's render gave the live side.
@@ -56,6 +58,63 @@ func (s *state) startLive(ctx context.Context, t *tmplState) {
 		return
 	}
 	t.live = l
+	go l.follow(ctx, t)
+}
+
+// follow pushes the set of every new snapshot of t's sources at once,
+// while the template's last render showed that its set is exactly
+// endpoints.Build over all its instances (the shipped templates'
+// {{endpoints .Services}}; and no record is quarantined): instances come
+// and go at the speed of a push, not at that of the render loop, which
+// may be executing the whole template (tens of milliseconds at a thousand
+// hosts) or waiting out the template's quiescence. The render's own set
+// follows as usual; the Pusher keeps the newest revision of the two.
+func (l *live) follow(ctx context.Context, t *tmplState) {
+	kick := make(chan struct{}, 1)
+	for _, src := range t.sources {
+		ch, cancel := src.Subscribe()
+		defer cancel()
+		go func() {
+			for {
+				select {
+				case <-ch:
+					select {
+					case kick <- struct{}{}:
+					default:
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	for _, src := range t.sources {
+		select {
+		case <-src.Synced():
+		case <-ctx.Done():
+			return
+		}
+	}
+	for {
+		select {
+		case <-kick:
+		case <-ctx.Done():
+			return
+		}
+		l.mu.Lock()
+		ok := l.grouped && !l.static
+		l.mu.Unlock()
+		t.mu.Lock()
+		tmpl := t.tmpl
+		t.mu.Unlock()
+		if !ok || tmpl == nil {
+			continue
+		}
+		in, _ := snapshot(t.keys, t.sources)
+		if set, ok := build(tmpl, in); ok {
+			l.pusher.Update(set)
+		}
+	}
 }
 
 // newLive makes the sink of conf.Live and starts its pusher until ctx
@@ -141,10 +200,12 @@ func (l *live) applied(j *job) {
 	if l == nil {
 		return
 	}
+	full, ok := build(j.tmpl, j.in)
 	l.mu.Lock()
 	l.rendered = j.live.static
 	report := j.live.set == nil && !l.noSet
 	l.noSet = j.live.set == nil
+	l.grouped = ok && j.live.set != nil && j.live.set.Equal(full) && len(j.t.quarantine) == 0
 	l.mu.Unlock()
 	if report {
 		l.log.Error("live template does not call {{endpoints .Services}}: no endpoints are pushed")
@@ -152,6 +213,16 @@ func (l *live) applied(j *job) {
 	if j.live.set != nil {
 		l.pusher.Update(*j.live.set)
 	}
+}
+
+// build is endpoints.Build over every instance of in, as tmpl decodes it.
+func build(tmpl *dialect.Template, in dialect.Input) (endpoints.Set, bool) {
+	services, err := tmpl.Services(in)
+	if err != nil {
+		return endpoints.Set{}, false
+	}
+	set, _ := endpoints.Build(endpoints.Instances(services), endpoints.AtRevision(in.Revision))
+	return set, true
 }
 
 // status is the pusher's, for TemplateStatus.

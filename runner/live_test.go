@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -68,16 +69,7 @@ func countLines(p string) int {
 func TestLiveNginxUnderLoad(t *testing.T) {
 	st := openStore(t, "embedded://"+t.TempDir())
 	n := testenv.NewNginx(t)
-	tdir := t.TempDir()
-	paths := shippedTemplate(t, tdir, "nginx.conf.tmpl", "nginx-lua.tmpl")
-	reloads := filepath.Join(tdir, "reloads")
-	tmpl := config.Template{
-		Name: "nginx", Src: paths[0], Origin: "test",
-		Options:  dialect.Options{Dialect: dialect.Native, Prefix: records.DefaultPrefix, Includes: paths[1:]},
-		Prefixes: []string{records.ServicesPrefix(records.DefaultPrefix)},
-		Spec:     render.Spec{Name: "nginx", Dest: n.Conf, Check: n.CheckCommand()},
-		Live:     "nginx-lua", LiveDir: filepath.Join(n.Dir, "live"),
-	}
+	reloads := filepath.Join(t.TempDir(), "reloads")
 	const host = "app.localhost"
 	ips, ports := map[string]string{}, map[string]int{}
 	for _, b := range []string{"b1", "b2", "b3"} {
@@ -85,23 +77,7 @@ func TestLiveNginxUnderLoad(t *testing.T) {
 	}
 	answer := func(b string) string { return b + " " + host }
 	putProxied(t, st, "b1", ips["b1"], ports["b1"], host, records.StateRunning)
-
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	env := map[string]string{"BERTH_NGINX_LISTEN": n.Addr, "BERTH_NGINX_GRPC_LISTEN": "127.0.0.1:1"}
-	renderer := render.New(render.WithLogger(log))
-	// One-shot mode renders the servers into the file (no live side).
-	once := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env))
-	if res, err := once.Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
-		t.Fatalf("first render: %v %+v", err, res)
-	}
-	n.Start(t)
-	tmpl.Spec.Reload = "echo reload >> " + reloads + " && " + n.ReloadCommand()
-	r := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env),
-		runner.WithMirrorOptions(watcher.WithBackoff(50*time.Millisecond, time.Second)))
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, []config.Template{tmpl}) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runLive(t, st, n, nil, "echo reload >> "+reloads)
 
 	// The live structure replaces the static file: one reload.
 	l := realparts.StartLoad(n.Addr, host, 200, 4)
@@ -130,6 +106,45 @@ func TestLiveNginxUnderLoad(t *testing.T) {
 	}
 }
 
+// runLive renders the shipped nginx-lua.tmpl (wrapped by nginx.conf.tmpl,
+// live = "nginx-lua") once statically, starts nginx on it, and runs a
+// runner on it with env until the test ends; reload, if set, runs before
+// each nginx reload.
+func runLive(t *testing.T, st store.Store, n *testenv.Nginx, env map[string]string, reload string) {
+	t.Helper()
+	paths := shippedTemplate(t, t.TempDir(), "nginx.conf.tmpl", "nginx-lua.tmpl")
+	tmpl := config.Template{
+		Name: "nginx", Src: paths[0], Origin: "test",
+		Options:  dialect.Options{Dialect: dialect.Native, Prefix: records.DefaultPrefix, Includes: paths[1:]},
+		Prefixes: []string{records.ServicesPrefix(records.DefaultPrefix)},
+		Spec:     render.Spec{Name: "nginx", Dest: n.Conf, Check: n.CheckCommand()},
+		Live:     "nginx-lua", LiveDir: filepath.Join(n.Dir, "live"),
+	}
+	env = maps.Clone(env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	env["BERTH_NGINX_LISTEN"], env["BERTH_NGINX_GRPC_LISTEN"] = n.Addr, "127.0.0.1:1"
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	renderer := render.New(render.WithLogger(log))
+	// One-shot mode renders the servers into the file (no live side).
+	once := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env))
+	if res, err := once.Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
+		t.Fatalf("first render: %v %+v", err, res)
+	}
+	n.Start(t)
+	tmpl.Spec.Reload = n.ReloadCommand()
+	if reload != "" {
+		tmpl.Spec.Reload = reload + " && " + tmpl.Spec.Reload
+	}
+	r := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env),
+		runner.WithMirrorOptions(watcher.WithBackoff(50*time.Millisecond, time.Second)))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, []config.Template{tmpl}) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -155,31 +170,9 @@ func waitFor(t *testing.T, l *realparts.Load, body string) {
 func TestLiveFallsBackWhenRefused(t *testing.T) {
 	st := openStore(t, "embedded://"+t.TempDir())
 	n := testenv.NewNginx(t)
-	tdir := t.TempDir()
-	paths := shippedTemplate(t, tdir, "nginx.conf.tmpl", "nginx-lua.tmpl")
-	tmpl := config.Template{
-		Name: "nginx", Src: paths[0], Origin: "test",
-		Options:  dialect.Options{Dialect: dialect.Native, Prefix: records.DefaultPrefix, Includes: paths[1:]},
-		Prefixes: []string{records.ServicesPrefix(records.DefaultPrefix)},
-		Spec:     render.Spec{Name: "nginx", Dest: n.Conf, Check: n.CheckCommand()},
-		Live:     "nginx-lua", LiveDir: filepath.Join(n.Dir, "live"),
-	}
 	ip, port := testenv.HTTPBackend(t, "b1")
 	putProxied(t, st, "b1", ip, port, "app.localhost", records.StateRunning)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	env := map[string]string{"BERTH_NGINX_LISTEN": n.Addr, "BERTH_NGINX_GRPC_LISTEN": "127.0.0.1:1", "BERTH_NGINX_LUA_DICT": "12k"}
-	renderer := render.New(render.WithLogger(log))
-	once := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env))
-	if res, err := once.Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
-		t.Fatalf("first render: %v %+v", err, res)
-	}
-	n.Start(t)
-	tmpl.Spec.Reload = n.ReloadCommand()
-	r := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env))
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, []config.Template{tmpl}) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runLive(t, st, n, map[string]string{"BERTH_NGINX_LUA_DICT": "12k"}, "")
 	served := func(host string) bool {
 		code, body, err := n.Get(host, "/")
 		return err == nil && code == 200 && body == "b1 "+host

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/store"
@@ -35,6 +36,12 @@ type Runner struct {
 	minIntvl time.Duration
 	observe  func(Observation)
 	env      map[string]string
+
+	keys       func(config.Template) []string
+	open       func(key string) Source
+	triggers   func(config.Template) Triggers
+	applied    func(context.Context, Applied)
+	regenerate <-chan struct{}
 
 	updates chan update
 	status  chan chan []TemplateStatus
@@ -84,7 +91,8 @@ func WithObserver(f func(Observation)) Option { return func(r *Runner) { r.obser
 // none: no change is applied sooner than d after the previous one.
 func WithMinReloadInterval(d time.Duration) Option { return func(r *Runner) { r.minIntvl = d } }
 
-// New returns a runner reading st and writing through renderer.
+// New returns a runner reading st (nil when WithSources replaces the
+// store) and writing through renderer.
 func New(st store.Store, renderer *render.Renderer, opts ...Option) *Runner {
 	r := &Runner{
 		st: st, renderer: renderer, log: slog.Default(),
@@ -145,42 +153,50 @@ func (r *Runner) Once(ctx context.Context, templates []config.Template) ([]rende
 	}
 	mctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	mirrors := map[string]*watcher.Mirror{}
+	sources := map[string]Source{}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
 	for _, t := range ts {
-		for _, p := range t.conf.Prefixes {
-			if _, ok := mirrors[p]; !ok {
-				m := watcher.NewMirror(r.st, p, append([]watcher.MirrorOption{watcher.WithLogger(r.log)}, r.mirrorO...)...)
-				mirrors[p] = m
-				wg.Go(func() { m.Run(mctx) })
+		for _, k := range r.sourceKeys(t.conf) {
+			if _, ok := sources[k]; !ok {
+				src := r.openSource(k)
+				sources[k] = src
+				wg.Go(func() { src.Run(mctx) })
 			}
 		}
 	}
 	// One-shot mode does not wait out an outage: the first failed listing
-	// of a prefix fails the run.
-	for _, m := range mirrors {
+	// of a source fails the run.
+	for _, src := range sources {
 		for synced := false; !synced; {
 			select {
-			case <-m.Synced():
+			case <-src.Synced():
 				synced = true
 			case <-time.After(20 * time.Millisecond):
-				if h := m.Health(); h.LastError != nil && !h.Synced {
-					return nil, fmt.Errorf("list %s: %w", m.Prefix(), h.LastError)
+				if h := src.Health(); h.LastError != nil && !h.Synced {
+					return nil, fmt.Errorf("list %s: %w", h.Prefix, h.LastError)
 				}
 			case <-ctx.Done():
-				return nil, fmt.Errorf("waiting for the first sync of %s: %w", m.Prefix(), ctx.Err())
+				return nil, fmt.Errorf("waiting for the first sync of %s: %w", src.Health().Prefix, ctx.Err())
 			}
 		}
 	}
 	jobs := make([]render.Job, len(ts))
 	for i, t := range ts {
-		in, _ := snapshot(t.conf.Prefixes, mirrors)
+		in, _ := snapshot(r.sourceKeys(t.conf), sources)
 		in.Warn, in.Env = r.warner(t.conf.Name), r.env
 		jobs[i] = render.Job{Spec: t.conf.Spec, Source: render.Bind(t.tmpl, in)}
 	}
-	return r.renderer.Cycle(ctx, jobs)
+	results, err := r.renderer.Cycle(ctx, jobs)
+	if r.applied != nil {
+		for i, res := range results {
+			if res.Err == nil {
+				r.applied(ctx, Applied{Template: ts[i].conf, Result: res})
+			}
+		}
+	}
+	return results, err
 }
 
 // warner logs what template name reports with {{warn}}.
@@ -224,19 +240,27 @@ func parseEach(templates []config.Template) ([]parsed, error) {
 	return out, nil
 }
 
-// snapshot merges the mirrors of prefixes into one render input, and
-// returns the mirrors' generations: the identity of its content.
-func snapshot(prefixes []string, mirrors map[string]*watcher.Mirror) (dialect.Input, []uint64) {
+// snapshot merges the sources keys name into one render input, and
+// returns their generations: the identity of its content.
+func snapshot(keys []string, sources map[string]Source) (dialect.Input, []uint64) {
 	var (
+		in    dialect.Input
 		parts [][]store.KV
-		rev   store.Revision
-		gens  = make([]uint64, 0, len(prefixes))
+		gens  = make([]uint64, 0, len(keys))
 	)
-	for _, p := range prefixes {
-		s := mirrors[p].Snapshot()
+	for _, k := range keys {
+		s := sources[k].Snapshot()
 		parts = append(parts, s.KVs)
-		rev = max(rev, s.Revision)
+		in.Revision = max(in.Revision, s.Revision)
+		if s.Containers != nil {
+			if in.Containers == nil {
+				in.Containers = make([]records.Container, 0, len(s.Containers))
+			}
+			in.Containers = append(in.Containers, s.Containers...)
+			in.Docker = s.Docker
+		}
 		gens = append(gens, s.Generation)
 	}
-	return dialect.Input{Revision: rev, KVs: render.MergeKVs(parts...)}, gens
+	in.KVs = render.MergeKVs(parts...)
+	return in, gens
 }

@@ -28,7 +28,7 @@ func (r *Runner) Run(ctx context.Context, templates []config.Template) error {
 	defer files.Close()
 	s := &state{
 		r: r, files: files,
-		mirrors: map[string]*mirrorEntry{},
+		sources: map[string]*sourceEntry{},
 		tmpls:   map[string]*tmplState{},
 		due:     make(chan *tmplState, 64),
 	}
@@ -57,12 +57,14 @@ func (r *Runner) Run(ctx context.Context, templates []config.Template) error {
 			u.reply <- s.apply(u.templates)
 		case reply := <-r.status:
 			reply <- s.report()
+		case <-r.regenerate:
+			s.regenerate()
 		case <-ctx.Done():
 			for _, t := range s.tmpls {
 				t.stop()
 			}
-			for _, m := range s.mirrors {
-				m.cancel()
+			for _, e := range s.sources {
+				e.cancel()
 			}
 			return nil
 		}
@@ -76,13 +78,13 @@ type state struct {
 	ctx     context.Context
 	wg      sync.WaitGroup
 	files   *watcher.Files
-	mirrors map[string]*mirrorEntry
+	sources map[string]*sourceEntry
 	tmpls   map[string]*tmplState
 	due     chan *tmplState
 }
 
-type mirrorEntry struct {
-	m      *watcher.Mirror
+type sourceEntry struct {
+	src    Source
 	refs   int
 	cancel context.CancelFunc
 }
@@ -109,41 +111,56 @@ func (s *state) apply(templates []config.Template) error {
 		retired = append(retired, cur)
 		delete(s.tmpls, name)
 	}
-	// Start the new templates before releasing the old ones' mirrors, so
-	// a prefix both use keeps its mirror (and its sync).
+	// Start the new templates before releasing the old ones' sources, so
+	// a source both use keeps running (and its sync).
 	for _, name := range slices.Sorted(maps.Keys(next)) {
 		s.start(next[name])
 	}
 	for _, cur := range retired {
 		cur.stop()
-		for p := range cur.mirrors {
-			s.releaseMirror(p)
+		for k := range cur.sources {
+			s.releaseSource(k)
 		}
 	}
 	return nil
 }
 
-func (s *state) acquireMirror(prefix string) *watcher.Mirror {
-	if e, ok := s.mirrors[prefix]; ok {
+func (s *state) acquireSource(key string) Source {
+	if e, ok := s.sources[key]; ok {
 		e.refs++
-		return e.m
+		return e.src
 	}
-	m := watcher.NewMirror(s.r.st, prefix, append([]watcher.MirrorOption{watcher.WithLogger(s.r.log)}, s.r.mirrorO...)...)
+	src := s.r.openSource(key)
 	ctx, cancel := context.WithCancel(s.ctx)
-	s.mirrors[prefix] = &mirrorEntry{m: m, refs: 1, cancel: cancel}
-	s.wg.Go(func() { m.Run(ctx) })
-	return m
+	s.sources[key] = &sourceEntry{src: src, refs: 1, cancel: cancel}
+	s.wg.Go(func() { src.Run(ctx) })
+	return src
 }
 
-func (s *state) releaseMirror(prefix string) {
-	e := s.mirrors[prefix]
+func (s *state) releaseSource(key string) {
+	e := s.sources[key]
 	if e.refs--; e.refs == 0 {
 		e.cancel()
-		delete(s.mirrors, prefix)
+		delete(s.sources, key)
 	}
 }
 
-// start begins watching one template's prefixes and files.
+// regenerate re-reads every template and renders every synced one now.
+func (s *state) regenerate() {
+	batch := map[*tmplState]bool{}
+	for _, t := range s.tmpls {
+		s.reparse(t, s.r.log.With("template", t.conf.Name), "regenerating")
+		t.mu.Lock()
+		synced := t.synced
+		t.mu.Unlock()
+		if synced {
+			batch[t] = true
+		}
+	}
+	s.render(batch)
+}
+
+// start begins watching one template's sources and files.
 func (s *state) start(p parsed) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	wait := p.conf.Wait
@@ -153,8 +170,10 @@ func (s *state) start(p parsed) {
 	settle := cmp.Or(p.conf.Settle, DefaultSettle)
 	t := &tmplState{
 		conf: p.conf, tmpl: p.tmpl, parseErr: p.err,
-		mirrors: map[string]*watcher.Mirror{},
-		deb:     watcher.NewDebouncer(ctx, wait, cmp.Or(p.conf.MinReloadInterval, s.r.minIntvl)),
+		keys:     s.r.sourceKeys(p.conf),
+		triggers: s.r.triggersOf(p.conf),
+		sources:  map[string]Source{},
+		deb:      watcher.NewDebouncer(ctx, wait, cmp.Or(p.conf.MinReloadInterval, s.r.minIntvl)),
 		// An edit is re-read once its writes went quiet for the settle
 		// window; a file rewritten without pause is read at the latest
 		// settleCap windows after its first write.
@@ -165,10 +184,10 @@ func (s *state) start(p parsed) {
 	if p.err != nil {
 		t.failingSince = time.Now()
 	}
-	s.startLive(ctx, t)
-	for _, pre := range p.conf.Prefixes {
-		t.mirrors[pre] = s.acquireMirror(pre)
+	for _, k := range t.keys {
+		t.sources[k] = s.acquireSource(k)
 	}
+	s.startLive(ctx, t)
 	s.tmpls[p.conf.Name] = t
 	go s.watchTemplate(ctx, t)
 }

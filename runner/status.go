@@ -15,7 +15,7 @@ import (
 type TemplateStatus struct {
 	Name       string
 	Dest       string
-	Synced     bool           // every prefix finished its first sync
+	Synced     bool           // every source finished its first sync
 	Revision   store.Revision // of the last successful render
 	LastRender time.Time      // last successful render (changed or not)
 	LastChange time.Time      // last time the destination was replaced
@@ -29,7 +29,7 @@ type TemplateStatus struct {
 	// Quarantined are the records left out of the output because with
 	// them the check fails, sorted by key.
 	Quarantined []QuarantinedKey
-	Mirrors     []watcher.Health
+	Mirrors     []watcher.Health // of its sources, in order
 }
 
 // QuarantinedKey is one store key left out of a template's output: its
@@ -62,8 +62,8 @@ func (s *state) report() []TemplateStatus {
 		if st.LastError == nil {
 			st.LastError = parseErr
 		}
-		for _, p := range t.conf.Prefixes {
-			st.Mirrors = append(st.Mirrors, t.mirrors[p].Health())
+		for _, k := range t.keys {
+			st.Mirrors = append(st.Mirrors, t.sources[k].Health())
 		}
 		out = append(out, st)
 	}

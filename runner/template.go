@@ -21,12 +21,14 @@ const settleCap = 25
 // tmplState is one running template.
 type tmplState struct {
 	// Set by start, then only read.
-	conf    config.Template
-	mirrors map[string]*watcher.Mirror
-	deb     *watcher.Debouncer // data changes and parsed edits → render requests
-	settle  *watcher.Debouncer // file events → a re-read once the writes went quiet
-	cancel  context.CancelFunc
-	done    chan struct{}
+	conf     config.Template
+	keys     []string          // of the sources it reads, in order
+	sources  map[string]Source // by key
+	triggers Triggers
+	deb      *watcher.Debouncer // data changes and parsed edits → render requests
+	settle   *watcher.Debouncer // file events → a re-read once the writes went quiet
+	cancel   context.CancelFunc
+	done     chan struct{}
 
 	// Guarded by mu: the template's watch goroutine writes them (first
 	// sync, re-parse of an edit); Run's goroutine reads them.
@@ -35,6 +37,7 @@ type tmplState struct {
 	tmpl     *dialect.Template // nil until the file parses
 	tmplGen  int               // bumped when the template is re-parsed
 	parseErr error             // why the file on disk does not parse; nil when it does
+	ticked   bool              // an interval tick is due (Triggers.Every)
 
 	// Owned by Run's goroutine; no lock.
 	applied      bool     // the snapshot (appliedData) and template (appliedGen) below were rendered successfully
@@ -83,27 +86,40 @@ func (t *tmplState) stop() {
 }
 
 // watchTemplate is one template's goroutine: it waits for the first sync of
-// every prefix, asks for the first render at once, then turns data and file
-// changes into debounced render requests.
+// every source, asks for the first render at once, then turns data changes,
+// file changes and ticks into render requests. A notification whose data
+// (the sources' generations) is what the template already saw is dropped
+// before it reaches the quiet window: an event that changes nothing the
+// template reads does not delay its render.
 func (s *state) watchTemplate(ctx context.Context, t *tmplState) {
 	defer close(t.done)
 	log := s.r.log.With("template", t.conf.Name)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	// Data changes go straight to the debouncer, which coalesces them.
-	for _, m := range t.mirrors {
-		ch, cancel := m.Subscribe()
+	// Every source's notifications, coalesced into one channel.
+	changed := make(chan struct{}, 1)
+	for _, src := range t.sources {
+		ch, cancel := src.Subscribe()
 		defer cancel()
 		wg.Go(func() {
 			for {
 				select {
 				case <-ch:
-					t.deb.Trigger()
+					select {
+					case changed <- struct{}{}:
+					default: // one is pending; it covers this one
+					}
 				case <-ctx.Done():
 					return
 				}
 			}
 		})
+	}
+	var tick <-chan time.Time
+	if t.triggers.Every > 0 {
+		tk := time.NewTicker(t.triggers.Every)
+		defer tk.Stop()
+		tick = tk.C
 	}
 	var (
 		fileCh      <-chan struct{}
@@ -125,13 +141,14 @@ func (s *state) watchTemplate(ctx context.Context, t *tmplState) {
 	}
 	watchFiles()
 	defer func() { cancelFiles() }()
-	for _, m := range t.mirrors {
+	for _, src := range t.sources {
 		select {
-		case <-m.Synced():
+		case <-src.Synced():
 		case <-ctx.Done():
 			return
 		}
 	}
+	seen := generations(t.keys, t.sources) // the data of the first render, or older
 	t.mu.Lock()
 	t.synced = true
 	t.mu.Unlock()
@@ -140,6 +157,21 @@ func (s *state) watchTemplate(ctx context.Context, t *tmplState) {
 	}
 	for {
 		select {
+		case <-changed:
+			// Compare before arming the quiet window, not after it.
+			if gens := generations(t.keys, t.sources); !slices.Equal(gens, seen) {
+				seen = gens
+				if !t.triggers.IgnoreData {
+					t.deb.Trigger()
+				}
+			}
+		case <-tick:
+			t.mu.Lock()
+			t.ticked = true
+			t.mu.Unlock()
+			if !s.send(ctx, t) {
+				return
+			}
 		case <-t.deb.C():
 			if !s.send(ctx, t) {
 				return
@@ -147,7 +179,7 @@ func (s *state) watchTemplate(ctx context.Context, t *tmplState) {
 		case <-fileCh:
 			t.settle.Trigger() // re-read once the writes have gone quiet
 		case <-t.settle.C():
-			ok := s.reparse(t, log)
+			ok := s.reparse(t, log, "changed on disk")
 			watchFiles() // an edit may have added or dropped an include
 			if ok {
 				t.deb.Trigger()
@@ -161,7 +193,7 @@ func (s *state) watchTemplate(ctx context.Context, t *tmplState) {
 // reparse re-reads a changed template and reports whether the new version
 // parsed and replaced the previous one. A broken edit keeps the previous
 // version and is reported with file:line (the parse error names them).
-func (s *state) reparse(t *tmplState, log *slog.Logger) bool {
+func (s *state) reparse(t *tmplState, log *slog.Logger, why string) bool {
 	nt, err := dialect.Parse(t.conf.Src, t.conf.Options)
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -172,12 +204,12 @@ func (s *state) reparse(t *tmplState, log *slog.Logger) bool {
 			return false
 		}
 		t.parseErr = fmt.Errorf("%s: %w (keeping the previous version)", t.conf.Origin, err)
-		log.Error("template edit does not parse; keeping the previous version", "err", err)
+		log.Error("template edit does not parse; keeping its previous version", "err", err)
 		return false
 	}
 	t.tmpl, t.parseErr = nt, nil
 	t.tmplGen++
-	log.Info("template changed on disk; re-rendering")
+	log.Info("template re-read; re-rendering", "why", why)
 	return true
 }
 

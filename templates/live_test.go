@@ -19,34 +19,6 @@ func liveEnv(dir string) map[string]string {
 	return map[string]string{"BERTH_LIVE": "nginx-lua", "BERTH_LIVE_DIR": dir}
 }
 
-func TestLiveGolden(t *testing.T) {
-	cases := []struct {
-		name string
-		env  map[string]string
-	}{
-		{"lua-static", map[string]string{}},
-		{"lua-live", liveEnv("/run/berth/live/nginx")},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			got := renderWith(t, "nginx-lua.tmpl", nil, filepath.Join("testdata", "mixed.json"), tc.env)
-			golden := filepath.Join("testdata", "golden", tc.name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./templates -update)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Fatalf("nginx-lua.tmpl differs from %s:\n%s", golden, render.Diff(golden, "rendered", want, got))
-			}
-		})
-	}
-}
-
 // rewriteFixture writes mixed.json changed by edit (key → instance JSON;
 // "" deletes the key) and returns its path.
 func rewriteFixture(t *testing.T, edit map[string]string) string {

@@ -2,6 +2,7 @@ package templates_test
 
 import (
 	"bytes"
+	"cmp"
 	"flag"
 	"io"
 	"io/fs"
@@ -42,14 +43,17 @@ func TestGolden(t *testing.T) {
 	cases := []struct {
 		name, fixture string
 		env           map[string]string
+		src           string // nginx.tmpl if empty
 	}{
-		{"mixed", "mixed.json", map[string]string{}},
-		{"empty", "empty.json", map[string]string{}},
-		{"settings", "mixed.json", map[string]string{"BERTH_NGINX_LISTEN": "127.0.0.1:8080", "BERTH_NGINX_GRPC_LISTEN": "127.0.0.1:8081", "BERTH_NGINX_KEEPALIVE": "8"}},
+		{"mixed", "mixed.json", map[string]string{}, ""},
+		{"empty", "empty.json", map[string]string{}, ""},
+		{"settings", "mixed.json", map[string]string{"BERTH_NGINX_LISTEN": "127.0.0.1:8080", "BERTH_NGINX_GRPC_LISTEN": "127.0.0.1:8081", "BERTH_NGINX_KEEPALIVE": "8"}, ""},
+		{"lua-static", "mixed.json", map[string]string{}, "nginx-lua.tmpl"},
+		{"lua-live", "mixed.json", liveEnv("/run/berth/live/nginx"), "nginx-lua.tmpl"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := renderWith(t, "nginx.tmpl", nil, filepath.Join("testdata", tc.fixture), tc.env)
+			got := renderWith(t, cmp.Or(tc.src, "nginx.tmpl"), nil, filepath.Join("testdata", tc.fixture), tc.env)
 			golden := filepath.Join("testdata", "golden", tc.name+".golden")
 			if *update {
 				if err := os.WriteFile(golden, got, 0o644); err != nil {
@@ -61,7 +65,7 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("%v (run go test ./templates -update)", err)
 			}
 			if !bytes.Equal(got, want) {
-				t.Fatalf("nginx.tmpl over %s differs from %s:\n%s", tc.fixture, golden, render.Diff(golden, "rendered", want, got))
+				t.Fatalf("%s over %s differs from %s:\n%s", cmp.Or(tc.src, "nginx.tmpl"), tc.fixture, golden, render.Diff(golden, "rendered", want, got))
 			}
 		})
 	}
@@ -88,7 +92,7 @@ func TestNginxAcceptsOutput(t *testing.T) {
 }
 
 func TestEmbedded(t *testing.T) {
-	for _, name := range []string{"nginx.tmpl", "nginx.conf.tmpl"} {
+	for _, name := range []string{"nginx.tmpl", "nginx.conf.tmpl", "nginx-lua.tmpl", "berth_live.lua"} {
 		b, err := fs.ReadFile(templates.Files(), name)
 		if err != nil {
 			t.Fatal(err)

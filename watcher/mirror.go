@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/internal/backoff"
+	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/store"
 )
 
@@ -127,10 +128,17 @@ func (m *Mirror) Subscribe() (notify <-chan struct{}, cancel func()) {
 	}
 }
 
-// Snapshot is the content of a Mirror at one moment.
+// Snapshot is the content of a source at one moment: a Mirror's keys, or
+// a container engine's containers (dockergen.Source).
 type Snapshot struct {
 	KVs      []store.KV     // sorted by key; shared, must not be modified
 	Revision store.Revision // the store revision the content is current to
+	// Containers are a container source's containers, as templates see
+	// them, sorted by name; nil for a store source. Shared, must not be
+	// modified.
+	Containers []records.Container
+	// Docker describes a container source's engine ($.Docker).
+	Docker records.Docker
 	// Generation counts the content changes the mirror has seen: two
 	// snapshots of one mirror with equal generations have equal content
 	// (a revision number alone does not say that: a watch may report a

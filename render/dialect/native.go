@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"slices"
 	"text/template"
 	"time"
 
@@ -37,6 +36,17 @@ func nativeData(prefix string, x *execution) (any, error) {
 		c.Containers = x.in.Containers
 	}
 	return c, nil
+}
+
+// Services decodes in's instance records as a native template sees them
+// (.Services), through the template's record cache: what {{endpoints
+// .Services}} builds from, without executing the template.
+func (t *Template) Services(in Input) (map[string][]records.Instance, error) {
+	r, err := decodeRecords(t.opts.Prefix, in.KVs, false, t.instances)
+	if err != nil {
+		return nil, err
+	}
+	return r.services, nil
 }
 
 // nativeFuncs is sprig (hermetic unless allowed), berth's escaping and
@@ -101,15 +111,11 @@ func warnFunc(x *execution) func(string) string {
 func endpointsFunc(x *execution) func(map[string][]records.Instance) endpoints.Set {
 	warn := warnFunc(x)
 	return func(services map[string][]records.Instance) endpoints.Set {
-		var all []records.Instance
-		for _, name := range slices.Sorted(maps.Keys(services)) {
-			all = append(all, services[name]...)
-		}
 		var opts []endpoints.Option
 		if x != nil {
 			opts = append(opts, endpoints.AtRevision(x.in.Revision))
 		}
-		set, errs := endpoints.Build(all, opts...)
+		set, errs := endpoints.Build(endpoints.Instances(services), opts...)
 		for _, err := range errs {
 			warn(err.Error())
 		}
