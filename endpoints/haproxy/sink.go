@@ -158,6 +158,12 @@ var _ endpoints.Sink = (*Sink)(nil)
 func (s *Sink) Push(ctx context.Context, set endpoints.Set) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.push(ctx, set, true)
+}
+
+// push is one Push; wait says whether a set with upstreams HAProxy has no
+// backend for may wait for the render that adds them (once).
+func (s *Sink) push(ctx context.Context, set endpoints.Set, wait bool) error {
 	cfg := s.awaitReload(ctx)
 	c, err := s.client.Dial(ctx)
 	if err != nil {
@@ -185,6 +191,19 @@ func (s *Sink) Push(ctx context.Context, set endpoints.Set) error {
 	backends := map[string]bool{}
 	for _, b := range names {
 		backends[b] = true
+	}
+	if wait && s.config != "" && slices.ContainsFunc(set.Upstreams, func(u endpoints.Upstream) bool { return !backends[u.Name] }) {
+		// A new upstream is structure: berth renders it and reloads
+		// HAProxy (a set is often pushed before its render is done). Wait
+		// for that, then push to the new worker at once.
+		c.Close()
+		if s.awaitConfig(ctx, cfg) {
+			return s.push(ctx, set, false)
+		}
+		if c, err = s.client.Dial(ctx); err != nil {
+			return err
+		}
+		defer c.Close()
 	}
 	states, err := c.ServersState(ctx, "")
 	if err != nil {
@@ -298,6 +317,23 @@ func (s *Sink) awaitReload(ctx context.Context) os.FileInfo {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// awaitConfig waits up to 15s for the configuration file to be replaced
+// (since is what it was) and reports whether it was.
+func (s *Sink) awaitConfig(ctx context.Context, since os.FileInfo) bool {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if fi, err := os.Stat(s.config); err == nil && (since == nil || !os.SameFile(fi, since) || !fi.ModTime().Equal(since.ModTime())) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return false
 }
 
 // apply brings one server of u's backend to srv: added if HAProxy does not
