@@ -50,7 +50,9 @@ const NamePrefix = "berth-"
 // reload, gives an error wrapping endpoints.ErrUnavailable; a command
 // HAProxy refuses, or a backend the configuration lacks, gives another
 // error (the caller renders and reloads), after the rest of the Set has
-// been applied. A server whose address HAProxy cannot take (invalid, port
+// been applied. With WithConfigFile a missing backend is first waited for
+// (up to 15s): a set is often pushed before the render that adds its new
+// upstreams, and is then applied to the worker that has them. A server whose address HAProxy cannot take (invalid, port
 // 0, unspecified, multicast) is left out and logged.
 type Sink struct {
 	client  *Client
