@@ -352,6 +352,23 @@ func TestSinkChanges(t *testing.T) {
 			t.Errorf("after undrain, %s: admin %#x", s.Name, s.Admin)
 		}
 	}
+	// A change by hand is undone by the next push of the same set (which
+	// reads everything), though a push of a changed set reads only what
+	// changed.
+	c, err := haproxy.NewClient(h.Socket).Dial(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetState(t.Context(), "a.localhost", haproxy.ServerName(v6.ID), haproxy.StateMaint); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	push(t, sink, set(upstream("a.localhost", moved, v6)))
+	for _, s := range serversState(t, h, "a.localhost") {
+		if s.Maint() {
+			t.Errorf("%s still in maintenance after a push", s.Name)
+		}
+	}
 	push(t, sink, set())
 	if names := serverNames(t, h, "a.localhost"); len(names) != 1 || names[0] != "static" {
 		t.Errorf("after an empty set: %q, want [static]", names)

@@ -65,6 +65,8 @@ type Sink struct {
 	mu         sync.Mutex
 	lastPID    int         // the worker of the last push
 	lastConfig os.FileInfo // the configuration file at the last successful push
+	lastSet    endpoints.Set
+	lastOK     bool // lastSet is applied in full to lastPID's worker, nothing left to delete
 }
 
 // The files of a live directory: HAProxy's admin socket (the template's
@@ -166,6 +168,8 @@ func (s *Sink) Push(ctx context.Context, set endpoints.Set) error {
 // push is one Push; wait says whether a set with upstreams HAProxy has no
 // backend for may wait for the render that adds them (once).
 func (s *Sink) push(ctx context.Context, set endpoints.Set, wait bool) error {
+	wasOK := s.lastOK
+	s.lastOK = false
 	cfg := s.awaitReload(ctx)
 	c, err := s.client.Dial(ctx)
 	if err != nil {
@@ -180,6 +184,7 @@ func (s *Sink) push(ctx context.Context, set endpoints.Set, wait bool) error {
 		return fmt.Errorf("haproxy worker %d is stopping after a reload: %w", info.PID, endpoints.ErrUnavailable)
 	}
 	s.lastConfig = cfg // this worker runs the configuration as it is now
+	scope := s.scope(set, wasOK && info.PID == s.lastPID)
 	if info.PID != s.lastPID {
 		if s.lastPID != 0 {
 			s.log.Info("haproxy: new worker, pushing every endpoint", "pid", info.PID, "previous", s.lastPID, "revision", set.Revision)
@@ -207,7 +212,18 @@ func (s *Sink) push(ctx context.Context, set endpoints.Set, wait bool) error {
 		}
 		defer c.Close()
 	}
-	states, err := c.ServersState(ctx, "")
+	var states []ServerState
+	if scope == nil {
+		states, err = c.ServersState(ctx, "")
+	} else {
+		for _, b := range slices.Sorted(maps.Keys(scope)) {
+			if backends[b] && err == nil {
+				var st []ServerState
+				st, err = c.ServersState(ctx, b)
+				states = append(states, st...)
+			}
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -224,6 +240,9 @@ func (s *Sink) push(ctx context.Context, set endpoints.Set, wait bool) error {
 	var refused []error
 	want := map[string]map[string]bool{} // backend → our server names in the set
 	for _, u := range set.Upstreams {
+		if scope != nil && !scope[u.Name] {
+			continue // as applied by the last push
+		}
 		if !backends[u.Name] {
 			refused = append(refused, fmt.Errorf("haproxy has no backend %q (upstream of %s%s): its configuration is not the rendered one", u.Name, records.Truncate(u.Host), records.Truncate(u.Path)))
 			continue
@@ -268,20 +287,50 @@ func (s *Sink) push(ctx context.Context, set endpoints.Set, wait bool) error {
 			busy = append(busy, [2]string{b, name})
 		}
 	}
-	if err := s.deleteIdle(ctx, c, busy); err != nil {
+	left, err := s.deleteIdle(ctx, c, busy)
+	if err != nil {
 		if errors.Is(err, endpoints.ErrUnavailable) {
 			return err
 		}
 		refused = append(refused, err)
 	}
 
-	if err := s.syncHostMap(ctx, c, set, backends); err != nil {
-		if errors.Is(err, endpoints.ErrUnavailable) {
-			return err
+	if scope == nil || !slices.Equal(HostMapEntries(set), HostMapEntries(s.lastSet)) {
+		if err := s.syncHostMap(ctx, c, set, backends); err != nil {
+			if errors.Is(err, endpoints.ErrUnavailable) {
+				return err
+			}
+			refused = append(refused, err)
 		}
-		refused = append(refused, err)
 	}
+	s.lastSet, s.lastOK = set, len(refused) == 0 && left == 0
 	return errors.Join(refused...)
+}
+
+// scope is the backends a push must read and apply: nil for all of them
+// (a new worker, after a failure, or the same set again: a periodic push
+// checks everything against HAProxy's state), else those whose upstream
+// changed since the last push, which was applied in full to this worker.
+func (s *Sink) scope(set endpoints.Set, sameWorker bool) map[string]bool {
+	if !sameWorker || set.Equal(s.lastSet) {
+		return nil
+	}
+	changed := map[string]bool{}
+	for _, u := range set.Upstreams {
+		if old, ok := s.lastSet.Upstream(u.Name); !ok || !upstreamEqual(old, u) {
+			changed[u.Name] = true
+		}
+	}
+	for _, u := range s.lastSet.Upstreams {
+		if _, ok := set.Upstream(u.Name); !ok {
+			changed[u.Name] = true
+		}
+	}
+	return changed
+}
+
+func upstreamEqual(a, b endpoints.Upstream) bool {
+	return a.Name == b.Name && a.Host == b.Host && a.Path == b.Path && a.Proto == b.Proto && slices.Equal(a.Servers, b.Servers)
 }
 
 // awaitReload waits for a new worker when the configuration file was
@@ -379,7 +428,7 @@ func (s *Sink) apply(ctx context.Context, c *Conn, u endpoints.Upstream, name st
 
 // deleteIdle deletes servers (already in maintenance), waiting up to the
 // delete wait for those that still have connections.
-func (s *Sink) deleteIdle(ctx context.Context, c *Conn, servers [][2]string) error {
+func (s *Sink) deleteIdle(ctx context.Context, c *Conn, servers [][2]string) (left int, err error) {
 	deadline := time.Now().Add(s.delWait)
 	for len(servers) > 0 {
 		var still [][2]string
@@ -390,7 +439,7 @@ func (s *Sink) deleteIdle(ctx context.Context, c *Conn, servers [][2]string) err
 			case errors.Is(err, ErrServerBusy):
 				still = append(still, bs)
 			default:
-				return err
+				return len(servers), err
 			}
 		}
 		servers = still
@@ -399,14 +448,14 @@ func (s *Sink) deleteIdle(ctx context.Context, c *Conn, servers [][2]string) err
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return len(servers), ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	for _, bs := range servers {
 		s.log.Info("haproxy: server in maintenance still has connections; deleted on a later push", "backend", bs[0], "server", bs[1])
 	}
-	return nil
+	return len(servers), nil
 }
 
 // HostMapEntries are the host map's lines for set: host → backend for
