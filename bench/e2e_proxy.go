@@ -23,11 +23,11 @@ import (
 )
 
 // Proxies are the values of E2EProxyOptions.Proxy.
-func Proxies() []string { return []string{"nginx", "nginx-lua"} }
+func Proxies() []string { return []string{"nginx", "nginx-lua", "haproxy"} }
 
 // E2EProxyOptions configure E2EProxy.
 type E2EProxyOptions struct {
-	Proxy  string // "nginx" (membership rendered, check + reload) or "nginx-lua" (live endpoints)
+	Proxy  string // "nginx" (membership rendered, check + reload), "nginx-lua" or "haproxy" (live endpoints)
 	VHosts int    // virtual hosts in the configuration besides the measured one
 	Runs   int    // containers started and stopped, one after another
 	Rate   int    // requests per second of the continuous load (default 200)
@@ -51,9 +51,10 @@ type E2EProxyResult struct {
 }
 
 // E2EProxy runs berth up's pipeline in one process (embedded store and
-// runtime, registrar, runner, the shipped nginx template: nginx.tmpl, or
-// nginx-lua.tmpl with live = "nginx-lua") in front of a real nginx whose
-// configuration holds VHosts virtual hosts, and, under a continuous load
+// runtime, registrar, runner, a shipped template: nginx.tmpl, nginx-lua.tmpl
+// with live = "nginx-lua", or haproxy.cfg.tmpl with live = "haproxy") in
+// front of a real nginx (HAProxy for haproxy) whose configuration holds
+// VHosts virtual hosts, and, under a continuous load
 // on one more host, starts Runs busybox httpd containers for that host
 // one after another, each stopped before the next starts. It measures,
 // through real HTTP:
@@ -63,9 +64,9 @@ type E2EProxyResult struct {
 //	down: from the API's stop call to the last request nginx sent it
 //	      (the stop drains first: Drain, default berth up's);
 //
-// and the reloads berth made, the most nginx worker generations alive at
-// once, and the load's requests and failures. Needs root, nginx (with
-// Debian's Lua module for nginx-lua) and busybox-static.
+// and the reloads berth made, the most worker generations alive at once,
+// and the load's requests and failures. Needs root, nginx (with Debian's
+// Lua module for nginx-lua; haproxy for haproxy) and busybox-static.
 func E2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (E2EProxyResult, error) {
 	return offMain(func() (E2EProxyResult, error) { return benchE2EProxy(ctx, o, log) })
 }
@@ -89,7 +90,7 @@ func benchE2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (re
 	var live bool
 	switch o.Proxy {
 	case "nginx":
-	case "nginx-lua":
+	case "nginx-lua", "haproxy":
 		live = true
 	default:
 		return res, fmt.Errorf("proxy %q: want one of %q", o.Proxy, Proxies())
@@ -110,7 +111,7 @@ func benchE2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (re
 		return res, err
 	}
 	defer rig.Close()
-	st, client, suffix, nginx, reloads := rig.St, rig.Client, rig.Suffix, rig.Nginx, rig.Reloads
+	st, client, suffix, reloads := rig.St, rig.Client, rig.Suffix, rig.Reloads
 
 	// The backend of every other virtual host and of the measured one.
 	baseLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -134,7 +135,12 @@ func benchE2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (re
 		}
 	}
 
-	if live {
+	switch {
+	case o.Proxy == "haproxy":
+		if rig.Proxy, rig.Tmpl, rig.Env, err = haproxyBench(tmp, reloads); err != nil {
+			return res, err
+		}
+	case live:
 		rig.Tmpl.Live, rig.Tmpl.LiveDir = "nginx-lua", filepath.Join(tmp, "live")
 	}
 	if err := rig.Start(ctx, daemon.Config{Registrar: registrar.Config{Host: "bench", Drain: o.Drain}}); err != nil {
@@ -143,13 +149,14 @@ func benchE2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (re
 	// A new connection per probe: an idle keep-alive connection stays with
 	// an old worker, which serves the old configuration until it closes.
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	get := func() string { return getBody(ctx, hc, nginx.Addr) }
+	px := rig.Proxy
+	get := func() string { return getBody(ctx, hc, px.addr()) }
 	if err := waitFor(ctx, 60*time.Second, func() bool { return get() == baseBody }); err != nil {
-		return res, fmt.Errorf("nginx never served %s on %s: %w", proxyHost, nginx.Addr, err)
+		return res, fmt.Errorf("%s never served %s on %s: %w", o.Proxy, proxyHost, px.addr(), err)
 	}
 
-	gens := startGenerations(nginx.Dir)
-	load := realparts.StartLoad(nginx.Addr, proxyHost, o.Rate, 4)
+	gens := startGenerations(px.workers)
+	load := realparts.StartLoad(px.addr(), proxyHost, o.Rate, 4)
 	var ups, downs []time.Duration
 	reloadsBefore := -1
 	for i := 0; i <= o.Runs; i++ { // 0 warms up
@@ -169,11 +176,11 @@ func benchE2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (re
 		t0 := time.Now()
 		if err := waitFor(ctx, 60*time.Second, func() bool { return get() == ctrBody }); err != nil {
 			load.Stop()
-			return res, fmt.Errorf("container %d (%s) never served through nginx: %w", i, c.IP, err)
+			return res, fmt.Errorf("container %d (%s) never served through %s: %w", i, c.IP, o.Proxy, err)
 		}
 		up := time.Since(t0)
 		t0 = time.Now()
-		probed := probeDuring(ctx, nginx.Addr, func() error { return client.Stop(ctx, c.ID, 0) })
+		probed := probeDuring(ctx, px.addr(), func() error { return client.Stop(ctx, c.ID, 0) })
 		if probed.err != nil {
 			load.Stop()
 			return res, fmt.Errorf("stop %d: %w", i, probed.err)
@@ -202,7 +209,7 @@ func benchE2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (re
 	res.Reloads = countLines(reloads) - reloadsBefore
 	res.Requests, res.FailedRequests = lr.Requests, lr.Failed
 	if lr.Failed > 0 {
-		log.Warn("requests failed under load", "failed", lr.Failed, "of", lr.Requests, "first", lr.Failures[0], "nginx_error_log", nginx.ErrorLog())
+		log.Warn("requests failed under load", "failed", lr.Failed, "of", lr.Requests, "first", lr.Failures[0], "proxy_log", px.log())
 	}
 	res.UpP50Ms, res.UpP99Ms = ms(percentile(ups, 50)), ms(percentile(ups, 99))
 	res.DownP50Ms, res.DownP99Ms = ms(percentile(downs, 50)), ms(percentile(downs, 99))
@@ -268,18 +275,18 @@ func countLines(p string) int {
 	return strings.Count(string(b), "\n")
 }
 
-// generations samples nginx's worker processes (worker_processes is 1:
-// each worker alive is one generation, old ones shutting down included).
+// generations samples the proxy's worker processes: the most alive at
+// once.
 type generations struct {
-	dir   string
-	stopc chan struct{}
-	done  chan struct{}
-	mu    sync.Mutex
-	max   int
+	sample func() int
+	stopc  chan struct{}
+	done   chan struct{}
+	mu     sync.Mutex
+	max    int
 }
 
-func startGenerations(dir string) *generations {
-	g := &generations{dir: dir, stopc: make(chan struct{}), done: make(chan struct{})}
+func startGenerations(sample func() int) *generations {
+	g := &generations{sample: sample, stopc: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(g.done)
 		for {
@@ -297,26 +304,6 @@ func startGenerations(dir string) *generations {
 	return g
 }
 
-func (g *generations) sample() int {
-	b, err := os.ReadFile(filepath.Join(g.dir, "nginx.pid"))
-	if err != nil {
-		return 0
-	}
-	pid := strings.TrimSpace(string(b))
-	kids, err := os.ReadFile("/proc/" + pid + "/task/" + pid + "/children")
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, k := range strings.Fields(string(kids)) {
-		cmd, err := os.ReadFile("/proc/" + k + "/cmdline")
-		if err == nil && strings.HasPrefix(string(cmd), "nginx: worker process") {
-			n++
-		}
-	}
-	return n
-}
-
 func (g *generations) reset() {
 	g.mu.Lock()
 	g.max = 0
@@ -329,4 +316,46 @@ func (g *generations) stop() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.max
+}
+
+// proxyProcess is the proxy a bench runs: its address and rendered
+// configuration, start and stop, the tail of its log, and how many worker
+// generations are alive.
+type proxyProcess interface {
+	addr() string
+	conf() string
+	start() error
+	stop()
+	log() string
+	workers() int
+}
+
+type nginxProcess struct{ *realparts.Nginx }
+
+func (n nginxProcess) addr() string { return n.Addr }
+func (n nginxProcess) conf() string { return n.Conf }
+func (n nginxProcess) start() error { return n.Start() }
+func (n nginxProcess) stop()        { n.Stop() }
+func (n nginxProcess) log() string  { return n.ErrorLog() }
+
+// workers counts nginx's worker processes (worker_processes is 1: each
+// worker alive is one generation, old ones shutting down included).
+func (n nginxProcess) workers() int {
+	b, err := os.ReadFile(filepath.Join(n.Dir, "nginx.pid"))
+	if err != nil {
+		return 0
+	}
+	pid := strings.TrimSpace(string(b))
+	kids, err := os.ReadFile("/proc/" + pid + "/task/" + pid + "/children")
+	if err != nil {
+		return 0
+	}
+	c := 0
+	for _, k := range strings.Fields(string(kids)) {
+		cmd, err := os.ReadFile("/proc/" + k + "/cmdline")
+		if err == nil && strings.HasPrefix(string(cmd), "nginx: worker process") {
+			c++
+		}
+	}
+	return c
 }

@@ -32,6 +32,7 @@ type e2eRig struct {
 	Suffix  string // names what the benchmark creates
 	Client  *api.Client
 	Nginx   *realparts.Nginx
+	Proxy   proxyProcess // what Start starts: Nginx, unless a benchmark puts another proxy (and its Tmpl, Env) in
 	Tmpl    config.Template
 	Env     map[string]string // what the template reads (listen addresses)
 	Reloads string            // a file with one line per reload
@@ -112,7 +113,7 @@ func newE2ERig(ctx context.Context, tmp, bridge string, octet byte, body, fragme
 }
 
 // Start runs the daemon (registrar and runner) with cfg on the rig's
-// template, waits for its first render and starts nginx on it.
+// template, waits for its first render and starts the proxy (nginx) on it.
 func (r *e2eRig) Start(ctx context.Context, cfg daemon.Config) error {
 	cfg.Env, cfg.Logger = r.Env, r.quiet
 	d, err := daemon.New(r.St, r.Rt, cfg)
@@ -123,13 +124,16 @@ func (r *e2eRig) Start(ctx context.Context, cfg daemon.Config) error {
 	daemonDone := make(chan error, 1)
 	go func() { daemonDone <- d.Run(dctx, []config.Template{r.Tmpl}) }()
 	r.undo = append(r.undo, func() { stopDaemon(); <-daemonDone })
-	if err := waitFor(ctx, 60*time.Second, func() bool { _, err := os.Stat(r.Nginx.Conf); return err == nil }); err != nil {
+	if r.Proxy == nil {
+		r.Proxy = nginxProcess{r.Nginx}
+	}
+	if err := waitFor(ctx, 60*time.Second, func() bool { _, err := os.Stat(r.Proxy.conf()); return err == nil }); err != nil {
 		return fmt.Errorf("the template never rendered: %w", err)
 	}
-	if err := r.Nginx.Start(); err != nil {
+	if err := r.Proxy.start(); err != nil {
 		return err
 	}
-	r.undo = append(r.undo, r.Nginx.Stop)
+	r.undo = append(r.undo, r.Proxy.stop)
 	return nil
 }
 

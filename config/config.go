@@ -53,7 +53,7 @@ type Template struct {
 	Spec render.Spec
 
 	// Live is how upstream membership reaches the proxy without a
-	// reload ("nginx-lua"; "" renders it into the file). LiveDir is the
+	// reload ("nginx-lua", "haproxy"; "" renders it into the file). LiveDir is the
 	// directory of its push endpoint, mode 0700 (see package endpoints).
 	Live, LiveDir string
 

@@ -8,7 +8,7 @@ import (
 
 // LiveKinds are the values of a template's live key: the proxies whose
 // upstream membership berth applies without a reload (package endpoints).
-func LiveKinds() []string { return []string{"nginx-lua"} }
+func LiveKinds() []string { return []string{"nginx-lua", "haproxy"} }
 
 // DefaultLiveRoot is the directory under which a live template's
 // directory is made when it sets no live_dir.

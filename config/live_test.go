@@ -17,7 +17,7 @@ func TestLoadLive(t *testing.T) {
 		{name: "default dir", keys: `live = "nginx-lua"`, wantLive: "nginx-lua", wantDir: "/run/berth/live/my_nginx"},
 		{name: "own dir", keys: "live = \"nginx-lua\"\nlive_dir = \"/run/x/live/\"", wantLive: "nginx-lua", wantDir: "/run/x/live"},
 		{name: "relative dir", keys: "live = \"nginx-lua\"\nlive_dir = \"state/live\"", wantLive: "nginx-lua", wantDir: "DIR/state/live"},
-		{name: "unknown kind", keys: `live = "varnish"`, err: `live "varnish": want one of ["nginx-lua"]`},
+		{name: "unknown kind", keys: `live = "varnish"`, err: `live "varnish": want one of ["nginx-lua" "haproxy"]`},
 		{name: "dir without live", keys: `live_dir = "/run/x"`, err: "live_dir is set but live is not"},
 		{name: "unsafe dir", keys: "live = \"nginx-lua\"\nlive_dir = \"/run/a b\"", err: `live_dir "/run/a b": want an absolute path`},
 		{name: "quote in dir", keys: "live = \"nginx-lua\"\nlive_dir = '/run/a\"); os.execute(\"x'", err: "want an absolute path"},

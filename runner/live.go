@@ -11,11 +11,12 @@ import (
 
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/endpoints"
+	"github.com/berthd/berth/endpoints/haproxy"
 	"github.com/berthd/berth/endpoints/nginxlua"
 	"github.com/berthd/berth/render/dialect"
 )
 
-// Live endpoints (config live = "nginx-lua"): the template renders only
+// Live endpoints (config live = "nginx-lua" or "haproxy"): the template renders only
 // the structure, and the endpoint set its {{endpoints}} call built goes to
 // a Sink through a Pusher after every successful render: instances coming
 // and going leave the file byte-identical, so the render skips its check
@@ -131,6 +132,12 @@ func newLive(ctx context.Context, conf config.Template, env map[string]string, l
 			return nil, err
 		}
 		s, err := nginxlua.New(conf.LiveDir, nginxlua.WithLogger(log))
+		if err != nil {
+			return nil, err
+		}
+		sink = s
+	case "haproxy":
+		s, err := haproxy.New(conf.LiveDir, haproxy.WithLogger(log), haproxy.WithConfigFile(conf.Spec.Dest))
 		if err != nil {
 			return nil, err
 		}

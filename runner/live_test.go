@@ -86,31 +86,7 @@ func TestLiveNginxUnderLoad(t *testing.T) {
 	waitFor(t, l, answer("b1"))
 	structure, base := readFile(n.Conf), countLines(reloads)
 
-	putProxied(t, st, "b2", ips["b2"], ports["b2"], host, records.StateRunning)
-	put := time.Now()
-	waitUntil(t, "b2 answers", func() bool { return l.Seen(answer("b2")) > 0 })
-	t.Logf("b2's record written → nginx answers from b2: %v (under a load of 200 req/s)", time.Since(put))
-	waitFor(t, l, answer("b2"))
-	putProxied(t, st, "b3", ips["b3"], ports["b3"], host, records.StateRunning)
-	waitFor(t, l, answer("b3"))
-	putProxied(t, st, "b1", ips["b1"], ports["b1"], host, records.StateDraining)
-	waitUntil(t, "b1 drained", func() bool { // the push is asynchronous: wait for its effect
-		before := l.Seen(answer("b1"))
-		time.Sleep(100 * time.Millisecond)
-		return l.Seen(answer("b1")) == before
-	})
-	l.MarkDraining(answer("b1"))
-	waitFor(t, l, answer("b2"))
-	delInstance(t, st, "b1")
-	delInstance(t, st, "b2")
-	waitFor(t, l, answer("b3"))
-	res := l.Stop()
-	if res.Failed > 0 {
-		t.Errorf("%d of %d requests failed: %q", res.Failed, res.Requests, res.Failures)
-	}
-	if res.Late > 0 {
-		t.Errorf("b1 got %d requests after its drain took effect", res.Late)
-	}
+	res := comeAndGo(t, st, l, ips, ports, host)
 	if got := countLines(reloads); got != base {
 		t.Errorf("%d reloads while instances came and went, want none", got-base)
 	}
@@ -218,34 +194,4 @@ func TestLiveFallsBackWhenRefused(t *testing.T) {
 		delInstance(t, st, "x"+strconv.Itoa(i))
 	}
 	waitUntil(t, "live again", func() bool { return isLive() && served("app.localhost") })
-}
-
-// TestLiveNeedsTheLuaModule: without nginx's Lua module (here: looked for
-// where it is not) a live = "nginx-lua" template does not load, and says
-// which Debian package to install; nothing is written.
-func TestLiveNeedsTheLuaModule(t *testing.T) {
-	st := openStore(t, "embedded://"+t.TempDir())
-	dir := t.TempDir()
-	paths := shippedTemplate(t, dir, "nginx.conf.tmpl", "nginx-lua.tmpl")
-	dest := filepath.Join(dir, "nginx.conf")
-	tmpl := config.Template{
-		Name: "nginx", Src: paths[0], Origin: "berth.toml:1",
-		Options:  dialect.Options{Dialect: dialect.Native, Prefix: records.DefaultPrefix, Includes: paths[1:]},
-		Prefixes: []string{records.ServicesPrefix(records.DefaultPrefix)},
-		Spec:     render.Spec{Name: "nginx", Dest: dest},
-		Live:     "nginx-lua", LiveDir: filepath.Join(dir, "live"),
-	}
-	r := runner.New(st, render.New(), runner.WithEnv(map[string]string{"BERTH_NGINX_MODULES": filepath.Join(dir, "no-modules")}))
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, []config.Template{tmpl}) }()
-	defer func() { cancel(); <-done }()
-	s := waitStatusOf(t, r, "nginx", func(s runner.TemplateStatus) bool { return s.LastError != nil })
-	if msg := s.LastError.Error(); !strings.Contains(msg, "libnginx-mod-http-lua") || !strings.Contains(msg, "berth.toml:1") {
-		t.Errorf("error %q does not name the Debian package and the template", msg)
-	}
-	time.Sleep(200 * time.Millisecond)
-	if _, err := os.Stat(dest); !os.IsNotExist(err) {
-		t.Errorf("a template that does not load wrote %s (%v)", dest, err)
-	}
 }

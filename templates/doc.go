@@ -5,7 +5,10 @@
 //     records (VIRTUAL_HOST, VIRTUAL_PORT, VIRTUAL_PATH, VIRTUAL_PROTO), a
 //     fragment for nginx's http block;
 //   - nginx.conf.tmpl: a whole nginx.conf around it, for an nginx berth
-//     owns (parse it with nginx.tmpl as an include).
+//     owns (parse it with nginx.tmpl as an include);
+//   - haproxy.cfg.tmpl: a whole haproxy.cfg with live membership: one
+//     empty backend per upstream, hosts routed through a map file; the
+//     servers and the map are applied by the endpoints/haproxy sink.
 //
 // nginx.tmpl trusts no record: it checks every value again with the
 // registrar's rules (checkHost, checkPath, ...) and writes it with an

@@ -37,7 +37,7 @@ checked with nginx -t, swapped): the rest is nginx's reload. nginx is
 reloaded with SIGHUP to its master, as "nginx -s reload" does after
 parsing the whole configuration once more.
 
-With --proxy nginx|nginx-lua it measures instead, under a continuous load
+With --proxy nginx|nginx-lua|haproxy it measures instead, under a continuous load
 of 200 requests per second on one host name, containers joining and
 leaving that host one after another, with --vhosts more virtual hosts in
 the configuration (issue #15: live endpoints against reloads):
@@ -49,7 +49,9 @@ the configuration (issue #15: live endpoints against reloads):
 and the reloads, the most nginx worker generations alive at once, and the
 load's requests and failed requests. nginx is the shipped nginx.tmpl
 (every change rendered, checked and reloaded); nginx-lua is the shipped
-nginx-lua.tmpl with live = "nginx-lua" (needs libnginx-mod-http-lua).
+nginx-lua.tmpl with live = "nginx-lua" (needs libnginx-mod-http-lua);
+haproxy is the shipped haproxy.cfg.tmpl with live = "haproxy" in front
+of Debian's haproxy.
 
 Needs root, nginx and busybox-static. Everything it creates is removed.`,
 		Args: usageArgs(cobra.NoArgs),
@@ -99,7 +101,7 @@ func benchE2EProxy(cmd *cobra.Command, o bench.E2EProxyOptions, asJSON bool, log
 	if asJSON {
 		return json.NewEncoder(out).Encode(res)
 	}
-	fmt.Fprintf(out, "proxy %s, %d vhosts, %d runs\nup   (run returned → nginx answers from it):  p50 %.1f ms  p99 %.1f ms\ndown (stop called → last request sent to it): p50 %.1f ms  p99 %.1f ms\nreloads %d, at most %d worker generations, %d requests, %d failed\n",
+	fmt.Fprintf(out, "proxy %s, %d vhosts, %d runs\nup   (run returned → the proxy answers from it):  p50 %.1f ms  p99 %.1f ms\ndown (stop called → last request sent to it): p50 %.1f ms  p99 %.1f ms\nreloads %d, at most %d worker generations, %d requests, %d failed\n",
 		res.Proxy, res.VHosts, res.Runs, res.UpP50Ms, res.UpP99Ms, res.DownP50Ms, res.DownP99Ms, res.Reloads, res.MaxGenerations, res.Requests, res.FailedRequests)
 	return nil
 }

@@ -7,8 +7,8 @@ import (
 	"github.com/berthd/berth/bench"
 )
 
-// TestBenchE2EProxy runs berth bench e2e --proxy for both proxies through
-// the daemon, real containers and a real nginx under load: with live
+// TestBenchE2EProxy runs berth bench e2e --proxy for every proxy through
+// the daemon, real containers and a real nginx or HAProxy under load: with live
 // endpoints containers come and go without a reload and without a failed
 // request; with the reload path every start and stop reloads.
 func TestBenchE2EProxy(t *testing.T) {
@@ -27,7 +27,7 @@ func TestBenchE2EProxy(t *testing.T) {
 				t.Errorf("figures: %+v", res)
 			}
 			switch proxy {
-			case "nginx-lua":
+			case "nginx-lua", "haproxy":
 				if res.Reloads != 0 || res.FailedRequests != 0 || res.MaxGenerations != 1 {
 					t.Errorf("live endpoints: %d reloads, %d failed requests, %d generations; want 0, 0, 1", res.Reloads, res.FailedRequests, res.MaxGenerations)
 				}

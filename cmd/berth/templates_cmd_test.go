@@ -27,11 +27,11 @@ func TestTemplatesCommand(t *testing.T) {
 		stdoutIn string
 		stderrIn string
 	}{
-		{"ls", []string{"templates", "ls"}, 0, "nginx.tmpl        builtin:nginx        berth's nginx reverse proxy, nginx-proxy style (native dialect)", ""},
-		{"ls conf", []string{"templates", "ls"}, 0, "nginx.conf.tmpl   builtin:nginx.conf   A whole nginx.conf around nginx.tmpl (parse nginx.tmpl as an include), for an nginx that berth owns", ""},
+		{"ls", []string{"templates", "ls"}, 0, "nginx.tmpl         builtin:nginx         berth's nginx reverse proxy, nginx-proxy style (native dialect)", ""},
+		{"ls conf", []string{"templates", "ls"}, 0, "nginx.conf.tmpl    builtin:nginx.conf    A whole nginx.conf around nginx.tmpl (parse nginx.tmpl as an include), for an nginx that berth owns", ""},
 		{"show short name", []string{"templates", "show", "nginx"}, 0, string(shipped), ""},
 		{"show builtin name", []string{"templates", "show", "builtin:nginx"}, 0, string(shipped), ""},
-		{"show unknown", []string{"templates", "show", "apache"}, 2, "", `no shipped template "apache" (berth ships: nginx.conf.tmpl, nginx.tmpl)`},
+		{"show unknown", []string{"templates", "show", "apache"}, 2, "", `no shipped template "apache" (berth ships: haproxy.cfg.tmpl, nginx-lua.tmpl, nginx.conf.tmpl, nginx.tmpl)`},
 		{"save all", []string{"templates", "save", "--dir", dir}, 0, filepath.Join(dir, "nginx.conf.tmpl"), ""},
 		{"save again refused", []string{"templates", "save", "--dir", dir, "nginx.tmpl"}, 1, "", "exists (--force overwrites it)"},
 		{"save --force", []string{"templates", "save", "--force", "--dir", dir, "nginx.tmpl"}, 0, filepath.Join(dir, "nginx.tmpl"), ""},

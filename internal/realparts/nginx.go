@@ -1,14 +1,10 @@
 package realparts
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -119,33 +115,10 @@ func (n *Nginx) Start() error {
 
 // Get sends one HTTP request through nginx (Host header host, if set) and
 // returns the status and body.
-func (n *Nginx) Get(host, path string) (int, string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+n.Addr+path, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	if host != "" {
-		req.Host = host
-	}
-	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, strings.TrimSpace(string(b)), err
-}
+func (n *Nginx) Get(host, path string) (int, string, error) { return httpGet(n.Addr, host, path) }
 
 // ErrorLog returns the tail of nginx's error log.
-func (n *Nginx) ErrorLog() string {
-	b, _ := os.ReadFile(filepath.Join(n.Dir, "error.log"))
-	if i := len(b) - 3000; i > 0 {
-		b = b[i:]
-	}
-	return string(b)
-}
+func (n *Nginx) ErrorLog() string { return fileTail(filepath.Join(n.Dir, "error.log")) }
 
 // Stop shuts nginx down gracefully (SIGQUIT), then kills it.
 func (n *Nginx) Stop() {

@@ -1,0 +1,150 @@
+package runner_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/endpoints/haproxy"
+	"github.com/berthd/berth/internal/realparts"
+	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/records"
+	"github.com/berthd/berth/render"
+	"github.com/berthd/berth/render/dialect"
+	"github.com/berthd/berth/runner"
+	"github.com/berthd/berth/store"
+	"github.com/berthd/berth/watcher"
+)
+
+// TestLiveHAProxyUnderLoad runs the shipped haproxy.cfg.tmpl with live =
+// "haproxy" through the runner, a real store and a real HAProxy:
+// instances starting, draining and stopping under a continuous load leave
+// haproxy.cfg byte-identical, reload nothing (same worker), and fail no
+// request; a new host name is a structural change: one reload, and the
+// push after it serves the host.
+func TestLiveHAProxyUnderLoad(t *testing.T) {
+	st := openStore(t, "embedded://"+t.TempDir())
+	h := testenv.NewHAProxy(t)
+	tdir := t.TempDir()
+	paths := shippedTemplate(t, tdir, "haproxy.cfg.tmpl")
+	reloads := filepath.Join(tdir, "reloads")
+	tmpl := config.Template{
+		Name: "haproxy", Src: paths[0], Origin: "test",
+		Options:  dialect.Options{Dialect: dialect.Native, Prefix: records.DefaultPrefix},
+		Prefixes: []string{records.ServicesPrefix(records.DefaultPrefix)},
+		Spec:     render.Spec{Name: "haproxy", Dest: h.Conf, Check: h.CheckCommand()},
+		Live:     "haproxy", LiveDir: h.Dir,
+	}
+	const host = "app.localhost"
+	ips, ports := map[string]string{}, map[string]int{}
+	for _, b := range []string{"b1", "b2", "b3"} {
+		ips[b], ports[b] = testenv.HTTPBackend(t, b)
+	}
+	answer := func(b string) string { return b + " " + host }
+	putProxied(t, st, "b1", ips["b1"], ports["b1"], host, records.StateRunning)
+
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// The live directory as the runner sets it; one-shot mode renders the
+	// servers into the file (the fallback form).
+	env := map[string]string{"BERTH_HAPROXY_LISTEN": h.Addr, "BERTH_LIVE_DIR": h.Dir}
+	renderer := render.New(render.WithLogger(log))
+	once := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env))
+	if res, err := once.Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
+		t.Fatalf("first render: %v %+v", err, res)
+	}
+	h.Start(t)
+	tmpl.Spec.Reload = "echo reload >> " + reloads + " && " + h.ReloadCommand()
+	r := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env),
+		runner.WithMirrorOptions(watcher.WithBackoff(50*time.Millisecond, time.Second)))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, []config.Template{tmpl}) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	// The live structure replaces the static file: one reload (a structural
+	// change: the new worker's backends are empty until the push after it,
+	// so the load starts once it has been served).
+	waitUntil(t, "the live structure pushed", func() bool { return liveHost(t, h, host) })
+	l := realparts.StartLoad(h.Addr, host, 200, 4)
+	defer l.Stop()
+	waitFor(t, l, answer("b1"))
+	structure, base, worker := readFile(h.Conf), countLines(reloads), h.WorkerPID(t)
+
+	res := comeAndGo(t, st, l, ips, ports, host)
+	if got := countLines(reloads); got != base {
+		t.Errorf("%d reloads while instances came and went, want none", got-base)
+	}
+	if w := h.WorkerPID(t); w != worker {
+		t.Errorf("HAProxy's worker changed from %d to %d: it was reloaded", worker, w)
+	}
+	if readFile(h.Conf) != structure {
+		t.Errorf("haproxy.cfg changed:\n%s", render.Diff("before", "after", []byte(structure), []byte(readFile(h.Conf))))
+	}
+	t.Logf("%d requests, %v, no reload", res.Requests, res.Seen)
+
+	// A new host name is structure: check and reload, and it is served.
+	// The requests to the old host that fail meanwhile (the new worker's
+	// backends are empty until the push that follows the reload) are
+	// reported, not asserted.
+	l = realparts.StartLoad(h.Addr, host, 200, 4)
+	putProxied(t, st, "b4", ips["b2"], ports["b2"], "new.localhost", records.StateRunning)
+	waitUntil(t, "new.localhost served", func() bool {
+		code, body, err := h.Get("new.localhost", "/")
+		return err == nil && code == 200 && body == "b2 new.localhost"
+	})
+	if got := countLines(reloads); got != base+1 {
+		t.Errorf("%d reloads for a new host, want 1", got-base)
+	}
+	waitFor(t, l, answer("b3"))
+	res = l.Stop()
+	t.Logf("structural reload: %d of %d requests to %s failed", res.Failed, res.Requests, host)
+}
+
+// liveHost reports whether HAProxy's running host map routes host: the
+// worker runs the live structure and has taken a push.
+func liveHost(t *testing.T, h *testenv.HAProxy, host string) bool {
+	c, err := haproxy.NewClient(h.Socket).Dial(t.Context())
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	m, err := c.ShowMap(t.Context(), filepath.Join(h.Dir, haproxy.MapFile))
+	return err == nil && len(m) == 1 && m[0].Key == host
+}
+
+// comeAndGo is instances coming and going under the load l on host
+// (backends b1, b2, b3 at ips and ports; b1 serving): b2 and b3 start, b1
+// drains, b1 and b2 stop, each waited for through the proxy. It fails the
+// test for a failed request or one that reached b1 after its drain took
+// effect, and returns what the load saw.
+func comeAndGo(t *testing.T, st store.Store, l *realparts.Load, ips map[string]string, ports map[string]int, host string) realparts.LoadResult {
+	t.Helper()
+	answer := func(b string) string { return b + " " + host }
+	putProxied(t, st, "b2", ips["b2"], ports["b2"], host, records.StateRunning)
+	waitFor(t, l, answer("b2"))
+	putProxied(t, st, "b3", ips["b3"], ports["b3"], host, records.StateRunning)
+	waitFor(t, l, answer("b3"))
+	putProxied(t, st, "b1", ips["b1"], ports["b1"], host, records.StateDraining)
+	waitUntil(t, "b1 drained", func() bool { // the push is asynchronous: wait for its effect
+		before := l.Seen(answer("b1"))
+		time.Sleep(100 * time.Millisecond)
+		return l.Seen(answer("b1")) == before
+	})
+	l.MarkDraining(answer("b1"))
+	waitFor(t, l, answer("b2"))
+	delInstance(t, st, "b1")
+	delInstance(t, st, "b2")
+	waitFor(t, l, answer("b3"))
+	res := l.Stop()
+	if res.Failed > 0 {
+		t.Errorf("%d of %d requests failed: %q", res.Failed, res.Requests, res.Failures)
+	}
+	if res.Late > 0 {
+		t.Errorf("b1 got %d requests after its drain took effect", res.Late)
+	}
+	return res
+}
