@@ -361,7 +361,8 @@ func shutdown(rt runtime.Runtime, d *Daemon, s Settings, cancel context.CancelFu
 			rctx, c := context.WithTimeout(context.Background(), cleanupTimeout)
 			defer c()
 			for _, ctr := range cs {
-				if err := rt.Remove(rctx, ctr.ID, runtime.Force()); err != nil {
+				// A container started with --rm may already be gone.
+				if err := rt.Remove(rctx, ctr.ID, runtime.Force()); err != nil && !errors.Is(err, runtime.ErrNotFound) {
 					log.Error("cannot remove container", "container", ctr.Name, "err", err)
 				}
 			}
