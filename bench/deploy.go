@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/berthd/berth/api"
 	"github.com/berthd/berth/daemon"
 	"github.com/berthd/berth/deploy"
 	"github.com/berthd/berth/registrar"
@@ -70,18 +69,20 @@ func Deploy(ctx context.Context, replicas int, log *slog.Logger) (DeployResult, 
 
 func benchDeploy(ctx context.Context, replicas int, log *slog.Logger) (res DeployResult, err error) {
 	res.Replicas = replicas
-	p, err := startPipeline(ctx, "bdep", 252, registrar.Config{Host: "bench", Drain: daemon.DefaultDrain},
-		func(d *daemon.Daemon) []api.ServerOption { return []api.ServerOption{d.DeployAPI()} })
+	rig, err := newE2ERig(ctx, "bdep", 252, "nginx.tmpl")
 	if err != nil {
 		return res, err
 	}
-	defer p.close()
+	defer rig.Close()
 	for _, v := range []string{"v1", "v2", "v3"} {
-		if err := p.busyboxImage(ctx, deployService+":"+v, v+"\n"); err != nil {
+		if err := rig.Image(ctx, deployService+":"+v, v+"\n"); err != nil {
 			return res, err
 		}
 	}
-	client := p.client
+	if err := rig.Start(ctx, daemon.Config{Registrar: registrar.Config{Host: "bench", Drain: daemon.DefaultDrain}}); err != nil {
+		return res, err
+	}
+	client := rig.Client
 
 	spec := func(v, health string) deploy.Spec {
 		return deploy.Spec{Image: deployService + ":" + v, Replicas: replicas, Container: runtime.Spec{
@@ -94,7 +95,7 @@ func benchDeploy(ctx context.Context, replicas int, log *slog.Logger) (res Deplo
 	}
 	const healthy, failing = "test -f /www/index.html", "exit 1"
 	res.Steps = make([]DeployStep, 0, 3) // After pointers into it stay valid
-	ld := newLoad(p.nginx.Addr, deployService+".localhost")
+	ld := newLoad(rig.Nginx.Addr, deployService+".localhost")
 	// after is the step whose After counts the responses now: the last
 	// one that returned, none while a step runs (guarded by ld.mu).
 	var after *DeployStep
@@ -159,7 +160,7 @@ func benchDeploy(ctx context.Context, replicas int, log *slog.Logger) (res Deplo
 	res.Versions, res.Failures = ld.totals()
 	if res.FailedRequests > 0 {
 		var upstream []string
-		for _, l := range strings.Split(p.nginx.ErrorLog(), "\n") {
+		for _, l := range strings.Split(rig.Nginx.ErrorLog(), "\n") {
 			if strings.Contains(l, "upstream") || strings.Contains(l, "[error]") || strings.Contains(l, "[alert]") || strings.Contains(l, "[warn]") {
 				upstream = append(upstream, "nginx: "+l)
 			}

@@ -45,17 +45,14 @@ func E2E(ctx context.Context, runs int, log *slog.Logger) (E2EResult, error) {
 
 func benchE2E(ctx context.Context, runs int, log *slog.Logger) (res E2EResult, err error) {
 	res.Runs = runs
-	tmp, err := os.MkdirTemp("", "berth-bench-e2e-")
-	if err != nil {
-		return res, err
-	}
-	defer os.RemoveAll(tmp)
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	rig, err := newE2ERig(ctx, tmp, "be2e", 253, "ok", "nginx.tmpl", quiet)
+	rig, err := newE2ERig(ctx, "be2e", 253, "nginx.tmpl")
 	if err != nil {
 		return res, err
 	}
 	defer rig.Close()
+	if err := rig.Image(ctx, "bench:httpd", "ok\n"); err != nil {
+		return res, err
+	}
 	if err := rig.Start(ctx, daemon.Config{Registrar: registrar.Config{Host: "bench"}}); err != nil {
 		return res, err
 	}

@@ -95,23 +95,20 @@ func benchE2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (re
 	default:
 		return res, fmt.Errorf("proxy %q: want one of %q", o.Proxy, Proxies())
 	}
-	tmp, err := os.MkdirTemp("", "berth-bench-proxy-")
-	if err != nil {
-		return res, err
-	}
-	defer os.RemoveAll(tmp)
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
 	// The runtime: a stop drains first (berth up does so with live
 	// endpoints; here with both proxies, so that down is how long each
 	// takes to stop routing to a container that still serves).
 	fragment := map[bool]string{false: "nginx.tmpl", true: "nginx-lua.tmpl"}[live]
-	rig, err := newE2ERig(ctx, tmp, "bpx", 252, ctrBody, fragment, quiet, embedded.WithStopDelay(o.Drain))
+	rig, err := newE2ERig(ctx, "bpx", 252, fragment, embedded.WithStopDelay(o.Drain))
 	if err != nil {
 		return res, err
 	}
 	defer rig.Close()
-	st, client, suffix, reloads := rig.St, rig.Client, rig.Suffix, rig.Reloads
+	if err := rig.Image(ctx, "bench:httpd", ctrBody+"\n"); err != nil {
+		return res, err
+	}
+	st, suffix, reloads := rig.St, rig.Suffix, rig.Reloads
 
 	// The backend of every other virtual host and of the measured one.
 	baseLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -137,15 +134,16 @@ func benchE2EProxy(ctx context.Context, o E2EProxyOptions, log *slog.Logger) (re
 
 	switch {
 	case o.Proxy == "haproxy":
-		if rig.Proxy, rig.Tmpl, rig.Env, err = haproxyBench(tmp, reloads); err != nil {
+		if rig.Proxy, rig.Tmpl, rig.Env, err = haproxyBench(rig.Dir, reloads); err != nil {
 			return res, err
 		}
 	case live:
-		rig.Tmpl.Live, rig.Tmpl.LiveDir = "nginx-lua", filepath.Join(tmp, "live")
+		rig.Tmpl.Live, rig.Tmpl.LiveDir = "nginx-lua", filepath.Join(rig.Dir, "live")
 	}
 	if err := rig.Start(ctx, daemon.Config{Registrar: registrar.Config{Host: "bench", Drain: o.Drain}}); err != nil {
 		return res, err
 	}
+	client := rig.Client
 	// A new connection per probe: an idle keep-alive connection stays with
 	// an old worker, which serves the old configuration until it closes.
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}

@@ -20,30 +20,40 @@ import (
 	"github.com/berthd/berth/templates"
 )
 
-// e2eRig is what the end-to-end benchmarks run berth up's pipeline on, in
-// one process: the embedded store, the embedded runtime with a busybox
-// httpd image (bench:httpd, answering body), its API and a client, a
-// real nginx's prefix directory, and the shipped nginx.conf.tmpl around
+// e2eRig is what the benchmarks that measure through a proxy run berth
+// up's pipeline on, in one process: the embedded store, the embedded
+// runtime on a bridge of its own (Image imports busybox httpd images),
+// a real nginx's prefix directory, and the shipped nginx.conf.tmpl around
 // fragment as the template (checked with nginx -t, reloaded with SIGHUP
-// to nginx's master, each reload counted in Reloads).
+// to nginx's master, each reload counted in Reloads). Start adds the
+// daemon, the proxy and the daemon API with a client, as berth up serves
+// them; Close removes everything.
 type e2eRig struct {
 	St      *etcd.Store
 	Rt      *embedded.Runtime
-	Suffix  string // names what the benchmark creates
-	Client  *api.Client
+	Suffix  string      // names what the benchmark creates
+	Client  *api.Client // the daemon API, once started
 	Nginx   *realparts.Nginx
 	Proxy   proxyProcess // what Start starts: Nginx, unless a benchmark puts another proxy (and its Tmpl, Env) in
 	Tmpl    config.Template
 	Env     map[string]string // what the template reads (listen addresses)
 	Reloads string            // a file with one line per reload
+	Dir     string            // holds it all; Close removes it
 
-	tmp   string
 	quiet *slog.Logger
 	undo  []func()
 }
 
-func newE2ERig(ctx context.Context, tmp, bridge string, octet byte, body, fragment string, quiet *slog.Logger, rtOpts ...embedded.Option) (_ *e2eRig, err error) {
-	r := &e2eRig{tmp: tmp, quiet: quiet, Reloads: filepath.Join(tmp, "reloads")}
+// newE2ERig prepares the rig in a new directory, Dir (a bridge named
+// bridge+Suffix on 10.octet.x.0/24); the parts log errors only.
+func newE2ERig(ctx context.Context, bridge string, octet byte, fragment string, rtOpts ...embedded.Option) (_ *e2eRig, err error) {
+	tmp, err := os.MkdirTemp("", "berth-bench-"+bridge+"-")
+	if err != nil {
+		return nil, err
+	}
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	r := &e2eRig{Dir: tmp, quiet: quiet, Reloads: filepath.Join(tmp, "reloads")}
+	r.undo = append(r.undo, func() { os.RemoveAll(tmp) })
 	defer func() {
 		if err != nil {
 			r.Close()
@@ -59,29 +69,6 @@ func newE2ERig(ctx context.Context, tmp, bridge string, octet byte, body, fragme
 	}
 	r.Rt, r.Suffix = rt, suffix
 	r.undo = append(r.undo, stopRuntime)
-	rootfs := filepath.Join(tmp, "rootfs")
-	if err := embedded.BusyboxRootfs(rootfs); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Join(rootfs, "www"), 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(rootfs, "www", "index.html"), []byte(body+"\n"), 0o644); err != nil {
-		return nil, err
-	}
-	if _, err := rt.Images().Import(ctx, rootfs, "bench:httpd"); err != nil {
-		return nil, err
-	}
-	sock := filepath.Join(tmp, "berth.sock")
-	ln, err := api.Listen(sock)
-	if err != nil {
-		return nil, err
-	}
-	actx, stopAPI := context.WithCancel(ctx)
-	apiDone := make(chan error, 1)
-	go func() { apiDone <- api.NewServer(rt, api.WithServerLogger(quiet)).Serve(actx, ln) }()
-	r.undo = append(r.undo, func() { stopAPI(); <-apiDone })
-	r.Client = api.NewClient(sock)
 
 	ngx := filepath.Join(tmp, "nginx")
 	if err := os.Mkdir(ngx, 0o755); err != nil {
@@ -112,8 +99,26 @@ func newE2ERig(ctx context.Context, tmp, bridge string, octet byte, body, fragme
 	return r, nil
 }
 
+// Image imports a busybox rootfs with /www/index.html holding content
+// as image ref.
+func (r *e2eRig) Image(ctx context.Context, ref, content string) error {
+	rootfs := filepath.Join(r.Dir, "rootfs-"+ref)
+	if err := embedded.BusyboxRootfs(rootfs); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(rootfs, "www"), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "www", "index.html"), []byte(content), 0o644); err != nil {
+		return err
+	}
+	_, err := r.Rt.Images().Import(ctx, rootfs, ref)
+	return err
+}
+
 // Start runs the daemon (registrar and runner) with cfg on the rig's
-// template, waits for its first render and starts the proxy (nginx) on it.
+// template and its API (deploys included) for Client, waits for the first
+// render and starts the proxy (nginx unless Proxy is set) on it.
 func (r *e2eRig) Start(ctx context.Context, cfg daemon.Config) error {
 	cfg.Env, cfg.Logger = r.Env, r.quiet
 	d, err := daemon.New(r.St, r.Rt, cfg)
@@ -124,6 +129,18 @@ func (r *e2eRig) Start(ctx context.Context, cfg daemon.Config) error {
 	daemonDone := make(chan error, 1)
 	go func() { daemonDone <- d.Run(dctx, []config.Template{r.Tmpl}) }()
 	r.undo = append(r.undo, func() { stopDaemon(); <-daemonDone })
+
+	sock := filepath.Join(r.Dir, "berth.sock")
+	ln, err := api.Listen(sock)
+	if err != nil {
+		return err
+	}
+	actx, stopAPI := context.WithCancel(ctx)
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- api.NewServer(r.Rt, api.WithServerLogger(r.quiet), d.DeployAPI()).Serve(actx, ln) }()
+	r.undo = append(r.undo, func() { stopAPI(); <-apiDone })
+	r.Client = api.NewClient(sock)
+
 	if r.Proxy == nil {
 		r.Proxy = nginxProcess{r.Nginx}
 	}

@@ -145,7 +145,7 @@ func TestLoadErrors(t *testing.T) {
 		{"negative drain", "[daemon]\ndrain = \"-1s\"\n", `[daemon] drain "-1s"`},
 		{"same dest", head + "\n\n" + head, `:6: template "/tmp/a" writes /tmp/a, as does template "/tmp/a"`},
 		{"same name", head + "name = \"x\"\n[[template]]\nsrc = \"b\"\ndest = \"/tmp/b\"\nname = \"x\"\n", `:5: template name "x" is also used at`},
-		{"unknown builtin src", "[[template]]\nsrc = \"builtin:apache\"\ndest = \"/tmp/a\"\n", `:1: template "/tmp/a": src: unknown builtin template "builtin:apache": berth ships builtin:nginx, builtin:nginx.conf`},
+		{"unknown builtin src", "[[template]]\nsrc = \"builtin:apache\"\ndest = \"/tmp/a\"\n", `:1: template "/tmp/a": src: unknown builtin template "builtin:apache": berth ships builtin:haproxy.cfg, builtin:nginx, builtin:nginx-lua, builtin:nginx.conf`},
 		{"unknown builtin include", head + "includes = [\"builtin:nginx\", \"builtin:ngnix\"]\n", `includes: unknown builtin template "builtin:ngnix"`},
 		{"same dest, other spelling", head + "[[template]]\nsrc = \"b\"\ndest = \"/tmp/./a\"\n", `as does template`},
 	}
@@ -339,7 +339,7 @@ func TestParseTemplateFlag(t *testing.T) {
 		{in: ":/tmp/out", err: "src is required"},
 		{in: "builtin:nginx:/tmp/out:nginx -s reload", src: "builtin:nginx", dest: "/tmp/out", reload: "nginx -s reload"},
 		{in: "builtin:nginx", src: "builtin:nginx", stdout: true},
-		{in: "builtin:apache:/tmp/out", err: `unknown builtin template "builtin:apache": berth ships builtin:nginx, builtin:nginx.conf`},
+		{in: "builtin:apache:/tmp/out", err: `unknown builtin template "builtin:apache": berth ships builtin:haproxy.cfg, builtin:nginx, builtin:nginx-lua, builtin:nginx.conf`},
 	}
 	for _, tc := range tests {
 		tm, err := ParseTemplateFlag(tc.in, dialect.Options{Dialect: dialect.Native})

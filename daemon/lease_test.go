@@ -71,6 +71,7 @@ func TestStoreStallLeaseLost(t *testing.T) {
 	s := daemon.Settings{
 		Runtime:   daemon.RuntimeDocker,
 		StateDir:  t.TempDir(),
+		Socket:    filepath.Join(t.TempDir(), "berth.sock"),
 		StoreURL:  cluster.URL(),
 		Listen:    freePort(t),
 		Templates: []config.Template{tmpl},
@@ -246,6 +247,7 @@ func TestRecordsDroppedComeBack(t *testing.T) {
 	s := daemon.Settings{
 		Runtime:  daemon.RuntimeDocker,
 		StateDir: t.TempDir(),
+		Socket:   filepath.Join(t.TempDir(), "berth.sock"), // not the default: the deploy API listens there
 		StoreURL: cluster.URL(),
 		Daemon: daemon.Config{
 			Registrar:  registrar.Config{Host: host, TTL: 5 * time.Second, Resync: time.Hour},

@@ -9,7 +9,7 @@ import (
 )
 
 func TestBuiltin(t *testing.T) {
-	if got, want := templates.Names(), []string{"builtin:nginx", "builtin:nginx.conf"}; !slices.Equal(got, want) {
+	if got, want := templates.Names(), []string{"builtin:haproxy.cfg", "builtin:nginx", "builtin:nginx-lua", "builtin:nginx.conf"}; !slices.Equal(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)
 	}
 	tests := []struct {
@@ -19,7 +19,7 @@ func TestBuiltin(t *testing.T) {
 		{"builtin:nginx", "builtin:nginx.tmpl", "", true},
 		{"builtin:nginx.tmpl", "builtin:nginx.tmpl", "", true},
 		{"builtin:nginx.conf", "builtin:nginx.conf.tmpl", "", true},
-		{"builtin:apache", "", `unknown builtin template "builtin:apache": berth ships builtin:nginx, builtin:nginx.conf`, true},
+		{"builtin:apache", "", `unknown builtin template "builtin:apache": berth ships builtin:haproxy.cfg, builtin:nginx, builtin:nginx-lua, builtin:nginx.conf`, true},
 		{"builtin:", "", "unknown builtin template", true},
 		{"builtin:../templates/nginx.tmpl", "", "unknown builtin template", true},
 		{"nginx.tmpl", "", "", false},

@@ -215,7 +215,7 @@ func TestRenderBuiltin(t *testing.T) {
 		t.Errorf("builtin:nginx.conf with builtin:nginx wrote:\n%s", got)
 	}
 	code, _, errs := run(t, ctx, "", "render", "--context", fx, "--template", "builtin:apache:"+filepath.Join(dir, "x"))
-	if code != 2 || !strings.Contains(errs, `unknown builtin template "builtin:apache": berth ships builtin:nginx, builtin:nginx.conf`) {
+	if code != 2 || !strings.Contains(errs, `unknown builtin template "builtin:apache": berth ships builtin:haproxy.cfg, builtin:nginx, builtin:nginx-lua, builtin:nginx.conf`) {
 		t.Errorf("unknown builtin: exit %d %s", code, errs)
 	}
 }

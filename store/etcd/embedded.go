@@ -109,7 +109,9 @@ func Embedded(ctx context.Context, cfg EmbeddedConfig) (*Store, error) {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
 
-	if r, ok, err := ReadRemote(dir); err != nil {
+	if r, ok, err := ReadRemote(dir); errors.Is(err, fs.ErrPermission) {
+		return nil, accessError(dir, filepath.Join(dir, remoteFile), err)
+	} else if err != nil {
 		return nil, fmt.Errorf("embedded store %s: %w", dir, err)
 	} else if ok {
 		// A client of a cluster on other hosts: no server here.
