@@ -88,7 +88,9 @@ func (c dockerGenConfig) template(origin, prefix string) (Template, error) {
 		Origin:  origin,
 		Src:     strings.TrimSpace(files[0]),
 		Options: dialect.Options{Dialect: dialect.DockerGen, Prefix: prefix, KeepBlankLines: c.KeepBlankLines},
-		Spec:    render.Spec{Dest: c.Dest, Reload: c.NotifyCmd},
+		// AllowEmpty: docker-gen writes whatever the template gives,
+		// empty included (a listing of no containers).
+		Spec: render.Spec{Dest: c.Dest, Reload: c.NotifyCmd, AllowEmpty: true},
 		DockerGen: &DockerGenExtras{
 			Watch:                  c.Watch,
 			NotifyOutput:           c.NotifyOutput,

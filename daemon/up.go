@@ -200,7 +200,9 @@ func Run(ctx context.Context, s Settings) error {
 			}
 		})
 	}
+	socket := "" // the API socket, when this daemon serves one (none without a runtime)
 	if emb, ok := rt.(*embedded.Runtime); ok {
+		socket = s.Socket
 		ln, err := api.Listen(s.Socket)
 		if err != nil {
 			return fmt.Errorf("berth API: %w", err)
@@ -219,6 +221,7 @@ func Run(ctx context.Context, s Settings) error {
 			})
 		}
 	} else if d.Deploys() != nil { // a Docker Engine's containers: the deploy API alone
+		socket = s.Socket
 		ln, err := api.Listen(s.Socket)
 		if err != nil {
 			return fmt.Errorf("berth API: %w", err)
@@ -250,7 +253,7 @@ func Run(ctx context.Context, s Settings) error {
 	runDone := make(chan error, 1)
 	wg.Go(func() { runDone <- d.Run(rctx, s.Templates) })
 	log.Info("berth daemon up", "version", s.Version, "runtime", s.Runtime, "store", s.storeURL(),
-		"state_dir", s.StateDir, "socket", s.Socket, "docker_socket", s.DockerSocket, "listen", s.Listen, "templates", len(s.Templates))
+		"state_dir", s.StateDir, "socket", socket, "docker_socket", s.DockerSocket, "listen", s.Listen, "templates", len(s.Templates))
 
 	for {
 		select {

@@ -66,3 +66,23 @@ func TestDockerGenCompanion(t *testing.T) {
 		})
 	}
 }
+
+// TestDockerGenWritesEmptyOutput: as docker-gen, an empty rendering
+// replaces the destination (berth's empty-output guard is for its own
+// templates; docker-gen has no such guard and no flag to lift one).
+func TestDockerGenWritesEmptyOutput(t *testing.T) {
+	dir := t.TempDir()
+	tmpl, dest := filepath.Join(dir, "empty.tmpl"), filepath.Join(dir, "out")
+	if err := os.WriteFile(tmpl, []byte("{{/* no containers match */}}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dest, []byte("upstream old {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := berthCLI(t.Context(), "docker-gen", tmpl, dest); code != 0 {
+		t.Fatalf("berth docker-gen: exit %d: %s", code, stderr)
+	}
+	if b, err := os.ReadFile(dest); err != nil || len(b) != 0 {
+		t.Fatalf("dest = %q, %v; want it empty, as docker-gen writes it", b, err)
+	}
+}

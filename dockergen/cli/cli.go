@@ -73,6 +73,11 @@ func Run(ctx context.Context, env Env, args []string) error {
 	f := &flags{}
 	fs := f.flagSet()
 	fs.SetOutput(env.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(env.Stderr, "Usage: berth docker-gen [options] template [dest]")
+		fmt.Fprintln(env.Stderr, "\nGenerate files from docker container meta-data (docker-gen's flags and templates)\n\nOptions:")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -252,7 +257,9 @@ func (f *flags) configurations(args []string) ([]config.Template, bool, error) {
 		Name: args[0], Src: args[0], Origin: "command line",
 		Options: dialect.Options{Dialect: dialect.DockerGen, KeepBlankLines: f.keepBlank, Prefix: records.DefaultPrefix},
 		Wait:    wait,
-		Spec:    render.Spec{Reload: f.notify, Check: f.check, Timeout: f.notifyTimeout},
+		// AllowEmpty: docker-gen writes whatever the template gives,
+		// empty included (a listing of no containers).
+		Spec: render.Spec{Reload: f.notify, Check: f.check, Timeout: f.notifyTimeout, AllowEmpty: true},
 		DockerGen: &config.DockerGenExtras{
 			Watch: f.watch, ContainerFilter: filters, Interval: time.Duration(f.interval) * time.Second,
 			NotifyOutput: f.notifyOutput, NotifyContainers: notifyContainers,
