@@ -244,10 +244,11 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 	if req.Config == nil {
 		return badRequest("config cannot be empty in order to create a container")
 	}
-	spec, expose, warnings, autoRemove, err := specFromCreate(name, req)
+	plan, err := specFromCreate(name, req)
 	if err != nil {
 		return err
 	}
+	spec, expose, warnings := plan.spec, plan.expose, plan.warnings
 	if _, err := s.rt.Images().Get(spec.Image); err != nil {
 		if errors.Is(err, runtime.ErrNotFound) {
 			ref := spec.Image
@@ -268,7 +269,7 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.mu.Lock()
-	if autoRemove {
+	if spec.AutoRemove {
 		s.autoRm[c.ID] = true
 	}
 	if req.Config.Tty {
@@ -282,19 +283,60 @@ func (s *Server) createContainer(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// createPlan is what a create request maps onto: the runtime spec, the
+// exposed ports that are not published, and the warnings for the client.
+type createPlan struct {
+	spec     runtime.Spec
+	expose   []runtime.Port
+	warnings []string
+}
+
 // specFromCreate maps a create request onto a runtime spec. Settings
 // berth cannot honour are a 400 when ignoring them would change what runs
 // (privileged, other network drivers, named volumes) and a warning when
-// they are cosmetic.
-func specFromCreate(name string, req container.CreateRequest) (runtime.Spec, []runtime.Port, []string, bool, error) {
+// they are cosmetic. The parts are checked in a fixed order (config,
+// restart, network, mounts, health check, ports), so the first bad one
+// is the error the client sees.
+func specFromCreate(name string, req container.CreateRequest) (createPlan, error) {
 	cfg := req.Config
 	hc := req.HostConfig
 	if hc == nil {
 		hc = &container.HostConfig{}
 	}
+	spec, warnings, err := specFromConfig(name, cfg, hc)
+	if err != nil {
+		return createPlan{}, err
+	}
+	if err := checkRestart(spec.Restart.Name, hc.AutoRemove); err != nil {
+		return createPlan{}, err
+	}
+	spec.CPUs, spec.PidsLimit = resourcesFromHostConfig(hc)
+	if spec.Network, err = networkFromMode(string(hc.NetworkMode)); err != nil {
+		return createPlan{}, err
+	}
+	if spec.Volumes, err = mountsFromHostConfig(hc); err != nil {
+		return createPlan{}, err
+	}
+	if spec.Health, err = healthFromConfig(cfg.Healthcheck); err != nil {
+		return createPlan{}, err
+	}
+	publish, expose, portWarnings, err := portsFromCreate(cfg, hc)
+	if err != nil {
+		return createPlan{}, err
+	}
+	spec.Publish = publish
+	spec.AutoRemove = hc.AutoRemove // the runtime removes it, also after a daemon restart
+	return createPlan{spec: spec, expose: expose, warnings: append(warnings, portWarnings...)}, nil
+}
+
+// specFromConfig maps the container config (image, command, environment,
+// labels, user) and the plain host-config fields onto a spec; it refuses
+// a TTY with stdin and privileged containers, and warns of anonymous
+// volumes and a TTY.
+func specFromConfig(name string, cfg *container.Config, hc *container.HostConfig) (runtime.Spec, []string, error) {
 	var warnings []string
 	if cfg.Image == "" {
-		return runtime.Spec{}, nil, nil, false, badRequest("no image specified: the create request has an empty Config.Image")
+		return runtime.Spec{}, nil, badRequest("no image specified: the create request has an empty Config.Image")
 	}
 	spec := runtime.Spec{
 		Name: name, Image: cfg.Image, Entrypoint: cfg.Entrypoint, Cmd: cfg.Cmd, Env: cfg.Env,
@@ -306,95 +348,127 @@ func specFromCreate(name string, req container.CreateRequest) (runtime.Spec, []r
 		warnings = append(warnings, "berth has no volumes: anonymous volumes (-v /path, the image's VOLUME) are not created; bind a host path instead")
 	}
 	if cfg.Tty && cfg.OpenStdin {
-		return spec, nil, nil, false, badRequest("berth containers have no TTY and no stdin: run without -it (-d works)")
+		return runtime.Spec{}, nil, badRequest("berth containers have no TTY and no stdin: run without -it (-d works)")
 	}
 	if cfg.Tty {
 		warnings = append(warnings, "berth runs containers without a TTY: the output is passed through unframed, as with one, but programs see no terminal")
 	}
 	if hc.Privileged {
-		return spec, nil, nil, false, badRequest("berth does not run privileged containers")
+		return runtime.Spec{}, nil, badRequest("berth does not run privileged containers")
 	}
-	switch spec.Restart.Name {
+	return spec, warnings, nil
+}
+
+// checkRestart refuses an unknown restart policy, and auto-remove with
+// a restart policy, as dockerd does.
+func checkRestart(policy string, autoRemove bool) error {
+	switch policy {
 	case "", "no", "always", "unless-stopped", "on-failure":
 	default:
-		return spec, nil, nil, false, badRequest("invalid restart policy: unknown policy '%s'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'", spec.Restart.Name)
+		return badRequest("invalid restart policy: unknown policy '%s'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'", policy)
 	}
-	if hc.AutoRemove && spec.Restart.Name != "" && spec.Restart.Name != "no" {
-		return spec, nil, nil, false, badRequest("can't create 'AutoRemove' container with restart policy")
+	if autoRemove && policy != "" && policy != "no" {
+		return badRequest("can't create 'AutoRemove' container with restart policy")
 	}
+	return nil
+}
+
+// resourcesFromHostConfig returns the CPU limit (from NanoCPUs, or from
+// CPUQuota over CPUPeriod, 100ms by default) and the pids limit; zero is
+// no limit.
+func resourcesFromHostConfig(hc *container.HostConfig) (cpus float64, pids int64) {
 	switch {
 	case hc.NanoCPUs > 0:
-		spec.CPUs = float64(hc.NanoCPUs) / 1e9
+		cpus = float64(hc.NanoCPUs) / 1e9
 	case hc.CPUQuota > 0:
 		period := hc.CPUPeriod
 		if period <= 0 {
 			period = 100000
 		}
-		spec.CPUs = float64(hc.CPUQuota) / float64(period)
+		cpus = float64(hc.CPUQuota) / float64(period)
 	}
 	if hc.PidsLimit != nil && *hc.PidsLimit > 0 {
-		spec.PidsLimit = *hc.PidsLimit
+		pids = *hc.PidsLimit
 	}
-	switch mode := string(hc.NetworkMode); mode {
+	return cpus, pids
+}
+
+// networkFromMode maps a network mode onto a runtime network: bridge
+// (the default), host or none; container: modes are a 400 and any other
+// name is a network that does not exist.
+func networkFromMode(mode string) (string, error) {
+	switch mode {
 	case "", "default", runtime.NetworkBridge:
-		spec.Network = runtime.NetworkBridge
+		return runtime.NetworkBridge, nil
 	case runtime.NetworkHost, runtime.NetworkNone:
-		spec.Network = mode
-	default:
-		if strings.HasPrefix(mode, "container:") {
-			return spec, nil, nil, false, badRequest("berth does not support network mode %q", mode)
-		}
-		return spec, nil, nil, false, errorf(http.StatusNotFound, "network %s not found", mode)
+		return mode, nil
 	}
+	if strings.HasPrefix(mode, "container:") {
+		return "", badRequest("berth does not support network mode %q", mode)
+	}
+	return "", errorf(http.StatusNotFound, "network %s not found", mode)
+}
+
+// mountsFromHostConfig maps the binds, then the mounts, onto runtime
+// mounts; berth binds host paths only.
+func mountsFromHostConfig(hc *container.HostConfig) ([]runtime.Mount, error) {
+	var mounts []runtime.Mount
 	for _, b := range hc.Binds {
 		m, err := runtime.ParseVolume(b)
 		if err != nil {
-			return spec, nil, nil, false, badRequest("invalid bind: %v", err)
+			return nil, badRequest("invalid bind: %v", err)
 		}
 		if !strings.HasPrefix(m.Source, "/") {
-			return spec, nil, nil, false, badRequest("invalid bind %q: berth supports host-path binds only (/host/path:/container/path[:ro|rw])", b)
+			return nil, badRequest("invalid bind %q: berth supports host-path binds only (/host/path:/container/path[:ro|rw])", b)
 		}
-		spec.Volumes = append(spec.Volumes, m)
+		mounts = append(mounts, m)
 	}
 	for _, m := range hc.Mounts {
 		if m.Type != "bind" {
-			return spec, nil, nil, false, badRequest("invalid mount of type %q: berth supports bind mounts only", m.Type)
+			return nil, badRequest("invalid mount of type %q: berth supports bind mounts only", m.Type)
 		}
-		spec.Volumes = append(spec.Volumes, runtime.Mount{Source: m.Source, Destination: m.Target, ReadOnly: m.ReadOnly})
+		mounts = append(mounts, runtime.Mount{Source: m.Source, Destination: m.Target, ReadOnly: m.ReadOnly})
 	}
-	if h := cfg.Healthcheck; h != nil && len(h.Test) > 0 && h.Test[0] != "NONE" {
-		hcheck := &runtime.HealthCheck{Interval: h.Interval, Timeout: h.Timeout, Retries: h.Retries, StartPeriod: h.StartPeriod}
-		switch h.Test[0] {
-		case "CMD":
-			hcheck.Cmd = h.Test[1:]
-		case "CMD-SHELL":
-			hcheck.Cmd = []string{"/bin/sh", "-c", strings.Join(h.Test[1:], " ")}
-		default:
-			return spec, nil, nil, false, badRequest("invalid health check %q: the test must start with CMD, CMD-SHELL or NONE", h.Test)
-		}
-		if len(hcheck.Cmd) == 0 {
-			return spec, nil, nil, false, badRequest("invalid health check: no command")
-		}
-		if hcheck.Interval == 0 {
-			hcheck.Interval = 30 * time.Second
-		}
-		if hcheck.Timeout == 0 {
-			hcheck.Timeout = 30 * time.Second
-		}
-		if hcheck.Retries == 0 {
-			hcheck.Retries = 3
-		}
-		spec.Health = hcheck
+	return mounts, nil
+}
+
+// healthFromConfig maps a health check, with dockerd's defaults (30s
+// interval and timeout, 3 retries); nil, or a NONE test, is none.
+func healthFromConfig(h *container.HealthConfig) (*runtime.HealthCheck, error) {
+	if h == nil || len(h.Test) == 0 || h.Test[0] == "NONE" {
+		return nil, nil
 	}
-	// Published ports (an empty host port gets a free one), then exposed
-	// ones that are not published.
+	hcheck := &runtime.HealthCheck{Interval: h.Interval, Timeout: h.Timeout, Retries: h.Retries, StartPeriod: h.StartPeriod}
+	switch h.Test[0] {
+	case "CMD":
+		hcheck.Cmd = h.Test[1:]
+	case "CMD-SHELL":
+		hcheck.Cmd = []string{"/bin/sh", "-c", strings.Join(h.Test[1:], " ")}
+	default:
+		return nil, badRequest("invalid health check %q: the test must start with CMD, CMD-SHELL or NONE", h.Test)
+	}
+	if len(hcheck.Cmd) == 0 {
+		return nil, badRequest("invalid health check: no command")
+	}
+	if hcheck.Interval == 0 {
+		hcheck.Interval = 30 * time.Second
+	}
+	if hcheck.Timeout == 0 {
+		hcheck.Timeout = 30 * time.Second
+	}
+	if hcheck.Retries == 0 {
+		hcheck.Retries = 3
+	}
+	return hcheck, nil
+}
+
+// portsFromCreate maps the published ports (an empty host port gets a
+// free one), then the exposed ones that are not published: those are
+// published too with PublishAllPorts, else exposed only. Ports are taken
+// in sorted order, so the result does not depend on map order.
+func portsFromCreate(cfg *container.Config, hc *container.HostConfig) (publish, expose []runtime.Port, warnings []string, err error) {
 	published := map[network.Port]bool{}
-	keys := make([]network.Port, 0, len(hc.PortBindings))
-	for p := range hc.PortBindings {
-		keys = append(keys, p)
-	}
-	slices.SortFunc(keys, func(a, b network.Port) int { return strings.Compare(a.String(), b.String()) })
-	for _, p := range keys {
+	for _, p := range sortedPorts(hc.PortBindings) {
 		bindings := hc.PortBindings[p]
 		if len(bindings) > 1 {
 			warnings = append(warnings, fmt.Sprintf("berth publishes a container port once: only the first binding of %s is used", p))
@@ -404,33 +478,36 @@ func specFromCreate(name string, req container.CreateRequest) (runtime.Spec, []r
 		}
 		rp, err := publishPort(p, bindings[0])
 		if err != nil {
-			return spec, nil, nil, false, err
+			return nil, nil, nil, err
 		}
-		spec.Publish = append(spec.Publish, rp)
+		publish = append(publish, rp)
 		published[p] = true
 	}
-	var expose []runtime.Port
-	exposed := make([]network.Port, 0, len(cfg.ExposedPorts))
-	for p := range cfg.ExposedPorts {
-		exposed = append(exposed, p)
-	}
-	slices.SortFunc(exposed, func(a, b network.Port) int { return strings.Compare(a.String(), b.String()) })
-	for _, p := range exposed {
+	for _, p := range sortedPorts(cfg.ExposedPorts) {
 		if published[p] {
 			continue
 		}
 		if hc.PublishAllPorts {
 			rp, err := publishPort(p, network.PortBinding{})
 			if err != nil {
-				return spec, nil, nil, false, err
+				return nil, nil, nil, err
 			}
-			spec.Publish = append(spec.Publish, rp)
+			publish = append(publish, rp)
 			continue
 		}
 		expose = append(expose, runtime.Port{Port: p.Num(), Proto: string(p.Proto())})
 	}
-	spec.AutoRemove = hc.AutoRemove // the runtime removes it, also after a daemon restart
-	return spec, expose, warnings, hc.AutoRemove, nil
+	return publish, expose, warnings, nil
+}
+
+// sortedPorts returns a port map's keys in string order.
+func sortedPorts[V any](m map[network.Port]V) []network.Port {
+	keys := make([]network.Port, 0, len(m))
+	for p := range m {
+		keys = append(keys, p)
+	}
+	slices.SortFunc(keys, func(a, b network.Port) int { return strings.Compare(a.String(), b.String()) })
+	return keys
 }
 
 // publishPort maps one port binding; an empty or zero host port gets a
