@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/berthd/berth/store"
+	"github.com/berthd/berth/store/internal/watchch"
 )
 
 // revision is the only revision an environment store has.
@@ -136,10 +137,7 @@ func (s *Store) Watch(ctx context.Context, prefix string, after store.Revision) 
 		select {
 		case <-ctx.Done():
 		case <-s.done:
-			select {
-			case ch <- store.WatchResponse{Err: fmt.Errorf("env store: watch %q: %w", prefix, store.ErrClosed)}:
-			case <-ctx.Done():
-			}
+			watchch.Send(ctx, ch, store.WatchResponse{Err: fmt.Errorf("env store: watch %q: %w", prefix, store.ErrClosed)})
 		}
 	}()
 	return ch

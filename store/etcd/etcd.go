@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/berthd/berth/store"
+	"github.com/berthd/berth/store/internal/watchch"
 )
 
 // DefaultDialTimeout bounds how long New waits for the first answer from
@@ -427,14 +428,7 @@ func (s *Store) Watch(ctx context.Context, prefix string, after store.Revision) 
 	go func() {
 		defer close(out)
 		defer cancel()
-		send := func(r store.WatchResponse) bool {
-			select {
-			case out <- r:
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
+		send := func(r store.WatchResponse) bool { return watchch.Send(ctx, out, r) }
 		for {
 			var (
 				wresp clientv3.WatchResponse

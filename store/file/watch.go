@@ -6,6 +6,7 @@ import (
 
 	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/store/internal/kvdiff"
+	"github.com/berthd/berth/store/internal/watchch"
 )
 
 // Watch streams the changes under prefix after revision after. Revisions
@@ -56,9 +57,7 @@ func (s *Store) Watch(ctx context.Context, prefix string, after store.Revision) 
 func (s *Store) follow(ctx context.Context, ch chan<- store.WatchResponse, prefix string, base, cur []store.KV, rev store.Revision, changed <-chan struct{}) {
 	for {
 		if events := kvdiff.Diff(base, cur, rev); len(events) > 0 {
-			select {
-			case ch <- store.WatchResponse{Revision: rev, Events: events}:
-			case <-ctx.Done():
+			if !watchch.Send(ctx, ch, store.WatchResponse{Revision: rev, Events: events}) {
 				return
 			}
 		}
@@ -80,8 +79,5 @@ func (s *Store) follow(ctx context.Context, ch chan<- store.WatchResponse, prefi
 
 // final sends a watch's last response unless ctx ended.
 func final(ctx context.Context, ch chan<- store.WatchResponse, err error) {
-	select {
-	case ch <- store.WatchResponse{Err: err}:
-	case <-ctx.Done():
-	}
+	watchch.Send(ctx, ch, store.WatchResponse{Err: err})
 }

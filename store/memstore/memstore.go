@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/store"
+	"github.com/berthd/berth/store/internal/watchch"
 )
 
 // Limits matching etcd's defaults, so that what works here works there.
@@ -353,14 +354,7 @@ func (c *Store) Watch(ctx context.Context, prefix string, after store.Revision) 
 	first, w := c.startWatch(prefix, after)
 	go func() {
 		defer close(out)
-		send := func(r store.WatchResponse) bool {
-			select {
-			case out <- r:
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
+		send := func(r store.WatchResponse) bool { return watchch.Send(ctx, out, r) }
 		if w == nil {
 			send(first)
 			return
