@@ -22,13 +22,11 @@ import (
 // field in berth.toml, some a BERTH_* variable (see each flag's help);
 // flags win over the environment, the environment over the file.
 type upOptions struct {
-	sources *templateFlags
-	store   *storeFlags
+	renderFlags
 
 	runtime, subnet, bridge, cgroupParent  string
 	hostname, socket, dockerSocket, listen string
-	ttl, drain, resync, minInterval        time.Duration
-	wait                                   string
+	ttl, drain                             time.Duration
 	stopContainers, removeAll              bool
 	stopGrace                              time.Duration
 	cluster                                daemon.ClusterSettings
@@ -153,14 +151,11 @@ func (o *upOptions) settings(flags *pflag.FlagSet, files []*config.File) (daemon
 	}
 	s.Daemon.Resync = reg.Resync
 	s.Daemon.MinReloadInterval = o.minInterval
-	s.Daemon.DefaultWait = file.Wait
-	if o.wait != "" {
-		w, err := config.ParseWait(o.wait)
-		if err != nil {
-			return s, usagef("--wait: %v", err)
-		}
-		s.Daemon.DefaultWait = w
+	w, err := o.defaultWait(file.Wait)
+	if err != nil {
+		return s, err
 	}
+	s.Daemon.DefaultWait = w
 	return s, nil
 }
 

@@ -18,12 +18,30 @@ import (
 
 // watchOptions are the flags of berth watch.
 type watchOptions struct {
+	renderFlags
+	once bool
+}
+
+// renderFlags are the flags berth up and berth watch share: where the
+// templates and the store are, and the default pacing of the renders.
+type renderFlags struct {
 	sources     *templateFlags
 	store       *storeFlags
-	once        bool
 	wait        string
 	minInterval time.Duration
 	resync      time.Duration
+}
+
+// defaultWait is the --wait quiescence, or def when the flag is not set.
+func (f *renderFlags) defaultWait(def config.Wait) (config.Wait, error) {
+	if f.wait == "" {
+		return def, nil
+	}
+	w, err := config.ParseWait(f.wait)
+	if err != nil {
+		return config.Wait{}, usagef("--wait: %v", err)
+	}
+	return w, nil
 }
 
 func newWatchCommand() *cobra.Command {
@@ -65,13 +83,9 @@ func (o *watchOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	var defWait watcher.Wait
-	if o.wait != "" {
-		w, err := config.ParseWait(o.wait)
-		if err != nil {
-			return usagef("--wait: %v", err)
-		}
-		defWait = w
+	defWait, err := o.defaultWait(config.Wait{})
+	if err != nil {
+		return err
 	}
 	o.store.useConfig(files)
 	ctx := cmd.Context()
