@@ -32,15 +32,12 @@ type Source struct {
 	follow bool
 	log    *slog.Logger
 
-	mu       sync.Mutex
-	recs     map[string]records.Container // by container ID: those that pass filter
-	sorted   []records.Container          // recs sorted by name; nil when stale
-	engine   records.Docker               // $.Docker
-	gen      uint64
-	synced   chan struct{}
-	isSynced bool
-	subs     watcher.Subscribers
-	health   watcher.Health
+	mu      sync.Mutex
+	recs    map[string]records.Container // by container ID: those that pass filter
+	sorted  []records.Container          // recs sorted by name; nil when stale
+	engine  records.Docker               // $.Docker
+	changes watcher.Changes
+	health  watcher.Health
 }
 
 // SourceOption configures a Source.
@@ -61,9 +58,8 @@ func withSelf(id string) SourceOption { return func(s *Source) { s.self = id } }
 func NewSource(rt *docker.Runtime, filter Filter, opts ...SourceOption) *Source {
 	s := &Source{
 		rt: rt, filter: filter, follow: true, log: slog.Default(),
-		recs:   map[string]records.Container{},
-		synced: make(chan struct{}),
-		subs:   watcher.Subscribers{},
+		recs:    map[string]records.Container{},
+		changes: watcher.NewChanges(),
 	}
 	for _, f := range opts {
 		f(s)
@@ -110,19 +106,12 @@ func (s *Source) Run(ctx context.Context) {
 }
 
 // Synced is closed once the first listing is in.
-func (s *Source) Synced() <-chan struct{} { return s.synced }
+func (s *Source) Synced() <-chan struct{} { return s.changes.Synced() }
 
 // Subscribe returns a channel that receives a value after each change (the
 // first listing counts as one); notifications coalesce. cancel stops them.
 func (s *Source) Subscribe() (notify <-chan struct{}, cancel func()) {
-	s.mu.Lock()
-	ch := s.subs.Add(s.isSynced)
-	s.mu.Unlock()
-	return ch, func() {
-		s.mu.Lock()
-		delete(s.subs, ch)
-		s.mu.Unlock()
-	}
+	return s.changes.Subscribe(&s.mu)
 }
 
 // Snapshot returns the containers the filter selects, sorted by name
@@ -136,7 +125,7 @@ func (s *Source) Snapshot() watcher.Snapshot {
 			s.sorted = []records.Container{}
 		}
 	}
-	return watcher.Snapshot{Containers: s.sorted, Docker: s.engine, Generation: s.gen}
+	return watcher.Snapshot{Containers: s.sorted, Docker: s.engine, Generation: s.changes.Generation()}
 }
 
 // Health reports the source's state.
@@ -162,21 +151,14 @@ func (s *Source) replace(ctx context.Context, cs []runtime.Container) {
 	} else {
 		s.engine = summary(engine, s.self)
 	}
-	changed := !s.isSynced || !reflect.DeepEqual(next, s.recs)
+	changed := !s.changes.IsSynced() || !reflect.DeepEqual(next, s.recs)
 	s.recs = next
 	now := time.Now()
 	s.health.Synced, s.health.LastSync, s.health.LastError, s.health.FailingSince = true, now, nil, time.Time{}
 	if changed {
 		s.sorted = nil
-		s.gen++
 	}
-	if !s.isSynced {
-		s.isSynced = true
-		close(s.synced)
-	}
-	if changed {
-		s.subs.Notify()
-	}
+	s.changes.Listed(changed)
 }
 
 // apply applies one event: the container it names enters, changes in or
@@ -220,8 +202,7 @@ func (s *Source) apply(ctx context.Context, ev runtime.Event) {
 		delete(s.recs, c.ID)
 	}
 	s.sorted = nil
-	s.gen++
-	s.subs.Notify()
+	s.changes.Changed()
 }
 
 func (s *Source) failed(err error) {

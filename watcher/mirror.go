@@ -39,15 +39,12 @@ type Mirror struct {
 	minBO  time.Duration
 	maxBO  time.Duration
 
-	mu       sync.Mutex
-	kvs      map[string]store.KV
-	rev      store.Revision
-	gen      uint64     // bumped on every change of content
-	sorted   []store.KV // cache of kvs sorted by key; nil when stale
-	synced   chan struct{}
-	isSynced bool
-	subs     Subscribers
-	health   Health
+	mu      sync.Mutex
+	kvs     map[string]store.KV
+	rev     store.Revision
+	sorted  []store.KV // cache of kvs sorted by key; nil when stale
+	changes Changes
+	health  Health
 }
 
 // Health says how a Mirror is doing, for /healthz and metrics.
@@ -84,9 +81,8 @@ func NewMirror(st store.Store, prefix string, opts ...MirrorOption) *Mirror {
 	m := &Mirror{
 		st: st, prefix: prefix, log: slog.Default(),
 		resync: DefaultResync, minBO: DefaultMinBackoff, maxBO: DefaultMaxBackoff,
-		kvs:    map[string]store.KV{},
-		synced: make(chan struct{}),
-		subs:   Subscribers{},
+		kvs:     map[string]store.KV{},
+		changes: NewChanges(),
 	}
 	for _, f := range opts {
 		f(m)
@@ -99,7 +95,7 @@ func NewMirror(st store.Store, prefix string, opts ...MirrorOption) *Mirror {
 func (m *Mirror) Prefix() string { return m.prefix }
 
 // Synced is closed once the first full listing is in.
-func (m *Mirror) Synced() <-chan struct{} { return m.synced }
+func (m *Mirror) Synced() <-chan struct{} { return m.changes.Synced() }
 
 // Health reports the mirror's state.
 func (m *Mirror) Health() Health {
@@ -114,14 +110,7 @@ func (m *Mirror) Health() Health {
 // first full listing counts as one); notifications coalesce, so a slow
 // reader sees one for many changes. cancel stops them.
 func (m *Mirror) Subscribe() (notify <-chan struct{}, cancel func()) {
-	m.mu.Lock()
-	ch := m.subs.Add(m.isSynced) // the subscriber has not seen the current state yet
-	m.mu.Unlock()
-	return ch, func() {
-		m.mu.Lock()
-		delete(m.subs, ch)
-		m.mu.Unlock()
-	}
+	return m.changes.Subscribe(&m.mu)
 }
 
 // Snapshot is the content of a source at one moment: a Mirror's keys, or
@@ -153,7 +142,7 @@ func (m *Mirror) Snapshot() Snapshot {
 		}
 		slices.SortFunc(m.sorted, func(a, b store.KV) int { return strings.Compare(a.Key, b.Key) })
 	}
-	return Snapshot{KVs: m.sorted, Revision: m.rev, Generation: m.gen}
+	return Snapshot{KVs: m.sorted, Revision: m.rev, Generation: m.changes.Generation()}
 }
 
 // Run keeps the mirror current until ctx ends.
@@ -236,7 +225,7 @@ func (m *Mirror) watch(ctx context.Context, rev store.Revision) (worked bool) {
 func (m *Mirror) replace(kvs []store.KV, rev store.Revision) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	changed := !m.isSynced || len(kvs) != len(m.kvs)
+	changed := !m.changes.IsSynced() || len(kvs) != len(m.kvs)
 	next := make(map[string]store.KV, len(kvs))
 	for _, kv := range kvs {
 		next[kv.Key] = kv
@@ -246,7 +235,7 @@ func (m *Mirror) replace(kvs []store.KV, rev store.Revision) {
 		}
 	}
 	now := time.Now()
-	if m.isSynced {
+	if m.changes.IsSynced() {
 		m.health.Relists++
 		if changed {
 			m.log.Info("re-listing found changes the watch had not delivered", "keys", len(kvs), "revision", rev)
@@ -258,15 +247,8 @@ func (m *Mirror) replace(kvs []store.KV, rev store.Revision) {
 	m.health.LastError, m.health.FailingSince = nil, time.Time{}
 	if changed {
 		m.sorted = nil
-		m.gen++
 	}
-	if !m.isSynced {
-		m.isSynced = true
-		close(m.synced)
-	}
-	if changed {
-		m.subs.Notify()
-	}
+	m.changes.Listed(changed)
 }
 
 // patchLimit is how many events a response may carry for apply to patch
@@ -310,8 +292,7 @@ func (m *Mirror) apply(resp store.WatchResponse) {
 		m.sorted = nil
 	}
 	if changed {
-		m.gen++
-		m.subs.Notify()
+		m.changes.Changed()
 	}
 }
 
