@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/berthd/berth/daemon"
 	"github.com/berthd/berth/deploy"
+	"github.com/berthd/berth/internal/realparts"
 	"github.com/berthd/berth/registrar"
 	"github.com/berthd/berth/runtime"
 )
@@ -194,24 +194,14 @@ func (l *load) probe() string {
 }
 
 func (l *load) get(ctx context.Context, c *http.Client) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+l.addr+"/", nil)
+	a, err := realparts.Get(ctx, c, l.addr, l.host)
 	if err != nil {
 		return "", err
 	}
-	req.Host = l.host
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", err
+	if a.Code >= 500 {
+		return "", fmt.Errorf("HTTP %d", a.Code)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode >= 500 {
-		return "", fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	return strings.TrimSpace(string(b)), nil
+	return a.Body, nil
 }
 
 // run sends requests every 8 ms from each client until ctx ends; each

@@ -70,25 +70,15 @@ func StartLoad(addr, host string, rate, clients int) *Load {
 
 func (l *Load) one(ctx context.Context, c *http.Client) {
 	start := time.Now()
-	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodGet, "http://"+l.addr+"/", nil)
-	if err != nil {
-		return
-	}
-	req.Host = l.host
 	body, err := func() (string, error) {
-		resp, err := c.Do(req)
+		a, err := Get(context.WithoutCancel(ctx), c, l.addr, l.host)
 		if err != nil {
 			return "", err
 		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return "", err
+		if a.Code != http.StatusOK {
+			return "", fmt.Errorf("%s: %s", a.Status, a.Body)
 		}
-		if resp.StatusCode != http.StatusOK {
-			return "", fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
-		}
-		return strings.TrimSpace(string(b)), nil
+		return a.Body, nil
 	}()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -139,4 +129,30 @@ func (l *Load) Stop() LoadResult {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.res
+}
+
+// Answer is the answer to a Get.
+type Answer struct {
+	Code   int    // the status code
+	Status string // the status line's code and reason, e.g. "200 OK"
+	Body   string // the body, trimmed of surrounding space
+}
+
+// Get sends GET http://addr/ with Host host on c and reads the answer.
+func Get(ctx context.Context, c *http.Client, addr, host string) (Answer, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
+	if err != nil {
+		return Answer{}, err
+	}
+	req.Host = host
+	resp, err := c.Do(req)
+	if err != nil {
+		return Answer{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return Answer{}, err
+	}
+	return Answer{Code: resp.StatusCode, Status: resp.Status, Body: strings.TrimSpace(string(b))}, nil
 }
