@@ -14,6 +14,7 @@ import (
 	"github.com/berthd/berth/daemon"
 	"github.com/berthd/berth/deploy"
 	"github.com/berthd/berth/internal/realparts"
+	"github.com/berthd/berth/internal/tick"
 	"github.com/berthd/berth/registrar"
 	"github.com/berthd/berth/runtime"
 )
@@ -212,14 +213,7 @@ func (l *load) run(ctx context.Context, current func() *DeployStep) <-chan struc
 	var wg sync.WaitGroup
 	for _, c := range []*http.Client{l.keepAlive, l.oneOff} {
 		wg.Go(func() {
-			t := time.NewTicker(8 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-				}
+			tick.Every(ctx, 8*time.Millisecond, func() {
 				v, err := l.get(context.WithoutCancel(ctx), c)
 				l.requests.Add(1)
 				l.mu.Lock()
@@ -235,7 +229,7 @@ func (l *load) run(ctx context.Context, current func() *DeployStep) <-chan struc
 					}
 				}
 				l.mu.Unlock()
-			}
+			})
 		})
 	}
 	go func() { wg.Wait(); close(done) }()

@@ -17,6 +17,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/berthd/berth/internal/tick"
 	"github.com/berthd/berth/store/etcd"
 )
 
@@ -74,14 +75,7 @@ const promoteEvery = 500 * time.Millisecond
 // Every member does it, so a learner whose admitting member died is
 // promoted all the same.
 func (s *Server) promoteLearners(ctx context.Context) {
-	t := time.NewTicker(promoteEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(ctx, promoteEvery, func() {
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		list, err := s.cli.MemberList(lctx, clientv3.WithSerializable())
 		if err == nil {
@@ -97,7 +91,7 @@ func (s *Server) promoteLearners(ctx context.Context) {
 			}
 		}
 		cancel()
-	}
+	})
 }
 
 func (s *Server) join(w http.ResponseWriter, r *http.Request) {

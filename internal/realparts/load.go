@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/berthd/berth/internal/tick"
 )
 
 // Load is a continuous HTTP load through a proxy: GET / with one Host
@@ -53,16 +55,7 @@ func StartLoad(addr, host string, rate, clients int) *Load {
 				return
 			case <-time.After(every * time.Duration(i) / time.Duration(clients)):
 			}
-			tick := time.NewTicker(every)
-			defer tick.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-				}
-				l.one(ctx, c)
-			}
+			tick.Every(ctx, every, func() { l.one(ctx, c) })
 		})
 	}
 	return l

@@ -5,6 +5,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/berthd/berth/internal/tick"
 	"github.com/berthd/berth/runtime"
 )
 
@@ -31,14 +32,7 @@ func (r *Runtime) healthLoop(ctx context.Context, c *ctr, rn *run, hc runtime.He
 	}
 	started := time.Now()
 	failures := 0
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(ctx, interval, func() {
 		r.mu.Lock()
 		rec := c.rec
 		r.mu.Unlock()
@@ -69,5 +63,5 @@ func (r *Runtime) healthLoop(ctx context.Context, c *ctr, rn *run, hc runtime.He
 				}
 			}, runtime.EventHealthStatus)
 		}
-	}
+	})
 }
