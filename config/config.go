@@ -233,6 +233,7 @@ type berthTemplate struct {
 	Backup                bool     `toml:"backup"`
 	Check                 string   `toml:"check"`
 	Reload                string   `toml:"reload"`
+	GenerationCheck       string   `toml:"generation_check"`
 	Timeout               string   `toml:"timeout"`
 	MinEntries            int      `toml:"min_entries"`
 	MaxShrink             string   `toml:"max_shrink"`
@@ -343,7 +344,7 @@ func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) 
 		Settle:            f.Settle,
 		Spec: render.Spec{
 			Name: rt.Name, Dest: relTo(dir, rt.Dest), UID: rt.UID, GID: rt.GID,
-			Backup: rt.Backup, Check: rt.Check, Reload: rt.Reload, MinEntries: rt.MinEntries,
+			Backup: rt.Backup, Check: rt.Check, Reload: rt.Reload, GenerationCheck: rt.GenerationCheck, MinEntries: rt.MinEntries,
 			AllowEmpty: rt.AllowEmpty, CheckInPlace: rt.CheckInPlace,
 		},
 	}
@@ -388,6 +389,9 @@ func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) 
 	}
 	if rt.MinEntries < 0 {
 		return fail("min_entries %d is negative", rt.MinEntries)
+	}
+	if rt.GenerationCheck != "" && rt.Reload == "" {
+		return fail("generation_check needs a reload command")
 	}
 	if rt.CheckInPlace && rt.Check == "" {
 		return fail("check_in_place needs a check command")

@@ -382,6 +382,31 @@ min_reload_interval = "500ms"
 	}
 }
 
+func TestGenerationCheck(t *testing.T) {
+	tests := []struct {
+		name, extra, want, err string
+	}{
+		{"with reload", "reload = \"nginx -s reload\"\ngeneration_check = \"! pgrep -f 'shutting dow[n]'\"\n", "! pgrep -f 'shutting dow[n]'", ""},
+		{"without reload", "generation_check = \"true\"\n", "", "generation_check needs a reload command"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "berth.toml")
+			os.WriteFile(p, []byte("[[template]]\nsrc = \"a.tmpl\"\ndest = \"/tmp/a\"\n"+tc.extra), 0o644)
+			f, err := Load(p)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("Load: %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || f.Templates[0].Spec.GenerationCheck != tc.want {
+				t.Fatalf("Load: %v, generation_check %q", err, f.Templates[0].Spec.GenerationCheck)
+			}
+		})
+	}
+}
+
 // A configuration named by a relative path still yields absolute paths:
 // they end up in commands that may run in another directory.
 func TestLoadRelativePath(t *testing.T) {

@@ -31,6 +31,9 @@ type metrics struct {
 	holds         prometheus.Counter       // renders held back while lost records were written again
 	quarantined   *prometheus.GaugeVec     // records quarantined out of each template
 	checks        *prometheus.CounterVec   // check commands run by each template's quarantine searches
+	reloadCost    *prometheus.HistogramVec // check+reload time of each reload, which paces the next
+	pacing        *prometheus.HistogramVec // how long reload pacing held renders back
+	genWait       *prometheus.HistogramVec // reloads' wait for the previous proxy generation to exit
 }
 
 func newMetrics() *metrics {
@@ -48,10 +51,13 @@ func newMetrics() *metrics {
 		lastRenderRev: gauge("template_revision", "Store revision of each template's last successful render.", "template"),
 		quarantined:   gauge("quarantined_records", "Store records left out of a template because their values make its check (or execution) fail; they return when they change and pass.", "template"),
 		checks:        counter("quarantine_checks_total", "Check commands run to find the records that make a template fail.", "template"),
+		reloadCost:    histogram("reload_cost_seconds", "Time the check and reload commands of each reload took; the next reload of the template waits twice this (at most 1 minute).", 0.001, "template"),
+		pacing:        histogram("reload_pacing_seconds", "How long reload pacing held back a render that could reload, by template.", 0.001, "template"),
+		genWait:       histogram("reload_generation_wait_seconds", "How long a reload waited for the previous proxy generation to exit (generation_check).", 0.001, "template"),
 		holds: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "berth", Name: "render_holds_total",
 			Help: "Times a watch held back the renders while this host's records, removed by the store (a lost lease), were written again."}),
 	}
-	m.reg.MustRegister(m.holds, m.quarantined, m.checks, m.events, m.renders, m.renderTime, m.reloadFails, m.storeLatency, m.storeErrors, m.watchLag, m.lastRenderRev,
+	m.reg.MustRegister(m.reloadCost, m.pacing, m.genWait, m.holds, m.quarantined, m.checks, m.events, m.renders, m.renderTime, m.reloadFails, m.storeLatency, m.storeErrors, m.watchLag, m.lastRenderRev,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -94,6 +100,13 @@ func (m *metrics) observeRender(o runner.Observation) {
 	m.quarantined.WithLabelValues(o.Template).Set(float64(len(o.Quarantined)))
 	if o.Checks > 0 {
 		m.checks.WithLabelValues(o.Template).Add(float64(o.Checks))
+	}
+	if o.Result.Reloaded {
+		m.reloadCost.WithLabelValues(o.Template).Observe(o.Result.Cost.Seconds())
+		m.genWait.WithLabelValues(o.Template).Observe(o.Result.GenerationWait.Seconds())
+	}
+	if o.Paced > 0 {
+		m.pacing.WithLabelValues(o.Template).Observe(o.Paced.Seconds())
 	}
 }
 

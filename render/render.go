@@ -35,7 +35,13 @@ type Spec struct {
 	// are only valid inside the configuration that includes them.
 	CheckInPlace bool
 	Reload       string // shell command run after the swap; {{.src}} is Dest
-	Timeout      time.Duration
+	// GenerationCheck is a shell command that succeeds once the process
+	// Reload signals runs a single generation (the workers of the previous
+	// reload have exited). Before each reload it is run every
+	// generationPoll until it succeeds, for at most Timeout; then the
+	// reload runs anyway. "": no wait.
+	GenerationCheck string
+	Timeout         time.Duration
 
 	// MinEntries refuses to render when the template counts fewer records.
 	MinEntries int
@@ -78,6 +84,12 @@ type Result struct {
 	Reloaded bool   // its reload command ran successfully
 	Restored bool   // the reload failed and the previous file was put back
 	Err      error  // nil on success or "unchanged"
+	// Cost is how long its check and reload commands ran (a reload shared
+	// by several jobs counts for each); 0 when none ran.
+	Cost time.Duration
+	// GenerationWait is how long its reload waited for the previous
+	// generation to exit (Spec.GenerationCheck).
+	GenerationWait time.Duration
 }
 
 // Renderer runs the write pipeline. It remembers, per destination, the
@@ -319,6 +331,9 @@ func (r *Renderer) write(ctx context.Context, t *task) error {
 	}
 	defer st.discard()
 	inPlace := s.CheckInPlace && s.Check != ""
+	if s.Check != "" {
+		defer func(start time.Time) { t.res.Cost += time.Since(start) }(time.Now())
+	}
 	if !inPlace {
 		if err := r.check(ctx, s, st.path); err != nil {
 			return fmt.Errorf("%s: %w", s.name(), err)
@@ -389,10 +404,18 @@ func (r *Renderer) reloadAll(ctx context.Context, tasks []*task) {
 	for _, line := range order {
 		group := groups[line]
 		var timeout time.Duration // the longest any of the jobs allows
+		var genCheck string
 		for _, t := range group {
 			timeout = max(timeout, t.job.Spec.Timeout)
+			genCheck = cmp.Or(genCheck, t.job.Spec.GenerationCheck)
 		}
+		waited := r.awaitGeneration(ctx, genCheck, timeout)
+		start := time.Now()
 		err := run(ctx, r.cmd, "reload", line, timeout)
+		for _, t := range group {
+			t.res.Cost += time.Since(start)
+			t.res.GenerationWait = waited
+		}
 		if err == nil {
 			for _, t := range group {
 				t.res.Reloaded = true
@@ -405,6 +428,35 @@ func (r *Renderer) reloadAll(ctx context.Context, tasks []*task) {
 	}
 }
 
+// generationPoll is how often a generation check is run again.
+const generationPoll = 50 * time.Millisecond
+
+// awaitGeneration runs check until it succeeds, for at most timeout
+// (DefaultTimeout when 0), and returns how long that took. A check still
+// failing at the bound is logged; the reload goes ahead.
+func (r *Renderer) awaitGeneration(ctx context.Context, check string, timeout time.Duration) time.Duration {
+	if check == "" {
+		return 0
+	}
+	timeout = cmp.Or(timeout, DefaultTimeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
+	for {
+		err := run(ctx, r.cmd, "generation check", check, time.Until(deadline))
+		if err == nil {
+			return time.Since(start)
+		}
+		if time.Now().Add(generationPoll).After(deadline) || ctx.Err() != nil {
+			r.log.Warn("previous generation still running; reloading anyway", "waited", time.Since(start), "err", err)
+			return time.Since(start)
+		}
+		select {
+		case <-time.After(generationPoll):
+		case <-ctx.Done():
+		}
+	}
+}
+
 // rollback puts back every file a failed reload was for, then reloads
 // once more, and reports both on each task.
 func (r *Renderer) rollback(ctx context.Context, group []*task, line string, timeout time.Duration, reloadErr error) {
@@ -412,8 +464,10 @@ func (r *Renderer) rollback(ctx context.Context, group []*task, line string, tim
 	for k, t := range group {
 		restoreErrs[k] = r.putBack(t.job.Spec, t.prev)
 	}
+	start := time.Now()
 	again := run(ctx, r.cmd, "reload", line, timeout)
 	for k, t := range group {
+		t.res.Cost += time.Since(start)
 		// Restored, the file on disk is again what the process loaded
 		// before this cycle, unless that one was pending too.
 		if restoreErrs[k] == nil && (again == nil || !t.pending) {

@@ -23,7 +23,8 @@ type job struct {
 	in     dialect.Input // what is rendered: full, with the quarantined keys at their last good state
 	warned map[string]bool
 	res    render.Result
-	checks int // check runs of a quarantine search
+	checks int           // check runs of a quarantine search
+	paced  time.Duration // how long reload pacing held it back
 	live   liveJob
 }
 
@@ -65,13 +66,22 @@ func (s *state) collect(batch map[*tmplState]bool) []*job {
 		if !tick && t.applied && slices.Equal(t.appliedData, dataGens) && t.appliedGen == gen && !t.live.stale() {
 			continue // this exact snapshot and template are already applied
 		}
+		now := time.Now()
+		if t.conf.Spec.Reload != "" && t.pace.hold(now, func() { s.send(s.ctx, t) }) {
+			if tick { // keep the tick for the render the pacing lets through
+				t.mu.Lock()
+				t.ticked = true
+				t.mu.Unlock()
+			}
+			continue
+		}
 		log := s.r.log.With("template", t.conf.Name)
 		if gen != t.quarGen && len(t.quarantine) > 0 {
 			log.Info("template changed; its quarantined records are tried again", "records", len(t.quarantine))
 			clear(t.quarantine)
 		}
 		t.quarGen = gen
-		j := &job{t: t, tmpl: tmpl, gen: gen, data: dataGens, full: in.KVs, tick: tick}
+		j := &job{t: t, tmpl: tmpl, gen: gen, data: dataGens, full: in.KVs, tick: tick, paced: t.pace.released(now)}
 		in.KVs = t.quarantine.revert(in.KVs, t.good, log)
 		// {{warn}}: log what the previous render did not already report,
 		// so a lasting conflict is not logged at every change.
@@ -149,6 +159,9 @@ func (s *state) record(j *job, now time.Time, took time.Duration) {
 			t.renders++
 			t.deb.Rendered()
 		}
+		if res.Reloaded {
+			t.pace.reloaded(now, res.Cost)
+		}
 	} else {
 		t.lastErr = res.Err
 		t.applied = false
@@ -170,6 +183,7 @@ func (s *state) record(j *job, now time.Time, took time.Duration) {
 		s.r.observe(Observation{
 			Template: t.conf.Name, Revision: rev, Result: res, Took: took,
 			Quarantined: t.quarantine.list(), Checks: j.checks, FailingSince: t.failingSince,
+			Paced: j.paced,
 		})
 	}
 }

@@ -77,6 +77,11 @@ type Observation struct {
 	// FailingSince is when the template started failing to apply; zero
 	// when this attempt applied (possibly without quarantined records).
 	FailingSince time.Time
+	// Paced is how long reload pacing held this attempt back (0: not at
+	// all). Result.Cost is the check+reload time it measured, which
+	// paces the next one; Result.GenerationWait the wait for the
+	// previous proxy generation to exit.
+	Paced time.Duration
 }
 
 // WithEnv sets the environment templates see (.Env, env); nil, the

@@ -57,6 +57,7 @@ type tmplState struct {
 	retryTimer   *time.Timer
 	warned       map[string]bool // what the last render reported with {{warn}}
 	live         *live           // live endpoints (live.go); nil without
+	pace         pace            // reload pacing (pace.go)
 }
 
 // files are the files the template reads: those the parsed template
@@ -83,6 +84,7 @@ func (t *tmplState) stop() {
 	if t.retryTimer != nil {
 		t.retryTimer.Stop()
 	}
+	t.pace.stop()
 }
 
 // watchTemplate is one template's goroutine: it waits for the first sync of
