@@ -41,15 +41,25 @@ const subnet = "10.231.0."
 
 func hostIP(i int) string { return fmt.Sprintf("%s%d", subnet, i+1) }
 
-// needRoot skips tests that need root and ip(8).
+// needRoot fails tests that cannot run: they need root (network
+// namespaces) and ip(8) and nsenter(1). CI has all of them, so a missing
+// one is a broken setup, not a reason to check nothing.
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces)")
+		t.Fatal("needs root: the hosts are network namespaces")
 	}
-	for _, tool := range []string{"ip", "nsenter"} {
+	needTools(t, "ip", "nsenter")
+}
+
+// needTools fails the test, naming the Debian package to install
+// (scripts/install-deps installs them all), when a tool it runs is missing.
+func needTools(t *testing.T, tools ...string) {
+	t.Helper()
+	toolPackage := map[string]string{"ip": "iproute2", "nsenter": "util-linux", "nginx": "nginx", "curl": "curl", "iptables": "iptables"}
+	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s", tool)
+			t.Fatalf("needs %s: install %s (scripts/install-deps does)", tool, toolPackage[tool])
 		}
 	}
 }

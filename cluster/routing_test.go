@@ -18,11 +18,7 @@ import (
 // its lease; when the daemon comes back it takes its container over and
 // the route returns.
 func TestRoutingAcrossHosts(t *testing.T) {
-	for _, tool := range []string{"nginx", "curl", "iptables"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s", tool)
-		}
-	}
+	needTools(t, "nginx", "curl", "iptables")
 	h := newHosts(t, 3)
 	const ttl = 3 * time.Second
 	name := func(i int) string { return fmt.Sprintf("host%d", i) }
