@@ -17,7 +17,6 @@ import (
 	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/docker"
 )
 
 // TestNotifyContainers: after a render that changed the destination, the
@@ -28,11 +27,7 @@ import (
 func TestNotifyContainers(t *testing.T) {
 	img := dockertest.BuildImage(t)
 	network := testenv.DockerNetwork(t, img)
-	rt, err := docker.New(t.Context(), docker.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	rt := dockertest.Engine(t)
 	tag := img.Tag()
 	k, v, _ := strings.Cut(img.Label, "=")
 	start := func(name string, labels map[string]string, env ...string) runtime.Container {

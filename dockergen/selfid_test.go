@@ -22,11 +22,7 @@ import (
 func TestCurrentContainerID(t *testing.T) {
 	img := dockertest.BuildImage(t)
 	network := testenv.DockerNetwork(t, img)
-	rt, err := docker.New(t.Context(), docker.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	rt := dockertest.Engine(t)
 	dir := t.TempDir()
 	tmpl := filepath.Join(dir, "t.tmpl")
 	os.WriteFile(tmpl, []byte(`{{ $.Docker.CurrentContainerID }} {{ with $.CurrentContainer }}{{ .Name }}{{ end }}`), 0o644)

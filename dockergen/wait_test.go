@@ -19,7 +19,6 @@ import (
 	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/docker"
 )
 
 // TestWaitIgnoresEventsThatChangeNoData: with -wait 1s:10s, Docker
@@ -32,11 +31,7 @@ import (
 func TestWaitIgnoresEventsThatChangeNoData(t *testing.T) {
 	img := dockertest.BuildImage(t)
 	network := testenv.DockerNetwork(t, img)
-	rt, err := docker.New(t.Context(), docker.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	rt := dockertest.Engine(t)
 	tag := img.Tag()
 	k, v, _ := strings.Cut(img.Label, "=")
 	run := func(ctx context.Context, name string, shown bool) (runtime.Container, error) {

@@ -16,7 +16,6 @@ import (
 	"github.com/berthd/berth/dockergen/dockertest"
 	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/runtime"
-	"github.com/berthd/berth/runtime/docker"
 )
 
 // dockerGenTemplate uses docker-gen's functions and context the way
@@ -36,11 +35,7 @@ upstream {{ $host }} {
 func TestDockerGen(t *testing.T) {
 	img := testenv.BuildDockerImage(t)
 	network := testenv.DockerNetwork(t, img)
-	rt, err := docker.New(t.Context(), docker.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	rt := dockertest.Engine(t)
 	tag := img.Tag()
 	k, v, _ := strings.Cut(img.Label, "=")
 	start := func(name, vhost string) runtime.Container {
@@ -126,11 +121,7 @@ func runArgs(t *testing.T, args ...string) (int, string, string) {
 func TestDockerGenNotifyFlags(t *testing.T) {
 	img := dockertest.BuildImage(t)
 	network := testenv.DockerNetwork(t, img)
-	rt, err := docker.New(t.Context(), docker.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	rt := dockertest.Engine(t)
 	tag := img.Tag()
 	k, v, _ := strings.Cut(img.Label, "=")
 	start := func(name, role string, env ...string) runtime.Container {
@@ -256,11 +247,7 @@ const nginxProxyTestdata = "../../dockergen/testdata/nginx-proxy"
 func TestDockerGenGolden(t *testing.T) {
 	img := dockertest.BuildImage(t)
 	tag := img.Tag()
-	rt, err := docker.New(t.Context(), docker.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	rt := dockertest.Engine(t)
 	nets := map[string]string{} // full name → role
 	network := func(role string, args ...string) string {
 		name := fmt.Sprintf("berth-test-%s-%d%s", tag, len(nets)+1, role)
@@ -410,11 +397,7 @@ func TestMain(m *testing.M) {
 func TestDockerGenPermissionDenied(t *testing.T) {
 	img := dockertest.BuildImage(t)
 	network := testenv.DockerNetwork(t, img)
-	rt, err := docker.New(t.Context(), docker.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	rt := dockertest.Engine(t)
 	k, v, _ := strings.Cut(img.Label, "=")
 	c, err := rt.Run(t.Context(), runtime.Spec{Name: "denied-" + img.Tag(),
 		Image: img.Ref, Network: network, Labels: map[string]string{k: v}})
@@ -550,11 +533,7 @@ func startBerth(t *testing.T, bin string, cred *syscall.Credential, args ...stri
 func TestDockerGenTemplateErrorsAndSIGHUP(t *testing.T) {
 	img := dockertest.BuildImage(t)
 	network := testenv.DockerNetwork(t, img)
-	rt, err := docker.New(t.Context(), docker.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
+	rt := dockertest.Engine(t)
 	tag := img.Tag()
 	k, v, _ := strings.Cut(img.Label, "=")
 	start := func(name string) runtime.Container {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/runtime/docker"
 )
 
 // BuildImage builds a FROM scratch image holding the probe (exposing
@@ -91,4 +92,16 @@ func Hups(t testing.TB, ip string) int {
 		t.Fatalf("probe %s /hups: %v", ip, err)
 	}
 	return n
+}
+
+// Engine connects to the Docker Engine DOCKER_HOST names (the default
+// socket without it); the connection is closed when the test ends.
+func Engine(t testing.TB) *docker.Runtime {
+	t.Helper()
+	rt, err := docker.New(t.Context(), docker.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rt.Close() })
+	return rt
 }
