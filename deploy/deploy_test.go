@@ -369,3 +369,36 @@ func TestRecover(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Deployment records are store input: one whose body disagrees with its
+// key (another revision number, another service) or whose spec does not
+// validate (a billion replicas) is left out of the history, and the next
+// deploy numbers its revision from the good ones.
+func TestHostileDeploymentRecords(t *testing.T) {
+	r := newRig(t)
+	ctx := t.Context()
+	put := func(n int, rev deploy.Revision) {
+		t.Helper()
+		b, err := json.Marshal(rev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.st.Put(ctx, records.DeploymentKey(records.DefaultPrefix, "web", n), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := webSpec("web:1")
+	put(1, deploy.Revision{Service: "web", Number: 1, Spec: good, Outcome: deploy.OutcomeSucceeded})
+	put(2, deploy.Revision{Service: "web", Number: 99999999, Spec: good, Outcome: deploy.OutcomeSucceeded})
+	put(3, deploy.Revision{Service: "api", Number: 3, Spec: good, Outcome: deploy.OutcomeSucceeded})
+	huge := good
+	huge.Replicas = 1_000_000_000
+	put(4, deploy.Revision{Service: "web", Number: 4, Spec: huge, Outcome: deploy.OutcomeSucceeded})
+	hist, err := r.svc.History(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) != 1 || hist[0].Number != 1 {
+		t.Fatalf("history = %+v, want revision 1 alone", hist)
+	}
+}

@@ -3,7 +3,6 @@ package deploy
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -128,14 +127,14 @@ func (s *Service) revisions(ctx context.Context) (map[string][]Revision, error) 
 	out := map[string][]Revision{}
 	for _, kv := range kvs {
 		service, _, _ := strings.Cut(strings.TrimPrefix(kv.Key, root), "/")
-		if _, ok := records.ParseDeploymentKey(records.DeploymentsPrefix(s.prefix, service), kv.Key); !ok {
+		if records.CheckService(service) != nil {
 			continue
 		}
-		var r Revision
-		if json.Unmarshal(kv.Value, &r) != nil || r.Service != service {
-			continue
+		// Left out silently here (this runs every second); history, which
+		// deploy and berth history read, reports them.
+		if r, ok, _ := s.decodeRevision(service, kv); ok {
+			out[service] = append(out[service], r)
 		}
-		out[service] = append(out[service], r)
 	}
 	return out, nil
 }
@@ -205,17 +204,19 @@ func (s *Service) Recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// One service that cannot be settled does not keep the others from it.
+	var errs []error
 	for service, hist := range all {
 		for _, rev := range hist {
 			if rev.Outcome != OutcomeInProgress || rev.Host != s.host {
 				continue
 			}
 			if err := s.recoverOne(ctx, service, rev); err != nil {
-				return err
+				errs = append(errs, fmt.Errorf("%s revision %d: %w", service, rev.Number, err))
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (s *Service) recoverOne(ctx context.Context, service string, rev Revision) error {

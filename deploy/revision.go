@@ -8,6 +8,7 @@ import (
 
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/store"
 )
 
 // Outcome is how a revision's rollout ended.
@@ -51,17 +52,44 @@ func (s *Service) history(ctx context.Context, service string) ([]Revision, erro
 	}
 	var out []Revision
 	for _, kv := range kvs {
-		if _, ok := records.ParseDeploymentKey(dir, kv.Key); !ok {
-			continue
+		r, ok, err := s.decodeRevision(service, kv)
+		if err != nil {
+			s.log.Warn("deployment record left out", "key", kv.Key, "err", err)
 		}
-		var r Revision
-		if err := json.Unmarshal(kv.Value, &r); err != nil {
-			s.log.Warn("deployment record does not parse; left out", "key", kv.Key, "err", err)
-			continue
+		if ok {
+			out = append(out, r)
 		}
-		out = append(out, r)
 	}
 	return out, nil
+}
+
+// decodeRevision reads the record kv of one of service's revisions; ok is
+// false for a key that is not a revision's, and for a record to leave out
+// (err says why). A record is store
+// input like any other: its number is the key's (the body's could make
+// the next revision's key unlistable, or overwrite history), it must name
+// service, and its spec must pass Validate (replicas: 1e9 would have the
+// replica keeper build a billion-entry map every second).
+func (s *Service) decodeRevision(service string, kv store.KV) (Revision, bool, error) {
+	n, ok := records.ParseDeploymentKey(records.DeploymentsPrefix(s.prefix, service), kv.Key)
+	if !ok {
+		return Revision{}, false, nil
+	}
+	var r Revision
+	err := json.Unmarshal(kv.Value, &r)
+	switch {
+	case err != nil:
+	case r.Service != service:
+		err = fmt.Errorf("it names service %q", r.Service)
+	case r.Number != n:
+		err = fmt.Errorf("it says revision %d", r.Number)
+	default:
+		err = r.Spec.Validate(service)
+	}
+	if err != nil {
+		return Revision{}, false, err
+	}
+	return r, true, nil
 }
 
 // History returns every revision of service, oldest first; a service

@@ -148,7 +148,7 @@ func (ro *rollout) healthy(ctx context.Context) ([]string, store.Revision, error
 				continue
 			}
 			if c.Health == runtime.HealthNone && in.Address() != "" {
-				conn, err := net.DialTimeout("tcp", in.Address(), time.Second)
+				conn, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", in.Address())
 				if err != nil {
 					why = fmt.Sprintf("container %s does not accept TCP on %s yet: %v", c.Name, in.Address(), err)
 					continue

@@ -303,7 +303,12 @@ func (s *Service) run(ctx context.Context, req Request, rollbackTo int, progress
 	rev := &Revision{Service: req.Service, Number: 1, Image: req.Spec.Image, Digest: digest, Spec: req.Spec,
 		RollbackTo: rollbackTo, Host: s.host, Started: time.Now(), Outcome: OutcomeInProgress}
 	if rollbackTo > 0 {
-		rev.Image = hist[slices.IndexFunc(hist, func(r Revision) bool { return r.Number == rollbackTo })].Image
+		// Read again under the lock: the record may be gone since.
+		i := slices.IndexFunc(hist, func(r Revision) bool { return r.Number == rollbackTo })
+		if i < 0 {
+			return Revision{}, runtime.Errorf(runtime.ErrNotFound, "service %s: revision %d is no longer recorded", req.Service, rollbackTo)
+		}
+		rev.Image = hist[i].Image
 	}
 	if n := len(hist); n > 0 {
 		rev.Number = hist[n-1].Number + 1
