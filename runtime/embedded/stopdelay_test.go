@@ -16,7 +16,7 @@ import (
 func TestStopDelay(t *testing.T) {
 	const delay = 600 * time.Millisecond
 	env := embeddedtest.NewEnv(t)
-	r := open(t, env.With(embedded.WithStopDelay(delay)))
+	r := embeddedtest.NewRuntime(t, env.With(embedded.WithStopDelay(delay))) // removes its container and bridge at the end
 	importBusybox(t, r)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
