@@ -79,6 +79,9 @@ type Daemon struct {
 
 	hold    *holdStore      // the runner's view of the store; nil without a registrar
 	deploys *deploy.Service // nil without a runtime
+	// stopKeeping ends the deploys' upkeep and waits for it (under mu;
+	// nil until Run starts it).
+	stopKeeping func()
 
 	mu         sync.Mutex
 	running    bool

@@ -32,8 +32,26 @@ func (d *Daemon) withDeploys(rt, registered runtime.Runtime) runtime.Runtime {
 // keepDeploys runs the deploy service's upkeep (interrupted rollouts
 // settled, replicas kept) until ctx ends; wg waits for it.
 func (d *Daemon) keepDeploys(ctx context.Context, wg *sync.WaitGroup) {
-	if d.deploys != nil {
-		wg.Go(func() { _ = d.deploys.Run(ctx) })
+	if d.deploys == nil {
+		return
+	}
+	kctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	d.mu.Lock()
+	d.stopKeeping = func() { cancel(); <-done }
+	d.mu.Unlock()
+	wg.Go(func() { defer close(done); _ = d.deploys.Run(kctx) })
+}
+
+// stopDeploys ends the deploy service's upkeep and waits for it: before a
+// shutdown stops the containers, or the keeper would start them again
+// (they are its replicas) behind the shutdown's back.
+func (d *Daemon) stopDeploys() {
+	d.mu.Lock()
+	stop := d.stopKeeping
+	d.mu.Unlock()
+	if stop != nil {
+		stop()
 	}
 }
 

@@ -321,6 +321,7 @@ const cleanupTimeout = 30 * time.Second
 func shutdown(rt runtime.Runtime, d *Daemon, s Settings, cancel context.CancelFunc, runDone <-chan error) error {
 	log := s.Daemon.Logger
 	if s.StopContainers && rt != nil {
+		d.stopDeploys() // its replica keeper would restart what this stops
 		hctx, stopHurry := hurried(s.Signals, s.SignalWindow, time.Now, log)
 		defer stopHurry()
 		sctx, c := context.WithTimeout(hctx, s.StopGrace+30*time.Second)
