@@ -164,6 +164,10 @@ func screenshot(t *testing.T, ctx context.Context, dir, name string, width, heig
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
+	// Readable at this width: nothing makes the page scroll sideways.
+	if w, err := chromedp.Run(ctx, chromedp.Evaluate[int64](`document.documentElement.scrollWidth`)); err != nil || w > width {
+		t.Errorf("%s: the page is %d px wide at a %d px viewport (%v)", name, w, width, err)
+	}
 	path := filepath.Join(dir, name+".png")
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Fatal(err)
@@ -224,6 +228,23 @@ func TestStatusPageLive(t *testing.T) {
 		t.Errorf("header host %q, want status-e2e", got)
 	}
 
+	// Hostile metadata: a VIRTUAL_HOST that is markup. The registrar leaves
+	// it out and the page names it, as text: no element is made of it.
+	const hostileHost = `<img id=pwned src=x onerror=alert(1)>.example.com`
+	hostile, err := client.Run(t.Context(), runtime.Spec{Name: "hostile", Image: "whoami:status", Cmd: []string{"/whoami"},
+		Env:    []string{"VIRTUAL_HOST=" + hostileHost, "PORT=80"},
+		Labels: map[string]string{"berth.service": "web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Remove(context.Background(), hostile.ID, runtime.Force()) })
+	until("the hostile container's left-out VIRTUAL_HOST named", 10*time.Second, func() bool {
+		return strings.Contains(text(`document.getElementById("services").innerText`), "left out of the record: VIRTUAL_HOST=")
+	})
+	if n := text(`String(document.querySelectorAll("#pwned, #services img, #containers img").length)`); n != "0" {
+		t.Errorf("the hostile VIRTUAL_HOST became %s element(s) on the page", n)
+	}
+
 	const name = "web-status-e2e"
 	ran := time.Now()
 	ctr, err := client.Run(t.Context(), runtime.Spec{Name: name, Image: "whoami:status", Cmd: []string{"/whoami"},
@@ -252,7 +273,7 @@ func TestStatusPageLive(t *testing.T) {
 	// across the updates that follow.
 	text(`(() => { const d = document.querySelector("#templates details"); if (d) d.open = true; return ""; })()`)
 	until("the diff of the change", 5*time.Second, func() bool {
-		return strings.Contains(text(`(document.querySelector("#templates details[open] pre") || {innerText: ""}).innerText`), "+web 1")
+		return strings.Contains(text(`(document.querySelector("#templates details[open] pre") || {innerText: ""}).innerText`), "+web 2")
 	})
 
 	shots := screenshotDir(t)
