@@ -99,11 +99,15 @@ type Server struct {
 
 	mu   sync.Mutex
 	subs map[chan []byte]struct{}
+	// stopped is closed when Run returns: the streams end with it (an
+	// http.Server's Shutdown waits for them, it does not end them).
+	stopped  chan struct{}
+	stopOnce sync.Once
 }
 
 // NewServer returns a server of the views gather's input makes.
 func NewServer(gather Gather, opts ...Option) *Server {
-	s := &Server{gather: gather, refresh: DefaultRefresh, log: slog.Default(), subs: map[chan []byte]struct{}{}}
+	s := &Server{gather: gather, refresh: DefaultRefresh, log: slog.Default(), subs: map[chan []byte]struct{}{}, stopped: make(chan struct{})}
 	for _, o := range opts {
 		o(s)
 	}
@@ -225,6 +229,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			}
 		case <-r.Context().Done():
 			return
+		case <-s.stopped:
+			return
 		}
 		fl.Flush()
 	}
@@ -280,7 +286,9 @@ func (s *Server) listeners() int {
 
 // Run feeds the event streams until ctx ends: after a trigger (at most
 // one view per 100ms) and every refresh interval, while any is connected.
+// The streams end when it returns.
 func (s *Server) Run(ctx context.Context) {
+	defer s.stopOnce.Do(func() { close(s.stopped) })
 	wake := make(chan struct{}, 1)
 	for _, t := range s.triggers {
 		go func() {

@@ -145,6 +145,10 @@ func TestEvents(t *testing.T) {
 	if v := next(); v.Host != "second" {
 		t.Fatalf("event after the trigger: host %q, want second", v.Host)
 	}
+	// The end of Run ends the stream.
+	cancel()
+	for sc.Scan() {
+	}
 }
 
 // TestRenders folds observations: the diff of a change against the
