@@ -69,13 +69,85 @@ type Sink struct {
 	resync  time.Duration
 	log     *slog.Logger
 
-	mu         sync.Mutex
-	lastPID    int         // the worker of the last push
-	lastConfig os.FileInfo // the configuration file at the last successful push
-	lastSet    endpoints.Set
-	lastOK     bool              // lastSet is applied in full to lastPID's worker, nothing left to delete
-	lastFull   time.Time         // the last push that read every backend's servers
-	leftOut    map[string]string // server → why, of the servers HAProxy refused (each reported once)
+	mu          sync.Mutex
+	lastPID     int         // the worker of the last push
+	lastConfig  os.FileInfo // the configuration file at the last successful push
+	lastSet     endpoints.Set
+	lastOK      bool              // lastSet is applied in full to lastPID's worker, nothing left to delete
+	lastFull    time.Time         // the last push that read every backend's servers
+	leftOut     map[string]string // server → why, of the servers HAProxy refused (each reported once)
+	conn        *Conn             // kept between pushes; nil when closed
+	backends    map[string]bool   // the backends of worker backendsPID
+	backendsPID int
+}
+
+// worker returns a connection to the current worker and its info: the
+// connection kept from the last push (no dial, no "prompt": two round
+// trips fewer per push), or a new one when there is none, it broke (an
+// idle timeout), or it reaches a worker that stops after a reload.
+func (s *Sink) worker(ctx context.Context) (*Conn, Info, error) {
+	for {
+		fresh := s.conn == nil
+		if fresh {
+			c, err := s.client.Dial(ctx)
+			if err != nil {
+				return nil, Info{}, err
+			}
+			s.conn = c
+		}
+		info, err := s.conn.Info(ctx)
+		switch {
+		case err == nil && !info.Stopping:
+			return s.conn, info, nil
+		case err == nil && fresh: // an old worker after a reload: the new one gets the set
+			err = fmt.Errorf("haproxy worker %d is stopping after a reload: %w", info.PID, endpoints.ErrUnavailable)
+		}
+		s.closeConn()
+		if fresh || ctx.Err() != nil {
+			return nil, Info{}, err
+		}
+	}
+}
+
+// closeConn closes the kept connection.
+func (s *Sink) closeConn() {
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+}
+
+// dropBroken closes the kept connection if a command broke it.
+func (s *Sink) dropBroken() {
+	if s.conn != nil && s.conn.broken != nil {
+		s.closeConn()
+	}
+}
+
+// Close closes the connection the Sink keeps to HAProxy between pushes.
+// A later Push opens a new one.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeConn()
+	return nil
+}
+
+// backendsOf returns the backends of worker pid: read once per worker
+// (the Runtime API cannot add one; a new configuration is a new worker).
+func (s *Sink) backendsOf(ctx context.Context, c *Conn, pid int) (map[string]bool, error) {
+	if s.backends != nil && s.backendsPID == pid {
+		return s.backends, nil
+	}
+	names, err := c.Backends(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.backends, s.backendsPID = map[string]bool{}, pid
+	for _, b := range names {
+		s.backends[b] = true
+	}
+	return s.backends, nil
 }
 
 // The files of a live directory: HAProxy's admin socket (the template's
@@ -186,17 +258,10 @@ func (s *Sink) push(ctx context.Context, set endpoints.Set, wait bool) error {
 	wasOK := s.lastOK
 	s.lastOK = false
 	cfg := s.awaitReload(ctx)
-	c, err := s.client.Dial(ctx)
+	defer s.dropBroken()
+	c, info, err := s.worker(ctx)
 	if err != nil {
 		return err
-	}
-	defer c.Close()
-	info, err := c.Info(ctx)
-	if err != nil {
-		return err
-	}
-	if info.Stopping { // an old worker after a reload: the new one gets the set
-		return fmt.Errorf("haproxy worker %d is stopping after a reload: %w", info.PID, endpoints.ErrUnavailable)
 	}
 	s.lastConfig = cfg // this worker runs the configuration as it is now
 	if wasOK && info.PID == s.lastPID && set.Equal(s.lastSet) && time.Since(s.lastFull) < s.resync {
@@ -213,26 +278,20 @@ func (s *Sink) push(ctx context.Context, set endpoints.Set, wait bool) error {
 		}
 		s.lastPID = info.PID
 	}
-	names, err := c.Backends(ctx)
+	backends, err := s.backendsOf(ctx, c, info.PID)
 	if err != nil {
 		return err
-	}
-	backends := map[string]bool{}
-	for _, b := range names {
-		backends[b] = true
 	}
 	if wait && s.config != "" && slices.ContainsFunc(set.Upstreams, func(u endpoints.Upstream) bool { return !backends[u.Name] }) {
 		// A new upstream is structure: berth renders it and reloads
 		// HAProxy (a set is often pushed before its render is done). Wait
 		// for that, then push to the new worker at once.
-		c.Close()
 		if s.awaitConfig(ctx, cfg) {
 			return s.push(ctx, set, false)
 		}
-		if c, err = s.client.Dial(ctx); err != nil {
+		if c, _, err = s.worker(ctx); err != nil {
 			return err
 		}
-		defer c.Close()
 	}
 	var states []ServerState
 	if scope == nil {
