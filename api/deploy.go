@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/berthd/berth/deploy"
 )
@@ -71,22 +72,53 @@ func WithDeploys(d Deployer) ServerOption {
 	}
 }
 
-// deployStream streams a rollout's progress and its final revision.
+// frameTimeout bounds the write of one frame of a deploy stream: a client
+// that stops reading loses its progress frames, the rollout goes on.
+const frameTimeout = 5 * time.Second
+
+// deployStream streams a rollout's progress and its final revision. The
+// frames go through a buffer to one writer with a write deadline per
+// frame, so a stalled client never blocks the rollout: a progress frame
+// that does not fit the buffer is left out, and once a write fails the
+// stream is left (the rollout ends as it would have, and is recorded).
 func (s *Server) deployStream(w http.ResponseWriter, r *http.Request, run func(func(deploy.Progress)) (deploy.Revision, error)) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
-	fl, _ := w.(http.Flusher)
+	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w)
-	send := func(f DeployFrame) {
-		_ = enc.Encode(f)
-		if fl != nil {
-			fl.Flush()
+	frames := make(chan DeployFrame, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		broken := false
+		for f := range frames {
+			if broken {
+				continue
+			}
+			_ = rc.SetWriteDeadline(time.Now().Add(frameTimeout))
+			err := enc.Encode(f)
+			if err == nil {
+				err = rc.Flush()
+			}
+			if err != nil {
+				broken = true
+				s.log.Warn("deploy stream: the client does not take its frames; the rollout goes on without it", "path", r.URL.Path, "err", err)
+			}
 		}
+	}()
+	_ = rc.SetWriteDeadline(time.Now().Add(frameTimeout))
+	_ = rc.Flush()
+	dropped := 0
+	rev, err := run(func(p deploy.Progress) {
+		select {
+		case frames <- DeployFrame{Progress: &p}:
+		default:
+			dropped++
+		}
+	})
+	if dropped > 0 {
+		s.log.Warn("deploy stream: progress frames left out for a slow client", "path", r.URL.Path, "dropped", dropped)
 	}
-	if fl != nil {
-		fl.Flush()
-	}
-	rev, err := run(func(p deploy.Progress) { send(DeployFrame{Progress: &p}) })
 	f := DeployFrame{}
 	if rev.Number > 0 {
 		f.Revision = &rev
@@ -97,7 +129,9 @@ func (s *Server) deployStream(w http.ResponseWriter, r *http.Request, run func(f
 			s.log.Warn("deploy failed", "path", r.URL.Path, "err", err)
 		}
 	}
-	send(f)
+	frames <- f
+	close(frames)
+	<-done
 }
 
 // Deploy rolls req.Service out to req.Spec on the daemon, calling

@@ -316,6 +316,9 @@ func TestRecover(t *testing.T) {
 		t.Helper()
 		rev := deploy.Revision{Service: "web", Number: n, Image: "web:2", Spec: webSpec("web:2"), Host: "h1",
 			Started: time.Now(), Outcome: deploy.OutcomeInProgress}
+		if n == 3 {
+			rev.Serving = time.Now() // it got past step 3, then stopped the old ones
+		}
 		b, _ := json.Marshal(rev)
 		if _, err := r.st.Put(ctx, records.DeploymentKey("", "web", n), b); err != nil {
 			t.Fatal(err)
@@ -400,5 +403,130 @@ func TestHostileDeploymentRecords(t *testing.T) {
 	}
 	if len(hist) != 1 || hist[0].Number != 1 {
 		t.Fatalf("history = %+v, want revision 1 alone", hist)
+	}
+}
+
+// Deploys of one service from several daemons sharing the store (each
+// its own client, as other hosts or processes): exactly one wins the
+// create-only lock, the others are refused naming the holder; the lock
+// goes with its holder's lease, and a recoverer acts only under it.
+func TestDeployLockAcrossDaemons(t *testing.T) {
+	r := newRig(t)
+	srv := r.st.Server()
+	const daemons = 4
+	svcs := make([]*deploy.Service, daemons)
+	clients := make([]*memstore.Store, daemons)
+	for i := range svcs {
+		clients[i] = srv.Open()
+		t.Cleanup(func() { clients[i].Close() })
+		svcs[i] = deploy.New(clients[i], r.rt, deploy.WithHost(fmt.Sprintf("h%d", i)), deploy.WithLogger(r.log), deploy.WithStopGrace(0))
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	errs := make(chan error, daemons)
+	for _, svc := range svcs {
+		go func() {
+			_, err := svc.Deploy(ctx, deploy.Request{Service: "web", Spec: webSpec("web:1")}, nil) // never healthy
+			errs <- err
+		}()
+	}
+	refused := 0
+	for range daemons - 1 {
+		err := <-errs
+		if !errors.Is(err, deploy.ErrInFlight) || !strings.Contains(err.Error(), "has been rolling it out since") {
+			t.Fatalf("a racing deploy: %v, want ErrInFlight naming the holder", err)
+		}
+		refused++
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("all %d racing deploys ended (the last: %v); want one under way", daemons, err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	// Find the holder: the one whose history has revision 1 in progress
+	// (any client reads it), and its host.
+	hist, err := r.svc.History(t.Context(), "web")
+	if err != nil || len(hist) != 1 || hist[0].Outcome != deploy.OutcomeInProgress {
+		t.Fatalf("history while one runs: %+v, %v", hist, err)
+	}
+	holder := int(hist[0].Host[1] - '0')
+	// A recoverer of the holder's host does not act while it holds the lock.
+	rec := deploy.New(r.st, r.rt, deploy.WithHost(hist[0].Host), deploy.WithLogger(r.log))
+	if err := rec.Recover(t.Context()); !errors.Is(err, deploy.ErrInFlight) {
+		t.Errorf("recover while the rollout holds the lock: %v, want ErrInFlight", err)
+	}
+	if n := r.rt.Calls(runtimetest.OpRun); n != 2 {
+		t.Errorf("%d containers started, want the 2 of the one rollout", n)
+	}
+	// The holder dies (its client's lease goes; its rollout is cut short
+	// the way a killed daemon's is: no undo, no record).
+	if err := clients[holder].Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Now a recoverer claims the lock and settles the revision: undone.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := rec.Recover(t.Context())
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recover after the holder died: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-errs
+	hist, _ = r.svc.History(t.Context(), "web")
+	if len(hist) != 1 || hist[0].Outcome != deploy.OutcomeFailed {
+		t.Errorf("after recovery: %+v", hist)
+	}
+	// And the next deploy goes ahead.
+	hctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	healthWhenStarted(hctx, r.rt, "web:2", runtime.HealthHealthy)
+	other := svcs[(holder+1)%daemons]
+	if _, err := other.Deploy(t.Context(), deploy.Request{Service: "web", Spec: webSpec("web:2")}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type freeAddresses int
+
+func (f freeAddresses) FreeAddresses(context.Context) (int, error) { return int(f), nil }
+
+// --max-surge starts the new containers N at a time, each batch healthy
+// before the next; a surge the subnet has no addresses for is refused
+// before anything starts.
+func TestMaxSurge(t *testing.T) {
+	r := newRig(t)
+	ctx := t.Context()
+	hctx, stop := context.WithCancel(ctx)
+	defer stop()
+	healthWhenStarted(hctx, r.rt, "web:1", runtime.HealthHealthy)
+	spec := webSpec("web:1")
+	spec.Replicas = 3
+	var steps []string
+	if _, err := r.svc.Deploy(ctx, deploy.Request{Service: "web", Spec: spec, MaxSurge: 2}, func(p deploy.Progress) { steps = append(steps, p.Step) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(steps, ","); got != "start,healthy,start,healthy,routed" {
+		t.Errorf("steps with max surge 2 of 3: %s", got)
+	}
+	if _, err := r.svc.Deploy(ctx, deploy.Request{Service: "web", Spec: spec, MaxSurge: -1}, nil); !errors.Is(err, runtime.ErrInvalid) {
+		t.Errorf("max surge -1: %v", err)
+	}
+
+	short := deploy.New(r.st, r.rt, deploy.WithHost("h1"), deploy.WithLogger(r.log), deploy.WithAddresses(freeAddresses(2)))
+	runs := r.rt.Calls(runtimetest.OpRun)
+	_, err := short.Deploy(ctx, deploy.Request{Service: "web", Spec: spec, MaxSurge: 1}, nil)
+	if !errors.Is(err, runtime.ErrConflict) || !strings.Contains(err.Error(), "not enough addresses in the subnet for the surge: 3 new container(s)") {
+		t.Fatalf("deploy of 3 with 2 free addresses: %v", err)
+	}
+	if n := r.rt.Calls(runtimetest.OpRun); n != runs {
+		t.Errorf("a refused surge started %d container(s)", n-runs)
+	}
+	if hist, _ := r.svc.History(ctx, "web"); len(hist) != 1 {
+		t.Errorf("a refused surge recorded a revision: %d revisions", len(hist))
 	}
 }

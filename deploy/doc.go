@@ -3,10 +3,11 @@
 // rollouts of one host, in the daemon, against runtime.Runtime (the
 // embedded runtime or a Docker Engine), in this order:
 //
-//  1. start the new containers (all at once), labelled berth.service and
-//     berth.deploy.revision;
+//  1. start the new containers (all at once, or Request.MaxSurge at a
+//     time), labelled berth.service and berth.deploy.revision;
 //  2. wait until each passes its health check or, without one, accepts
-//     TCP on the address its record gives the proxy, and is registered;
+//     TCP on the address its record gives the proxy, and is registered
+//     (with MaxSurge: each batch, before the next starts);
 //  3. wait until each is in the proxy: every template that reads the
 //     service's records has applied (rendered, checked, swapped,
 //     reloaded) the store revision that added them (Templates);
@@ -32,7 +33,10 @@
 // reference and digest, spec, times, outcome, reason. Rollback deploys an
 // earlier succeeded revision again by its digest. One rollout per service
 // runs at a time: a second is refused (ErrInFlight), here and, through a
-// lease-bound lock key, on other daemons sharing the store.
+// lock key created only if absent (store.Create) and bound to the
+// daemon's lease, on other daemons and processes sharing the store; a
+// dead holder's lock goes with its lease. Recover claims the same lock
+// before it settles an interrupted rollout.
 //
 // Concurrency: a Service is safe for concurrent use; Deploy and Rollback
 // return when the rollout has ended (succeeded, or failed and undone);

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -119,7 +120,7 @@ func (s *Service) save(ctx context.Context, rev *Revision) error {
 func (s *Service) saveRetrying(ctx context.Context, rev *Revision) {
 	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
 		err := s.save(ctx, rev)
-		if err == nil {
+		if err == nil || errors.Is(err, store.ErrClosed) {
 			return
 		}
 		s.log.Warn("cannot record the deployment's outcome; retrying", "service", rev.Service, "revision", rev.Number, "err", err)

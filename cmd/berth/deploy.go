@@ -22,13 +22,15 @@ func newDeployCommands() []*cobra.Command {
 
 // rolloutFlags are the flags of deploy and rollback that tune the rollout.
 type rolloutFlags struct {
-	timeout time.Duration
-	keepOld bool
+	timeout  time.Duration
+	keepOld  bool
+	maxSurge int
 }
 
 func (r *rolloutFlags) add(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&r.timeout, "timeout", deploy.DefaultTimeout, "how long the new containers get to start, pass their health check and reach the proxy")
 	cmd.Flags().BoolVar(&r.keepOld, "keep-old", false, "stop the old containers without removing them")
+	cmd.Flags().IntVar(&r.maxSurge, "max-surge", 0, "start the new containers this many at a time, each batch healthy before the next (default: all at once)")
 }
 
 func newDeployCommand() *cobra.Command {
@@ -63,6 +65,9 @@ labels, publish, health ...; see the README).`,
 	r.add(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		service := args[0]
+		if r.maxSurge < 0 {
+			return usagef("--max-surge %d: want 1 or more (0: all at once)", r.maxSurge)
+		}
 		var spec deploy.Spec
 		switch {
 		case file != "" && image != "":
@@ -85,7 +90,7 @@ labels, publish, health ...; see the README).`,
 		default:
 			return usagef("berth deploy %s: give --image IMAGE[:TAG] or -f service.toml", service)
 		}
-		rev, err := client().Deploy(cmd.Context(), deploy.Request{Service: service, Spec: spec, Timeout: r.timeout, KeepOld: r.keepOld},
+		rev, err := client().Deploy(cmd.Context(), deploy.Request{Service: service, Spec: spec, Timeout: r.timeout, KeepOld: r.keepOld, MaxSurge: r.maxSurge},
 			stepPrinter(cmd.OutOrStdout()))
 		return rolloutResult(cmd, rev, err)
 	}
@@ -111,7 +116,7 @@ until the earlier ones are healthy and in the proxy.`,
 		if cmd.Flags().Changed("to") && to < 1 {
 			return usagef("--to %d: want a revision number from berth history %s", to, args[0])
 		}
-		rev, err := client().Rollback(cmd.Context(), deploy.RollbackRequest{Service: args[0], To: to, Timeout: r.timeout, KeepOld: r.keepOld},
+		rev, err := client().Rollback(cmd.Context(), deploy.RollbackRequest{Service: args[0], To: to, Timeout: r.timeout, KeepOld: r.keepOld, MaxSurge: r.maxSurge},
 			stepPrinter(cmd.OutOrStdout()))
 		return rolloutResult(cmd, rev, err)
 	}
