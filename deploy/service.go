@@ -150,8 +150,8 @@ type Request struct {
 // RollbackRequest is one rollback: To is the revision to deploy again
 // (0: the last succeeded one before the current).
 type RollbackRequest struct {
-	Service string        `json:"service"`
-	To      int           `json:"to,omitempty"`
+	Service  string        `json:"service"`
+	To       int           `json:"to,omitempty"`
 	Timeout  time.Duration `json:"timeout,omitempty"`
 	KeepOld  bool          `json:"keep_old,omitempty"`
 	MaxSurge int           `json:"max_surge,omitempty"`
