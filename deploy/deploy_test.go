@@ -57,6 +57,18 @@ func TestParseSpec(t *testing.T) {
 			}
 		})
 	}
+	// A relative volume source is the spec file's neighbour.
+	s, err := deploy.ParseSpec("/srv/web/service.toml", []byte("image = \"web:2\"\nvolumes = [\"./www:/www:ro\", \"../data:/data\", \"/abs:/abs\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var srcs []string
+	for _, m := range s.Container.Volumes {
+		srcs = append(srcs, m.Source)
+	}
+	if got := strings.Join(srcs, ","); got != "/srv/web/www,/srv/data,/abs" {
+		t.Errorf("volume sources of /srv/web/service.toml: %s", got)
+	}
 	// LoadSpec names the file it could not read.
 	if _, err := deploy.LoadSpec(filepath.Join(t.TempDir(), "none.toml")); err == nil || !strings.Contains(err.Error(), "none.toml") {
 		t.Errorf("missing file: %v", err)
@@ -528,5 +540,47 @@ func TestMaxSurge(t *testing.T) {
 	}
 	if hist, _ := r.svc.History(ctx, "web"); len(hist) != 1 {
 		t.Errorf("a refused surge recorded a revision: %d revisions", len(hist))
+	}
+}
+
+// History is pruned to the last N revisions, never the last succeeded
+// one nor the last; numbers go on from the last kept.
+func TestHistoryPruned(t *testing.T) {
+	r := newRig(t)
+	ctx := t.Context()
+	hctx, stop := context.WithCancel(ctx)
+	defer stop()
+	healthWhenStarted(hctx, r.rt, "web:1", runtime.HealthHealthy)
+	healthWhenStarted(hctx, r.rt, "web:2", runtime.HealthHealthy)
+	healthWhenStarted(hctx, r.rt, "web:3", runtime.HealthUnhealthy)
+	svc := deploy.New(r.st, r.rt, deploy.WithHost("h1"), deploy.WithLogger(r.log), deploy.WithStopGrace(0), deploy.WithHistory(3))
+	numbers := func() string {
+		t.Helper()
+		hist, err := svc.History(ctx, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, h := range hist {
+			out = append(out, fmt.Sprint(h.Number, h.Outcome[:1]))
+		}
+		return strings.Join(out, ",")
+	}
+	if _, err := svc.Deploy(ctx, deploy.Request{Service: "web", Spec: webSpec("web:1")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if _, err := svc.Deploy(ctx, deploy.Request{Service: "web", Spec: webSpec("web:3")}, nil); err == nil {
+			t.Fatal("a deploy of an unhealthy image succeeded")
+		}
+	}
+	if got := numbers(); got != "1s,4f,5f" {
+		t.Errorf("after 1 good and 4 failed deploys, keeping 3: %s, want 1s,4f,5f", got)
+	}
+	if _, err := svc.Deploy(ctx, deploy.Request{Service: "web", Spec: webSpec("web:2")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := numbers(); got != "4f,5f,6s" {
+		t.Errorf("after the next good deploy: %s, want 4f,5f,6s", got)
 	}
 }

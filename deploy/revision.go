@@ -131,3 +131,37 @@ func (s *Service) saveRetrying(ctx context.Context, rev *Revision) {
 		}
 	}
 }
+
+// DefaultHistory is how many revisions of a service are kept by default.
+const DefaultHistory = 20
+
+// prune deletes the oldest revisions of service beyond the last
+// s.keep, never the last one, the last succeeded one (what the keeper
+// runs and a rollback starts from) or one in progress. Their numbers are
+// not reused: the next revision numbers from the last kept.
+func (s *Service) prune(ctx context.Context, service string) {
+	if s.keep <= 0 {
+		return
+	}
+	hist, err := s.history(ctx, service)
+	if err != nil || len(hist) <= s.keep {
+		return
+	}
+	lastOK := -1
+	for i, r := range hist {
+		if r.Outcome == OutcomeSucceeded {
+			lastOK = i
+		}
+	}
+	excess := len(hist) - s.keep
+	for i := 0; i < len(hist)-1 && excess > 0; i++ {
+		if i == lastOK || hist[i].Outcome == OutcomeInProgress {
+			continue
+		}
+		if _, err := s.st.Delete(ctx, records.DeploymentKey(s.prefix, service, hist[i].Number)); err != nil {
+			s.log.Warn("deploy: cannot prune an old revision", "service", service, "revision", hist[i].Number, "err", err)
+			return
+		}
+		excess--
+	}
+}

@@ -71,6 +71,7 @@ type Service struct {
 	drain    time.Duration
 	grace    time.Duration
 	poll     time.Duration
+	keep     int // revisions kept per service
 	log      *slog.Logger
 	owner    string // this Service's identity in the locks it holds
 
@@ -98,6 +99,11 @@ func WithImageResolver(r ImageResolver) Option { return func(s *Service) { s.res
 // undone).
 func WithAddresses(a Addresses) Option { return func(s *Service) { s.addrs = a } }
 
+// WithHistory sets how many revisions of each service are kept (default
+// DefaultHistory; 0 or less: all). The last one and the last succeeded
+// one are always kept.
+func WithHistory(n int) Option { return func(s *Service) { s.keep = n } }
+
 // WithPrefix sets the key prefix (default records.DefaultPrefix).
 func WithPrefix(p string) Option { return func(s *Service) { s.prefix = p } }
 
@@ -119,7 +125,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 // New returns the deploy service over st (revisions, records) and rt
 // (containers).
 func New(st store.Store, rt runtime.Runtime, opts ...Option) *Service {
-	s := &Service{st: st, rt: rt, prefix: records.DefaultPrefix, grace: DefaultGrace, poll: 25 * time.Millisecond,
+	s := &Service{st: st, rt: rt, prefix: records.DefaultPrefix, grace: DefaultGrace, poll: 25 * time.Millisecond, keep: DefaultHistory,
 		log: slog.Default(), inFlight: map[string]int{}, owner: rand.Text()}
 	if r, ok := rt.(ImageResolver); ok {
 		s.resolver = r
@@ -379,6 +385,7 @@ func (s *Service) run(ctx context.Context, req Request, rollbackTo int, progress
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	s.saveRetrying(fctx, rev)
+	s.prune(fctx, req.Service)
 	if err != nil {
 		return *rev, fmt.Errorf("deploy of %s revision %d failed (the previous containers serve on): %w", req.Service, rev.Number, err)
 	}
