@@ -19,6 +19,7 @@ type Deployer interface {
 	Deploy(ctx context.Context, req deploy.Request, progress func(deploy.Progress)) (deploy.Revision, error)
 	Rollback(ctx context.Context, req deploy.RollbackRequest, progress func(deploy.Progress)) (deploy.Revision, error)
 	History(ctx context.Context, service string) ([]deploy.Revision, error)
+	Undeploy(ctx context.Context, service string, progress func(deploy.Progress)) (deploy.Revision, error)
 }
 
 // DeployFrame is one line of a deploy or rollback stream: progress, then
@@ -34,6 +35,7 @@ type DeployFrame struct {
 //	POST /v1/deployments/{service}           deploy.Request → DeployFrame stream
 //	POST /v1/deployments/{service}/rollback  deploy.RollbackRequest → DeployFrame stream
 //	GET  /v1/deployments/{service}           []deploy.Revision, oldest first
+//	DELETE /v1/deployments/{service}         undeploy → DeployFrame stream
 //
 // The rollout runs while the request does: a client that goes away (its
 // Ctrl-C) ends it, and the new containers are removed.
@@ -59,6 +61,12 @@ func WithDeploys(d Deployer) ServerOption {
 			req.Service = r.PathValue("service")
 			s.deployStream(w, r, func(progress func(deploy.Progress)) (deploy.Revision, error) {
 				return d.Rollback(r.Context(), req, progress)
+			})
+		})
+		s.mux.HandleFunc("DELETE /v1/deployments/{service}", func(w http.ResponseWriter, r *http.Request) {
+			service := r.PathValue("service")
+			s.deployStream(w, r, func(progress func(deploy.Progress)) (deploy.Revision, error) {
+				return d.Undeploy(r.Context(), service, progress)
 			})
 		})
 		s.mux.HandleFunc("GET /v1/deployments/{service}", func(w http.ResponseWriter, r *http.Request) {
@@ -138,12 +146,18 @@ func (s *Server) deployStream(w http.ResponseWriter, r *http.Request, run func(f
 // progress per step; it returns the revision (recorded, also when the
 // rollout failed) and the rollout's error.
 func (c *Client) Deploy(ctx context.Context, req deploy.Request, progress func(deploy.Progress)) (deploy.Revision, error) {
-	return c.deployCall(ctx, "/v1/deployments/"+url.PathEscape(req.Service), req, progress)
+	return c.deployCall(ctx, http.MethodPost, "/v1/deployments/"+url.PathEscape(req.Service), req, progress)
 }
 
 // Rollback deploys an earlier revision of req.Service again.
 func (c *Client) Rollback(ctx context.Context, req deploy.RollbackRequest, progress func(deploy.Progress)) (deploy.Revision, error) {
-	return c.deployCall(ctx, "/v1/deployments/"+url.PathEscape(req.Service)+"/rollback", req, progress)
+	return c.deployCall(ctx, http.MethodPost, "/v1/deployments/"+url.PathEscape(req.Service)+"/rollback", req, progress)
+}
+
+// Undeploy removes a deployed service on the daemon (its containers
+// drained, stopped and removed), calling progress per step.
+func (c *Client) Undeploy(ctx context.Context, service string, progress func(deploy.Progress)) (deploy.Revision, error) {
+	return c.deployCall(ctx, http.MethodDelete, "/v1/deployments/"+url.PathEscape(service), nil, progress)
 }
 
 // History lists the revisions of service, oldest first.
@@ -153,8 +167,8 @@ func (c *Client) History(ctx context.Context, service string) ([]deploy.Revision
 	return out, err
 }
 
-func (c *Client) deployCall(ctx context.Context, path string, body any, progress func(deploy.Progress)) (deploy.Revision, error) {
-	resp, err := c.do(ctx, http.MethodPost, path, nil, body)
+func (c *Client) deployCall(ctx context.Context, method, path string, body any, progress func(deploy.Progress)) (deploy.Revision, error) {
+	resp, err := c.do(ctx, method, path, nil, body)
 	if err != nil {
 		return deploy.Revision{}, err
 	}

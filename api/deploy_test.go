@@ -29,6 +29,10 @@ func (floodDeployer) Rollback(context.Context, deploy.RollbackRequest, func(depl
 	return deploy.Revision{}, nil
 }
 
+func (floodDeployer) Undeploy(context.Context, string, func(deploy.Progress)) (deploy.Revision, error) {
+	return deploy.Revision{}, nil
+}
+
 func (floodDeployer) History(context.Context, string) ([]deploy.Revision, error) { return nil, nil }
 
 // A client that asks for a deploy and then stops reading its stream does

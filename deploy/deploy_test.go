@@ -584,3 +584,46 @@ func TestHistoryPruned(t *testing.T) {
 		t.Errorf("after the next good deploy: %s, want 4f,5f,6s", got)
 	}
 }
+
+// Undeploy drains, stops and removes a service's containers, records it,
+// and the keeper no longer keeps it; a rollback brings back what ran.
+func TestUndeploy(t *testing.T) {
+	r := newRig(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	healthWhenStarted(ctx, r.rt, "web:1", runtime.HealthHealthy)
+	if _, err := r.svc.Undeploy(ctx, "web", nil); !errors.Is(err, runtime.ErrNotFound) {
+		t.Errorf("undeploy of a service never deployed: %v", err)
+	}
+	rev1, err := r.svc.Deploy(ctx, deploy.Request{Service: "web", Spec: webSpec("web:1")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.svc.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	var steps []string
+	rev, err := r.svc.Undeploy(ctx, "web", func(p deploy.Progress) { steps = append(steps, p.Step) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev.Number != 2 || rev.Outcome != deploy.OutcomeUndeployed || !rev.Undeploy {
+		t.Errorf("undeploy revision: %+v", rev)
+	}
+	if got := strings.Join(steps, ","); got != "stop,remove" {
+		t.Errorf("undeploy steps: %s", got)
+	}
+	// The keeper does not bring them back.
+	time.Sleep(2500 * time.Millisecond)
+	if cs, _ := r.rt.List(ctx); len(cs) != 0 {
+		t.Errorf("%d containers after undeploy and 2 keeper rounds", len(cs))
+	}
+	healthWhenStarted(ctx, r.rt, rev1.Digest, runtime.HealthHealthy)
+	rb, err := r.svc.Rollback(ctx, deploy.RollbackRequest{Service: "web"}, nil)
+	if err != nil || rb.RollbackTo != 1 {
+		t.Fatalf("rollback after undeploy: %+v, %v", rb, err)
+	}
+	if n := running(t, r.rt); n[rev1.Digest] != 2 {
+		t.Errorf("after the rollback, running: %v", n)
+	}
+}

@@ -94,7 +94,8 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // current is each of this host's services' last revision that succeeded,
-// for the services whose last revision is not in progress.
+// for the services whose last revision is not in progress and that were
+// not undeployed since.
 func (s *Service) current(ctx context.Context) ([]Revision, error) {
 	all, err := s.revisions(ctx)
 	if err != nil {
@@ -107,6 +108,9 @@ func (s *Service) current(ctx context.Context) ([]Revision, error) {
 			continue
 		}
 		for i := len(hist) - 1; i >= 0; i-- {
+			if hist[i].Outcome == OutcomeUndeployed {
+				break // removed: nothing to keep
+			}
 			if hist[i].Outcome == OutcomeSucceeded {
 				if hist[i].Host == s.host {
 					out = append(out, hist[i])

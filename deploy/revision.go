@@ -20,6 +20,7 @@ const (
 	OutcomeInProgress Outcome = "in_progress" // its rollout runs (or was cut short by a daemon that died: see Service.Recover)
 	OutcomeSucceeded  Outcome = "succeeded"   // its containers replaced the previous ones
 	OutcomeFailed     Outcome = "failed"      // its containers were removed; the previous ones serve on
+	OutcomeUndeployed Outcome = "undeployed"  // berth undeploy: the service's containers were drained, stopped and removed
 )
 
 // Revision is one deploy of a service, as recorded under
@@ -32,6 +33,9 @@ type Revision struct {
 	Image  string `json:"image"`
 	Digest string `json:"digest,omitempty"`
 	Spec   Spec   `json:"spec"`
+	// Undeploy marks a revision that removed the service (berth
+	// undeploy); its Spec is the last deployed one's, for the record.
+	Undeploy bool `json:"undeploy,omitempty"`
 	// RollbackTo is the revision a rollback deployed again (0: none).
 	RollbackTo int       `json:"rollback_to,omitempty"`
 	Host       string    `json:"host,omitempty"`

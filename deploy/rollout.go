@@ -83,6 +83,10 @@ func (ro *rollout) run(ctx context.Context) (err error) {
 	if err := ro.routed(tctx, keys, at, true); err != nil {
 		return timeoutReason(tctx, err, ro.req.Timeout)
 	}
+	// ... and, with a probe, served: the proxy's reload has finished.
+	if err := ro.probed(tctx); err != nil {
+		return timeoutReason(tctx, err, ro.req.Timeout)
+	}
 	ro.rev.Serving = time.Now()
 	// Recorded, so that a daemon restarted from here on knows the new
 	// colour was confirmed serving (Recover finishes only such a rollout).
@@ -270,15 +274,32 @@ func (ro *rollout) drainOld(ctx context.Context) error {
 		return fmt.Errorf("drain the old containers: %w", err)
 	}
 	ro.drained = true
-	// Their records draining (or gone), and the proxy without them. A
-	// proxy that does not confirm it in time is logged: the new colour
-	// serves, and the old one goes after the drain either way.
-	err := ro.settled(ctx, ids, false, s.drain+10*time.Second)
-	if ctx.Err() != nil {
-		return fmt.Errorf("interrupted while draining the old containers: %w", ctx.Err())
-	}
-	if err != nil {
+	// Their records draining (or gone), and the proxy without them. While
+	// the store is unavailable the rollout pauses here: the proxy still
+	// routes to the old containers (their records could not change), so
+	// stopping them would fail requests. A reachable store whose proxy
+	// does not confirm it in time is logged: the new colour serves, and
+	// the old one goes after the drain either way.
+	for paused := false; ; {
+		err := ro.settled(ctx, ids, false, s.drain+10*time.Second)
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted while draining the old containers: %w", ctx.Err())
+		}
+		if err == nil {
+			if paused {
+				ro.say(StepDrain, "the store is back: the old containers' drain is in the proxy; going on")
+			}
+			break
+		}
+		if uerr := ro.s.reachable(ctx); uerr != nil {
+			if !paused {
+				ro.say(StepDrain, "paused: the store is unavailable (%v); the old containers serve on until their drain reaches the proxy", uerr)
+			}
+			paused = true
+			continue
+		}
 		ro.log.Warn("deploy: the proxy did not confirm the old containers drained; stopping them after the drain anyway", "err", err)
+		break
 	}
 	ro.say(StepDrain, "%d old container(s) draining; waiting %s", len(ids), s.drain)
 	select {
@@ -403,6 +424,17 @@ func ids(cs []runtime.Container) []string {
 		out[i] = c.ID
 	}
 	return out
+}
+
+// reachable reports whether the store answers (nil) or why not.
+func (s *Service) reachable(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := s.st.Get(ctx, records.DeploymentLockKey(s.prefix, "reachable"))
+	if err == nil || errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 // until polls cond until it is done, fails, or ctx ends.

@@ -151,6 +151,13 @@ type Request struct {
 	// MaxSurge starts the new containers this many at a time, each batch
 	// healthy before the next starts (0: all at once).
 	MaxSurge int `json:"max_surge,omitempty"`
+	// Probe is an http:// URL of the proxy (http://127.0.0.1:80/): step 3
+	// also waits until GETs of it, with the Host of the service's first
+	// VIRTUAL_HOST, answer below 500 several times in a row on new
+	// connections, so "in the proxy" means the proxy's reload has
+	// finished, not only that its reload command returned (nginx -s
+	// reload does before its new workers serve).
+	Probe string `json:"probe,omitempty"`
 }
 
 // RollbackRequest is one rollback: To is the revision to deploy again
@@ -161,6 +168,7 @@ type RollbackRequest struct {
 	Timeout  time.Duration `json:"timeout,omitempty"`
 	KeepOld  bool          `json:"keep_old,omitempty"`
 	MaxSurge int           `json:"max_surge,omitempty"`
+	Probe    string        `json:"probe,omitempty"`
 }
 
 // Progress is one step of a rollout, for the one who asked for it.
@@ -193,6 +201,9 @@ func (s *Service) Deploy(ctx context.Context, req Request, progress func(Progres
 	if err := req.Spec.Validate(req.Service); err != nil {
 		return Revision{}, err
 	}
+	if err := checkProbe(req.Service, req.Probe); err != nil {
+		return Revision{}, err
+	}
 	if req.MaxSurge < 0 {
 		return Revision{}, runtime.Errorf(runtime.ErrInvalid, "service %s: max surge %d: want 0 (all at once) or more", req.Service, req.MaxSurge)
 	}
@@ -204,6 +215,9 @@ func (s *Service) Deploy(ctx context.Context, req Request, progress func(Progres
 func (s *Service) Rollback(ctx context.Context, req RollbackRequest, progress func(Progress)) (Revision, error) {
 	if err := records.CheckService(req.Service); err != nil {
 		return Revision{}, runtime.Errorf(runtime.ErrInvalid, "service %q: %v", req.Service, err)
+	}
+	if err := checkProbe(req.Service, req.Probe); err != nil {
+		return Revision{}, err
 	}
 	hist, err := s.history(ctx, req.Service)
 	if err != nil {
@@ -217,12 +231,12 @@ func (s *Service) Rollback(ctx context.Context, req RollbackRequest, progress fu
 	if target.Digest != "" {
 		spec.Image = target.Digest
 	}
-	return s.run(ctx, Request{Service: req.Service, Spec: spec, Timeout: req.Timeout, KeepOld: req.KeepOld, MaxSurge: req.MaxSurge}, target.Number, progress)
+	return s.run(ctx, Request{Service: req.Service, Spec: spec, Timeout: req.Timeout, KeepOld: req.KeepOld, MaxSurge: req.MaxSurge, Probe: req.Probe}, target.Number, progress)
 }
 
 // rollbackTarget picks the revision a rollback deploys: to, which must
 // have succeeded, or else the last succeeded one before the current (the
-// last succeeded).
+// last succeeded), or, after an undeploy, the last succeeded.
 func rollbackTarget(service string, hist []Revision, to int) (Revision, error) {
 	if to > 0 {
 		i := slices.IndexFunc(hist, func(r Revision) bool { return r.Number == to })
@@ -239,6 +253,9 @@ func rollbackTarget(service string, hist []Revision, to int) (Revision, error) {
 		if r.Outcome == OutcomeSucceeded {
 			ok = append(ok, r)
 		}
+	}
+	if n := len(hist); n > 0 && hist[n-1].Outcome == OutcomeUndeployed && len(ok) > 0 {
+		return ok[len(ok)-1], nil // undeployed: back to what ran before
 	}
 	if len(ok) < 2 {
 		return Revision{}, runtime.Errorf(runtime.ErrNotFound, "service %s has no earlier succeeded revision to roll back to", service)
