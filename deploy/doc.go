@@ -16,6 +16,16 @@
 //  5. wait the drain period; stop the old containers and remove them
 //     (Request.KeepOld keeps them, stopped).
 //
+// With Request.Probe, step 3 also waits until the proxy answers for the
+// service (below 500, several times in a row on new connections).
+//
+// While the store is unavailable a rollout pauses: its waits for records
+// and templates go on (within the timeout before step 4), and the old
+// containers' drain waits for the store to come back, so the old colour
+// is never stopped while the proxy may still route to it. Undeploy
+// drains, stops and removes a service's containers and records an
+// undeployed revision, which the replica keeper honours.
+//
 // "Applied" is the template's reload command succeeding. A proxy that
 // reloads asynchronously (nginx -s reload, a SIGHUP to its master) takes
 // a moment more to serve the new configuration from new workers: adding
