@@ -1,6 +1,8 @@
 // Package daemon is berth up. Run(ctx, Settings) assembles it: it opens
 // the container runtime and the store, serves the berth API, the
-// Docker-compatible API and /metrics + /healthz, reads the signals
+// Docker-compatible API and /metrics + /healthz + the status page
+// (status.go: package status on the listen address; credentials from
+// [daemon.status] required off loopback), reads the signals
 // (SIGHUP re-reads the templates; SIGINT/SIGTERM, or the end of ctx, stop
 // it; stop signals within Settings.SignalWindow of the first are one
 // request, a later one cuts the shutdown's waits short) and shuts down
