@@ -37,6 +37,7 @@ owner), 1 any error.
 	f := cmd.Flags()
 	o.sources = addTemplateFlags(f)
 	o.sources.allowNone = true // none named: the daemon's
+	f.StringVar(&o.context, "context", "", "plan against this JSON fixture instead of the store (as berth render --context)")
 	o.store = addStoreCommandFlags(f)
 	return cmd
 }
