@@ -211,12 +211,6 @@ func instanceReasons(in records.Instance) []Reason {
 	} else if in.State != records.StateRunning {
 		out = append(out, Reason{Code: ReasonNotRunning, Text: fmt.Sprintf("%s: its record's state is %q", svc, in.State)})
 	}
-	if in.IP == "" {
-		out = append(out, Reason{Code: ReasonNoAddress, Text: svc + ": it has no IP address (no network, or the IP was invalid)"})
-	}
-	if in.Port == 0 {
-		out = append(out, Reason{Code: ReasonNoPort, Text: svc + ": it has no published or exposed port (set VIRTUAL_PORT, or expose one)"})
-	}
 	if in.Env["VIRTUAL_HOST"] == "" {
 		var bad []records.FieldError
 		for _, fe := range in.Invalid {
@@ -229,6 +223,12 @@ func instanceReasons(in records.Instance) []Reason {
 		} else {
 			out = append(out, Reason{Code: ReasonNoVirtualHost, Text: svc + ": it has no VIRTUAL_HOST, so the shipped proxy templates do not serve it"})
 		}
+	}
+	if in.IP == "" {
+		out = append(out, Reason{Code: ReasonNoAddress, Text: svc + ": it has no IP address (no network, or the IP was invalid)"})
+	}
+	if in.Port == 0 {
+		out = append(out, Reason{Code: ReasonNoPort, Text: svc + ": it has no published or exposed port (set VIRTUAL_PORT, or expose one)"})
 	}
 	return out
 }
