@@ -261,3 +261,26 @@ func TestNotFoundAndAmbiguous(t *testing.T) {
 		t.Errorf("id prefix: %+v, %v", rep.Container, err)
 	}
 }
+
+// TestHostileText: a record written by anyone may hold control
+// characters; the text report shows them escaped, never sends them.
+func TestHostileText(t *testing.T) {
+	f := newFixture(t)
+	in := instance(12, "evil\x1b[2J", func(in *records.Instance) { in.Env["VIRTUAL_HOST"] = "x.example.com\x1b]0;pwned\x07" })
+	b, _ := json.Marshal(in)
+	if _, err := f.st.Put(t.Context(), records.ServiceKey("", in.Service, in.Host, in.ID), b); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.explain(t, in.ID, explain.KindContainer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := rep.WriteText(&buf); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if strings.ContainsAny(out, "\x1b\x07") || !strings.Contains(out, `evil\x1b[2J`) {
+		t.Errorf("control characters not escaped:\n%q", out)
+	}
+}

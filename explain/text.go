@@ -4,12 +4,15 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
 )
 
 // WriteText writes the report in plain words, one thing per line.
 func (r Report) WriteText(w io.Writer) error {
 	var b strings.Builder
-	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	// Records can be written by anyone with access to the store: a
+	// control character in one (an escape sequence) is shown, not sent.
+	line := func(format string, args ...any) { b.WriteString(visible(fmt.Sprintf(format, args...)) + "\n") }
 	switch {
 	case r.Container != nil:
 		c := r.Container
@@ -123,6 +126,22 @@ func (r Report) WriteText(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// visible escapes the control characters of s (\x1b, \n, ...).
+func visible(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			fmt.Fprintf(&b, "\\x%02x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // short is a container id as berth ps shows it.
