@@ -6,7 +6,7 @@ TAGS      ?= seccomp
 GOFLAGS_BUILD = -tags '$(TAGS)' -trimpath -buildvcs=auto
 TESTFLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build test test-unit deps vet demo demo-sidecar bench clean fmt
+.PHONY: all build test test-unit deps vet demo demo-deploy demo-sidecar bench clean fmt
 
 all: build
 
@@ -46,7 +46,15 @@ test-unit:
 demo:
 	scripts/install-deps --no-consul
 	$(MAKE) build
+	$(MAKE) demo-deploy
 	examples/nginx-proxy/run.sh
+
+# demo-deploy: blue-green deploys under live traffic through a real nginx
+# (deploy v1 → v2, rollback, a v3 whose health check fails), in a few
+# lines: the time to switch and the failed requests (0). Needs root.
+demo-deploy: build
+	@echo "berth deploy: v1 → v2, rollback, failing v3, under load through nginx"
+	$(BIN) bench deploy --replicas 3
 
 # demo-sidecar: the store and template side alone (berth kv, render, watch);
 # no root needed.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/berthd/berth/deploy"
 )
@@ -18,6 +19,7 @@ type Deployer interface {
 	Deploy(ctx context.Context, req deploy.Request, progress func(deploy.Progress)) (deploy.Revision, error)
 	Rollback(ctx context.Context, req deploy.RollbackRequest, progress func(deploy.Progress)) (deploy.Revision, error)
 	History(ctx context.Context, service string) ([]deploy.Revision, error)
+	Undeploy(ctx context.Context, service string, progress func(deploy.Progress)) (deploy.Revision, error)
 }
 
 // DeployFrame is one line of a deploy or rollback stream: progress, then
@@ -33,6 +35,7 @@ type DeployFrame struct {
 //	POST /v1/deployments/{service}           deploy.Request → DeployFrame stream
 //	POST /v1/deployments/{service}/rollback  deploy.RollbackRequest → DeployFrame stream
 //	GET  /v1/deployments/{service}           []deploy.Revision, oldest first
+//	DELETE /v1/deployments/{service}         undeploy → DeployFrame stream
 //
 // The rollout runs while the request does: a client that goes away (its
 // Ctrl-C) ends it, and the new containers are removed.
@@ -60,6 +63,12 @@ func WithDeploys(d Deployer) ServerOption {
 				return d.Rollback(r.Context(), req, progress)
 			})
 		})
+		s.mux.HandleFunc("DELETE /v1/deployments/{service}", func(w http.ResponseWriter, r *http.Request) {
+			service := r.PathValue("service")
+			s.deployStream(w, r, func(progress func(deploy.Progress)) (deploy.Revision, error) {
+				return d.Undeploy(r.Context(), service, progress)
+			})
+		})
 		s.mux.HandleFunc("GET /v1/deployments/{service}", func(w http.ResponseWriter, r *http.Request) {
 			hist, err := d.History(r.Context(), r.PathValue("service"))
 			if err != nil {
@@ -71,22 +80,53 @@ func WithDeploys(d Deployer) ServerOption {
 	}
 }
 
-// deployStream streams a rollout's progress and its final revision.
+// frameTimeout bounds the write of one frame of a deploy stream: a client
+// that stops reading loses its progress frames, the rollout goes on.
+const frameTimeout = 5 * time.Second
+
+// deployStream streams a rollout's progress and its final revision. The
+// frames go through a buffer to one writer with a write deadline per
+// frame, so a stalled client never blocks the rollout: a progress frame
+// that does not fit the buffer is left out, and once a write fails the
+// stream is left (the rollout ends as it would have, and is recorded).
 func (s *Server) deployStream(w http.ResponseWriter, r *http.Request, run func(func(deploy.Progress)) (deploy.Revision, error)) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
-	fl, _ := w.(http.Flusher)
+	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w)
-	send := func(f DeployFrame) {
-		_ = enc.Encode(f)
-		if fl != nil {
-			fl.Flush()
+	frames := make(chan DeployFrame, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		broken := false
+		for f := range frames {
+			if broken {
+				continue
+			}
+			_ = rc.SetWriteDeadline(time.Now().Add(frameTimeout))
+			err := enc.Encode(f)
+			if err == nil {
+				err = rc.Flush()
+			}
+			if err != nil {
+				broken = true
+				s.log.Warn("deploy stream: the client does not take its frames; the rollout goes on without it", "path", r.URL.Path, "err", err)
+			}
 		}
+	}()
+	_ = rc.SetWriteDeadline(time.Now().Add(frameTimeout))
+	_ = rc.Flush()
+	dropped := 0
+	rev, err := run(func(p deploy.Progress) {
+		select {
+		case frames <- DeployFrame{Progress: &p}:
+		default:
+			dropped++
+		}
+	})
+	if dropped > 0 {
+		s.log.Warn("deploy stream: progress frames left out for a slow client", "path", r.URL.Path, "dropped", dropped)
 	}
-	if fl != nil {
-		fl.Flush()
-	}
-	rev, err := run(func(p deploy.Progress) { send(DeployFrame{Progress: &p}) })
 	f := DeployFrame{}
 	if rev.Number > 0 {
 		f.Revision = &rev
@@ -97,19 +137,27 @@ func (s *Server) deployStream(w http.ResponseWriter, r *http.Request, run func(f
 			s.log.Warn("deploy failed", "path", r.URL.Path, "err", err)
 		}
 	}
-	send(f)
+	frames <- f
+	close(frames)
+	<-done
 }
 
 // Deploy rolls req.Service out to req.Spec on the daemon, calling
 // progress per step; it returns the revision (recorded, also when the
 // rollout failed) and the rollout's error.
 func (c *Client) Deploy(ctx context.Context, req deploy.Request, progress func(deploy.Progress)) (deploy.Revision, error) {
-	return c.deployCall(ctx, "/v1/deployments/"+url.PathEscape(req.Service), req, progress)
+	return c.deployCall(ctx, http.MethodPost, "/v1/deployments/"+url.PathEscape(req.Service), req, progress)
 }
 
 // Rollback deploys an earlier revision of req.Service again.
 func (c *Client) Rollback(ctx context.Context, req deploy.RollbackRequest, progress func(deploy.Progress)) (deploy.Revision, error) {
-	return c.deployCall(ctx, "/v1/deployments/"+url.PathEscape(req.Service)+"/rollback", req, progress)
+	return c.deployCall(ctx, http.MethodPost, "/v1/deployments/"+url.PathEscape(req.Service)+"/rollback", req, progress)
+}
+
+// Undeploy removes a deployed service on the daemon (its containers
+// drained, stopped and removed), calling progress per step.
+func (c *Client) Undeploy(ctx context.Context, service string, progress func(deploy.Progress)) (deploy.Revision, error) {
+	return c.deployCall(ctx, http.MethodDelete, "/v1/deployments/"+url.PathEscape(service), nil, progress)
 }
 
 // History lists the revisions of service, oldest first.
@@ -119,8 +167,8 @@ func (c *Client) History(ctx context.Context, service string) ([]deploy.Revision
 	return out, err
 }
 
-func (c *Client) deployCall(ctx context.Context, path string, body any, progress func(deploy.Progress)) (deploy.Revision, error) {
-	resp, err := c.do(ctx, http.MethodPost, path, nil, body)
+func (c *Client) deployCall(ctx context.Context, method, path string, body any, progress func(deploy.Progress)) (deploy.Revision, error) {
+	resp, err := c.do(ctx, method, path, nil, body)
 	if err != nil {
 		return deploy.Revision{}, err
 	}

@@ -23,7 +23,7 @@ func (d *Daemon) withDeploys(rt, registered runtime.Runtime) runtime.Runtime {
 		deploy.WithPrefix(d.prefix()), deploy.WithHost(d.cfg.Registrar.Host), deploy.WithDrain(d.cfg.Registrar.Drain),
 	}
 	if emb, ok := rt.(*embedded.Runtime); ok {
-		opts = append(opts, deploy.WithImageResolver(embeddedImages{emb}))
+		opts = append(opts, deploy.WithImageResolver(embeddedImages{emb}), deploy.WithAddresses(embeddedImages{emb}))
 	}
 	d.deploys = deploy.New(d.st, rt, opts...)
 	return dv
@@ -74,7 +74,8 @@ func (t daemonTemplates) Status(ctx context.Context) ([]runner.TemplateStatus, e
 	return t.d.runner.Status(ctx)
 }
 
-// embeddedImages finds images in the embedded runtime's store.
+// embeddedImages finds images in the embedded runtime's store, and counts
+// its bridge's free addresses.
 type embeddedImages struct{ rt *embedded.Runtime }
 
 func (e embeddedImages) ResolveImage(_ context.Context, ref string) (string, error) {
@@ -83,6 +84,14 @@ func (e embeddedImages) ResolveImage(_ context.Context, ref string) (string, err
 		return "", err
 	}
 	return img.ID, nil
+}
+
+// FreeAddresses counts the bridge's free addresses.
+func (e embeddedImages) FreeAddresses(context.Context) (int, error) {
+	if e.rt.Network() == nil {
+		return 1 << 20, nil // no bridge: nothing to run out of here
+	}
+	return e.rt.Network().Free()
 }
 
 // drainView is the registrar's view of the runtime, with the deploy

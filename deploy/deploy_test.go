@@ -57,6 +57,18 @@ func TestParseSpec(t *testing.T) {
 			}
 		})
 	}
+	// A relative volume source is the spec file's neighbour.
+	s, err := deploy.ParseSpec("/srv/web/service.toml", []byte("image = \"web:2\"\nvolumes = [\"./www:/www:ro\", \"../data:/data\", \"/abs:/abs\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var srcs []string
+	for _, m := range s.Container.Volumes {
+		srcs = append(srcs, m.Source)
+	}
+	if got := strings.Join(srcs, ","); got != "/srv/web/www,/srv/data,/abs" {
+		t.Errorf("volume sources of /srv/web/service.toml: %s", got)
+	}
 	// LoadSpec names the file it could not read.
 	if _, err := deploy.LoadSpec(filepath.Join(t.TempDir(), "none.toml")); err == nil || !strings.Contains(err.Error(), "none.toml") {
 		t.Errorf("missing file: %v", err)
@@ -316,6 +328,9 @@ func TestRecover(t *testing.T) {
 		t.Helper()
 		rev := deploy.Revision{Service: "web", Number: n, Image: "web:2", Spec: webSpec("web:2"), Host: "h1",
 			Started: time.Now(), Outcome: deploy.OutcomeInProgress}
+		if n == 3 {
+			rev.Serving = time.Now() // it got past step 3, then stopped the old ones
+		}
 		b, _ := json.Marshal(rev)
 		if _, err := r.st.Put(ctx, records.DeploymentKey("", "web", n), b); err != nil {
 			t.Fatal(err)
@@ -400,5 +415,215 @@ func TestHostileDeploymentRecords(t *testing.T) {
 	}
 	if len(hist) != 1 || hist[0].Number != 1 {
 		t.Fatalf("history = %+v, want revision 1 alone", hist)
+	}
+}
+
+// Deploys of one service from several daemons sharing the store (each
+// its own client, as other hosts or processes): exactly one wins the
+// create-only lock, the others are refused naming the holder; the lock
+// goes with its holder's lease, and a recoverer acts only under it.
+func TestDeployLockAcrossDaemons(t *testing.T) {
+	r := newRig(t)
+	srv := r.st.Server()
+	const daemons = 4
+	svcs := make([]*deploy.Service, daemons)
+	clients := make([]*memstore.Store, daemons)
+	for i := range svcs {
+		clients[i] = srv.Open()
+		t.Cleanup(func() { clients[i].Close() })
+		svcs[i] = deploy.New(clients[i], r.rt, deploy.WithHost(fmt.Sprintf("h%d", i)), deploy.WithLogger(r.log), deploy.WithStopGrace(0))
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	errs := make(chan error, daemons)
+	for _, svc := range svcs {
+		go func() {
+			_, err := svc.Deploy(ctx, deploy.Request{Service: "web", Spec: webSpec("web:1")}, nil) // never healthy
+			errs <- err
+		}()
+	}
+	refused := 0
+	for range daemons - 1 {
+		err := <-errs
+		if !errors.Is(err, deploy.ErrInFlight) || !strings.Contains(err.Error(), "has been rolling it out since") {
+			t.Fatalf("a racing deploy: %v, want ErrInFlight naming the holder", err)
+		}
+		refused++
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("all %d racing deploys ended (the last: %v); want one under way", daemons, err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	// Find the holder: the one whose history has revision 1 in progress
+	// (any client reads it), and its host.
+	hist, err := r.svc.History(t.Context(), "web")
+	if err != nil || len(hist) != 1 || hist[0].Outcome != deploy.OutcomeInProgress {
+		t.Fatalf("history while one runs: %+v, %v", hist, err)
+	}
+	holder := int(hist[0].Host[1] - '0')
+	// A recoverer of the holder's host does not act while it holds the lock.
+	rec := deploy.New(r.st, r.rt, deploy.WithHost(hist[0].Host), deploy.WithLogger(r.log))
+	if err := rec.Recover(t.Context()); !errors.Is(err, deploy.ErrInFlight) {
+		t.Errorf("recover while the rollout holds the lock: %v, want ErrInFlight", err)
+	}
+	if n := r.rt.Calls(runtimetest.OpRun); n != 2 {
+		t.Errorf("%d containers started, want the 2 of the one rollout", n)
+	}
+	// The holder dies (its client's lease goes; its rollout is cut short
+	// the way a killed daemon's is: no undo, no record).
+	if err := clients[holder].Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Now a recoverer claims the lock and settles the revision: undone.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := rec.Recover(t.Context())
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recover after the holder died: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-errs
+	hist, _ = r.svc.History(t.Context(), "web")
+	if len(hist) != 1 || hist[0].Outcome != deploy.OutcomeFailed {
+		t.Errorf("after recovery: %+v", hist)
+	}
+	// And the next deploy goes ahead.
+	hctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	healthWhenStarted(hctx, r.rt, "web:2", runtime.HealthHealthy)
+	other := svcs[(holder+1)%daemons]
+	if _, err := other.Deploy(t.Context(), deploy.Request{Service: "web", Spec: webSpec("web:2")}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type freeAddresses int
+
+func (f freeAddresses) FreeAddresses(context.Context) (int, error) { return int(f), nil }
+
+// --max-surge starts the new containers N at a time, each batch healthy
+// before the next; a surge the subnet has no addresses for is refused
+// before anything starts.
+func TestMaxSurge(t *testing.T) {
+	r := newRig(t)
+	ctx := t.Context()
+	hctx, stop := context.WithCancel(ctx)
+	defer stop()
+	healthWhenStarted(hctx, r.rt, "web:1", runtime.HealthHealthy)
+	spec := webSpec("web:1")
+	spec.Replicas = 3
+	var steps []string
+	if _, err := r.svc.Deploy(ctx, deploy.Request{Service: "web", Spec: spec, MaxSurge: 2}, func(p deploy.Progress) { steps = append(steps, p.Step) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(steps, ","); got != "start,healthy,start,healthy,routed" {
+		t.Errorf("steps with max surge 2 of 3: %s", got)
+	}
+	if _, err := r.svc.Deploy(ctx, deploy.Request{Service: "web", Spec: spec, MaxSurge: -1}, nil); !errors.Is(err, runtime.ErrInvalid) {
+		t.Errorf("max surge -1: %v", err)
+	}
+
+	short := deploy.New(r.st, r.rt, deploy.WithHost("h1"), deploy.WithLogger(r.log), deploy.WithAddresses(freeAddresses(2)))
+	runs := r.rt.Calls(runtimetest.OpRun)
+	_, err := short.Deploy(ctx, deploy.Request{Service: "web", Spec: spec, MaxSurge: 1}, nil)
+	if !errors.Is(err, runtime.ErrConflict) || !strings.Contains(err.Error(), "not enough addresses in the subnet for the surge: 3 new container(s)") {
+		t.Fatalf("deploy of 3 with 2 free addresses: %v", err)
+	}
+	if n := r.rt.Calls(runtimetest.OpRun); n != runs {
+		t.Errorf("a refused surge started %d container(s)", n-runs)
+	}
+	if hist, _ := r.svc.History(ctx, "web"); len(hist) != 1 {
+		t.Errorf("a refused surge recorded a revision: %d revisions", len(hist))
+	}
+}
+
+// History is pruned to the last N revisions, never the last succeeded
+// one nor the last; numbers go on from the last kept.
+func TestHistoryPruned(t *testing.T) {
+	r := newRig(t)
+	ctx := t.Context()
+	hctx, stop := context.WithCancel(ctx)
+	defer stop()
+	healthWhenStarted(hctx, r.rt, "web:1", runtime.HealthHealthy)
+	healthWhenStarted(hctx, r.rt, "web:2", runtime.HealthHealthy)
+	healthWhenStarted(hctx, r.rt, "web:3", runtime.HealthUnhealthy)
+	svc := deploy.New(r.st, r.rt, deploy.WithHost("h1"), deploy.WithLogger(r.log), deploy.WithStopGrace(0), deploy.WithHistory(3))
+	numbers := func() string {
+		t.Helper()
+		hist, err := svc.History(ctx, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, h := range hist {
+			out = append(out, fmt.Sprint(h.Number, h.Outcome[:1]))
+		}
+		return strings.Join(out, ",")
+	}
+	if _, err := svc.Deploy(ctx, deploy.Request{Service: "web", Spec: webSpec("web:1")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if _, err := svc.Deploy(ctx, deploy.Request{Service: "web", Spec: webSpec("web:3")}, nil); err == nil {
+			t.Fatal("a deploy of an unhealthy image succeeded")
+		}
+	}
+	if got := numbers(); got != "1s,4f,5f" {
+		t.Errorf("after 1 good and 4 failed deploys, keeping 3: %s, want 1s,4f,5f", got)
+	}
+	if _, err := svc.Deploy(ctx, deploy.Request{Service: "web", Spec: webSpec("web:2")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := numbers(); got != "4f,5f,6s" {
+		t.Errorf("after the next good deploy: %s, want 4f,5f,6s", got)
+	}
+}
+
+// Undeploy drains, stops and removes a service's containers, records it,
+// and the keeper no longer keeps it; a rollback brings back what ran.
+func TestUndeploy(t *testing.T) {
+	r := newRig(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	healthWhenStarted(ctx, r.rt, "web:1", runtime.HealthHealthy)
+	if _, err := r.svc.Undeploy(ctx, "web", nil); !errors.Is(err, runtime.ErrNotFound) {
+		t.Errorf("undeploy of a service never deployed: %v", err)
+	}
+	rev1, err := r.svc.Deploy(ctx, deploy.Request{Service: "web", Spec: webSpec("web:1")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.svc.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	var steps []string
+	rev, err := r.svc.Undeploy(ctx, "web", func(p deploy.Progress) { steps = append(steps, p.Step) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev.Number != 2 || rev.Outcome != deploy.OutcomeUndeployed || !rev.Undeploy {
+		t.Errorf("undeploy revision: %+v", rev)
+	}
+	if got := strings.Join(steps, ","); got != "stop,remove" {
+		t.Errorf("undeploy steps: %s", got)
+	}
+	// The keeper does not bring them back.
+	time.Sleep(2500 * time.Millisecond)
+	if cs, _ := r.rt.List(ctx); len(cs) != 0 {
+		t.Errorf("%d containers after undeploy and 2 keeper rounds", len(cs))
+	}
+	healthWhenStarted(ctx, r.rt, rev1.Digest, runtime.HealthHealthy)
+	rb, err := r.svc.Rollback(ctx, deploy.RollbackRequest{Service: "web"}, nil)
+	if err != nil || rb.RollbackTo != 1 {
+		t.Fatalf("rollback after undeploy: %+v, %v", rb, err)
+	}
+	if n := running(t, r.rt); n[rev1.Digest] != 2 {
+		t.Errorf("after the rollback, running: %v", n)
 	}
 }

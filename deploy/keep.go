@@ -12,6 +12,7 @@ import (
 
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/store"
 )
 
 // Restart backoff of a service's containers that die (per service).
@@ -93,7 +94,8 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // current is each of this host's services' last revision that succeeded,
-// for the services whose last revision is not in progress.
+// for the services whose last revision is not in progress and that were
+// not undeployed since.
 func (s *Service) current(ctx context.Context) ([]Revision, error) {
 	all, err := s.revisions(ctx)
 	if err != nil {
@@ -106,6 +108,9 @@ func (s *Service) current(ctx context.Context) ([]Revision, error) {
 			continue
 		}
 		for i := len(hist) - 1; i >= 0; i-- {
+			if hist[i].Outcome == OutcomeUndeployed {
+				break // removed: nothing to keep
+			}
 			if hist[i].Outcome == OutcomeSucceeded {
 				if hist[i].Host == s.host {
 					out = append(out, hist[i])
@@ -193,7 +198,8 @@ func containerSpec(rev Revision, name, image string) runtime.Spec {
 
 // Recover settles the rollouts of this host that a previous daemon left
 // in progress (it died or was stopped mid-way). If the new containers all
-// run and the old ones are gone, the rollout had reached its end: it is
+// run, were recorded serving (step 3) and the old ones are gone, the
+// rollout had reached its end: it is
 // finished (old containers left stopped are removed) and
 // recorded as succeeded. Otherwise it is undone, as a failure is: the old
 // containers serve again (a restarted registrar registers them running),
@@ -211,12 +217,45 @@ func (s *Service) Recover(ctx context.Context) error {
 			if rev.Outcome != OutcomeInProgress || rev.Host != s.host {
 				continue
 			}
-			if err := s.recoverOne(ctx, service, rev); err != nil {
+			if err := s.claimAndRecover(ctx, service, rev.Number); err != nil {
 				errs = append(errs, fmt.Errorf("%s revision %d: %w", service, rev.Number, err))
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// claimAndRecover claims the service's deploy lock before it settles
+// revision n, and reads the revision again under it: of two recoverers
+// (two daemons of one host after a restart, or a daemon and a berth
+// process) only the one holding the lock acts, and it acts only on a
+// revision still in progress. A lock another holds is an error, so that
+// Run tries again: the holder finishes, or, dead, its lock goes with its
+// lease.
+func (s *Service) claimAndRecover(ctx context.Context, service string, n int) error {
+	unlock, err := s.lock(ctx, service)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	s.mu.Lock()
+	s.inFlight[service] = n
+	s.mu.Unlock()
+	kv, err := s.st.Get(ctx, records.DeploymentKey(s.prefix, service, n))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	rev, ok, err := s.decodeRevision(service, kv)
+	if err != nil || !ok {
+		return fmt.Errorf("its record no longer reads: %v", err)
+	}
+	if rev.Outcome != OutcomeInProgress {
+		return nil // settled by another meanwhile
+	}
+	return s.recoverOne(ctx, service, rev)
 }
 
 func (s *Service) recoverOne(ctx context.Context, service string, rev Revision) error {
@@ -247,7 +286,7 @@ func (s *Service) recoverOne(ctx context.Context, service string, rev Revision) 
 			log.Info("deploy (recovery): "+fmt.Sprintf(format, args...), "step", step)
 		}}
 	rev.Finished = time.Now()
-	if len(oldC) == 0 && runningNew == rev.Spec.Replicas {
+	if len(oldC) == 0 && runningNew == rev.Spec.Replicas && !rev.Serving.IsZero() {
 		rev.Outcome, rev.Reason = OutcomeSucceeded, "finished by the daemon after a restart interrupted it"
 		ro.started = newC
 		ro.stopOld(ctx)
@@ -261,9 +300,6 @@ func (s *Service) recoverOne(ctx context.Context, service string, rev Revision) 
 	}
 	if err := s.save(ctx, &rev); err != nil {
 		return err
-	}
-	if _, err := s.st.Delete(ctx, records.DeploymentLockKey(s.prefix, service)); err != nil {
-		log.Warn("deploy: cannot remove the interrupted rollout's lock", "err", err)
 	}
 	log.Warn("deploy: settled a rollout a previous daemon left in progress", "outcome", rev.Outcome)
 	return nil

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -19,6 +20,7 @@ const (
 	OutcomeInProgress Outcome = "in_progress" // its rollout runs (or was cut short by a daemon that died: see Service.Recover)
 	OutcomeSucceeded  Outcome = "succeeded"   // its containers replaced the previous ones
 	OutcomeFailed     Outcome = "failed"      // its containers were removed; the previous ones serve on
+	OutcomeUndeployed Outcome = "undeployed"  // berth undeploy: the service's containers were drained, stopped and removed
 )
 
 // Revision is one deploy of a service, as recorded under
@@ -31,6 +33,9 @@ type Revision struct {
 	Image  string `json:"image"`
 	Digest string `json:"digest,omitempty"`
 	Spec   Spec   `json:"spec"`
+	// Undeploy marks a revision that removed the service (berth
+	// undeploy); its Spec is the last deployed one's, for the record.
+	Undeploy bool `json:"undeploy,omitempty"`
 	// RollbackTo is the revision a rollback deployed again (0: none).
 	RollbackTo int       `json:"rollback_to,omitempty"`
 	Host       string    `json:"host,omitempty"`
@@ -119,7 +124,7 @@ func (s *Service) save(ctx context.Context, rev *Revision) error {
 func (s *Service) saveRetrying(ctx context.Context, rev *Revision) {
 	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
 		err := s.save(ctx, rev)
-		if err == nil {
+		if err == nil || errors.Is(err, store.ErrClosed) {
 			return
 		}
 		s.log.Warn("cannot record the deployment's outcome; retrying", "service", rev.Service, "revision", rev.Number, "err", err)
@@ -128,5 +133,39 @@ func (s *Service) saveRetrying(ctx context.Context, rev *Revision) {
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// DefaultHistory is how many revisions of a service are kept by default.
+const DefaultHistory = 20
+
+// prune deletes the oldest revisions of service beyond the last
+// s.keep, never the last one, the last succeeded one (what the keeper
+// runs and a rollback starts from) or one in progress. Their numbers are
+// not reused: the next revision numbers from the last kept.
+func (s *Service) prune(ctx context.Context, service string) {
+	if s.keep <= 0 {
+		return
+	}
+	hist, err := s.history(ctx, service)
+	if err != nil || len(hist) <= s.keep {
+		return
+	}
+	lastOK := -1
+	for i, r := range hist {
+		if r.Outcome == OutcomeSucceeded {
+			lastOK = i
+		}
+	}
+	excess := len(hist) - s.keep
+	for i := 0; i < len(hist)-1 && excess > 0; i++ {
+		if i == lastOK || hist[i].Outcome == OutcomeInProgress {
+			continue
+		}
+		if _, err := s.st.Delete(ctx, records.DeploymentKey(s.prefix, service, hist[i].Number)); err != nil {
+			s.log.Warn("deploy: cannot prune an old revision", "service", service, "revision", hist[i].Number, "err", err)
+			return
+		}
+		excess--
 	}
 }

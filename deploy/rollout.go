@@ -59,20 +59,40 @@ func (ro *rollout) run(ctx context.Context) (err error) {
 	tctx, cancel := context.WithTimeout(ctx, timeoutOr(ro.req.Timeout))
 	defer cancel()
 
-	// 1. Start the new containers, all at once.
-	if err := ro.start(tctx); err != nil {
-		return err
+	// 1. Start the new containers, all at once or MaxSurge at a time;
+	// 2. each healthy (its check, or TCP on its port), and registered,
+	// before the next batch starts.
+	surge := ro.req.MaxSurge
+	if surge <= 0 || surge > ro.req.Spec.Replicas {
+		surge = ro.req.Spec.Replicas
 	}
-	// 2. Each healthy (its check, or TCP on its port), and registered.
-	keys, at, err := ro.healthy(tctx)
-	if err != nil {
-		return timeoutReason(tctx, err, ro.req.Timeout)
+	var keys []string
+	var at store.Revision
+	for from := 1; from <= ro.req.Spec.Replicas; from += surge {
+		batch, err := ro.start(tctx, from, min(from+surge-1, ro.req.Spec.Replicas))
+		if err != nil {
+			return err
+		}
+		k, a, err := ro.healthy(tctx, batch)
+		if err != nil {
+			return timeoutReason(tctx, err, ro.req.Timeout)
+		}
+		keys, at = append(keys, k...), max(at, a)
 	}
 	// 3. Each in the proxy: both colours serve.
 	if err := ro.routed(tctx, keys, at, true); err != nil {
 		return timeoutReason(tctx, err, ro.req.Timeout)
 	}
+	// ... and, with a probe, served: the proxy's reload has finished.
+	if err := ro.probed(tctx); err != nil {
+		return timeoutReason(tctx, err, ro.req.Timeout)
+	}
 	ro.rev.Serving = time.Now()
+	// Recorded, so that a daemon restarted from here on knows the new
+	// colour was confirmed serving (Recover finishes only such a rollout).
+	if err := ro.s.save(ctx, ro.rev); err != nil {
+		ro.log.Warn("deploy: cannot record that the new containers serve; going on", "err", err)
+	}
 	ro.say(StepRouted, "%d new container(s) in the proxy (store revision %d) after %s", len(ro.started), at, time.Since(ro.rev.Started).Round(time.Millisecond))
 	if len(ro.old) == 0 {
 		return nil
@@ -94,30 +114,35 @@ func timeoutReason(ctx context.Context, err error, d time.Duration) error {
 	return err
 }
 
-func (ro *rollout) start(ctx context.Context) error {
+// start starts the new containers from to to (1-based) and returns them.
+func (ro *rollout) start(ctx context.Context, from, to int) ([]runtime.Container, error) {
 	spec := ro.req.Spec
-	for i := 1; i <= spec.Replicas; i++ {
+	var batch []runtime.Container
+	var names []string
+	for i := from; i <= to; i++ {
 		c := containerSpec(*ro.rev, fmt.Sprintf("%s-%d-%d", ro.req.Service, ro.rev.Number, i), spec.Image)
 		got, err := ro.s.rt.Run(ctx, c)
 		if err != nil {
-			return fmt.Errorf("start %s: %w", c.Name, err)
+			return nil, fmt.Errorf("start %s: %w", c.Name, err)
 		}
 		ro.started = append(ro.started, got)
+		batch = append(batch, got)
+		names = append(names, got.Name)
 		ro.rev.Containers = append(ro.rev.Containers, got.Name)
 		if ro.rev.Digest == "" {
 			ro.rev.Digest = got.ImageID
 		}
 	}
-	ro.say(StepStart, "started %d container(s) of %s: %s", len(ro.started), spec.Image, strings.Join(ro.rev.Containers, ", "))
-	return nil
+	ro.say(StepStart, "started %d container(s) of %s: %s", len(batch), spec.Image, strings.Join(names, ", "))
+	return batch, nil
 }
 
 // healthy waits until every new container passes its health check (or,
 // without one, accepts TCP on the address its record gives the proxy) and
 // has its record; it returns their keys and the revision that has them all.
-func (ro *rollout) healthy(ctx context.Context) ([]string, store.Revision, error) {
+func (ro *rollout) healthy(ctx context.Context, batch []runtime.Container) ([]string, store.Revision, error) {
 	pending := map[string]runtime.Container{}
-	for _, c := range ro.started {
+	for _, c := range batch {
 		pending[c.ID] = c
 	}
 	keys := map[string]string{}
@@ -163,7 +188,7 @@ func (ro *rollout) healthy(ctx context.Context) ([]string, store.Revision, error
 	if err != nil {
 		return nil, 0, wrapWhy(err, why)
 	}
-	ro.say(StepHealthy, "%d new container(s) healthy and registered", len(ro.started))
+	ro.say(StepHealthy, "%d new container(s) healthy and registered", len(batch))
 	return slices.Collect(maps.Values(keys)), at, nil
 }
 
@@ -249,15 +274,32 @@ func (ro *rollout) drainOld(ctx context.Context) error {
 		return fmt.Errorf("drain the old containers: %w", err)
 	}
 	ro.drained = true
-	// Their records draining (or gone), and the proxy without them. A
-	// proxy that does not confirm it in time is logged: the new colour
-	// serves, and the old one goes after the drain either way.
-	err := ro.settled(ctx, ids, false, s.drain+10*time.Second)
-	if ctx.Err() != nil {
-		return fmt.Errorf("interrupted while draining the old containers: %w", ctx.Err())
-	}
-	if err != nil {
+	// Their records draining (or gone), and the proxy without them. While
+	// the store is unavailable the rollout pauses here: the proxy still
+	// routes to the old containers (their records could not change), so
+	// stopping them would fail requests. A reachable store whose proxy
+	// does not confirm it in time is logged: the new colour serves, and
+	// the old one goes after the drain either way.
+	for paused := false; ; {
+		err := ro.settled(ctx, ids, false, s.drain+10*time.Second)
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted while draining the old containers: %w", ctx.Err())
+		}
+		if err == nil {
+			if paused {
+				ro.say(StepDrain, "the store is back: the old containers' drain is in the proxy; going on")
+			}
+			break
+		}
+		if uerr := ro.s.reachable(ctx); uerr != nil {
+			if !paused {
+				ro.say(StepDrain, "paused: the store is unavailable (%v); the old containers serve on until their drain reaches the proxy", uerr)
+			}
+			paused = true
+			continue
+		}
 		ro.log.Warn("deploy: the proxy did not confirm the old containers drained; stopping them after the drain anyway", "err", err)
+		break
 	}
 	ro.say(StepDrain, "%d old container(s) draining; waiting %s", len(ids), s.drain)
 	select {
@@ -382,6 +424,17 @@ func ids(cs []runtime.Container) []string {
 		out[i] = c.ID
 	}
 	return out
+}
+
+// reachable reports whether the store answers (nil) or why not.
+func (s *Service) reachable(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := s.st.Get(ctx, records.DeploymentLockKey(s.prefix, "reachable"))
+	if err == nil || errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 // until polls cond until it is done, fails, or ctx ends.

@@ -3,6 +3,7 @@ package deploy
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,6 +50,13 @@ type ImageResolver interface {
 	ResolveImage(ctx context.Context, ref string) (digest string, err error)
 }
 
+// Addresses reports how many more containers the runtime's network can
+// give an address to; a rollout that needs more is refused before it
+// starts anything.
+type Addresses interface {
+	FreeAddresses(ctx context.Context) (int, error)
+}
+
 // Service runs the rollouts of one host's services and keeps their
 // history in the store.
 type Service struct {
@@ -57,12 +65,15 @@ type Service struct {
 	tmpl     Templates
 	drainer  Drainer
 	resolver ImageResolver
+	addrs    Addresses
 	prefix   string
 	host     string
 	drain    time.Duration
 	grace    time.Duration
 	poll     time.Duration
+	keep     int // revisions kept per service
 	log      *slog.Logger
+	owner    string // this Service's identity in the locks it holds
 
 	mu       sync.Mutex
 	inFlight map[string]int // service → the revision being rolled out
@@ -82,6 +93,16 @@ func WithDrainer(d Drainer) Option { return func(s *Service) { s.drainer = d } }
 // WithImageResolver sets how images are found before the rollout starts
 // (default: the runtime, when it implements ImageResolver).
 func WithImageResolver(r ImageResolver) Option { return func(s *Service) { s.resolver = r } }
+
+// WithAddresses sets what counts the free addresses of the containers'
+// network (without it: not checked; a start that finds none fails and is
+// undone).
+func WithAddresses(a Addresses) Option { return func(s *Service) { s.addrs = a } }
+
+// WithHistory sets how many revisions of each service are kept (default
+// DefaultHistory; 0 or less: all). The last one and the last succeeded
+// one are always kept.
+func WithHistory(n int) Option { return func(s *Service) { s.keep = n } }
 
 // WithPrefix sets the key prefix (default records.DefaultPrefix).
 func WithPrefix(p string) Option { return func(s *Service) { s.prefix = p } }
@@ -104,8 +125,8 @@ func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 // New returns the deploy service over st (revisions, records) and rt
 // (containers).
 func New(st store.Store, rt runtime.Runtime, opts ...Option) *Service {
-	s := &Service{st: st, rt: rt, prefix: records.DefaultPrefix, grace: DefaultGrace, poll: 25 * time.Millisecond,
-		log: slog.Default(), inFlight: map[string]int{}}
+	s := &Service{st: st, rt: rt, prefix: records.DefaultPrefix, grace: DefaultGrace, poll: 25 * time.Millisecond, keep: DefaultHistory,
+		log: slog.Default(), inFlight: map[string]int{}, owner: rand.Text()}
 	if r, ok := rt.(ImageResolver); ok {
 		s.resolver = r
 	}
@@ -127,15 +148,27 @@ type Request struct {
 	Timeout time.Duration `json:"timeout,omitempty"`
 	// KeepOld stops the old containers without removing them.
 	KeepOld bool `json:"keep_old,omitempty"`
+	// MaxSurge starts the new containers this many at a time, each batch
+	// healthy before the next starts (0: all at once).
+	MaxSurge int `json:"max_surge,omitempty"`
+	// Probe is an http:// URL of the proxy (http://127.0.0.1:80/): step 3
+	// also waits until GETs of it, with the Host of the service's first
+	// VIRTUAL_HOST, answer below 500 several times in a row on new
+	// connections, so "in the proxy" means the proxy's reload has
+	// finished, not only that its reload command returned (nginx -s
+	// reload does before its new workers serve).
+	Probe string `json:"probe,omitempty"`
 }
 
 // RollbackRequest is one rollback: To is the revision to deploy again
 // (0: the last succeeded one before the current).
 type RollbackRequest struct {
-	Service string        `json:"service"`
-	To      int           `json:"to,omitempty"`
-	Timeout time.Duration `json:"timeout,omitempty"`
-	KeepOld bool          `json:"keep_old,omitempty"`
+	Service  string        `json:"service"`
+	To       int           `json:"to,omitempty"`
+	Timeout  time.Duration `json:"timeout,omitempty"`
+	KeepOld  bool          `json:"keep_old,omitempty"`
+	MaxSurge int           `json:"max_surge,omitempty"`
+	Probe    string        `json:"probe,omitempty"`
 }
 
 // Progress is one step of a rollout, for the one who asked for it.
@@ -168,6 +201,12 @@ func (s *Service) Deploy(ctx context.Context, req Request, progress func(Progres
 	if err := req.Spec.Validate(req.Service); err != nil {
 		return Revision{}, err
 	}
+	if err := checkProbe(req.Service, req.Probe); err != nil {
+		return Revision{}, err
+	}
+	if req.MaxSurge < 0 {
+		return Revision{}, runtime.Errorf(runtime.ErrInvalid, "service %s: max surge %d: want 0 (all at once) or more", req.Service, req.MaxSurge)
+	}
 	return s.run(ctx, req, 0, progress)
 }
 
@@ -176,6 +215,9 @@ func (s *Service) Deploy(ctx context.Context, req Request, progress func(Progres
 func (s *Service) Rollback(ctx context.Context, req RollbackRequest, progress func(Progress)) (Revision, error) {
 	if err := records.CheckService(req.Service); err != nil {
 		return Revision{}, runtime.Errorf(runtime.ErrInvalid, "service %q: %v", req.Service, err)
+	}
+	if err := checkProbe(req.Service, req.Probe); err != nil {
+		return Revision{}, err
 	}
 	hist, err := s.history(ctx, req.Service)
 	if err != nil {
@@ -189,12 +231,12 @@ func (s *Service) Rollback(ctx context.Context, req RollbackRequest, progress fu
 	if target.Digest != "" {
 		spec.Image = target.Digest
 	}
-	return s.run(ctx, Request{Service: req.Service, Spec: spec, Timeout: req.Timeout, KeepOld: req.KeepOld}, target.Number, progress)
+	return s.run(ctx, Request{Service: req.Service, Spec: spec, Timeout: req.Timeout, KeepOld: req.KeepOld, MaxSurge: req.MaxSurge, Probe: req.Probe}, target.Number, progress)
 }
 
 // rollbackTarget picks the revision a rollback deploys: to, which must
 // have succeeded, or else the last succeeded one before the current (the
-// last succeeded).
+// last succeeded), or, after an undeploy, the last succeeded.
 func rollbackTarget(service string, hist []Revision, to int) (Revision, error) {
 	if to > 0 {
 		i := slices.IndexFunc(hist, func(r Revision) bool { return r.Number == to })
@@ -212,6 +254,9 @@ func rollbackTarget(service string, hist []Revision, to int) (Revision, error) {
 			ok = append(ok, r)
 		}
 	}
+	if n := len(hist); n > 0 && hist[n-1].Outcome == OutcomeUndeployed && len(ok) > 0 {
+		return ok[len(ok)-1], nil // undeployed: back to what ran before
+	}
 	if len(ok) < 2 {
 		return Revision{}, runtime.Errorf(runtime.ErrNotFound, "service %s has no earlier succeeded revision to roll back to", service)
 	}
@@ -226,15 +271,21 @@ func rollbackTarget(service string, hist []Revision, to int) (Revision, error) {
 	return ok[len(ok)-2], nil
 }
 
-// lock claims the service's rollout: in this process, and in the store
-// (a lease-bound key naming the host and revision, so that another
-// daemon's deploy of the same service is refused as well).
+// lock claims the service's rollout: in this process, and in the store,
+// where a create-only put (store.Create) of a lock key bound to this
+// daemon's lease (lockTTL) makes exactly one of several daemons or
+// processes sharing the store win; the others are refused naming the
+// holder. A holder that dies leaves no lock behind for longer than its
+// lease: the key goes with it.
 func (s *Service) lock(ctx context.Context, service string) (func(), error) {
 	s.mu.Lock()
 	if rev, busy := s.inFlight[service]; busy {
 		s.mu.Unlock()
-		if rev == restarting {
+		switch rev {
+		case restarting:
 			return nil, fmt.Errorf("%w: service %s: its containers are being restarted; try again", ErrInFlight, service)
+		case 0:
+			return nil, fmt.Errorf("%w: service %s: another rollout of it is starting; wait for it or interrupt it", ErrInFlight, service)
 		}
 		return nil, fmt.Errorf("%w: service %s: revision %d is being rolled out; wait for it or interrupt it", ErrInFlight, service, rev)
 	}
@@ -246,35 +297,47 @@ func (s *Service) lock(ctx context.Context, service string) (func(), error) {
 		s.mu.Unlock()
 	}
 	key := records.DeploymentLockKey(s.prefix, service)
-	var l lockRecord
-	if kv, err := s.st.Get(ctx, key); err == nil && json.Unmarshal(kv.Value, &l) == nil && l.Host == s.host {
-		// This host's, and no rollout of it runs here: a previous
-		// daemon's (Recover settles what it left).
-		s.log.Warn("deploy: taking over a lock a previous daemon of this host left", "service", service, "since", l.Since)
-	} else if err == nil {
+	b, _ := json.Marshal(lockRecord{Host: s.host, Owner: s.owner, Since: time.Now()})
+	if _, err := s.st.Txn(ctx, store.Create(key, b, store.WithTTL(lockTTL))); err != nil {
 		unlock()
-		return nil, fmt.Errorf("%w: service %s: host %s has been rolling it out since %s", ErrInFlight, service, l.Host, l.Since.Format(time.RFC3339))
-	} else if !errors.Is(err, store.ErrNotFound) {
-		unlock()
-		return nil, fmt.Errorf("deploy lock of %s: %w", service, err)
-	}
-	b, _ := json.Marshal(lockRecord{Host: s.host, Since: time.Now()})
-	if _, err := s.st.Put(ctx, key, b, store.WithTTL(lockTTL)); err != nil {
-		unlock()
+		if errors.Is(err, store.ErrExists) {
+			return nil, s.heldBy(ctx, service, key)
+		}
 		return nil, fmt.Errorf("deploy lock of %s: %w", service, err)
 	}
 	return func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if _, err := s.st.Delete(dctx, key); err != nil {
-			s.log.Warn("cannot release the deploy lock; it expires with the lease", "key", key, "err", err)
+		// Only our own lock: one whose lease ran out meanwhile (the store
+		// was away longer than lockTTL) may be another's now.
+		var l lockRecord
+		if kv, err := s.st.Get(dctx, key); err == nil && json.Unmarshal(kv.Value, &l) == nil && l.Owner == s.owner {
+			if _, err := s.st.Delete(dctx, key); err != nil {
+				s.log.Warn("cannot release the deploy lock; it expires with the lease", "key", key, "err", err)
+			}
 		}
 		unlock()
 	}, nil
 }
 
+// heldBy is the refusal of a lock that another holds.
+func (s *Service) heldBy(ctx context.Context, service, key string) error {
+	var l lockRecord
+	kv, err := s.st.Get(ctx, key)
+	if err != nil || json.Unmarshal(kv.Value, &l) != nil {
+		return fmt.Errorf("%w: service %s: another daemon holds its deploy lock %s", ErrInFlight, service, key)
+	}
+	who := "host " + l.Host
+	if l.Host == s.host {
+		who = "another berth process of this host"
+	}
+	return fmt.Errorf("%w: service %s: %s has been rolling it out since %s (a lock whose daemon died goes with its lease within %s)",
+		ErrInFlight, service, who, l.Since.Format(time.RFC3339), lockTTL)
+}
+
 type lockRecord struct {
 	Host  string    `json:"host"`
+	Owner string    `json:"owner"` // the Service that holds it (one per daemon)
 	Since time.Time `json:"since"`
 }
 
@@ -295,6 +358,9 @@ func (s *Service) run(ctx context.Context, req Request, rollbackTo int, progress
 		if digest, err = s.resolver.ResolveImage(ctx, req.Spec.Image); err != nil {
 			return Revision{}, fmt.Errorf("service %s: image %s: %w", req.Service, req.Spec.Image, err)
 		}
+	}
+	if err := s.checkAddresses(ctx, req); err != nil {
+		return Revision{}, err
 	}
 	hist, err := s.history(ctx, req.Service)
 	if err != nil {
@@ -336,10 +402,29 @@ func (s *Service) run(ctx context.Context, req Request, rollbackTo int, progress
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	s.saveRetrying(fctx, rev)
+	s.prune(fctx, req.Service)
 	if err != nil {
 		return *rev, fmt.Errorf("deploy of %s revision %d failed (the previous containers serve on): %w", req.Service, rev.Number, err)
 	}
 	return *rev, nil
+}
+
+// checkAddresses refuses, before anything is touched, a rollout whose new
+// containers the network cannot all give an address to: they run beside
+// the old ones until they serve, however many at a time start.
+func (s *Service) checkAddresses(ctx context.Context, req Request) error {
+	if s.addrs == nil || (req.Spec.Container.Network != "" && req.Spec.Container.Network != runtime.NetworkBridge) {
+		return nil
+	}
+	free, err := s.addrs.FreeAddresses(ctx)
+	if err != nil {
+		return fmt.Errorf("service %s: count the free addresses: %w", req.Service, err)
+	}
+	if free < req.Spec.Replicas {
+		return runtime.Errorf(runtime.ErrConflict, "service %s: not enough addresses in the subnet for the surge: %d new container(s) run beside the old ones until they serve, %d address(es) free; nothing was started",
+			req.Service, req.Spec.Replicas, free)
+	}
+	return nil
 }
 
 func timeoutOr(d time.Duration) time.Duration { return cmp.Or(d, DefaultTimeout) }

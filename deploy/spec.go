@@ -3,6 +3,7 @@ package deploy
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -63,7 +64,7 @@ func (s Spec) Validate(service string) error {
 //	env = ["VIRTUAL_HOST=web.localhost"]
 //	labels = { team = "edge" }
 //	publish = ["127.0.0.1:8080:80"]
-//	volumes = ["/srv/data:/data:ro"]
+//	volumes = ["/srv/data:/data:ro", "./www:/www"]  # relative: to this file's directory
 //	workdir = "/app"
 //	user = "1000"
 //	network = "bridge"
@@ -158,6 +159,13 @@ func ParseSpec(file string, data []byte) (Spec, error) {
 		m, err := runtime.ParseVolume(v)
 		if err != nil {
 			return Spec{}, bad("volumes", "%q: %v", v, err)
+		}
+		// A relative source is the spec file's neighbour, wherever
+		// berth deploy runs from.
+		if !filepath.IsAbs(m.Source) {
+			if m.Source, err = filepath.Abs(filepath.Join(filepath.Dir(file), m.Source)); err != nil {
+				return Spec{}, bad("volumes", "%q: %v", v, err)
+			}
 		}
 		c.Volumes = append(c.Volumes, m)
 	}

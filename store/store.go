@@ -84,7 +84,11 @@ type Store interface {
 	// what does not exist is not an error.
 	Delete(ctx context.Context, key string, opts ...DeleteOption) (Revision, error)
 
-	// Txn applies every operation or none, at one revision.
+	// Txn applies every operation or none, at one revision. An operation
+	// built with Create (Op.Create) writes its key only if the key does not
+	// exist: if it does, Txn applies nothing and fails with an error
+	// wrapping ErrExists. Of two concurrent creates of one key, from any
+	// clients, exactly one succeeds.
 	Txn(ctx context.Context, ops ...Op) (Revision, error)
 
 	// Watch streams the changes under prefix that happen after revision
@@ -117,6 +121,7 @@ var (
 	ErrClosed      = errors.New("store closed")
 	ErrReadOnly    = errors.New("store is read-only")
 	ErrUnavailable = errors.New("store unavailable")
+	ErrExists      = errors.New("key exists")
 )
 
 // OpType is the kind of one transaction operation.
@@ -136,12 +141,24 @@ type Op struct {
 	Value  []byte
 	TTL    time.Duration // OpPut: bind to the store's lease for this TTL (0: none)
 	Prefix bool          // OpDelete: remove every key under Key
+	Create bool          // OpPut: only if Key does not exist (else the txn fails with ErrExists)
 }
 
 // Put returns a transaction operation that writes key.
 func Put(key string, value []byte, opts ...PutOption) Op {
 	o := PutOptionsOf(opts...)
 	return Op{Type: OpPut, Key: key, Value: value, TTL: o.TTL}
+}
+
+// Create returns a transaction operation that writes key only if it does
+// not exist (compare-and-create): the transaction fails with an error
+// wrapping ErrExists, and applies nothing, when it does. A lock is a
+// Create with a TTL: whoever created it holds it, and it goes with its
+// holder's lease.
+func Create(key string, value []byte, opts ...PutOption) Op {
+	op := Put(key, value, opts...)
+	op.Create = true
+	return op
 }
 
 // Delete returns a transaction operation that removes key (or a prefix).

@@ -15,20 +15,24 @@ import (
 	"github.com/berthd/berth/runtime"
 )
 
-// newDeployCommands returns deploy, history and rollback.
+// newDeployCommands returns deploy, history, rollback and undeploy.
 func newDeployCommands() []*cobra.Command {
-	return []*cobra.Command{newDeployCommand(), newHistoryCommand(), newRollbackCommand()}
+	return []*cobra.Command{newDeployCommand(), newHistoryCommand(), newRollbackCommand(), newUndeployCommand()}
 }
 
 // rolloutFlags are the flags of deploy and rollback that tune the rollout.
 type rolloutFlags struct {
-	timeout time.Duration
-	keepOld bool
+	timeout  time.Duration
+	keepOld  bool
+	maxSurge int
+	probe    string
 }
 
 func (r *rolloutFlags) add(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&r.timeout, "timeout", deploy.DefaultTimeout, "how long the new containers get to start, pass their health check and reach the proxy")
 	cmd.Flags().BoolVar(&r.keepOld, "keep-old", false, "stop the old containers without removing them")
+	cmd.Flags().StringVar(&r.probe, "probe", "", "an http:// URL of the proxy: the new containers are in the proxy once GETs of it (Host: the first VIRTUAL_HOST) answer below 500, several in a row (the proxy's reload has finished)")
+	cmd.Flags().IntVar(&r.maxSurge, "max-surge", 0, "start the new containers this many at a time, each batch healthy before the next (default: all at once)")
 }
 
 func newDeployCommand() *cobra.Command {
@@ -63,6 +67,9 @@ labels, publish, health ...; see the README).`,
 	r.add(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		service := args[0]
+		if r.maxSurge < 0 {
+			return usagef("--max-surge %d: want 1 or more (0: all at once)", r.maxSurge)
+		}
 		var spec deploy.Spec
 		switch {
 		case file != "" && image != "":
@@ -85,7 +92,7 @@ labels, publish, health ...; see the README).`,
 		default:
 			return usagef("berth deploy %s: give --image IMAGE[:TAG] or -f service.toml", service)
 		}
-		rev, err := client().Deploy(cmd.Context(), deploy.Request{Service: service, Spec: spec, Timeout: r.timeout, KeepOld: r.keepOld},
+		rev, err := client().Deploy(cmd.Context(), deploy.Request{Service: service, Spec: spec, Timeout: r.timeout, KeepOld: r.keepOld, MaxSurge: r.maxSurge, Probe: r.probe},
 			stepPrinter(cmd.OutOrStdout()))
 		return rolloutResult(cmd, rev, err)
 	}
@@ -111,9 +118,32 @@ until the earlier ones are healthy and in the proxy.`,
 		if cmd.Flags().Changed("to") && to < 1 {
 			return usagef("--to %d: want a revision number from berth history %s", to, args[0])
 		}
-		rev, err := client().Rollback(cmd.Context(), deploy.RollbackRequest{Service: args[0], To: to, Timeout: r.timeout, KeepOld: r.keepOld},
+		rev, err := client().Rollback(cmd.Context(), deploy.RollbackRequest{Service: args[0], To: to, Timeout: r.timeout, KeepOld: r.keepOld, MaxSurge: r.maxSurge, Probe: r.probe},
 			stepPrinter(cmd.OutOrStdout()))
 		return rolloutResult(cmd, rev, err)
+	}
+	return cmd
+}
+
+func newUndeployCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "undeploy SERVICE",
+		Short: "Remove a deployed service: drain, stop and remove its containers; berth up stops keeping it",
+		Long: `berth undeploy takes the service's containers out of the proxy while they
+still run, waits the drain, stops and removes them (kept ones too), and
+records an "undeployed" revision: berth up's replica keeper no longer
+restarts them. berth deploy (or berth rollback, to what ran) brings the
+service back; berth history keeps its revisions.`,
+		Args: usageArgs(cobra.ExactArgs(1)),
+	}
+	client := addHostFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		rev, err := client().Undeploy(cmd.Context(), args[0], stepPrinter(cmd.OutOrStdout()))
+		if err != nil {
+			return rolloutResult(cmd, rev, err)
+		}
+		_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s revision %d undeployed after %s\n", rev.Service, rev.Number, rev.Finished.Sub(rev.Started).Round(time.Millisecond))
+		return err
 	}
 	return cmd
 }
@@ -152,6 +182,9 @@ func newHistoryCommand() *cobra.Command {
 			img := r.Image
 			if r.RollbackTo > 0 {
 				img += fmt.Sprintf(" (rollback to %d)", r.RollbackTo)
+			}
+			if r.Undeploy {
+				img = "(undeploy of " + img + ")"
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.Number, img, shortDigest(r.Digest), r.Spec.Replicas, r.Outcome,
 				r.Started.Local().Format(time.DateTime), took, oneLine(r.Reason))

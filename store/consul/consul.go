@@ -417,6 +417,9 @@ func (s *Store) commit(ctx context.Context, ops []store.Op, txn api.KVTxnOps, or
 		if ok {
 			return resp, nil
 		}
+		if k, ok := createFailed(txn, resp.Errors); ok {
+			return nil, fmt.Errorf("consul %s: create %q: nothing written: %w", s.endpoint, k, store.ErrExists)
+		}
 		if attempt > 0 || !lockHeld(txn, resp.Errors) {
 			return nil, s.txnError(ops, origin, resp.Errors)
 		}
@@ -434,6 +437,17 @@ func lockHeld(txn api.KVTxnOps, errs api.TxnErrors) bool {
 		}
 	}
 	return false
+}
+
+// createFailed reports whether errs says a check-not-exists operation of
+// txn (a store.Create) failed, and its key.
+func createFailed(txn api.KVTxnOps, errs api.TxnErrors) (string, bool) {
+	for _, e := range errs {
+		if e != nil && e.OpIndex >= 0 && e.OpIndex < len(txn) && txn[e.OpIndex].Verb == api.KVCheckNotExists {
+			return berthKey(txn[e.OpIndex].Key), true
+		}
+	}
+	return "", false
 }
 
 // takeOver puts a delete of its key before each lock operation of txn that
@@ -470,6 +484,9 @@ func (s *Store) txnOps(ctx context.Context, ops []store.Op) (api.KVTxnOps, []int
 		case store.OpPut:
 			if key == "" {
 				return nil, nil, fmt.Errorf("consul %s: operation %d: empty key", s.endpoint, i)
+			}
+			if op.Create {
+				add(i, &api.KVTxnOp{Verb: api.KVCheckNotExists, Key: key})
 			}
 			ttl := sessionTTL(op.TTL)
 			s.mu.Lock()
@@ -550,6 +567,8 @@ func (s *Store) recordOwned(ops []store.Op) {
 
 func opName(op store.Op) string {
 	switch {
+	case op.Type == store.OpPut && op.Create:
+		return "create"
 	case op.Type == store.OpPut:
 		return "put"
 	case op.Prefix:

@@ -365,9 +365,13 @@ func (s *Store) Txn(ctx context.Context, ops ...store.Op) (store.Revision, error
 	s.leases.gate.RLock()
 	defer s.leases.gate.RUnlock()
 	etcdOps := make([]clientv3.Op, 0, len(ops))
+	var absent []clientv3.Cmp
 	for _, op := range ops {
 		switch op.Type {
 		case store.OpPut:
+			if op.Create {
+				absent = append(absent, clientv3.Compare(clientv3.CreateRevision(op.Key), "=", 0))
+			}
 			var popts []clientv3.OpOption
 			if op.TTL > 0 {
 				id, err := s.leases.lease(ctx, op.TTL)
@@ -387,12 +391,15 @@ func (s *Store) Txn(ctx context.Context, ops ...store.Op) (store.Revision, error
 			return 0, fmt.Errorf("txn: unknown operation type %d on %q", op.Type, op.Key)
 		}
 	}
-	resp, err := s.cli.Txn(ctx).Then(etcdOps...).Commit()
+	resp, err := s.cli.Txn(ctx).If(absent...).Then(etcdOps...).Commit()
 	if err != nil {
 		if isLeaseNotFound(err) {
 			return 0, fmt.Errorf("%s on etcd %s: its lease expired just now and is being re-granted; retry: %w", describeOps(ops), s.desc, store.ErrUnavailable)
 		}
 		return 0, s.wrap(err, "%s", describeOps(ops))
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("%s on etcd %s: a key it creates exists: %w", describeOps(ops), s.desc, store.ErrExists)
 	}
 	s.leases.track(ops)
 	return store.Revision(resp.Header.Revision), nil
@@ -402,8 +409,11 @@ func (s *Store) Txn(ctx context.Context, ops ...store.Op) (store.Revision, error
 // operation, else the count and the first key.
 func describeOps(ops []store.Op) string {
 	verb := func(op store.Op) string {
-		if op.Type == store.OpDelete {
+		switch {
+		case op.Type == store.OpDelete:
 			return "delete"
+		case op.Create:
+			return "create"
 		}
 		return "put"
 	}

@@ -261,6 +261,11 @@ func (c *Store) Txn(ctx context.Context, ops ...store.Op) (store.Revision, error
 	}
 	defer c.srv.mu.Unlock()
 	s := c.srv
+	for _, op := range ops {
+		if _, ok := s.keys[op.Key]; ok && op.Type == store.OpPut && op.Create {
+			return 0, fmt.Errorf("memstore: create %q: %w", op.Key, store.ErrExists)
+		}
+	}
 	// validate refused puts overlapping other operations; seen drops a key
 	// that two deletes match.
 	var (

@@ -83,6 +83,7 @@ func Run(t *testing.T, h Harness) {
 		{"DeletePrefix", s.testDeletePrefix, true},
 		{"TxnAtomic", s.testTxnAtomic, true},
 		{"ConcurrentWriters", s.testConcurrentWriters, true},
+		{"CreateOnlyOnce", s.testCreate, true},
 		{"TTLKeyOutlivesTTLWhileOwnerLives", s.testTTLKept, true},
 		{"TTLKeyGoesWithClose", s.testTTLClose, true},
 		{"TTLKeyGoesWhenOwnerDies", s.testTTLOrphan, true},
@@ -593,6 +594,71 @@ func (s *suite) testTxnAtomic(t *testing.T, p string) {
 	got, _ = list(t, st, p)
 	if !maps.Equal(got, want) {
 		t.Fatalf("failed txn changed the store: %v, want %v", got, want)
+	}
+}
+
+// testCreate: a create applies only to a missing key; of concurrent
+// creates of one key from several clients exactly one wins; a failed
+// create applies nothing of its transaction; a TTL create goes with its
+// owner, after which the key can be created again.
+func (s *suite) testCreate(t *testing.T, p string) {
+	st := s.open(t)
+	ctx := t.Context()
+	if _, err := st.Txn(ctx, store.Create(p+"k", []byte("1"))); err != nil {
+		t.Fatalf("create of a missing key: %v", err)
+	}
+	_, err := st.Txn(ctx, store.Create(p+"k", []byte("2")), store.Put(p+"other", []byte("x")))
+	if !errors.Is(err, store.ErrExists) {
+		t.Fatalf("create of an existing key: err %v, want ErrExists", err)
+	}
+	if got, _ := list(t, st, p); !maps.Equal(got, map[string]string{p + "k": "1"}) {
+		t.Fatalf("after a failed create: %v, want only the first value and no other write", got)
+	}
+	if _, err := st.Delete(ctx, p+"k"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Txn(ctx, store.Create(p+"k", []byte("3"))); err != nil {
+		t.Fatalf("create after a delete: %v", err)
+	}
+
+	// Racing creates from separate clients: one winner.
+	const racers = 6
+	stores := make([]store.Store, racers)
+	for i := range stores {
+		stores[i] = s.open(t)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, racers)
+	for i, c := range stores {
+		wg.Go(func() { _, errs[i] = c.Txn(ctx, store.Create(p+"race", []byte(fmt.Sprint(i)), store.WithTTL(s.h.TTL))) })
+	}
+	wg.Wait()
+	won := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && won >= 0:
+			t.Fatalf("creates %d and %d of one key both succeeded", won, i)
+		case err == nil:
+			won = i
+		case !errors.Is(err, store.ErrExists):
+			t.Fatalf("racing create %d: %v, want nil or ErrExists", i, err)
+		}
+	}
+	if won < 0 {
+		t.Fatal("no racing create succeeded")
+	}
+	kv, err := st.Get(ctx, p+"race")
+	if err != nil || string(kv.Value) != fmt.Sprint(won) {
+		t.Fatalf("race key = %q, %v; want the winner's %d", kv.Value, err, won)
+	}
+	// The winner's TTL key goes with it; then another can create it.
+	if err := stores[won].Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, st, p+"race", 3*s.h.TTL+10*time.Second)
+	next := (won + 1) % racers
+	if _, err := stores[next].Txn(ctx, store.Create(p+"race", []byte("next"), store.WithTTL(s.h.TTL))); err != nil {
+		t.Fatalf("create after the holder closed: %v", err)
 	}
 }
 
