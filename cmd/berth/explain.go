@@ -38,7 +38,8 @@ func newExplainCommand() *cobra.Command {
     revision each last changed at, and the lines of each output serving it;
   a service: its instances and their states.
 
-The query is matched in that order; --as picks one. The templates are the
+A query is tried as a container, then a service, then a host name; --as
+picks one. The templates are the
 running daemon's (asked over its socket, -H), or those --config names;
 the runtime is the daemon's. -o json prints the report for scripts.
 
