@@ -39,9 +39,8 @@ func newExplainCommand() *cobra.Command {
   a service: its instances and their states.
 
 A query is tried as a container, then a service, then a host name; --as
-picks one. The templates are the
-running daemon's (asked over its socket, -H), or those --config names;
-the runtime is the daemon's. -o json prints the report for scripts.
+picks one. The templates are the running daemon's (asked over its socket,
+-H), or those --config names; the runtime is the daemon's. -o json prints the report for scripts.
 
 ` + storeCommandHelp,
 		Args: usageArgs(cobra.ExactArgs(1)),
