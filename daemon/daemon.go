@@ -89,6 +89,7 @@ type Daemon struct {
 	lastStatus time.Time            // the runner last answered Status
 	failing    map[string]failure   // template → its current run of failed attempts
 	seenFailed map[string]time.Time // template → when Health first saw it failing (no attempt observed: it does not parse)
+	templates  []config.Template    // the runner's (Run, then each Reload that took)
 }
 
 // failure is a template's current run of failed render attempts.
@@ -172,6 +173,7 @@ func (d *Daemon) Run(ctx context.Context, templates []config.Template) error {
 	}
 	d.running, d.started = true, time.Now()
 	d.mu.Unlock()
+	d.setTemplates(templates)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -242,7 +244,11 @@ func (d *Daemon) Containers() (registered, draining int) {
 // Reload replaces the templates (SIGHUP); see runner.Runner.Update.
 func (d *Daemon) Reload(ctx context.Context, templates []config.Template) error {
 	d.status.renders.Track(templates)
-	return d.runner.Update(ctx, templates)
+	if err := d.runner.Update(ctx, templates); err != nil {
+		return err
+	}
+	d.setTemplates(templates)
+	return nil
 }
 
 // probeStore reads a key every so often, so that an unreachable store

@@ -212,7 +212,7 @@ func Run(ctx context.Context, s Settings) error {
 		}
 		info := api.WithInfo(api.DaemonInfo(s.StateDir, s.StoreURL, s.Daemon.Registrar.Prefix)) // where store commands with -H go
 		serve("berth API on "+s.Socket, func() error {
-			return api.NewServer(emb, api.WithServerLogger(log), info, d.DeployAPI()).Serve(rctx, ln)
+			return api.NewServer(emb, api.WithServerLogger(log), info, d.DeployAPI(), api.WithTemplates(d)).Serve(rctx, ln)
 		})
 		if s.DockerSocket != "" {
 			dln, err := dockercompat.Listen(s.DockerSocket)
@@ -229,7 +229,9 @@ func Run(ctx context.Context, s Settings) error {
 		if err != nil {
 			return fmt.Errorf("berth API: %w", err)
 		}
-		serve("berth API on "+s.Socket, func() error { return api.NewDeployServer(d.Deploys(), api.WithServerLogger(log)).Serve(rctx, ln) })
+		serve("berth API on "+s.Socket, func() error {
+			return api.NewDeployServer(d.Deploys(), api.WithServerLogger(log), api.WithTemplates(d)).Serve(rctx, ln)
+		})
 	}
 	if joinAddr != "" {
 		serve("cluster join service on "+joinAddr, func() error { return serveJoins(rctx, st, s.embeddedDir(), joinAddr, log) })

@@ -49,12 +49,8 @@ func recordsFor(prefix, host string, c runtime.Container, state records.State) d
 // one keeps the container's address.
 func recordsAt(prefix, host, advertise string, c runtime.Container, state records.State) desired {
 	d := desired{kvs: map[string][]byte{}}
-	env := records.EnvMap(c.Env)
-	if !c.Running() || truthy(c.Labels[labelIgnore]) || truthy(env["SERVICE_IGNORE"]) {
-		return d
-	}
-	if c.Health == runtime.HealthStarting || c.Health == runtime.HealthUnhealthy {
-		return d // health-gated: published only while healthy
+	if Skipped(c) != SkipNone {
+		return d // not running, ignored, or health-gated: published only while healthy
 	}
 	if err := records.CheckID(c.ID); err != nil {
 		// No key can hold it: nothing is registered.
@@ -66,7 +62,7 @@ func recordsAt(prefix, host, advertise string, c runtime.Container, state record
 	for _, fe := range m.invalid {
 		d.warnings = append(d.warnings, fmt.Sprintf("container %q (%.12s): %s=%q is left out: %s", records.Truncate(c.Name), c.ID, fe.Field, fe.Value, fe.Reason))
 	}
-	c, env = m.c, m.env
+	c, env := m.c, m.env
 	declared := map[string]string{}
 	for k, v := range env {
 		if strings.HasPrefix(k, "VIRTUAL_") || strings.HasPrefix(k, "SERVICE_") {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/explain"
 	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/store"
@@ -22,7 +24,11 @@ type renderOptions struct {
 	exitCode bool
 	stdout   bool
 	context  string
+	dump     bool // --context-dump
 	store    *storeFlags
+	// planning is berth plan: --dry-run --exit-code, the daemon's templates
+	// when none are named, and the commands each change would run.
+	planning bool
 }
 
 func newRenderCommand() *cobra.Command {
@@ -52,31 +58,46 @@ would (content, mode or owner), 1 any error (usage errors included).
 
 Each prefix of a template is read with one List (consistent per prefix).
 --context renders from a JSON fixture instead: a list of containers in
-docker-gen's RuntimeContainer shape, or an object mapping keys to values.`,
+docker-gen's RuntimeContainer shape, or an object mapping keys to values.
+
+--context-dump writes nothing and runs nothing: it prints, as a JSON list,
+the exact data each template receives: "dot" (what {{.}} is, with the
+field names templates use: .Services, .Containers, .Hosts, .Env,
+.Revision; docker-gen: the container list) and "keys" (every key it reads).
+"keys" is a --context fixture: to write a template against today's data,
+  berth render --config berth.toml --context-dump | jq '.[0].keys' > fixture.json
+  berth render --template my.tmpl --context fixture.json --stdout`,
 		Args: usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			err := o.run(cmd)
-			var ce exitCodeError
-			if o.exitCode && err != nil && !(errors.As(err, &ce) && ce.code == exitChanges) {
-				return exitCodeError{exitFailure, err} // 2 means "would change" only
-			}
-			return err
-		},
+		RunE: o.runE,
 	}
-	cmd.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		if o.exitCode {
-			return exitCodeError{exitFailure, err}
-		}
-		return usageError{err}
-	})
+	cmd.SetFlagErrorFunc(o.flagError)
 	f := cmd.Flags()
 	o.sources = addTemplateFlags(f)
 	f.BoolVar(&o.dryRun, "dry-run", false, "write nothing, run nothing: print a unified diff against each destination")
 	f.BoolVar(&o.exitCode, "exit-code", false, "with --dry-run: exit 2 when a destination would change, 0 when none would, 1 on any error")
 	f.BoolVar(&o.stdout, "stdout", false, "write nothing, run nothing: print each rendered output")
 	f.StringVar(&o.context, "context", "", "render from this JSON fixture instead of a store")
+	f.BoolVar(&o.dump, "context-dump", false, "write nothing, run nothing: print the data each template receives (its dot and the keys it reads) as JSON")
 	o.store = addStoreCommandFlags(f)
 	return cmd
+}
+
+// runE runs the command; with --exit-code every error exits 1, as 2
+// means "would change" only.
+func (o *renderOptions) runE(cmd *cobra.Command, _ []string) error {
+	err := o.run(cmd)
+	var ce exitCodeError
+	if o.exitCode && err != nil && !(errors.As(err, &ce) && ce.code == exitChanges) {
+		return exitCodeError{exitFailure, err}
+	}
+	return err
+}
+
+func (o *renderOptions) flagError(_ *cobra.Command, err error) error {
+	if o.exitCode {
+		return exitCodeError{exitFailure, err}
+	}
+	return usageError{err}
 }
 
 // loaded is one template ready to execute.
@@ -93,6 +114,9 @@ func (o *renderOptions) run(cmd *cobra.Command) error {
 	if o.dryRun && o.stdout {
 		return usagef("--dry-run and --stdout exclude each other")
 	}
+	if o.dump && (o.dryRun || o.stdout) {
+		return usagef("--context-dump excludes --dry-run and --stdout")
+	}
 	if o.exitCode && !o.dryRun {
 		return usagef("--exit-code needs --dry-run")
 	}
@@ -103,10 +127,15 @@ func (o *renderOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	if o.planning && len(confs) == 0 {
+		if confs, err = o.daemonTemplates(cmd.Context()); err != nil {
+			return err
+		}
+	}
 	ts := make([]loaded, 0, len(confs))
 	var parseErrs []error
 	for _, c := range confs {
-		if c.Stdout() && !o.stdout {
+		if c.Stdout() && !o.stdout && !o.dump {
 			return usagef("%s: no destination: use --stdout, or SRC:DEST", c.Origin)
 		}
 		t, err := dialect.Parse(c.Src, c.Options)
@@ -124,6 +153,9 @@ func (o *renderOptions) run(cmd *cobra.Command) error {
 	inputs, err := o.inputs(cmd.Context(), log, ts)
 	if err != nil {
 		return err
+	}
+	if o.dump {
+		return o.dumpContext(cmd.OutOrStdout(), ts, inputs)
 	}
 	jobs := make([]render.Job, len(ts))
 	for i, t := range ts {
@@ -223,12 +255,41 @@ func (o *renderOptions) plan(w io.Writer, log *slog.Logger, r *render.Renderer, 
 		if _, werr := io.WriteString(w, c.Diff); werr != nil {
 			return werr
 		}
+		if o.planning && c.Changed {
+			if werr := writeCommands(w, c, jobs); werr != nil {
+				return werr
+			}
+		}
 	}
 	if err != nil {
 		return exitCodeError{exitFailure, err}
 	}
 	if o.exitCode && render.Pending(changes) {
 		return exitCodeError{code: exitChanges}
+	}
+	return nil
+}
+
+// dumpContext prints the data each template receives (explain.Dump), as
+// one JSON list.
+func (o *renderOptions) dumpContext(w io.Writer, ts []loaded, inputs []dialect.Input) error {
+	dumps := make([]explain.Dump, 0, len(ts))
+	var errs []error
+	for i, t := range ts {
+		d, err := explain.NewDump(t.conf.Name, t.tmpl, inputs[i])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", t.conf.Origin, err))
+			continue
+		}
+		dumps = append(dumps, d)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(dumps); err != nil {
+		return err
+	}
+	if err := errors.Join(errs...); err != nil {
+		return exitCodeError{exitFailure, err}
 	}
 	return nil
 }
