@@ -140,6 +140,7 @@ type Daemon struct {
 	DockerSocket string `toml:"docker_socket"` // Docker-compatible API (unix socket)
 	Listen       string `toml:"listen"`        // /metrics and /healthz (host:port)
 	Advertise    string `toml:"advertise"`     // this host's address as other hosts reach it
+	Status       Status `toml:"status"`        // [daemon.status]: who may read the status page (status.go)
 }
 
 // File is a loaded berth.toml.
@@ -291,6 +292,7 @@ func Load(file string) (*File, error) {
 	f.Daemon.StateDir = relTo(dir, raw.Daemon.StateDir)
 	f.Daemon.Socket = relTo(dir, raw.Daemon.Socket)
 	f.Daemon.DockerSocket = relTo(dir, raw.Daemon.DockerSocket)
+	f.Daemon.Status = raw.Daemon.Status.resolve(dir)
 	if f.Prefix == "" {
 		f.Prefix = records.DefaultPrefix
 	}

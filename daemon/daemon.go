@@ -76,6 +76,7 @@ type Daemon struct {
 	runner  *runner.Runner
 	m       *metrics
 	started time.Time
+	status  *statusPage // the status page's state (status.go)
 
 	hold    *holdStore      // the runner's view of the store; nil without a registrar
 	deploys *deploy.Service // nil without a runtime
@@ -111,7 +112,7 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 	if cfg.RegisterHold <= 0 {
 		cfg.RegisterHold = DefaultRegisterHold
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger, m: newMetrics(), failing: map[string]failure{}, seenFailed: map[string]time.Time{}}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, m: newMetrics(), status: newStatusPage(), failing: map[string]failure{}, seenFailed: map[string]time.Time{}}
 	d.st = newMeasuredStore(st, d.m)
 	var runnerStore store.Store = d.st
 	if rt != nil {
@@ -195,6 +196,7 @@ func (d *Daemon) Run(ctx context.Context, templates []config.Template) error {
 		}
 	}
 	d.keepDeploys(ctx, &wg)
+	d.startStatus(ctx, &wg, templates)
 	wg.Go(func() {
 		if err := d.runner.Run(ctx, templates); err != nil {
 			errc <- fmt.Errorf("templates: %w", err)
@@ -214,6 +216,7 @@ func (d *Daemon) Run(ctx context.Context, templates []config.Template) error {
 // failures for Health.
 func (d *Daemon) observe(o runner.Observation) {
 	d.m.observeRender(o)
+	d.status.renders.Observe(o)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch f, ok := d.failing[o.Template]; {
@@ -238,6 +241,7 @@ func (d *Daemon) Containers() (registered, draining int) {
 
 // Reload replaces the templates (SIGHUP); see runner.Runner.Update.
 func (d *Daemon) Reload(ctx context.Context, templates []config.Template) error {
+	d.status.renders.Track(templates)
 	return d.runner.Update(ctx, templates)
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/runner"
 	"github.com/berthd/berth/runtime"
+	"github.com/berthd/berth/status"
 	"github.com/berthd/berth/store"
 )
 
@@ -79,16 +80,7 @@ func gauge(name, help string, labels ...string) *prometheus.GaugeVec {
 
 // observeRender records one render attempt.
 func (m *metrics) observeRender(o runner.Observation) {
-	outcome := "unchanged"
-	switch {
-	case errors.Is(o.Result.Err, render.ErrRefused):
-		outcome = "refused"
-	case o.Result.Err != nil:
-		outcome = "failed"
-	case o.Result.Changed:
-		outcome = "changed"
-	}
-	m.renders.WithLabelValues(o.Template, outcome).Inc()
+	m.renders.WithLabelValues(o.Template, status.Outcome(o.Result)).Inc()
 	m.renderTime.WithLabelValues(o.Template).Observe(o.Took.Seconds())
 	var ce *render.CommandError
 	if errors.As(o.Result.Err, &ce) {

@@ -76,6 +76,9 @@ type Settings struct {
 	// API to the same containers; Listen, if set, serves /metrics and
 	// /healthz on that TCP address.
 	Socket, DockerSocket, Listen string
+	// Status says who may read the status page on Listen (see
+	// listenHandler): required for an address that is not loopback.
+	Status config.Status
 	// Templates are rendered from the start; Reload, called on SIGHUP,
 	// returns the new set (nil: SIGHUP changes nothing).
 	Templates []config.Template
@@ -236,7 +239,12 @@ func Run(ctx context.Context, s Settings) error {
 		if err != nil {
 			return fmt.Errorf("%w: listen %s: %v", ErrSettings, s.Listen, err)
 		}
-		srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		h, err := d.listenHandler(s) // /metrics, /healthz and the status page
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		wg.Go(func() {
 			<-rctx.Done()
 			sctx, c := context.WithTimeout(context.Background(), 2*time.Second)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +33,14 @@ type Upstream struct {
 	Name    string
 	Servers []Server // sorted by ID
 
+	// Config is the servers a live template writes into the proxy's file
+	// (so that a reload starts with them, not with empty upstreams): the
+	// upstream's servers as of the last change of the set's structure
+	// (WithConfigServers), so that instances coming and going leave the
+	// file byte-identical. Without WithConfigServers it is Servers. A
+	// sink applies Servers; Equal ignores Config.
+	Config []Server
+
 	// Where the upstream is served: what a template needs for the
 	// structure around it. Host is lower case unless it is a regular
 	// expression ("~..."); Proto is http, https, grpc or grpcs.
@@ -40,8 +49,13 @@ type Upstream struct {
 
 // Set is the whole endpoint set of one template at one store revision.
 type Set struct {
-	Revision  store.Revision
-	Upstreams []Upstream // sorted by Name
+	Revision store.Revision
+	// Generation orders the sets of one template: a set built from newer
+	// source data has a greater one (the sum of its sources' generations,
+	// which only grow). Revisions cannot order them: docker-gen sources
+	// have none (0).
+	Generation uint64
+	Upstreams  []Upstream // sorted by Name
 }
 
 // Sink applies endpoint sets to a running proxy without reloading it.
@@ -63,11 +77,28 @@ var ErrUnavailable = errors.New("proxy unavailable")
 var protocols = []string{"http", "https", "grpc", "grpcs"}
 
 // Equal reports whether s and o have the same upstreams and servers (the
-// revision aside): a set equal to the last one applied needs no push.
+// revision, generation and config servers aside): a set equal to the last
+// one applied needs no push.
 func (s Set) Equal(o Set) bool {
-	return slices.EqualFunc(s.Upstreams, o.Upstreams, func(a, b Upstream) bool {
-		return a.Name == b.Name && a.Host == b.Host && a.Path == b.Path && a.Proto == b.Proto && slices.Equal(a.Servers, b.Servers)
-	})
+	return slices.EqualFunc(s.Upstreams, o.Upstreams, Upstream.Equal)
+}
+
+// Equal reports whether u and o are the same upstream with the same
+// servers (Config aside).
+func (u Upstream) Equal(o Upstream) bool {
+	return u.sameStructure(o) && slices.Equal(u.Servers, o.Servers)
+}
+
+// sameStructure reports whether u and o differ at most in their servers.
+func (u Upstream) sameStructure(o Upstream) bool {
+	return u.Name == o.Name && u.Host == o.Host && u.Path == o.Path && u.Proto == o.Proto
+}
+
+// SameStructure reports whether s and o have the same upstreams (names,
+// hosts, paths, protocols), whatever their servers: what a live
+// template's file carries.
+func (s Set) SameStructure(o Set) bool {
+	return slices.EqualFunc(s.Upstreams, o.Upstreams, Upstream.sameStructure)
 }
 
 // Upstream returns the upstream called name, and whether there is one.
@@ -107,6 +138,31 @@ func unsafeInName(r rune) bool {
 	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-')
 }
 
+// ServerNamePrefix starts every Server.Name: a proxy's sink changes and
+// deletes only the servers whose name starts with it.
+const ServerNamePrefix = "berth-"
+
+// conventionalID is the usual server ID: "<container id>/<port>".
+var conventionalID = regexp.MustCompile(`^([A-Za-z0-9_.-]+)/([0-9]+)$`)
+
+// Name is the server's name in a proxy configuration (a bare token), the
+// same in a rendered file and for a sink: ServerNamePrefix, then for the
+// usual "<container id>/<port>" the id, "-" and the port; for any other
+// ID its characters but letters, digits, '_', '.' and '-' replaced by "_",
+// "-x" and 8 hex digits of the ID's SHA-1. Distinct IDs get distinct
+// names.
+func (s Server) Name() string {
+	if m := conventionalID.FindStringSubmatch(s.ID); m != nil {
+		return ServerNamePrefix + m[1] + "-" + m[2]
+	}
+	return ServerNamePrefix + strings.Map(func(r rune) rune {
+		if unsafeInName(r) {
+			return '_'
+		}
+		return r
+	}, s.ID) + "-x" + shortHash(s.ID)
+}
+
 func shortHash(s string) string {
 	h := sha1.Sum([]byte(s)) //nolint:gosec // see the import
 	return hex.EncodeToString(h[:])[:8]
@@ -115,10 +171,23 @@ func shortHash(s string) string {
 // Option configures Build.
 type Option func(*buildOptions)
 
-type buildOptions struct{ rev store.Revision }
+type buildOptions struct {
+	rev    store.Revision
+	gen    uint64
+	config *Set
+}
 
 // AtRevision sets the Set's revision.
 func AtRevision(rev store.Revision) Option { return func(o *buildOptions) { o.rev = rev } }
+
+// AtGeneration sets the Set's generation.
+func AtGeneration(gen uint64) Option { return func(o *buildOptions) { o.gen = gen } }
+
+// WithConfigServers gives the set the last render wrote (its Config): when
+// the new set has the same structure (SameStructure), every upstream's
+// Config is prev's, else it is the upstream's Servers (the file changes
+// and the proxy reloads anyway: it then starts with the current servers).
+func WithConfigServers(prev Set) Option { return func(o *buildOptions) { o.config = &prev } }
 
 // Build groups instances into upstreams the way the shipped nginx templates
 // group them (nginx-proxy style): an instance that is running or draining,
@@ -181,11 +250,17 @@ func Build(instances []records.Instance, opts ...Option) (Set, []error) {
 		}
 	}
 	names := slices.Sorted(maps.Keys(ups))
-	set := Set{Revision: o.rev, Upstreams: make([]Upstream, 0, len(ups))}
+	set := Set{Revision: o.rev, Generation: o.gen, Upstreams: make([]Upstream, 0, len(ups))}
 	for _, name := range names {
 		u := ups[name]
 		slices.SortFunc(u.Servers, func(a, b Server) int { return strings.Compare(a.ID, b.ID) })
+		u.Config = u.Servers
 		set.Upstreams = append(set.Upstreams, *u)
+	}
+	if o.config != nil && set.SameStructure(*o.config) {
+		for i := range set.Upstreams {
+			set.Upstreams[i].Config = o.config.Upstreams[i].Config
+		}
 	}
 	return set, errs
 }
@@ -203,10 +278,10 @@ func Instances(services map[string][]records.Instance) []records.Instance {
 
 // server checks one instance's routing fields and returns its server.
 func server(in records.Instance) (Server, string, string, error) {
-	ip, err := netip.ParseAddr(in.IP)
-	if err != nil || ip.Zone() != "" {
-		return Server{}, "", "", fmt.Errorf("IP %q: not an IP address", records.Truncate(in.IP))
+	if err := records.CheckIP(in.IP); err != nil {
+		return Server{}, "", "", fmt.Errorf("IP %q: %w", records.Truncate(in.IP), err)
 	}
+	ip := netip.MustParseAddr(in.IP)
 	if in.Port < 1 || in.Port > 65535 {
 		return Server{}, "", "", fmt.Errorf("port %d: not a port (1-65535)", in.Port)
 	}

@@ -137,6 +137,63 @@ func TestBuild(t *testing.T) {
 	}
 }
 
+// TestBuildConfigServers: with WithConfigServers, an upstream's Config is
+// the previous set's while the structure stays (so a live template's file
+// stays byte-identical), and the current servers once it changes.
+func TestBuildConfigServers(t *testing.T) {
+	a1 := inst("a1", "10.0.0.1", 80, vh("a.localhost"))
+	a2 := inst("a2", "10.0.0.2", 80, vh("a.localhost"))
+	b1 := inst("b1", "10.0.0.3", 80, vh("b.localhost"))
+	prev, _ := endpoints.Build([]records.Instance{a1})
+	for _, tc := range []struct {
+		name string
+		in   []records.Instance
+		want map[string][]string // upstream → Config server IDs
+	}{
+		{"same structure, a server more: the previous config", []records.Instance{a1, a2}, map[string][]string{"a.localhost": {"a1/80"}}},
+		{"same structure, the server gone: the previous config", []records.Instance{a2}, map[string][]string{"a.localhost": {"a1/80"}}},
+		{"a new upstream: the current servers", []records.Instance{a1, a2, b1}, map[string][]string{"a.localhost": {"a1/80", "a2/80"}, "b.localhost": {"b1/80"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			set, _ := endpoints.Build(tc.in, endpoints.WithConfigServers(prev), endpoints.AtGeneration(3))
+			if set.Generation != 3 {
+				t.Errorf("generation %d, want 3", set.Generation)
+			}
+			got := map[string][]string{}
+			for _, u := range set.Upstreams {
+				for _, s := range u.Config {
+					got[u.Name] = append(got[u.Name], s.ID)
+				}
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("config %v, want %v", got, tc.want)
+			}
+			for k, v := range tc.want {
+				if !slices.Equal(got[k], v) {
+					t.Errorf("config of %s %v, want %v", k, got[k], v)
+				}
+			}
+		})
+	}
+}
+
+func TestServerName(t *testing.T) {
+	for _, tc := range []struct{ id, want string }{
+		{"abc123/8080", "berth-abc123-8080"},
+		{"a-1/2", "berth-a-1-2"},
+		{"we ird/80", "berth-we_ird_80-x"},
+		{"no-port", "berth-no-port-x"},
+	} {
+		got := endpoints.Server{ID: tc.id}.Name()
+		if !strings.HasPrefix(got, tc.want) || strings.HasSuffix(tc.want, "-x") && len(got) != len(tc.want)+8 {
+			t.Errorf("Name of %q = %q, want %q…", tc.id, got, tc.want)
+		}
+	}
+	if (endpoints.Server{ID: "a b/1"}).Name() == (endpoints.Server{ID: "a_b/1"}).Name() {
+		t.Error("distinct IDs share a server name")
+	}
+}
+
 // TestBuildHostileCorpus runs every hostile value through VIRTUAL_HOST and
 // VIRTUAL_PATH: the good name next to it is always served, a value valid in
 // the field is served, and an invalid one is reported, never built.

@@ -77,11 +77,12 @@ func NewPusher(sink Sink, opts ...PusherOption) *Pusher {
 }
 
 // Update makes s the set to push, replacing any set not pushed yet; a set
-// of an older revision than the one it has is ignored (two producers of
-// one store's sets may hand them over out of order).
+// of an older generation than the one it has is ignored (two producers of
+// one template's sets may hand them over out of order), one of the same
+// generation or a newer one replaces it.
 func (p *Pusher) Update(s Set) {
 	p.mu.Lock()
-	if p.have && s.Revision < p.want.Revision {
+	if p.have && s.Generation < p.want.Generation {
 		p.mu.Unlock()
 		return
 	}

@@ -49,7 +49,7 @@ func (s *scriptedSink) last() (endpoints.Set, int) {
 }
 
 func rev(r int) endpoints.Set {
-	return endpoints.Set{Revision: 0 + storeRev(r), Upstreams: []endpoints.Upstream{{Name: fmt.Sprintf("u%d", r)}}}
+	return endpoints.Set{Revision: storeRev(r), Generation: uint64(r), Upstreams: []endpoints.Upstream{{Name: fmt.Sprintf("u%d", r)}}}
 }
 
 func waitPushed(t *testing.T, s *scriptedSink, cond func(endpoints.Set, int) bool) {
@@ -86,19 +86,44 @@ func TestPusher(t *testing.T) {
 			t.Errorf("unavailable counted as refused")
 		}
 	})
-	t.Run("an older revision is ignored", func(t *testing.T) {
-		s := &scriptedSink{calls: make(chan struct{}, 1)}
-		p := endpoints.NewPusher(s)
-		p.Update(rev(5))
-		p.Update(rev(4))
-		ctx, cancel := context.WithCancel(t.Context())
-		defer cancel()
-		go p.Run(ctx)
-		waitPushed(t, s, func(_ endpoints.Set, n int) bool { return n >= 1 })
-		if set, _ := s.last(); set.Revision != 5 {
-			t.Errorf("pushed revision %d, want 5 (4 came later but is older)", set.Revision)
-		}
-	})
+	// Sets are ordered by generation, not revision: docker-gen sources
+	// give revision 0, and a set built from older data must not replace
+	// a newer one whatever its revision.
+	for _, tc := range []struct {
+		name string
+		sets []endpoints.Set
+		want string // the upstream of the set pushed
+	}{
+		{"an older generation is ignored", []endpoints.Set{rev(5), rev(4)}, "u5"},
+		{"a newer generation replaces", []endpoints.Set{rev(4), rev(5)}, "u5"},
+		{"revision 0 (docker-gen): the newer generation wins", []endpoints.Set{
+			{Generation: 7, Upstreams: []endpoints.Upstream{{Name: "new"}}},
+			{Generation: 3, Upstreams: []endpoints.Upstream{{Name: "old"}}},
+		}, "new"},
+		{"the same generation: the later set replaces", []endpoints.Set{
+			{Generation: 7, Upstreams: []endpoints.Upstream{{Name: "first"}}},
+			{Generation: 7, Upstreams: []endpoints.Upstream{{Name: "second"}}},
+		}, "second"},
+		{"a higher revision of older data is ignored", []endpoints.Set{
+			{Revision: 1, Generation: 9, Upstreams: []endpoints.Upstream{{Name: "new"}}},
+			{Revision: 8, Generation: 2, Upstreams: []endpoints.Upstream{{Name: "old"}}},
+		}, "new"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &scriptedSink{calls: make(chan struct{}, 1)}
+			p := endpoints.NewPusher(s)
+			for _, set := range tc.sets {
+				p.Update(set)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			go p.Run(ctx)
+			waitPushed(t, s, func(_ endpoints.Set, n int) bool { return n >= 1 })
+			if set, _ := s.last(); len(set.Upstreams) != 1 || set.Upstreams[0].Name != tc.want {
+				t.Errorf("pushed %+v, want the set of %s", set, tc.want)
+			}
+		})
+	}
 	t.Run("refused: the caller is told, and told again when it applies", func(t *testing.T) {
 		s := &scriptedSink{errs: []error{errors.New("507 no memory")}, calls: make(chan struct{}, 1)}
 		var mu sync.Mutex

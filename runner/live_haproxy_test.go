@@ -2,9 +2,12 @@ package runner_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +28,7 @@ import (
 // instances starting, draining and stopping under a continuous load leave
 // haproxy.cfg byte-identical, reload nothing (same worker), and fail no
 // request; a new host name is a structural change: one reload, and the
-// push after it serves the host.
+// push after it serves the host, with no failed request.
 func TestLiveHAProxyUnderLoad(t *testing.T) {
 	st := openStore(t, "embedded://"+t.TempDir())
 	h := testenv.NewHAProxy(t)
@@ -87,21 +90,50 @@ func TestLiveHAProxyUnderLoad(t *testing.T) {
 	t.Logf("%d requests, %v, no reload", res.Requests, res.Seen)
 
 	// A new host name is structure: check and reload, and it is served.
-	// The requests to the old host that fail meanwhile (the new worker's
-	// backends are empty until the push that follows the reload) are
-	// reported, not asserted.
+	// The reload starts with the current servers (the file holds them),
+	// so no request to the old host fails meanwhile; the servers the file
+	// wrote are the sink's, not doubled.
 	l = realparts.StartLoad(h.Addr, host, 200, 4)
-	putProxied(t, st, "b4", ips["b2"], ports["b2"], "new.localhost", records.StateRunning)
-	waitUntil(t, "new.localhost served", func() bool {
-		code, body, err := h.Get("new.localhost", "/")
-		return err == nil && code == 200 && body == "b2 new.localhost"
-	})
-	if got := countLines(reloads); got != base+1 {
-		t.Errorf("%d reloads for a new host, want 1", got-base)
+	for i, b := range []string{"b4", "b5", "b6"} {
+		newHost := b + ".localhost"
+		putProxied(t, st, b, ips["b2"], ports["b2"], newHost, records.StateRunning)
+		waitUntil(t, newHost+" served", func() bool {
+			code, body, err := h.Get(newHost, "/")
+			return err == nil && code == 200 && body == "b2 "+newHost
+		})
+		if got := countLines(reloads); got != base+1+i {
+			t.Errorf("%d reloads for %d new hosts, want %d", got-base, i+1, i+1)
+		}
 	}
 	waitFor(t, l, answer("b3"))
 	res = l.Stop()
-	t.Logf("structural reload: %d of %d requests to %s failed", res.Failed, res.Requests, host)
+	if res.Failed > 0 {
+		t.Errorf("structural reloads: %d of %d requests to %s failed: %q", res.Failed, res.Requests, host, res.Failures)
+	}
+	if names := backendServers(t, h, host); len(names) != 1 {
+		t.Errorf("backend %s has servers %q, want b3's alone", host, names)
+	}
+	t.Logf("3 structural reloads: %d requests to %s, %d failed", res.Requests, host, res.Failed)
+}
+
+// backendServers are the names of backend's servers in the running
+// HAProxy.
+func backendServers(t *testing.T, h *testenv.HAProxy, backend string) []string {
+	t.Helper()
+	c, err := haproxy.NewClient(h.Socket).Dial(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st, err := c.ServersState(t.Context(), backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range st {
+		names = append(names, s.Name)
+	}
+	return names
 }
 
 // liveHost reports whether HAProxy's running host map routes host: the
@@ -147,4 +179,53 @@ func comeAndGo(t *testing.T, st store.Store, l *realparts.Load, ips map[string]s
 		t.Errorf("b1 got %d requests after its drain took effect", res.Late)
 	}
 	return res
+}
+
+// TestLiveGoroutinesJoined: once Run returns, no goroutine of the live
+// side (the pusher, the follower and its subscriptions) is left.
+func TestLiveGoroutinesJoined(t *testing.T) {
+	st := openStore(t, "embedded://"+t.TempDir())
+	h := testenv.NewHAProxy(t)
+	tdir := t.TempDir()
+	paths := shippedTemplate(t, tdir, "haproxy.cfg.tmpl")
+	tmpl := config.Template{
+		Name: "haproxy", Src: paths[0], Origin: "test",
+		Options:  dialect.Options{Dialect: dialect.Native, Prefix: records.DefaultPrefix},
+		Prefixes: []string{records.ServicesPrefix(records.DefaultPrefix)},
+		Spec:     render.Spec{Name: "haproxy", Dest: h.Conf, Check: h.CheckCommand()},
+		Live:     "haproxy", LiveDir: h.Dir,
+	}
+	ip, port := testenv.HTTPBackend(t, "b1")
+	putProxied(t, st, "b1", ip, port, "app.localhost", records.StateRunning)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	env := map[string]string{"BERTH_HAPROXY_LISTEN": h.Addr, "BERTH_LIVE_DIR": h.Dir}
+	renderer := render.New(render.WithLogger(log))
+	if res, err := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env)).Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
+		t.Fatalf("first render: %v %+v", err, res)
+	}
+	h.Start(t)
+	tmpl.Spec.Reload = h.ReloadCommand()
+	r := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, []config.Template{tmpl}) }()
+	waitUntil(t, "the live structure pushed", func() bool { return liveHost(t, h, "app.localhost") })
+	if !strings.Contains(goroutines(), "(*Pusher).Run") {
+		t.Fatal("no pusher goroutine while Run runs: the check below would prove nothing")
+	}
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	for _, fn := range []string{"endpoints.(*Pusher).Run", "runner.(*live).follow"} {
+		if all := goroutines(); strings.Contains(all, fn) {
+			t.Errorf("%s still runs after Run returned:\n%s", fn, all)
+		}
+	}
+}
+
+// goroutines is the stack of every goroutine.
+func goroutines() string {
+	buf := make([]byte, 1<<20)
+	return string(buf[:runtime.Stack(buf, true)])
 }

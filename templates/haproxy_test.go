@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -130,7 +131,10 @@ func TestHAProxyAcceptsOutput(t *testing.T) {
 
 // haproxyWords are the first words of every line haproxy.cfg.tmpl writes.
 var haproxyWords = []string{"global", "stats", "defaults", "mode", "timeout", "retries", "option", "frontend", "bind",
-	"http-request", "use_backend", "default_backend", "backend", "balance"}
+	"http-request", "use_backend", "default_backend", "backend", "balance", "server"}
+
+// haproxyServer is the one shape of a server line the template writes.
+var haproxyServer = regexp.MustCompile(`^server berth-[A-Za-z0-9_.-]+ (\d+\.\d+\.\d+\.\d+|\[[0-9a-f:.]+\]):\d+ weight \d+( ssl verify none| proto h2| ssl verify none alpn h2)?$`)
 
 // haproxyBackends checks every line of a rendered haproxy.cfg is one the
 // template writes, and returns the backends it declares.
@@ -145,6 +149,9 @@ func haproxyBackends(t *testing.T, conf []byte) []string {
 		f := strings.Fields(line)
 		if !slices.Contains(haproxyWords, f[0]) {
 			t.Fatalf("line %d: %q is no line of the template:\n%s", i+1, line, conf)
+		}
+		if f[0] == "server" && !haproxyServer.MatchString(line) {
+			t.Fatalf("line %d: %q is not a server line the template writes:\n%s", i+1, line, conf)
 		}
 		if f[0] == "backend" {
 			backends = append(backends, f[1])
@@ -224,6 +231,7 @@ func TestHAProxyLive(t *testing.T) {
 		inst("api", map[string]string{"VIRTUAL_HOST": "a.localhost", "VIRTUAL_PATH": "/api/"}),
 		inst("wild", vh("*.wild.localhost")),
 	}
+	var last endpoints.Set // the last rendering's set: the file holds its Config (the runner gives it so)
 	renderSet := func() ([]byte, endpoints.Set) {
 		t.Helper()
 		byKey := map[string]records.Instance{}
@@ -233,9 +241,11 @@ func TestHAProxyLive(t *testing.T) {
 		kvs := instanceKVs(byKey)
 		var out bytes.Buffer
 		var set endpoints.Set
-		if err := tm.Execute(&out, dialect.Input{KVs: kvs, Env: haproxyEnv(h), Endpoints: func(s endpoints.Set) { set = s }}); err != nil {
+		if err := tm.Execute(&out, dialect.Input{KVs: kvs, Env: haproxyEnv(h), Endpoints: func(s endpoints.Set) { set = s },
+			EndpointOptions: []endpoints.Option{endpoints.WithConfigServers(last)}}); err != nil {
 			t.Fatal(err)
 		}
+		last = set
 		return out.Bytes(), set
 	}
 	expect := func(host, path string, want ...string) {
@@ -294,12 +304,41 @@ func TestHAProxyLive(t *testing.T) {
 	if out, err := reload.CombinedOutput(); err != nil {
 		t.Fatalf("reload: %v %s", err, out)
 	}
+	// The new worker starts with the current servers from the file: it
+	// serves every old host before any push.
+	if _, err := haproxy.NewClient(h.Socket).WaitWorker(t.Context(), pid); err != nil {
+		t.Fatal(err)
+	}
+	expect("a.localhost", "/", "root", "root2")
+	expect("a.localhost", "/api/", "api")
 	if err := sink.Push(t.Context(), set); err != nil {
 		t.Fatal(err)
 	}
 	expect("new.localhost", "/", "new")
 	expect("a.localhost", "/", "root", "root2")
 	expect("a.localhost", "/api/", "api")
+	if names := liveServers(t, h, "a.localhost"); len(names) != 2 {
+		t.Errorf("a.localhost has servers %q after the push, want 2: the file's servers are the sink's (none doubled)", names)
+	}
+}
+
+// liveServers are the names of backend's servers in the running HAProxy.
+func liveServers(t *testing.T, h *testenv.HAProxy, backend string) []string {
+	t.Helper()
+	c, err := haproxy.NewClient(h.Socket).Dial(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st, err := c.ServersState(t.Context(), backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range st {
+		names = append(names, s.Name)
+	}
+	return names
 }
 
 // TestHAProxyStatic: rendered without live (berth render, or the

@@ -15,13 +15,20 @@ import (
 
 // BenchmarkPush times pushes to a real HAProxy with 1,000 backends of two
 // servers each: "full" is the push to an empty HAProxy (a restart: 2,000
-// servers added and enabled), "steady" a push with nothing to change (read
-// and diff only), "one" a push that adds one server and removes it again.
+// servers added and enabled), "steady" a push with nothing to change
+// between resyncs (one "show info": what the Pusher's push every second
+// costs), "steady-resync" the same push reading and diffing every
+// server (WithResync(0): what every such push cost before), "one" a push
+// that adds one server and removes it again.
 func BenchmarkPush(b *testing.B) {
 	const backends = 1000
 	h := testenv.NewHAProxy(b)
 	mapFile := filepath.Join(h.Dir, haproxy.MapFile)
 	sink, err := haproxy.New(h.Dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resync, err := haproxy.New(h.Dir, haproxy.WithResync(0))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -61,6 +68,13 @@ func BenchmarkPush(b *testing.B) {
 	b.Run("steady", func(b *testing.B) {
 		for b.Loop() {
 			if err := sink.Push(b.Context(), set); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("steady-resync", func(b *testing.B) {
+		for b.Loop() {
+			if err := resync.Push(b.Context(), set); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -162,20 +162,3 @@ func TestClientDelBusy(t *testing.T) {
 	}
 	waitFor(t, "the idle server deleted", func() bool { return c.DelServer(ctx, "a.localhost", "slow") == nil })
 }
-
-func TestServerName(t *testing.T) {
-	for _, tc := range []struct{ id, want string }{
-		{"abc123/8080", "berth-abc123-8080"},
-		{"a-1/2", "berth-a-1-2"},
-		{"we ird/80", "berth-we_ird_80-x"},
-		{"no-port", "berth-no-port-x"},
-	} {
-		got := haproxy.ServerName(tc.id)
-		if !strings.HasPrefix(got, tc.want) || strings.HasSuffix(tc.want, "-x") && len(got) != len(tc.want)+8 {
-			t.Errorf("ServerName(%q) = %q, want %q…", tc.id, got, tc.want)
-		}
-	}
-	if haproxy.ServerName("a b/1") == haproxy.ServerName("a_b/1") || haproxy.ServerName("a_b/1") != "berth-a_b-1" {
-		t.Error("distinct IDs share a server name")
-	}
-}

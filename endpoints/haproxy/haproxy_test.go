@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -301,7 +302,11 @@ func TestSinkRefused(t *testing.T) {
 func TestSinkChanges(t *testing.T) {
 	h := testenv.NewHAProxy(t)
 	mapFile := filepath.Join(h.Dir, haproxy.MapFile)
-	sink, err := haproxy.New(h.Dir)
+	sink, err := haproxy.New(h.Dir, haproxy.WithResync(0)) // every push of the same set reads everything
+	if err != nil {
+		t.Fatal(err)
+	}
+	lazy, err := haproxy.New(h.Dir, haproxy.WithResync(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,10 +364,17 @@ func TestSinkChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c.Close()
+	// Between resyncs, a push of the set applied last to the same worker
+	// reads nothing: the change by hand stays until the resync.
+	push(t, lazy, set(upstream("a.localhost", moved, v6)))
 	if err := c.SetState(t.Context(), "a.localhost", haproxy.ServerName(v6.ID), haproxy.StateMaint); err != nil {
 		t.Fatal(err)
 	}
-	c.Close()
+	push(t, lazy, set(upstream("a.localhost", moved, v6)))
+	if s := serversState(t, h, "a.localhost"); !slices.ContainsFunc(s, haproxy.ServerState.Maint) {
+		t.Errorf("a push of an unchanged set between resyncs read and repaired the servers: %+v", s)
+	}
 	push(t, sink, set(upstream("a.localhost", moved, v6)))
 	for _, s := range serversState(t, h, "a.localhost") {
 		if s.Maint() {

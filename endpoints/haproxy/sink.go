@@ -3,8 +3,6 @@ package haproxy
 import (
 	"bytes"
 	"context"
-	"crypto/sha1" //nolint:gosec // a name suffix, not a security boundary
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -13,26 +11,32 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/berthd/berth/endpoints"
+	"github.com/berthd/berth/internal/atomicfile"
 	"github.com/berthd/berth/records"
 )
 
-// NamePrefix starts the name of every server the Sink adds. The Sink
-// changes and deletes only servers whose name starts with it: a server
-// written in the configuration is left alone.
-const NamePrefix = "berth-"
+// NamePrefix starts the name of every server the Sink adds or the
+// template writes (endpoints.Server.Name). The Sink changes and deletes
+// only servers whose name starts with it: another server written in the
+// configuration is left alone.
+const NamePrefix = endpoints.ServerNamePrefix
 
 // Sink is an endpoints.Sink for HAProxy: it applies a Set through the
-// Runtime API, backend by backend, with no reload. Every Push reads
-// HAProxy's current servers ("show servers state") and diffs the Set
-// against them, so a restarted or reloaded HAProxy (a new worker with the
-// configuration's servers only) gets everything again from one push.
+// Runtime API, backend by backend, with no reload. A Push reads HAProxy's
+// current servers ("show servers state") of the backends whose upstreams
+// changed since the last push, or of every backend for a new worker (a
+// restart or reload: the configuration's servers only), after a failure,
+// and at a slow resync (WithResync); an unchanged set on the same worker
+// costs one "show info". So a restarted or reloaded HAProxy gets
+// everything again from one push. Servers the template wrote into the
+// configuration carry the same names (endpoints.Server.Name) and are
+// taken as they are: a reload starts with them, and is not doubled.
 //
 // For each upstream the backend of the same name must exist (the template
 // declares it, with no servers). A server the Set has and HAProxy does not
@@ -50,7 +54,9 @@ const NamePrefix = "berth-"
 // reload, gives an error wrapping endpoints.ErrUnavailable; a command
 // HAProxy refuses, or a backend the configuration lacks, gives another
 // error (the caller renders and reloads), after the rest of the Set has
-// been applied. With WithConfigFile a missing backend is first waited for
+// been applied. A command HAProxy refuses for one server (add, set) is
+// not: that server is reported (command, server, reason) and left out,
+// and the others stay live. With WithConfigFile a missing backend is first waited for
 // (up to 15s): a set is often pushed before the render that adds its new
 // upstreams, and is then applied to the worker that has them. A server whose address HAProxy cannot take (invalid, port
 // 0, unspecified, multicast) is left out and logged.
@@ -60,13 +66,88 @@ type Sink struct {
 	hostMap string
 	config  string
 	delWait time.Duration
+	resync  time.Duration
 	log     *slog.Logger
 
-	mu         sync.Mutex
-	lastPID    int         // the worker of the last push
-	lastConfig os.FileInfo // the configuration file at the last successful push
-	lastSet    endpoints.Set
-	lastOK     bool // lastSet is applied in full to lastPID's worker, nothing left to delete
+	mu          sync.Mutex
+	lastPID     int         // the worker of the last push
+	lastConfig  os.FileInfo // the configuration file at the last successful push
+	lastSet     endpoints.Set
+	lastOK      bool              // lastSet is applied in full to lastPID's worker, nothing left to delete
+	lastFull    time.Time         // the last push that read every backend's servers
+	leftOut     map[string]string // server → why, of the servers HAProxy refused (each reported once)
+	conn        *Conn             // kept between pushes; nil when closed
+	backends    map[string]bool   // the backends of worker backendsPID
+	backendsPID int
+}
+
+// worker returns a connection to the current worker and its info: the
+// connection kept from the last push (no dial, no "prompt": two round
+// trips fewer per push), or a new one when there is none, it broke (an
+// idle timeout), or it reaches a worker that stops after a reload.
+func (s *Sink) worker(ctx context.Context) (*Conn, Info, error) {
+	for {
+		fresh := s.conn == nil
+		if fresh {
+			c, err := s.client.Dial(ctx)
+			if err != nil {
+				return nil, Info{}, err
+			}
+			s.conn = c
+		}
+		info, err := s.conn.Info(ctx)
+		switch {
+		case err == nil && !info.Stopping:
+			return s.conn, info, nil
+		case err == nil && fresh: // an old worker after a reload: the new one gets the set
+			err = fmt.Errorf("haproxy worker %d is stopping after a reload: %w", info.PID, endpoints.ErrUnavailable)
+		}
+		s.closeConn()
+		if fresh || ctx.Err() != nil {
+			return nil, Info{}, err
+		}
+	}
+}
+
+// closeConn closes the kept connection.
+func (s *Sink) closeConn() {
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+}
+
+// dropBroken closes the kept connection if a command broke it.
+func (s *Sink) dropBroken() {
+	if s.conn != nil && s.conn.broken != nil {
+		s.closeConn()
+	}
+}
+
+// Close closes the connection the Sink keeps to HAProxy between pushes.
+// A later Push opens a new one.
+func (s *Sink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeConn()
+	return nil
+}
+
+// backendsOf returns the backends of worker pid: read once per worker
+// (the Runtime API cannot add one; a new configuration is a new worker).
+func (s *Sink) backendsOf(ctx context.Context, c *Conn, pid int) (map[string]bool, error) {
+	if s.backends != nil && s.backendsPID == pid {
+		return s.backends, nil
+	}
+	names, err := c.Backends(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.backends, s.backendsPID = map[string]bool{}, pid
+	for _, b := range names {
+		s.backends[b] = true
+	}
+	return s.backends, nil
 }
 
 // The files of a live directory: HAProxy's admin socket (the template's
@@ -101,6 +182,12 @@ func WithConfigFile(path string) Option { return func(s *Sink) { s.config = path
 // so that a push is never held up by a slow request.
 func WithDeleteWait(d time.Duration) Option { return func(s *Sink) { s.delWait = d } }
 
+// WithResync sets how often a push of an unchanged set reads every
+// backend's servers again and repairs what changed behind the Sink's back
+// (default 30s). In between, such a push checks only that the same worker
+// runs (a new one gets every server at once).
+func WithResync(d time.Duration) Option { return func(s *Sink) { s.resync = d } }
+
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *Sink) { s.log = l } }
 
@@ -123,7 +210,7 @@ func New(dir string, opts ...Option) (*Sink, error) {
 		return nil, fmt.Errorf("haproxy live directory %q: not an absolute path", dir)
 	}
 	dir = filepath.Clean(dir)
-	s := &Sink{client: NewClient(filepath.Join(dir, SocketFile)), hostMap: filepath.Join(dir, MapFile), log: slog.Default()}
+	s := &Sink{client: NewClient(filepath.Join(dir, SocketFile)), hostMap: filepath.Join(dir, MapFile), resync: 30 * time.Second, log: slog.Default(), leftOut: map[string]string{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -171,46 +258,40 @@ func (s *Sink) push(ctx context.Context, set endpoints.Set, wait bool) error {
 	wasOK := s.lastOK
 	s.lastOK = false
 	cfg := s.awaitReload(ctx)
-	c, err := s.client.Dial(ctx)
+	defer s.dropBroken()
+	c, info, err := s.worker(ctx)
 	if err != nil {
 		return err
-	}
-	defer c.Close()
-	info, err := c.Info(ctx)
-	if err != nil {
-		return err
-	}
-	if info.Stopping { // an old worker after a reload: the new one gets the set
-		return fmt.Errorf("haproxy worker %d is stopping after a reload: %w", info.PID, endpoints.ErrUnavailable)
 	}
 	s.lastConfig = cfg // this worker runs the configuration as it is now
+	if wasOK && info.PID == s.lastPID && set.Equal(s.lastSet) && time.Since(s.lastFull) < s.resync {
+		s.lastSet, s.lastOK = set, true // nothing changed on either side
+		return nil
+	}
 	scope := s.scope(set, wasOK && info.PID == s.lastPID)
+	if scope == nil {
+		s.lastFull = time.Now()
+	}
 	if info.PID != s.lastPID {
 		if s.lastPID != 0 {
 			s.log.Info("haproxy: new worker, pushing every endpoint", "pid", info.PID, "previous", s.lastPID, "revision", set.Revision)
 		}
 		s.lastPID = info.PID
 	}
-	names, err := c.Backends(ctx)
+	backends, err := s.backendsOf(ctx, c, info.PID)
 	if err != nil {
 		return err
-	}
-	backends := map[string]bool{}
-	for _, b := range names {
-		backends[b] = true
 	}
 	if wait && s.config != "" && slices.ContainsFunc(set.Upstreams, func(u endpoints.Upstream) bool { return !backends[u.Name] }) {
 		// A new upstream is structure: berth renders it and reloads
 		// HAProxy (a set is often pushed before its render is done). Wait
 		// for that, then push to the new worker at once.
-		c.Close()
 		if s.awaitConfig(ctx, cfg) {
 			return s.push(ctx, set, false)
 		}
-		if c, err = s.client.Dial(ctx); err != nil {
+		if c, _, err = s.worker(ctx); err != nil {
 			return err
 		}
-		defer c.Close()
 	}
 	var states []ServerState
 	if scope == nil {
@@ -238,6 +319,7 @@ func (s *Sink) push(ctx context.Context, set endpoints.Set, wait bool) error {
 	}
 
 	var refused []error
+	partial := false                     // a server was left out: try it again at the next push
 	want := map[string]map[string]bool{} // backend → our server names in the set
 	for _, u := range set.Upstreams {
 		if scope != nil && !scope[u.Name] {
@@ -256,13 +338,26 @@ func (s *Sink) push(ctx context.Context, set endpoints.Set, wait bool) error {
 				s.log.Warn("haproxy: server left out", "backend", u.Name, "server", records.Truncate(srv.ID), "addr", srv.Addr.String(), "reason", why)
 				continue
 			}
-			name := ServerName(srv.ID)
-			want[u.Name][name] = true
+			name := srv.Name()
 			cur, ok := have[u.Name][name]
-			if err := s.apply(ctx, c, u, name, srv, cur, ok, ids[u.Name]); err != nil {
-				if errors.Is(err, endpoints.ErrUnavailable) {
-					return err
+			err := s.apply(ctx, c, u, name, srv, cur, ok, ids[u.Name])
+			var ce *CommandError
+			switch {
+			case err == nil:
+				want[u.Name][name] = true
+				delete(s.leftOut, u.Name+"/"+name)
+			case errors.Is(err, endpoints.ErrUnavailable):
+				return err
+			case errors.As(err, &ce):
+				// This server only: left out (what was added of it is
+				// removed below), reported once per reason; the others
+				// stay live.
+				partial = true
+				if key := u.Name + "/" + name; s.leftOut[key] != ce.Reply {
+					s.leftOut[key] = ce.Reply
+					s.log.Error("haproxy refused a server; it is left out, the others stay live", "backend", u.Name, "server", name, "addr", srv.Addr.String(), "command", ce.Command, "reason", strings.TrimSpace(ce.Reply))
 				}
+			default:
 				refused = append(refused, err)
 			}
 		}
@@ -303,7 +398,7 @@ func (s *Sink) push(ctx context.Context, set endpoints.Set, wait bool) error {
 			refused = append(refused, err)
 		}
 	}
-	s.lastSet, s.lastOK = set, len(refused) == 0 && left == 0
+	s.lastSet, s.lastOK = set, len(refused) == 0 && left == 0 && !partial
 	return errors.Join(refused...)
 }
 
@@ -317,7 +412,7 @@ func (s *Sink) scope(set endpoints.Set, sameWorker bool) map[string]bool {
 	}
 	changed := map[string]bool{}
 	for _, u := range set.Upstreams {
-		if old, ok := s.lastSet.Upstream(u.Name); !ok || !upstreamEqual(old, u) {
+		if old, ok := s.lastSet.Upstream(u.Name); !ok || !old.Equal(u) {
 			changed[u.Name] = true
 		}
 	}
@@ -327,10 +422,6 @@ func (s *Sink) scope(set endpoints.Set, sameWorker bool) map[string]bool {
 		}
 	}
 	return changed
-}
-
-func upstreamEqual(a, b endpoints.Upstream) bool {
-	return a.Name == b.Name && a.Host == b.Host && a.Path == b.Path && a.Proto == b.Proto && slices.Equal(a.Servers, b.Servers)
 }
 
 // awaitReload waits for a new worker when the configuration file was
@@ -346,28 +437,16 @@ func (s *Sink) awaitReload(ctx context.Context) os.FileInfo {
 	if s.lastPID == 0 || s.lastConfig != nil && os.SameFile(fi, s.lastConfig) && fi.ModTime().Equal(s.lastConfig.ModTime()) {
 		return fi // no worker known to be older than the file, or the file is the one it runs
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := s.client.Dial(ctx)
-		if err != nil {
-			return fi // down: the push says so
-		}
-		in, err := c.Info(ctx)
-		c.Close()
-		if err == nil && in.PID != s.lastPID && !in.Stopping {
-			s.log.Debug("haproxy: new worker after a reload", "worker", in.PID, "previous", s.lastPID)
-			return fi
-		}
-		if time.Now().After(deadline) {
-			s.log.Warn("haproxy: configuration replaced but no new worker came; pushing to the current one", "config", s.config, "worker", s.lastPID)
-			return fi
-		}
-		select {
-		case <-ctx.Done():
-			return fi
-		case <-time.After(5 * time.Millisecond):
-		}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	in, err := s.client.WaitWorker(wctx, s.lastPID)
+	switch {
+	case err == nil:
+		s.log.Debug("haproxy: new worker after a reload", "worker", in.PID, "previous", s.lastPID)
+	case ctx.Err() == nil:
+		s.log.Warn("haproxy: configuration replaced but no new worker came; pushing to the current one", "config", s.config, "worker", s.lastPID)
 	}
+	return fi
 }
 
 // awaitConfig waits up to 15s for the configuration file to be replaced
@@ -415,12 +494,19 @@ func (s *Sink) apply(ctx context.Context, c *Conn, u endpoints.Upstream, name st
 			return err
 		}
 	}
+	setState := cur.Maint() || cur.Drain() != srv.Draining
+	if setState && srv.Draining { // before the weight: a server the file wrote with weight 0 gets no request meanwhile
+		if err := c.SetState(ctx, b, name, state); err != nil {
+			return err
+		}
+		setState = false
+	}
 	if cur.Weight != weight {
 		if err := c.SetWeight(ctx, b, name, weight); err != nil {
 			return err
 		}
 	}
-	if cur.Maint() || cur.Drain() != srv.Draining {
+	if setState {
 		return c.SetState(ctx, b, name, state)
 	}
 	return nil
@@ -438,8 +524,16 @@ func (s *Sink) deleteIdle(ctx context.Context, c *Conn, servers [][2]string) (le
 			case err == nil:
 			case errors.Is(err, ErrServerBusy):
 				still = append(still, bs)
+			case errors.As(err, new(*CommandError)):
+				// In maintenance already: it gets no requests; reported
+				// once, tried again at the next push.
+				left++
+				if key := bs[0] + "/" + bs[1]; s.leftOut[key] != err.Error() {
+					s.leftOut[key] = err.Error()
+					s.log.Error("haproxy refused to delete a server; it stays in maintenance", "backend", bs[0], "server", bs[1], "err", err)
+				}
 			default:
-				return len(servers), err
+				return left + len(servers), err
 			}
 		}
 		servers = still
@@ -448,14 +542,14 @@ func (s *Sink) deleteIdle(ctx context.Context, c *Conn, servers [][2]string) (le
 		}
 		select {
 		case <-ctx.Done():
-			return len(servers), ctx.Err()
+			return left + len(servers), ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	for _, bs := range servers {
 		s.log.Info("haproxy: server in maintenance still has connections; deleted on a later push", "backend", bs[0], "server", bs[1])
 	}
-	return len(servers), nil
+	return left + len(servers), nil
 }
 
 // HostMapEntries are the host map's lines for set: host → backend for
@@ -488,7 +582,7 @@ func (s *Sink) syncHostMap(ctx context.Context, c *Conn, set endpoints.Set, back
 	for _, e := range entries {
 		fmt.Fprintf(&file, "%s %s\n", e.Key, e.Value)
 	}
-	if err := writeIfChanged(s.hostMap, file.Bytes()); err != nil {
+	if err := atomicfile.WriteIfChanged(s.hostMap, file.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("haproxy host map: %w", err)
 	}
 	live, err := c.ShowMap(ctx, s.hostMap)
@@ -539,30 +633,6 @@ func (s *Sink) syncHostMap(ctx context.Context, c *Conn, set endpoints.Set, back
 	return errors.Join(errs...)
 }
 
-// writeIfChanged replaces path with b atomically unless it holds b.
-func writeIfChanged(path string, b []byte) error {
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
-		return nil
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
-
 // badAddr says why HAProxy cannot take a, or "".
 func badAddr(a netip.AddrPort) string {
 	switch {
@@ -580,23 +650,9 @@ func badAddr(a netip.AddrPort) string {
 	return ""
 }
 
-var (
-	conventionalID = regexp.MustCompile(`^([A-Za-z0-9_.-]+)/([0-9]+)$`)
-	unsafeServer   = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
-)
-
-// ServerName is the HAProxy server name of an endpoint ID: NamePrefix,
-// then for the usual "<container id>/<port>" the id, "-" and the port;
-// for any other ID its characters HAProxy does not take replaced by "_",
-// "-" and 8 hex digits of the ID's SHA-1. Distinct IDs get distinct
-// names.
-func ServerName(id string) string {
-	if m := conventionalID.FindStringSubmatch(id); m != nil {
-		return NamePrefix + m[1] + "-" + m[2]
-	}
-	h := sha1.Sum([]byte(id)) //nolint:gosec // see the import
-	return NamePrefix + unsafeServer.ReplaceAllString(id, "_") + "-x" + hex.EncodeToString(h[:])[:8]
-}
+// ServerName is the HAProxy server name of an endpoint ID:
+// endpoints.Server.Name, the name the template writes too.
+func ServerName(id string) string { return endpoints.Server{ID: id}.Name() }
 
 // pickID is the explicit server id of a new server: derived from its name
 // (so a server keeps its id across HAProxy restarts, whatever the order

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/berthd/berth/endpoints"
+	"github.com/berthd/berth/internal/atomicfile"
 	"github.com/berthd/berth/templates"
 )
 
@@ -98,7 +99,7 @@ func New(dir string, opts ...Option) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFile(filepath.Join(s.dir, ModuleFile), mod, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(s.dir, ModuleFile), mod, 0o644); err != nil {
 		return nil, err
 	}
 	s.removeStaleSocket()
@@ -147,7 +148,7 @@ func (s *Sink) Push(ctx context.Context, set endpoints.Set) error {
 	}
 	full := s.body(set, want, nil)
 	if !bytes.Equal(full, s.saved) {
-		if err := writeFile(filepath.Join(s.dir, StateFile), full, 0o600); err != nil {
+		if err := atomicfile.Write(filepath.Join(s.dir, StateFile), full, 0o600); err != nil {
 			return fmt.Errorf("nginx-lua: state file: %w", err)
 		}
 		s.saved = full
@@ -250,26 +251,4 @@ func (s *Sink) post(ctx context.Context, body []byte) (int, string, error) {
 		return 0, "", fmt.Errorf("nginx-lua: %w: %d %s", endpoints.ErrUnavailable, resp.StatusCode, strings.TrimSpace(string(msg)))
 	}
 	return resp.StatusCode, strings.TrimSpace(string(msg)), nil
-}
-
-// writeFile replaces name atomically (a temporary file in the same
-// directory, renamed over it).
-func writeFile(name string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), name)
 }

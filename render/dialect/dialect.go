@@ -77,6 +77,9 @@ type Input struct {
 	// {{endpoints .Services}} (the live membership its proxy takes
 	// without a reload); nil drops it.
 	Endpoints func(endpoints.Set)
+	// EndpointOptions are given to endpoints.Build by {{endpoints}} (a
+	// live template's generation and config servers, set by the runner).
+	EndpointOptions []endpoints.Option
 }
 
 // Template is a parsed template. It is immutable and safe for concurrent

@@ -42,6 +42,9 @@ import (
 var impure = []string{
 	"env", "expandenv", "getenv", "warn", "call",
 	"datetime", "lookupIP", "lookupIPV4", "lookupIPV6", "lookupSRV", "fileExists",
+	// endpoints hands the set it builds to the live sink and warns: an
+	// effect a cached body would skip.
+	"endpoints",
 }
 
 // Names of the two functions the rewrite inserts; a template cannot call
@@ -54,7 +57,7 @@ const (
 // memoizeRanges rewrites the qualifying range bodies of every template in
 // root's set and returns how many it wrapped.
 func memoizeRanges(root *template.Template, nondeterministic []string) (int, error) {
-	c := &rewriter{root: root, bad: map[string]bool{}, calls: map[string]int{}}
+	c := &rewriter{root: root, bad: map[string]bool{}}
 	for _, f := range impure {
 		c.bad[f] = true
 	}
@@ -73,10 +76,11 @@ func memoizeRanges(root *template.Template, nondeterministic []string) (int, err
 }
 
 type rewriter struct {
-	root   *template.Template
-	bad    map[string]bool
-	calls  map[string]int // template name → 1 pure, 2 impure (memo of calledPure)
-	blocks int
+	root *template.Template
+	bad  map[string]bool
+	// impureTmpl is the set of impure templates, computed on first use.
+	impureTmpl map[string]bool
+	blocks     int
 }
 
 // rewriteList wraps the qualifying ranges in list, recursing into what
@@ -228,35 +232,58 @@ func (c *rewriter) pureArg(n parse.Node, scope map[string]bool) bool {
 // calledPure reports whether the named template calls no impure function,
 // itself or through the templates it calls. Its variables are its own.
 func (c *rewriter) calledPure(name string) bool {
-	switch c.calls[name] {
-	case 1:
-		return true
-	case 2:
-		return false
+	if c.impureTmpl == nil {
+		c.impureTmpl = c.impureTemplates()
 	}
-	c.calls[name] = 1 // a recursive call is judged by the rest of the body
 	t := c.root.Lookup(name)
-	ok := t != nil && t.Tree != nil && c.pureCallee(t.Tree.Root)
-	if !ok {
-		c.calls[name] = 2
-	}
-	return ok
+	return t != nil && t.Tree != nil && !c.impureTmpl[name]
 }
 
-// pureCallee checks a called template's body: any variable it declares
-// is its own; $ is the value it was called with.
-func (c *rewriter) pureCallee(root *parse.ListNode) bool {
-	ok := true
-	walk(root, func(n parse.Node) bool {
-		switch n := n.(type) {
-		case *parse.IdentifierNode:
-			ok = ok && !c.bad[n.Ident]
-		case *parse.TemplateNode:
-			ok = ok && c.calledPure(n.Name)
+// impureTemplates returns the set of templates that call an impure
+// function themselves or through any chain of {{template}} calls, or
+// call a template that does not exist. It is a fixpoint over the whole
+// call graph, so mutual recursion is judged by every body in the cycle
+// (a provisional "pure" for a template still being checked would leak
+// into its callers' verdicts).
+func (c *rewriter) impureTemplates() map[string]bool {
+	bad := map[string]bool{}
+	callees := map[string][]string{}
+	for _, t := range c.root.Templates() {
+		name := t.Name()
+		if t.Tree == nil || t.Tree.Root == nil {
+			bad[name] = true
+			continue
 		}
-		return ok
-	})
-	return ok
+		walk(t.Tree.Root, func(n parse.Node) bool {
+			switch n := n.(type) {
+			case *parse.IdentifierNode:
+				if c.bad[n.Ident] {
+					bad[name] = true
+				}
+			case *parse.TemplateNode:
+				if c.root.Lookup(n.Name) == nil {
+					bad[name] = true
+				}
+				callees[name] = append(callees[name], n.Name)
+			}
+			return true
+		})
+	}
+	for changed := true; changed; {
+		changed = false
+		for name, cs := range callees {
+			if bad[name] {
+				continue
+			}
+			for _, callee := range cs {
+				if bad[callee] {
+					bad[name], changed = true, true
+					break
+				}
+			}
+		}
+	}
+	return bad
 }
 
 func cloneScope(s map[string]bool) map[string]bool {

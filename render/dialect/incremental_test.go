@@ -91,6 +91,11 @@ func TestMemoizedBlocks(t *testing.T) {
 		{`{{ range lsdir "/a" }}{{ continue }}{{ end }}`, 0},
 		{`{{ define "t" }}{{ env "X" }}{{ end }}{{ range lsdir "/a" }}{{ template "t" . }}{{ end }}`, 0},
 		{`{{ define "t" }}{{ getv . }}{{ end }}{{ range lsdir "/a" }}{{ template "t" . }}{{ end }}`, 1},
+		// mutual recursion: b is impure through a, whose env comes after its call to b
+		{`{{ define "a" }}{{ if . }}{{ template "b" "" }}{{ end }}{{ env "X" }}{{ end }}{{ define "b" }}{{ if . }}{{ template "a" "" }}{{ end }}{{ end }}{{ range lsdir "/x" }}{{ template "a" . }}{{ end }}{{ range lsdir "/a" }}{{ template "b" . }}{{ end }}`, 0},
+		{`{{ define "a" }}{{ if . }}{{ template "b" "" }}{{ end }}{{ end }}{{ define "b" }}{{ if . }}{{ template "a" "" }}{{ end }}{{ end }}{{ range lsdir "/a" }}{{ template "b" . }}{{ end }}`, 1},
+		{`{{ range lsdir "/a" }}{{ template "nowhere" . }}{{ end }}`, 0},
+		{`{{ range .Services }}{{ with endpoints nil }}{{ end }}{{ end }}`, 0},
 		{`{{ $v := 0 }}{{ range lsdir "/a" }}{{ range ls . }}{{ $v }}{{ end }}{{ end }}`, 0},
 		{`{{ range lsdir "/a" }}{{ $v := 0 }}{{ range ls . }}{{ $v }}{{ end }}{{ end }}`, 1},
 		{`{{ $v := 0 }}{{ range lsdir "/a" }}{{ $v }}{{ range ls . }}{{ . }}{{ end }}{{ end }}`, 1}, // the inner one

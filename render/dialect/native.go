@@ -124,6 +124,7 @@ func endpointsFunc(x *execution) func(map[string][]records.Instance) endpoints.S
 		var opts []endpoints.Option
 		if x != nil {
 			opts = append(opts, endpoints.AtRevision(x.in.Revision))
+			opts = append(opts, x.in.EndpointOptions...)
 		}
 		set, errs := endpoints.Build(endpoints.Instances(services), opts...)
 		for _, err := range errs {
