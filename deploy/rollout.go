@@ -280,7 +280,7 @@ func (ro *rollout) drainOld(ctx context.Context) error {
 	// stopping them would fail requests. A reachable store whose proxy
 	// does not confirm it in time is logged: the new colour serves, and
 	// the old one goes after the drain either way.
-	for paused := false; ; {
+	for paused, downLast := false, false; ; {
 		err := ro.settled(ctx, ids, false, s.drain+10*time.Second)
 		if ctx.Err() != nil {
 			return fmt.Errorf("interrupted while draining the old containers: %w", ctx.Err())
@@ -295,7 +295,13 @@ func (ro *rollout) drainOld(ctx context.Context) error {
 			if !paused {
 				ro.say(StepDrain, "paused: the store is unavailable (%v); the old containers serve on until their drain reaches the proxy", uerr)
 			}
-			paused = true
+			paused, downLast = true, true
+			continue
+		}
+		if downLast {
+			// Back during that wait: the proxy gets a full one now.
+			ro.say(StepDrain, "the store is back; waiting for the old containers' drain to reach the proxy")
+			downLast = false
 			continue
 		}
 		ro.log.Warn("deploy: the proxy did not confirm the old containers drained; stopping them after the drain anyway", "err", err)

@@ -154,7 +154,9 @@ func Put(key string, value []byte, opts ...PutOption) Op {
 // not exist (compare-and-create): the transaction fails with an error
 // wrapping ErrExists, and applies nothing, when it does. A lock is a
 // Create with a TTL: whoever created it holds it, and it goes with its
-// holder's lease.
+// holder's lease. Unlike a TTL put, a created key is not written again
+// when the store re-establishes a lost lease or session: a lock that
+// expired may be another's by then.
 func Create(key string, value []byte, opts ...PutOption) Op {
 	op := Put(key, value, opts...)
 	op.Create = true

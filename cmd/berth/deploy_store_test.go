@@ -84,8 +84,10 @@ func TestDeployStoreOutage(t *testing.T) {
 	if err != nil {
 		t.Logf("deploy v2 rolled back: %v", err)
 	}
-	if !strings.Contains(strings.Join(steps, "\n"), "paused: the store is unavailable") {
-		t.Errorf("the rollout did not say it paused for the store")
+	for _, want := range []string{"paused: the store is unavailable", "the store is back", "old container(s) draining"} {
+		if !strings.Contains(strings.Join(steps, "\n"), want) {
+			t.Errorf("the rollout did not say %q", want)
+		}
 	}
 	if rev.Finished.Before(up) {
 		t.Errorf("the rollout finished at %s, before the store came back at %s (down since %s)", rev.Finished, up, down)

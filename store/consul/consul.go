@@ -551,7 +551,7 @@ func (s *Store) recordOwned(ops []store.Op) {
 	defer s.mu.Unlock()
 	for _, op := range ops {
 		switch {
-		case op.Type == store.OpPut && op.TTL > 0:
+		case op.Type == store.OpPut && op.TTL > 0 && !op.Create: // a create (a lock) goes with a lost session
 			s.owned[op.Key] = ownedKey{value: slices.Clone(op.Value), ttl: sessionTTL(op.TTL)}
 		case op.Type == store.OpDelete && op.Prefix:
 			for k := range s.owned {

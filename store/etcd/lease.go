@@ -176,7 +176,7 @@ func (k *leaseKeeper) track(ops []store.Op) {
 	defer k.mu.Unlock()
 	for _, op := range ops {
 		switch {
-		case op.Type == store.OpPut && op.TTL > 0:
+		case op.Type == store.OpPut && op.TTL > 0 && !op.Create:
 			secs := ttlSeconds(op.TTL)
 			for s, l := range k.leases {
 				if s != secs {
@@ -186,7 +186,7 @@ func (k *leaseKeeper) track(ops []store.Op) {
 			if l, ok := k.leases[secs]; ok {
 				l.keys[op.Key] = op.Value
 			}
-		case op.Type == store.OpPut:
+		case op.Type == store.OpPut: // a create (a lock) is not written again: it goes with a lost lease
 			for _, l := range k.leases {
 				delete(l.keys, op.Key)
 			}
