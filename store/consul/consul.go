@@ -401,6 +401,7 @@ func (s *Store) detach(ctx context.Context, ops []store.Op, results []*api.KVPai
 // same: it retries once with every TTL key of the transaction deleted and
 // locked anew (the others are likely held too), all in one transaction.
 func (s *Store) commit(ctx context.Context, ops []store.Op, txn api.KVTxnOps, origin []int) (*api.KVTxnResponse, error) {
+	delayed := 0 // retries of a lock refused for its lock delay
 	for attempt := 0; ; attempt++ {
 		if len(txn) > maxTxnOps {
 			why := ""
@@ -420,6 +421,18 @@ func (s *Store) commit(ctx context.Context, ops []store.Op, txn api.KVTxnOps, or
 		if k, ok := createFailed(txn, resp.Errors); ok {
 			return nil, fmt.Errorf("consul %s: create %q: nothing written: %w", s.endpoint, k, store.ErrExists)
 		}
+		if lockDelayed(txn, resp.Errors) && delayed < maxLockDelayRetries {
+			// A key whose session just ended is locked against new
+			// sessions for that session's lock delay (1ms for berth's own,
+			// up to Consul's 15s default for others'): wait and try the
+			// same transaction again.
+			if err := sleepCtx(ctx, lockDelayWait(delayed)); err != nil {
+				return nil, s.wrap("txn", describeOps(ops), err)
+			}
+			delayed++
+			attempt--
+			continue
+		}
 		if attempt > 0 || !lockHeld(txn, resp.Errors) {
 			return nil, s.txnError(ops, origin, resp.Errors)
 		}
@@ -437,6 +450,41 @@ func lockHeld(txn api.KVTxnOps, errs api.TxnErrors) bool {
 		}
 	}
 	return false
+}
+
+// maxLockDelayRetries bounds the retries of a lock refused for its lock
+// delay: with lockDelayWait's doubling from 5ms capped at 1s, about 16s in
+// all, just over Consul's default delay of 15s.
+const maxLockDelayRetries = 22
+
+// lockDelayWait is the wait before retry n of a lock refused for its lock
+// delay.
+func lockDelayWait(n int) time.Duration {
+	return min(5*time.Millisecond<<min(n, 8), time.Second)
+}
+
+// lockDelayed reports whether errs says a lock operation of txn failed
+// because the key is within the lock delay of a session that ended.
+func lockDelayed(txn api.KVTxnOps, errs api.TxnErrors) bool {
+	for _, e := range errs {
+		if e != nil && e.OpIndex >= 0 && e.OpIndex < len(txn) && txn[e.OpIndex].Verb == api.KVLock &&
+			strings.Contains(e.What, "lock delay") {
+			return true
+		}
+	}
+	return false
+}
+
+// sleepCtx waits d, or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // createFailed reports whether errs says a check-not-exists operation of
