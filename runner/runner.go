@@ -264,6 +264,9 @@ func snapshot(keys []string, sources map[string]Source) (dialect.Input, []uint64
 			in.Containers = append(in.Containers, s.Containers...)
 			in.Docker = s.Docker
 		}
+		if s.Certs != nil {
+			in.Certs = s.Certs
+		}
 		gens = append(gens, s.Generation)
 	}
 	in.KVs = render.MergeKVs(parts...)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berthd/berth/certs"
 	"github.com/berthd/berth/internal/backoff"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/store"
@@ -129,6 +130,8 @@ type Snapshot struct {
 	// (a revision number alone does not say that: a watch may report a
 	// revision before it has delivered every event up to it).
 	Generation uint64
+	// Certs is a certificate source's valid pairs; nil for the others.
+	Certs *certs.Set
 }
 
 // Snapshot returns the mirrored keys.

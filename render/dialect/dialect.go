@@ -11,6 +11,7 @@ import (
 	"text/template"
 	"text/template/parse"
 
+	"github.com/berthd/berth/certs"
 	"github.com/berthd/berth/endpoints"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/store"
@@ -80,6 +81,9 @@ type Input struct {
 	// EndpointOptions are given to endpoints.Build by {{endpoints}} (a
 	// live template's generation and config servers, set by the runner).
 	EndpointOptions []endpoints.Option
+	// Certs is .Certs of a native template: the certificate store's
+	// valid pairs (certs.Set.For is nginx-proxy's lookup); nil is none.
+	Certs *certs.Set
 }
 
 // Template is a parsed template. It is immutable and safe for concurrent

@@ -7,6 +7,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/berthd/berth/certs"
 	"github.com/berthd/berth/endpoints"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/store"
@@ -24,6 +25,9 @@ type nativeContext struct {
 	Env map[string]string
 	// Revision is the store revision of the snapshot.
 	Revision store.Revision
+	// Certs is the certificate store's content (never nil: empty when
+	// the template has no certificate source).
+	Certs *certs.Set
 }
 
 func nativeData(prefix string, x *execution) (any, error) {
@@ -31,7 +35,10 @@ func nativeData(prefix string, x *execution) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &nativeContext{Services: r.services, Containers: r.containers, Hosts: r.hosts, Env: x.env, Revision: x.in.Revision}
+	c := &nativeContext{Services: r.services, Containers: r.containers, Hosts: r.hosts, Env: x.env, Revision: x.in.Revision, Certs: x.in.Certs}
+	if c.Certs == nil {
+		c.Certs = certs.NewSet("", nil)
+	}
 	if x.in.Containers != nil {
 		c.Containers = x.in.Containers
 	}
