@@ -113,7 +113,7 @@ func TestHTTPSNginx(t *testing.T) {
 	}
 
 	type answer struct {
-		code             int
+		code            int
 		body, loc, hsts string
 	}
 	get := func(scheme, host, path string) answer {
@@ -144,9 +144,9 @@ func TestHTTPSNginx(t *testing.T) {
 		{"https", "a.wild.test", "/", answer{code: 200, body: "wild a.wild.test", hsts: "max-age=31536000"}},
 		{"https", "named.test", "/", answer{code: 200, body: "named named.test", hsts: "max-age=31536000"}},
 		{"http", "both.test", "/", answer{code: 200, body: "both both.test"}},
-		{"https", "both.test", "/", answer{code: 200, body: "both both.test"}}, // noredirect: no HSTS
+		{"https", "both.test", "/", answer{code: 200, body: "both both.test"}},          // noredirect: no HSTS
 		{"https", "tlsonly.test", "/", answer{code: 200, body: "tlsonly tlsonly.test"}}, // HSTS=off
-		{"http", "tlsonly.test", "/", answer{code: 503}},                                 // nohttp: the unknown-host server
+		{"http", "tlsonly.test", "/", answer{code: 503}},                                // nohttp: the unknown-host server
 		{"http", "plain.test", "/", answer{code: 200, body: "plain plain.test"}},
 		{"http", "nocert.test", "/", answer{code: 200, body: "nocert nocert.test"}}, // only default.crt: no redirect
 		{"http", "mismatch.test", "/", answer{code: 200, body: "mismatch mismatch.test"}},
