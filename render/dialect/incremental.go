@@ -45,6 +45,8 @@ var impure = []string{
 	// endpoints hands the set it builds to the live sink and warns: an
 	// effect a cached body would skip.
 	"endpoints",
+	// httpsHosts warns about the values it leaves out.
+	"httpsHosts",
 }
 
 // Names of the two functions the rewrite inserts; a template cannot call

@@ -93,6 +93,8 @@ func nativeFuncs(opts Options) *funcSet {
 			"warn": warnFunc(x),
 			// berth: live endpoints (package endpoints).
 			"endpoints": endpointsFunc(x),
+			// berth: HTTPS per host from the certificate store (package certs).
+			"httpsHosts": httpsHostsFunc(x),
 		}
 		// sprig's JSON decoding, memoized across executions.
 		m["fromJson"], m["mustFromJson"] = unbound, unbound
