@@ -90,3 +90,34 @@ func TestHTTPSGolden(t *testing.T) {
 		})
 	}
 }
+
+// TestHAProxyHTTPSGolden: haproxy.cfg.tmpl's TLS bind (default.crt first,
+// strict-sni without it) and per-host rules over the same hosts.
+func TestHAProxyHTTPSGolden(t *testing.T) {
+	cases := []struct {
+		name        string
+		withDefault bool
+		env         map[string]string
+	}{
+		{"haproxy-https", true, map[string]string{"BERTH_ACME_CHALLENGE": "127.0.0.1:8402"}},
+		{"haproxy-https-nodefault", false, map[string]string{"BERTH_HAPROXY_HTTPS_LISTEN": "127.0.0.1:8443"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, _ := renderHTTPS(t, "haproxy.cfg.tmpl", nil, goldenCerts(tc.withDefault), tc.env)
+			golden := filepath.Join("testdata", "golden", tc.name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./templates -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("differs from %s:\n%s", golden, render.Diff(golden, "rendered", want, got))
+			}
+		})
+	}
+}

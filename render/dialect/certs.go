@@ -17,10 +17,11 @@ import (
 // not pass its check is reported with warn and not used (an invalid
 // CERT_NAME names no certificate: the default one). Host names are as the
 // shipped templates key them: trimmed, lower case unless a regular
-// expression; invalid ones are skipped (the templates report them).
-func httpsHostsFunc(x *execution) func(map[string][]records.Instance, *certs.Set) map[string]certs.HTTPS {
+// expression; invalid ones are skipped (the templates report them). The
+// values are certs.HTTPS.
+func httpsHostsFunc(x *execution) func(map[string][]records.Instance, *certs.Set) map[string]any {
 	warn := warnFunc(x)
-	return func(services map[string][]records.Instance, set *certs.Set) map[string]certs.HTTPS {
+	return func(services map[string][]records.Instance, set *certs.Set) map[string]any {
 		opts := map[string]*certs.Options{}
 		var order []string
 		for _, svc := range slices.Sorted(maps.Keys(services)) {
@@ -61,7 +62,7 @@ func httpsHostsFunc(x *execution) func(map[string][]records.Instance, *certs.Set
 				}
 			}
 		}
-		out := make(map[string]certs.HTTPS, len(opts))
+		out := make(map[string]any, len(opts)) // a dict, for sprig's keys and get
 		for _, h := range order {
 			out[h] = set.HTTPSFor(h, *opts[h])
 		}
