@@ -33,6 +33,7 @@ type Store struct {
 
 	synced   chan struct{}
 	syncOnce sync.Once
+	runMu    sync.Mutex // one Run at a time (a source reopened while the last Run ends)
 
 	mu       sync.Mutex
 	set      *Set
@@ -98,8 +99,9 @@ func (s *Store) Subscribe() (<-chan struct{}, func()) {
 	}
 }
 
-// Err is the last error reading the directory (nil after a good read) and when.
-func (s *Store) Err() (error, time.Time) {
+// LastError is the last error reading or watching the directory (nil
+// after a good read) and when.
+func (s *Store) LastError() (err error, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.lastErr, s.lastAt
@@ -181,8 +183,10 @@ func (s *Store) report(file, reason string) {
 
 // Run reads the directory, then watches it until ctx ends. A directory
 // that cannot be watched (missing) is retried with backoff; it is read
-// at every retry.
+// at every retry. A second Run waits for the first to end.
 func (s *Store) Run(ctx context.Context) {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
 	bo := backoff.New(time.Second, 30*time.Second)
 	for ctx.Err() == nil {
 		w, err := fsnotify.NewWatcher()

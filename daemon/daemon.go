@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/berthd/berth/certs"
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/deploy"
 	"github.com/berthd/berth/records"
@@ -61,6 +62,9 @@ type Config struct {
 	SyncWait time.Duration
 	// Env is the environment templates see (nil: the process's).
 	Env map[string]string
+	// CertDir is the certificate directory every template reads as
+	// .Certs (certs.go; "": none).
+	CertDir string
 	// Commander runs check and reload commands (default: render's).
 	Commander render.Commander
 	Logger    *slog.Logger
@@ -76,7 +80,8 @@ type Daemon struct {
 	runner  *runner.Runner
 	m       *metrics
 	started time.Time
-	status  *statusPage // the status page's state (status.go)
+	status  *statusPage  // the status page's state (status.go)
+	certs   *certs.Store // the certificate directory's; nil without one (certs.go)
 
 	hold    *holdStore      // the runner's view of the store; nil without a registrar
 	deploys *deploy.Service // nil without a runtime
@@ -150,14 +155,19 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 	if cfg.Resync > 0 {
 		mopts = append(mopts, watcher.WithResync(cfg.Resync))
 	}
-	d.runner = runner.New(runnerStore, render.New(ropts...),
+	var extra []runner.Option
+	if cfg.CertDir != "" {
+		d.certs = d.openCerts(cfg.CertDir)
+		extra = append(extra, certSources(runnerStore, d.certs, append([]watcher.MirrorOption{watcher.WithLogger(cfg.Logger)}, mopts...)))
+	}
+	d.runner = runner.New(runnerStore, render.New(ropts...), append([]runner.Option{
 		runner.WithLogger(cfg.Logger),
 		runner.WithDefaultWait(cfg.DefaultWait),
 		runner.WithMinReloadInterval(cfg.MinReloadInterval),
 		runner.WithMirrorOptions(mopts...),
 		runner.WithObserver(d.observe),
 		runner.WithEnv(cfg.Env),
-	)
+	}, extra...)...)
 	return d, nil
 }
 
@@ -199,6 +209,9 @@ func (d *Daemon) Run(ctx context.Context, templates []config.Template) error {
 	}
 	d.keepDeploys(ctx, &wg)
 	d.startStatus(ctx, &wg, templates)
+	if d.certs != nil {
+		wg.Go(func() { d.followHAProxyCerts(ctx) })
+	}
 	wg.Go(func() {
 		if err := d.runner.Run(ctx, templates); err != nil {
 			errc <- fmt.Errorf("templates: %w", err)

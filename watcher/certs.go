@@ -40,6 +40,6 @@ func (c *Certs) Health() Health {
 		h.Synced = true
 	default:
 	}
-	h.LastError, h.LastErrorAt = c.st.Err()
+	h.LastError, h.LastErrorAt = c.st.LastError()
 	return h
 }
