@@ -7,29 +7,9 @@ import (
 	"time"
 
 	"github.com/berthd/berth/certs"
-	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/endpoints/haproxy"
 	"github.com/berthd/berth/internal/backoff"
-	"github.com/berthd/berth/runner"
-	"github.com/berthd/berth/store"
-	"github.com/berthd/berth/watcher"
 )
-
-// certSources makes every template read the certificate store cs as a
-// second source (.Certs; a certificate added, renewed or left out
-// re-renders, and a template that does not use it renders the same
-// bytes), next to the store mirrors of its prefixes.
-func certSources(st store.Store, cs *certs.Store, mopts []watcher.MirrorOption) runner.Option {
-	key := watcher.CertKey(cs.Dir())
-	return runner.WithSources(
-		func(t config.Template) []string { return append(append([]string{}, t.Prefixes...), key) },
-		func(k string) runner.Source {
-			if k == key {
-				return watcher.NewCerts(cs)
-			}
-			return watcher.NewMirror(st, k, mopts...)
-		})
-}
 
 // openCerts prepares the certificate directory (mode 0700 when berth
 // creates it) and its store.

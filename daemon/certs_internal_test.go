@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/internal/realparts"
 	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/store/memstore"
 )
 
 // TestFollowHAProxyCerts: with the certificate store running, a renewed
@@ -81,4 +83,25 @@ frontend f
 	if w := h.WorkerPID(t); w != worker {
 		t.Errorf("worker %d, was %d: HAProxy reloaded", w, worker)
 	}
+}
+
+// TestUnitCertDir: with Config.CertDir, every template reads the
+// directory as .Certs, and a pair added, renewed or broken re-renders it.
+func TestUnitCertDir(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	ca := testenv.NewCA(t)
+	dir := filepath.Join(t.TempDir(), "certs") // made by the daemon
+	tmpl, dest := unitTemplate(t, `certs{{"\n"}}{{range .Certs.List}}{{.Name}} {{.NotAfter.Unix}}{{"\n"}}{{end}}`)
+	tmpl.Spec.Check = ""
+	start(t, st, nil, Config{CertDir: dir, Commander: &commands{}}, tmpl)
+	await(t, "the directory made", func() bool { fi, err := os.Stat(dir); return err == nil && fi.Mode().Perm() == 0o700 })
+	first := time.Now().Add(24 * time.Hour).Truncate(time.Second)
+	ca.Issue(t, dir, "a.test", "a.test", first, "a.test")
+	await(t, "a.test rendered", fileIs(dest, fmt.Sprintf("certs\na.test %d\n", first.Unix())))
+	renewed := first.Add(time.Hour)
+	ca.Issue(t, dir, "a.test", "a.test", renewed, "a.test")
+	await(t, "a.test renewed", fileIs(dest, fmt.Sprintf("certs\na.test %d\n", renewed.Unix())))
+	testenv.WriteAtomic(t, filepath.Join(dir, "a.test.crt"), []byte("garbage"))
+	await(t, "a.test left out", fileIs(dest, "certs\n"))
 }

@@ -158,7 +158,7 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 	var extra []runner.Option
 	if cfg.CertDir != "" {
 		d.certs = d.openCerts(cfg.CertDir)
-		extra = append(extra, certSources(runnerStore, d.certs, append([]watcher.MirrorOption{watcher.WithLogger(cfg.Logger)}, mopts...)))
+		extra = append(extra, runner.WithCerts(d.certs))
 	}
 	d.runner = runner.New(runnerStore, render.New(ropts...), append([]runner.Option{
 		runner.WithLogger(cfg.Logger),

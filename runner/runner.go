@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berthd/berth/certs"
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/render"
@@ -42,6 +43,7 @@ type Runner struct {
 	triggers   func(config.Template) Triggers
 	applied    func(context.Context, Applied)
 	regenerate <-chan struct{}
+	certs      *certs.Store // WithCerts (certs.go)
 
 	updates chan update
 	status  chan chan []TemplateStatus

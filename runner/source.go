@@ -81,13 +81,16 @@ func WithRegenerate(ch <-chan struct{}) Option { return func(r *Runner) { r.rege
 // sourceKeys are the keys of the sources t reads.
 func (r *Runner) sourceKeys(t config.Template) []string {
 	if r.keys != nil {
-		return r.keys(t)
+		return r.withCertKey(r.keys(t))
 	}
-	return t.Prefixes
+	return r.withCertKey(t.Prefixes)
 }
 
 // openSource makes the source of key.
 func (r *Runner) openSource(key string) Source {
+	if src, ok := r.certSource(key); ok {
+		return src
+	}
 	if r.open != nil {
 		return r.open(key)
 	}

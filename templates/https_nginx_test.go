@@ -26,7 +26,6 @@ import (
 	"github.com/berthd/berth/runner"
 	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/store/etcd"
-	"github.com/berthd/berth/watcher"
 )
 
 // TestHTTPSNginx runs nginx.tmpl under the runner with the certificate
@@ -204,7 +203,7 @@ func TestHTTPSNginx(t *testing.T) {
 }
 
 // serveCerts is serve with the certificate store of dir as every
-// template's second source.
+// template's second source (runner.WithCerts).
 func serveCerts(t *testing.T, st store.Store, n *testenv.Nginx, dir string) {
 	t.Helper()
 	tmpl := config.Template{
@@ -214,16 +213,7 @@ func serveCerts(t *testing.T, st store.Store, n *testenv.Nginx, dir string) {
 		Spec:     render.Spec{Name: "nginx", Dest: n.Conf, Check: n.CheckCommand()},
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cs := certs.New(dir, certs.WithSettle(100*time.Millisecond), certs.WithLogger(logger))
-	key := watcher.CertKey(dir)
-	sources := runner.WithSources(
-		func(c config.Template) []string { return append(append([]string{}, c.Prefixes...), key) },
-		func(k string) runner.Source {
-			if k == key {
-				return watcher.NewCerts(cs)
-			}
-			return watcher.NewMirror(st, k)
-		})
+	sources := runner.WithCerts(certs.New(dir, certs.WithSettle(100*time.Millisecond), certs.WithLogger(logger)))
 	renderer := render.New(render.WithLogger(logger))
 	if res, err := runner.New(st, renderer, runner.WithLogger(logger), sources).Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
 		t.Fatalf("first render: %v %+v", err, res)
