@@ -154,6 +154,12 @@ func (o *renderOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	if o.context == "" { // .Certs as berth up reads them
+		set := readCerts(certDir(o.store.stateDir, files), log)
+		for i := range inputs {
+			inputs[i].Certs = set
+		}
+	}
 	if o.dump {
 		return o.dumpContext(cmd.OutOrStdout(), ts, inputs)
 	}

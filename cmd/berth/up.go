@@ -116,7 +116,7 @@ func (o *upOptions) settings(flags *pflag.FlagSet, files []*config.File) (daemon
 		Version:        buildVersion(),
 		Cluster:        o.cluster,
 	}
-	s.Daemon.CertDir = file.Certs.DirFor(s.StateDir) // [certs] dir
+	s.Daemon.CertDir = certDir(s.StateDir, files) // [certs] dir
 	s.Cluster.Token = cmp.Or(s.Cluster.Token, os.Getenv("BERTH_CLUSTER_TOKEN"))
 	s.Cluster.Advertise = cmp.Or(s.Cluster.Advertise, os.Getenv("BERTH_ADVERTISE"), file.Daemon.Advertise)
 	if s.DockerSocket != "" && s.Runtime != daemon.RuntimeEmbedded {

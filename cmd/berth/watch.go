@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/berthd/berth/certs"
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/runner"
@@ -100,6 +101,7 @@ func (o *watchOptions) run(cmd *cobra.Command) error {
 		runner.WithDefaultWait(defWait),
 		runner.WithMinReloadInterval(o.minInterval),
 		runner.WithMirrorOptions(watcher.WithResync(o.resync)),
+		runner.WithCerts(certs.New(certDir(o.store.stateDir, files), certs.WithLogger(log))), // .Certs as berth up reads them
 	)
 	if o.once {
 		results, err := r.Once(ctx, templates)

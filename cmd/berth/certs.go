@@ -1,0 +1,31 @@
+package main
+
+import (
+	"cmp"
+	"log/slog"
+	"os"
+
+	"github.com/berthd/berth/certs"
+	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/store/backend"
+)
+
+// certDir is the certificate directory berth up reads with these flags
+// and files: the first file's [certs] dir, or <state_dir>/certs, the
+// state dir found as berth up finds it.
+func certDir(stateDirFlag string, files []*config.File) string {
+	var file config.File
+	if len(files) > 0 {
+		file = *files[0]
+	}
+	return file.Certs.DirFor(cmp.Or(stateDirFlag, os.Getenv("BERTH_STATE_DIR"), file.Daemon.StateDir, backend.DefaultStateDir()))
+}
+
+// readCerts is the certificate directory's valid pairs now (bad ones are
+// logged and left out), as a one-shot render sees them.
+func readCerts(dir string, log *slog.Logger) *certs.Set {
+	cs := certs.New(dir, certs.WithLogger(log))
+	cs.Scan()
+	set, _ := cs.Current()
+	return set
+}
