@@ -13,6 +13,7 @@ import (
 	"text/template/parse"
 	"time"
 
+	"github.com/berthd/berth/certs"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/store"
 )
@@ -200,6 +201,18 @@ func liveInput(t testing.TB) Input {
 	}), Env: testEnv}
 }
 
+// httpsInput is liveInput with HTTPS settings and a certificate store:
+// rpc.localhost asks for a certificate by CERT_NAME, and for nohttp.
+func httpsInput(t testing.TB) Input {
+	in := liveInput(t)
+	inst := mustJSON(t, records.Instance{ID: "c5", Name: "rpc-c5", Service: "rpc", Host: "h1", IP: "10.0.0.5", Port: 50051, State: records.StateRunning,
+		Env: map[string]string{"VIRTUAL_HOST": "rpc.localhost, bad;name", "CERT_NAME": "shared", "HTTPS_METHOD": "nohttp", "HSTS": "max-age=60; preload"}})
+	in.KVs = append(slices.Clone(in.KVs), store.KV{Key: records.ServiceKey("", "rpc", "h1", "c5"), Value: []byte(inst)})
+	slices.SortFunc(in.KVs, func(a, b store.KV) int { return cmp.Compare(a.Key, b.Key) })
+	in.Certs = certs.NewSet("/c", []certs.Cert{{Name: "shop.localhost", CertFile: "/c/shop.localhost.crt"}, {Name: "shared", CertFile: "/c/shared.crt"}})
+	return in
+}
+
 func TestGoldenNative(t *testing.T) {
 	in := nativeInput(t)
 	allow := Options{AllowNondeterministic: true}
@@ -251,6 +264,9 @@ exists={{ exists "/config/app/port" }} {{ exists "/config/app" }}
 		{name: "warn", in: in, text: `before{{ warn "reported, not rendered" }} after`},
 		{name: "endpoints", in: liveInput(t), text: `{{ range $u := (endpoints .Services).Upstreams }}{{ $u.Name }} {{ $u.Host }}{{ $u.Path }} {{ $u.Proto }}:{{ range $u.Servers }} {{ .ID }}={{ .Addr }}/{{ .Weight }}{{ if .Draining }}/draining{{ end }}{{ end }}
 {{ end }}{{ upstreamName "a.localhost" "/api/" }} {{ upstreamName "*.example.com" "/" }}
+`},
+		{name: "httpsHosts", in: httpsInput(t), text: `{{ $t := httpsHosts .Services .Certs }}{{ range $h := keys $t | sortAlpha }}{{ $x := index $t $h }}{{ $h }} tls={{ $x.TLS }} redirect={{ $x.Redirect }} nohttp={{ $x.NoHTTP }} plain={{ $x.Plain }} hsts={{ $x.HSTS }}{{ if $x.Cert }} cert={{ $x.Cert.Name }}/{{ $x.Cert.Via }} {{ $x.Cert.CertFile }}{{ end }}
+{{ end }}{{ (.Certs.For "a.shop.localhost" "").Name }} {{ .Certs.Len }} {{ .Certs.Dir }} {{ .Certs.Default }}
 `},
 		{name: "escaping", in: in, text: `{{ nginxString "a \"b\" \\c; {d}" }}|{{ nginxToken "~^(?<s>.+)\\.example\\.com$" }}|{{ nginxComment "web-1\n}\nserver {" }}
 {{ haproxyString "a b#c" }}|{{ haproxyString "it's $HOME" }}|{{ shellQuote "it's $(id)" }}|{{ jsonString "a\"<b>\n" }}
