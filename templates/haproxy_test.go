@@ -131,7 +131,8 @@ func TestHAProxyAcceptsOutput(t *testing.T) {
 
 // haproxyWords are the first words of every line haproxy.cfg.tmpl writes.
 var haproxyWords = []string{"global", "stats", "defaults", "mode", "timeout", "retries", "option", "frontend", "bind",
-	"http-request", "use_backend", "default_backend", "backend", "balance", "server"}
+	"http-request", "use_backend", "default_backend", "backend", "balance", "server",
+	"ssl-load-extra-del-ext", "acl", "http-response"} // HTTPS (https_hostile_test.go)
 
 // haproxyServer is the one shape of a server line the template writes.
 var haproxyServer = regexp.MustCompile(`^server berth-[A-Za-z0-9_.-]+ (\d+\.\d+\.\d+\.\d+|\[[0-9a-f:.]+\]):\d+ weight \d+( ssl verify none| proto h2| ssl verify none alpn h2)?$`)

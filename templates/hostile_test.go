@@ -29,6 +29,7 @@ var directives = []string{
 	"fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path", "server_names_hash_bucket_size", "server_names_hash_max_size",
 	"map", "default", "''", "server", "listen", "server_name", "return", "upstream", "keepalive", "location",
 	"grpc_set_header", "grpc_pass", "proxy_pass", "proxy_http_version", "proxy_set_header", "}", "#",
+	"ssl_certificate", "ssl_certificate_key", "ssl_reject_handshake", "add_header", // HTTPS (https_hostile_test.go)
 }
 
 var serverNameRE = regexp.MustCompile(`(?m)^\s*server_name\s+([^;]*);`)
