@@ -19,6 +19,7 @@ import (
 	"github.com/berthd/berth/internal/realparts"
 	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/records"
+	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/store"
 )
@@ -138,8 +139,8 @@ func TestHTTPSHAProxy(t *testing.T) {
 	if again := renderConf(); !bytes.Equal(again, conf) {
 		t.Fatalf("a renewal changed haproxy.cfg:\n%s", again)
 	}
-	if cs, _ := handshake(httpsAddr, "exact.test", ca.Pool); cs.PeerCertificates[0].NotAfter.Equal(renewed) {
-		t.Fatal("the renewed certificate is served before it was handed over")
+	if cs, err := handshake(httpsAddr, "exact.test", ca.Pool); err != nil || cs.PeerCertificates[0].NotAfter.Equal(renewed) {
+		t.Fatalf("before the hand-over: %v (or the renewed certificate is already served)", err)
 	}
 	n, err := sync.Sync(ctx, mustSet(st))
 	if err != nil || n != 1 {
@@ -166,7 +167,24 @@ func TestHTTPSHAProxy(t *testing.T) {
 	if bytes.Equal(added, conf) || !bytes.Contains(added, []byte(filepath.Join(dir, "mismatch.test.crt"))) {
 		t.Errorf("a new host certificate is not in haproxy.cfg:\n%s", added)
 	}
-	haproxyCheck(t, h, added)
+	haproxyCheck(t, h, added) // writes it to h.Conf
+	if out, err := (render.Exec{}).Run(t.Context(), []string{"/bin/sh", "-c", h.ReloadCommand()}); err != nil {
+		t.Fatalf("reload: %v %s", err, out)
+	}
+	ictx, icancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer icancel()
+	if _, err := haproxy.NewClient(h.Socket).WaitWorker(ictx, worker); err != nil {
+		t.Fatalf("no new worker after the reload: %v\n%s", err, h.Log())
+	}
+	if cs, err := handshake(httpsAddr, "mismatch.test", ca.Pool); err != nil {
+		t.Errorf("mismatch.test after the reload: %v", err)
+	} else if cn := cs.PeerCertificates[0].Subject.CommonName; cn != "mismatch.test" {
+		t.Errorf("mismatch.test after the reload: served %q", cn)
+	}
+	// The new worker took the renewed exact.test from the file.
+	if cs, err := handshake(httpsAddr, "exact.test", ca.Pool); err != nil || !cs.PeerCertificates[0].NotAfter.Equal(renewed) {
+		t.Errorf("exact.test after the reload: %v", err)
+	}
 }
 
 func mustSet(st *certs.Store) *certs.Set { s, _ := st.Current(); return s }
