@@ -50,6 +50,7 @@ func (c *Conn) SetCert(ctx context.Context, file string, pem []byte) error {
 	if err != nil {
 		return err
 	}
+	reply = strings.TrimLeft(reply, "+ \n") // a prompt per payload line
 	if !strings.Contains(reply, "Transaction created") && !strings.Contains(reply, "Transaction updated") {
 		c.run(ctx, "abort ssl cert "+file)
 		return &CommandError{Command: set, Reply: reply}
