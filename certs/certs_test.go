@@ -190,3 +190,49 @@ func TestStoreDropsExpiring(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestStoreSettles: a pair written in pieces (a shell's cp, not a rename)
+// is read once the directory is quiet: never half-written, so never
+// reported as broken.
+func TestStoreSettles(t *testing.T) {
+	ca := testenv.NewCA(t)
+	dir := t.TempDir()
+	var logs testenv.SyncBuffer
+	st := certs.New(dir, certs.WithSettle(time.Second), certs.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { st.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-st.Synced()
+	cert, key := ca.Pair(t, "a.example.com", time.Now().Add(time.Hour), "a.example.com")
+	write := func(name string, b []byte) {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		for len(b) > 0 { // in pieces, with pauses well inside the settle time
+			n := min(len(b), 200)
+			if _, err := f.Write(b[:n]); err != nil {
+				t.Fatal(err)
+			}
+			b = b[n:]
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	write("a.example.com.crt", cert)
+	write("a.example.com.key", key)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if set, _ := st.Current(); set.Get("a.example.com") != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pair is not in the set:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if strings.Contains(logs.String(), "left out") {
+		t.Errorf("a pair being written was read half-way:\n%s", logs.String())
+	}
+}
