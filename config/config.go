@@ -57,6 +57,12 @@ type Template struct {
 	// directory of its push endpoint, mode 0700 (see package endpoints).
 	Live, LiveDir string
 
+	// Dedup shares the render among the daemons that render this template
+	// from the same prefixes (dedup = true): one of them, elected with a
+	// lease, executes it and stores the output; the others write that
+	// output through their own check and reload (package dedup).
+	Dedup bool
+
 	// DockerGen holds the docker-gen settings berth does not act on in the
 	// pipeline (kept so that docker-gen files load unmodified).
 	DockerGen *DockerGenExtras
@@ -245,6 +251,7 @@ type berthTemplate struct {
 	KeepBlankLines        bool     `toml:"keep_blank_lines"`
 	Live                  string   `toml:"live"`
 	LiveDir               string   `toml:"live_dir"`
+	Dedup                 bool     `toml:"dedup"`
 }
 
 // Load reads a berth.toml. Relative src, includes and dest paths are
@@ -416,6 +423,9 @@ func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) 
 	}
 	if err := t.setLive(rt.Live, relTo(dir, rt.LiveDir)); err != nil {
 		return fail("%v", err)
+	}
+	if t.Dedup = rt.Dedup; t.Dedup && t.Live != "" {
+		return fail("dedup and live cannot be combined: a follower has no records to build the live endpoint set from")
 	}
 	return t, nil
 }
