@@ -95,8 +95,9 @@ func (d *Deduper) Owner() string { return d.owner }
 // Key is the runner source key of t's dedup source, "dedup:<identity>".
 // A template dedup cannot serve is refused, naming why: a live one (a
 // follower has no records to build its endpoint set from), one without
-// store prefixes, and one whose prefixes cover the dedup keys (its
-// output would be its own input: a render loop).
+// store prefixes, and one that reads only dedup keys. A prefix that covers
+// the dedup keys ("/berth/", the native dialect's default) is fine: the
+// leader's data leaves them out, so that its output is never its input.
 func (d *Deduper) Key(t config.Template) (string, error) {
 	if t.Live != "" {
 		return "", fmt.Errorf("%s: template %q: dedup cannot serve a live template", t.Origin, t.Name)
@@ -105,8 +106,8 @@ func (d *Deduper) Key(t config.Template) (string, error) {
 		return "", fmt.Errorf("%s: template %q: dedup needs the store prefixes the template reads", t.Origin, t.Name)
 	}
 	for _, p := range t.Prefixes {
-		if strings.HasPrefix(d.prefix, p) || strings.HasPrefix(p, d.prefix) {
-			return "", fmt.Errorf("%s: template %q: its prefix %s covers the dedup keys under %s: its output would be its own input", t.Origin, t.Name, p, d.prefix)
+		if strings.HasPrefix(p, d.prefix) {
+			return "", fmt.Errorf("%s: template %q: its prefix %s is inside the dedup keys (%s): its output would be its own input", t.Origin, t.Name, p, d.prefix)
 		}
 	}
 	id, err := Identity(t)

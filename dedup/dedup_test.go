@@ -150,6 +150,12 @@ func (h *host) file() string {
 // its own directory.
 func startHost(t *testing.T, url, name, text string, withDedup bool) *host {
 	t.Helper()
+	return startHostOn(t, url, name, dataPrefix, text, withDedup)
+}
+
+// startHostOn is startHost with the template reading prefix.
+func startHostOn(t *testing.T, url, name, prefix, text string, withDedup bool) *host {
+	t.Helper()
 	st, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +170,7 @@ func startHost(t *testing.T, url, name, text string, withDedup bool) *host {
 	tmpl := config.Template{
 		Name: "app", Src: src, Origin: name + ":berth.toml:1",
 		Options:  dialect.Options{Dialect: dialect.Native},
-		Prefixes: []string{dataPrefix},
+		Prefixes: []string{prefix},
 		Spec:     render.Spec{Name: "app", Dest: filepath.Join(dir, "app.out")},
 		Dedup:    withDedup,
 	}
@@ -520,7 +526,8 @@ func TestKeyRefuses(t *testing.T) {
 		{"plain", func(*config.Template) {}, ""},
 		{"live", func(t *config.Template) { t.Live = "nginx-lua" }, "live"},
 		{"no prefixes", func(t *config.Template) { t.Prefixes = nil }, "prefixes"},
-		{"covers the dedup keys", func(t *config.Template) { t.Prefixes = []string{"/berth/"} }, "its own input"},
+		{"covers the dedup keys", func(t *config.Template) { t.Prefixes = []string{"/berth/"} }, ""},
+		{"inside the dedup keys", func(t *config.Template) { t.Prefixes = []string{"/berth/dedup/x/"} }, "its own input"},
 		{"missing file", func(t *config.Template) { t.Src = filepath.Join(dir, "nope") }, "nope"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -571,5 +578,33 @@ func TestIdentity(t *testing.T) {
 		if id(o) == id(a) {
 			t.Errorf("a different %s has the same identity", name)
 		}
+	}
+}
+
+// TestDedupOverItsOwnKeys: a template whose prefix covers the dedup keys
+// (the native dialect's default, /berth/, does) does not see them: the
+// leader's output is not its input, so storing it triggers no render and
+// no further write (consul-template's render loop).
+func TestDedupOverItsOwnKeys(t *testing.T) {
+	url := testenv.StartEtcd(t, 1).URL()
+	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	put(t, admin, "a", "0")
+	const keys = `{{ range tree "/" }}{{ .Key }}
+{{ end }}`
+	hosts := []*host{startHostOn(t, url, "h0", "/", keys, true), startHostOn(t, url, "h1", "/", keys, true)}
+	waitAll(t, "t/data/a\ntestenv/ready\n", hosts...) // etcd's readiness probe wrote the second
+	put(t, admin, "b", "0")
+	waitAll(t, "t/data/a\nt/data/b\ntestenv/ready\n", hosts...)
+	time.Sleep(time.Second) // a loop would show as more writes
+	leader := leaderOf(t, admin, hosts...)
+	if leader == nil {
+		t.Fatal("no leader")
+	}
+	if w := leader.cnt.count("writes", "dedup"); w != 3 {
+		t.Errorf("the leader wrote the dedup keys %d times, want 3 (the lock, two outputs)", w)
 	}
 }

@@ -19,7 +19,8 @@
 //   - no stale lock: the lock lives with its holder's lease (a dead
 //     holder's goes within the TTL) and is deleted by a holder that stops;
 //   - no render loop: the leader's data never includes the dedup keys
-//     (Key refuses prefixes that cover them), it stores an output only
+//     (a prefix that covers them, such as "/berth/", is mirrored without
+//     them; a change of them alone is no change), it stores an output only
 //     when its hash differs from the stored one, and a follower never
 //     writes (nor does it re-render for an output whose hash it has);
 //   - no lost update on handover: a new leader lists the data prefixes

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -320,8 +321,33 @@ func (s *Source) data(ctx context.Context, ms []*watcher.Mirror) {
 		parts[i] = sn.KVs
 		rev = max(rev, sn.Revision)
 	}
+	kvs := without(render.MergeKVs(parts...), s.d.prefix)
+	if s.mode == modeData && sameKVs(kvs, s.snap.KVs) {
+		s.dataGens = gens // only dedup keys changed: no news for the template
+		return
+	}
 	s.mode, s.dataGens, s.followed = modeData, gens, ""
-	s.set(watcher.Snapshot{KVs: render.MergeKVs(parts...), Revision: rev})
+	s.set(watcher.Snapshot{KVs: kvs, Revision: rev})
+}
+
+// without is kvs (sorted by key) without the keys under prefix, in a new
+// slice when there are any: the leader's output is never its input.
+func without(kvs []store.KV, prefix string) []store.KV {
+	i, _ := slices.BinarySearchFunc(kvs, prefix, func(kv store.KV, p string) int { return strings.Compare(kv.Key, p) })
+	j := i
+	for j < len(kvs) && strings.HasPrefix(kvs[j].Key, prefix) {
+		j++
+	}
+	if i == j {
+		return kvs
+	}
+	return slices.Concat(kvs[:i], kvs[j:])
+}
+
+// sameKVs reports whether two listings hold the same keys at the same
+// revisions.
+func sameKVs(a, b []store.KV) bool {
+	return slices.EqualFunc(a, b, func(x, y store.KV) bool { return x.Key == y.Key && x.ModRevision == y.ModRevision })
 }
 
 // follow makes the leader's output record the snapshot, unless it holds
