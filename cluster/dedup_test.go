@@ -115,4 +115,39 @@ func TestDedupAcrossHosts(t *testing.T) {
 		return err == nil && l != "" && l != leader, fmt.Sprint(l, err)
 	})
 	t.Logf("leader %s killed; %s took over, files current after %s (ttl %s)", leader, next, took.Round(time.Millisecond), ttl)
+
+	// The killed host comes back (no stale lock keeps it or the others
+	// waiting) and follows.
+	procs[dead] = h.up(dead, args(dead)...)
+	h.started(rest[0], 3, 60*time.Second)
+	converge("the restarted host", []int{dead}, want2)
+
+	// The leader is partitioned for longer than the TTL while a record is
+	// written elsewhere: another host takes over; after the heal the old
+	// leader follows and its file is current.
+	var nl int
+	fmt.Sscanf(next, "host%d", &nl)
+	var others []int
+	for i := range 3 {
+		if i != nl {
+			others = append(others, i)
+		}
+	}
+	h.partition(nl, true)
+	key3, val3 := instance("db", name(others[0]), "c3", hostIP(others[0]), 5432)
+	eventually(t, 20*time.Second, "a write during the partition", func() (bool, string) {
+		o, err := h.berth(others[0], "kv", "put", "--state-dir", h.state(others[0]), key3, val3)
+		return err == nil, o
+	})
+	want3 := want2[:strings.Index(want2, "web ")] + fmt.Sprintf("db host%d %s:5432\n", others[0], hostIP(others[0])) + want
+	converge("during the partition", others, want3)
+	time.Sleep(ttl + time.Second)
+	h.partition(nl, false)
+	healed := time.Now()
+	converge("after the heal", []int{nl}, want3)
+	t.Logf("%s partitioned past the ttl; its file current %s after the heal", next, time.Since(healed).Round(time.Millisecond))
+	eventually(t, 20*time.Second, "the lock with a host of the majority", func() (bool, string) {
+		l, err := h.dedupLeader(others[0])
+		return err == nil && l != "" && l != next, fmt.Sprint(l, err)
+	})
 }
