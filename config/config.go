@@ -57,6 +57,12 @@ type Template struct {
 	// directory of its push endpoint, mode 0700 (see package endpoints).
 	Live, LiveDir string
 
+	// Dedup shares the render among the daemons that render this template
+	// from the same prefixes (dedup = true): one of them, elected with a
+	// lease, executes it and stores the output; the others write that
+	// output through their own check and reload (package dedup).
+	Dedup bool
+
 	// DockerGen holds the docker-gen settings berth does not act on in the
 	// pipeline (kept so that docker-gen files load unmodified).
 	DockerGen *DockerGenExtras
@@ -140,6 +146,7 @@ type Daemon struct {
 	DockerSocket string `toml:"docker_socket"` // Docker-compatible API (unix socket)
 	Listen       string `toml:"listen"`        // /metrics and /healthz (host:port)
 	Advertise    string `toml:"advertise"`     // this host's address as other hosts reach it
+	Network      string `toml:"network"`       // the network a container on several is recorded at (registrar.Config.Network)
 	Status       Status `toml:"status"`        // [daemon.status]: who may read the status page (status.go)
 }
 
@@ -247,6 +254,7 @@ type berthTemplate struct {
 	KeepBlankLines        bool     `toml:"keep_blank_lines"`
 	Live                  string   `toml:"live"`
 	LiveDir               string   `toml:"live_dir"`
+	Dedup                 bool     `toml:"dedup"`
 }
 
 // Load reads a berth.toml. Relative src, includes and dest paths are
@@ -419,6 +427,9 @@ func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) 
 	}
 	if err := t.setLive(rt.Live, relTo(dir, rt.LiveDir)); err != nil {
 		return fail("%v", err)
+	}
+	if t.Dedup = rt.Dedup; t.Dedup && t.Live != "" {
+		return fail("dedup and live cannot be combined: a follower has no records to build the live endpoint set from")
 	}
 	return t, nil
 }

@@ -58,6 +58,7 @@ allow_empty = true
 check_in_place = true
 settle = "1s"
 missingkey = "error"
+dedup = true
 
 [[template]]
 src = "/abs/dg.tmpl"
@@ -97,6 +98,9 @@ listen = "127.0.0.1:9180"
 		s.MinEntries != 1 || s.MaxShrink != 0.5 || !s.AllowEmpty || !s.CheckInPlace {
 		t.Errorf("spec %+v", s)
 	}
+	if !n.Dedup || f.Templates[1].Dedup {
+		t.Errorf("dedup %v and %v, want true and false", n.Dedup, f.Templates[1].Dedup)
+	}
 	if n.Settle != time.Second || f.Templates[1].Settle != 300*time.Millisecond || f.Templates[1].Spec.AllowEmpty {
 		t.Errorf("settle %v and %v, allow_empty of the second %v", n.Settle, f.Templates[1].Settle, f.Templates[1].Spec.AllowEmpty)
 	}
@@ -125,6 +129,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad max_shrink", head + "max_shrink = \"50\"\n", `max_shrink "50"`},
 		{"bad timeout", head + "timeout = \"-1s\"\n", `timeout "-1s"`},
 		{"check_in_place without check", head + "check_in_place = true\n", `check_in_place needs a check command`},
+		{"dedup with live", head + "dedup = true\nlive = \"nginx-lua\"\n", `dedup and live cannot be combined`},
 		{"bad settle", head + "settle = \"soon\"\n", `settle "soon"`},
 		{"bad top-level settle", "settle = \"0s\"\n", `settle "0s"`},
 		{"allow_empty not a bool", head + "allow_empty = \"yes\"\n", `:4:`},

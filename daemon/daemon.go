@@ -167,6 +167,7 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 		runner.WithMirrorOptions(mopts...),
 		runner.WithObserver(d.observe),
 		runner.WithEnv(cfg.Env),
+		d.dedupSources(runnerStore, mopts),
 	}, extra...)...)
 	return d, nil
 }

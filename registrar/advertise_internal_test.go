@@ -31,7 +31,7 @@ func TestAdvertisedAddress(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := runtime.Container{ID: strings.Repeat("b", 64), Name: "web", Image: "web:1", State: runtime.StateRunning,
 				Env: []string{"VIRTUAL_HOST=a.test"}, Ports: tc.ports, IP: "10.0.0.2"}
-			d := recordsAt("/berth", "h", tc.advertise, c, records.StateRunning)
+			d := recordsAt("/berth", "h", tc.advertise, "", c, records.StateRunning)
 			var in records.Instance
 			if err := json.Unmarshal(d.kvs[records.ServiceKey("/berth", "web", "h", c.ID)], &in); err != nil {
 				t.Fatal(err)

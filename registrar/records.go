@@ -40,17 +40,22 @@ type desired struct {
 // invalid is left out of both records and listed on the instance records
 // (Instance.Invalid) and in the warnings.
 func recordsFor(prefix, host string, c runtime.Container, state records.State) desired {
-	return recordsAt(prefix, host, "", c, state)
+	return recordsAt(prefix, host, "", "", c, state)
 }
 
 // recordsAt is recordsFor on a host reachable at advertise (an IP, or ""):
 // an instance whose port is published there (or on every address) records
 // advertise and the host port, which every host can reach; an unpublished
-// one keeps the container's address.
-func recordsAt(prefix, host, advertise string, c runtime.Container, state records.State) desired {
+// one keeps the container's address, chosen among its networks by
+// address (network is the registrar's Network).
+func recordsAt(prefix, host, advertise, network string, c runtime.Container, state records.State) desired {
 	d := desired{kvs: map[string][]byte{}}
 	if Skipped(c) != SkipNone {
 		return d // not running, ignored, or health-gated: published only while healthy
+	}
+	var warning string
+	if c.IP, warning = address(c, network); warning != "" {
+		d.warnings = append(d.warnings, warning)
 	}
 	if err := records.CheckID(c.ID); err != nil {
 		// No key can hold it: nothing is registered.

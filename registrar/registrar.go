@@ -45,7 +45,11 @@ type Config struct {
 	// ""): an instance whose port is published records it and the host
 	// port instead of the container's address (see recordsAt).
 	Advertise string
-	Logger    *slog.Logger
+	// Network is the network whose address a container on several is
+	// recorded at, unless its label berth.network names another (see
+	// NetworkLabel; default: the first by name).
+	Network string
+	Logger  *slog.Logger
 }
 
 // Registrar registers one host's containers.
@@ -295,7 +299,7 @@ func (r *Registrar) handle(ctx context.Context, ev runtime.Event) error {
 
 // desired is the records of a container, logging its warnings once.
 func (r *Registrar) desired(c runtime.Container, state records.State) map[string][]byte {
-	d := recordsAt(r.cfg.Prefix, r.cfg.Host, r.cfg.Advertise, c, state)
+	d := recordsAt(r.cfg.Prefix, r.cfg.Host, r.cfg.Advertise, r.cfg.Network, c, state)
 	r.invalid[c.ID] = len(d.invalid)
 	if len(d.warnings) > 0 && !r.warned[c.ID] {
 		r.warned[c.ID] = true

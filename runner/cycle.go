@@ -107,7 +107,7 @@ func (s *state) collect(batch map[*tmplState]bool) []*job {
 func (s *state) cycle(jobs []*job) {
 	rjobs := make([]render.Job, len(jobs))
 	for i, j := range jobs {
-		rjobs[i] = render.Job{Spec: j.t.conf.Spec, Source: render.Bind(j.tmpl, j.in)}
+		rjobs[i] = render.Job{Spec: j.t.conf.Spec, Source: bind(j.t.binder, j.tmpl, j.in)}
 	}
 	results, _ := s.r.renderer.Cycle(context.WithoutCancel(s.ctx), rjobs)
 	for i, res := range results {
@@ -175,6 +175,9 @@ func (s *state) record(j *job, now time.Time, took time.Duration) {
 			log.Error("render failed; keeping the last good output", "err", res.Err, "retry_in", t.retry)
 			s.scheduleRetry(t, t.retry)
 		}
+	}
+	if res.Err == nil && t.binder != nil {
+		t.binder.Applied(t.conf, res)
 	}
 	if res.Err == nil && s.r.applied != nil {
 		s.r.applied(s.ctx, Applied{Template: t.conf, Result: res, Tick: j.tick})

@@ -248,7 +248,7 @@ func (s *state) quarantine(j *job) bool {
 		j.checks++
 		in := j.in
 		in.KVs, in.Warn = withChanges(t.good, cs), nil
-		return s.r.renderer.Try(ctx, render.Job{Spec: t.conf.Spec, Source: render.Bind(j.tmpl, in)})
+		return s.r.renderer.Try(ctx, render.Job{Spec: t.conf.Spec, Source: bind(j.t.binder, j.tmpl, in)})
 	}
 	if err := try(nil); ctx.Err() != nil {
 		return false

@@ -193,7 +193,7 @@ func (r *Runner) Once(ctx context.Context, templates []config.Template) ([]rende
 	for i, t := range ts {
 		in, _ := snapshot(r.sourceKeys(t.conf), sources)
 		in.Warn, in.Env = r.warner(t.conf.Name), r.env
-		jobs[i] = render.Job{Spec: t.conf.Spec, Source: render.Bind(t.tmpl, in)}
+		jobs[i] = render.Job{Spec: t.conf.Spec, Source: bind(binderOf(r.sourceKeys(t.conf), sources), t.tmpl, in)}
 	}
 	results, err := r.renderer.Cycle(ctx, jobs)
 	if r.applied != nil {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/render"
+	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/watcher"
 )
 
@@ -111,4 +112,32 @@ func generations(keys []string, sources map[string]Source) []uint64 {
 		gens = append(gens, sources[k].Snapshot().Generation)
 	}
 	return gens
+}
+
+// Binder is implemented by a Source that decides how the templates
+// reading it alone make their output (package dedup: one daemon executes
+// the template, the others write what it stored). The runner uses Bind
+// instead of render.Bind for every render of such a template, and tells
+// Applied of each of its successful renders. Both are called from Run's
+// goroutine and must not block.
+type Binder interface {
+	Bind(t *dialect.Template, in dialect.Input) render.Source
+	Applied(t config.Template, res render.Result)
+}
+
+// binderOf is the Binder of a template that reads one source that is one.
+func binderOf(keys []string, sources map[string]Source) Binder {
+	if len(keys) != 1 {
+		return nil
+	}
+	b, _ := sources[keys[0]].(Binder)
+	return b
+}
+
+// bind is what renders a template's output from in.
+func bind(b Binder, t *dialect.Template, in dialect.Input) render.Source {
+	if b != nil {
+		return b.Bind(t, in)
+	}
+	return render.Bind(t, in)
 }

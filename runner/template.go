@@ -57,6 +57,7 @@ type tmplState struct {
 	retryTimer   *time.Timer
 	warned       map[string]bool // what the last render reported with {{warn}}
 	live         *live           // live endpoints (live.go); nil without
+	binder       Binder          // how its output is made, when its source says (dedup); nil: render.Bind
 	pace         pace            // reload pacing (pace.go)
 }
 

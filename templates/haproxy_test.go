@@ -115,7 +115,7 @@ func newHAProxy(t *testing.T) *testenv.HAProxy {
 }
 
 func TestHAProxyAcceptsOutput(t *testing.T) {
-	for _, fixture := range []string{"mixed.json", "empty.json", "haproxy-routes.json"} {
+	for _, fixture := range []string{"mixed.json", "empty.json", "haproxy-routes.json", "ipv6.json"} {
 		for _, live := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/live=%v", fixture, live), func(t *testing.T) {
 				h := newHAProxy(t)

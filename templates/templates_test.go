@@ -47,6 +47,7 @@ func TestGolden(t *testing.T) {
 	}{
 		{"mixed", "mixed.json", map[string]string{}, ""},
 		{"empty", "empty.json", map[string]string{}, ""},
+		{"ipv6", "ipv6.json", map[string]string{}, ""}, // [addr]:port
 		{"settings", "mixed.json", map[string]string{"BERTH_NGINX_LISTEN": "127.0.0.1:8080", "BERTH_NGINX_GRPC_LISTEN": "127.0.0.1:8081", "BERTH_NGINX_KEEPALIVE": "8"}, ""},
 		{"lua-static", "mixed.json", map[string]string{}, "nginx-lua.tmpl"},
 		{"lua-live", "mixed.json", liveEnv("/run/berth/live/nginx"), "nginx-lua.tmpl"},
@@ -74,7 +75,7 @@ func TestGolden(t *testing.T) {
 // TestNginxAcceptsOutput runs the real nginx -t over every rendering,
 // wrapped into a whole nginx.conf by nginx.conf.tmpl.
 func TestNginxAcceptsOutput(t *testing.T) {
-	for _, fixture := range []string{"mixed.json", "empty.json"} {
+	for _, fixture := range []string{"mixed.json", "empty.json", "ipv6.json"} {
 		t.Run(fixture, func(t *testing.T) {
 			n := testenv.NewNginx(t)
 			env := map[string]string{"BERTH_NGINX_LISTEN": n.Addr, "BERTH_NGINX_GRPC_LISTEN": "127.0.0.1:1"}

@@ -16,6 +16,7 @@ func newBenchCommand() *cobra.Command {
 		newBenchE2ECommand(),
 		newBenchDeployCommand(),
 		newBenchDockerGenCommand(),
+		newBenchClusterCommand(),
 	)
 	return cmd
 }

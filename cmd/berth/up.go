@@ -136,6 +136,7 @@ func (o *upOptions) settings(flags *pflag.FlagSet, files []*config.File) (daemon
 		reg.Prefix = file.Prefix
 	}
 	reg.Host = cmp.Or(o.hostname, os.Getenv("BERTH_HOSTNAME"), file.Daemon.Host)
+	reg.Network = cmp.Or(os.Getenv("BERTH_NETWORK"), file.Daemon.Network)
 	for _, d := range []struct {
 		name   string
 		flag   time.Duration

@@ -33,3 +33,18 @@ func StartConsul(t testing.TB, opts ...ConsulOption) *Consul {
 	t.Cleanup(c.Stop)
 	return c
 }
+
+// ConsulCluster is a Consul server and client agents (not dev mode).
+type ConsulCluster = realparts.ConsulCluster
+
+// StartConsulCluster starts a server and n clients joined to it for one
+// test and stops them in t.Cleanup.
+func StartConsulCluster(t testing.TB, n int) *ConsulCluster {
+	t.Helper()
+	c, err := realparts.StartConsulCluster(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	return c
+}
