@@ -39,7 +39,14 @@ type Source interface {
 // WithSources sets where templates' data comes from: keys names the
 // sources a template reads, and open makes the source of a key (called
 // once per key in use; the runner runs it). The default reads each of a
-// template's Prefixes from a watcher.Mirror of the runner's store.
+// template's Prefixes from a watcher.Mirror of the runner's store; open
+// may return nil for a key it leaves to that default.
+//
+// A source whose snapshots carry a Catalog (package catalog) learns a
+// template's dependencies as the template executes: an execution that
+// looked up data the source has no answer for yet ends in
+// dialect.ErrPending, and the runner holds that render (no output, no
+// retry, no quarantine) until the source notifies the answer.
 func WithSources(keys func(config.Template) []string, open func(key string) Source) Option {
 	return func(r *Runner) { r.keys, r.open = keys, open }
 }
@@ -89,7 +96,9 @@ func (r *Runner) sourceKeys(t config.Template) []string {
 // openSource makes the source of key.
 func (r *Runner) openSource(key string) Source {
 	if r.open != nil {
-		return r.open(key)
+		if src := r.open(key); src != nil {
+			return src
+		}
 	}
 	return watcher.NewMirror(r.st, key, append([]watcher.MirrorOption{watcher.WithLogger(r.log)}, r.mirrorO...)...)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/berthd/berth/internal/backoff"
 	"github.com/berthd/berth/records"
+	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/store"
 )
 
@@ -129,6 +130,9 @@ type Snapshot struct {
 	// (a revision number alone does not say that: a watch may report a
 	// revision before it has delivered every event up to it).
 	Generation uint64
+	// Catalog answers a catalog source's template functions (package
+	// catalog); nil for the others.
+	Catalog dialect.Catalog
 }
 
 // Snapshot returns the mirrored keys.

@@ -80,6 +80,9 @@ type Input struct {
 	// EndpointOptions are given to endpoints.Build by {{endpoints}} (a
 	// live template's generation and config servers, set by the runner).
 	EndpointOptions []endpoints.Option
+	// Catalog answers the native dialect's catalog functions (service,
+	// services, node, nodes); nil makes them fail.
+	Catalog Catalog
 }
 
 // Template is a parsed template. It is immutable and safe for concurrent
@@ -211,7 +214,9 @@ func (t *Template) Count(in Input) int {
 
 // Execute renders in and writes the output to w. Nothing is written when
 // rendering fails. Errors are *Error and name file:line:col; errors.Is
-// finds ErrNoData when a safe* function refused to render from empty data.
+// finds ErrNoData when a safe* function refused to render from empty data,
+// and ErrPending when a catalog lookup has no answer yet (the error is then
+// not an *Error).
 func (t *Template) Execute(w io.Writer, in Input) (err error) {
 	x, err := newExec(t, in)
 	if err != nil {
@@ -238,8 +243,16 @@ func (t *Template) Execute(w io.Writer, in Input) (err error) {
 			buf.Truncate(start)
 		}
 	}()
-	if err := x.tmpl.ExecuteTemplate(buf, t.main, x.data); err != nil {
+	err = x.tmpl.ExecuteTemplate(buf, t.main, x.data)
+	if len(x.pending) > 0 { // held: the error, if any, is likely the missing data's
+		in.Catalog.Done()
+		return pendingError(x.pending)
+	}
+	if err != nil {
 		return t.execError(err)
+	}
+	if in.Catalog != nil {
+		in.Catalog.Done()
 	}
 	if t.opts.Dialect == DockerGen && !t.opts.KeepBlankLines {
 		out := removeBlankLines(buf.Bytes()[start:]) // a new slice

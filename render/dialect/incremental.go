@@ -45,6 +45,8 @@ var impure = []string{
 	// endpoints hands the set it builds to the live sink and warns: an
 	// effect a cached body would skip.
 	"endpoints",
+	// The Consul catalog is read outside the snapshot (catalog.go).
+	"service", "services", "node", "nodes",
 }
 
 // Names of the two functions the rewrite inserts; a template cannot call

@@ -1,0 +1,210 @@
+package catalog
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/berthd/berth/internal/backoff"
+	"github.com/hashicorp/consul/api"
+)
+
+// Defaults of a Catalog's blocking queries.
+const (
+	DefaultWait       = 5 * time.Minute // Consul's own maximum wait (it adds up to wait/16 of jitter)
+	DefaultMinBackoff = 250 * time.Millisecond
+	DefaultMaxBackoff = time.Minute
+)
+
+// Catalog is the daemon's one reader of the Consul catalog: every
+// distinct dependency (Query.String and its stale bound) is one
+// blocking-query loop, shared by every View that reads it and stopped
+// when the last one lets go. Safe for concurrent use.
+type Catalog struct {
+	ctx    context.Context
+	client *api.Client
+	log    *slog.Logger
+	wait   time.Duration
+	minBO  time.Duration
+	maxBO  time.Duration
+
+	requests atomic.Int64
+
+	mu      sync.Mutex
+	watches map[watchKey]*watch
+}
+
+// Option configures a Catalog.
+type Option func(*Catalog)
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(c *Catalog) { c.log = l } }
+
+// WithWait sets how long one blocking query may wait for a change (the
+// wait parameter; default DefaultWait).
+func WithWait(d time.Duration) Option { return func(c *Catalog) { c.wait = d } }
+
+// WithBackoff sets the bounds of the jittered retry backoff after a failed
+// query.
+func WithBackoff(min, max time.Duration) Option {
+	return func(c *Catalog) { c.minBO, c.maxBO = min, max }
+}
+
+// New returns a catalog reading through client; its queries stop when ctx
+// ends.
+func New(ctx context.Context, client *api.Client, opts ...Option) *Catalog {
+	c := &Catalog{
+		ctx: ctx, client: client, log: slog.Default(),
+		wait: DefaultWait, minBO: DefaultMinBackoff, maxBO: DefaultMaxBackoff,
+		watches: map[watchKey]*watch{},
+	}
+	for _, f := range opts {
+		f(c)
+	}
+	return c
+}
+
+// Requests returns the number of catalog requests sent so far.
+func (c *Catalog) Requests() int64 { return c.requests.Load() }
+
+// Watching returns the canonical strings of the dependencies being
+// watched, one per blocking-query loop.
+func (c *Catalog) Watching() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.watches))
+	for k := range c.watches {
+		out = append(out, k.String())
+	}
+	return out
+}
+
+// watchKey identifies one blocking-query loop.
+type watchKey struct {
+	dep   string
+	stale time.Duration
+}
+
+func (k watchKey) String() string {
+	if k.stale > 0 {
+		return k.dep + " (max_stale " + k.stale.String() + ")"
+	}
+	return k.dep
+}
+
+// watch is one dependency's blocking-query loop and its last answer.
+// Everything but q, key and cancel is guarded by Catalog.mu.
+type watch struct {
+	q      Query
+	key    watchKey
+	cancel context.CancelFunc
+
+	views map[*View]bool
+	data  any
+	ok    bool // data is an answer (the first arrived)
+
+	lastErr      error
+	failingSince time.Time
+}
+
+// acquire returns the watch of q for v, starting its loop if it is new.
+// The caller holds c.mu.
+func (c *Catalog) acquire(q Query, stale time.Duration, v *View) *watch {
+	k := watchKey{q.String(), stale}
+	w, ok := c.watches[k]
+	if !ok {
+		ctx, cancel := context.WithCancel(c.ctx)
+		w = &watch{q: q, key: k, cancel: cancel, views: map[*View]bool{}}
+		c.watches[k] = w
+		go c.run(ctx, w)
+	}
+	w.views[v] = true
+	return w
+}
+
+// release drops v's use of w, stopping w's loop after the last. The caller
+// holds c.mu.
+func (c *Catalog) release(w *watch, v *View) {
+	delete(w.views, v)
+	if len(w.views) == 0 {
+		w.cancel()
+		delete(c.watches, w.key)
+	}
+}
+
+// run is one dependency's loop, as consul-template's view: a blocking
+// query from the last index; an answer with the same index (the wait
+// timed out) or the same content changes nothing; an index that went
+// backwards is reset (Consul's documented rule), an index of 0 is taken
+// as 1; a stale answer older than the bound is asked again of the leader;
+// errors are retried with a jittered backoff while the last answer stays.
+func (c *Catalog) run(ctx context.Context, w *watch) {
+	bo := backoff.New(c.minBO, c.maxBO)
+	var index uint64
+	allowStale := w.key.stale > 0
+	for {
+		opts := &api.QueryOptions{WaitIndex: index, WaitTime: c.wait, AllowStale: allowStale}
+		c.requests.Add(1)
+		data, m, err := fetch(ctx, c.client, w.q, opts)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			c.failed(w, err)
+			d := bo.Next()
+			if !backoff.Sleep(ctx, d/2+rand.N(d/2+1)) {
+				return
+			}
+			continue
+		}
+		bo.Reset()
+		if allowStale && time.Duration(m.lastContact) > w.key.stale {
+			allowStale = false // too stale: ask the leader
+			continue
+		}
+		allowStale = w.key.stale > 0
+		switch {
+		case m.index == 0:
+			m.index = 1
+		case m.index < index:
+			index = 0 // the index went backwards (a snapshot restore, a new cluster): start over
+			continue
+		}
+		same := m.index == index
+		index = m.index
+		c.answered(w, data, same)
+	}
+}
+
+// failed records a failed query; the last answer stays.
+func (c *Catalog) failed(w *watch, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w.lastErr == nil {
+		w.failingSince = time.Now()
+		c.log.Warn("catalog query failed; keeping its last answer and retrying", "query", w.key.String(), "err", err)
+	}
+	w.lastErr = err
+}
+
+// answered keeps an answer and tells the views reading w when its content
+// changed.
+func (c *Catalog) answered(w *watch, data any, sameIndex bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w.lastErr != nil {
+		c.log.Info("catalog query answers again", "query", w.key.String(), "failed_for", time.Since(w.failingSince).Round(time.Millisecond))
+	}
+	w.lastErr, w.failingSince = nil, time.Time{}
+	if w.ok && (sameIndex || reflect.DeepEqual(w.data, data)) {
+		return
+	}
+	w.data, w.ok = data, true
+	for v := range w.views {
+		v.changed()
+	}
+}
