@@ -38,7 +38,7 @@ type View struct {
 	gen    uint64
 	closed bool // Run is over: lookups start no query
 	deps   map[watchKey]*watch
-	subs map[chan struct{}]bool
+	subs   map[chan struct{}]bool
 }
 
 // View returns the view named name (the source key it is known by) whose
