@@ -47,6 +47,10 @@ type Template struct {
 	// 0: the runner's default). An editor or a shell's ">" writes a file in
 	// pieces; a version read half-way is never rendered.
 	Settle time.Duration
+	// MaxStale lets the template's catalog queries (service, nodes, ...)
+	// be answered by any Consul server whose data is at most this old
+	// (max_stale = "10s", consul-template's; 0: only the leader answers).
+	MaxStale time.Duration
 
 	// Spec is how the output is written: destination, mode, owner, backup,
 	// check, reload, timeout, guards.
@@ -226,6 +230,7 @@ type berthTemplate struct {
 	Wait                  string   `toml:"wait"`
 	MinReloadInterval     string   `toml:"min_reload_interval"`
 	Settle                string   `toml:"settle"`
+	MaxStale              string   `toml:"max_stale"`
 	Mode                  string   `toml:"mode"`
 	UID                   *int     `toml:"uid"`
 	GID                   *int     `toml:"gid"`
@@ -383,6 +388,11 @@ func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) 
 	}
 	if rt.Settle != "" {
 		if t.Settle, err = parseDuration("settle", rt.Settle); err != nil {
+			return fail("%v", err)
+		}
+	}
+	if rt.MaxStale != "" {
+		if t.MaxStale, err = parseDuration("max_stale", rt.MaxStale); err != nil {
 			return fail("%v", err)
 		}
 	}

@@ -33,3 +33,18 @@ func StartConsul(t testing.TB, opts ...ConsulOption) *Consul {
 	t.Cleanup(c.Stop)
 	return c
 }
+
+// ConsulPair is realparts' server + client pair.
+type ConsulPair = realparts.ConsulPair
+
+// StartConsulPair starts a Consul server and a client agent joined to it,
+// for one test, and stops them in t.Cleanup.
+func StartConsulPair(t testing.TB) *ConsulPair {
+	t.Helper()
+	p, err := realparts.StartConsulPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	return p
+}

@@ -1,0 +1,326 @@
+package catalog_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthd/berth/catalog"
+	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/runner"
+	"github.com/berthd/berth/store"
+	"github.com/berthd/berth/store/backend"
+	"github.com/hashicorp/consul/api"
+)
+
+// consulTemplateVersion is the consul-template berth's output is compared
+// with, built from the Go module proxy.
+const consulTemplateVersion = "v0.41.1"
+
+// consulTemplate returns a consul-template binary: $BERTH_CONSUL_TEMPLATE,
+// else one built (once, into ~/.cache/berth) from the Go module proxy.
+func consulTemplate(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("BERTH_CONSUL_TEMPLATE"); p != "" {
+		return p
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Skipf("no consul-template: %v", err)
+	}
+	dir := filepath.Join(home, ".cache", "berth", "consul-template-"+consulTemplateVersion)
+	bin := filepath.Join(dir, "consul-template")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	cmd := exec.Command(goBin, "install", "github.com/hashicorp/consul-template@"+consulTemplateVersion)
+	cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=-mod=mod")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Skipf("consul-template %s cannot be built from the module proxy (%v): %s", consulTemplateVersion, err, out)
+	}
+	return bin
+}
+
+func openConsulStore(t *testing.T, addr string) store.Store {
+	t.Helper()
+	st, err := backend.Open(t.Context(), "consul://"+addr, backend.WithStateDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// TestCatalog runs against one real Consul server + client pair on
+// loopback; its subtests run in order on the same catalog.
+func TestCatalog(t *testing.T) {
+	pair := testenv.StartConsulPair(t)
+	client, server := seed(t, pair)
+	st := openConsulStore(t, pair.Client.Addr)
+	dir := t.TempDir()
+	src, _ := filepath.Abs(filepath.Join("testdata", "catalog.tmpl"))
+
+	// The catalog functions with tag, datacenter and health filters,
+	// services, nodes and node, with the KV functions, against golden
+	// output.
+	var berthOut []byte
+	t.Run("golden", func(t *testing.T) {
+		tmpl := tmplConf("catalog", src, filepath.Join(dir, "berth.out"))
+		tmpl.Prefixes = []string{"/app"}
+		r := newRunner(st, newCatalog(t, pair.Client.Addr))
+		res, err := r.Once(t.Context(), []config.Template{tmpl})
+		if err != nil || res[0].Err != nil {
+			t.Fatalf("render: %v %+v", err, res)
+		}
+		berthOut, _ = os.ReadFile(tmpl.Spec.Dest)
+		golden(t, "catalog", berthOut)
+	})
+
+	// consul-template renders the same template from the same Consul
+	// byte for byte as berth.
+	t.Run("same as consul-template", func(t *testing.T) {
+		if berthOut == nil {
+			t.Skip("golden failed")
+		}
+		ct := consulTemplate(t)
+		dest := filepath.Join(dir, "consul-template.out")
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, ct, "-once", "-log-level", "err", "-consul-addr", pair.Client.Addr,
+			"-template", src+":"+dest).CombinedOutput()
+		if err != nil {
+			t.Fatalf("consul-template: %v\n%s", err, out)
+		}
+		ctOut, err := os.ReadFile(dest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(ctOut, berthOut) {
+			t.Fatalf("berth and consul-template %s differ:\n--- berth\n%s\n--- consul-template\n%s", consulTemplateVersion, berthOut, ctOut)
+		}
+		t.Logf("berth and consul-template %s render the same %d bytes", consulTemplateVersion, len(berthOut))
+	})
+
+	// A TTL check going critical takes the instance out of service "web"
+	// (passing only) and not out of service "web" "any"; passing again
+	// brings it back.
+	t.Run("check transitions", func(t *testing.T) {
+		passing, anyOut := filepath.Join(dir, "passing.out"), filepath.Join(dir, "any.out")
+		writeFile(t, filepath.Join(dir, "passing.tmpl"), `{{ range service "web" }}{{ .ID }}
+{{ end }}`)
+		writeFile(t, filepath.Join(dir, "any.tmpl"), `{{ range service "web" "any" }}{{ .ID }}
+{{ end }}`)
+		r := newRunner(st, newCatalog(t, pair.Client.Addr))
+		run(t, r, tmplConf("passing", filepath.Join(dir, "passing.tmpl"), passing),
+			tmplConf("any", filepath.Join(dir, "any.tmpl"), anyOut))
+		const all, healthy = "web-1\nweb-2\nweb-3\n", "web-1\nweb-3\n"
+		waitFile(t, passing, eq(healthy))
+		waitFile(t, anyOut, eq(all))
+		anyInfo, _ := os.Stat(anyOut)
+
+		setTTL(t, client, "web-1", api.HealthCritical)
+		waitFile(t, passing, eq("web-3\n"))
+		setTTL(t, client, "web-1", api.HealthPassing)
+		waitFile(t, passing, eq(healthy))
+		setTTL(t, client, "web-2", api.HealthPassing)
+		waitFile(t, passing, eq(all))
+		setTTL(t, client, "web-2", api.HealthCritical)
+		waitFile(t, passing, eq(healthy))
+		if info, _ := os.Stat(anyOut); !info.ModTime().Equal(anyInfo.ModTime()) || readFile(anyOut) != all {
+			t.Fatalf(`service "web" "any" was rewritten by health changes: %q`, readFile(anyOut))
+		}
+	})
+
+	// One blocking query per distinct dependency per daemon: ten templates
+	// reading service "web" make Consul answer as many queries per change
+	// as one template does.
+	t.Run("queries per change", func(t *testing.T) {
+		perChange := map[int]float64{}
+		const changes = 4
+		for _, n := range []int{1, 10} {
+			proxy := newCountingProxy(t, pair.Client.Addr, "/v1/health/service/web")
+			cat := newCatalog(t, proxy.URL)
+			src := filepath.Join(dir, "count.tmpl")
+			writeFile(t, src, `{{ range service "web" }}{{ .ID }}
+{{ end }}`)
+			var ts []config.Template
+			for i := range n {
+				ts = append(ts, tmplConf(fmt.Sprintf("count-%d-%d", n, i), src, filepath.Join(dir, fmt.Sprintf("count-%d-%d.out", n, i))))
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			r := newRunner(st, cat)
+			done := make(chan error, 1)
+			go func() { done <- r.Run(ctx, ts) }()
+			waitAll := func(want string) {
+				for _, tm := range ts {
+					waitFile(t, tm.Spec.Dest, eq(want))
+				}
+			}
+			waitAll("web-1\nweb-3\n")
+			before := proxy.settled()
+			for i := range changes {
+				status, want := api.HealthCritical, "web-3\n"
+				if i%2 == 1 {
+					status, want = api.HealthPassing, "web-1\nweb-3\n"
+				}
+				setTTL(t, client, "web-1", status)
+				waitAll(want)
+			}
+			perChange[n] = float64(proxy.settled()-before) / changes
+			if w := cat.Watching(); len(w) != 1 {
+				t.Errorf("%d templates: %d blocking-query loops %v, want 1", n, len(w), w)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Logf("blocking queries of service \"web\" per change: %.2f with 1 template, %.2f with 10", perChange[1], perChange[10])
+		if perChange[10] != perChange[1] || perChange[1] > 2 {
+			t.Fatalf("queries per change: %.2f with 1 template, %.2f with 10; want the same, about 1", perChange[1], perChange[10])
+		}
+	})
+
+	// A real nginx routed from the catalog: a backend registered in the
+	// catalog is reached through nginx, a deregistered one no more.
+	t.Run("nginx", func(t *testing.T) {
+		n := testenv.NewNginx(t)
+		src := filepath.Join(dir, "nginx.tmpl")
+		writeFile(t, src, n.Prelude()+`    upstream backend {
+{{- range service "backend" }}
+        server {{ .Address }}:{{ .Port }};
+{{- else }}
+        server 127.0.0.1:1 down;
+{{- end }}
+    }
+    server {
+        listen `+n.Addr+`;
+        location / { proxy_pass http://backend; }
+    }
+}
+`)
+		ip1, port1 := testenv.HTTPBackend(t, "b1")
+		ip2, port2 := testenv.HTTPBackend(t, "b2")
+		service(t, client, "b1", "backend", ip1, port1, nil, nil, api.HealthPassing)
+		tmpl := tmplConf("nginx", src, n.Conf)
+		tmpl.Spec.Check = n.CheckCommand()
+		cat := newCatalog(t, pair.Client.Addr)
+		if res, err := newRunner(st, cat).Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
+			t.Fatalf("first render: %v %+v", err, res)
+		}
+		n.Start(t)
+		reaches(t, n, "b1")
+		tmpl.Spec.Reload = n.ReloadCommand()
+		run(t, newRunner(st, cat), tmpl)
+		service(t, client, "b2", "backend", ip2, port2, nil, nil, api.HealthPassing)
+		reaches(t, n, "b1", "b2")
+		if err := client.Agent().ServiceDeregister("b1"); err != nil {
+			t.Fatal(err)
+		}
+		reaches(t, n, "b2")
+		setTTL(t, client, "b2", api.HealthCritical) // failing its check takes it out too
+		waitFile(t, n.Conf, func(s string) bool { return strings.Contains(s, "127.0.0.1:1 down") })
+	})
+
+	// Consul stopped mid-run: the output stays as it is, the queries
+	// retry; started again, the output converges to what changed
+	// meanwhile.
+	t.Run("consul down", func(t *testing.T) {
+		src, dest := filepath.Join(dir, "down.tmpl"), filepath.Join(dir, "down.out")
+		writeFile(t, src, `{{ range service "web" }}{{ .ID }}
+{{ end }}`)
+		r := newRunner(st, newCatalog(t, pair.Client.Addr))
+		run(t, r, tmplConf("down", src, dest))
+		waitFile(t, dest, eq("web-1\nweb-3\n"))
+		before, _ := os.Stat(dest)
+		pair.Client.Kill()
+		// Meanwhile the catalog changes, through the server.
+		service(t, server, "web-4", "web", "10.0.0.4", 8084, nil, nil, api.HealthPassing)
+		waitSourceError(t, r, "down")
+		if after, _ := os.Stat(dest); !after.ModTime().Equal(before.ModTime()) || readFile(dest) != "web-1\nweb-3\n" {
+			t.Fatalf("the output changed while Consul was down: %q", readFile(dest))
+		}
+		if err := pair.Client.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		waitFile(t, dest, eq("web-1\nweb-3\nweb-4\n"))
+	})
+}
+
+// waitSourceError waits until a source of template name reports an error.
+func waitSourceError(t *testing.T, r *runner.Runner, name string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ss, err := r.Status(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range ss {
+			for _, h := range s.Mirrors {
+				if s.Name == name && h.LastError != nil {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no source of %s reported the outage: %+v", name, ss)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func eq(want string) func(string) bool { return func(s string) bool { return s == want } }
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+// TestParse: consul-template's argument forms, their canonical strings
+// (the key queries are shared by), and the errors of bad ones.
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		kind catalog.Kind
+		args []string
+		want string
+		err  string
+	}{
+		{catalog.Service, []string{"web"}, "health.service(web|passing)", ""},
+		{catalog.Service, []string{"web", "any"}, "health.service(web|any)", ""},
+		{catalog.Service, []string{"web|warning,passing"}, "health.service(web|passing,warning)", ""},
+		{catalog.Service, []string{"web", "passing, warning"}, "", "invalid format"},
+		{catalog.Service, []string{"prod.web@dc2"}, "health.service(prod.web@dc2|passing)", ""},
+		{catalog.Service, []string{"v1.prod.web~node1"}, "health.service(v1.prod.web~node1|passing)", ""},
+		{catalog.Service, []string{"web?ns=team"}, "health.service(web@ns=team|passing)", ""},
+		{catalog.Service, []string{"web?color=red"}, "", "invalid query parameter"},
+		{catalog.Service, []string{"web", "sick"}, "", `invalid filter: "sick"`},
+		{catalog.Service, []string{"web app"}, "", "invalid format"},
+		{catalog.Services, nil, "catalog.services", ""},
+		{catalog.Services, []string{"@dc2"}, "catalog.services(@dc2)", ""},
+		{catalog.Node, nil, "catalog.node", ""},
+		{catalog.Node, []string{"node.a@dc1"}, "catalog.node(node.a@dc1)", ""},
+		{catalog.Nodes, []string{"~node1"}, "catalog.nodes(~node1)", ""},
+		{catalog.Nodes, []string{"nodes"}, "", "invalid format"},
+	} {
+		q, err := catalog.Parse(tc.kind, tc.args...)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%s %q: err %v, want %q", tc.kind, tc.args, err, tc.err)
+		case tc.err == "" && err != nil:
+			t.Errorf("%s %q: %v", tc.kind, tc.args, err)
+		case tc.err == "" && q.String() != tc.want:
+			t.Errorf("%s %q = %s, want %s", tc.kind, tc.args, q, tc.want)
+		}
+	}
+}
+
