@@ -323,4 +323,3 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
-
