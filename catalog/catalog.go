@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
@@ -45,8 +46,14 @@ type Option func(*Catalog)
 func WithLogger(l *slog.Logger) Option { return func(c *Catalog) { c.log = l } }
 
 // WithWait sets how long one blocking query may wait for a change (the
-// wait parameter; default DefaultWait).
-func WithWait(d time.Duration) Option { return func(c *Catalog) { c.wait = d } }
+// wait parameter; 0 keeps DefaultWait).
+func WithWait(d time.Duration) Option {
+	return func(c *Catalog) {
+		if d > 0 {
+			c.wait = d
+		}
+	}
+}
 
 // WithBackoff sets the bounds of the jittered retry backoff after a failed
 // query.
@@ -54,8 +61,8 @@ func WithBackoff(min, max time.Duration) Option {
 	return func(c *Catalog) { c.minBO, c.maxBO = min, max }
 }
 
-// New returns a catalog reading through client; its queries stop when ctx
-// ends.
+// New returns a catalog reading through client. A query stops when the
+// last view reading it lets go (its Run ends) or when ctx ends.
 func New(ctx context.Context, client *api.Client, opts ...Option) *Catalog {
 	c := &Catalog{
 		ctx: ctx, client: client, log: slog.Default(),
@@ -66,6 +73,24 @@ func New(ctx context.Context, client *api.Client, opts ...Option) *Catalog {
 		f(c)
 	}
 	return c
+}
+
+// NewClient returns a client of the Consul agent at address
+// (http[s]://host:port or host:port) with token; empty ones take
+// Consul's environment (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...).
+func NewClient(address, token string) (*api.Client, error) {
+	cfg := api.DefaultConfig()
+	if address != "" {
+		cfg.Address = address
+	}
+	if token != "" {
+		cfg.Token = token
+	}
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consul catalog at %s: %w", cfg.Address, err)
+	}
+	return c, nil
 }
 
 // Requests returns the number of catalog requests sent so far.

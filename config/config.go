@@ -153,8 +153,9 @@ type File struct {
 	Store   Store
 	Runtime Runtime
 	Daemon  Daemon
-	Wait    Wait   // default for templates without their own
-	Prefix  string // berth key prefix (records.DefaultPrefix)
+	Catalog Catalog // [catalog]: the Consul catalog of service, nodes ... (catalog.go)
+	Wait    Wait    // default for templates without their own
+	Prefix  string  // berth key prefix (records.DefaultPrefix)
 	// MinReloadInterval is the default reload budget of its templates.
 	MinReloadInterval time.Duration
 	// Settle is the default settle window of its templates' files.
@@ -167,6 +168,7 @@ type berthFile struct {
 	Store             Store           `toml:"store"`
 	Runtime           Runtime         `toml:"runtime"`
 	Daemon            Daemon          `toml:"daemon"`
+	Catalog           Catalog         `toml:"catalog"`
 	Wait              string          `toml:"wait"`
 	MinReloadInterval string          `toml:"min_reload_interval"`
 	Settle            string          `toml:"settle"`
@@ -187,6 +189,9 @@ type berthFile struct {
 //   - allow_empty = true lets an empty (or white-space only) output replace
 //     a dest that is not empty. By default that is refused, whatever
 //     min_entries says, and logged.
+//   - max_stale = "10s" lets any Consul server answer the template's
+//     catalog queries with data at most that old (consul-template's
+//     max_stale; default: the leader only). See Catalog.
 //   - settle = "200ms" is how long src and its includes must have gone
 //     without writes before an edit is re-read (default: the top-level
 //     settle, else 200ms). An edit that does not parse keeps the previous
@@ -274,7 +279,10 @@ func Load(file string) (*File, error) {
 	if err := decodeStrict(file, data, &raw); err != nil {
 		return nil, err
 	}
-	f := &File{Path: file, Store: raw.Store, Runtime: raw.Runtime, Daemon: raw.Daemon, Prefix: raw.Prefix}
+	f := &File{Path: file, Store: raw.Store, Runtime: raw.Runtime, Daemon: raw.Daemon, Catalog: raw.Catalog, Prefix: raw.Prefix}
+	if _, err := raw.Catalog.WaitTime(); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
 	for what, v := range map[string]string{"ttl": raw.Daemon.TTL, "drain": raw.Daemon.Drain, "resync": raw.Daemon.Resync} {
 		parse := parseDuration
 		if what == "drain" {

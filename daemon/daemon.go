@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/berthd/berth/catalog"
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/deploy"
 	"github.com/berthd/berth/records"
@@ -38,6 +39,9 @@ type Config struct {
 	// Registrar registers the runtime's containers (ignored without a
 	// runtime). Its Logger defaults to the daemon's.
 	Registrar registrar.Config
+	// Catalog is the Consul agent native templates' service, services,
+	// node and nodes read (package catalog); no address: none.
+	Catalog config.Catalog
 	// DefaultWait and MinReloadInterval apply to templates that set none.
 	DefaultWait       watcher.Wait
 	MinReloadInterval time.Duration
@@ -150,15 +154,38 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 	if cfg.Resync > 0 {
 		mopts = append(mopts, watcher.WithResync(cfg.Resync))
 	}
+	ropt := []runner.Option{runner.WithLogger(cfg.Logger)}
+	if cfg.Catalog.Address != "" {
+		cat, err := openCatalog(cfg.Catalog, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		ropt = append(ropt, runner.WithSources(catalog.Keys, cat.Open))
+	}
 	d.runner = runner.New(runnerStore, render.New(ropts...),
-		runner.WithLogger(cfg.Logger),
-		runner.WithDefaultWait(cfg.DefaultWait),
-		runner.WithMinReloadInterval(cfg.MinReloadInterval),
-		runner.WithMirrorOptions(mopts...),
-		runner.WithObserver(d.observe),
-		runner.WithEnv(cfg.Env),
-	)
+		append(ropt,
+			runner.WithDefaultWait(cfg.DefaultWait),
+			runner.WithMinReloadInterval(cfg.MinReloadInterval),
+			runner.WithMirrorOptions(mopts...),
+			runner.WithObserver(d.observe),
+			runner.WithEnv(cfg.Env),
+		)...)
 	return d, nil
+}
+
+// openCatalog is the daemon's one reader of the Consul catalog. Its
+// queries live as long as the templates' views that read them (the
+// runner's sources).
+func openCatalog(c config.Catalog, log *slog.Logger) (*catalog.Catalog, error) {
+	wait, err := c.WaitTime()
+	if err != nil {
+		return nil, err
+	}
+	client, err := catalog.NewClient(c.Address, c.Token)
+	if err != nil {
+		return nil, err
+	}
+	return catalog.New(context.Background(), client, catalog.WithLogger(log), catalog.WithWait(wait)), nil
 }
 
 // Run registers containers and keeps the templates rendered until ctx
