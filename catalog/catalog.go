@@ -164,8 +164,8 @@ func (c *Catalog) release(w *watch, v *View) {
 // run is one dependency's loop, as consul-template's view: a blocking
 // query from the last index; an answer with the same index (the wait
 // timed out) or the same content changes nothing; an index that went
-// backwards is reset (Consul's documented rule), an index of 0 is taken
-// as 1; a stale answer older than the bound is asked again of the leader;
+// backwards is reset (Consul's documented rule), and so is the index
+// after a failed query; an index of 0 is taken as 1; a stale answer older than the bound is asked again of the leader;
 // errors are retried with a jittered backoff while the last answer stays.
 func (c *Catalog) run(ctx context.Context, w *watch) {
 	bo := backoff.New(c.minBO, c.maxBO)
@@ -180,6 +180,12 @@ func (c *Catalog) run(ctx context.Context, w *watch) {
 		}
 		if err != nil {
 			c.failed(w, err)
+			// The agent may come back with its indexes started over (a
+			// restart in dev mode, a restore, another agent behind the
+			// address): a query from the old index would block until the
+			// new one passes it. Read afresh; an unchanged answer renders
+			// nothing.
+			index = 0
 			d := bo.Next()
 			if !backoff.Sleep(ctx, d/2+rand.N(d/2+1)) {
 				return

@@ -323,3 +323,36 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexGoesBackwards: an agent that comes back with its indexes
+// started over (a dev agent's restart, as after a snapshot restore) is
+// queried from index 0 again, as Consul documents, instead of blocking
+// until its index passes the old one.
+func TestIndexGoesBackwards(t *testing.T) {
+	c := testenv.StartConsul(t)
+	client := consulClient(t, c.Addr)
+	for i := range 200 { // raise the index well above a fresh agent's
+		if _, err := client.KV().Put(&api.KVPair{Key: fmt.Sprintf("bump/%d", i), Value: []byte("x")}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	service(t, client, "web-a", "web", "10.0.0.1", 80, nil, nil, api.HealthPassing)
+	dir := t.TempDir()
+	src, dest := filepath.Join(dir, "t.tmpl"), filepath.Join(dir, "t.out")
+	writeFile(t, src, `{{ range service "web" }}{{ .ID }}
+{{ end }}`)
+	proxy := newCountingProxy(t, c.Addr, "/v1/health/service/web")
+	r := newRunner(nil, newCatalog(t, proxy.URL))
+	tmpl := tmplConf("t", src, dest)
+	tmpl.MaxStale = 10 * time.Second
+	run(t, r, tmpl)
+	waitFile(t, dest, eq("web-a\n"))
+	if !strings.Contains(proxy.lastQuery(), "stale") {
+		t.Errorf("max_stale: the query %q does not allow stale reads", proxy.lastQuery())
+	}
+	if err := c.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	service(t, consulClient(t, c.Addr), "web-b", "web", "10.0.0.2", 80, nil, nil, api.HealthPassing)
+	waitFile(t, dest, eq("web-b\n"))
+}

@@ -180,7 +180,10 @@ type countingProxy struct {
 	URL    string
 	prefix string
 	n      atomic.Int64
+	last   atomic.Value // the raw query of the last counted request
 }
+
+func (p *countingProxy) lastQuery() string { s, _ := p.last.Load().(string); return s }
 
 func newCountingProxy(t *testing.T, agent, prefix string) *countingProxy {
 	u, _ := url.Parse("http://" + agent)
@@ -189,6 +192,7 @@ func newCountingProxy(t *testing.T, agent, prefix string) *countingProxy {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, p.prefix) {
 			p.n.Add(1)
+			p.last.Store(r.URL.RawQuery)
 		}
 		rp.ServeHTTP(w, r)
 	}))
