@@ -134,6 +134,9 @@ type watch struct {
 
 	lastErr      error
 	failingSince time.Time
+	// denied says Consul answered without the results the token may not
+	// read (consul-template renders such answers too).
+	denied error
 }
 
 // acquire returns the watch of q for v, starting its loop if it is new.
@@ -207,7 +210,7 @@ func (c *Catalog) run(ctx context.Context, w *watch) {
 		}
 		same := m.index == index
 		index = m.index
-		c.answered(w, data, same)
+		c.answered(w, data, same, m.filtered)
 	}
 }
 
@@ -224,9 +227,16 @@ func (c *Catalog) failed(w *watch, err error) {
 
 // answered keeps an answer and tells the views reading w when its content
 // changed.
-func (c *Catalog) answered(w *watch, data any, sameIndex bool) {
+func (c *Catalog) answered(w *watch, data any, sameIndex, filtered bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	switch {
+	case filtered && w.denied == nil:
+		w.denied = fmt.Errorf("%s: Consul left results out that the token may not read: it needs %s", w.key, w.q.permissions())
+		c.log.Warn("catalog query answered without what the token may not read", "query", w.key.String(), "err", w.denied)
+	case !filtered:
+		w.denied = nil
+	}
 	if w.lastErr != nil {
 		c.log.Info("catalog query answers again", "query", w.key.String(), "failed_for", time.Since(w.failingSince).Round(time.Millisecond))
 	}

@@ -3,6 +3,7 @@ package catalog_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"github.com/berthd/berth/catalog"
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/runner"
 	"github.com/berthd/berth/store"
 	"github.com/berthd/berth/store/backend"
@@ -254,6 +256,71 @@ func TestCatalog(t *testing.T) {
 		}
 		waitFile(t, dest, eq("web-1\nweb-3\nweb-4\n"))
 	})
+
+	// Consul down when the daemon starts: the render is held (the file
+	// on disk stays), the status says why; Consul up, it renders.
+	t.Run("consul down at start", func(t *testing.T) {
+		src, dest := filepath.Join(dir, "start.tmpl"), filepath.Join(dir, "start.out")
+		writeFile(t, src, `{{ range service "web" }}{{ .ID }}
+{{ end }}`)
+		writeFile(t, dest, "the last good output\n")
+		pair.Client.Kill()
+		r := newRunner(st, newCatalog(t, pair.Client.Addr))
+		run(t, r, tmplConf("start", src, dest))
+		waitSourceError(t, r, "start")
+		ss, _ := r.Status(t.Context())
+		for _, s := range ss {
+			if s.Name == "start" && !errors.Is(s.LastError, dialect.ErrPending) {
+				t.Errorf("status while Consul is down: %v, want the render held (ErrPending)", s.LastError)
+			}
+		}
+		if got := readFile(dest); got != "the last good output\n" {
+			t.Fatalf("the output changed while Consul was down: %q", got)
+		}
+		if err := pair.Client.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		waitFile(t, dest, eq("web-1\nweb-3\nweb-4\n"))
+	})
+}
+
+// TestACLDenied: a token without service:read gets Consul's filtered
+// (empty) answer, which renders as consul-template renders it; the
+// template's status names the missing permission.
+func TestACLDenied(t *testing.T) {
+	c := testenv.StartConsul(t, testenv.WithConsulACL("root-token"))
+	dir := t.TempDir()
+	src, dest := filepath.Join(dir, "t.tmpl"), filepath.Join(dir, "t.out")
+	writeFile(t, src, `{{ range service "web" }}{{ .ID }}{{ end }}`)
+	root, _ := catalog.NewClient(c.Addr, "root-token")
+	service(t, root, "web-1", "web", "10.0.0.1", 80, nil, nil, "")
+	tok, _, err := root.ACL().TokenCreate(&api.ACLToken{Description: "no rights"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weak, _ := catalog.NewClient(c.Addr, tok.SecretID)
+	r := newRunner(nil, catalog.New(t.Context(), weak, catalog.WithLogger(testLogger())))
+	run(t, r, tmplConf("t", src, dest))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ss, err := r.Status(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ss) == 1 && len(ss[0].Mirrors) > 0 && ss[0].Mirrors[0].LastError != nil {
+			h := ss[0].Mirrors[0]
+			if msg := h.LastError.Error(); !strings.Contains(msg, `service:read on "web"`) || !h.FailingSince.IsZero() {
+				t.Fatalf("want the missing permission named, not failing: %s (failing since %v)", msg, h.FailingSince)
+			}
+			t.Logf("reported: %v", h.LastError)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no error reported: %+v", ss)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitFile(t, dest, eq(""))
 }
 
 // waitSourceError waits until a source of template name reports an error.

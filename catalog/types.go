@@ -93,6 +93,7 @@ func sortedTags(tags []string) ServiceTags {
 type meta struct {
 	index       uint64
 	lastContact int64 // nanoseconds
+	filtered    bool  // Consul left results out: the token may not read them
 }
 
 // fetch runs one (blocking) query and returns its result in
@@ -155,7 +156,20 @@ func fetch(ctx context.Context, c *api.Client, q Query, opts *api.QueryOptions) 
 	if err != nil {
 		return nil, meta{}, fmt.Errorf("%s: %w", q, err)
 	}
-	return out, meta{index: qm.LastIndex, lastContact: int64(qm.LastContact)}, nil
+	return out, meta{index: qm.LastIndex, lastContact: int64(qm.LastContact), filtered: qm.ResultsFilteredByACLs}, nil
+}
+
+// permissions names the ACL rights q needs, for the message of an answer
+// Consul filtered.
+func (q Query) permissions() string {
+	switch q.Kind {
+	case Service:
+		return fmt.Sprintf("service:read on %q and node:read on its nodes", q.Name)
+	case Services:
+		return "service:read"
+	default:
+		return "node:read"
+	}
 }
 
 func healthServices(q Query, entries []*api.ServiceEntry) []*HealthService {

@@ -103,7 +103,9 @@ func (v *View) Snapshot() watcher.Snapshot {
 	return watcher.Snapshot{Generation: v.gen, Catalog: s}
 }
 
-// Health reports the first failing query of the view, if any.
+// Health reports the first failing query of the view, else the first
+// whose answer Consul filtered by ACLs (not failing: FailingSince stays
+// zero).
 func (v *View) Health() watcher.Health {
 	v.c.mu.Lock()
 	defer v.c.mu.Unlock()
@@ -111,6 +113,12 @@ func (v *View) Health() watcher.Health {
 	for _, k := range sortedKeys(v.deps) {
 		if w := v.deps[k]; w.lastErr != nil {
 			h.LastError, h.FailingSince = w.lastErr, w.failingSince
+			return h
+		}
+	}
+	for _, k := range sortedKeys(v.deps) { // answered, but not everything
+		if w := v.deps[k]; w.denied != nil {
+			h.LastError = w.denied
 			break
 		}
 	}

@@ -11,7 +11,7 @@ import (
 // functions fail.
 //
 //	[catalog]
-//	address = "127.0.0.1:8500"   # a Consul agent's HTTP API (http[s]://host:port or host:port)
+//	address = "127.0.0.1:8500"   # a Consul agent's HTTP API (http[s]://host:port or host:port); required
 //	token = "..."                # ACL token: service:read and node:read (default: CONSUL_HTTP_TOKEN)
 //	wait = "5m"                  # how long one blocking query waits for a change
 //
