@@ -57,7 +57,11 @@ func catalogFuncs(m template.FuncMap, x *execution) {
 				return nil, err
 			}
 			if !ok {
-				x.pending = append(x.pending, fn+" "+strings.Join(args, " "))
+				call := fn
+				for _, a := range args {
+					call += fmt.Sprintf(" %q", a)
+				}
+				x.pending = append(x.pending, call)
 			}
 			return data, nil
 		}
