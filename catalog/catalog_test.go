@@ -222,13 +222,28 @@ func TestCatalog(t *testing.T) {
 		n.Start(t)
 		reaches(t, n, "b1")
 		tmpl.Spec.Reload = n.ReloadCommand()
-		run(t, newRunner(st, cat), tmpl)
+		r := newRunner(st, cat)
+		run(t, r, tmpl)
 		service(t, client, "b2", "backend", ip2, port2, nil, nil, api.HealthPassing)
 		reaches(t, n, "b1", "b2")
 		if err := client.Agent().ServiceDeregister("b1"); err != nil {
 			t.Fatal(err)
 		}
 		reaches(t, n, "b2")
+		// An address nginx -t refuses: the check fails, the last good
+		// config stays and keeps serving; deregistered, the next render
+		// applies.
+		good := readFile(n.Conf)
+		service(t, client, "b3", "backend", "10.0.0.1;evil", 80, nil, nil, api.HealthPassing)
+		waitStatus(t, r, "nginx", func(s runner.TemplateStatus) bool { return s.LastError != nil })
+		if readFile(n.Conf) != good {
+			t.Fatalf("a config that fails nginx -t replaced the last good one:\n%s", readFile(n.Conf))
+		}
+		reaches(t, n, "b2")
+		if err := client.Agent().ServiceDeregister("b3"); err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, r, "nginx", func(s runner.TemplateStatus) bool { return s.LastError == nil })
 		setTTL(t, client, "b2", api.HealthCritical) // failing its check takes it out too
 		waitFile(t, n.Conf, func(s string) bool { return strings.Contains(s, "127.0.0.1:1 down") })
 	})
@@ -321,6 +336,27 @@ func TestACLDenied(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	waitFile(t, dest, eq(""))
+}
+
+// waitStatus waits until the status of template name satisfies ok.
+func waitStatus(t *testing.T, r *runner.Runner, name string, ok func(runner.TemplateStatus) bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ss, err := r.Status(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range ss {
+			if s.Name == name && ok(s) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the status of %s never became as expected: %+v", name, ss)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // waitSourceError waits until a source of template name reports an error.

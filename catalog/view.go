@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"sync"
 	"time"
 
 	"github.com/berthd/berth/render/dialect"
@@ -141,7 +142,9 @@ func sortedKeys(m map[watchKey]*watch) []watchKey {
 // session is one snapshot's catalog, as the template's executions read
 // it (dialect.Catalog).
 type session struct {
-	v       *View
+	v *View
+
+	mu      sync.Mutex // executions of one snapshot may run at once (quarantine tries)
 	answers map[watchKey]any
 	used    map[watchKey]bool
 }
@@ -155,6 +158,8 @@ func (s *session) Lookup(fn string, args []string) (any, bool, error) {
 		return nil, false, err
 	}
 	k := watchKey{q.String(), s.v.stale}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.used[k] = true
 	if data, ok := s.answers[k]; ok {
 		return data, true, nil
@@ -182,6 +187,8 @@ func (s *session) Lookup(fn string, args []string) (any, bool, error) {
 
 // Done lets go of the dependencies the complete execution did not read.
 func (s *session) Done() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	c := s.v.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
