@@ -94,22 +94,29 @@ func TestCatalog(t *testing.T) {
 			t.Skip("golden failed")
 		}
 		ct := consulTemplate(t)
-		dest := filepath.Join(dir, "consul-template.out")
-		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, ct, "-once", "-log-level", "err", "-consul-addr", pair.Client.Addr,
-			"-template", src+":"+dest).CombinedOutput()
-		if err != nil {
-			t.Fatalf("consul-template: %v\n%s", err, out)
+		// fields.tmpl prints every field of every result (node IDs vary
+		// from run to run: it has no golden file).
+		fields, _ := filepath.Abs(filepath.Join("testdata", "fields.tmpl"))
+		tmpl := tmplConf("fields", fields, filepath.Join(dir, "fields.berth"))
+		res, err := newRunner(st, newCatalog(t, pair.Client.Addr)).Once(t.Context(), []config.Template{tmpl})
+		if err != nil || res[0].Err != nil {
+			t.Fatalf("render: %v %+v", err, res)
 		}
-		ctOut, err := os.ReadFile(dest)
-		if err != nil {
-			t.Fatal(err)
+		for _, c := range []struct{ src, berth string }{{src, filepath.Join(dir, "berth.out")}, {fields, tmpl.Spec.Dest}} {
+			dest := c.berth + ".consul-template"
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			out, err := exec.CommandContext(ctx, ct, "-once", "-log-level", "err", "-consul-addr", pair.Client.Addr,
+				"-template", c.src+":"+dest).CombinedOutput()
+			cancel()
+			if err != nil {
+				t.Fatalf("consul-template: %v\n%s", err, out)
+			}
+			ctOut, berthOut := []byte(readFile(dest)), []byte(readFile(c.berth))
+			if !bytes.Equal(ctOut, berthOut) || len(ctOut) == 0 {
+				t.Fatalf("%s: berth and consul-template %s differ:\n--- berth\n%s\n--- consul-template\n%s", filepath.Base(c.src), consulTemplateVersion, berthOut, ctOut)
+			}
+			t.Logf("%s: berth and consul-template %s render the same %d bytes", filepath.Base(c.src), consulTemplateVersion, len(berthOut))
 		}
-		if !bytes.Equal(ctOut, berthOut) {
-			t.Fatalf("berth and consul-template %s differ:\n--- berth\n%s\n--- consul-template\n%s", consulTemplateVersion, berthOut, ctOut)
-		}
-		t.Logf("berth and consul-template %s render the same %d bytes", consulTemplateVersion, len(berthOut))
 	})
 
 	// A TTL check going critical takes the instance out of service "web"
