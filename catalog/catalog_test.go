@@ -149,6 +149,36 @@ func TestCatalog(t *testing.T) {
 		}
 	})
 
+	// A template's dependencies are what its last execution read: an
+	// edit that drops one stops its query, and so does the end of the
+	// template.
+	t.Run("dependencies follow the template", func(t *testing.T) {
+		src, dest := filepath.Join(dir, "deps.tmpl"), filepath.Join(dir, "deps.out")
+		writeFile(t, src, `{{ range service "web" }}{{ .ID }} {{ end }}{{ range service "api" }}{{ .ID }}{{ end }}`)
+		cat := newCatalog(t, pair.Client.Addr)
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		r := newRunner(st, cat)
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx, []config.Template{tmplConf("deps", src, dest)}) }()
+		waitFile(t, dest, eq("web-1 web-3 api-1"))
+		if w := cat.Watching(); len(w) != 2 {
+			t.Fatalf("watching %v, want web and api", w)
+		}
+		writeFile(t, src, `{{ range service "api" }}{{ .ID }}{{ end }}`)
+		waitFile(t, dest, eq("api-1"))
+		if w := cat.Watching(); len(w) != 1 || w[0] != "health.service(api|passing)" {
+			t.Fatalf("after the edit, watching %v, want health.service(api|passing) only", w)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if w := cat.Watching(); len(w) != 0 {
+			t.Fatalf("after the runner stopped, watching %v", w)
+		}
+	})
+
 	// One blocking query per distinct dependency per daemon: ten templates
 	// reading service "web" make Consul answer as many queries per change
 	// as one template does.
