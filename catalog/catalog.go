@@ -19,6 +19,8 @@ const (
 	DefaultWait       = 5 * time.Minute // Consul's own maximum wait (it adds up to wait/16 of jitter)
 	DefaultMinBackoff = 250 * time.Millisecond
 	DefaultMaxBackoff = time.Minute
+
+	minQueryInterval = 100 * time.Millisecond
 )
 
 // Catalog is the daemon's one reader of the Consul catalog: every
@@ -174,7 +176,8 @@ func (c *Catalog) run(ctx context.Context, w *watch) {
 	bo := backoff.New(c.minBO, c.maxBO)
 	var index uint64
 	allowStale := w.key.stale > 0
-	for {
+	for first := true; ; first = false {
+		start := time.Now()
 		opts := &api.QueryOptions{WaitIndex: index, WaitTime: c.wait, AllowStale: allowStale}
 		c.requests.Add(1)
 		data, m, err := fetch(ctx, c.client, w.q, opts)
@@ -201,6 +204,14 @@ func (c *Catalog) run(ctx context.Context, w *watch) {
 			continue
 		}
 		allowStale = w.key.stale > 0
+		// At most one query per minQueryInterval (consul-template's rate
+		// limit): a catalog that changes without pause, or a Consul that
+		// answers at once, does not make a busy loop.
+		if rest := minQueryInterval - time.Since(start); rest > 0 && !first {
+			if !backoff.Sleep(ctx, rest+rand.N(20*time.Millisecond)) {
+				return
+			}
+		}
 		switch {
 		case m.index == 0:
 			m.index = 1
