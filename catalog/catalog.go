@@ -170,8 +170,9 @@ func (c *Catalog) release(w *watch, v *View) {
 // query from the last index; an answer with the same index (the wait
 // timed out) or the same content changes nothing; an index that went
 // backwards is reset (Consul's documented rule), and so is the index
-// after a failed query; an index of 0 is taken as 1; a stale answer older than the bound is asked again of the leader;
-// errors are retried with a jittered backoff while the last answer stays.
+// after a failed query; an index of 0 is taken as 1; a stale answer
+// older than the bound is asked again of the leader; errors are retried
+// with a jittered backoff while the last answer stays.
 func (c *Catalog) run(ctx context.Context, w *watch) {
 	bo := backoff.New(c.minBO, c.maxBO)
 	var index uint64
