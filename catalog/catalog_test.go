@@ -16,6 +16,7 @@ import (
 	"github.com/berthd/berth/catalog"
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/runner"
 	"github.com/berthd/berth/store"
@@ -147,6 +148,27 @@ func TestCatalog(t *testing.T) {
 		if info, _ := os.Stat(anyOut); !info.ModTime().Equal(anyInfo.ModTime()) || readFile(anyOut) != all {
 			t.Fatalf(`service "web" "any" was rewritten by health changes: %q`, readFile(anyOut))
 		}
+	})
+
+	// The render guards count catalog entries: with min_entries = 2, an
+	// instance going critical (one left) is refused and the file stays;
+	// the first render, before any answer, is not refused for ever.
+	t.Run("guards", func(t *testing.T) {
+		src, dest := filepath.Join(dir, "guarded.tmpl"), filepath.Join(dir, "guarded.out")
+		writeFile(t, src, `{{ range service "web" }}{{ .ID }}
+{{ end }}`)
+		tm := tmplConf("guarded", src, dest)
+		tm.Spec.MinEntries = 2
+		r := newRunner(st, newCatalog(t, pair.Client.Addr))
+		run(t, r, tm)
+		waitFile(t, dest, eq("web-1\nweb-3\n"))
+		setTTL(t, client, "web-1", api.HealthCritical)
+		waitStatus(t, r, "guarded", func(s runner.TemplateStatus) bool { return errors.Is(s.LastError, render.ErrRefused) })
+		if got := readFile(dest); got != "web-1\nweb-3\n" {
+			t.Fatalf("a render the guard refused replaced the file: %q", got)
+		}
+		setTTL(t, client, "web-1", api.HealthPassing)
+		waitStatus(t, r, "guarded", func(s runner.TemplateStatus) bool { return s.LastError == nil })
 	})
 
 	// A template's dependencies are what its last execution read: an

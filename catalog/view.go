@@ -36,8 +36,9 @@ type View struct {
 	synced chan struct{}
 
 	// Guarded by c.mu.
-	gen    uint64
-	closed bool // Run is over: lookups start no query
+	gen      uint64
+	closed   bool // Run is over: lookups start no query
+	executed bool // an execution of the template ran to its end: deps is what it reads
 	deps   map[watchKey]*watch
 	subs   map[chan struct{}]bool
 }
@@ -192,12 +193,40 @@ func (s *session) Done() {
 	c := s.v.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	s.v.executed = true
 	for k, w := range s.v.deps {
 		if !s.used[k] {
 			c.release(w, s.v)
 			delete(s.v.deps, k)
 		}
 	}
+}
+
+// Count is the number of entries in the session's answers: instances,
+// services, nodes (a node with its services counts one).
+func (s *session) Count() (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.v.c
+	c.mu.Lock()
+	known := s.v.executed
+	c.mu.Unlock()
+	n := 0
+	for _, d := range s.answers {
+		switch d := d.(type) {
+		case []*HealthService:
+			n += len(d)
+		case []*CatalogSnippet:
+			n += len(d)
+		case []*NodeInfo:
+			n += len(d)
+		case *CatalogNode:
+			if d != nil && d.Node != nil {
+				n++
+			}
+		}
+	}
+	return n, known
 }
 
 // String names the session's view in errors.

@@ -3,6 +3,7 @@ package dialect
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"text/template"
 )
@@ -24,9 +25,33 @@ import (
 //     or held on pending lookups): the lookups it made are everything the
 //     template reads now, and the catalog may drop what it no longer
 //     reads.
+//   - Count is the number of entries (instances, services, nodes) in the
+//     snapshot's answers, which the render guards add to the store keys;
+//     known is false while no execution of the template ran to its end
+//     (what it reads is not known yet).
 type Catalog interface {
 	Lookup(fn string, args []string) (data any, ok bool, err error)
 	Done()
+	Count() (n int, known bool)
+}
+
+// catalogCount is the number of catalog entries in's template reads. A
+// catalog that does not know yet what the template reads learns it from
+// an execution whose output is dropped (its warnings and endpoints too):
+// a guard that refuses the first render for too few entries then waits
+// for the answers that execution asked for, instead of for ever.
+func (t *Template) catalogCount(in Input) int {
+	if in.Catalog == nil || t.opts.Dialect != Native {
+		return 0
+	}
+	n, known := in.Catalog.Count()
+	if !known {
+		probe := in
+		probe.Warn, probe.Endpoints = nil, nil
+		_ = t.Execute(io.Discard, probe)
+		n, _ = in.Catalog.Count()
+	}
+	return n
 }
 
 // ErrPending is the error of an execution that looked up a catalog query

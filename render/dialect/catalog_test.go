@@ -33,6 +33,14 @@ func (a *answers) Lookup(fn string, args []string) (any, bool, error) {
 
 func (a *answers) Done() { a.done++ }
 
+func (a *answers) Count() (int, bool) {
+	n := 0
+	for _, d := range a.data {
+		n += len(d)
+	}
+	return n, a.done > 0
+}
+
 func TestCatalogFunctions(t *testing.T) {
 	for _, tc := range []struct {
 		name, text string

@@ -194,8 +194,13 @@ func (t *Template) Files() []string { return append([]string(nil), t.files...) }
 func (t *Template) Dialect() Name { return t.opts.Dialect }
 
 // Count returns the number of records the render guards count: the
-// containers for docker-gen, the keys otherwise.
+// containers for docker-gen, the keys otherwise, plus the catalog entries
+// (instances, services, nodes) a native template reads.
 func (t *Template) Count(in Input) int {
+	return t.count(in) + t.catalogCount(in)
+}
+
+func (t *Template) count(in Input) int {
 	if t.opts.Dialect == DockerGen {
 		if in.Containers != nil {
 			return len(in.Containers)
