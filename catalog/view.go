@@ -39,8 +39,8 @@ type View struct {
 	gen      uint64
 	closed   bool // Run is over: lookups start no query
 	executed bool // an execution of the template ran to its end: deps is what it reads
-	deps   map[watchKey]*watch
-	subs   map[chan struct{}]bool
+	deps     map[watchKey]*watch
+	subs     map[chan struct{}]bool
 }
 
 // View returns the view named name (the source key it is known by) whose
