@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -147,6 +148,31 @@ func TestCatalog(t *testing.T) {
 		waitFile(t, passing, eq(healthy))
 		if info, _ := os.Stat(anyOut); !info.ModTime().Equal(anyInfo.ModTime()) || readFile(anyOut) != all {
 			t.Fatalf(`service "web" "any" was rewritten by health changes: %q`, readFile(anyOut))
+		}
+	})
+
+	// Blocking queries that come back unchanged (the wait ran out) render
+	// nothing.
+	t.Run("unchanged answers render nothing", func(t *testing.T) {
+		src, dest := filepath.Join(dir, "quiet.tmpl"), filepath.Join(dir, "quiet.out")
+		writeFile(t, src, `{{ range service "web" }}{{ .ID }}
+{{ end }}`)
+		proxy := newCountingProxy(t, pair.Client.Addr, "/v1/health/service/web")
+		cat := catalog.New(t.Context(), consulClient(t, proxy.URL), catalog.WithLogger(testLogger()), catalog.WithWait(200*time.Millisecond))
+		var attempts atomic.Int64
+		r := newRunner(st, cat, runner.WithObserver(func(runner.Observation) { attempts.Add(1) }))
+		run(t, r, tmplConf("quiet", src, dest))
+		waitFile(t, dest, eq("web-1\nweb-3\n"))
+		waitStatus(t, r, "quiet", func(s runner.TemplateStatus) bool { return s.LastError == nil })
+		before, queries := attempts.Load(), proxy.n.Load()
+		for deadline := time.Now().Add(30 * time.Second); proxy.n.Load() < queries+5; {
+			if time.Now().After(deadline) {
+				t.Fatal("the blocking query did not come back")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if n := attempts.Load(); n != before {
+			t.Fatalf("%d render attempts from %d unchanged answers", n-before, proxy.n.Load()-queries)
 		}
 	})
 
