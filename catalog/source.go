@@ -1,6 +1,8 @@
 package catalog
 
 import (
+	"context"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -8,6 +10,20 @@ import (
 	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/runner"
 )
+
+// FromConfig returns the catalog a [catalog] table configures; its
+// queries stop when ctx ends or when the last view reading them lets go.
+func FromConfig(ctx context.Context, c config.Catalog, log *slog.Logger) (*Catalog, error) {
+	wait, err := c.WaitTime()
+	if err != nil {
+		return nil, err
+	}
+	client, err := NewClient(c.Address, c.Token)
+	if err != nil {
+		return nil, err
+	}
+	return New(ctx, client, WithLogger(log), WithWait(wait)), nil
+}
 
 // keyPrefix starts the source key of a template's catalog view.
 const keyPrefix = "consul-catalog:"

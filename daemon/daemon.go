@@ -156,7 +156,9 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 	}
 	ropt := []runner.Option{runner.WithLogger(cfg.Logger)}
 	if cfg.Catalog.Address != "" {
-		cat, err := openCatalog(cfg.Catalog, cfg.Logger)
+		// The catalog's queries live as long as the templates' views that
+		// read them (the runner's sources).
+		cat, err := catalog.FromConfig(context.Background(), cfg.Catalog, cfg.Logger)
 		if err != nil {
 			return nil, err
 		}
@@ -171,21 +173,6 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 			runner.WithEnv(cfg.Env),
 		)...)
 	return d, nil
-}
-
-// openCatalog is the daemon's one reader of the Consul catalog. Its
-// queries live as long as the templates' views that read them (the
-// runner's sources).
-func openCatalog(c config.Catalog, log *slog.Logger) (*catalog.Catalog, error) {
-	wait, err := c.WaitTime()
-	if err != nil {
-		return nil, err
-	}
-	client, err := catalog.NewClient(c.Address, c.Token)
-	if err != nil {
-		return nil, err
-	}
-	return catalog.New(context.Background(), client, catalog.WithLogger(log), catalog.WithWait(wait)), nil
 }
 
 // Run registers containers and keeps the templates rendered until ctx

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/berthd/berth/catalog"
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/runner"
@@ -95,12 +96,21 @@ func (o *watchOptions) run(cmd *cobra.Command) error {
 	}
 	defer st.Close()
 
-	r := runner.New(st, render.New(render.WithLogger(log)),
+	ropts := []runner.Option{
 		runner.WithLogger(log),
 		runner.WithDefaultWait(defWait),
 		runner.WithMinReloadInterval(o.minInterval),
 		runner.WithMirrorOptions(watcher.WithResync(o.resync)),
-	)
+	}
+	// The first berth.toml's [catalog]: consul-template's service, nodes ...
+	if len(files) > 0 && files[0].Catalog.Address != "" {
+		cat, err := catalog.FromConfig(ctx, files[0].Catalog, log)
+		if err != nil {
+			return err
+		}
+		ropts = append(ropts, runner.WithSources(catalog.Keys, cat.Open))
+	}
+	r := runner.New(st, render.New(render.WithLogger(log)), ropts...)
 	if o.once {
 		results, err := r.Once(ctx, templates)
 		if err != nil {
