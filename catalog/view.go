@@ -1,9 +1,11 @@
 package catalog
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -128,16 +130,7 @@ func (v *View) Health() watcher.Health {
 }
 
 func sortedKeys(m map[watchKey]*watch) []watchKey {
-	keys := make([]watchKey, 0, len(m))
-	for k := range maps.Keys(m) {
-		keys = append(keys, k)
-	}
-	for i := 1; i < len(keys); i++ { // few keys: insertion sort by name
-		for j := i; j > 0 && keys[j].dep < keys[j-1].dep; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-	return keys
+	return slices.SortedFunc(maps.Keys(m), func(a, b watchKey) int { return cmp.Compare(a.dep, b.dep) })
 }
 
 // session is one snapshot's catalog, as the template's executions read
