@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/berthd/berth/internal/backoff"
@@ -34,8 +33,6 @@ type Catalog struct {
 	wait   time.Duration
 	minBO  time.Duration
 	maxBO  time.Duration
-
-	requests atomic.Int64
 
 	mu      sync.Mutex
 	watches map[watchKey]*watch
@@ -94,9 +91,6 @@ func NewClient(address, token string) (*api.Client, error) {
 	}
 	return c, nil
 }
-
-// Requests returns the number of catalog requests sent so far.
-func (c *Catalog) Requests() int64 { return c.requests.Load() }
 
 // Watching returns the canonical strings of the dependencies being
 // watched, one per blocking-query loop.
@@ -180,7 +174,6 @@ func (c *Catalog) run(ctx context.Context, w *watch) {
 	for first := true; ; first = false {
 		start := time.Now()
 		opts := &api.QueryOptions{WaitIndex: index, WaitTime: c.wait, AllowStale: allowStale}
-		c.requests.Add(1)
 		data, m, err := fetch(ctx, c.client, w.q, opts)
 		if ctx.Err() != nil {
 			return
