@@ -164,7 +164,7 @@ func (b *clusterBench) startRenderer(ctx context.Context, i int, prefix string, 
 		Dedup:    withDedup,
 	}
 	dd := dedup.New(st, dedup.WithTTL(b.cfg.TTL), dedup.WithHost(fmt.Sprintf("host%d", i)), dedup.WithLogger(b.log))
-	keys, open := dd.Sources(func(k string) runner.Source { return watcher.NewMirror(st, k, watcher.WithLogger(b.log)) })
+	keys, open := dd.Sources(nil, func(k string) runner.Source { return watcher.NewMirror(st, k, watcher.WithLogger(b.log)) })
 	r := runner.New(st, render.New(render.WithLogger(b.log)), runner.WithLogger(b.log), runner.WithSources(keys, open))
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

@@ -47,6 +47,10 @@ type Template struct {
 	// 0: the runner's default). An editor or a shell's ">" writes a file in
 	// pieces; a version read half-way is never rendered.
 	Settle time.Duration
+	// MaxStale lets the template's catalog queries (service, nodes, ...)
+	// be answered by any Consul server whose data is at most this old
+	// (max_stale = "10s", consul-template's; 0: only the leader answers).
+	MaxStale time.Duration
 
 	// Spec is how the output is written: destination, mode, owner, backup,
 	// check, reload, timeout, guards.
@@ -156,9 +160,10 @@ type File struct {
 	Store   Store
 	Runtime Runtime
 	Daemon  Daemon
-	Certs   Certs  // [certs]: the certificate directory (certs.go)
-	Wait    Wait   // default for templates without their own
-	Prefix  string // berth key prefix (records.DefaultPrefix)
+	Certs   Certs   // [certs]: the certificate directory (certs.go)
+	Catalog Catalog // [catalog]: the Consul catalog of service, nodes ... (catalog.go)
+	Wait    Wait    // default for templates without their own
+	Prefix  string  // berth key prefix (records.DefaultPrefix)
 	// MinReloadInterval is the default reload budget of its templates.
 	MinReloadInterval time.Duration
 	// Settle is the default settle window of its templates' files.
@@ -172,6 +177,7 @@ type berthFile struct {
 	Runtime           Runtime         `toml:"runtime"`
 	Daemon            Daemon          `toml:"daemon"`
 	Certs             Certs           `toml:"certs"`
+	Catalog           Catalog         `toml:"catalog"`
 	Wait              string          `toml:"wait"`
 	MinReloadInterval string          `toml:"min_reload_interval"`
 	Settle            string          `toml:"settle"`
@@ -192,6 +198,9 @@ type berthFile struct {
 //   - allow_empty = true lets an empty (or white-space only) output replace
 //     a dest that is not empty. By default that is refused, whatever
 //     min_entries says, and logged.
+//   - max_stale = "10s" lets any Consul server answer the template's
+//     catalog queries with data at most that old (consul-template's
+//     max_stale; default: the leader only). See Catalog.
 //   - settle = "200ms" is how long src and its includes must have gone
 //     without writes before an edit is re-read (default: the top-level
 //     settle, else 200ms). An edit that does not parse keeps the previous
@@ -235,6 +244,7 @@ type berthTemplate struct {
 	Wait                  string   `toml:"wait"`
 	MinReloadInterval     string   `toml:"min_reload_interval"`
 	Settle                string   `toml:"settle"`
+	MaxStale              string   `toml:"max_stale"`
 	Mode                  string   `toml:"mode"`
 	UID                   *int     `toml:"uid"`
 	GID                   *int     `toml:"gid"`
@@ -279,7 +289,10 @@ func Load(file string) (*File, error) {
 	if err := decodeStrict(file, data, &raw); err != nil {
 		return nil, err
 	}
-	f := &File{Path: file, Store: raw.Store, Runtime: raw.Runtime, Daemon: raw.Daemon, Prefix: raw.Prefix}
+	f := &File{Path: file, Store: raw.Store, Runtime: raw.Runtime, Daemon: raw.Daemon, Catalog: raw.Catalog, Prefix: raw.Prefix}
+	if _, err := raw.Catalog.WaitTime(); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
 	for what, v := range map[string]string{"ttl": raw.Daemon.TTL, "drain": raw.Daemon.Drain, "resync": raw.Daemon.Resync} {
 		parse := parseDuration
 		if what == "drain" {
@@ -394,6 +407,11 @@ func (rt berthTemplate) template(origin, dir string, f *File) (Template, error) 
 	}
 	if rt.Settle != "" {
 		if t.Settle, err = parseDuration("settle", rt.Settle); err != nil {
+			return fail("%v", err)
+		}
+	}
+	if rt.MaxStale != "" {
+		if t.MaxStale, err = parseDuration("max_stale", rt.MaxStale); err != nil {
 			return fail("%v", err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/berthd/berth/catalog"
 	"github.com/berthd/berth/certs"
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/deploy"
@@ -39,6 +40,9 @@ type Config struct {
 	// Registrar registers the runtime's containers (ignored without a
 	// runtime). Its Logger defaults to the daemon's.
 	Registrar registrar.Config
+	// Catalog is the Consul agent native templates' service, services,
+	// node and nodes read (package catalog); no address: none.
+	Catalog config.Catalog
 	// DefaultWait and MinReloadInterval apply to templates that set none.
 	DefaultWait       watcher.Wait
 	MinReloadInterval time.Duration
@@ -160,6 +164,17 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 		d.certs = d.openCerts(cfg.CertDir)
 		extra = append(extra, runner.WithCerts(d.certs))
 	}
+	var catKeys func(config.Template) []string
+	var catOpen func(string) runner.Source
+	if cfg.Catalog.Address != "" {
+		// The catalog's queries live as long as the templates' views that
+		// read them (the runner's sources).
+		cat, err := catalog.FromConfig(context.Background(), cfg.Catalog, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		catKeys, catOpen = catalog.Keys, cat.Open
+	}
 	d.runner = runner.New(runnerStore, render.New(ropts...), append([]runner.Option{
 		runner.WithLogger(cfg.Logger),
 		runner.WithDefaultWait(cfg.DefaultWait),
@@ -167,7 +182,7 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 		runner.WithMirrorOptions(mopts...),
 		runner.WithObserver(d.observe),
 		runner.WithEnv(cfg.Env),
-		d.dedupSources(runnerStore, mopts),
+		d.dedupSources(runnerStore, mopts, catKeys, catOpen),
 	}, extra...)...)
 	return d, nil
 }

@@ -239,17 +239,22 @@ func (f failed) Count() int             { return 0 }
 
 // Sources are the arguments of runner.WithSources for a runner with dedup:
 // a template with Dedup set reads its dedup source (Key), any other reads
-// its prefixes, each opened by open. A dedup template that Key refuses is
-// logged and rendered on its own from its prefixes.
-func (d *Deduper) Sources(open func(key string) runner.Source) (keys func(config.Template) []string, opener func(key string) runner.Source) {
+// the keys others gives it (nil: its prefixes), each opened by open. A
+// dedup template that Key refuses is logged and rendered on its own.
+// A dedup template reads the store alone: the leader's execution has no
+// other source (the Consul catalog's functions fail there).
+func (d *Deduper) Sources(others func(config.Template) []string, open func(key string) runner.Source) (keys func(config.Template) []string, opener func(key string) runner.Source) {
+	if others == nil {
+		others = func(t config.Template) []string { return t.Prefixes }
+	}
 	keys = func(t config.Template) []string {
 		if !t.Dedup {
-			return t.Prefixes
+			return others(t)
 		}
 		k, err := d.Key(t)
 		if err != nil {
 			d.log.Error("template is rendered without dedup", "err", err)
-			return t.Prefixes
+			return others(t)
 		}
 		return []string{k}
 	}

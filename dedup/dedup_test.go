@@ -175,7 +175,7 @@ func startHostOn(t *testing.T, url, name, prefix, text string, withDedup bool) *
 		Dedup:    withDedup,
 	}
 	dd := dedup.New(cnt, dedup.WithTTL(ttl), dedup.WithHost(name), dedup.WithLogger(quiet()))
-	keys, open := dd.Sources(func(k string) runner.Source { return watcher.NewMirror(cnt, k, watcher.WithLogger(quiet())) })
+	keys, open := dd.Sources(nil, func(k string) runner.Source { return watcher.NewMirror(cnt, k, watcher.WithLogger(quiet())) })
 	r := runner.New(cnt, render.New(render.WithLogger(quiet())), runner.WithLogger(quiet()), runner.WithSources(keys, open))
 	ctx, cancel := context.WithCancel(t.Context())
 	h := &host{name: name, st: st, cnt: cnt, dd: dd, tmpl: tmpl, cancel: cancel, done: make(chan struct{})}

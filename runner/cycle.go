@@ -162,6 +162,10 @@ func (s *state) record(j *job, now time.Time, took time.Duration) {
 		if res.Reloaded {
 			t.pace.reloaded(now, res.Cost)
 		}
+	} else if errors.Is(res.Err, dialect.ErrPending) {
+		// Held, not failed: the source notifies the answer it waits for.
+		t.lastErr, t.applied = res.Err, false
+		log.Info("render held until its data arrives; keeping the last good output", "err", res.Err)
 	} else {
 		t.lastErr = res.Err
 		t.applied = false

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -189,13 +190,44 @@ func (r *Runner) Once(ctx context.Context, templates []config.Template) ([]rende
 			}
 		}
 	}
-	jobs := make([]render.Job, len(ts))
-	for i, t := range ts {
-		in, _ := snapshot(r.sourceKeys(t.conf), sources)
-		in.Warn, in.Env = r.warner(t.conf.Name), r.env
-		jobs[i] = render.Job{Spec: t.conf.Spec, Source: bind(binderOf(r.sourceKeys(t.conf), sources), t.tmpl, in)}
+	// A render held for catalog data (dialect.ErrPending) is tried again
+	// once a source notifies.
+	notify := make(chan struct{}, 1)
+	for _, src := range sources {
+		ch, unsub := src.Subscribe()
+		defer unsub()
+		wg.Go(func() {
+			for {
+				select {
+				case <-ch:
+					select {
+					case notify <- struct{}{}:
+					default:
+					}
+				case <-mctx.Done():
+					return
+				}
+			}
+		})
 	}
-	results, err := r.renderer.Cycle(ctx, jobs)
+	var results []render.Result
+	for {
+		jobs := make([]render.Job, len(ts))
+		for i, t := range ts {
+			in, _ := snapshot(r.sourceKeys(t.conf), sources)
+			in.Warn, in.Env = r.warner(t.conf.Name), r.env
+			jobs[i] = render.Job{Spec: t.conf.Spec, Source: bind(binderOf(r.sourceKeys(t.conf), sources), t.tmpl, in)}
+		}
+		results, err = r.renderer.Cycle(ctx, jobs)
+		if !slices.ContainsFunc(results, func(res render.Result) bool { return errors.Is(res.Err, dialect.ErrPending) }) {
+			break
+		}
+		select {
+		case <-notify:
+		case <-ctx.Done():
+			return results, fmt.Errorf("waiting for catalog data: %w", ctx.Err())
+		}
+	}
 	if r.applied != nil {
 		for i, res := range results {
 			if res.Err == nil {
@@ -268,6 +300,9 @@ func snapshot(keys []string, sources map[string]Source) (dialect.Input, []uint64
 		}
 		if s.Certs != nil {
 			in.Certs = s.Certs
+		}
+		if s.Catalog != nil {
+			in.Catalog = s.Catalog
 		}
 		gens = append(gens, s.Generation)
 	}

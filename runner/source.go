@@ -40,7 +40,14 @@ type Source interface {
 // WithSources sets where templates' data comes from: keys names the
 // sources a template reads, and open makes the source of a key (called
 // once per key in use; the runner runs it). The default reads each of a
-// template's Prefixes from a watcher.Mirror of the runner's store.
+// template's Prefixes from a watcher.Mirror of the runner's store; open
+// may return nil for a key it leaves to that default.
+//
+// A source whose snapshots carry a Catalog (package catalog) learns a
+// template's dependencies as the template executes: an execution that
+// looked up data the source has no answer for yet ends in
+// dialect.ErrPending, and the runner holds that render (no output, no
+// retry, no quarantine) until the source notifies the answer.
 func WithSources(keys func(config.Template) []string, open func(key string) Source) Option {
 	return func(r *Runner) { r.keys, r.open = keys, open }
 }
@@ -93,7 +100,9 @@ func (r *Runner) openSource(key string) Source {
 		return src
 	}
 	if r.open != nil {
-		return r.open(key)
+		if src := r.open(key); src != nil {
+			return src
+		}
 	}
 	return watcher.NewMirror(r.st, key, append([]watcher.MirrorOption{watcher.WithLogger(r.log)}, r.mirrorO...)...)
 }

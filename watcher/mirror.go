@@ -13,6 +13,7 @@ import (
 	"github.com/berthd/berth/certs"
 	"github.com/berthd/berth/internal/backoff"
 	"github.com/berthd/berth/records"
+	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/store"
 )
 
@@ -132,6 +133,9 @@ type Snapshot struct {
 	Generation uint64
 	// Certs is a certificate source's valid pairs; nil for the others.
 	Certs *certs.Set
+	// Catalog answers a catalog source's template functions (package
+	// catalog); nil for the others.
+	Catalog dialect.Catalog
 }
 
 // Snapshot returns the mirrored keys.

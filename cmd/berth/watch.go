@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/berthd/berth/catalog"
 	"github.com/berthd/berth/certs"
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/render"
@@ -96,13 +97,22 @@ func (o *watchOptions) run(cmd *cobra.Command) error {
 	}
 	defer st.Close()
 
-	r := runner.New(st, render.New(render.WithLogger(log)),
+	ropts := []runner.Option{
 		runner.WithLogger(log),
 		runner.WithDefaultWait(defWait),
 		runner.WithMinReloadInterval(o.minInterval),
 		runner.WithMirrorOptions(watcher.WithResync(o.resync)),
 		runner.WithCerts(certs.New(certDir(o.store.stateDir, files), certs.WithLogger(log))), // .Certs as berth up reads them
-	)
+	}
+	// The first berth.toml's [catalog]: consul-template's service, nodes ...
+	if len(files) > 0 && files[0].Catalog.Address != "" {
+		cat, err := catalog.FromConfig(ctx, files[0].Catalog, log)
+		if err != nil {
+			return err
+		}
+		ropts = append(ropts, runner.WithSources(catalog.Keys, cat.Open))
+	}
+	r := runner.New(st, render.New(render.WithLogger(log)), ropts...)
 	if o.once {
 		results, err := r.Once(ctx, templates)
 		if err != nil {

@@ -48,3 +48,18 @@ func StartConsulCluster(t testing.TB, n int) *ConsulCluster {
 	t.Cleanup(c.Stop)
 	return c
 }
+
+// ConsulPair is realparts' server + client pair.
+type ConsulPair = realparts.ConsulPair
+
+// StartConsulPair starts a Consul server and a client agent joined to it,
+// for one test, and stops them in t.Cleanup.
+func StartConsulPair(t testing.TB) *ConsulPair {
+	t.Helper()
+	p, err := realparts.StartConsulPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	return p
+}

@@ -84,6 +84,9 @@ type Input struct {
 	// Certs is .Certs of a native template: the certificate store's
 	// valid pairs (certs.Set.For is nginx-proxy's lookup); nil is none.
 	Certs *certs.Set
+	// Catalog answers the native dialect's catalog functions (service,
+	// services, node, nodes); nil makes them fail.
+	Catalog Catalog
 }
 
 // Template is a parsed template. It is immutable and safe for concurrent
@@ -195,8 +198,13 @@ func (t *Template) Files() []string { return append([]string(nil), t.files...) }
 func (t *Template) Dialect() Name { return t.opts.Dialect }
 
 // Count returns the number of records the render guards count: the
-// containers for docker-gen, the keys otherwise.
+// containers for docker-gen, the keys otherwise, plus the catalog entries
+// (instances, services, nodes) a native template reads.
 func (t *Template) Count(in Input) int {
+	return t.count(in) + t.catalogCount(in)
+}
+
+func (t *Template) count(in Input) int {
 	if t.opts.Dialect == DockerGen {
 		if in.Containers != nil {
 			return len(in.Containers)
@@ -215,7 +223,9 @@ func (t *Template) Count(in Input) int {
 
 // Execute renders in and writes the output to w. Nothing is written when
 // rendering fails. Errors are *Error and name file:line:col; errors.Is
-// finds ErrNoData when a safe* function refused to render from empty data.
+// finds ErrNoData when a safe* function refused to render from empty data,
+// and ErrPending when a catalog lookup has no answer yet (the error is then
+// not an *Error).
 func (t *Template) Execute(w io.Writer, in Input) (err error) {
 	x, err := newExec(t, in)
 	if err != nil {
@@ -242,8 +252,16 @@ func (t *Template) Execute(w io.Writer, in Input) (err error) {
 			buf.Truncate(start)
 		}
 	}()
-	if err := x.tmpl.ExecuteTemplate(buf, t.main, x.data); err != nil {
+	err = x.tmpl.ExecuteTemplate(buf, t.main, x.data)
+	if len(x.pending) > 0 { // held: the error, if any, is likely the missing data's
+		in.Catalog.Done()
+		return pendingError(x.pending)
+	}
+	if err != nil {
 		return t.execError(err)
+	}
+	if in.Catalog != nil {
+		in.Catalog.Done()
 	}
 	if t.opts.Dialect == DockerGen && !t.opts.KeepBlankLines {
 		out := removeBlankLines(buf.Bytes()[start:]) // a new slice

@@ -28,6 +28,8 @@ type execution struct {
 	// their output from it and write cached output to it.
 	out    *bytes.Buffer
 	frames []*frame // the memoized blocks being executed, innermost last
+	// pending are the catalog lookups without an answer yet (catalog.go).
+	pending []string
 }
 
 // newExec prepares an execution; the caller calls x.end once it is over.

@@ -213,6 +213,12 @@ func httpsInput(t testing.TB) Input {
 	return in
 }
 
+// withCatalog is in with a catalog of fixed answers.
+func withCatalog(in Input, data map[string][]string) Input {
+	in.Catalog = &answers{data: data}
+	return in
+}
+
 func TestGoldenNative(t *testing.T) {
 	in := nativeInput(t)
 	allow := Options{AllowNondeterministic: true}
@@ -277,6 +283,12 @@ exists={{ exists "/config/app/port" }} {{ exists "/config/app" }}
 		{name: "nginxToken_fails", in: in, text: `{{ nginxToken "a;b" }}`},
 		{name: "date_needs_time", in: in, text: `{{ date "2006" "not a time" }}`},
 		{name: "durationRound_of_time", in: in, text: `{{ durationRound (toDate "2006-01-02" "2020-01-01") }}`},
+		// The catalog functions over in-memory answers (package catalog
+		// renders them from a real Consul, against consul-template).
+		{name: "catalog", in: withCatalog(in, map[string][]string{"service web": {"web-1", "web-2"}, "service prod.web any": {"web-1"}, "services": {"api", "web"}, "nodes": {"n1", "n2"}, "node n1": {"n1"}}),
+			text: `service: {{ range service "web" }}{{ . }} {{ end }}tagged: {{ service "prod.web" "any" }} services: {{ services }} nodes: {{ nodes }} node: {{ node "n1" }} key: {{ key "/config/app/name" }}
+`},
+		{name: "catalog_pending", in: withCatalog(in, nil), text: `{{ range service "web" }}{{ . }}{{ end }}{{ nodes }}`},
 	}
 	runGolden(t, Native, cases)
 }

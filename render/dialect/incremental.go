@@ -47,6 +47,8 @@ var impure = []string{
 	"endpoints",
 	// httpsHosts warns about the values it leaves out.
 	"httpsHosts",
+	// The Consul catalog is read outside the snapshot (catalog.go).
+	"service", "services", "node", "nodes",
 }
 
 // Names of the two functions the rewrite inserts; a template cannot call

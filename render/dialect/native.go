@@ -103,6 +103,8 @@ func nativeFuncs(opts Options) *funcSet {
 			m["mustFromJson"] = x.memo.fromJSON
 		}
 		bindEnv(m, x)
+		// consul-template's catalog functions (catalog.go).
+		catalogFuncs(m, x)
 		return m
 	}
 	return fs
