@@ -149,8 +149,10 @@ type File struct {
 	Store   Store
 	Runtime Runtime
 	Daemon  Daemon
-	Wait    Wait   // default for templates without their own
-	Prefix  string // berth key prefix (records.DefaultPrefix)
+	// Registry is where berth up registers the containers (registry.go).
+	Registry Registry
+	Wait     Wait   // default for templates without their own
+	Prefix   string // berth key prefix (records.DefaultPrefix)
 	// MinReloadInterval is the default reload budget of its templates.
 	MinReloadInterval time.Duration
 	// Settle is the default settle window of its templates' files.
@@ -163,6 +165,7 @@ type berthFile struct {
 	Store             Store           `toml:"store"`
 	Runtime           Runtime         `toml:"runtime"`
 	Daemon            Daemon          `toml:"daemon"`
+	Registry          registryTable   `toml:"registry"`
 	Wait              string          `toml:"wait"`
 	MinReloadInterval string          `toml:"min_reload_interval"`
 	Settle            string          `toml:"settle"`
@@ -293,6 +296,13 @@ func Load(file string) (*File, error) {
 	f.Daemon.Socket = relTo(dir, raw.Daemon.Socket)
 	f.Daemon.DockerSocket = relTo(dir, raw.Daemon.DockerSocket)
 	f.Daemon.Status = raw.Daemon.Status.resolve(dir)
+	if f.Registry, err = raw.Registry.resolve(dir); err != nil {
+		origin := file
+		if lines := headerLines(data, unstable.Table, "registry"); len(lines) > 0 {
+			origin = fmt.Sprintf("%s:%d", file, lines[0])
+		}
+		return nil, fmt.Errorf("%s: [registry] %w", origin, err)
+	}
 	if f.Prefix == "" {
 		f.Prefix = records.DefaultPrefix
 	}
