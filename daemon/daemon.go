@@ -38,6 +38,9 @@ type Config struct {
 	// Registrar registers the runtime's containers (ignored without a
 	// runtime). Its Logger defaults to the daemon's.
 	Registrar registrar.Config
+	// Registry is where the containers are registered: the store's
+	// records, the Consul catalog, or both (registry.go).
+	Registry config.Registry
 	// DefaultWait and MinReloadInterval apply to templates that set none.
 	DefaultWait       watcher.Wait
 	MinReloadInterval time.Duration
@@ -73,6 +76,7 @@ type Daemon struct {
 	st      *measuredStore
 	rt      runtime.Runtime // nil: no runtime, templates only
 	reg     *registrar.Registrar
+	catalog func(context.Context) error // the catalog sink's Run; nil: none
 	runner  *runner.Runner
 	m       *metrics
 	started time.Time
@@ -121,6 +125,10 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 		rc := cfg.Registrar
 		if rc.Logger == nil {
 			rc.Logger = cfg.Logger
+		}
+		var err error
+		if d.catalog, err = d.withRegistry(cfg.Registry, &rc, cfg.Logger); err != nil {
+			return nil, err
 		}
 		reg, err := registrar.New(d.st, d.rt, rc)
 		if err != nil {
@@ -180,6 +188,9 @@ func (d *Daemon) Run(ctx context.Context, templates []config.Template) error {
 	errc := make(chan error, 3)
 	var wg sync.WaitGroup
 	wg.Go(func() { d.probeStore(ctx) })
+	if d.catalog != nil {
+		wg.Go(func() { _ = d.catalog(ctx) })
+	}
 	if d.reg != nil {
 		wg.Go(func() {
 			if err := d.reg.Run(ctx); err != nil {

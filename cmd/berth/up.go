@@ -130,6 +130,7 @@ func (o *upOptions) settings(flags *pflag.FlagSet, files []*config.File) (daemon
 		// berth does not own a Docker Engine's containers.
 		return s, usagef("--stop-containers and --rm apply to the embedded runtime only (runtime is %s)", s.Runtime)
 	}
+	s.Daemon.Registry = file.Registry
 	reg := &s.Daemon.Registrar
 	if file.Prefix != "" {
 		reg.Prefix = file.Prefix
