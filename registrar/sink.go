@@ -165,27 +165,38 @@ var reservedAttrs = []string{"NAME", "TAGS", "IGNORE", "WEIGHT", "ID", "IP", "PO
 func attrs(env map[string]string, port int) map[string]string {
 	out := map[string]string{}
 	own := fmt.Sprintf("SERVICE_%d_", port)
+	var mine []string // this port's, applied last
 	for _, k := range sortedKeys(env) {
 		rest, ok := strings.CutPrefix(k, "SERVICE_")
 		if !ok || rest == "" {
 			continue
 		}
 		if r, ok := strings.CutPrefix(k, own); ok {
+			mine = append(mine, k)
 			rest = r
 		} else if i := strings.IndexByte(rest, '_'); i > 0 {
 			if _, err := strconv.ParseUint(rest[:i], 10, 16); err == nil {
 				continue // another port's
 			}
 		}
-		if rest == "" || slices.Contains(reservedAttrs, rest) || strings.HasPrefix(rest, "CHECK_") {
-			continue
+		if attr(rest) && !slices.Contains(mine, k) {
+			out[strings.ToLower(rest)] = env[k]
 		}
-		out[strings.ToLower(rest)] = env[k]
+	}
+	for _, k := range mine {
+		if rest := strings.TrimPrefix(k, own); attr(rest) {
+			out[strings.ToLower(rest)] = env[k]
+		}
 	}
 	if len(out) == 0 {
 		return nil
 	}
 	return out
+}
+
+// attr reports whether SERVICE_<key> is an attribute, not a setting.
+func attr(key string) bool {
+	return key != "" && !slices.Contains(reservedAttrs, key) && !strings.HasPrefix(key, "CHECK_")
 }
 
 // checks parses registrator's check settings of one port: SERVICE_CHECK_HTTP

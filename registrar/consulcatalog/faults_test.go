@@ -307,4 +307,3 @@ func TestDockerContainer(t *testing.T) {
 		return err == nil && len(h) == 0
 	})
 }
-
