@@ -96,6 +96,7 @@ func registrationsAt(advertise string, c runtime.Container) (regs []Registration
 		warnings = append(warnings, fmt.Sprintf("container %q (%.12s): %s=%q is left out of its catalog registration: %s", records.Truncate(c.Name), c.ID, fe.Field, fe.Value, fe.Reason))
 	}
 	base := splitList(env["SERVICE_TAGS"]) // cleaned
+	seen := map[runtime.Port]bool{}        // one registration per container port and protocol
 	for _, p := range m.c.Ports {
 		if p.HostPort == 0 {
 			continue // not published
@@ -104,6 +105,11 @@ func registrationsAt(advertise string, c runtime.Container) (regs []Registration
 		if proto == "" {
 			proto = "tcp"
 		}
+		key := runtime.Port{Port: p.Port, Proto: proto}
+		if seen[key] {
+			continue // published on several addresses: the first
+		}
+		seen[key] = true
 		portEnv := func(key string) (string, string, bool) {
 			k := fmt.Sprintf("SERVICE_%d_%s", p.Port, key)
 			if v, ok := env[k]; ok {

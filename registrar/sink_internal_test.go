@@ -54,6 +54,9 @@ func TestRegistrationsAt(t *testing.T) {
 		{"bad interval keeps the check", with(func(c *runtime.Container) { c.Env = []string{"SERVICE_CHECK_TCP=true", "SERVICE_CHECK_INTERVAL=2h"} }), "",
 			[]Registration{reg(func(r *Registration) { r.Checks = []Check{{"tcp", "10.0.0.2:8080", DefaultCheckInterval, 0}} })}, "SERVICE_CHECK_INTERVAL"},
 		{"bad port tag", with(func(c *runtime.Container) { c.Env = []string{"SERVICE_8080_TAGS=ok,bad;tag"} }), "", []Registration{reg(func(r *Registration) { r.Tags = []string{"ok"} })}, "SERVICE_8080_TAGS"},
+		{"published twice", with(func(c *runtime.Container) {
+			c.Ports = append(c.Ports, runtime.Port{Port: 8080, Proto: "tcp", HostIP: "::", HostPort: 28080})
+		}), "", []Registration{reg(nil)}, ""},
 		{"udp has no checks", with(func(c *runtime.Container) {
 			c.Ports[0].Proto = "udp"
 			c.Env = []string{"SERVICE_CHECK_TCP=true"}

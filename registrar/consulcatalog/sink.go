@@ -188,9 +188,11 @@ func (s *Sink) Replace(all map[string][]registrar.Registration) {
 	for id, regs := range all {
 		s.addLocked(id, regs)
 	}
-	for id := range s.refused {
-		if _, ok := all[id]; !ok {
-			delete(s.refused, id)
+	for _, m := range []map[string]string{s.refused, s.warned} {
+		for id := range m {
+			if _, ok := all[id]; !ok {
+				delete(m, id)
+			}
 		}
 	}
 	s.full = true
