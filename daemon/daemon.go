@@ -139,7 +139,7 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 		runnerStore = d.hold
 		d.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "berth", Name: "containers_registered",
-			Help: "Containers of this host with records in the store (draining ones included).",
+			Help: "Containers of this host with records in the store or services in a catalog (draining ones included).",
 		}, func() float64 { n, _ := reg.Counts(); return float64(n) }))
 		d.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "berth", Name: "containers_draining",

@@ -107,8 +107,9 @@ type drainEnd struct {
 // runtime (records of a previous daemon taken over or removed).
 func (r *Registrar) Synced() <-chan struct{} { return r.synced }
 
-// Counts reports how many containers have records in the store, and how
-// many of those are draining. Safe from any goroutine.
+// Counts reports how many containers have records in the store or
+// registrations in a sink, and how many of those are draining. Safe from
+// any goroutine.
 func (r *Registrar) Counts() (registered, draining int) {
 	return int(r.registered.Load()), int(r.drainingN.Load())
 }
@@ -120,9 +121,15 @@ func (r *Registrar) InvalidFields() int { return int(r.invalidN.Load()) }
 
 // publishCounts refreshes what Counts and InvalidFields report.
 func (r *Registrar) publishCounts() {
-	r.registered.Store(int64(len(r.written)))
+	n := len(r.written)
+	for id := range r.catalog {
+		if _, ok := r.written[id]; !ok {
+			n++ // registered in a sink only
+		}
+	}
+	r.registered.Store(int64(n))
 	r.drainingN.Store(int64(len(r.draining)))
-	n := 0
+	n = 0
 	for id := range r.written {
 		n += r.invalid[id]
 	}

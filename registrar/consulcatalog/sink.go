@@ -336,6 +336,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	bo := backoff.New(250*time.Millisecond, 15*time.Second)
 	tick := time.NewTicker(s.ttl / 3)
 	defer tick.Stop()
+	defer s.flush()
 	for {
 		if err := s.apply(ctx); err != nil {
 			if ctx.Err() != nil {
@@ -369,6 +370,25 @@ func (s *Sink) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// flush applies, briefly, what changed just before Run's context ended
+// (the deregistrations of containers stopped at shutdown); a full sync is
+// left to the next daemon.
+func (s *Sink) flush() {
+	s.mu.Lock()
+	n := len(s.pending)
+	s.full = false
+	s.mu.Unlock()
+	if n == 0 || s.failing.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	_ = s.apply(ctx)
+}
+
+// flushTimeout bounds flush.
+const flushTimeout = 2 * time.Second
 
 // apply makes the agent hold what is wanted: everything after Replace or a
 // failure, else what changed.

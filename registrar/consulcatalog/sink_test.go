@@ -134,10 +134,10 @@ func TestHealthTransitions(t *testing.T) {
 	if n := d.log.Count("registered in the consul catalog"); n != 1 {
 		t.Errorf("registered %d times, want once (health changes only update the check)\n%s", n, d.log)
 	}
-	h, _, err := cl.Health().Service("web", "", true, nil)
-	if err != nil || len(h) != 1 {
-		t.Fatalf("passing instances of web: %v, %v", h, err)
-	}
+	eventually(t, 30*time.Second, "passing in the catalog's health endpoint", func() bool {
+		h, _, err := cl.Health().Service("web", "", true, nil)
+		return err == nil && len(h) == 1
+	})
 }
 
 // TestOrphans: at start (and every resync) this host's services without a
@@ -196,7 +196,7 @@ func TestDrainMaintenance(t *testing.T) {
 	rt := runtimetest.New()
 	ctr, _ := rt.Run(t.Context(), runtime.Spec{Name: "web", Image: "web", Publish: []runtime.Port{published(80, 18080)}})
 	rt.SetBehavior(ctr.ID, runtimetest.Behavior{IgnoreStop: true})
-	startDaemon(t, c, rt, daemonConfig{host: "h1", drain: 3 * time.Second})
+	startDaemon(t, c, rt, daemonConfig{host: "h1", drain: 8 * time.Second})
 	id := consulcatalog.ServiceID("h1", ctr.ID, 80, "tcp")
 	eventually(t, 30*time.Second, "registered", func() bool { return checkStatus(t, cl, id+":berth") == api.HealthPassing })
 	if err := rt.Kill(ctr.ID, "SIGTERM"); err != nil {
@@ -208,9 +208,12 @@ func TestDrainMaintenance(t *testing.T) {
 	if _, ok := services(t, cl, "")[id]; !ok {
 		t.Fatal("removed before its drain ended")
 	}
-	h, _, _ := cl.Health().Service("web", "", true, nil)
-	if len(h) != 0 {
-		t.Errorf("a draining service is still passing: %v", h)
+	eventually(t, 5*time.Second, "out of the passing instances", func() bool {
+		h, _, err := cl.Health().Service("web", "", true, nil)
+		return err == nil && len(h) == 0
+	})
+	if _, ok := services(t, cl, "")[id]; !ok {
+		t.Fatal("removed before its drain ended")
 	}
 	rt.Exit(ctr.ID, 0)
 	eventually(t, 30*time.Second, "removed after the drain", func() bool {
