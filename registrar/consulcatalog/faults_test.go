@@ -267,6 +267,13 @@ node_prefix "" { policy = "read" }`
 			}
 		})
 	}
+	t.Run("unknown token", func(t *testing.T) {
+		rt := runtimetest.New()
+		rt.Run(t.Context(), runtime.Spec{Name: "web", Image: "web", Publish: []runtime.Port{published(80, 18080)}})
+		d := startDaemon(t, c, rt, daemonConfig{host: "acl-unknown", token: "6e0d5c4e-0000-4000-8000-000000000000"})
+		eventually(t, 30*time.Second, "reported", func() bool { return d.sink.Stats().Failing })
+		eventually(t, 10*time.Second, "logged", func() bool { return d.log.Count("the ACL token is not one Consul knows") > 0 })
+	})
 }
 
 // TestDockerContainer: a real container (the Docker Engine) with a

@@ -641,6 +641,9 @@ func explain(err error, permission, on string) error {
 	if statusCode(err) != 403 {
 		return err
 	}
+	if strings.Contains(err.Error(), "ACL not found") {
+		return fmt.Errorf("the ACL token is not one Consul knows (check token_file): %w", err)
+	}
 	if on != "" {
 		return fmt.Errorf("the ACL token lacks %s on %q: %w", permission, on, err)
 	}
