@@ -24,7 +24,7 @@ const MinDeregisterAfter = time.Minute
 //	kind = ["kv", "consul-catalog"]          # "kv" (default), "consul-catalog", or both
 //	address = "127.0.0.1:8500"               # the local agent (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500)
 //	token_file = "/etc/berth/consul.token"   # an ACL token with service:write (default: CONSUL_HTTP_TOKEN)
-//	datacenter = "dc1"                       # the agent's datacenter (default: the agent's)
+//	datacenter = "dc1"                       # for reading the catalog (default: the agent's); registration goes to the local agent
 //	check_ttl = "30s"                        # TTL of the checks berth renews (renewed every third of it)
 //	deregister_after = "1m"                  # a dead daemon's services are removed by Consul after this (>= 1m)
 //

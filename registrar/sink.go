@@ -142,7 +142,7 @@ func registrationsAt(advertise string, c runtime.Container) (regs []Registration
 		switch {
 		case advertise != "":
 			reg.Address = advertise
-		case p.HostIP != "" && p.HostIP != "0.0.0.0" && p.HostIP != "::":
+		case p.HostIP != "" && p.HostIP != "0.0.0.0" && p.HostIP != "::" && records.CheckIP(p.HostIP) == nil:
 			reg.Address = p.HostIP
 		}
 		switch {
