@@ -528,7 +528,7 @@ func (s *Sink) register(ctx context.Context, sv *service) error {
 		cc := *c
 		switch {
 		case strings.HasSuffix(c.CheckID, ":berth"):
-			cc.Status, cc.Notes = api.HealthPassing, c.Notes
+			cc.Status = api.HealthPassing
 		case strings.HasSuffix(c.CheckID, ":health"):
 			cc.Status = sv.health
 		default:
