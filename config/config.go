@@ -162,8 +162,10 @@ type File struct {
 	Daemon  Daemon
 	Certs   Certs   // [certs]: the certificate directory (certs.go)
 	Catalog Catalog // [catalog]: the Consul catalog of service, nodes ... (catalog.go)
-	Wait    Wait    // default for templates without their own
-	Prefix  string  // berth key prefix (records.DefaultPrefix)
+	// Registry is where berth up registers the containers (registry.go).
+	Registry Registry
+	Wait     Wait   // default for templates without their own
+	Prefix   string // berth key prefix (records.DefaultPrefix)
 	// MinReloadInterval is the default reload budget of its templates.
 	MinReloadInterval time.Duration
 	// Settle is the default settle window of its templates' files.
@@ -178,6 +180,7 @@ type berthFile struct {
 	Daemon            Daemon          `toml:"daemon"`
 	Certs             Certs           `toml:"certs"`
 	Catalog           Catalog         `toml:"catalog"`
+	Registry          registryTable   `toml:"registry"`
 	Wait              string          `toml:"wait"`
 	MinReloadInterval string          `toml:"min_reload_interval"`
 	Settle            string          `toml:"settle"`
@@ -317,6 +320,13 @@ func Load(file string) (*File, error) {
 	f.Daemon.DockerSocket = relTo(dir, raw.Daemon.DockerSocket)
 	f.Daemon.Status = raw.Daemon.Status.resolve(dir)
 	f.Certs = raw.Certs.resolve(dir)
+	if f.Registry, err = raw.Registry.resolve(dir); err != nil {
+		origin := file
+		if lines := headerLines(data, unstable.Table, "registry"); len(lines) > 0 {
+			origin = fmt.Sprintf("%s:%d", file, lines[0])
+		}
+		return nil, fmt.Errorf("%s: [registry] %w", origin, err)
+	}
 	if f.Prefix == "" {
 		f.Prefix = records.DefaultPrefix
 	}

@@ -43,6 +43,9 @@ type Config struct {
 	// Catalog is the Consul agent native templates' service, services,
 	// node and nodes read (package catalog); no address: none.
 	Catalog config.Catalog
+	// Registry is where the containers are registered: the store's
+	// records, the Consul catalog, or both (registry.go).
+	Registry config.Registry
 	// DefaultWait and MinReloadInterval apply to templates that set none.
 	DefaultWait       watcher.Wait
 	MinReloadInterval time.Duration
@@ -81,6 +84,7 @@ type Daemon struct {
 	st      *measuredStore
 	rt      runtime.Runtime // nil: no runtime, templates only
 	reg     *registrar.Registrar
+	catalog func(context.Context) error // the catalog sink's Run; nil: none
 	runner  *runner.Runner
 	m       *metrics
 	started time.Time
@@ -131,6 +135,10 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 		if rc.Logger == nil {
 			rc.Logger = cfg.Logger
 		}
+		var err error
+		if d.catalog, err = d.withRegistry(cfg.Registry, &rc, cfg.Logger); err != nil {
+			return nil, err
+		}
 		reg, err := registrar.New(d.st, d.rt, rc)
 		if err != nil {
 			return nil, err
@@ -140,7 +148,7 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 		runnerStore = d.hold
 		d.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "berth", Name: "containers_registered",
-			Help: "Containers of this host with records in the store (draining ones included).",
+			Help: "Containers of this host with records in the store or services in a catalog (draining ones included).",
 		}, func() float64 { n, _ := reg.Counts(); return float64(n) }))
 		d.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "berth", Name: "containers_draining",
@@ -206,6 +214,9 @@ func (d *Daemon) Run(ctx context.Context, templates []config.Template) error {
 	errc := make(chan error, 3)
 	var wg sync.WaitGroup
 	wg.Go(func() { d.probeStore(ctx) })
+	if d.catalog != nil {
+		wg.Go(func() { _ = d.catalog(ctx) })
+	}
 	if d.reg != nil {
 		wg.Go(func() {
 			if err := d.reg.Run(ctx); err != nil {

@@ -23,6 +23,14 @@
 // again, and Reregister (called by the daemon when its records vanish while
 // Owns still reports them) writes every record again at once.
 //
+// Config.Sinks get the same containers as catalog registrations (Sink,
+// Registration: one per published port, with the same validation, drain
+// and reconcile; a health-gated container stays registered there with its
+// health, since a catalog shows it critical rather than hiding it):
+// package consulcatalog is the Consul agent's. Config.NoRecords leaves the
+// containers' records out of the store for a host registered in a catalog
+// only.
+//
 // Concurrency: Run owns all state and returns when its context ends;
 // Counts, Owns, OwnedUnder, Reregister and Reregistering are safe from any
 // goroutine.

@@ -49,7 +49,12 @@ type Config struct {
 	// recorded at, unless its label berth.network names another (see
 	// NetworkLabel; default: the first by name).
 	Network string
-	Logger  *slog.Logger
+	// Sinks are catalogs that get this host's registrations too (see
+	// Sink); NoRecords leaves the containers' records out of the store
+	// (the host record stays), for a host registered in a catalog only.
+	Sinks     []Sink
+	NoRecords bool
+	Logger    *slog.Logger
 }
 
 // Registrar registers one host's containers.
@@ -66,8 +71,9 @@ type Registrar struct {
 	// run: kept out (draining, then removed) until they exit, restart, or
 	// outlive the signal by stopWindow.
 	terminating map[string]time.Time
-	warned      map[string]bool // container id → its warnings were logged
-	invalid     map[string]int  // container id → metadata values left out of its records
+	warned      map[string]bool           // container id → its warnings were logged
+	invalid     map[string]int            // container id → metadata values left out of its records
+	catalog     map[string][]Registration // container id → what the sinks were last given
 	drained     chan drainEnd
 	started     time.Time
 	synced      chan struct{} // closed after the first reconcile
@@ -105,8 +111,9 @@ type drainEnd struct {
 // runtime (records of a previous daemon taken over or removed).
 func (r *Registrar) Synced() <-chan struct{} { return r.synced }
 
-// Counts reports how many containers have records in the store, and how
-// many of those are draining. Safe from any goroutine.
+// Counts reports how many containers have records in the store or
+// registrations in a sink, and how many of those are draining. Safe from
+// any goroutine.
 func (r *Registrar) Counts() (registered, draining int) {
 	return int(r.registered.Load()), int(r.drainingN.Load())
 }
@@ -118,9 +125,15 @@ func (r *Registrar) InvalidFields() int { return int(r.invalidN.Load()) }
 
 // publishCounts refreshes what Counts and InvalidFields report.
 func (r *Registrar) publishCounts() {
-	r.registered.Store(int64(len(r.written)))
+	n := len(r.written)
+	for id := range r.catalog {
+		if _, ok := r.written[id]; !ok {
+			n++ // registered in a sink only
+		}
+	}
+	r.registered.Store(int64(n))
 	r.drainingN.Store(int64(len(r.draining)))
-	n := 0
+	n = 0
 	for id := range r.written {
 		n += r.invalid[id]
 	}
@@ -164,6 +177,7 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Registrar, error) {
 		terminating: map[string]time.Time{},
 		warned:      map[string]bool{},
 		invalid:     map[string]int{},
+		catalog:     map[string][]Registration{},
 		drained:     make(chan drainEnd, 16),
 		synced:      make(chan struct{}),
 		owned:       map[string]store.Revision{},
@@ -237,6 +251,7 @@ func (r *Registrar) Run(ctx context.Context) error {
 		case end := <-r.drained:
 			if r.draining[end.id] == end.d { // not a drain since stopped and restarted
 				delete(r.draining, end.id)
+				r.setSinks(end.id, nil)
 				if err := r.write(ctx, end.id, nil); err != nil && ctx.Err() == nil {
 					r.log.Warn("removing a drained container failed; the next reconcile repairs it", "container", end.id, "err", err)
 				}
@@ -268,7 +283,7 @@ func (r *Registrar) handle(ctx context.Context, ev runtime.Event) error {
 		if _, ok := r.terminating[c.ID]; !ok {
 			r.terminating[c.ID] = r.now()
 		}
-		if _, ok := r.written[c.ID]; ok && r.cfg.Drain > 0 {
+		if r.hasRegistrations(c.ID) && r.cfg.Drain > 0 {
 			if _, already := r.draining[c.ID]; !already {
 				return r.drain(ctx, c)
 			}
@@ -282,24 +297,64 @@ func (r *Registrar) handle(ctx context.Context, ev runtime.Event) error {
 	}
 	if ev.Type == runtime.EventDestroy {
 		r.stopDrain(c.ID)
+		r.setSinks(c.ID, nil)
 		return r.write(ctx, c.ID, nil)
 	}
 	if !c.Running() || ev.Type == runtime.EventStop || ev.Type == runtime.EventDie {
-		if _, ok := r.written[c.ID]; ok && r.cfg.Drain > 0 {
+		if r.hasRegistrations(c.ID) && r.cfg.Drain > 0 {
 			if _, already := r.draining[c.ID]; already {
 				return nil
 			}
 			return r.drain(ctx, c)
 		}
+		r.setSinks(c.ID, nil)
 		return r.write(ctx, c.ID, nil)
 	}
 	r.stopDrain(c.ID)
-	return r.write(ctx, c.ID, r.desired(c, records.StateRunning))
+	kvs, regs := r.desired(c, records.StateRunning)
+	r.setSinks(c.ID, regs)
+	return r.write(ctx, c.ID, kvs)
 }
 
-// desired is the records of a container, logging its warnings once.
-func (r *Registrar) desired(c runtime.Container, state records.State) map[string][]byte {
+// hasRegistrations reports whether container id has records in the store or
+// registrations in a sink.
+func (r *Registrar) hasRegistrations(id string) bool {
+	_, ok := r.written[id]
+	return ok || len(r.catalog[id]) > 0
+}
+
+// setSinks gives the sinks container id's registrations (none: remove).
+func (r *Registrar) setSinks(id string, regs []Registration) {
+	if len(r.cfg.Sinks) == 0 {
+		return
+	}
+	if len(regs) == 0 {
+		delete(r.catalog, id)
+	} else {
+		r.catalog[id] = regs
+	}
+	for _, s := range r.cfg.Sinks {
+		s.Set(id, regs)
+	}
+}
+
+// desired is the records of a container (none with NoRecords) and its
+// registrations for the sinks (none without sinks), logging their
+// warnings once.
+func (r *Registrar) desired(c runtime.Container, state records.State) (map[string][]byte, []Registration) {
 	d := recordsAt(r.cfg.Prefix, r.cfg.Host, r.cfg.Advertise, r.cfg.Network, c, state)
+	var regs []Registration
+	if len(r.cfg.Sinks) > 0 {
+		var warnings []string
+		var invalid []records.FieldError
+		regs, warnings, invalid = registrationsAt(r.cfg.Advertise, c)
+		if len(d.kvs) == 0 {
+			// Health-gated: the records' warnings were not computed.
+			warnings = append(recordsAt(r.cfg.Prefix, r.cfg.Host, r.cfg.Advertise, r.cfg.Network, withoutHealth(c), state).warnings, warnings...)
+		}
+		d.warnings = append(d.warnings, warnings...)
+		d.invalid = append(d.invalid, invalid...)
+	}
 	r.invalid[c.ID] = len(d.invalid)
 	if len(d.warnings) > 0 && !r.warned[c.ID] {
 		r.warned[c.ID] = true
@@ -307,7 +362,16 @@ func (r *Registrar) desired(c runtime.Container, state records.State) map[string
 			r.log.Warn(w)
 		}
 	}
-	return d.kvs
+	if r.cfg.NoRecords {
+		return nil, regs
+	}
+	return d.kvs, regs
+}
+
+// withoutHealth is c as if it had no health check.
+func withoutHealth(c runtime.Container) runtime.Container {
+	c.Health = runtime.HealthNone
+	return c
 }
 
 // drain re-writes a stopping container's records as draining and removes
@@ -337,6 +401,13 @@ func (r *Registrar) drain(ctx context.Context, c runtime.Container) error {
 	})
 	r.draining[id] = d
 	r.log.Info("draining", "container", c.Name, "for", r.cfg.Drain)
+	if regs := r.catalog[id]; len(regs) > 0 {
+		drain := slices.Clone(regs)
+		for i := range drain {
+			drain[i].Draining = true
+		}
+		r.setSinks(id, drain)
+	}
 	return r.write(ctx, id, kvs)
 }
 
@@ -384,8 +455,10 @@ func (r *Registrar) write(ctx context.Context, id string, want map[string][]byte
 	}
 	if len(want) == 0 {
 		delete(r.written, id)
-		delete(r.warned, id)
-		delete(r.invalid, id)
+		if len(r.catalog[id]) == 0 {
+			delete(r.warned, id)
+			delete(r.invalid, id)
+		}
 	} else {
 		r.written[id] = want
 	}
@@ -516,17 +589,31 @@ func (r *Registrar) reconcile(ctx context.Context, rewrite bool) error {
 		return fmt.Errorf("list containers: %w", err)
 	}
 	want := map[string]map[string][]byte{} // container id → records
+	catalog := map[string][]Registration{} // container id → registrations
 	for _, c := range cs {
 		if _, ok := r.draining[c.ID]; ok && (!c.Running() || r.stopping(c)) {
 			want[c.ID] = r.written[c.ID] // keep draining records until the drain ends
+			if regs := r.catalog[c.ID]; len(regs) > 0 {
+				catalog[c.ID] = regs
+			}
 			continue
 		}
 		if r.stopping(c) {
 			continue // drained already: out until it exits
 		}
 		r.stopDrain(c.ID)
-		if kvs := r.desired(c, records.StateRunning); len(kvs) > 0 {
+		kvs, regs := r.desired(c, records.StateRunning)
+		if len(kvs) > 0 {
 			want[c.ID] = kvs
+		}
+		if len(regs) > 0 {
+			catalog[c.ID] = regs
+		}
+	}
+	if len(r.cfg.Sinks) > 0 {
+		r.catalog = catalog
+		for _, s := range r.cfg.Sinks {
+			s.Replace(catalog)
 		}
 	}
 	for id := range r.terminating {

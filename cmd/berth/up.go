@@ -132,6 +132,7 @@ func (o *upOptions) settings(flags *pflag.FlagSet, files []*config.File) (daemon
 		return s, usagef("--stop-containers and --rm apply to the embedded runtime only (runtime is %s)", s.Runtime)
 	}
 	s.Daemon.Catalog = file.Catalog
+	s.Daemon.Registry = file.Registry
 	reg := &s.Daemon.Registrar
 	if file.Prefix != "" {
 		reg.Prefix = file.Prefix
