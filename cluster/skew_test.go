@@ -57,10 +57,12 @@ func monotonicOffset(pid int) (int64, error) {
 // berth up (member, registrar, runtime and its container) runs in a time
 // namespace whose monotonic and boot clocks are a day ahead, host 2's in
 // one whose clocks are behind by nearly the machine's uptime (they start
-// near zero). Both run a whoami container. Their records are registered,
+// near zero). Both run a whoami container. A second case skews the
+// leader instead (a day ahead; host 1 unskewed, host 2 behind), whose
+// lessor then counts the TTLs on a skewed clock. Records are registered,
 // routed by the other hosts (host 0's nginx over real HTTP, each other's
 // rendered files), stay without a gap over several TTLs, and after a kill
-// -9 of a skewed daemon leave within TTL + 1 s, as they do for an
+// -9 of a daemon leave within TTL + 1 s, skewed as for an
 // unskewed daemon (host 2 restarted without skew, the control).
 //
 // Why this fails if leases depended on the holder's clock: every Go timer
@@ -70,7 +72,8 @@ func monotonicOffset(pid int) (int64, error) {
 // would lie a day in the future (its records would outlive the kill by a
 // day: the TTL + 1 s bound fails) and host 2's would lie ~uptime in the
 // past (its records would expire at once or flap: the no-gap check over
-// several TTLs fails). A lease in etcd carries only its TTL in seconds
+// several TTLs fails); with the leader a day ahead, every holder's
+// deadline would lie a day in its past (the no-gap check fails). A lease in etcd carries only its TTL in seconds
 // and its ID (LeaseGrantRequest, LeaseKeepAliveRequest); the holder's
 // clock decides only when it sends the next keepalive, a duration, which
 // an offset does not change.
@@ -99,7 +102,20 @@ func TestClockSkew(t *testing.T) {
 	if out, err := exec.Command("unshare", "--time", fmt.Sprintf("--monotonic=%d", behind), fmt.Sprintf("--boottime=%d", behind), "true").CombinedOutput(); err != nil {
 		t.Skipf("the kernel refuses a negative time namespace offset %d: %v %s", behind, err, out)
 	}
+	for _, tc := range []struct {
+		name string
+		off  [3]int64 // clock offsets in seconds of hosts 0 (the leader), 1, 2
+	}{
+		{"members skewed", [3]int64{0, ahead, behind}},
+		{"leader skewed", [3]int64{ahead, 0, behind}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testSkew(t, ttl, tc.off) })
+	}
+}
 
+// testSkew is TestClockSkew on three hosts whose clocks are offset by off
+// seconds; host 0 starts the cluster, hosts 1 and 2 run a container each.
+func testSkew(t *testing.T, ttl time.Duration, off [3]int64) {
 	h := newHosts(t, 3)
 	name := func(i int) string { return fmt.Sprintf("host%d", i) }
 	list := func(i int) string { return filepath.Join(h.state(i), "list.txt") }
@@ -111,45 +127,55 @@ func TestClockSkew(t *testing.T) {
 		return append([]string{"up", "--state-dir", h.state(i), "--hostname", name(i), "--advertise", hostIP(i),
 			"--ttl", ttl.String(), "--log-level", "info"}, extra...)
 	}
+	// Host 0 renders for nginx; hosts 1 and 2 run containers. Each daemon
+	// runs with its clock offset (0: none).
 	ngx, conf, dest := h.nginxConfig(0)
-	h.start(0, h.names[0], []string{"BERTH_NGINX_LISTEN=127.0.0.1:8000"}, h.bin,
-		common(0, "--runtime", "none", "--config", conf, "--cluster-init")...)
-	h.started(0, 1, 30*time.Second)
-	token := strings.TrimSpace(h.mustBerth(0, "cluster", "token", "--state-dir", h.state(0)))
-	join := []string{"--join", "https://" + hostIP(0) + ":2380", "--token", token}
-
-	// Hosts 1 and 2 run containers, each with its clock offset (0: none).
 	sock := func(i int) string { return filepath.Join(h.state(i), "berth.sock") }
 	runner := func(i int, extra ...string) []string {
 		return common(i, append([]string{"--runtime", "embedded", "--socket", sock(i), "--cgroup-parent", h.cgroupParent(i),
 			"--rm", "--template", tmpl + ":" + list(i)}, extra...)...)
 	}
-	up := func(i int, off int64, extra ...string) *daemonProc {
+	up := func(i int, o int64, extra ...string) *daemonProc {
 		t.Helper()
-		bin, args := h.bin, runner(i, extra...)
-		if off != 0 {
-			bin, args = skewArgs(off, bin, args...)
+		bin, args, env := h.bin, runner(i, extra...), []string(nil)
+		if i == 0 {
+			args = common(0, append([]string{"--runtime", "none", "--config", conf}, extra...)...)
+			env = []string{"BERTH_NGINX_LISTEN=127.0.0.1:8000"}
 		}
-		p := h.start(i, h.names[i], nil, bin, args...)
+		if o != 0 {
+			bin, args = skewArgs(o, bin, args...)
+		}
+		p := h.start(i, h.names[i], env, bin, args...)
 		pid := p.cmd.Process.Pid
-		eventually(t, 10*time.Second, fmt.Sprintf("host %d's daemon runs with a monotonic offset of %ds", i, off), func() (bool, string) {
+		eventually(t, 10*time.Second, fmt.Sprintf("host %d's daemon runs with a monotonic offset of %ds", i, o), func() (bool, string) {
 			exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 			got, err := monotonicOffset(pid)
-			return exe == h.bin && err == nil && got == off, fmt.Sprintf("exe %s, offset %d, %v", exe, got, err)
+			return exe == h.bin && err == nil && got == o, fmt.Sprintf("exe %s, offset %d, %v", exe, got, err)
 		})
 		return p
 	}
-	p1 := up(1, ahead, join...)
+	up(0, off[0], "--cluster-init")
+	h.started(0, 1, 30*time.Second)
+	token := strings.TrimSpace(h.mustBerth(0, "cluster", "token", "--state-dir", h.state(0)))
+	join := []string{"--join", "https://" + hostIP(0) + ":2380", "--token", token}
+	p1 := up(1, off[1], join...)
 	h.started(0, 2, 30*time.Second)
-	p2 := up(2, behind, join...)
+	p2 := up(2, off[2], join...)
 	h.started(0, 3, 30*time.Second)
-	if ms, err := h.members(0); err == nil {
+	// leader names the member that leads, whose lessor expires leases.
+	leader := func() string {
+		ms, err := h.members(0)
+		if err != nil {
+			return err.Error()
+		}
 		for _, m := range ms {
 			if m.Leader {
-				t.Logf("leader: %s (the lessor that expires leases)", m.Name)
+				return m.Name
 			}
 		}
+		return "none"
 	}
+	t.Logf("clock offsets of hosts 0, 1, 2: %v s; leader: %s", off, leader())
 	h.startNginx(0, ngx, dest)
 
 	whoami := buildWhoami(t)
@@ -188,14 +214,14 @@ func TestClockSkew(t *testing.T) {
 		eventually(t, 15*time.Second, fmt.Sprintf("host 0's nginx serves host %d's container", i), curl(i))
 	}
 
-	// Both skewed hosts' records stay, without a gap, for 4 TTLs (a lease
+	// Both hosts' records stay, without a gap, for 4 TTLs (a lease
 	// held on a broken clock would have expired or flapped by then).
 	stay := 4 * ttl
 	for start := time.Now(); time.Since(start) < stay; time.Sleep(100 * time.Millisecond) {
 		for _, i := range []int{1, 2} {
 			if ok, state := routed(i); !ok {
-				t.Fatalf("host %d's instance (clock skewed) left the others' files %s into %s of keepalives:\n%s",
-					i, time.Since(start).Round(time.Millisecond), stay, state)
+				t.Fatalf("host %d's instance (clock offset %ds) left the others' files %s into %s of keepalives:\n%s",
+					i, off[i], time.Since(start).Round(time.Millisecond), stay, state)
 			}
 		}
 	}
@@ -204,24 +230,25 @@ func TestClockSkew(t *testing.T) {
 			t.Fatalf("after %s host 0's nginx no longer serves host %d's container: %s", stay, i, out)
 		}
 	}
-	t.Logf("both skewed hosts' instances stayed routed for %s (TTL %s)", stay, ttl)
+	t.Logf("hosts 1's and 2's instances stayed routed for %s (TTL %s)", stay, ttl)
 
 	// kill -9 of a daemon: its records leave with its lease, within the
 	// TTL + 1 s, skewed or not. The leader must have quorum for a lease to
 	// expire, so one member is down at a time.
 	within := ttl + time.Second
-	killed := func(i int, p *daemonProc, what string) time.Duration {
+	killed := func(i int, p *daemonProc, o int64) {
 		t.Helper()
+		lead := leader()
 		p.kill(t)
+		what := fmt.Sprintf("clock offset %ds, leader %s", o, lead)
 		took := eventually(t, within, fmt.Sprintf("host %d's instance (%s) leaves the others' files after kill -9", i, what), gone(i))
 		t.Logf("host %d's instance (%s) left the others' files %s after its daemon's kill -9 (TTL %s)", i, what, took.Round(time.Millisecond), ttl)
-		return took
 	}
-	killed(1, p1, "clock a day ahead")
-	up(1, ahead)
+	killed(1, p1, off[1])
+	up(1, off[1])
 	h.started(0, 3, 30*time.Second)
 	eventually(t, 30*time.Second, "host 1's instance is routed again after its restart", func() (bool, string) { return routed(1) })
-	killed(2, p2, fmt.Sprintf("clock %ds behind", -behind))
+	killed(2, p2, off[2])
 	// The control: host 2 without skew. It runs a new container: the old
 	// one is not re-attached, because /proc/PID/stat shows a process's
 	// start time in the reader's boot clock, so libcontainer, which
@@ -232,5 +259,5 @@ func TestClockSkew(t *testing.T) {
 	h.started(0, 3, 30*time.Second)
 	ids[2] = h.runWhoami(2, sock(2), "w2b", "whoami2.test", 8080)
 	eventually(t, 30*time.Second, "host 2 (no skew) is routed again after its restart", func() (bool, string) { return routed(2) })
-	killed(2, p2, "no skew")
+	killed(2, p2, 0)
 }
