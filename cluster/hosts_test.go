@@ -56,7 +56,7 @@ func needRoot(t *testing.T) {
 // (scripts/install-deps installs them all), when a tool it runs is missing.
 func needTools(t *testing.T, tools ...string) {
 	t.Helper()
-	toolPackage := map[string]string{"ip": "iproute2", "nsenter": "util-linux", "nginx": "nginx", "curl": "curl", "iptables": "iptables"}
+	toolPackage := map[string]string{"ip": "iproute2", "nsenter": "util-linux", "nginx": "nginx", "curl": "curl", "iptables": "iptables", "unshare": "util-linux"}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("needs %s: install %s (scripts/install-deps does)", tool, toolPackage[tool])

@@ -29,24 +29,7 @@ func TestRoutingAcrossHosts(t *testing.T) {
 
 	// Host 0: the private nginx recipe of the README, listening on host 0's
 	// loopback.
-	ngx := filepath.Join(h.state(0), "nginx")
-	if err := os.MkdirAll(filepath.Join(ngx, "tmp"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	h.mustBerth(0, "templates", "save", "nginx.conf.tmpl", "nginx.tmpl", "--dir", h.state(0))
-	conf := filepath.Join(h.state(0), "berth.toml")
-	dest := filepath.Join(ngx, "nginx.conf")
-	toml := fmt.Sprintf(`[[template]]
-name = "nginx"
-src = "nginx.conf.tmpl"
-includes = ["nginx.tmpl"]
-dest = %q
-check = "nginx -t -q -p %s/ -c {{.src}}"
-reload = "if [ -s %s/nginx.pid ]; then kill -HUP $(cat %s/nginx.pid); fi"
-`, dest, ngx, ngx, ngx)
-	if err := os.WriteFile(conf, []byte(toml), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	ngx, conf, dest := h.nginxConfig(0)
 	h.start(0, "berth up", []string{"BERTH_NGINX_LISTEN=127.0.0.1:8000"}, h.bin,
 		append([]string{"up"}, common(0, "--runtime", "none", "--config", conf, "--cluster-init")...)...)
 	h.started(0, 1, 30*time.Second)
@@ -62,29 +45,10 @@ reload = "if [ -s %s/nginx.pid ]; then kill -HUP $(cat %s/nginx.pid); fi"
 	h.up(2, append(common(2, "--runtime", "none"), join...)...)
 	h.started(0, 3, 30*time.Second)
 
-	eventually(t, 10*time.Second, "host 0 renders nginx.conf", func() (bool, string) {
-		_, err := os.Stat(dest)
-		return err == nil, fmt.Sprint(err)
-	})
-	h.start(0, "nginx", nil, "nginx", "-p", ngx+"/", "-c", "nginx.conf")
+	h.startNginx(0, ngx, dest)
 
-	whoami := filepath.Join(t.TempDir(), "whoami")
-	build := exec.Command("go", "build", "-o", filepath.Join(whoami, "whoami"), "./examples/whoami")
-	build.Dir = ".."
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build whoami: %v\n%s", err, out)
-	}
-	eventually(t, 30*time.Second, "host 1's API answers", func() (bool, string) {
-		out, err := h.berth(1, "-H", sock, "ps")
-		return err == nil, out
-	})
-	h.mustBerth(1, "-H", sock, "import", whoami, "whoami")
-	id := strings.TrimSpace(h.mustBerth(1, "-H", sock, "run", "-d", "--name", "w1", "-p", "8080:80",
-		"-e", "VIRTUAL_HOST=whoami.test", "-e", "PORT=80", "whoami", "/whoami"))
-	if len(id) < 12 {
-		t.Fatalf("berth run printed %q", id)
-	}
+	h.importWhoami(1, sock, buildWhoami(t))
+	id := h.runWhoami(1, sock, "w1", "whoami.test", 8080)
 	curl := func() (bool, string) {
 		out, err := h.run(0, "curl", "-s", "-m", "2", "-H", "Host: whoami.test", "http://127.0.0.1:8000/")
 		return err == nil && strings.Contains(out, id[:12]), out
@@ -121,4 +85,85 @@ reload = "if [ -s %s/nginx.pid ]; then kill -HUP $(cat %s/nginx.pid); fi"
 	h.partition(1, false)
 	took = eventually(t, 30*time.Second, "after the heal host 0's nginx serves host 1's container again", curl)
 	t.Logf("after the partition healed, host 0's nginx served host 1's container again within %s", took.Round(time.Millisecond))
+}
+
+// nginxConfig writes, for host i, the private nginx recipe of the README
+// (the shipped templates, nginx checked and reloaded with its own prefix
+// ngx) into a berth.toml conf that renders dest. Start the daemon with
+// BERTH_NGINX_LISTEN set, then startNginx.
+func (h *hosts) nginxConfig(i int) (ngx, conf, dest string) {
+	h.t.Helper()
+	ngx = filepath.Join(h.state(i), "nginx")
+	if err := os.MkdirAll(filepath.Join(ngx, "tmp"), 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	h.mustBerth(i, "templates", "save", "nginx.conf.tmpl", "nginx.tmpl", "--dir", h.state(i))
+	conf = filepath.Join(h.state(i), "berth.toml")
+	dest = filepath.Join(ngx, "nginx.conf")
+	toml := fmt.Sprintf(`[[template]]
+name = "nginx"
+src = "nginx.conf.tmpl"
+includes = ["nginx.tmpl"]
+dest = %q
+check = "nginx -t -q -p %s/ -c {{.src}}"
+reload = "if [ -s %s/nginx.pid ]; then kill -HUP $(cat %s/nginx.pid); fi"
+`, dest, ngx, ngx, ngx)
+	if err := os.WriteFile(conf, []byte(toml), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+	return ngx, conf, dest
+}
+
+// startNginx starts nginx on host i once its daemon rendered dest.
+func (h *hosts) startNginx(i int, ngx, dest string) {
+	h.t.Helper()
+	eventually(h.t, 10*time.Second, fmt.Sprintf("host %d renders nginx.conf", i), func() (bool, string) {
+		_, err := os.Stat(dest)
+		return err == nil, fmt.Sprint(err)
+	})
+	h.start(i, "nginx", nil, "nginx", "-p", ngx+"/", "-c", "nginx.conf")
+}
+
+// buildWhoami builds the static whoami example into a directory that
+// berth import takes as an image.
+func buildWhoami(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "whoami")
+	build := exec.Command("go", "build", "-o", filepath.Join(dir, "whoami"), "./examples/whoami")
+	build.Dir = ".."
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build whoami: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// importWhoami imports the image dir (buildWhoami's) as whoami on host i,
+// its daemon's API at sock.
+func (h *hosts) importWhoami(i int, sock, dir string) {
+	h.t.Helper()
+	h.apiUp(i, sock)
+	h.mustBerth(i, "-H", sock, "import", dir, "whoami")
+}
+
+// apiUp waits until host i's daemon answers on its API socket sock.
+func (h *hosts) apiUp(i int, sock string) {
+	h.t.Helper()
+	eventually(h.t, 30*time.Second, fmt.Sprintf("host %d's API answers", i), func() (bool, string) {
+		out, err := h.berth(i, "-H", sock, "ps")
+		return err == nil, out
+	})
+}
+
+// runWhoami runs a whoami container name for vhost on host i (the image
+// imported), published at hostPort; it returns the container ID.
+func (h *hosts) runWhoami(i int, sock, name, vhost string, hostPort int) string {
+	h.t.Helper()
+	h.apiUp(i, sock)
+	id := strings.TrimSpace(h.mustBerth(i, "-H", sock, "run", "-d", "--name", name, "-p", fmt.Sprintf("%d:80", hostPort),
+		"-e", "VIRTUAL_HOST="+vhost, "-e", "PORT=80", "whoami", "/whoami"))
+	if len(id) < 12 {
+		h.t.Fatalf("host %d: berth run printed %q", i, id)
+	}
+	return id
 }
