@@ -33,6 +33,10 @@ type live struct {
 	pusher    *endpoints.Pusher
 	sink      endpoints.Sink
 
+	// The memos of the sets follow builds and of the full sets applied
+	// compares the render's with (each on its own goroutine).
+	followSets, fullSets endpoints.Builder
+
 	mu       sync.Mutex
 	static   bool          // the proxy refused a push: render the servers into the file
 	rendered bool          // the last successful render was static
@@ -130,7 +134,7 @@ func (l *live) follow(ctx context.Context, t *tmplState) {
 			dec = decoder(t.conf)
 		}
 		in, gens := snapshot(t.keys, t.sources)
-		if set, ok := build(dec, in, generation(gens)); ok {
+		if set, ok := build(dec, &l.followSets, in, generation(gens)); ok {
 			l.pusher.Update(set)
 		}
 	}
@@ -255,7 +259,7 @@ func (l *live) applied(j *job) {
 	if l == nil {
 		return
 	}
-	full, ok := build(j.tmpl, j.in, generation(j.data))
+	full, ok := build(j.tmpl, &l.fullSets, j.in, generation(j.data))
 	l.mu.Lock()
 	l.rendered = j.live.static
 	if j.live.set != nil {
@@ -273,8 +277,9 @@ func (l *live) applied(j *job) {
 	}
 }
 
-// build is endpoints.Build over every instance of in, as tmpl decodes it.
-func build(tmpl *dialect.Template, in dialect.Input, gen uint64) (endpoints.Set, bool) {
+// build is endpoints.Build over every instance of in, as tmpl decodes it,
+// through b's memo.
+func build(tmpl *dialect.Template, b *endpoints.Builder, in dialect.Input, gen uint64) (endpoints.Set, bool) {
 	if tmpl == nil {
 		return endpoints.Set{}, false
 	}
@@ -282,7 +287,7 @@ func build(tmpl *dialect.Template, in dialect.Input, gen uint64) (endpoints.Set,
 	if err != nil {
 		return endpoints.Set{}, false
 	}
-	set, _ := endpoints.Build(endpoints.Instances(services), endpoints.AtRevision(in.Revision), endpoints.AtGeneration(gen))
+	set, _ := b.Build(endpoints.Instances(services), endpoints.AtRevision(in.Revision), endpoints.AtGeneration(gen))
 	return set, true
 }
 
