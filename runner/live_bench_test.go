@@ -3,8 +3,8 @@ package runner
 import (
 	"bytes"
 	"encoding/json"
-	"io/fs"
 	"fmt"
+	"io/fs"
 	"slices"
 	"strings"
 	"testing"
