@@ -20,7 +20,6 @@ import (
 	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/runner"
 	"github.com/berthd/berth/store"
-	"github.com/berthd/berth/watcher"
 )
 
 // TestLiveHAProxyUnderLoad runs the shipped haproxy.cfg.tmpl with live =
@@ -33,15 +32,8 @@ func TestLiveHAProxyUnderLoad(t *testing.T) {
 	st := openStore(t, "embedded://"+t.TempDir())
 	h := testenv.NewHAProxy(t)
 	tdir := t.TempDir()
-	paths := shippedTemplate(t, tdir, "haproxy.cfg.tmpl")
+	tmpl := haproxyTemplate(t, h, tdir)
 	reloads := filepath.Join(tdir, "reloads")
-	tmpl := config.Template{
-		Name: "haproxy", Src: paths[0], Origin: "test",
-		Options:  dialect.Options{Dialect: dialect.Native, Prefix: records.DefaultPrefix},
-		Prefixes: []string{records.ServicesPrefix(records.DefaultPrefix)},
-		Spec:     render.Spec{Name: "haproxy", Dest: h.Conf, Check: h.CheckCommand()},
-		Live:     "haproxy", LiveDir: h.Dir,
-	}
 	const host = "app.localhost"
 	ips, ports := map[string]string{}, map[string]int{}
 	for _, b := range []string{"b1", "b2", "b3"} {
@@ -55,18 +47,10 @@ func TestLiveHAProxyUnderLoad(t *testing.T) {
 	// servers into the file (the fallback form).
 	env := map[string]string{"BERTH_HAPROXY_LISTEN": h.Addr, "BERTH_LIVE_DIR": h.Dir}
 	renderer := render.New(render.WithLogger(log))
-	once := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env))
-	if res, err := once.Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
-		t.Fatalf("first render: %v %+v", err, res)
-	}
+	renderOnce(t, st, renderer, log, env, tmpl)
 	h.Start(t)
 	tmpl.Spec.Reload = "echo reload >> " + reloads + " && " + h.ReloadCommand()
-	r := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env),
-		runner.WithMirrorOptions(watcher.WithBackoff(50*time.Millisecond, time.Second)))
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, []config.Template{tmpl}) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runInBackground(t, st, renderer, log, env, tmpl)
 
 	// The live structure replaces the static file: one reload (a structural
 	// change: the new worker's backends are empty until the push after it,
@@ -186,23 +170,13 @@ func comeAndGo(t *testing.T, st store.Store, l *realparts.Load, ips map[string]s
 func TestLiveGoroutinesJoined(t *testing.T) {
 	st := openStore(t, "embedded://"+t.TempDir())
 	h := testenv.NewHAProxy(t)
-	tdir := t.TempDir()
-	paths := shippedTemplate(t, tdir, "haproxy.cfg.tmpl")
-	tmpl := config.Template{
-		Name: "haproxy", Src: paths[0], Origin: "test",
-		Options:  dialect.Options{Dialect: dialect.Native, Prefix: records.DefaultPrefix},
-		Prefixes: []string{records.ServicesPrefix(records.DefaultPrefix)},
-		Spec:     render.Spec{Name: "haproxy", Dest: h.Conf, Check: h.CheckCommand()},
-		Live:     "haproxy", LiveDir: h.Dir,
-	}
+	tmpl := haproxyTemplate(t, h, t.TempDir())
 	ip, port := testenv.HTTPBackend(t, "b1")
 	putProxied(t, st, "b1", ip, port, "app.localhost", records.StateRunning)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	env := map[string]string{"BERTH_HAPROXY_LISTEN": h.Addr, "BERTH_LIVE_DIR": h.Dir}
 	renderer := render.New(render.WithLogger(log))
-	if res, err := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env)).Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
-		t.Fatalf("first render: %v %+v", err, res)
-	}
+	renderOnce(t, st, renderer, log, env, tmpl)
 	h.Start(t)
 	tmpl.Spec.Reload = h.ReloadCommand()
 	r := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env))
@@ -239,15 +213,8 @@ func TestLiveHAProxyRefusedFallsBack(t *testing.T) {
 	st := openStore(t, "embedded://"+t.TempDir())
 	h := testenv.NewHAProxy(t)
 	tdir := t.TempDir()
-	paths := shippedTemplate(t, tdir, "haproxy.cfg.tmpl")
+	tmpl := haproxyTemplate(t, h, tdir)
 	reloads, skip := filepath.Join(tdir, "reloads"), filepath.Join(tdir, "skip-reload")
-	tmpl := config.Template{
-		Name: "haproxy", Src: paths[0], Origin: "test",
-		Options:  dialect.Options{Dialect: dialect.Native, Prefix: records.DefaultPrefix},
-		Prefixes: []string{records.ServicesPrefix(records.DefaultPrefix)},
-		Spec:     render.Spec{Name: "haproxy", Dest: h.Conf, Check: h.CheckCommand()},
-		Live:     "haproxy", LiveDir: h.Dir,
-	}
 	ips, ports := map[string]string{}, map[string]int{}
 	for _, b := range []string{"b1", "b2"} {
 		ips[b], ports[b] = testenv.HTTPBackend(t, b)
@@ -257,19 +224,12 @@ func TestLiveHAProxyRefusedFallsBack(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	env := map[string]string{"BERTH_HAPROXY_LISTEN": h.Addr, "BERTH_LIVE_DIR": h.Dir}
 	renderer := render.New(render.WithLogger(log))
-	if res, err := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env)).Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
-		t.Fatalf("first render: %v %+v", err, res)
-	}
+	renderOnce(t, st, renderer, log, env, tmpl)
 	h.Start(t)
 	// A reload that does not take while skip exists: the command succeeds,
 	// HAProxy keeps running the configuration it has.
 	tmpl.Spec.Reload = "echo reload >> " + reloads + " && if [ ! -e " + skip + " ]; then " + h.ReloadCommand() + "; fi"
-	r := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env),
-		runner.WithMirrorOptions(watcher.WithBackoff(50*time.Millisecond, time.Second)))
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, []config.Template{tmpl}) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runInBackground(t, st, renderer, log, env, tmpl)
 	waitUntil(t, "the live structure pushed", func() bool { return liveHost(t, h, "app.localhost") })
 	sawStatic := false
 	isLive := func() bool {
@@ -321,14 +281,15 @@ func TestLiveHAProxyRefusedFallsBack(t *testing.T) {
 	}
 }
 
-// waitLong is waitUntil with a bound of its own.
-func waitLong(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, limit)
-		}
-		time.Sleep(20 * time.Millisecond)
+// haproxyTemplate is the shipped haproxy.cfg.tmpl, copied into dir, with
+// live = "haproxy" in front of h (no reload command yet).
+func haproxyTemplate(t *testing.T, h *testenv.HAProxy, dir string) config.Template {
+	paths := shippedTemplate(t, dir, "haproxy.cfg.tmpl")
+	return config.Template{
+		Name: "haproxy", Src: paths[0], Origin: "test",
+		Options:  dialect.Options{Dialect: dialect.Native, Prefix: records.DefaultPrefix},
+		Prefixes: []string{records.ServicesPrefix(records.DefaultPrefix)},
+		Spec:     render.Spec{Name: "haproxy", Dest: h.Conf, Check: h.CheckCommand()},
+		Live:     "haproxy", LiveDir: h.Dir,
 	}
 }
