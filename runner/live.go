@@ -9,12 +9,14 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/endpoints"
 	"github.com/berthd/berth/endpoints/haproxy"
 	"github.com/berthd/berth/endpoints/nginxlua"
 	"github.com/berthd/berth/render/dialect"
+	"github.com/berthd/berth/watcher"
 )
 
 // Live endpoints (config live = "nginx-lua" or "haproxy"): the template renders only
@@ -157,6 +159,27 @@ func decoder(conf config.Template) *dialect.Template {
 		return nil // build then reports nothing: the render's set follows
 	}
 	return dec
+}
+
+// liveSettle is the least quiescence of a live template's renders. Its
+// instances reach the proxy through follow's push at once; the render
+// after them (byte-identical to the last but for a structural change)
+// waits until the burst of record writes a container start or stop makes
+// is over, so that it runs once per burst, and after the push rather than
+// beside it (at a thousand hosts a render is tens of milliseconds of CPU).
+const liveSettle = 50 * time.Millisecond
+
+// liveWait is the quiescence of conf's renders: w, at least liveSettle for
+// a live template.
+func liveWait(conf config.Template, w watcher.Wait) watcher.Wait {
+	if conf.Live == "" || w.Min >= liveSettle {
+		return w
+	}
+	w.Min = liveSettle
+	if w.Max < w.Min {
+		w.Max = 4 * w.Min
+	}
+	return w
 }
 
 // newLive makes the sink of conf.Live and its pusher (the caller runs
