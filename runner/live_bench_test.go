@@ -66,17 +66,12 @@ func BenchmarkLiveBuild(b *testing.B) {
 			if _, ok := build(dec, &b0, in, 1); !ok {
 				b.Fatal("no set")
 			}
-			b.ReportAllocs()
-			defer cpuPerOp(b)()
-			i := 0
-			for b.Loop() {
-				i++
-				in = withContainer(in, i)
+			eachChange(b, in, func(in dialect.Input, i int) {
 				set, ok := build(dec, &b0, in, uint64(i))
 				if !ok || len(set.Upstreams) != n+1 {
 					b.Fatal(ok, len(set.Upstreams))
 				}
-			}
+			})
 		})
 	}
 }
@@ -110,17 +105,26 @@ func BenchmarkLiveRender(b *testing.B) {
 				return buf.Bytes()
 			}
 			first = render(in)
-			b.ReportAllocs()
-			defer cpuPerOp(b)()
-			i := 0
-			for b.Loop() {
-				i++
-				in = withContainer(in, i)
+			eachChange(b, in, func(in dialect.Input, _ int) {
 				if out := render(in); !bytes.Equal(out, first) {
 					b.Fatal("the structure changed")
 				}
-			}
+			})
 		})
+	}
+}
+
+// eachChange runs op once per iteration on in changed once more (a
+// container started or stopped: withContainer), reporting allocations and
+// CPU time per op.
+func eachChange(b *testing.B, in dialect.Input, op func(in dialect.Input, i int)) {
+	b.ReportAllocs()
+	defer cpuPerOp(b)()
+	i := 0
+	for b.Loop() {
+		i++
+		in = withContainer(in, i)
+		op(in, i)
 	}
 }
 
