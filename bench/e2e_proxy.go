@@ -357,3 +357,24 @@ func (n nginxProcess) workers() int {
 	}
 	return c
 }
+
+// E2EProxies runs E2EProxy for every proxy at every count of virtual
+// hosts, one after another (proxy by proxy, in the order given, each at
+// every count), with o's other options, and hands each result to each as
+// soon as it is measured: the matrix of issue #15's closing note from one
+// run. It stops at the first error, each's or a run's.
+func E2EProxies(ctx context.Context, proxies []string, vhosts []int, o E2EProxyOptions, log *slog.Logger, each func(E2EProxyResult) error) error {
+	for _, p := range proxies {
+		for _, n := range vhosts {
+			o.Proxy, o.VHosts = p, n
+			res, err := E2EProxy(ctx, o, log)
+			if err != nil {
+				return fmt.Errorf("%s at %d vhosts: %w", p, n, err)
+			}
+			if err := each(res); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

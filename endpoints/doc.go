@@ -7,7 +7,10 @@
 // the proxy's configuration (hosts, paths, protocols, upstream names);
 // Build gives the membership, grouped exactly as the shipped nginx
 // templates group it, and UpstreamName is the one function that names an
-// upstream, used by Build and by the templates (upstreamName). A Pusher
+// upstream, used by Build and by the templates (upstreamName). A Builder
+// is Build with a memo of every instance it validated, for sets built
+// again on every change: the same result, without validating the
+// unchanged instances again. A Pusher
 // keeps the last set of one template and hands it to the Sink again until
 // it is applied, so a set is never lost while the proxy is down.
 package endpoints

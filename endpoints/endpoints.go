@@ -204,6 +204,60 @@ func WithConfigServers(prev Set) Option { return func(o *buildOptions) { o.confi
 // left out of its instance's list; each is reported as one error naming
 // the container and the field, and everything else is built as usual.
 func Build(instances []records.Instance, opts ...Option) (Set, []error) {
+	return build(instances, partOf, opts)
+}
+
+// part is one instance's share of a set, a function of the fields of it
+// that Build reads (partKey): whether it is proxied at all, its server,
+// path and protocol, and the upstream each of its host names joins; or
+// why it is left out.
+type part struct {
+	skip        bool  // not proxied (not running or draining, no host, IP or port): nothing to report
+	err         error // left out, with why
+	srv         Server
+	path, proto string
+	hosts       []hostPart
+}
+
+type hostPart struct {
+	host, name string // as grouped, and UpstreamName(host, path)
+	err        error  // the host name is left out, with why
+}
+
+// who names an instance in Build's errors.
+func who(in records.Instance) string {
+	return fmt.Sprintf("container %q (%s)", records.Truncate(in.Name), records.Truncate(in.ID))
+}
+
+// partOf validates one instance for Build.
+func partOf(in records.Instance) *part {
+	if in.State != records.StateRunning && in.State != records.StateDraining {
+		return &part{skip: true}
+	}
+	if in.Env["VIRTUAL_HOST"] == "" || in.IP == "" || in.Port == 0 {
+		return &part{skip: true} // not proxied (no network, no port): nothing to report
+	}
+	srv, path, proto, err := server(in)
+	if err != nil {
+		return &part{err: fmt.Errorf("%s is left out: %w", who(in), err)}
+	}
+	p := &part{srv: srv, path: path, proto: proto}
+	for _, h := range records.SplitHosts(in.Env["VIRTUAL_HOST"]) {
+		if err := records.CheckHost(h); err != nil {
+			p.hosts = append(p.hosts, hostPart{err: fmt.Errorf("%s: VIRTUAL_HOST %q is left out: %w", who(in), records.Truncate(h), err)})
+			continue
+		}
+		if !strings.HasPrefix(h, "~") {
+			h = strings.ToLower(h)
+		}
+		p.hosts = append(p.hosts, hostPart{host: h, name: UpstreamName(h, path)})
+	}
+	return p
+}
+
+// build is Build with each instance's part from partOf (validating it, or
+// a Builder's memo of that).
+func build(instances []records.Instance, partOf func(records.Instance) *part, opts []Option) (Set, []error) {
 	var o buildOptions
 	for _, opt := range opts {
 		opt(&o)
@@ -211,42 +265,32 @@ func Build(instances []records.Instance, opts ...Option) (Set, []error) {
 	var errs []error
 	ups := map[string]*Upstream{}
 	for _, in := range instances {
-		if in.State != records.StateRunning && in.State != records.StateDraining {
+		p := partOf(in)
+		switch {
+		case p.skip:
+			continue
+		case p.err != nil:
+			errs = append(errs, p.err)
 			continue
 		}
-		if in.Env["VIRTUAL_HOST"] == "" || in.IP == "" || in.Port == 0 {
-			continue // not proxied (no network, no port): nothing to report
-		}
-		who := func() string {
-			return fmt.Sprintf("container %q (%s)", records.Truncate(in.Name), records.Truncate(in.ID))
-		}
-		srv, path, proto, err := server(in)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s is left out: %w", who(), err))
-			continue
-		}
-		for _, h := range records.SplitHosts(in.Env["VIRTUAL_HOST"]) {
-			if err := records.CheckHost(h); err != nil {
-				errs = append(errs, fmt.Errorf("%s: VIRTUAL_HOST %q is left out: %w", who(), records.Truncate(h), err))
+		for _, hp := range p.hosts {
+			if hp.err != nil {
+				errs = append(errs, hp.err)
 				continue
 			}
-			if !strings.HasPrefix(h, "~") {
-				h = strings.ToLower(h)
-			}
-			name := UpstreamName(h, path)
-			u, ok := ups[name]
+			u, ok := ups[hp.name]
 			if !ok {
-				u = &Upstream{Name: name, Host: h, Path: path, Proto: proto}
-				ups[name] = u
+				u = &Upstream{Name: hp.name, Host: hp.host, Path: p.path, Proto: p.proto}
+				ups[hp.name] = u
 			}
-			if u.Proto != proto {
-				errs = append(errs, fmt.Errorf("%s is left out of %s%s: it is served over %s, VIRTUAL_PROTO asks for %s", who(), h, path, u.Proto, proto))
+			if u.Proto != p.proto {
+				errs = append(errs, fmt.Errorf("%s is left out of %s%s: it is served over %s, VIRTUAL_PROTO asks for %s", who(in), hp.host, p.path, u.Proto, p.proto))
 				continue
 			}
-			if slices.ContainsFunc(u.Servers, func(s Server) bool { return s.ID == srv.ID }) {
+			if slices.ContainsFunc(u.Servers, func(s Server) bool { return s.ID == p.srv.ID }) {
 				continue // the same record twice
 			}
-			u.Servers = append(u.Servers, srv)
+			u.Servers = append(u.Servers, p.srv)
 		}
 	}
 	names := slices.Sorted(maps.Keys(ups))

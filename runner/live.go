@@ -9,12 +9,14 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/endpoints"
 	"github.com/berthd/berth/endpoints/haproxy"
 	"github.com/berthd/berth/endpoints/nginxlua"
 	"github.com/berthd/berth/render/dialect"
+	"github.com/berthd/berth/watcher"
 )
 
 // Live endpoints (config live = "nginx-lua" or "haproxy"): the template renders only
@@ -32,6 +34,10 @@ type live struct {
 	log       *slog.Logger
 	pusher    *endpoints.Pusher
 	sink      endpoints.Sink
+
+	// The memos of the sets follow builds and of the full sets applied
+	// compares the render's with (each on its own goroutine).
+	followSets, fullSets endpoints.Builder
 
 	mu       sync.Mutex
 	static   bool          // the proxy refused a push: render the servers into the file
@@ -130,7 +136,7 @@ func (l *live) follow(ctx context.Context, t *tmplState) {
 			dec = decoder(t.conf)
 		}
 		in, gens := snapshot(t.keys, t.sources)
-		if set, ok := build(dec, in, generation(gens)); ok {
+		if set, ok := build(dec, &l.followSets, in, generation(gens)); ok {
 			l.pusher.Update(set)
 		}
 	}
@@ -153,6 +159,27 @@ func decoder(conf config.Template) *dialect.Template {
 		return nil // build then reports nothing: the render's set follows
 	}
 	return dec
+}
+
+// liveSettle is the least quiescence of a live template's renders. Its
+// instances reach the proxy through follow's push at once; the render
+// after them (byte-identical to the last but for a structural change)
+// waits until the burst of record writes a container start or stop makes
+// is over, so that it runs once per burst, and after the push rather than
+// beside it (at a thousand hosts a render is tens of milliseconds of CPU).
+const liveSettle = 50 * time.Millisecond
+
+// liveWait is the quiescence of conf's renders: w, at least liveSettle for
+// a live template.
+func liveWait(conf config.Template, w watcher.Wait) watcher.Wait {
+	if conf.Live == "" || w.Min >= liveSettle {
+		return w
+	}
+	w.Min = liveSettle
+	if w.Max < w.Min {
+		w.Max = 4 * w.Min
+	}
+	return w
 }
 
 // newLive makes the sink of conf.Live and its pusher (the caller runs
@@ -255,7 +282,7 @@ func (l *live) applied(j *job) {
 	if l == nil {
 		return
 	}
-	full, ok := build(j.tmpl, j.in, generation(j.data))
+	full, ok := build(j.tmpl, &l.fullSets, j.in, generation(j.data))
 	l.mu.Lock()
 	l.rendered = j.live.static
 	if j.live.set != nil {
@@ -273,8 +300,9 @@ func (l *live) applied(j *job) {
 	}
 }
 
-// build is endpoints.Build over every instance of in, as tmpl decodes it.
-func build(tmpl *dialect.Template, in dialect.Input, gen uint64) (endpoints.Set, bool) {
+// build is endpoints.Build over every instance of in, as tmpl decodes it,
+// through b's memo.
+func build(tmpl *dialect.Template, b *endpoints.Builder, in dialect.Input, gen uint64) (endpoints.Set, bool) {
 	if tmpl == nil {
 		return endpoints.Set{}, false
 	}
@@ -282,7 +310,7 @@ func build(tmpl *dialect.Template, in dialect.Input, gen uint64) (endpoints.Set,
 	if err != nil {
 		return endpoints.Set{}, false
 	}
-	set, _ := endpoints.Build(endpoints.Instances(services), endpoints.AtRevision(in.Revision), endpoints.AtGeneration(gen))
+	set, _ := b.Build(endpoints.Instances(services), endpoints.AtRevision(in.Revision), endpoints.AtGeneration(gen))
 	return set, true
 }
 

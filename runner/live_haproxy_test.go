@@ -20,7 +20,6 @@ import (
 	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/runner"
 	"github.com/berthd/berth/store"
-	"github.com/berthd/berth/watcher"
 )
 
 // TestLiveHAProxyUnderLoad runs the shipped haproxy.cfg.tmpl with live =
@@ -33,15 +32,8 @@ func TestLiveHAProxyUnderLoad(t *testing.T) {
 	st := openStore(t, "embedded://"+t.TempDir())
 	h := testenv.NewHAProxy(t)
 	tdir := t.TempDir()
-	paths := shippedTemplate(t, tdir, "haproxy.cfg.tmpl")
+	tmpl := haproxyTemplate(t, h, tdir)
 	reloads := filepath.Join(tdir, "reloads")
-	tmpl := config.Template{
-		Name: "haproxy", Src: paths[0], Origin: "test",
-		Options:  dialect.Options{Dialect: dialect.Native, Prefix: records.DefaultPrefix},
-		Prefixes: []string{records.ServicesPrefix(records.DefaultPrefix)},
-		Spec:     render.Spec{Name: "haproxy", Dest: h.Conf, Check: h.CheckCommand()},
-		Live:     "haproxy", LiveDir: h.Dir,
-	}
 	const host = "app.localhost"
 	ips, ports := map[string]string{}, map[string]int{}
 	for _, b := range []string{"b1", "b2", "b3"} {
@@ -55,18 +47,10 @@ func TestLiveHAProxyUnderLoad(t *testing.T) {
 	// servers into the file (the fallback form).
 	env := map[string]string{"BERTH_HAPROXY_LISTEN": h.Addr, "BERTH_LIVE_DIR": h.Dir}
 	renderer := render.New(render.WithLogger(log))
-	once := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env))
-	if res, err := once.Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
-		t.Fatalf("first render: %v %+v", err, res)
-	}
+	renderOnce(t, st, renderer, log, env, tmpl)
 	h.Start(t)
 	tmpl.Spec.Reload = "echo reload >> " + reloads + " && " + h.ReloadCommand()
-	r := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env),
-		runner.WithMirrorOptions(watcher.WithBackoff(50*time.Millisecond, time.Second)))
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, []config.Template{tmpl}) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runInBackground(t, st, renderer, log, env, tmpl)
 
 	// The live structure replaces the static file: one reload (a structural
 	// change: the new worker's backends are empty until the push after it,
@@ -186,23 +170,13 @@ func comeAndGo(t *testing.T, st store.Store, l *realparts.Load, ips map[string]s
 func TestLiveGoroutinesJoined(t *testing.T) {
 	st := openStore(t, "embedded://"+t.TempDir())
 	h := testenv.NewHAProxy(t)
-	tdir := t.TempDir()
-	paths := shippedTemplate(t, tdir, "haproxy.cfg.tmpl")
-	tmpl := config.Template{
-		Name: "haproxy", Src: paths[0], Origin: "test",
-		Options:  dialect.Options{Dialect: dialect.Native, Prefix: records.DefaultPrefix},
-		Prefixes: []string{records.ServicesPrefix(records.DefaultPrefix)},
-		Spec:     render.Spec{Name: "haproxy", Dest: h.Conf, Check: h.CheckCommand()},
-		Live:     "haproxy", LiveDir: h.Dir,
-	}
+	tmpl := haproxyTemplate(t, h, t.TempDir())
 	ip, port := testenv.HTTPBackend(t, "b1")
 	putProxied(t, st, "b1", ip, port, "app.localhost", records.StateRunning)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	env := map[string]string{"BERTH_HAPROXY_LISTEN": h.Addr, "BERTH_LIVE_DIR": h.Dir}
 	renderer := render.New(render.WithLogger(log))
-	if res, err := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env)).Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
-		t.Fatalf("first render: %v %+v", err, res)
-	}
+	renderOnce(t, st, renderer, log, env, tmpl)
 	h.Start(t)
 	tmpl.Spec.Reload = h.ReloadCommand()
 	r := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env))
@@ -228,4 +202,94 @@ func TestLiveGoroutinesJoined(t *testing.T) {
 func goroutines() string {
 	buf := make([]byte, 1<<20)
 	return string(buf[:runtime.Stack(buf, true)])
+}
+
+// TestLiveHAProxyRefusedFallsBack: HAProxy refuses a push (the worker
+// runs another configuration than berth's: the reload after a new host
+// did not take, so HAProxy has no backend for it) → berth says why, renders
+// the servers into the file, checks and reloads, so the host is served;
+// once a push is taken again it renders the structure only.
+func TestLiveHAProxyRefusedFallsBack(t *testing.T) {
+	st := openStore(t, "embedded://"+t.TempDir())
+	h := testenv.NewHAProxy(t)
+	tdir := t.TempDir()
+	tmpl := haproxyTemplate(t, h, tdir)
+	reloads, skip := filepath.Join(tdir, "reloads"), filepath.Join(tdir, "skip-reload")
+	ips, ports := map[string]string{}, map[string]int{}
+	for _, b := range []string{"b1", "b2"} {
+		ips[b], ports[b] = testenv.HTTPBackend(t, b)
+	}
+	putProxied(t, st, "b1", ips["b1"], ports["b1"], "app.localhost", records.StateRunning)
+	var logs testenv.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	env := map[string]string{"BERTH_HAPROXY_LISTEN": h.Addr, "BERTH_LIVE_DIR": h.Dir}
+	renderer := render.New(render.WithLogger(log))
+	renderOnce(t, st, renderer, log, env, tmpl)
+	h.Start(t)
+	// A reload that does not take while skip exists: the command succeeds,
+	// HAProxy keeps running the configuration it has.
+	tmpl.Spec.Reload = "echo reload >> " + reloads + " && if [ ! -e " + skip + " ]; then " + h.ReloadCommand() + "; fi"
+	runInBackground(t, st, renderer, log, env, tmpl)
+	waitUntil(t, "the live structure pushed", func() bool { return liveHost(t, h, "app.localhost") })
+	sawStatic := false
+	isLive := func() bool {
+		live := strings.Contains(readFile(h.Conf), "/hosts.map)]")
+		sawStatic = sawStatic || !live
+		return live
+	}
+
+	// A new host: berth renders and "reloads", HAProxy keeps the old
+	// configuration, and refuses the push (no backend for the host).
+	if err := os.WriteFile(skip, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const newHost = "new.localhost"
+	putProxied(t, st, "b2", ips["b2"], ports["b2"], newHost, records.StateRunning)
+	waitUntil(t, "the new host rendered", func() bool { return isLive() && strings.Contains(readFile(h.Conf), "backend new.localhost") })
+	if sawStatic {
+		t.Fatal("not live before the refusal: the checks below would prove nothing")
+	}
+	base := countLines(reloads)
+	os.Remove(skip) // the next reload takes
+	// The reason, as slog's text handler quotes it.
+	const why = `haproxy has no backend \"new.localhost\" (upstream of new.localhost/): its configuration is not the rendered one`
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("berth's log:\n%s", logs.String())
+		}
+	})
+	waitLong(t, "the refusal reported", 60*time.Second, func() bool {
+		return strings.Contains(logs.String(), "proxy refused the endpoint set; falling back to rendering the servers and reloading") &&
+			strings.Contains(logs.String(), why)
+	})
+	// The fallback: the servers in the file, checked and reloaded; the new
+	// host is served from the file.
+	waitLong(t, "the static fallback served", 30*time.Second, func() bool {
+		code, body, err := h.Get(newHost, "/")
+		return !isLive() && err == nil && code == 200 && body == "b2 "+newHost && countLines(reloads) > base
+	})
+	if !strings.Contains(logs.String(), "rendering the servers into the file and reloading until the proxy takes pushes again") {
+		t.Errorf("the fallback is not reported:\n%s", logs.String())
+	}
+	// HAProxy takes pushes again: back to the structure only, still served.
+	waitLong(t, "live again", 30*time.Second, func() bool {
+		code, body, err := h.Get(newHost, "/")
+		return isLive() && err == nil && code == 200 && body == "b2 "+newHost
+	})
+	if code, body, err := h.Get("app.localhost", "/"); err != nil || code != 200 || body != "b1 app.localhost" {
+		t.Errorf("app.localhost: %d %q %v", code, body, err)
+	}
+}
+
+// haproxyTemplate is the shipped haproxy.cfg.tmpl, copied into dir, with
+// live = "haproxy" in front of h (no reload command yet).
+func haproxyTemplate(t *testing.T, h *testenv.HAProxy, dir string) config.Template {
+	paths := shippedTemplate(t, dir, "haproxy.cfg.tmpl")
+	return config.Template{
+		Name: "haproxy", Src: paths[0], Origin: "test",
+		Options:  dialect.Options{Dialect: dialect.Native, Prefix: records.DefaultPrefix},
+		Prefixes: []string{records.ServicesPrefix(records.DefaultPrefix)},
+		Spec:     render.Spec{Name: "haproxy", Dest: h.Conf, Check: h.CheckCommand()},
+		Live:     "haproxy", LiveDir: h.Dir,
+	}
 }

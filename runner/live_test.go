@@ -128,15 +128,26 @@ func runLive(t *testing.T, st store.Store, n *testenv.Nginx, env map[string]stri
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	renderer := render.New(render.WithLogger(log))
 	// One-shot mode renders the servers into the file (no live side).
-	once := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env))
-	if res, err := once.Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
-		t.Fatalf("first render: %v %+v", err, res)
-	}
+	renderOnce(t, st, renderer, log, env, tmpl)
 	n.Start(t)
 	tmpl.Spec.Reload = n.ReloadCommand()
 	if reload != "" {
 		tmpl.Spec.Reload = reload + " && " + tmpl.Spec.Reload
 	}
+	runInBackground(t, st, renderer, log, env, tmpl)
+}
+
+// renderOnce renders tmpl once, as berth render does: the servers in the
+// file (no live side).
+func renderOnce(t *testing.T, st store.Store, renderer *render.Renderer, log *slog.Logger, env map[string]string, tmpl config.Template) {
+	t.Helper()
+	if res, err := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env)).Once(t.Context(), []config.Template{tmpl}); err != nil || res[0].Err != nil {
+		t.Fatalf("first render: %v %+v", err, res)
+	}
+}
+
+// runInBackground runs a runner on tmpl until the test ends.
+func runInBackground(t *testing.T, st store.Store, renderer *render.Renderer, log *slog.Logger, env map[string]string, tmpl config.Template) {
 	r := runner.New(st, renderer, runner.WithLogger(log), runner.WithEnv(env),
 		runner.WithMirrorOptions(watcher.WithBackoff(50*time.Millisecond, time.Second)))
 	ctx, cancel := context.WithCancel(t.Context())
@@ -147,10 +158,16 @@ func runLive(t *testing.T, st store.Store, n *testenv.Nginx, env map[string]stri
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	waitLong(t, what, 20*time.Second, cond)
+}
+
+// waitLong is waitUntil with a bound of its own.
+func waitLong(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 20s", what)
+			t.Fatalf("%s: not within %s", what, limit)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -167,6 +167,7 @@ func (s *state) start(p parsed) {
 	if p.conf.Wait.IsZero() {
 		wait = s.r.defWait
 	}
+	wait = liveWait(p.conf, wait)
 	settle := cmp.Or(p.conf.Settle, DefaultSettle)
 	t := &tmplState{
 		conf: p.conf, tmpl: p.tmpl, parseErr: p.err,

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 
@@ -13,9 +15,10 @@ import (
 )
 
 func newBenchE2ECommand() *cobra.Command {
-	var runs, vhosts int
+	var runs int
+	var vhosts []int
 	var asJSON bool
-	var proxy string
+	var proxy, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "e2e",
 		Short: "Time from berth run to nginx serving the container, and from berth stop to its removal",
@@ -51,7 +54,14 @@ load's requests and failed requests. nginx is the shipped nginx.tmpl
 (every change rendered, checked and reloaded); nginx-lua is the shipped
 nginx-lua.tmpl with live = "nginx-lua" (needs libnginx-mod-http-lua);
 haproxy is the shipped haproxy.cfg.tmpl with live = "haproxy" in front
-of Debian's haproxy.
+of Debian's haproxy. --proxy takes a comma list, or all, and --vhosts a
+comma list: each proxy is measured at each count, one after another, one
+result (one JSON line) each, e.g. issue #15's matrix:
+
+  berth bench e2e --proxy all --vhosts 100,1000 --json
+
+--cpuprofile writes a CPU profile of the whole run (the bench runs berth
+up's pipeline in its own process): go tool pprof bin/berth FILE.
 
 Needs root, nginx and busybox-static. Everything it creates is removed.`,
 		Args: usageArgs(cobra.NoArgs),
@@ -63,8 +73,15 @@ Needs root, nginx and busybox-static. Everything it creates is removed.`,
 			if err != nil {
 				return err
 			}
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			if proxy != "" || cmd.Flags().Changed("vhosts") {
-				return benchE2EProxy(cmd, bench.E2EProxyOptions{Proxy: proxy, VHosts: vhosts, Runs: runs}, asJSON, log)
+				return benchE2EProxy(cmd, proxy, vhosts, runs, asJSON, log)
 			}
 			res, err := bench.E2E(cmd.Context(), runs, log)
 			if err != nil {
@@ -81,27 +98,47 @@ Needs root, nginx and busybox-static. Everything it creates is removed.`,
 	}
 	cmd.Flags().IntVar(&runs, "runs", 50, "containers to start and stop")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().StringVar(&proxy, "proxy", "", "measure under load with this proxy: "+strings.Join(bench.Proxies(), ", "))
-	cmd.Flags().IntVar(&vhosts, "vhosts", 100, "with --proxy: virtual hosts in the configuration besides the measured one")
+	cmd.Flags().StringVar(&proxy, "proxy", "", "measure under load with these proxies (a comma list, or all): "+strings.Join(bench.Proxies(), ", "))
+	cmd.Flags().IntSliceVar(&vhosts, "vhosts", []int{100}, "with --proxy: virtual hosts in the configuration besides the measured one (a comma list: each is measured)")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	return cmd
 }
 
-func benchE2EProxy(cmd *cobra.Command, o bench.E2EProxyOptions, asJSON bool, log *slog.Logger) error {
-	if !slices.Contains(bench.Proxies(), o.Proxy) {
-		return usagef("--proxy %q: want one of %s", o.Proxy, strings.Join(bench.Proxies(), ", "))
+func benchE2EProxy(cmd *cobra.Command, proxy string, vhosts []int, runs int, asJSON bool, log *slog.Logger) error {
+	proxies := strings.Split(proxy, ",")
+	if proxy == "all" {
+		proxies = bench.Proxies()
 	}
-	if o.VHosts < 0 {
-		return usagef("--vhosts must not be negative")
+	for _, p := range proxies {
+		if !slices.Contains(bench.Proxies(), p) {
+			return usagef("--proxy %q: want all or a comma list of %s", p, strings.Join(bench.Proxies(), ", "))
+		}
 	}
-	res, err := bench.E2EProxy(cmd.Context(), o, log)
-	if err != nil {
-		return err
+	for _, n := range vhosts {
+		if n < 0 {
+			return usagef("--vhosts must not be negative")
+		}
 	}
 	out := cmd.OutOrStdout()
-	if asJSON {
-		return json.NewEncoder(out).Encode(res)
+	return bench.E2EProxies(cmd.Context(), proxies, vhosts, bench.E2EProxyOptions{Runs: runs}, log, func(res bench.E2EProxyResult) error {
+		if asJSON {
+			return json.NewEncoder(out).Encode(res)
+		}
+		_, err := fmt.Fprintf(out, "proxy %s, %d vhosts, %d runs\nup   (run returned → the proxy answers from it):  p50 %.1f ms  p99 %.1f ms\ndown (stop called → last request sent to it): p50 %.1f ms  p99 %.1f ms\nreloads %d, at most %d worker generations, %d requests, %d failed\n",
+			res.Proxy, res.VHosts, res.Runs, res.UpP50Ms, res.UpP99Ms, res.DownP50Ms, res.DownP99Ms, res.Reloads, res.MaxGenerations, res.Requests, res.FailedRequests)
+		return err
+	})
+}
+
+// startCPUProfile starts a CPU profile into path; stop ends and writes it.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
 	}
-	fmt.Fprintf(out, "proxy %s, %d vhosts, %d runs\nup   (run returned → the proxy answers from it):  p50 %.1f ms  p99 %.1f ms\ndown (stop called → last request sent to it): p50 %.1f ms  p99 %.1f ms\nreloads %d, at most %d worker generations, %d requests, %d failed\n",
-		res.Proxy, res.VHosts, res.Runs, res.UpP50Ms, res.UpP99Ms, res.DownP50Ms, res.DownP99Ms, res.Reloads, res.MaxGenerations, res.Requests, res.FailedRequests)
-	return nil
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

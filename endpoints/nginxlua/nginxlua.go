@@ -148,7 +148,10 @@ func (s *Sink) Push(ctx context.Context, set endpoints.Set) error {
 	}
 	full := s.body(set, want, nil)
 	if !bytes.Equal(full, s.saved) {
-		if err := atomicfile.Write(filepath.Join(s.dir, StateFile), full, 0o600); err != nil {
+		// Before the push, so that an nginx restarting meanwhile reads it;
+		// not fsynced (milliseconds on every push): after a power loss
+		// berth starts again too, and pushes the whole set.
+		if err := atomicfile.WriteUnsynced(filepath.Join(s.dir, StateFile), full, 0o600); err != nil {
 			return fmt.Errorf("nginx-lua: state file: %w", err)
 		}
 		s.saved = full

@@ -60,7 +60,7 @@ func set(servers ...endpoints.Server) endpoints.Set {
 
 // liveNginx renders the shipped nginx-lua.tmpl (wrapped by nginx.conf.tmpl)
 // in live mode for one host, with dictSize, and starts a real nginx on it.
-func liveNginx(t *testing.T, dictSize string) (*testenv.Nginx, *nginxlua.Sink) {
+func liveNginx(t testing.TB, dictSize string) (*testenv.Nginx, *nginxlua.Sink) {
 	t.Helper()
 	if err := nginxlua.CheckModule(""); err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func liveNginx(t *testing.T, dictSize string) (*testenv.Nginx, *nginxlua.Sink) {
 	return n, sink
 }
 
-func writeConf(t *testing.T, n *testenv.Nginx, dir, dictSize string, hosts ...string) {
+func writeConf(t testing.TB, n *testenv.Nginx, dir, dictSize string, hosts ...string) {
 	t.Helper()
 	tm, err := dialect.Parse("../../templates/nginx.conf.tmpl", dialect.Options{Dialect: dialect.Native, Includes: []string{"../../templates/nginx-lua.tmpl"}})
 	if err != nil {

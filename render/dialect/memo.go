@@ -6,6 +6,7 @@ import (
 	"sync"
 	"text/template/parse"
 
+	"github.com/berthd/berth/endpoints"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/store"
 )
@@ -37,6 +38,11 @@ type memo struct {
 	// blocks holds the output of memoized range bodies (incremental.go).
 	blocks     map[blockKey]*block
 	usedBlocks int
+	// sets is the memo of the endpoint sets {{endpoints}} builds.
+	sets endpoints.Builder
+	// readOnly: the decoded instances go to a reader that does not modify
+	// them (Template.Services), which then shares the memo's.
+	readOnly bool
 }
 
 // valueKey names a decoded value: the decoder and the text decoded.
@@ -212,6 +218,9 @@ func (m *memo) instance(kv store.KV) (records.Instance, error) {
 			if e.gen != m.gen {
 				e.gen = m.gen
 				m.usedInst++
+			}
+			if m.readOnly {
+				return e.in, nil
 			}
 			return e.in.Copy(), nil
 		}

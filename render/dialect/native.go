@@ -47,12 +47,19 @@ func nativeData(prefix string, x *execution) (any, error) {
 
 // Services decodes in's instance records as a native template sees them
 // (.Services), through the template's record cache: what {{endpoints
-// .Services}} builds from, without executing the template.
+// .Services}} builds from, without executing the template. The instances'
+// maps and slices may be the cache's: the caller must not modify them.
 func (t *Template) Services(in Input) (map[string][]records.Instance, error) {
 	// The memo's instance cache when no execution holds it; released
 	// without pruning, since this is not an execution.
 	m := t.memo.acquire()
+	if m != nil {
+		m.readOnly = true // the instances are the memo's: not to be modified
+	}
 	r, err := decodeRecords(t.opts.Prefix, in.KVs, false, m)
+	if m != nil {
+		m.readOnly = false
+	}
 	m.release(false)
 	if err != nil {
 		return nil, err
@@ -137,7 +144,11 @@ func endpointsFunc(x *execution) func(map[string][]records.Instance) endpoints.S
 			opts = append(opts, endpoints.AtRevision(x.in.Revision))
 			opts = append(opts, x.in.EndpointOptions...)
 		}
-		set, errs := endpoints.Build(endpoints.Instances(services), opts...)
+		build := endpoints.Build
+		if x != nil && x.memo != nil {
+			build = x.memo.sets.Build // the instances validated by earlier executions
+		}
+		set, errs := build(endpoints.Instances(services), opts...)
 		for _, err := range errs {
 			warn(err.Error())
 		}
