@@ -103,9 +103,9 @@ type Manager struct {
 	budget   *budget
 	accounts map[string]*account
 	invalid  []Invalid
-	reported map[string]bool     // invalid entries already logged
-	served   map[string]Cert     // host → the certificate in CertsDir
-	badCert  map[string]string   // store key → why it is not written (logged once)
+	reported map[string]bool   // invalid entries already logged
+	served   map[string]Cert   // host → the certificate in CertsDir
+	badCert  map[string]string // store key → why it is not written (logged once)
 	leader   bool
 }
 

@@ -19,10 +19,10 @@ type backoffState struct {
 type orderState struct {
 	backoffState
 	Names    []string  `json:"names"`
-	Orders   int       `json:"orders"`              // orders started, ever
-	InFlight time.Time `json:"in_flight,omitzero"`  // an order started then and not finished: a crash interrupted it
-	LastSeen time.Time `json:"last_seen,omitzero"`  // last wanted (entries unseen for long are pruned)
-	LastOK   time.Time `json:"last_ok,omitzero"`    // last certificate issued
+	Orders   int       `json:"orders"`             // orders started, ever
+	InFlight time.Time `json:"in_flight,omitzero"` // an order started then and not finished: a crash interrupted it
+	LastSeen time.Time `json:"last_seen,omitzero"` // last wanted (entries unseen for long are pruned)
+	LastOK   time.Time `json:"last_ok,omitzero"`   // last certificate issued
 }
 
 // budget is what budget.json holds: the rate-limit budget, persisted so a
