@@ -46,6 +46,8 @@ const (
 	leaderRetry = 5 * time.Second
 	// maxSleep bounds the wait between two looks at the budget.
 	maxSleep = time.Hour
+	// maxParallelOrders is how many orders run at once.
+	maxParallelOrders = 4
 )
 
 // Config configures a Manager.
@@ -261,6 +263,11 @@ func (m *Manager) reconcile(ctx context.Context, svcKVs, certKVs []store.KV) tim
 	}
 	next := now.Add(maxSleep)
 	dirty := false
+	type dueOrder struct {
+		w want
+		o *orderState
+	}
+	var due []dueOrder
 	for _, w := range wants {
 		if ctx.Err() != nil {
 			break
@@ -292,24 +299,41 @@ func (m *Manager) reconcile(ctx context.Context, svcKVs, certKVs []store.KV) tim
 			next = earliest(next, gate)
 			continue
 		}
-		c, err := m.order(ctx, w, o)
-		dirty = true
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			m.mu.Lock()
-			gate, _ := m.gate(w, o, now)
-			m.mu.Unlock()
-			next = earliest(next, cmp.Or(gate, now.Add(m.cfg.RetryMin)))
-			continue
-		}
-		if err := m.publish(ctx, c, shared); err != nil {
-			m.log.Warn("cannot share a certificate in the store; retrying", "names", w.key(), "err", err)
-			next = earliest(next, now.Add(m.cfg.RetryMin))
-		}
-		next = earliest(next, m.renewAt(c))
+		due = append(due, dueOrder{w, o})
 	}
+	// The due orders run side by side (a few at a time): one whose
+	// validation hangs does not hold back the others.
+	var (
+		wg  sync.WaitGroup
+		nmu sync.Mutex
+		sem = make(chan struct{}, maxParallelOrders)
+	)
+	later := func(t time.Time) {
+		nmu.Lock()
+		next = earliest(next, t)
+		nmu.Unlock()
+	}
+	for _, d := range due {
+		dirty = true
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			c, err := m.order(ctx, d.w, d.o)
+			if err != nil {
+				m.mu.Lock()
+				gate, _ := m.gate(d.w, d.o, time.Now())
+				m.mu.Unlock()
+				later(cmp.Or(gate, time.Now().Add(m.cfg.RetryMin)))
+				return
+			}
+			if err := m.publish(ctx, c, shared); err != nil {
+				m.log.Warn("cannot share a certificate in the store; retrying", "names", d.w.key(), "err", err)
+				later(time.Now().Add(m.cfg.RetryMin))
+			}
+			later(m.renewAt(c))
+		})
+	}
+	wg.Wait()
 	m.mu.Lock()
 	for k, o := range m.budget.Orders {
 		if now.Sub(o.LastSeen) > pruneAfter && o.InFlight.IsZero() {
