@@ -23,7 +23,7 @@ const (
 
 // want is one name set to hold a certificate for.
 type want struct {
-	names []string // sorted after the first, which is the container's first name
+	names []string // sorted
 	email string
 	from  string // the first container asking, for reports
 }
@@ -133,7 +133,7 @@ func wanted(kvs []store.KV, prefix, defaultEmail string) ([]want, []Invalid) {
 			bad = append(bad, Invalid{Container: in.Name, Field: field, Name: strings.Join(names[100:], ","), Reason: "more than 100 names in one certificate"})
 			names = names[:100]
 		}
-		slices.Sort(names[1:])
+		slices.Sort(names) // the set, whatever order a restart lists it in
 		email := defaultEmail
 		if e := strings.TrimSpace(in.Env[EnvEmail]); e != "" {
 			if err := checkEmail(e); err != nil {
