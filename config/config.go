@@ -149,6 +149,7 @@ type File struct {
 	Store   Store
 	Runtime Runtime
 	Daemon  Daemon
+	ACME    ACME   // [acme] (acme.go)
 	Wait    Wait   // default for templates without their own
 	Prefix  string // berth key prefix (records.DefaultPrefix)
 	// MinReloadInterval is the default reload budget of its templates.
@@ -163,6 +164,7 @@ type berthFile struct {
 	Store             Store           `toml:"store"`
 	Runtime           Runtime         `toml:"runtime"`
 	Daemon            Daemon          `toml:"daemon"`
+	ACME              ACME            `toml:"acme"`
 	Wait              string          `toml:"wait"`
 	MinReloadInterval string          `toml:"min_reload_interval"`
 	Settle            string          `toml:"settle"`
@@ -293,6 +295,9 @@ func Load(file string) (*File, error) {
 	f.Daemon.Socket = relTo(dir, raw.Daemon.Socket)
 	f.Daemon.DockerSocket = relTo(dir, raw.Daemon.DockerSocket)
 	f.Daemon.Status = raw.Daemon.Status.resolve(dir)
+	if f.ACME, err = raw.ACME.resolve(dir); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
 	if f.Prefix == "" {
 		f.Prefix = records.DefaultPrefix
 	}
