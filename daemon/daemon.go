@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/berthd/berth/acme"
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/deploy"
 	"github.com/berthd/berth/records"
@@ -61,6 +62,12 @@ type Config struct {
 	SyncWait time.Duration
 	// Env is the environment templates see (nil: the process's).
 	Env map[string]string
+	// ACME, if set, gets certificates for the records that ask for them
+	// (acme.go); its HTTP-01 responder listens on ACMEChallengeListen
+	// (default DefaultACMEChallengeListen), named to the templates as
+	// BERTH_ACME_CHALLENGE.
+	ACME                *acme.Config
+	ACMEChallengeListen string
 	// Commander runs check and reload commands (default: render's).
 	Commander render.Commander
 	Logger    *slog.Logger
@@ -77,6 +84,7 @@ type Daemon struct {
 	m       *metrics
 	started time.Time
 	status  *statusPage // the status page's state (status.go)
+	acme    *acmeSide   // nil without [acme] (acme.go)
 
 	hold    *holdStore      // the runner's view of the store; nil without a registrar
 	deploys *deploy.Service // nil without a runtime
@@ -146,6 +154,13 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 	if cfg.Commander != nil {
 		ropts = append(ropts, render.WithCommander(cfg.Commander))
 	}
+	env := cfg.Env
+	if cfg.ACME != nil {
+		var err error
+		if env, err = d.newACME(cfg); err != nil {
+			return nil, err
+		}
+	}
 	var mopts []watcher.MirrorOption
 	if cfg.Resync > 0 {
 		mopts = append(mopts, watcher.WithResync(cfg.Resync))
@@ -156,7 +171,7 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 		runner.WithMinReloadInterval(cfg.MinReloadInterval),
 		runner.WithMirrorOptions(mopts...),
 		runner.WithObserver(d.observe),
-		runner.WithEnv(cfg.Env),
+		runner.WithEnv(env),
 	)
 	return d, nil
 }
@@ -198,6 +213,7 @@ func (d *Daemon) Run(ctx context.Context, templates []config.Template) error {
 		}
 	}
 	d.keepDeploys(ctx, &wg)
+	d.runACME(ctx, &wg)
 	d.startStatus(ctx, &wg, templates)
 	wg.Go(func() {
 		if err := d.runner.Run(ctx, templates); err != nil {
