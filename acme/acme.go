@@ -137,6 +137,7 @@ func New(st store.Store, cfg Config, opts ...Option) (*Manager, error) {
 	if m.resp == nil {
 		m.resp = NewResponder()
 	}
+	m.resp.share(st, records.Root(cfg.Prefix)+"acme/challenges/")
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	m.owner = hex.EncodeToString(id[:])
