@@ -492,7 +492,7 @@ func (m *Manager) order(ctx context.Context, w want, o *orderState) (Cert, error
 		return Cert{}, err
 	}
 	m.mu.Lock()
-	o.InFlight, o.Names = now, w.names
+	o.InFlight, o.Names, o.Email = now, w.names, w.email
 	o.Orders++
 	err = m.storage.saveBudget(m.budget)
 	m.mu.Unlock()
@@ -536,9 +536,12 @@ func (m *Manager) order(ctx context.Context, w want, o *orderState) (Cert, error
 }
 
 // failOrder counts a failed (or interrupted) order against its name set,
-// its registered domains and its account (under mu).
+// its registered domains and its account (under mu). The account backs
+// off after accountFreeFailures consecutive failed orders (of any names;
+// an issued certificate resets it).
 func (m *Manager) failOrder(o *orderState, now time.Time, err error) {
 	o.fail(m.policy, now, err, 0)
+	m.accountState(o.Email).fail(m.policy, now, err, accountFreeFailures)
 	seen := map[string]bool{}
 	for _, n := range o.Names {
 		d := registeredDomain(n)

@@ -19,6 +19,7 @@ type backoffState struct {
 type orderState struct {
 	backoffState
 	Names    []string  `json:"names"`
+	Email    string    `json:"email,omitempty"`    // its account
 	Orders   int       `json:"orders"`             // orders started, ever
 	InFlight time.Time `json:"in_flight,omitzero"` // an order started then and not finished: a crash interrupted it
 	LastSeen time.Time `json:"last_seen,omitzero"` // last wanted (entries unseen for long are pruned)
