@@ -203,6 +203,7 @@ func (m *Manager) Responder() *Responder { return m.resp }
 
 func (m *Manager) certsPrefix() string { return records.Root(m.cfg.Prefix) + "acme/certs/" }
 func (m *Manager) leaderKey() string   { return records.Root(m.cfg.Prefix) + "acme/leader" }
+func (m *Manager) budgetKey() string   { return records.Root(m.cfg.Prefix) + "acme/budget" }
 
 // Run keeps the certificates until ctx ends: it follows the instance
 // records and the shared certificates (watcher mirrors), writes the
@@ -342,13 +343,41 @@ func (m *Manager) reconcile(ctx context.Context, svcKVs, certKVs []store.KV) tim
 			dirty = true
 		}
 	}
+	var sharedBudget []byte
 	if dirty {
 		if err := m.storage.saveBudget(m.budget); err != nil {
 			m.log.Error("cannot save the ACME budget", "err", err)
 		}
+		sharedBudget, _ = json.Marshal(m.budget)
 	}
 	m.mu.Unlock()
+	if sharedBudget != nil {
+		// For the next leader: the budget follows the lead.
+		if _, err := m.st.Put(ctx, m.budgetKey(), sharedBudget); err != nil && !errors.Is(err, store.ErrReadOnly) {
+			m.log.Warn("cannot share the ACME budget in the store", "key", m.budgetKey(), "err", err)
+		}
+	}
 	return next
+}
+
+// adoptBudget merges the budget the previous leader shared into this
+// host's, when it takes the lead.
+func (m *Manager) adoptBudget(ctx context.Context) {
+	kv, err := m.st.Get(ctx, m.budgetKey())
+	if err != nil {
+		return // none yet, or no store to share
+	}
+	var o budget
+	if err := json.Unmarshal(kv.Value, &o); err != nil {
+		m.log.Warn("the shared ACME budget does not read; keeping this host's", "key", m.budgetKey(), "err", err)
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.budget.merge(&o, m.policy, time.Now())
+	if err := m.storage.saveBudget(m.budget); err != nil {
+		m.log.Error("cannot save the ACME budget", "err", err)
+	}
 }
 
 func earliest(a, b time.Time) time.Time {
@@ -697,6 +726,7 @@ func (m *Manager) lead(ctx context.Context) bool {
 	case err == nil, errors.Is(err, store.ErrReadOnly):
 		m.setLeader(true)
 		m.log.Info("this host is the ACME leader", "key", key)
+		m.adoptBudget(ctx)
 		return true
 	case !errors.Is(err, store.ErrExists):
 		m.log.Debug("cannot claim the ACME leader key", "key", key, "err", err)

@@ -87,3 +87,45 @@ func (s *backoffState) ok() { *s = backoffState{} }
 // takes before it backs off as a whole (each name set and domain backs off
 // from its first failure).
 const accountFreeFailures = 3
+
+// merge folds another host's budget (the previous leader's, from the
+// store) into b, keeping the stricter of each: the later next order, the
+// longer run of failures, the higher order count. An order that host
+// left in flight (it died during it) counts as a failed one.
+func (b *budget) merge(o *budget, p backoff, now time.Time) {
+	for k, src := range o.Orders {
+		if !src.InFlight.IsZero() {
+			src.InFlight = time.Time{}
+			src.fail(p, now, errors.New("interrupted: the previous ACME leader stopped during the order"), 0)
+		}
+		dst := b.Orders[k]
+		if dst == nil {
+			b.Orders[k] = src
+			continue
+		}
+		dst.mergeFrom(&src.backoffState)
+		dst.Orders = max(dst.Orders, src.Orders)
+		if src.LastOK.After(dst.LastOK) {
+			dst.LastOK = src.LastOK
+		}
+		if src.LastSeen.After(dst.LastSeen) {
+			dst.LastSeen = src.LastSeen
+		}
+	}
+	for _, pair := range []struct{ dst, src map[string]*backoffState }{{b.Domains, o.Domains}, {b.Accounts, o.Accounts}} {
+		for k, src := range pair.src {
+			if dst := pair.dst[k]; dst != nil {
+				dst.mergeFrom(src)
+			} else {
+				pair.dst[k] = src
+			}
+		}
+	}
+}
+
+func (s *backoffState) mergeFrom(o *backoffState) {
+	if o.NextAt.After(s.NextAt) {
+		s.NextAt, s.LastError = o.NextAt, o.LastError
+	}
+	s.Failures = max(s.Failures, o.Failures)
+}

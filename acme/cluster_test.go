@@ -14,7 +14,9 @@ import (
 // Two hosts share a store: one, the leader, orders; the CA's challenge
 // reaches the other host's responder (the proxy in front of it), which
 // answers from the store; both write the certificate to their own
-// directory. When the leader stops, the other takes the lead.
+// directory. When the leader stops, the other takes the lead, with the
+// budget the first shared, and orders nothing: the shared certificate is
+// valid.
 func TestClusterOneLeaderOrdersEveryHostServes(t *testing.T) {
 	dnsSrv := startDNS(t)
 	srv := memstore.NewServer()
@@ -52,6 +54,14 @@ func TestClusterOneLeaderOrdersEveryHostServes(t *testing.T) {
 	stopA()
 	stA.Close() // host A gone: its lease with it
 	waitFor(t, "host B to take the lead", 20*time.Second, func() bool { return b.Status().Leader })
+	waitFor(t, "host B to adopt the budget host A shared", 10*time.Second, func() bool {
+		for _, o := range b.Status().Orders {
+			if o.Scope == "shared.example.com" && o.Orders == 1 {
+				return true
+			}
+		}
+		return false
+	})
 	time.Sleep(time.Second)
 	if n := pb.orders.Load(); n != 1 {
 		t.Fatalf("the new leader ordered again (%d orders) though the shared certificate is valid", n)

@@ -9,7 +9,9 @@
 // Certificates live in the store under <prefix>/acme/certs/<host>, so every
 // host sharing the store writes them as <host>.crt and <host>.key into its
 // certificate directory; one host, the ACME leader (a create-only
-// lease-bound key, <prefix>/acme/leader), orders them. The account, the
+// lease-bound key, <prefix>/acme/leader), orders them, and shares its
+// budget (<prefix>/acme/budget) and its HTTP-01 tokens
+// (<prefix>/acme/challenges/) there for the others. The account, the
 // certificates and the order and budget state are also kept in a local
 // storage directory, written atomically (keys 0600), so a crash never
 // leaves half a file and never resets the budget: failed orders back off
