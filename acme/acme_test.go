@@ -170,9 +170,9 @@ func fileSerial(t *testing.T, path string) string {
 	return c.SerialNumber.String()
 }
 
-func baseConfig(t *testing.T, p *pebble) acme.Config {
+func baseConfig(t *testing.T, p *realparts.Pebble) acme.Config {
 	dir := t.TempDir()
-	return acme.Config{DirectoryURL: p.Dir, CAFile: p.CAFile, Email: "ops@example.com",
+	return acme.Config{DirectoryURL: p.DirectoryURL, CAFile: p.CAFile, Email: "ops@example.com",
 		Storage: filepath.Join(dir, "acme"), CertsDir: filepath.Join(dir, "certs"),
 		RetryMin: time.Second, RetryMax: 4 * time.Second, Timeout: 30 * time.Second, Host: "h1"}
 }
@@ -183,15 +183,12 @@ func baseConfig(t *testing.T, p *pebble) acme.Config {
 // short-lived certificate is renewed and the file replaced; the invalid
 // names of the same container are reported and never ordered.
 func TestPebbleIssuesServesAndRenews(t *testing.T) {
-	dnsSrv := startDNS(t)
+	dnsSrv := testenv.StartDNS(t)
 	resp := acme.NewResponder()
 	dir := t.TempDir()
 	certs := filepath.Join(dir, "certs")
 	px := startProxy(t, resp, certs)
-	_, port, _ := net.SplitHostPort(px.n.Addr)
-	var httpPort int
-	fmt.Sscan(port, &httpPort)
-	pb := startPebble(t, dnsSrv.Addr, pebbleOpts{httpPort: httpPort, validity: 45 * time.Second})
+	pb := startPebble(t, dnsSrv.Addr, px, 45*time.Second)
 
 	st := memstore.New()
 	t.Cleanup(func() { st.Close() })
@@ -226,7 +223,10 @@ func TestPebbleIssuesServesAndRenews(t *testing.T) {
 	}
 
 	px.serveHTTPS(t, "app.example.com")
-	root := pb.root(t)
+	root, err := pb.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
 	body, serial, err := px.getHTTPS(root, "app.example.com")
 	if err != nil || !strings.HasPrefix(body, "backend") {
 		t.Fatalf("HTTPS through nginx: %q, %v", body, err)
@@ -250,7 +250,7 @@ func TestPebbleIssuesServesAndRenews(t *testing.T) {
 		_, s, err := px.getHTTPS(root, "app.example.com")
 		return err == nil && s == renewed
 	})
-	t.Logf("orders Pebble received: %d (issue + renewals)", pb.orders.Load())
+	t.Logf("orders Pebble received: %d (issue + renewals)", pb.Orders.Load())
 }
 
 func mustReadFile(t *testing.T, p string) []byte {

@@ -1,7 +1,6 @@
 package acme_test
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -25,16 +24,13 @@ import (
 // A valid name of another domain is issued meanwhile, and then, however
 // often its container restarts, never ordered again.
 func TestPebbleFailedValidationBacksOff(t *testing.T) {
-	dnsSrv := startDNS(t)
-	dnsSrv.set("fail.example.org", "127.0.0.2") // nothing listens there
+	dnsSrv := testenv.StartDNS(t)
+	dnsSrv.Set("fail.example.org", "127.0.0.2") // nothing listens there
 	resp := acme.NewResponder()
 	dir := t.TempDir()
 	certs := filepath.Join(dir, "certs")
 	px := startProxy(t, resp, certs)
-	_, port, _ := net.SplitHostPort(px.n.Addr)
-	var httpPort int
-	fmt.Sscan(port, &httpPort)
-	pb := startPebble(t, dnsSrv.Addr, pebbleOpts{httpPort: httpPort})
+	pb := startPebble(t, dnsSrv.Addr, px, 0)
 	cfg := baseConfig(t, pb)
 	cfg.CertsDir = certs
 	cfg.RetryMin, cfg.RetryMax = time.Second, 4*time.Second
@@ -78,7 +74,7 @@ func TestPebbleFailedValidationBacksOff(t *testing.T) {
 		}
 		stop()
 	}
-	orders := pb.orders.Load()
+	orders := pb.Orders.Load()
 	s := m.Status()
 	t.Logf("in %s: %d berth restarts, %d container restarts, %d orders at Pebble; budget %+v", run, restarts, flaps, orders, s.Orders)
 	if fileSerial(t, filepath.Join(certs, "ok.example.net.crt")) == "" {

@@ -1,13 +1,12 @@
 package acme_test
 
 import (
-	"fmt"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/berthd/berth/acme"
+	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/store/memstore"
 )
 
@@ -18,17 +17,14 @@ import (
 // budget the first shared, and orders nothing: the shared certificate is
 // valid.
 func TestClusterOneLeaderOrdersEveryHostServes(t *testing.T) {
-	dnsSrv := startDNS(t)
+	dnsSrv := testenv.StartDNS(t)
 	srv := memstore.NewServer()
 	stA, stB := srv.Open(), srv.Open()
 	t.Cleanup(func() { stA.Close(); stB.Close() })
 	respB := acme.NewResponder()
 	dir := t.TempDir()
 	px := startProxy(t, respB, filepath.Join(dir, "b-certs")) // the CA reaches host B
-	_, port, _ := net.SplitHostPort(px.n.Addr)
-	var httpPort int
-	fmt.Sscan(port, &httpPort)
-	pb := startPebble(t, dnsSrv.Addr, pebbleOpts{httpPort: httpPort})
+	pb := startPebble(t, dnsSrv.Addr, px, 0)
 
 	cfgA := baseConfig(t, pb)
 	cfgA.Host = "h1"
@@ -47,7 +43,7 @@ func TestClusterOneLeaderOrdersEveryHostServes(t *testing.T) {
 	if b.Status().Leader {
 		t.Fatal("two leaders")
 	}
-	if n := pb.orders.Load(); n != 1 {
+	if n := pb.Orders.Load(); n != 1 {
 		t.Fatalf("Pebble saw %d orders from two hosts, want 1", n)
 	}
 
@@ -63,7 +59,7 @@ func TestClusterOneLeaderOrdersEveryHostServes(t *testing.T) {
 		return false
 	})
 	time.Sleep(time.Second)
-	if n := pb.orders.Load(); n != 1 {
+	if n := pb.Orders.Load(); n != 1 {
 		t.Fatalf("the new leader ordered again (%d orders) though the shared certificate is valid", n)
 	}
 }

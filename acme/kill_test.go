@@ -8,12 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/berthd/berth/acme"
+	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/store/memstore"
 )
@@ -50,15 +50,12 @@ func runChild() int {
 // and the next run completes the certificate, counting the interrupted
 // order in the budget.
 func TestKill9DuringOrder(t *testing.T) {
-	dnsSrv := startDNS(t)
+	dnsSrv := testenv.StartDNS(t)
 	resp := acme.NewResponder()
 	dir := t.TempDir()
 	certs := filepath.Join(dir, "certs")
 	px := startProxy(t, resp, certs)
-	_, port, _ := strings.Cut(px.n.Addr, ":")
-	var httpPort int
-	fmt.Sscan(port, &httpPort)
-	pb := startPebble(t, dnsSrv.Addr, pebbleOpts{httpPort: httpPort})
+	pb := startPebble(t, dnsSrv.Addr, px, 0)
 	cfg := baseConfig(t, pb)
 	cfg.CertsDir = certs
 	cfg.RetryMin = 500 * time.Millisecond
@@ -83,7 +80,7 @@ func TestKill9DuringOrder(t *testing.T) {
 			close(killed)
 		}
 	}
-	pb.onOrder.Store(&kill)
+	pb.OnOrder.Store(&kill)
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +91,7 @@ func TestKill9DuringOrder(t *testing.T) {
 		t.Fatal("the child never ordered")
 	}
 	_ = child.Wait()
-	pb.onOrder.Store(nil)
+	pb.OnOrder.Store(nil)
 	if st := child.ProcessState; st == nil || st.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("child not killed by SIGKILL: %v", child.ProcessState)
 	}
@@ -136,7 +133,7 @@ func TestKill9DuringOrder(t *testing.T) {
 	if len(s.Orders) != 1 || s.Orders[0].Orders != 2 {
 		t.Fatalf("orders after the restart: %+v (want the interrupted one and the one that completed)", s.Orders)
 	}
-	if n := pb.orders.Load(); n != 2 {
+	if n := pb.Orders.Load(); n != 2 {
 		t.Fatalf("Pebble saw %d orders, want 2", n)
 	}
 }
