@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	legolog "github.com/go-acme/lego/v5/log"
+
 	"github.com/berthd/berth/acme"
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/records"
@@ -59,6 +61,8 @@ func (d *Daemon) newACME(cfg Config) (map[string]string, error) {
 	c := *cfg.ACME
 	c.Prefix = cmp.Or(c.Prefix, d.prefix())
 	c.Host = cmp.Or(c.Host, cfg.Registrar.Host)
+	// lego logs through a logger of its own, process-wide: the daemon's.
+	legolog.SetDefault(d.log.With("component", "lego"))
 	m, err := acme.New(d.st, c, acme.WithLogger(d.log.With("component", "acme")))
 	if err != nil {
 		return nil, err

@@ -2,12 +2,14 @@ package daemon_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,10 @@ import (
 	"github.com/berthd/berth/acme"
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/daemon"
+	"github.com/berthd/berth/internal/realparts"
+	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/records"
+	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/render/dialect"
 	"github.com/berthd/berth/store/memstore"
 )
@@ -88,5 +94,83 @@ func TestACMEUnreachableDaemonKeepsServing(t *testing.T) {
 	s, ok := d.ACME()
 	if !ok || len(s.Accounts) != 1 || !strings.Contains(s.Accounts[0].LastError, down) {
 		t.Errorf("ACME status %+v", s)
+	}
+}
+
+// berth up's wiring end to end: the daemon renders an nginx.conf that
+// routes the challenge to BERTH_ACME_CHALLENGE, Pebble validates through
+// that nginx, and a record with LETSENCRYPT_HOST gets its certificate in
+// the certificate directory; metrics and the daemon's ACME status show it.
+func TestACMEThroughTheDaemon(t *testing.T) {
+	n := testenv.NewNginx(t)
+	_, port, _ := net.SplitHostPort(n.Addr)
+	httpPort, _ := strconv.Atoi(port)
+	dnsSrv := testenv.StartDNS(t)
+	pb := testenv.StartPebble(t, realparts.PebbleOptions{DNS: dnsSrv.Addr, HTTPPort: httpPort})
+
+	dir := t.TempDir()
+	src := filepath.Join(dir, "nginx.tmpl")
+	if err := os.WriteFile(src, []byte(n.Prelude()+`    server {
+        listen `+n.Addr+` default_server;
+        location ^~ /.well-known/acme-challenge/ { proxy_pass http://{{ env "BERTH_ACME_CHALLENGE" }}; }
+        location / { return 200 "plain {{ len .Services }}\n"; }
+    }
+}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tmpl := config.Template{Name: "nginx", Src: src, Origin: "test",
+		Options:  dialect.Options{Dialect: dialect.Native, Prefix: records.DefaultPrefix},
+		Prefixes: []string{records.ServicesPrefix(records.DefaultPrefix)},
+		Spec: render.Spec{Name: "nginx", Dest: n.Conf, Check: n.CheckCommand(),
+			Reload: fmt.Sprintf("if [ -s %[1]s/nginx.pid ]; then kill -HUP $(cat %[1]s/nginx.pid); fi", n.Dir)}}
+	st := memstore.New()
+	defer st.Close()
+	certs := filepath.Join(dir, "certs")
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	d, err := daemon.New(st, nil, daemon.Config{Logger: quiet, ACME: &acme.Config{
+		DirectoryURL: pb.DirectoryURL, CAFile: pb.CAFile, Email: "ops@example.com",
+		Storage: filepath.Join(dir, "acme"), CertsDir: certs, RetryMin: time.Second,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, []config.Template{tmpl}) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	daemon.Eventually(t, "the first nginx.conf", 10*time.Second, func() bool {
+		b, _ := os.ReadFile(n.Conf)
+		return strings.Contains(string(b), "proxy_pass http://127.0.0.1:")
+	})
+	n.Start(t)
+
+	rec := `{"id":"a1","name":"a1","service":"web","host":"h1","ip":"10.0.0.1","port":80,"state":"running","env":{"VIRTUAL_HOST":"daemon.example.com","LETSENCRYPT_HOST":"daemon.example.com"}}`
+	if _, err := st.Put(t.Context(), "/berth/services/web/h1/a1", []byte(rec)); err != nil {
+		t.Fatal(err)
+	}
+	daemon.Eventually(t, "the certificate", 60*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(certs, "daemon.example.com.crt"))
+		return err == nil
+	})
+	if code, body, err := n.Get("daemon.example.com", "/"); err != nil || code != 200 || strings.TrimSpace(body) != "plain 1" {
+		t.Errorf("plain HTTP through nginx: %d %q %v", code, body, err)
+	}
+	_, metrics := get(t, d.Handler(), "/metrics")
+	for _, want := range []string{`berth_acme_orders_total{result="issued"} 1`, "berth_acme_certificates 1", "berth_acme_leader 1"} {
+		if !strings.Contains(metrics, want+"\n") {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if s, _ := d.ACME(); len(s.Certificates) != 1 || s.Certificates[0].Host != "daemon.example.com" {
+		t.Errorf("ACME status %+v", s)
+	}
+	if n := pb.Orders.Load(); n != 1 {
+		t.Errorf("%d orders, want 1", n)
 	}
 }
