@@ -101,12 +101,15 @@ type Manager struct {
 	client  *http.Client
 	m       *metrics
 
+	acctMu sync.Mutex // held while an account is loaded or registered
+
 	mu       sync.Mutex
 	budget   *budget
 	accounts map[string]*account
 	invalid  []Invalid
 	reported map[string]bool   // invalid entries already logged
 	served   map[string]Cert   // host → the certificate in CertsDir
+	local    map[string]Cert   // main name → the local storage's certificate (zero: none)
 	badCert  map[string]string // store key → why it is not written (logged once)
 	leader   bool
 }
@@ -130,7 +133,7 @@ func New(st store.Store, cfg Config, opts ...Option) (*Manager, error) {
 		cfg.Host, _ = os.Hostname()
 	}
 	m := &Manager{cfg: cfg, st: st, log: slog.Default(), policy: backoff{cfg.RetryMin, cfg.RetryMax},
-		accounts: map[string]*account{}, reported: map[string]bool{}, served: map[string]Cert{}, badCert: map[string]string{}}
+		accounts: map[string]*account{}, reported: map[string]bool{}, served: map[string]Cert{}, local: map[string]Cert{}, badCert: map[string]string{}}
 	for _, o := range opts {
 		o(m)
 	}
@@ -353,7 +356,10 @@ func (m *Manager) reconcile(ctx context.Context, svcKVs, certKVs []store.KV) tim
 	m.mu.Unlock()
 	if sharedBudget != nil {
 		// For the next leader: the budget follows the lead.
-		if _, err := m.st.Put(ctx, m.budgetKey(), sharedBudget); err != nil && !errors.Is(err, store.ErrReadOnly) {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second) // also when stopping
+		_, err := m.st.Put(pctx, m.budgetKey(), sharedBudget)
+		cancel()
+		if err != nil && !errors.Is(err, store.ErrReadOnly) {
 			m.log.Warn("cannot share the ACME budget in the store", "key", m.budgetKey(), "err", err)
 		}
 	}
@@ -449,10 +455,20 @@ func (m *Manager) current(w want, shared map[string]Cert) (Cert, bool) {
 			best, ok = c, true
 		}
 	}
-	if c, err := m.storage.loadCert(w.names[0]); err == nil {
+	m.mu.Lock()
+	c, cached := m.local[w.names[0]]
+	m.mu.Unlock()
+	if !cached {
+		var err error
+		if c, err = m.storage.loadCert(w.names[0]); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			m.log.Warn("a stored certificate does not read; it is ordered again", "names", w.key(), "err", err)
+		}
+		m.mu.Lock()
+		m.local[w.names[0]] = c // the zero Cert: none
+		m.mu.Unlock()
+	}
+	if c.CertPEM != "" {
 		consider(c)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		m.log.Warn("a stored certificate does not read; it is ordered again", "names", w.key(), "err", err)
 	}
 	if c, found := shared[w.names[0]]; found {
 		consider(c)
@@ -462,6 +478,9 @@ func (m *Manager) current(w want, shared map[string]Cert) (Cert, bool) {
 
 // account returns email's account, registered with the CA.
 func (m *Manager) account(ctx context.Context, email string) (*account, *lego.Client, error) {
+	// One at a time: two orders of one account must not register it twice.
+	m.acctMu.Lock()
+	defer m.acctMu.Unlock()
 	m.mu.Lock()
 	a := m.accounts[email]
 	m.mu.Unlock()
@@ -539,6 +558,11 @@ func (m *Manager) order(ctx context.Context, w want, o *orderState) (Cert, error
 	}
 	if err == nil {
 		err = m.storage.saveCert(c)
+	}
+	if err == nil {
+		m.mu.Lock()
+		m.local[c.Names[0]] = c
+		m.mu.Unlock()
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -678,6 +702,12 @@ func (m *Manager) writeShared(kvs []store.KV) map[string]Cert {
 // key first: the certificate store picks up the pair when the .crt
 // changes.
 func (m *Manager) writeFiles(host string, c Cert) error {
+	m.mu.Lock()
+	s, ok := m.served[host]
+	m.mu.Unlock()
+	if ok && s.CertPEM == c.CertPEM && s.KeyPEM == c.KeyPEM {
+		return nil // written already
+	}
 	if err := writeFile(filepath.Join(m.cfg.CertsDir, host+".key"), []byte(c.KeyPEM), 0o600); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package acme
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -51,9 +52,13 @@ func openStorage(dir string) (*storage, error) {
 	return &storage{dir: dir}, nil
 }
 
-// writeFile replaces name atomically and makes the rename durable.
+// writeFile replaces name atomically, unless it holds data already, and
+// makes the rename durable.
 func writeFile(name string, data []byte, mode os.FileMode) error {
-	if err := atomicfile.WriteIfChanged(name, data, mode); err != nil {
+	if old, err := os.ReadFile(name); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	if err := atomicfile.Write(name, data, mode); err != nil {
 		return err
 	}
 	return syncDir(filepath.Dir(name))
