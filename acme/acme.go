@@ -101,7 +101,10 @@ type Manager struct {
 	client  *http.Client
 	m       *metrics
 
-	acctMu sync.Mutex // held while an account is loaded or registered
+	acctMu sync.Mutex     // held while an account is loaded or registered
+	orders sync.WaitGroup // the orders running
+	sem    chan struct{}  // bounds them (maxParallelOrders)
+	kick   chan struct{}  // an order ended: reconcile
 
 	mu       sync.Mutex
 	budget   *budget
@@ -112,6 +115,16 @@ type Manager struct {
 	local    map[string]Cert   // main name → the local storage's certificate (zero: none)
 	badCert  map[string]string // store key → why it is not written (logged once)
 	leader   bool
+	ordering map[string]bool // name sets being ordered
+	changed  bool            // the budget changed since it was last shared
+}
+
+// poke makes Run reconcile soon.
+func (m *Manager) poke() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
 }
 
 // New returns a Manager over st (where certificates are shared and the
@@ -133,7 +146,8 @@ func New(st store.Store, cfg Config, opts ...Option) (*Manager, error) {
 		cfg.Host, _ = os.Hostname()
 	}
 	m := &Manager{cfg: cfg, st: st, log: slog.Default(), policy: backoff{cfg.RetryMin, cfg.RetryMax},
-		accounts: map[string]*account{}, reported: map[string]bool{}, served: map[string]Cert{}, local: map[string]Cert{}, badCert: map[string]string{}}
+		accounts: map[string]*account{}, reported: map[string]bool{}, served: map[string]Cert{}, local: map[string]Cert{}, badCert: map[string]string{},
+		ordering: map[string]bool{}, sem: make(chan struct{}, maxParallelOrders), kick: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(m)
 	}
@@ -235,12 +249,14 @@ func (m *Manager) Run(ctx context.Context) {
 		}
 	}
 	defer m.resign()
+	defer m.orders.Wait() // before resigning; ctx has ended them
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
 		select {
 		case <-n1:
 		case <-n2:
+		case <-m.kick:
 		case <-t.C:
 		case <-ctx.Done():
 			return
@@ -268,7 +284,7 @@ func (m *Manager) reconcile(ctx context.Context, svcKVs, certKVs []store.KV) tim
 	}
 	next := now.Add(maxSleep)
 	dirty := false
-	type dueOrder struct {
+	type dueOrder struct { // due and not being ordered
 		w want
 		o *orderState
 	}
@@ -297,8 +313,12 @@ func (m *Manager) reconcile(ctx context.Context, svcKVs, certKVs []store.KV) tim
 			continue
 		}
 		m.mu.Lock()
+		busy := m.ordering[w.key()]
 		gate, why := m.gate(w, o, now)
 		m.mu.Unlock()
+		if busy {
+			continue // its end looks again
+		}
 		if !gate.IsZero() {
 			m.log.Debug("ACME order held back by the budget", "names", w.key(), "until", gate, "why", why)
 			next = earliest(next, gate)
@@ -306,39 +326,36 @@ func (m *Manager) reconcile(ctx context.Context, svcKVs, certKVs []store.KV) tim
 		}
 		due = append(due, dueOrder{w, o})
 	}
-	// The due orders run side by side (a few at a time): one whose
-	// validation hangs does not hold back the others.
-	var (
-		wg  sync.WaitGroup
-		nmu sync.Mutex
-		sem = make(chan struct{}, maxParallelOrders)
-	)
-	later := func(t time.Time) {
-		nmu.Lock()
-		next = earliest(next, t)
-		nmu.Unlock()
-	}
+	// The due orders run in the background, a few at a time: one whose
+	// validation hangs holds back no other, and the records keep being
+	// followed meanwhile. Each one's end looks again.
 	for _, d := range due {
-		dirty = true
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			c, err := m.order(ctx, d.w, d.o)
-			if err != nil {
+		k := d.w.key()
+		m.mu.Lock()
+		m.ordering[k] = true
+		m.mu.Unlock()
+		m.orders.Go(func() {
+			defer func() {
 				m.mu.Lock()
-				gate, _ := m.gate(d.w, d.o, time.Now())
+				delete(m.ordering, k)
 				m.mu.Unlock()
-				later(cmp.Or(gate, time.Now().Add(m.cfg.RetryMin)))
+				m.poke()
+			}()
+			select {
+			case m.sem <- struct{}{}:
+			case <-ctx.Done():
 				return
 			}
-			if err := m.publish(ctx, c, shared); err != nil {
-				m.log.Warn("cannot share a certificate in the store; retrying", "names", d.w.key(), "err", err)
-				later(time.Now().Add(m.cfg.RetryMin))
+			defer func() { <-m.sem }()
+			c, err := m.order(ctx, d.w, d.o)
+			if err != nil {
+				return
 			}
-			later(m.renewAt(c))
+			if err := m.publish(ctx, c, nil); err != nil {
+				m.log.Warn("cannot share a certificate in the store; retrying", "names", k, "err", err)
+			}
 		})
 	}
-	wg.Wait()
 	m.mu.Lock()
 	for k, o := range m.budget.Orders {
 		if now.Sub(o.LastSeen) > pruneAfter && o.InFlight.IsZero() {
@@ -347,7 +364,8 @@ func (m *Manager) reconcile(ctx context.Context, svcKVs, certKVs []store.KV) tim
 		}
 	}
 	var sharedBudget []byte
-	if dirty {
+	if dirty || m.changed {
+		m.changed = false
 		if err := m.storage.saveBudget(m.budget); err != nil {
 			m.log.Error("cannot save the ACME budget", "err", err)
 		}
@@ -534,6 +552,7 @@ func (m *Manager) order(ctx context.Context, w want, o *orderState) (Cert, error
 		m.mu.Lock()
 		a := m.accountState(w.email)
 		a.fail(m.policy, now, err, 0)
+		m.changed = true
 		m.mu.Unlock()
 		m.m.failures.WithLabelValues("account").Inc()
 		m.log.Warn("ACME CA unusable; retrying with backoff (plain HTTP is not affected)", "names", w.key(), "next", a.NextAt, "err", err)
@@ -570,6 +589,12 @@ func (m *Manager) order(ctx context.Context, w want, o *orderState) (Cert, error
 		// Stopping: leave the order in flight; the next start counts it.
 		return Cert{}, err
 	}
+	defer func() {
+		m.changed = true
+		if err := m.storage.saveBudget(m.budget); err != nil {
+			m.log.Error("cannot save the ACME budget", "err", err)
+		}
+	}()
 	o.InFlight = time.Time{}
 	if err != nil {
 		m.failOrder(o, now, err)
