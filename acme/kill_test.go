@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -125,6 +126,23 @@ func TestKill9DuringOrder(t *testing.T) {
 	m, _ := runManager(t, st, cfg, acme.WithResponder(resp))
 	crt := filepath.Join(certs, "kill.example.com.crt")
 	waitFor(t, "the certificate after the restart", 60*time.Second, func() bool { return fileSerial(t, crt) != "" })
+	// Every stored file is whole, and no temporary file a kill could leave
+	// is left.
+	filepath.WalkDir(cfg.Storage, func(p string, e os.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			t.Error(err)
+		case strings.HasPrefix(e.Name(), "."):
+			t.Errorf("temporary file left: %s", p)
+		case !e.IsDir():
+			var v any
+			readJSON(t, p, &v)
+			if fi, _ := e.Info(); fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s: mode %v, want 0600", p, fi.Mode().Perm())
+			}
+		}
+		return nil
+	})
 	readJSON(t, filepath.Join(cfg.Storage, "accounts", "ops@example.com.json"), &acct)
 	if string(acct.Registration) != regBefore {
 		t.Fatal("the account was registered again after the kill")
