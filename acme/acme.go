@@ -513,7 +513,10 @@ func (m *Manager) account(ctx context.Context, email string) (*account, *lego.Cl
 	}
 	lc := lego.NewConfig(a)
 	lc.CADirURL = m.cfg.DirectoryURL
-	lc.HTTPClient = m.client
+	// A client of its own: lego wraps its Transport (the shared one stays
+	// as it is).
+	hc := *m.client
+	lc.HTTPClient = &hc
 	lc.UserAgent = "berth"
 	lc.Certificate.Timeout = m.cfg.Timeout
 	client, err := lego.NewClient(lc) // reads the directory
@@ -531,6 +534,8 @@ func (m *Manager) account(ctx context.Context, email string) (*account, *lego.Cl
 		}
 		m.log.Info("ACME account registered", "email", email, "account", reg.Location)
 		// A client made with the registration signs with its URL.
+		hc := *m.client
+		lc.HTTPClient = &hc
 		if client, err = lego.NewClient(lc); err != nil {
 			return nil, nil, fmt.Errorf("ACME directory %s: %w", m.cfg.DirectoryURL, err)
 		}
