@@ -162,6 +162,7 @@ type File struct {
 	Daemon  Daemon
 	Certs   Certs   // [certs]: the certificate directory (certs.go)
 	Catalog Catalog // [catalog]: the Consul catalog of service, nodes ... (catalog.go)
+	ACME    ACME    // [acme] (acme.go)
 	// Registry is where berth up registers the containers (registry.go).
 	Registry Registry
 	Wait     Wait   // default for templates without their own
@@ -181,6 +182,7 @@ type berthFile struct {
 	Certs             Certs           `toml:"certs"`
 	Catalog           Catalog         `toml:"catalog"`
 	Registry          registryTable   `toml:"registry"`
+	ACME              ACME            `toml:"acme"`
 	Wait              string          `toml:"wait"`
 	MinReloadInterval string          `toml:"min_reload_interval"`
 	Settle            string          `toml:"settle"`
@@ -326,6 +328,9 @@ func Load(file string) (*File, error) {
 			origin = fmt.Sprintf("%s:%d", file, lines[0])
 		}
 		return nil, fmt.Errorf("%s: [registry] %w", origin, err)
+	}
+	if f.ACME, err = raw.ACME.resolve(dir); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	if f.Prefix == "" {
 		f.Prefix = records.DefaultPrefix

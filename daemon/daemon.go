@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/berthd/berth/acme"
 	"github.com/berthd/berth/catalog"
 	"github.com/berthd/berth/certs"
 	"github.com/berthd/berth/config"
@@ -72,6 +73,12 @@ type Config struct {
 	// CertDir is the certificate directory every template reads as
 	// .Certs (certs.go; "": none).
 	CertDir string
+	// ACME, if set, gets certificates for the records that ask for them
+	// (acme.go); its HTTP-01 responder listens on ACMEChallengeListen
+	// (default DefaultACMEChallengeListen), named to the templates as
+	// BERTH_ACME_CHALLENGE.
+	ACME                *acme.Config
+	ACMEChallengeListen string
 	// Commander runs check and reload commands (default: render's).
 	Commander render.Commander
 	Logger    *slog.Logger
@@ -90,6 +97,7 @@ type Daemon struct {
 	started time.Time
 	status  *statusPage  // the status page's state (status.go)
 	certs   *certs.Store // the certificate directory's; nil without one (certs.go)
+	acme    *acmeSide    // nil without [acme] (acme.go)
 
 	hold    *holdStore      // the runner's view of the store; nil without a registrar
 	deploys *deploy.Service // nil without a runtime
@@ -163,6 +171,13 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 	if cfg.Commander != nil {
 		ropts = append(ropts, render.WithCommander(cfg.Commander))
 	}
+	env := cfg.Env
+	if cfg.ACME != nil {
+		var err error
+		if env, err = d.newACME(cfg); err != nil {
+			return nil, err
+		}
+	}
 	var mopts []watcher.MirrorOption
 	if cfg.Resync > 0 {
 		mopts = append(mopts, watcher.WithResync(cfg.Resync))
@@ -189,7 +204,7 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 		runner.WithMinReloadInterval(cfg.MinReloadInterval),
 		runner.WithMirrorOptions(mopts...),
 		runner.WithObserver(d.observe),
-		runner.WithEnv(cfg.Env),
+		runner.WithEnv(env),
 		d.dedupSources(runnerStore, mopts, catKeys, catOpen),
 	}, extra...)...)
 	return d, nil
@@ -235,6 +250,7 @@ func (d *Daemon) Run(ctx context.Context, templates []config.Template) error {
 		}
 	}
 	d.keepDeploys(ctx, &wg)
+	d.runACME(ctx, &wg)
 	d.startStatus(ctx, &wg, templates)
 	if d.certs != nil {
 		wg.Go(func() { d.followHAProxyCerts(ctx) })

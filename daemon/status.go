@@ -158,6 +158,9 @@ func (d *Daemon) gatherStatus(ctx context.Context) status.Input {
 	in.Templates = p.templates
 	p.mu.Unlock()
 
+	if a, ok := d.ACME(); ok {
+		in.ACME = &a
+	}
 	in.Store = status.Store{Backend: backendOf(storeURL), Endpoint: storeURL, Healthy: true}
 	for _, c := range rep.Checks {
 		if c.Name == "store" {

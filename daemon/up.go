@@ -91,6 +91,9 @@ type Settings struct {
 	// records to drain; Remove also removes them and the bridge.
 	StopContainers, Remove bool
 	StopGrace              time.Duration
+	// ACME is the [acme] table (off without a directory URL): see
+	// ACMEConfig for its defaults under StateDir.
+	ACME config.ACME
 	// Cluster makes the embedded store a member of a cluster of hosts.
 	Cluster ClusterSettings
 	// Version is berth's version, for the Docker-compatible API and the log.
@@ -187,6 +190,16 @@ func Run(ctx context.Context, s Settings) error {
 		_ = st.Close()
 	}()
 
+	if s.ACME.DirectoryURL != "" {
+		c, err := ACMEConfig(s.ACME, s.StateDir, s.Daemon.Registrar.Prefix, s.Daemon.Registrar.Host)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrSettings, err)
+		}
+		if s.ACME.CertsDir == "" && s.Daemon.CertDir != "" {
+			c.CertsDir = s.Daemon.CertDir // [certs] dir: the directory the templates read
+		}
+		s.Daemon.ACME, s.Daemon.ACMEChallengeListen = &c, s.ACME.ChallengeListen
+	}
 	d, err := New(st, rt, s.Daemon)
 	if err != nil {
 		return err

@@ -48,7 +48,7 @@ type Instance struct {
 	Ports     []Port            `json:"ports,omitempty"`
 	Image     string            `json:"image"`
 	Labels    map[string]string `json:"labels,omitempty"`
-	Env       map[string]string `json:"env,omitempty"` // declared keys only: VIRTUAL_*, SERVICE_*
+	Env       map[string]string `json:"env,omitempty"` // declared keys only: VIRTUAL_*, SERVICE_*, LETSENCRYPT_*
 	Tags      []string          `json:"tags,omitempty"`
 	Health    Health            `json:"health"`
 	State     State             `json:"state"`

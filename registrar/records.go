@@ -70,7 +70,8 @@ func recordsAt(prefix, host, advertise, network string, c runtime.Container, sta
 	c, env := m.c, m.env
 	declared := map[string]string{}
 	for k, v := range env {
-		if strings.HasPrefix(k, "VIRTUAL_") || strings.HasPrefix(k, "SERVICE_") {
+		// LETSENCRYPT_HOST and _EMAIL: acme-companion's, read by package acme.
+		if strings.HasPrefix(k, "VIRTUAL_") || strings.HasPrefix(k, "SERVICE_") || strings.HasPrefix(k, "LETSENCRYPT_") {
 			declared[k] = v
 		}
 	}

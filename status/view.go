@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berthd/berth/acme"
 	"github.com/berthd/berth/cluster"
 	"github.com/berthd/berth/deploy"
 	"github.com/berthd/berth/records"
@@ -41,6 +42,8 @@ type Input struct {
 	// Deploys are the deploy history of each service that has one, oldest
 	// first (nil without a runtime).
 	Deploys map[string][]deploy.Revision
+	// ACME is the certificates and the rate-limit budget (nil: ACME off).
+	ACME *acme.Status
 }
 
 // View is the status page's data, and /api/v1/status. Every list is
@@ -59,6 +62,7 @@ type View struct {
 	Store      Store          `json:"store"`
 	Cluster    *Cluster       `json:"cluster,omitempty"`
 	Deploys    []Deploy       `json:"deploys,omitempty"`
+	ACME       *acme.Status   `json:"acme,omitempty"`
 	// Problems are store values that could not be read (not JSON, a key
 	// outside the schema): each is left out of the lists above.
 	Problems []string `json:"problems,omitempty"`
@@ -382,6 +386,7 @@ func Build(in Input) View {
 		}
 		v.Deploys = append(v.Deploys, d)
 	}
+	v.ACME = in.ACME
 	return v
 }
 

@@ -109,6 +109,7 @@ func (o *upOptions) settings(flags *pflag.FlagSet, files []*config.File) (daemon
 		Socket:         cmp.Or(o.socket, os.Getenv("BERTH_HOST"), file.Daemon.Socket),
 		Listen:         cmp.Or(o.listen, os.Getenv("BERTH_LISTEN"), file.Daemon.Listen),
 		Status:         file.Daemon.Status,
+		ACME:           file.ACME,
 		DockerSocket:   cmp.Or(o.dockerSocket, os.Getenv("BERTH_DOCKER_SOCKET"), file.Daemon.DockerSocket),
 		StopContainers: o.stopContainers || o.removeAll,
 		Remove:         o.removeAll,

@@ -1,0 +1,123 @@
+package daemon
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	legolog "github.com/go-acme/lego/v5/log"
+
+	"github.com/berthd/berth/acme"
+	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/records"
+)
+
+// EnvACMEChallenge is the template env naming berth's HTTP-01 responder
+// (host:port): the shipped nginx template routes
+// /.well-known/acme-challenge/ of every port-80 server there when set.
+const EnvACMEChallenge = "BERTH_ACME_CHALLENGE"
+
+// DefaultACMEChallengeListen is where the HTTP-01 responder listens: a
+// loopback port the proxy on this host forwards to.
+const DefaultACMEChallengeListen = "127.0.0.1:0"
+
+// ACMEConfig turns an [acme] table into the Manager's configuration:
+// storage defaults to <stateDir>/acme, certs_dir to <stateDir>/certs.
+func ACMEConfig(c config.ACME, stateDir, prefix, host string) (acme.Config, error) {
+	d, err := c.Durations()
+	if err != nil {
+		return acme.Config{}, err
+	}
+	return acme.Config{
+		DirectoryURL: c.DirectoryURL, Email: c.Email, CAFile: c.CAFile,
+		Storage:     cmp.Or(c.Storage, filepath.Join(stateDir, "acme")),
+		CertsDir:    cmp.Or(c.CertsDir, filepath.Join(stateDir, "certs")),
+		RenewBefore: d.RenewBefore, RetryMin: d.RetryMin, RetryMax: d.RetryMax,
+		Prefix: prefix, Host: host,
+	}, nil
+}
+
+// acmeSide is the daemon's ACME: the Manager and its challenge listener.
+type acmeSide struct {
+	m   *acme.Manager
+	ln  net.Listener
+	log *slog.Logger
+}
+
+// newACME opens the Manager (over the daemon's store) and the challenge
+// listener, registers the berth_acme_* metrics, and returns the template
+// env with EnvACMEChallenge set.
+func (d *Daemon) newACME(cfg Config) (map[string]string, error) {
+	c := *cfg.ACME
+	c.Prefix = cmp.Or(c.Prefix, d.prefix())
+	c.Host = cmp.Or(c.Host, cfg.Registrar.Host)
+	// lego logs through a logger of its own, process-wide: the daemon's.
+	legolog.SetDefault(d.log.With("component", "lego"))
+	m, err := acme.New(d.st, c, acme.WithLogger(d.log.With("component", "acme")))
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cmp.Or(cfg.ACMEChallengeListen, DefaultACMEChallengeListen))
+	if err != nil {
+		return nil, fmt.Errorf("%w: acme challenge_listen: %v", ErrSettings, err)
+	}
+	for _, col := range m.Collectors() {
+		d.m.reg.MustRegister(col)
+	}
+	d.acme = &acmeSide{m: m, ln: ln, log: d.log}
+	env := cfg.Env
+	if env == nil {
+		env = map[string]string{}
+		for _, kv := range os.Environ() {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				env[k] = v
+			}
+		}
+	} else {
+		env = maps.Clone(env)
+	}
+	env[EnvACMEChallenge] = ln.Addr().String()
+	return env, nil
+}
+
+// runACME serves the challenges and runs the Manager until ctx ends. An
+// ACME CA that cannot be reached is retried by the Manager; nothing here
+// stops the daemon.
+func (d *Daemon) runACME(ctx context.Context, wg *sync.WaitGroup) {
+	if d.acme == nil {
+		return
+	}
+	a := d.acme
+	srv := &http.Server{Handler: a.m.Responder(), ReadHeaderTimeout: 10 * time.Second}
+	wg.Go(func() {
+		if err := srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("ACME challenge responder stopped", "addr", a.ln.Addr(), "err", err)
+		}
+	})
+	wg.Go(func() {
+		<-ctx.Done()
+		sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
+		defer c()
+		_ = srv.Shutdown(sctx)
+	})
+	wg.Go(func() { a.m.Run(ctx) })
+	a.log.Info("ACME on", "challenge_responder", a.ln.Addr().String(), "records", records.ServicesPrefix(d.prefix()))
+}
+
+// ACME returns the ACME manager's status (ok false when ACME is off).
+func (d *Daemon) ACME() (acme.Status, bool) {
+	if d.acme == nil {
+		return acme.Status{}, false
+	}
+	return d.acme.m.Status(), true
+}
