@@ -96,11 +96,17 @@ func TestClockSkew(t *testing.T) {
 		t.Fatal(err)
 	}
 	behind := -(ts.Sec - 60)
-	if behind > -600 {
-		t.Skipf("the machine is up for %ds only: too little for a negative clock offset that matters", ts.Sec)
-	}
-	if out, err := exec.Command("unshare", "--time", fmt.Sprintf("--monotonic=%d", behind), fmt.Sprintf("--boottime=%d", behind), "true").CombinedOutput(); err != nil {
-		t.Skipf("the kernel refuses a negative time namespace offset %d: %v %s", behind, err, out)
+	switch {
+	case behind > -600:
+		// A fresh machine (CI's) has no room for a negative offset that
+		// matters: the clock a day ahead is still shown.
+		t.Logf("the machine is up for %ds only: too little for a negative clock offset that matters; host 2 runs unskewed", ts.Sec)
+		behind = 0
+	default:
+		if out, err := exec.Command("unshare", "--time", fmt.Sprintf("--monotonic=%d", behind), fmt.Sprintf("--boottime=%d", behind), "true").CombinedOutput(); err != nil {
+			t.Logf("the kernel refuses a negative time namespace offset %d (%v %s); host 2 runs unskewed", behind, err, out)
+			behind = 0
+		}
 	}
 	for _, tc := range []struct {
 		name string
