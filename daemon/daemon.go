@@ -41,7 +41,7 @@ type Config struct {
 	// runtime). Its Logger defaults to the daemon's.
 	Registrar registrar.Config
 	// Catalog is the Consul agent native templates' service, services,
-	// node and nodes read (package catalog); no address: none.
+	// node and nodes read (package catalog); none unless Enabled.
 	Catalog config.Catalog
 	// Registry is where the containers are registered: the store's
 	// records, the Consul catalog, or both (registry.go).
@@ -174,7 +174,7 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 	}
 	var catKeys func(config.Template) []string
 	var catOpen func(string) runner.Source
-	if cfg.Catalog.Address != "" {
+	if cfg.Catalog.Enabled() {
 		// The catalog's queries live as long as the templates' views that
 		// read them (the runner's sources).
 		cat, err := catalog.FromConfig(context.Background(), cfg.Catalog, cfg.Logger)

@@ -105,7 +105,7 @@ func (o *watchOptions) run(cmd *cobra.Command) error {
 		runner.WithCerts(certs.New(certDir(o.store.stateDir, files), certs.WithLogger(log))), // .Certs as berth up reads them
 	}
 	// The first berth.toml's [catalog]: consul-template's service, nodes ...
-	if len(files) > 0 && files[0].Catalog.Address != "" {
+	if len(files) > 0 && files[0].Catalog.Enabled() {
 		cat, err := catalog.FromConfig(ctx, files[0].Catalog, log)
 		if err != nil {
 			return err
