@@ -155,6 +155,19 @@ func (r *Runner) Status(ctx context.Context) ([]TemplateStatus, error) {
 // Once waits until every prefix the templates read has synced, renders all
 // of them in one cycle, and returns the results (one-shot mode).
 func (r *Runner) Once(ctx context.Context, templates []config.Template) ([]render.Result, error) {
+	return r.once(ctx, templates, r.renderer.Cycle, true)
+}
+
+// OnceWith is Once with cycle in place of the renderer's Cycle (berth
+// render --stdout and --dry-run preview the jobs instead): cycle gets one
+// job per template, in order, and returns one result per job; it is
+// called again, with new snapshots, while one of them is held for catalog
+// data (dialect.ErrPending). Nothing is reported applied.
+func (r *Runner) OnceWith(ctx context.Context, templates []config.Template, cycle func(context.Context, []render.Job) ([]render.Result, error)) ([]render.Result, error) {
+	return r.once(ctx, templates, cycle, false)
+}
+
+func (r *Runner) once(ctx context.Context, templates []config.Template, cycle func(context.Context, []render.Job) ([]render.Result, error), apply bool) ([]render.Result, error) {
 	ts, err := parseAll(templates)
 	if err != nil {
 		return nil, err
@@ -218,7 +231,7 @@ func (r *Runner) Once(ctx context.Context, templates []config.Template) ([]rende
 			in.Warn, in.Env = r.warner(t.conf.Name), r.env
 			jobs[i] = render.Job{Spec: t.conf.Spec, Source: bind(binderOf(r.sourceKeys(t.conf), sources), t.tmpl, in)}
 		}
-		results, err = r.renderer.Cycle(ctx, jobs)
+		results, err = cycle(ctx, jobs)
 		if !slices.ContainsFunc(results, func(res render.Result) bool { return errors.Is(res.Err, dialect.ErrPending) }) {
 			break
 		}
@@ -228,7 +241,7 @@ func (r *Runner) Once(ctx context.Context, templates []config.Template) ([]rende
 			return results, fmt.Errorf("waiting for catalog data: %w", ctx.Err())
 		}
 	}
-	if r.applied != nil {
+	if r.applied != nil && apply {
 		for i, res := range results {
 			if res.Err == nil {
 				r.applied(ctx, Applied{Template: ts[i].conf, Result: res})

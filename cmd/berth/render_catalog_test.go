@@ -1,0 +1,73 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/berthd/berth/internal/testenv"
+)
+
+// TestRenderCatalog: berth render and berth plan, one-shot as
+// consul-template -once, execute a template reading the Consul catalog
+// (service "web") from the agent --consul names, or the [catalog] of
+// --config, or, without one, its consul-catalog [registry]'s agent.
+func TestRenderCatalog(t *testing.T) {
+	c := testenv.StartConsul(t)
+	cl, err := api.NewClient(&api.Config{Address: c.Addr, Token: c.Token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, port := range []int{8081, 8082} {
+		if err := cl.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "web-" + string(rune('a'+i)), Name: "web", Address: "10.0.0.1", Port: port}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	tmpl := filepath.Join(dir, "web.tmpl")
+	os.WriteFile(tmpl, []byte(`{{ range service "web" }}server {{ .Address }}:{{ .Port }};
+{{ end }}`), 0o644)
+	const want = "server 10.0.0.1:8081;\nserver 10.0.0.1:8082;\n"
+	store := "consul://" + c.Addr
+
+	t.Run("--consul", func(t *testing.T) {
+		code, out, errs := run(t, t.Context(), "", "render", "--store", store, "--consul", c.Addr, "--template", tmpl, "--stdout")
+		if code != 0 || out != want {
+			t.Fatalf("exit %d, stderr %s\ngot:\n%s\nwant:\n%s", code, errs, out, want)
+		}
+	})
+	t.Run("without a catalog", func(t *testing.T) {
+		code, _, errs := run(t, t.Context(), "", "render", "--store", store, "--template", tmpl, "--stdout")
+		if code != 1 || !strings.Contains(errs, "no Consul catalog is configured") {
+			t.Fatalf("exit %d, stderr %s", code, errs)
+		}
+	})
+	for _, tc := range []struct{ name, table string }{
+		{"[catalog]", "[catalog]\naddress = \"" + c.Addr + "\"\n"},
+		{"[registry]", "[registry]\nkind = \"consul-catalog\"\naddress = \"" + c.Addr + "\"\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "web.conf")
+			conf := filepath.Join(t.TempDir(), "berth.toml")
+			os.WriteFile(conf, []byte(tc.table+"[store]\nurl = \""+store+"\"\n[[template]]\nsrc = \""+tmpl+"\"\ndest = \""+out+"\"\n"), 0o644)
+			// plan: the diff, exit 2 (something would change).
+			code, diff, errs := run(t, t.Context(), "", "plan", "--config", conf)
+			if code != 2 || !strings.Contains(diff, "+server 10.0.0.1:8082;") {
+				t.Fatalf("plan: exit %d, stderr %s\n%s", code, errs, diff)
+			}
+			// render: the file.
+			if code, _, errs := run(t, t.Context(), "", "render", "--config", conf); code != 0 {
+				t.Fatalf("render: exit %d, stderr %s", code, errs)
+			}
+			if b, _ := os.ReadFile(out); string(b) != want {
+				t.Fatalf("rendered:\n%s\nwant:\n%s", b, want)
+			}
+			if code, _, errs := run(t, t.Context(), "", "render", "--config", conf, "--dry-run", "--exit-code"); code != 0 {
+				t.Fatalf("dry run after the render: exit %d, stderr %s", code, errs)
+			}
+		})
+	}
+}
