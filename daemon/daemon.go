@@ -85,6 +85,7 @@ type Daemon struct {
 	rt      runtime.Runtime // nil: no runtime, templates only
 	reg     *registrar.Registrar
 	catalog func(context.Context) error // the catalog sink's Run; nil: none
+	catReg  *catalogRegistry            // the catalog sink, for Health and the status page; nil: none (catalogreg.go)
 	runner  *runner.Runner
 	m       *metrics
 	started time.Time
@@ -386,6 +387,9 @@ func (d *Daemon) Health(ctx context.Context) HealthReport {
 		if h := d.hold.held(); !h.IsZero() {
 			c.Detail = strings.TrimPrefix(c.Detail+"; ", "; ") + fmt.Sprintf("renders held back for %s until they are", now.Sub(h).Round(time.Second))
 		}
+		add(c)
+	}
+	if c, ok := d.catalogCheck(ctx, now); ok {
 		add(c)
 	}
 	// The runner answers between render cycles; one that takes long (a
