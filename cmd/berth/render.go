@@ -62,6 +62,10 @@ would (content, mode or owner), 1 any error (usage errors included).
 ` + storeCommandHelp + `
 
 Each prefix of a template is read with one List (consistent per prefix).
+Native templates' service, services, node and nodes read the Consul
+catalog of the agent --consul names (else the [catalog] of --config, or
+its consul-catalog [registry]'s agent); a render waits for the first
+answer of each query, as consul-template -once does.
 --context renders from a JSON fixture instead: a list of containers in
 docker-gen's RuntimeContainer shape, or an object mapping keys to values.
 
