@@ -235,10 +235,8 @@ func (r *Runner) once(ctx context.Context, templates []config.Template, cycle fu
 		if !slices.ContainsFunc(results, func(res render.Result) bool { return errors.Is(res.Err, dialect.ErrPending) }) {
 			break
 		}
-		select {
-		case <-notify:
-		case <-ctx.Done():
-			return results, fmt.Errorf("waiting for catalog data: %w", ctx.Err())
+		if err := waitHeld(ctx, notify, sources); err != nil {
+			return results, err
 		}
 	}
 	if r.applied != nil && apply {
@@ -249,6 +247,28 @@ func (r *Runner) once(ctx context.Context, templates []config.Template, cycle fu
 		}
 	}
 	return results, err
+}
+
+// waitHeld waits, for a render held for catalog data, until a source
+// notifies. As the first sync, it does not wait out an outage: a source
+// whose query fails fails the run.
+func waitHeld(ctx context.Context, notify <-chan struct{}, sources map[string]Source) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-notify:
+			return nil
+		case <-tick.C:
+			for _, src := range sources {
+				if h := src.Health(); h.LastError != nil && !h.FailingSince.IsZero() {
+					return fmt.Errorf("waiting for catalog data: %s: %w", h.Prefix, h.LastError)
+				}
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for catalog data: %w", ctx.Err())
+		}
+	}
 }
 
 // warner logs what template name reports with {{warn}}.

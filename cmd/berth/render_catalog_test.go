@@ -39,6 +39,23 @@ func TestRenderCatalog(t *testing.T) {
 			t.Fatalf("exit %d, stderr %s\ngot:\n%s\nwant:\n%s", code, errs, out, want)
 		}
 	})
+	// One-shot does not wait out an outage: a query that fails (an agent
+	// that does not answer, a datacenter it does not know) fails the
+	// render, naming it.
+	t.Run("agent down", func(t *testing.T) {
+		code, _, errs := run(t, t.Context(), "", "render", "--store", store, "--consul", "127.0.0.1:1", "--template", tmpl, "--stdout")
+		if code != 1 || !strings.Contains(errs, "127.0.0.1:1") {
+			t.Fatalf("exit %d, stderr %s", code, errs)
+		}
+	})
+	t.Run("datacenter", func(t *testing.T) {
+		conf := filepath.Join(t.TempDir(), "berth.toml")
+		os.WriteFile(conf, []byte("[registry]\nkind = \"consul-catalog\"\naddress = \""+c.Addr+"\"\ndatacenter = \"dc9\"\n"), 0o644)
+		code, _, errs := run(t, t.Context(), "", "render", "--config", conf, "--store", store, "--template", tmpl, "--stdout")
+		if code != 1 || !strings.Contains(errs, "No path to datacenter") {
+			t.Fatalf("exit %d, stderr %s", code, errs)
+		}
+	})
 	t.Run("without a catalog", func(t *testing.T) {
 		code, _, errs := run(t, t.Context(), "", "render", "--store", store, "--template", tmpl, "--stdout")
 		if code != 1 || !strings.Contains(errs, "no Consul catalog is configured") {
