@@ -4,13 +4,15 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/consul/api"
+	consulapi "github.com/hashicorp/consul/api"
 
+	"github.com/berthd/berth/api"
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/explain"
 	"github.com/berthd/berth/internal/testenv"
@@ -29,16 +31,16 @@ import (
 // killed) is degraded with its error, not unhealthy.
 func TestCatalogRegistryReported(t *testing.T) {
 	c := testenv.StartConsul(t, testenv.WithConsulACL("root-token"))
-	admin, err := api.NewClient(&api.Config{Address: c.Addr, Token: c.Token})
+	admin, err := consulapi.NewClient(&consulapi.Config{Address: c.Addr, Token: c.Token})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, _, err := admin.ACL().PolicyCreate(&api.ACLPolicy{Name: "web-only", Rules: `node_prefix "" { policy = "read" }
+	p, _, err := admin.ACL().PolicyCreate(&consulapi.ACLPolicy{Name: "web-only", Rules: `node_prefix "" { policy = "read" }
 service_prefix "web" { policy = "write" }`}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, _, err := admin.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: p.ID}}}, nil)
+	tok, _, err := admin.ACL().TokenCreate(&consulapi.ACLToken{Policies: []*consulapi.ACLTokenPolicyLink{{ID: p.ID}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +96,19 @@ service_prefix "web" { policy = "write" }`}, nil)
 		}
 	}
 
-	refused, _ := d.CatalogRefused(ctx)
+	// berth explain asks the daemon's API for the refusals.
+	socket := filepath.Join(t.TempDir(), "berth.sock")
+	ln, err := api.Listen(socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- api.NewDeployServer(d.Deploys(), api.WithCatalogRefused(d)).Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-served })
+	refused, err := api.NewClient(socket).CatalogRefused(ctx)
+	if err != nil || len(refused) != 1 {
+		t.Fatalf("GET /v1/catalog/refused: %v %v", refused, err)
+	}
 	for name, want := range map[string]bool{"db": true, "web": false} {
 		r, err := explain.New(st, explain.WithRuntime(rt), explain.WithCatalogRefused(refused)).Explain(ctx, name, explain.KindContainer)
 		if err != nil {
