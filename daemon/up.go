@@ -210,7 +210,9 @@ func Run(ctx context.Context, s Settings) error {
 		if err != nil {
 			return fmt.Errorf("berth API: %w", err)
 		}
-		info := api.WithInfo(api.DaemonInfo(s.StateDir, s.StoreURL, s.Daemon.Registrar.Prefix)) // where store commands with -H go
+		ai := api.DaemonInfo(s.StateDir, s.StoreURL, s.Daemon.Registrar.Prefix) // where store commands with -H go
+		ai.Catalog = api.CatalogOf(s.Daemon.Catalog)                            // and berth render's catalog functions
+		info := api.WithInfo(ai)
 		serve("berth API on "+s.Socket, func() error {
 			return api.NewServer(emb, api.WithServerLogger(log), info, d.DeployAPI(), api.WithTemplates(d), api.WithCatalogRefused(d)).Serve(rctx, ln)
 		})

@@ -64,8 +64,9 @@ would (content, mode or owner), 1 any error (usage errors included).
 Each prefix of a template is read with one List (consistent per prefix).
 Native templates' service, services, node and nodes read the Consul
 catalog of the agent --consul names (else the [catalog] of --config, or
-its consul-catalog [registry]'s agent); a render waits for the first
-answer of each query, as consul-template -once does.
+its consul-catalog [registry]'s agent, else the daemon's at -H); a render
+waits for the first answer of each query, as consul-template -once does,
+and fails when a query fails.
 --context renders from a JSON fixture instead: a list of containers in
 docker-gen's RuntimeContainer shape, or an object mapping keys to values.
 
@@ -209,6 +210,9 @@ func (o *renderOptions) fromStore(ctx context.Context, w io.Writer, log *slog.Lo
 	ropts := []runner.Option{runner.WithLogger(log),
 		runner.WithCerts(certs.New(certDir(o.store.stateDir, files), certs.WithLogger(log)))} // .Certs as berth up reads them
 	cat, err := catalogSources(ctx, o.consul, files, log)
+	if err == nil && cat == nil { // the daemon's, as its store
+		cat, err = o.daemonCatalog(ctx, log)
+	}
 	if err != nil {
 		return err
 	}
@@ -260,11 +264,38 @@ func catalogSources(ctx context.Context, addr string, files []*config.File, log 
 	if !c.Enabled() {
 		return nil, nil
 	}
+	return catalogOption(ctx, c, log)
+}
+
+// catalogOption is runner.WithSources over the catalog c configures.
+func catalogOption(ctx context.Context, c config.Catalog, log *slog.Logger) (runner.Option, error) {
 	cat, err := catalog.FromConfig(ctx, c, log)
 	if err != nil {
 		return nil, err
 	}
 	return runner.WithSources(catalog.Keys, cat.Open), nil
+}
+
+// daemonCatalog is runner.WithSources over the catalog of the daemon at
+// -H (else BERTH_HOST, else the default socket, if one answers there);
+// nil: it has none, or there is no daemon.
+func (o *renderOptions) daemonCatalog(ctx context.Context, log *slog.Logger) (runner.Option, error) {
+	socket := daemonSocket(o.store)
+	_, info, err := daemonStoreInfo(ctx, socket, false)
+	if err != nil || info.Catalog == nil {
+		log.Debug("no Consul catalog from the daemon", "socket", socket, "err", err)
+		return nil, nil
+	}
+	c := info.Catalog.Config()
+	if _, err := c.ReadToken(); err != nil {
+		log.Warn("the daemon's Consul token file is not readable here; using CONSUL_HTTP_TOKEN", "err", err)
+		c.TokenFile = ""
+	}
+	opt, err := catalogOption(ctx, c, log)
+	if err != nil {
+		return nil, fmt.Errorf("the catalog of the daemon at %s: %w", socket, err)
+	}
+	return opt, nil
 }
 
 // planEach plans each job (render.Renderer.PlanJob): its change, or the

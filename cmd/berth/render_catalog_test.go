@@ -88,3 +88,27 @@ func TestRenderCatalog(t *testing.T) {
 		})
 	}
 }
+
+// TestRenderDaemonCatalog: pointed at a daemon (-H), berth render reads
+// the catalog of the daemon's [catalog] agent, as it uses the daemon's
+// store.
+func TestRenderDaemonCatalog(t *testing.T) {
+	c := testenv.StartConsul(t)
+	cl, err := api.NewClient(&api.Config{Address: c.Addr, Token: c.Token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "web-a", Name: "web", Address: "10.0.0.1", Port: 8081}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	tmpl := filepath.Join(dir, "web.tmpl")
+	os.WriteFile(tmpl, []byte(`{{ range service "web" }}server {{ .Address }}:{{ .Port }};{{ end }}`), 0o644)
+	conf := filepath.Join(dir, "berth.toml")
+	os.WriteFile(conf, []byte("[catalog]\naddress = \""+c.Addr+"\"\n[[template]]\nsrc = \""+tmpl+"\"\ndest = \""+filepath.Join(dir, "web.conf")+"\"\n"), 0o644)
+	sock := startDaemonWith(t, "--config", conf)
+	code, out, errs := run(t, t.Context(), "", "render", "-H", sock, "--template", tmpl, "--stdout")
+	if code != 0 || out != "server 10.0.0.1:8081;" {
+		t.Fatalf("exit %d, stderr %s\n%s", code, errs, out)
+	}
+}
