@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+
+	"github.com/berthd/berth/config"
 )
 
 // Info is what GET /v1/info reports about the daemon: where its state and
@@ -18,6 +20,32 @@ type Info struct {
 	// Prefix is the key prefix of the daemon's records; empty means
 	// records.DefaultPrefix.
 	Prefix string `json:"prefix,omitempty"`
+	// Catalog is the Consul agent whose catalog the daemon's templates
+	// read (nil: none), for berth render and plan.
+	Catalog *CatalogInfo `json:"catalog,omitempty"`
+}
+
+// CatalogInfo is the daemon's [catalog] without its token: a command
+// using it reads token_file (when it may) or its own CONSUL_HTTP_TOKEN.
+type CatalogInfo struct {
+	Address    string `json:"address,omitempty"` // "": CONSUL_HTTP_ADDR, else 127.0.0.1:8500
+	TokenFile  string `json:"token_file,omitempty"`
+	Datacenter string `json:"datacenter,omitempty"`
+	Wait       string `json:"wait,omitempty"`
+}
+
+// CatalogOf is c as Info reports it (nil when c is not Enabled).
+func CatalogOf(c config.Catalog) *CatalogInfo {
+	if !c.Enabled() {
+		return nil
+	}
+	return &CatalogInfo{Address: c.Address, TokenFile: c.TokenFile, Datacenter: c.Datacenter, Wait: c.Wait}
+}
+
+// Config is the [catalog] info names (FromRegistry when it has no
+// address: enabled all the same).
+func (i CatalogInfo) Config() config.Catalog {
+	return config.Catalog{Address: i.Address, TokenFile: i.TokenFile, Datacenter: i.Datacenter, Wait: i.Wait, FromRegistry: i.Address == ""}
 }
 
 // DaemonInfo is what a daemon reports whose state directory is stateDir,

@@ -77,8 +77,15 @@ func New(ctx context.Context, client *api.Client, opts ...Option) *Catalog {
 // NewClient returns a client of the Consul agent at address
 // (http[s]://host:port or host:port) with token; empty ones take
 // Consul's environment (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...).
-func NewClient(address, token string) (*api.Client, error) {
+func NewClient(address, token string) (*api.Client, error) { return newClient(address, token, "") }
+
+// newClient is NewClient whose queries without @dc go to datacenter dc
+// ("": the agent's).
+func newClient(address, token, dc string) (*api.Client, error) {
 	cfg := api.DefaultConfig()
+	if dc != "" {
+		cfg.Datacenter = dc
+	}
 	if address != "" {
 		cfg.Address = address
 	}

@@ -11,14 +11,19 @@ import (
 	"github.com/berthd/berth/runner"
 )
 
-// FromConfig returns the catalog a [catalog] table configures; its
+// FromConfig returns the catalog a [catalog] table configures (with its
+// defaults from [registry], config.Catalog.FromRegistry); its
 // queries stop when ctx ends or when the last view reading them lets go.
 func FromConfig(ctx context.Context, c config.Catalog, log *slog.Logger) (*Catalog, error) {
 	wait, err := c.WaitTime()
 	if err != nil {
 		return nil, err
 	}
-	client, err := NewClient(c.Address, c.Token)
+	token, err := c.ReadToken()
+	if err != nil {
+		return nil, err
+	}
+	client, err := newClient(c.Address, token, c.Datacenter)
 	if err != nil {
 		return nil, err
 	}

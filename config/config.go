@@ -329,6 +329,9 @@ func Load(file string) (*File, error) {
 		}
 		return nil, fmt.Errorf("%s: [registry] %w", origin, err)
 	}
+	if f.Catalog, err = f.Catalog.withRegistry(f.Registry, dir); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
 	if f.ACME, err = raw.ACME.resolve(dir); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}

@@ -51,17 +51,21 @@ func (r Registry) Has(kind string) bool {
 
 // ReadToken returns the ACL token: token_file's content, else token ("":
 // none set).
-func (r Registry) ReadToken() (string, error) {
-	if r.TokenFile == "" {
-		return r.Token, nil
+func (r Registry) ReadToken() (string, error) { return readToken("[registry]", r.Token, r.TokenFile) }
+
+// readToken returns file's content (trimmed), else token; table names the
+// table in errors.
+func readToken(table, token, file string) (string, error) {
+	if file == "" {
+		return token, nil
 	}
-	b, err := os.ReadFile(r.TokenFile)
+	b, err := os.ReadFile(file)
 	if err != nil {
-		return "", fmt.Errorf("[registry] token_file: %w", err)
+		return "", fmt.Errorf("%s token_file: %w", table, err)
 	}
 	t := strings.TrimSpace(string(b))
 	if t == "" {
-		return "", fmt.Errorf("[registry] token_file: %s is empty", r.TokenFile)
+		return "", fmt.Errorf("%s token_file: %s is empty", table, file)
 	}
 	return t, nil
 }

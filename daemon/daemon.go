@@ -42,7 +42,7 @@ type Config struct {
 	// runtime). Its Logger defaults to the daemon's.
 	Registrar registrar.Config
 	// Catalog is the Consul agent native templates' service, services,
-	// node and nodes read (package catalog); no address: none.
+	// node and nodes read (package catalog); none unless Enabled.
 	Catalog config.Catalog
 	// Registry is where the containers are registered: the store's
 	// records, the Consul catalog, or both (registry.go).
@@ -92,6 +92,7 @@ type Daemon struct {
 	rt      runtime.Runtime // nil: no runtime, templates only
 	reg     *registrar.Registrar
 	catalog func(context.Context) error // the catalog sink's Run; nil: none
+	catReg  *catalogRegistry            // the catalog sink, for Health and the status page; nil: none (catalogreg.go)
 	runner  *runner.Runner
 	m       *metrics
 	started time.Time
@@ -189,7 +190,7 @@ func New(st store.Store, rt runtime.Runtime, cfg Config) (*Daemon, error) {
 	}
 	var catKeys func(config.Template) []string
 	var catOpen func(string) runner.Source
-	if cfg.Catalog.Address != "" {
+	if cfg.Catalog.Enabled() {
 		// The catalog's queries live as long as the templates' views that
 		// read them (the runner's sources).
 		cat, err := catalog.FromConfig(context.Background(), cfg.Catalog, cfg.Logger)
@@ -402,6 +403,9 @@ func (d *Daemon) Health(ctx context.Context) HealthReport {
 		if h := d.hold.held(); !h.IsZero() {
 			c.Detail = strings.TrimPrefix(c.Detail+"; ", "; ") + fmt.Sprintf("renders held back for %s until they are", now.Sub(h).Round(time.Second))
 		}
+		add(c)
+	}
+	if c, ok := d.catalogCheck(ctx, now); ok {
 		add(c)
 	}
 	// The runner answers between render cycles; one that takes long (a

@@ -52,6 +52,7 @@ func (d *Daemon) withRegistry(reg config.Registry, rc *registrar.Config, log *sl
 		return nil, fmt.Errorf("[registry] %w", err)
 	}
 	rc.Sinks = append(rc.Sinks, sink)
+	d.catReg = &catalogRegistry{sink: sink, agent: cc.Address}
 	rc.NoRecords = !reg.Has(config.RegistryKV)
 	d.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "berth", Name: "catalog_services",

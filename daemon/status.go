@@ -168,6 +168,7 @@ func (d *Daemon) gatherStatus(ctx context.Context) status.Input {
 		}
 	}
 	in.Store.WatchLag, in.Store.WatchLagSamples = d.m.meanWatchLag()
+	in.Store.Catalog = d.catalogStatus(ctx)
 	seen := map[string]bool{}
 	watches := []watcher.Health{own}
 	for _, t := range in.Templates {

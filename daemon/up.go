@@ -223,9 +223,11 @@ func Run(ctx context.Context, s Settings) error {
 		if err != nil {
 			return fmt.Errorf("berth API: %w", err)
 		}
-		info := api.WithInfo(api.DaemonInfo(s.StateDir, s.StoreURL, s.Daemon.Registrar.Prefix)) // where store commands with -H go
+		ai := api.DaemonInfo(s.StateDir, s.StoreURL, s.Daemon.Registrar.Prefix) // where store commands with -H go
+		ai.Catalog = api.CatalogOf(s.Daemon.Catalog)                            // and berth render's catalog functions
+		info := api.WithInfo(ai)
 		serve("berth API on "+s.Socket, func() error {
-			return api.NewServer(emb, api.WithServerLogger(log), info, d.DeployAPI(), api.WithTemplates(d)).Serve(rctx, ln)
+			return api.NewServer(emb, api.WithServerLogger(log), info, d.DeployAPI(), api.WithTemplates(d), api.WithCatalogRefused(d)).Serve(rctx, ln)
 		})
 		if s.DockerSocket != "" {
 			dln, err := dockercompat.Listen(s.DockerSocket)
@@ -243,7 +245,7 @@ func Run(ctx context.Context, s Settings) error {
 			return fmt.Errorf("berth API: %w", err)
 		}
 		serve("berth API on "+s.Socket, func() error {
-			return api.NewDeployServer(d.Deploys(), api.WithServerLogger(log), api.WithTemplates(d)).Serve(rctx, ln)
+			return api.NewDeployServer(d.Deploys(), api.WithServerLogger(log), api.WithTemplates(d), api.WithCatalogRefused(d)).Serve(rctx, ln)
 		})
 	}
 	if joinAddr != "" {

@@ -32,6 +32,7 @@ const (
 	ReasonQuarantined        = "quarantined"          // its change makes a template's check fail
 	ReasonNoTemplate         = "no_template"          // no template reads its records
 	ReasonNotInOutput        = "not_in_output"        // templates read it, no output routes it
+	ReasonCatalogRefused     = "catalog_refused"      // the Consul agent refused its service (WithCatalogRefused)
 )
 
 // Reason is one reason a container is not routed.
@@ -133,6 +134,9 @@ func (e *Explainer) container(s snapshot, id string, rc *runtime.Container) *Con
 		r.Name = strings.TrimPrefix(rc.Name, "/")
 		r.Runtime = &RuntimeState{State: rc.State, Health: rc.Health, ExitCode: rc.ExitCode, Finished: rc.Finished}
 		r.Runtime.Ignored = registrar.Skipped(*rc) == registrar.SkipIgnored
+	}
+	if why, ok := e.refused[id]; ok {
+		r.Reasons = append(r.Reasons, Reason{Code: ReasonCatalogRefused, Text: "the Consul agent refused its catalog service (the other containers are registered): " + why})
 	}
 	if len(ins) == 0 {
 		r.Reasons = append(r.Reasons, noRecords(rc, len(r.Records) > 0))

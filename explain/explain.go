@@ -74,6 +74,7 @@ type Explainer struct {
 	prefix    string
 	rt        Lister
 	templates []TemplateState
+	refused   map[string]string // container id → why the Consul agent refused its service
 	readFile  func(string) ([]byte, error)
 }
 
@@ -91,6 +92,11 @@ func WithRuntime(l Lister) Option { return func(e *Explainer) { e.rt = l } }
 func WithTemplates(ts []TemplateState) Option {
 	return func(e *Explainer) { e.templates = ts }
 }
+
+// WithCatalogRefused sets the containers (by id) whose Consul catalog
+// service the agent refused, and why (the daemon's, GET
+// /v1/catalog/refused): each is reported as ReasonCatalogRefused.
+func WithCatalogRefused(m map[string]string) Option { return func(e *Explainer) { e.refused = m } }
 
 // New returns an Explainer reading st.
 func New(st store.Store, opts ...Option) *Explainer {

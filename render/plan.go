@@ -23,22 +23,31 @@ func (r *Renderer) Plan(jobs []Job) ([]Change, error) {
 		errs []error
 	)
 	for _, job := range jobs {
-		p, err := r.Preview(job)
+		c, err := r.PlanJob(job)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		c := Change{Name: job.Spec.name(), Dest: job.Spec.Dest, Preview: p}
-		if p.Changed {
-			old := job.Spec.Dest
-			if !p.Exists {
-				old = "/dev/null"
-			}
-			c.Diff = Diff(old, job.Spec.Dest+" (rendered)", p.Current, p.Output)
-		}
 		out = append(out, c)
 	}
 	return out, errors.Join(errs...)
+}
+
+// PlanJob is Plan of one job.
+func (r *Renderer) PlanJob(job Job) (Change, error) {
+	p, err := r.Preview(job)
+	if err != nil {
+		return Change{}, err
+	}
+	c := Change{Name: job.Spec.name(), Dest: job.Spec.Dest, Preview: p}
+	if p.Changed {
+		old := job.Spec.Dest
+		if !p.Exists {
+			old = "/dev/null"
+		}
+		c.Diff = Diff(old, job.Spec.Dest+" (rendered)", p.Current, p.Output)
+	}
+	return c, nil
 }
 
 // Pending reports whether applying the planned changes would modify any

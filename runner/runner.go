@@ -155,6 +155,19 @@ func (r *Runner) Status(ctx context.Context) ([]TemplateStatus, error) {
 // Once waits until every prefix the templates read has synced, renders all
 // of them in one cycle, and returns the results (one-shot mode).
 func (r *Runner) Once(ctx context.Context, templates []config.Template) ([]render.Result, error) {
+	return r.once(ctx, templates, r.renderer.Cycle, true)
+}
+
+// OnceWith is Once with cycle in place of the renderer's Cycle (berth
+// render --stdout and --dry-run preview the jobs instead): cycle gets one
+// job per template, in order, and returns one result per job; it is
+// called again, with new snapshots, while one of them is held for catalog
+// data (dialect.ErrPending). Nothing is reported applied.
+func (r *Runner) OnceWith(ctx context.Context, templates []config.Template, cycle func(context.Context, []render.Job) ([]render.Result, error)) ([]render.Result, error) {
+	return r.once(ctx, templates, cycle, false)
+}
+
+func (r *Runner) once(ctx context.Context, templates []config.Template, cycle func(context.Context, []render.Job) ([]render.Result, error), apply bool) ([]render.Result, error) {
 	ts, err := parseAll(templates)
 	if err != nil {
 		return nil, err
@@ -218,17 +231,15 @@ func (r *Runner) Once(ctx context.Context, templates []config.Template) ([]rende
 			in.Warn, in.Env = r.warner(t.conf.Name), r.env
 			jobs[i] = render.Job{Spec: t.conf.Spec, Source: bind(binderOf(r.sourceKeys(t.conf), sources), t.tmpl, in)}
 		}
-		results, err = r.renderer.Cycle(ctx, jobs)
+		results, err = cycle(ctx, jobs)
 		if !slices.ContainsFunc(results, func(res render.Result) bool { return errors.Is(res.Err, dialect.ErrPending) }) {
 			break
 		}
-		select {
-		case <-notify:
-		case <-ctx.Done():
-			return results, fmt.Errorf("waiting for catalog data: %w", ctx.Err())
+		if err := waitHeld(ctx, notify, sources); err != nil {
+			return results, err
 		}
 	}
-	if r.applied != nil {
+	if r.applied != nil && apply {
 		for i, res := range results {
 			if res.Err == nil {
 				r.applied(ctx, Applied{Template: ts[i].conf, Result: res})
@@ -236,6 +247,28 @@ func (r *Runner) Once(ctx context.Context, templates []config.Template) ([]rende
 		}
 	}
 	return results, err
+}
+
+// waitHeld waits, for a render held for catalog data, until a source
+// notifies. As the first sync, it does not wait out an outage: a source
+// whose query fails fails the run.
+func waitHeld(ctx context.Context, notify <-chan struct{}, sources map[string]Source) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-notify:
+			return nil
+		case <-tick.C:
+			for _, src := range sources {
+				if h := src.Health(); h.LastError != nil && !h.FailingSince.IsZero() {
+					return fmt.Errorf("waiting for catalog data: %s: %w", h.Prefix, h.LastError)
+				}
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for catalog data: %w", ctx.Err())
+		}
+	}
 }
 
 // warner logs what template name reports with {{warn}}.

@@ -139,6 +139,9 @@ type Container struct {
 	Env map[string]string `json:"env,omitempty"`
 	// Records are the keys of its instance records, with their states.
 	Records []RecordRef `json:"records,omitempty"`
+	// CatalogRefused is why the Consul agent refused its service ("":
+	// it did not).
+	CatalogRefused string `json:"catalog_refused,omitempty"`
 }
 
 // RecordRef is one instance record of a container.
@@ -231,6 +234,29 @@ type Store struct {
 	WatchLag        time.Duration `json:"watch_lag_ns"`
 	WatchLagSamples uint64        `json:"watch_lag_samples"`
 	Watches         []Watch       `json:"watches,omitempty"`
+	// Catalog is this host's registrations in the Consul catalog
+	// ([registry] kind "consul-catalog"; nil: none).
+	Catalog *Catalog `json:"catalog,omitempty"`
+}
+
+// Catalog is how this host's registrations in the Consul catalog are
+// doing (registrar/consulcatalog's Sink).
+type Catalog struct {
+	Agent        string    `json:"agent"`
+	Services     int       `json:"services"`
+	Failing      bool      `json:"failing,omitempty"` // the agent does not answer: services stay as they are, retrying
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	Error        string    `json:"error,omitempty"`
+	// Refused are the containers with a service the agent refused (an
+	// ACL permission, a definition it rejects), by id.
+	Refused []Refusal `json:"refused,omitempty"`
+}
+
+// Refusal is one container whose service the Consul agent refused.
+type Refusal struct {
+	ID     string `json:"id"`
+	Name   string `json:"name,omitempty"`
+	Reason string `json:"reason"`
 }
 
 // Watch is one watched prefix.
@@ -350,6 +376,7 @@ func Build(in Input) View {
 	slices.SortFunc(v.Containers, func(a, b Container) int {
 		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Host, b.Host), cmp.Compare(a.ID, b.ID))
 	})
+	v.Store.Catalog = catalogRefusals(in.Store.Catalog, in.Host, v.Containers)
 
 	for _, t := range in.Templates {
 		tv := Template{Name: t.Name, Dest: t.Dest, Synced: t.Synced, Revision: t.Revision, LastRender: t.LastRender,
@@ -495,4 +522,25 @@ func Outcome(res render.Result) string {
 		return "changed"
 	}
 	return "unchanged"
+}
+
+// catalogRefusals is c with its refusals sorted and named from the
+// container records of host, and marks those containers (nil: nil).
+func catalogRefusals(c *Catalog, host string, cs []Container) *Catalog {
+	if c == nil {
+		return nil
+	}
+	out := *c
+	out.Refused = slices.Clone(c.Refused)
+	for i := range out.Refused {
+		r := &out.Refused[i]
+		for j := range cs {
+			if cs[j].Host == host && cs[j].ID == r.ID {
+				cs[j].CatalogRefused = r.Reason
+				r.Name = cmp.Or(r.Name, cs[j].Name)
+			}
+		}
+	}
+	slices.SortFunc(out.Refused, func(a, b Refusal) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID)) })
+	return &out
 }

@@ -85,7 +85,9 @@ func richInput(t *testing.T) status.Input {
 			Reload: &status.Command{At: t0.Add(-time.Minute), Line: "nginx -s reload", OK: true},
 			Diff:   "--- a\n+++ b\n@@ -1 +1 @@\n-x\n+y\n", ChangedAt: t0.Add(-time.Minute)}},
 		Store: status.Store{Backend: "embedded", Endpoint: "embedded:///var/lib/berth/store", Healthy: true, WatchLag: 2 * time.Millisecond, WatchLagSamples: 7,
-			Watches: []status.Watch{{Prefix: "/berth/", Synced: true, Revision: 20}}},
+			Watches: []status.Watch{{Prefix: "/berth/", Synced: true, Revision: 20}},
+			Catalog: &status.Catalog{Agent: "127.0.0.1:8500", Services: 7, Failing: true, FailingSince: t0.Add(-time.Minute), Error: "list the agent's services: connection refused",
+				Refused: []status.Refusal{{ID: "d1", Name: "db-1", Reason: `the ACL token lacks service:write on "db"`}, {ID: "c1", Reason: `the ACL token lacks service:write on "web"`}}}},
 		Members: []cluster.MemberInfo{{ID: 2, Name: "h2", PeerURL: "https://10.1.0.2:2381", Started: true}, {ID: 1, Name: "h1", PeerURL: "https://10.1.0.1:2381", Started: true, Leader: true, Self: true}},
 		Deploys: map[string][]deploy.Revision{"web": {
 			{Service: "web", Number: 1, Image: "web:1", Outcome: deploy.OutcomeSucceeded, Started: t0.Add(-time.Hour)},

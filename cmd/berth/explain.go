@@ -87,6 +87,13 @@ func (o *explainOptions) run(cmd *cobra.Command, query string) error {
 			}
 			cancel()
 		}
+		cctx, cancel := context.WithTimeout(ctx, daemonInfoTimeout)
+		if refused, err := client.CatalogRefused(cctx); err == nil {
+			opts = append(opts, explain.WithCatalogRefused(refused))
+		} else {
+			log.Debug("the daemon's Consul catalog refusals are unknown", "socket", socket, "err", err)
+		}
+		cancel()
 		if len(confs) == 0 {
 			tctx, cancel := context.WithTimeout(ctx, daemonInfoTimeout)
 			ts, err := client.Templates(tctx)

@@ -39,6 +39,7 @@ owner), 1 any error.
 	o.sources.allowNone = true // none named: the daemon's
 	f.StringVar(&o.context, "context", "", "plan against this JSON fixture instead of the store (as berth render --context)")
 	o.store = addStoreCommandFlags(f)
+	addConsulFlag(f, &o.consul)
 	return cmd
 }
 

@@ -9,11 +9,15 @@ import (
 	"log/slog"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/berthd/berth/catalog"
+	"github.com/berthd/berth/certs"
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/explain"
 	"github.com/berthd/berth/render"
 	"github.com/berthd/berth/render/dialect"
+	"github.com/berthd/berth/runner"
 	"github.com/berthd/berth/store"
 )
 
@@ -26,6 +30,7 @@ type renderOptions struct {
 	context  string
 	dump     bool // --context-dump
 	store    *storeFlags
+	consul   string // --consul: the agent of the catalog functions
 	// planning is berth plan: --dry-run --exit-code, the daemon's templates
 	// when none are named, and the commands each change would run.
 	planning bool
@@ -57,6 +62,11 @@ would (content, mode or owner), 1 any error (usage errors included).
 ` + storeCommandHelp + `
 
 Each prefix of a template is read with one List (consistent per prefix).
+Native templates' service, services, node and nodes read the Consul
+catalog of the agent --consul names (else the [catalog] of --config, or
+its consul-catalog [registry]'s agent, else the daemon's at -H); a render
+waits for the first answer of each query, as consul-template -once does,
+and fails when a query fails.
 --context renders from a JSON fixture instead: a list of containers in
 docker-gen's RuntimeContainer shape, or an object mapping keys to values.
 
@@ -79,7 +89,13 @@ field names templates use: .Services, .Containers, .Hosts, .Env,
 	f.StringVar(&o.context, "context", "", "render from this JSON fixture instead of a store")
 	f.BoolVar(&o.dump, "context-dump", false, "write nothing, run nothing: print the data each template receives (its dot and the keys it reads) as JSON")
 	o.store = addStoreCommandFlags(f)
+	addConsulFlag(f, &o.consul)
 	return cmd
+}
+
+// addConsulFlag registers --consul, the agent of the catalog functions.
+func addConsulFlag(f *pflag.FlagSet, addr *string) {
+	f.StringVar(addr, "consul", "", `Consul agent whose catalog the native templates' service, services, node and nodes read (host:port or http[s]://host:port; token: CONSUL_HTTP_TOKEN; default: the [catalog] of --config)`)
 }
 
 // runE runs the command; with --exit-code every error exits 1, as 2
@@ -150,6 +166,9 @@ func (o *renderOptions) run(cmd *cobra.Command) error {
 	}
 
 	o.store.useConfig(files)
+	if o.context == "" && !o.dump {
+		return o.fromStore(cmd.Context(), cmd.OutOrStdout(), log, ts, files)
+	}
 	inputs, err := o.inputs(cmd.Context(), log, ts)
 	if err != nil {
 		return err
@@ -168,16 +187,143 @@ func (o *renderOptions) run(cmd *cobra.Command) error {
 		jobs[i] = render.Job{Spec: t.conf.Spec, Source: render.Bind(t.tmpl, inputs[i])}
 	}
 	r := render.New(render.WithLogger(log))
-	switch {
-	case o.stdout:
-		return o.print(cmd.OutOrStdout(), r, jobs)
-	case o.dryRun:
-		return o.plan(cmd.OutOrStdout(), log, r, jobs)
+	if o.stdout || o.dryRun {
+		changes, results := planEach(r, jobs)
+		return o.show(cmd.OutOrStdout(), log, changes, results, jobs)
 	}
 	if _, err := r.Cycle(cmd.Context(), jobs); err != nil {
 		return exitCodeError{exitFailure, err}
 	}
 	return nil
+}
+
+// fromStore renders the templates from the store through the runner
+// (runner.Once: each prefix listed once, .Certs, and the [catalog] or
+// --consul agent's catalog, a render held for its first answer waiting
+// for it); --stdout and --dry-run plan the jobs instead of applying them.
+func (o *renderOptions) fromStore(ctx context.Context, w io.Writer, log *slog.Logger, ts []loaded, files []*config.File) error {
+	st, err := o.store.open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ropts := []runner.Option{runner.WithLogger(log),
+		runner.WithCerts(certs.New(certDir(o.store.stateDir, files), certs.WithLogger(log)))} // .Certs as berth up reads them
+	cat, err := catalogSources(ctx, o.consul, files, log)
+	if err == nil && cat == nil { // the daemon's, as its store
+		cat, err = o.daemonCatalog(ctx, log)
+	}
+	if err != nil {
+		return err
+	}
+	if cat != nil {
+		ropts = append(ropts, cat)
+	}
+	rend := render.New(render.WithLogger(log))
+	r := runner.New(st, rend, ropts...)
+	confs := make([]config.Template, len(ts))
+	for i, t := range ts {
+		confs[i] = t.conf
+	}
+	if o.stdout || o.dryRun {
+		var changes []render.Change
+		var jobs []render.Job
+		results, err := r.OnceWith(ctx, confs, func(_ context.Context, js []render.Job) ([]render.Result, error) {
+			var results []render.Result
+			changes, results = planEach(rend, js)
+			jobs = js
+			return results, nil
+		})
+		if err != nil {
+			return exitCodeError{exitFailure, err}
+		}
+		return o.show(w, log, changes, results, jobs)
+	}
+	results, err := r.Once(ctx, confs)
+	if err == nil {
+		err = joinResults(results)
+	}
+	if err != nil {
+		return exitCodeError{exitFailure, err}
+	}
+	return nil
+}
+
+// catalogSources is runner.WithSources over the Consul catalog of the
+// agent at addr (--consul), else of the first configuration file's
+// [catalog] (or its [registry]'s agent, config.Catalog.FromRegistry); nil:
+// none is configured.
+func catalogSources(ctx context.Context, addr string, files []*config.File, log *slog.Logger) (runner.Option, error) {
+	var c config.Catalog
+	if len(files) > 0 {
+		c = files[0].Catalog
+	}
+	if addr != "" {
+		c.Address = addr
+	}
+	if !c.Enabled() {
+		return nil, nil
+	}
+	return catalogOption(ctx, c, log)
+}
+
+// catalogOption is runner.WithSources over the catalog c configures.
+func catalogOption(ctx context.Context, c config.Catalog, log *slog.Logger) (runner.Option, error) {
+	cat, err := catalog.FromConfig(ctx, c, log)
+	if err != nil {
+		return nil, err
+	}
+	return runner.WithSources(catalog.Keys, cat.Open), nil
+}
+
+// daemonCatalog is runner.WithSources over the catalog of the daemon at
+// -H (else BERTH_HOST, else the default socket, if one answers there);
+// nil: it has none, or there is no daemon.
+func (o *renderOptions) daemonCatalog(ctx context.Context, log *slog.Logger) (runner.Option, error) {
+	socket := daemonSocket(o.store)
+	_, info, err := daemonStoreInfo(ctx, socket, false)
+	if err != nil || info.Catalog == nil {
+		log.Debug("no Consul catalog from the daemon", "socket", socket, "err", err)
+		return nil, nil
+	}
+	c := info.Catalog.Config()
+	if _, err := c.ReadToken(); err != nil {
+		log.Warn("the daemon's Consul token file is not readable here; using CONSUL_HTTP_TOKEN", "err", err)
+		c.TokenFile = ""
+	}
+	opt, err := catalogOption(ctx, c, log)
+	if err != nil {
+		return nil, fmt.Errorf("the catalog of the daemon at %s: %w", socket, err)
+	}
+	return opt, nil
+}
+
+// planEach plans each job (render.Renderer.PlanJob): its change, or the
+// error in its result.
+func planEach(r *render.Renderer, jobs []render.Job) ([]render.Change, []render.Result) {
+	changes, results := make([]render.Change, len(jobs)), make([]render.Result, len(jobs))
+	for i, j := range jobs {
+		changes[i], results[i].Err = r.PlanJob(j)
+	}
+	return changes, results
+}
+
+// joinResults joins the errors of results.
+func joinResults(results []render.Result) error {
+	var errs []error
+	for _, res := range results {
+		errs = append(errs, res.Err)
+	}
+	return errors.Join(errs...)
+}
+
+// show prints the planned changes: each output (--stdout), or each diff
+// (--dry-run).
+func (o *renderOptions) show(w io.Writer, log *slog.Logger, changes []render.Change, results []render.Result, jobs []render.Job) error {
+	if o.stdout {
+		return o.print(w, changes, results)
+	}
+	return o.plan(w, log, changes, results, jobs)
 }
 
 // inputs reads each template's data: from the fixture, or from the store
@@ -228,20 +374,17 @@ func (o *renderOptions) inputs(ctx context.Context, log *slog.Logger, ts []loade
 // change".
 const exitChanges = 2
 
-// print renders each job without writing it and prints its output.
-func (o *renderOptions) print(w io.Writer, r *render.Renderer, jobs []render.Job) error {
-	var errs []error
-	for _, job := range jobs {
-		p, err := r.Preview(job)
-		if err != nil {
-			errs = append(errs, err)
+// print prints each planned output.
+func (o *renderOptions) print(w io.Writer, changes []render.Change, results []render.Result) error {
+	for i, c := range changes {
+		if results[i].Err != nil {
 			continue
 		}
-		if _, err := w.Write(p.Output); err != nil {
+		if _, err := w.Write(c.Output); err != nil {
 			return err
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := joinResults(results); err != nil {
 		return exitCodeError{exitFailure, err}
 	}
 	return nil
@@ -249,9 +392,13 @@ func (o *renderOptions) print(w io.Writer, r *render.Renderer, jobs []render.Job
 
 // plan prints what a render would change (render.Plan): a diff per
 // destination.
-func (o *renderOptions) plan(w io.Writer, log *slog.Logger, r *render.Renderer, jobs []render.Job) error {
-	changes, err := r.Plan(jobs)
-	for _, c := range changes {
+func (o *renderOptions) plan(w io.Writer, log *slog.Logger, changes []render.Change, results []render.Result, jobs []render.Job) error {
+	var ok []render.Change
+	for i, c := range changes {
+		if results[i].Err != nil {
+			continue
+		}
+		ok = append(ok, c)
 		switch {
 		case !c.Changed:
 			log.Info("unchanged", "template", c.Name, "dest", c.Dest)
@@ -267,10 +414,10 @@ func (o *renderOptions) plan(w io.Writer, log *slog.Logger, r *render.Renderer, 
 			}
 		}
 	}
-	if err != nil {
+	if err := joinResults(results); err != nil {
 		return exitCodeError{exitFailure, err}
 	}
-	if o.exitCode && render.Pending(changes) {
+	if o.exitCode && render.Pending(ok) {
 		return exitCodeError{code: exitChanges}
 	}
 	return nil

@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/berthd/berth/catalog"
 	"github.com/berthd/berth/certs"
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/render"
@@ -105,12 +104,12 @@ func (o *watchOptions) run(cmd *cobra.Command) error {
 		runner.WithCerts(certs.New(certDir(o.store.stateDir, files), certs.WithLogger(log))), // .Certs as berth up reads them
 	}
 	// The first berth.toml's [catalog]: consul-template's service, nodes ...
-	if len(files) > 0 && files[0].Catalog.Address != "" {
-		cat, err := catalog.FromConfig(ctx, files[0].Catalog, log)
-		if err != nil {
-			return err
-		}
-		ropts = append(ropts, runner.WithSources(catalog.Keys, cat.Open))
+	cat, err := catalogSources(ctx, "", files, log)
+	if err != nil {
+		return err
+	}
+	if cat != nil {
+		ropts = append(ropts, cat)
 	}
 	r := runner.New(st, render.New(render.WithLogger(log)), ropts...)
 	if o.once {

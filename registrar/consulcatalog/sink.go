@@ -92,6 +92,9 @@ type Stats struct {
 	Services int  // services registered on the agent
 	Refused  int  // containers with a service Consul refused
 	Failing  bool // the agent is unreachable (retrying)
+	// While Failing: since when, and the last error.
+	FailingSince time.Time
+	Err          error
 }
 
 // Sink registers a host's containers in the local Consul agent's catalog
@@ -115,6 +118,8 @@ type Sink struct {
 	full        bool                // a full sync is due
 	refused     map[string]string   // container id → why Consul refused a service of it
 	warned      map[string]string   // container id → the problems last logged
+	syncErr     error               // the last failed sync's, while failing
+	failSince   time.Time           // when the sync started failing
 
 	// Run's own.
 	applied map[string]string // service id → definition hash on the agent
@@ -239,9 +244,10 @@ func (s *Sink) Refused() map[string]string {
 // Stats reports the sink's counts. Safe from any goroutine.
 func (s *Sink) Stats() Stats {
 	s.mu.Lock()
-	refused := len(s.refused)
+	st := Stats{Refused: len(s.refused), FailingSince: s.failSince, Err: s.syncErr}
 	s.mu.Unlock()
-	return Stats{Services: int(s.services.Load()), Refused: refused, Failing: s.failing.Load()}
+	st.Services, st.Failing = int(s.services.Load()), s.failing.Load()
+	return st
 }
 
 // checkStatus maps a container's health to a check status ("": it has no
@@ -342,6 +348,12 @@ func (s *Sink) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			s.mu.Lock()
+			s.syncErr = err
+			if s.failSince.IsZero() {
+				s.failSince = time.Now()
+			}
+			s.mu.Unlock()
 			if !s.failing.Swap(true) {
 				s.log.Warn("consul catalog sync failed; services stay as they are, retrying with a backoff", "err", err)
 			}
@@ -352,6 +364,9 @@ func (s *Sink) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		s.mu.Lock()
+		s.syncErr, s.failSince = nil, time.Time{}
+		s.mu.Unlock()
 		if s.failing.Swap(false) {
 			s.log.Info("consul agent reachable again; services synced")
 		}
