@@ -39,7 +39,9 @@ func TestDedupAcrossDaemons(t *testing.T) {
 			t.Fatal(err)
 		}
 		tmpl.Dedup = true
-		d, err := daemon.New(st, nil, daemon.Config{Logger: quiet})
+		// CertDir as berth up sets it: every template reads the certificate
+		// store besides its dedup source.
+		d, err := daemon.New(st, nil, daemon.Config{Logger: quiet, CertDir: filepath.Join(dir, "certs")})
 		if err != nil {
 			t.Fatal(err)
 		}

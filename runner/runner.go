@@ -229,7 +229,7 @@ func (r *Runner) once(ctx context.Context, templates []config.Template, cycle fu
 		for i, t := range ts {
 			in, _ := snapshot(r.sourceKeys(t.conf), sources)
 			in.Warn, in.Env = r.warner(t.conf.Name), r.env
-			jobs[i] = render.Job{Spec: t.conf.Spec, Source: bind(binderOf(r.sourceKeys(t.conf), sources), t.tmpl, in)}
+			jobs[i] = render.Job{Spec: t.conf.Spec, Source: bind(r.binderOf(r.sourceKeys(t.conf), sources), t.tmpl, in)}
 		}
 		results, err = cycle(ctx, jobs)
 		if !slices.ContainsFunc(results, func(res render.Result) bool { return errors.Is(res.Err, dialect.ErrPending) }) {

@@ -124,22 +124,31 @@ func generations(keys []string, sources map[string]Source) []uint64 {
 }
 
 // Binder is implemented by a Source that decides how the templates
-// reading it alone make their output (package dedup: one daemon executes
-// the template, the others write what it stored). The runner uses Bind
-// instead of render.Bind for every render of such a template, and tells
-// Applied of each of its successful renders. Both are called from Run's
-// goroutine and must not block.
+// reading it make their output (package dedup: one daemon executes the
+// template, the others write what it stored). The runner uses Bind
+// instead of render.Bind for every render of a template that reads one
+// Binder (besides, at most, the certificate store WithCerts adds to every
+// template), and tells Applied of each of its successful renders. Both are
+// called from Run's goroutine and must not block.
 type Binder interface {
 	Bind(t *dialect.Template, in dialect.Input) render.Source
 	Applied(t config.Template, res render.Result)
 }
 
-// binderOf is the Binder of a template that reads one source that is one.
-func binderOf(keys []string, sources map[string]Source) Binder {
-	if len(keys) != 1 {
-		return nil
+// binderOf is the Binder of a template whose keys name exactly one source
+// that is one, and no other source but the certificate store's.
+func (r *Runner) binderOf(keys []string, sources map[string]Source) Binder {
+	var b Binder
+	for _, k := range keys {
+		if r.certs != nil && k == watcher.CertKey(r.certs.Dir()) {
+			continue
+		}
+		kb, ok := sources[k].(Binder)
+		if !ok || b != nil {
+			return nil
+		}
+		b = kb
 	}
-	b, _ := sources[keys[0]].(Binder)
 	return b
 }
 

@@ -188,7 +188,7 @@ func (s *state) start(p parsed) {
 	for _, k := range t.keys {
 		t.sources[k] = s.acquireSource(k)
 	}
-	t.binder = binderOf(t.keys, t.sources)
+	t.binder = s.r.binderOf(t.keys, t.sources)
 	s.startLive(ctx, t)
 	s.tmpls[p.conf.Name] = t
 	go s.watchTemplate(ctx, t)
