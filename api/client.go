@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -30,8 +31,10 @@ type Client struct {
 
 var _ runtime.Runtime = (*Client)(nil)
 
-// NewClient returns a client for the daemon listening on socket.
+// NewClient returns a client for the daemon listening on socket, a path
+// (a unix:// prefix, as in DOCKER_HOST, is accepted and dropped).
 func NewClient(socket string) *Client {
+	socket = strings.TrimPrefix(socket, "unix://")
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer

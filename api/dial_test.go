@@ -27,8 +27,10 @@ func TestUnreachableSocket(t *testing.T) {
 	for _, tc := range []struct{ sock, want string }{
 		{filepath.Join(dir, "missing.sock"), "no such socket: is berth up running?"},
 		{stale, "connection refused: nothing listens on it"},
+		{"unix://" + stale, "connection refused: nothing listens on it"}, // -H as docker's
 	} {
 		_, err := api.NewClient(tc.sock).List(t.Context())
+		tc.sock = strings.TrimPrefix(tc.sock, "unix://") // named as a path
 		if err == nil || !strings.Contains(err.Error(), "cannot reach the berth daemon at "+tc.sock) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v\nwant it to contain %q", tc.sock, err, tc.want)
 		}

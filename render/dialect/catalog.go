@@ -75,7 +75,7 @@ func catalogFuncs(m template.FuncMap, x *execution) {
 				return []any{}, nil // consul-template: no name, no query
 			}
 			if x.in.Catalog == nil {
-				return nil, fmt.Errorf("%s: no Consul catalog is configured for this template", fn)
+				return nil, fmt.Errorf("%s: no Consul catalog is configured for this template ([catalog] in berth.toml, or berth render --consul ADDR)", fn)
 			}
 			data, ok, err := x.in.Catalog.Lookup(fn, args)
 			if err != nil {
