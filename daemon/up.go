@@ -136,6 +136,18 @@ func (s Settings) validate() error {
 		// berth serves and stops only the containers it owns.
 		return fmt.Errorf("%w: a Docker-compatible socket and stopping or removing containers apply to the embedded runtime only (runtime is %s)", ErrSettings, s.Runtime)
 	}
+	// Token files are read before anything is created (the runtime's
+	// bridge), so that a missing one leaves nothing behind.
+	if s.Daemon.Registry.Has(config.RegistryConsulCatalog) {
+		if _, err := s.Daemon.Registry.ReadToken(); err != nil {
+			return fmt.Errorf("%w: %v", ErrSettings, err)
+		}
+	}
+	if s.Daemon.Catalog.Enabled() {
+		if _, err := s.Daemon.Catalog.ReadToken(); err != nil {
+			return fmt.Errorf("%w: %v", ErrSettings, err)
+		}
+	}
 	return nil
 }
 
