@@ -1,7 +1,6 @@
 package acme
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -55,25 +54,10 @@ func openStorage(dir string) (*storage, error) {
 // writeFile replaces name atomically, unless it holds data already, and
 // makes the rename durable.
 func writeFile(name string, data []byte, mode os.FileMode) error {
-	if old, err := os.ReadFile(name); err == nil && bytes.Equal(old, data) {
-		return nil
-	}
-	if err := atomicfile.Write(name, data, mode); err != nil {
+	if err := atomicfile.WriteIfChanged(name, data, mode); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(name))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.SyncDir(filepath.Dir(name))
 }
 
 func (s *storage) writeJSON(rel string, v any) error {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berthd/berth/internal/atomicfile"
 )
 
 // defaultMode is the mode of a new destination whose Spec sets none.
@@ -271,7 +273,7 @@ func (s *staged) swap(log *slog.Logger) error {
 		return writeInPlace(s.dest, s.data, s.a)
 	}
 	s.done = true
-	if err := syncDir(filepath.Dir(s.dest)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(s.dest)); err != nil {
 		return fmt.Errorf("swap %s: %w", s.dest, err)
 	}
 	return nil
@@ -339,17 +341,4 @@ func overwrite(f *os.File, data []byte) error {
 		return err
 	}
 	return f.Truncate(int64(len(data)))
-}
-
-// syncDir fsyncs a directory, making a rename in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }

@@ -53,3 +53,16 @@ func WriteIfChanged(name string, data []byte, mode os.FileMode) error {
 	}
 	return Write(name, data, mode)
 }
+
+// SyncDir fsyncs directory dir, making a rename in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
