@@ -12,11 +12,15 @@ import (
 
 // certDir is the certificate directory berth up reads with these flags
 // and files: the first file's [certs] dir, or <state_dir>/certs, the
-// state dir found as berth up finds it.
+// state dir found as berth up finds it. Without [certs] dir, an [acme]
+// certs_dir is it: the templates read the certificates ACME writes.
 func certDir(stateDirFlag string, files []*config.File) string {
 	var file config.File
 	if len(files) > 0 {
 		file = *files[0]
+	}
+	if file.Certs.Dir == "" && file.ACME.DirectoryURL != "" && file.ACME.CertsDir != "" {
+		return file.ACME.CertsDir
 	}
 	return file.Certs.DirFor(cmp.Or(stateDirFlag, os.Getenv("BERTH_STATE_DIR"), file.Daemon.StateDir, backend.DefaultStateDir()))
 }
