@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -174,6 +175,43 @@ retry_min = "1s"
 		t.Errorf("nginx was restarted at the renewal (master %d, then %d)", master, got)
 	}
 	t.Logf("orders: %d", pb.Orders.Load())
+
+	// A restarted berth up answers the challenges where nginx sends them:
+	// BERTH_ACME_CHALLENGE, so nginx.conf, stays the same.
+	before := challengeRoutes(t, n.Conf)
+	r.stop(syscall.SIGTERM)
+	r.start()
+	waitCond(t, "the restarted daemon's render", 60*time.Second, func() bool {
+		return r.metric(`berth_renders_total{outcome="unchanged",template="nginx"}`)+r.metric(`berth_renders_total{outcome="changed",template="nginx"}`) > 0
+	})
+	if after := challengeRoutes(t, n.Conf); after != before {
+		t.Errorf("the challenge route moved across a restart of berth up: %s, then %s (nginx.conf rewritten, nginx reloaded)", before, after)
+	}
+	if code, body, err := n.Get("app.test", "/.well-known/acme-challenge/not-a-token"); err != nil || code != http.StatusNotFound {
+		t.Errorf("a challenge path after the restart: %d %q %v, want berth's 404", code, body, err)
+	}
+}
+
+// challengeRoutes lists where nginx.conf sends /.well-known/acme-challenge/.
+func challengeRoutes(t *testing.T, conf string) string {
+	t.Helper()
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`location \^~ /\.well-known/acme-challenge/ \{\s*proxy_pass ([^;]+);`).FindAllStringSubmatch(string(b), -1)
+	if len(m) == 0 {
+		t.Fatalf("nginx.conf routes no ACME challenge:\n%s", b)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, x := range m {
+		if !seen[x[1]] {
+			seen[x[1]] = true
+			out = append(out, x[1])
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 // waitCond polls ok until it holds or the bound passes.
