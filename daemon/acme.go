@@ -77,7 +77,11 @@ func (d *Daemon) newACME(cfg Config) (map[string]string, error) {
 		d.m.reg.MustRegister(col)
 	}
 	d.acme = &acmeSide{m: m, ln: ln, log: d.log}
-	env := cfg.Env
+	return withEnv(cfg.Env, EnvACMEChallenge, ln.Addr().String()), nil
+}
+
+// withEnv is env (nil: the process's) with k set to v, a copy.
+func withEnv(env map[string]string, k, v string) map[string]string {
 	if env == nil {
 		env = map[string]string{}
 		for _, kv := range os.Environ() {
@@ -88,8 +92,33 @@ func (d *Daemon) newACME(cfg Config) (map[string]string, error) {
 	} else {
 		env = maps.Clone(env)
 	}
-	env[EnvACMEChallenge] = ln.Addr().String()
-	return env, nil
+	env[k] = v
+	return env
+}
+
+// ACMETemplateEnv is the environment a render outside berth up (berth
+// render, berth watch) gives the templates, so that they route the
+// challenges where berth up's responder listens: env (nil: the
+// process's) with BERTH_ACME_CHALLENGE from challenge_listen, else from
+// the address berth up keeps in the ACME storage (under stateDir unless
+// [acme] storage is set). env is returned as it is when ACME is off, the
+// variable is set already, or no address is known (berth up never ran).
+func ACMETemplateEnv(env map[string]string, c config.ACME, stateDir string) map[string]string {
+	if c.DirectoryURL == "" {
+		return env
+	}
+	if _, set := env[EnvACMEChallenge]; set || (env == nil && os.Getenv(EnvACMEChallenge) != "") {
+		return env
+	}
+	addr := c.ChallengeListen
+	if addr == "" {
+		b, err := os.ReadFile(filepath.Join(cmp.Or(c.Storage, filepath.Join(stateDir, "acme")), challengeAddrFile))
+		if err != nil {
+			return env
+		}
+		addr = strings.TrimSpace(string(b))
+	}
+	return withEnv(env, EnvACMEChallenge, addr)
 }
 
 // challengeAddrFile, in the ACME storage, keeps the address the
