@@ -120,7 +120,7 @@ retry_min = "1s"
 		t.Fatalf("Pebble's /roots/0: %q", root)
 	}
 	if s, err := tlsServe(httpsAddr, "app.test", trust); err == nil {
-		t.Fatalf("HTTPS presents a certificate for app.test before any was issued: %s", s)
+		t.Fatalf("HTTPS presents a certificate for app.test before any was issued: %s", s.Subject)
 	}
 	if code, body, err := n.Get("app.test", "/.well-known/acme-challenge/not-a-token"); err != nil || code != http.StatusNotFound {
 		t.Errorf("a challenge path through nginx before the certificate: %d %q %v, want berth's 404", code, body, err)
@@ -135,7 +135,7 @@ retry_min = "1s"
 		_, err := os.Stat(crt)
 		return err == nil
 	})
-	var first string
+	var first *x509.Certificate
 	waitCond(t, "HTTPS with SNI app.test through nginx", 30*time.Second, func() bool {
 		first, err = tlsServe(httpsAddr, "app.test", trust)
 		return err == nil
@@ -169,8 +169,12 @@ retry_min = "1s"
 	// validated while HTTP for app.test only redirects.
 	waitCond(t, "the renewed certificate served over HTTPS", 90*time.Second, func() bool {
 		s, err := tlsServe(httpsAddr, "app.test", trust)
-		return err == nil && s != first
+		return err == nil && s.SerialNumber.Cmp(first.SerialNumber) != 0
 	})
+	if time.Now().After(first.NotAfter) {
+		// Renewed only once the first had expired and HTTP was plain again.
+		t.Errorf("the renewal came after the first certificate expired (%s): HTTP-01 failed while HTTP redirected", first.NotAfter)
+	}
 	if o := pb.Orders.Load(); o < 2 {
 		t.Errorf("Pebble saw %d orders, want the issue and a renewal", o)
 	}
@@ -244,14 +248,14 @@ func waitCond(t *testing.T, what string, bound time.Duration, ok func() bool) {
 }
 
 // tlsServe does a TLS handshake with addr for sni, verifying against
-// trust only, and returns the leaf's serial.
-func tlsServe(addr, sni string, trust *x509.CertPool) (string, error) {
+// trust only, and returns the leaf.
+func tlsServe(addr, sni string, trust *x509.CertPool) (*x509.Certificate, error) {
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{ServerName: sni, RootCAs: trust})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer c.Close()
-	return c.ConnectionState().PeerCertificates[0].SerialNumber.String(), nil
+	return c.ConnectionState().PeerCertificates[0], nil
 }
 
 type httpsAnswer struct {
