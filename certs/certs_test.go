@@ -236,3 +236,58 @@ func TestStoreSettles(t *testing.T) {
 		t.Errorf("a pair being written was read half-way:\n%s", logs.String())
 	}
 }
+
+// TestStoreKeepsAPairBeingReplaced: a renewal writes the new key, then
+// the new certificate (acme does; cp of a pair writes them one by one);
+// a scan in between keeps the last good certificate instead of dropping
+// the host from HTTPS, and a pair that stays broken past ReplaceGrace
+// is left out and reported as before.
+func TestStoreKeepsAPairBeingReplaced(t *testing.T) {
+	ca := testenv.NewCA(t)
+	dir := t.TempDir()
+	var logs testenv.SyncBuffer
+	st := certs.New(dir, certs.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	ca.Issue(t, dir, "a.example.com", "a.example.com", time.Now().Add(48*time.Hour), "a.example.com")
+	st.Scan()
+	set, _ := st.Current()
+	old := set.Get("a.example.com")
+	if old == nil {
+		t.Fatalf("set %+v", set.List())
+	}
+	cert, key := ca.Pair(t, "a.example.com", time.Now().Add(96*time.Hour), "a.example.com")
+	crtFile, keyFile := filepath.Join(dir, "a.example.com.crt"), filepath.Join(dir, "a.example.com.key")
+
+	testenv.WriteAtomic(t, keyFile, key) // the new key next to the old certificate
+	st.Scan()
+	set, _ = st.Current()
+	if c := set.Get("a.example.com"); c == nil || c.Digest != old.Digest {
+		t.Fatalf("half replaced: %+v, want the last good pair %+v", c, old)
+	}
+	if strings.Contains(logs.String(), "left out") {
+		t.Errorf("a pair being replaced was reported:\n%s", logs.String())
+	}
+	testenv.WriteAtomic(t, crtFile, cert)
+	st.Scan()
+	set, _ = st.Current()
+	renewed := set.Get("a.example.com")
+	if renewed == nil || renewed.Digest == old.Digest || !renewed.NotAfter.After(old.NotAfter) {
+		t.Fatalf("replaced: %+v, want the new pair", renewed)
+	}
+
+	_, other := ca.Pair(t, "x", time.Now().Add(time.Hour), "x")
+	testenv.WriteAtomic(t, keyFile, other) // a key that stays wrong
+	past := time.Now().Add(-certs.ReplaceGrace - time.Second)
+	for _, f := range []string{crtFile, keyFile} {
+		if err := os.Chtimes(f, past, past); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Scan()
+	set, _ = st.Current()
+	if c := set.Get("a.example.com"); c != nil {
+		t.Errorf("a mismatched pair older than ReplaceGrace is still served: %+v", c)
+	}
+	if !strings.Contains(logs.String(), "private key does not match public key") {
+		t.Errorf("the mismatched pair is not reported:\n%s", logs.String())
+	}
+}

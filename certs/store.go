@@ -20,7 +20,9 @@ import (
 // the settle time (a file being copied in is not read half-written, and
 // one that was is read again at its next change), and at the earliest
 // expiry of a certificate it holds (an expired one leaves the set). A
-// pair that fails Load is logged once per distinct reason and left out.
+// pair that fails Load is logged once per distinct reason and left out,
+// except while it is being replaced: within ReplaceGrace of a write to
+// one of its files, the last good certificate of that name stays.
 //
 // Store has the shape of a runner.Source (Run, Synced, Subscribe) and
 // Current gives its content; the daemon adapts it.
@@ -123,6 +125,16 @@ func (s *Store) Scan() time.Time {
 		seen[e.Name()] = true
 		c, lerr := Load(s.dir, name, now)
 		if lerr != nil {
+			if old, until := s.replacing(name, now); old != nil {
+				// Half replaced (the new .key next to the old .crt, as
+				// ACME and cp write them): the last good pair stays until
+				// the other file lands, or the grace ends.
+				certs = append(certs, *old)
+				if earliest.IsZero() || until.Before(earliest) {
+					earliest = until
+				}
+				continue
+			}
 			s.report(e.Name(), lerr.Error())
 			continue
 		}
@@ -160,6 +172,35 @@ func (s *Store) Scan() time.Time {
 		}
 	}
 	return earliest
+}
+
+// ReplaceGrace is how long a pair that stops loading keeps its last good
+// certificate in the set after one of its files was written: a renewal
+// replaces two files, one after the other, and the pair in between (the
+// new key, the old certificate) does not match.
+const ReplaceGrace = 5 * time.Second
+
+// replacing returns the set's certificate of name if a file of its pair
+// was written within ReplaceGrace and it is still valid at now, and when
+// the grace ends; nil otherwise.
+func (s *Store) replacing(name string, now time.Time) (*Cert, time.Time) {
+	s.mu.Lock()
+	old := s.set.Get(name)
+	s.mu.Unlock()
+	if old == nil || !now.Before(old.NotAfter) {
+		return nil, time.Time{}
+	}
+	var newest time.Time
+	for _, f := range []string{old.CertFile, old.KeyFile} {
+		if fi, err := os.Stat(f); err == nil && fi.ModTime().After(newest) {
+			newest = fi.ModTime()
+		}
+	}
+	until := newest.Add(ReplaceGrace)
+	if !time.Now().Before(until) {
+		return nil, time.Time{}
+	}
+	return old, until
 }
 
 // report logs the reason file is left out, once per distinct reason, and

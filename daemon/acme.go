@@ -19,6 +19,7 @@ import (
 
 	"github.com/berthd/berth/acme"
 	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/internal/atomicfile"
 	"github.com/berthd/berth/records"
 )
 
@@ -28,7 +29,8 @@ import (
 const EnvACMEChallenge = "BERTH_ACME_CHALLENGE"
 
 // DefaultACMEChallengeListen is where the HTTP-01 responder listens: a
-// loopback port the proxy on this host forwards to.
+// loopback port the proxy on this host forwards to, chosen once and kept
+// across restarts (listenChallenges).
 const DefaultACMEChallengeListen = "127.0.0.1:0"
 
 // ACMEConfig turns an [acme] table into the Manager's configuration:
@@ -67,15 +69,19 @@ func (d *Daemon) newACME(cfg Config) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cmp.Or(cfg.ACMEChallengeListen, DefaultACMEChallengeListen))
+	ln, err := d.listenChallenges(cfg.ACMEChallengeListen, c.Storage)
 	if err != nil {
-		return nil, fmt.Errorf("%w: acme challenge_listen: %v", ErrSettings, err)
+		return nil, err
 	}
 	for _, col := range m.Collectors() {
 		d.m.reg.MustRegister(col)
 	}
 	d.acme = &acmeSide{m: m, ln: ln, log: d.log}
-	env := cfg.Env
+	return withEnv(cfg.Env, EnvACMEChallenge, ln.Addr().String()), nil
+}
+
+// withEnv is env (nil: the process's) with k set to v, a copy.
+func withEnv(env map[string]string, k, v string) map[string]string {
 	if env == nil {
 		env = map[string]string{}
 		for _, kv := range os.Environ() {
@@ -86,8 +92,70 @@ func (d *Daemon) newACME(cfg Config) (map[string]string, error) {
 	} else {
 		env = maps.Clone(env)
 	}
-	env[EnvACMEChallenge] = ln.Addr().String()
-	return env, nil
+	env[k] = v
+	return env
+}
+
+// ACMETemplateEnv is the environment a render outside berth up (berth
+// render, berth watch) gives the templates, so that they route the
+// challenges where berth up's responder listens: env (nil: the
+// process's) with BERTH_ACME_CHALLENGE from challenge_listen, else from
+// the address berth up keeps in the ACME storage (under stateDir unless
+// [acme] storage is set). env is returned as it is when ACME is off, the
+// variable is set already, or no address is known (berth up never ran).
+func ACMETemplateEnv(env map[string]string, c config.ACME, stateDir string) map[string]string {
+	if c.DirectoryURL == "" {
+		return env
+	}
+	if _, set := env[EnvACMEChallenge]; set || (env == nil && os.Getenv(EnvACMEChallenge) != "") {
+		return env
+	}
+	addr := c.ChallengeListen
+	if addr == "" {
+		b, err := os.ReadFile(filepath.Join(cmp.Or(c.Storage, filepath.Join(stateDir, "acme")), challengeAddrFile))
+		if err != nil {
+			return env
+		}
+		addr = strings.TrimSpace(string(b))
+	}
+	return withEnv(env, EnvACMEChallenge, addr)
+}
+
+// challengeAddrFile, in the ACME storage, keeps the address the
+// responder last listened on when challenge_listen is not set.
+const challengeAddrFile = "challenge-listen"
+
+// listenChallenges opens the HTTP-01 responder's listener: on listen if
+// set; else on the address this storage's daemon used last, if it is
+// free, so that a restarted daemon gives the templates the same
+// BERTH_ACME_CHALLENGE (a restart does not rewrite nginx.conf and
+// reload it), else on a new loopback port, remembered.
+func (d *Daemon) listenChallenges(listen, storage string) (net.Listener, error) {
+	if listen != "" {
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			return nil, fmt.Errorf("%w: acme challenge_listen: %v", ErrSettings, err)
+		}
+		return ln, nil
+	}
+	file := filepath.Join(storage, challengeAddrFile)
+	if b, err := os.ReadFile(file); err == nil {
+		last := strings.TrimSpace(string(b))
+		if host, _, err := net.SplitHostPort(last); err == nil && net.ParseIP(host).IsLoopback() {
+			if ln, err := net.Listen("tcp", last); err == nil {
+				return ln, nil
+			}
+			d.log.Info("the ACME challenge responder's last address is taken; a new one (the templates re-render)", "last", last)
+		}
+	}
+	ln, err := net.Listen("tcp", DefaultACMEChallengeListen)
+	if err != nil {
+		return nil, fmt.Errorf("acme challenge responder: %w", err)
+	}
+	if err := atomicfile.Write(file, []byte(ln.Addr().String()+"\n"), 0o600); err != nil {
+		d.log.Warn("cannot remember the ACME challenge responder's address", "file", file, "err", err)
+	}
+	return ln, nil
 }
 
 // runACME serves the challenges and runs the Manager until ctx ends. An

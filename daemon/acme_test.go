@@ -174,3 +174,34 @@ func TestACMEThroughTheDaemon(t *testing.T) {
 		t.Errorf("%d orders, want 1", n)
 	}
 }
+
+// ACMETemplateEnv gives a render outside berth up the challenge address
+// berth up uses: challenge_listen, else the one it keeps in the storage.
+func TestACMETemplateEnv(t *testing.T) {
+	state := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(state, "acme"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(state, "acme", "challenge-listen"), []byte("127.0.0.1:41234\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	on := "https://ca.example/dir"
+	cases := []struct {
+		name string
+		env  map[string]string
+		c    config.ACME
+		want string // "": not set
+	}{
+		{"acme off", map[string]string{}, config.ACME{}, ""},
+		{"remembered", map[string]string{}, config.ACME{DirectoryURL: on}, "127.0.0.1:41234"},
+		{"challenge_listen", map[string]string{}, config.ACME{DirectoryURL: on, ChallengeListen: "127.0.0.1:8402"}, "127.0.0.1:8402"},
+		{"set already", map[string]string{daemon.EnvACMEChallenge: "127.0.0.1:9"}, config.ACME{DirectoryURL: on}, "127.0.0.1:9"},
+		{"never ran", map[string]string{}, config.ACME{DirectoryURL: on, Storage: t.TempDir()}, ""},
+	}
+	for _, tc := range cases {
+		got := daemon.ACMETemplateEnv(tc.env, tc.c, state)[daemon.EnvACMEChallenge]
+		if got != tc.want {
+			t.Errorf("%s: BERTH_ACME_CHALLENGE %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

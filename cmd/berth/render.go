@@ -175,8 +175,12 @@ func (o *renderOptions) run(cmd *cobra.Command) error {
 	}
 	if o.context == "" { // .Certs as berth up reads them
 		set := readCerts(certDir(o.store.stateDir, files), log)
+		env := acmeEnv(o.store.stateDir, files) // BERTH_ACME_CHALLENGE as berth up gives it
 		for i := range inputs {
 			inputs[i].Certs = set
+			if inputs[i].Env == nil {
+				inputs[i].Env = env
+			}
 		}
 	}
 	if o.dump {

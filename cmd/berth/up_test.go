@@ -67,8 +67,9 @@ type proxyRig struct {
 	nginx   *testenv.Nginx
 	config  string
 	sock    string
-	metrics string // 127.0.0.1:port of /metrics and /healthz
-	host    string // the daemon's host name in the keys
+	metrics string   // 127.0.0.1:port of /metrics and /healthz
+	host    string   // the daemon's host name in the keys
+	envs    []string // more of berth up's environment
 	daemon  *exec.Cmd
 	exited  chan struct{}
 }
@@ -137,6 +138,7 @@ func (r *proxyRig) start() {
 	r.t.Helper()
 	cmd := exec.Command(r.bin, "up", "--config", r.config, "--log-level", "warn")
 	cmd.Env = append(os.Environ(), "BERTH_NGINX_LISTEN="+r.nginx.Addr, "BERTH_NGINX_GRPC_LISTEN=127.0.0.1:1")
+	cmd.Env = append(cmd.Env, r.envs...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		r.t.Fatal(err)

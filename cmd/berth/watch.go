@@ -102,6 +102,7 @@ func (o *watchOptions) run(cmd *cobra.Command) error {
 		runner.WithMinReloadInterval(o.minInterval),
 		runner.WithMirrorOptions(watcher.WithResync(o.resync)),
 		runner.WithCerts(certs.New(certDir(o.store.stateDir, files), certs.WithLogger(log))), // .Certs as berth up reads them
+		runner.WithEnv(acmeEnv(o.store.stateDir, files)),                                     // BERTH_ACME_CHALLENGE as berth up gives it
 	}
 	// The first berth.toml's [catalog]: consul-template's service, nodes ...
 	cat, err := catalogSources(ctx, "", files, log)
