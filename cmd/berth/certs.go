@@ -26,7 +26,8 @@ func certDir(stateDirFlag string, files []*config.File) string {
 	return file.Certs.DirFor(stateDirFor(stateDirFlag, file))
 }
 
-// stateDirFor is the state dir as berth up finds it.
+// stateDirFor is the state dir as berth up finds it: the flag, else
+// BERTH_STATE_DIR, else [daemon] state_dir, else the default.
 func stateDirFor(stateDirFlag string, file config.File) string {
 	return cmp.Or(stateDirFlag, os.Getenv("BERTH_STATE_DIR"), file.Daemon.StateDir, backend.DefaultStateDir())
 }

@@ -105,7 +105,7 @@ func (o *upOptions) settings(flags *pflag.FlagSet, files []*config.File) (daemon
 		Subnet:         cmp.Or(o.subnet, file.Runtime.Subnet),
 		Bridge:         cmp.Or(o.bridge, file.Runtime.Bridge),
 		CgroupParent:   cmp.Or(o.cgroupParent, file.Runtime.CgroupParent),
-		StateDir:       cmp.Or(o.store.stateDir, os.Getenv("BERTH_STATE_DIR"), file.Daemon.StateDir, backend.DefaultStateDir()),
+		StateDir:       stateDirFor(o.store.stateDir, file),
 		Socket:         cmp.Or(o.socket, os.Getenv("BERTH_HOST"), file.Daemon.Socket),
 		Listen:         cmp.Or(o.listen, os.Getenv("BERTH_LISTEN"), file.Daemon.Listen),
 		Status:         file.Daemon.Status,
