@@ -125,6 +125,15 @@ func (p *proxy) serveHTTPS(t *testing.T, hosts ...string) {
 	if out, err := exec.Command("sh", "-c", p.n.ReloadCommand()).CombinedOutput(); err != nil {
 		t.Fatalf("nginx reload: %v: %s %s", err, out, p.n.ErrorLog())
 	}
+	// The reload is a signal: nginx's master opens the new listener after
+	// the command returns.
+	waitFor(t, "nginx's HTTPS listener after the reload", 20*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", p.https, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
 }
 
 // getHTTPS fetches https://host/ through nginx trusting root alone, and

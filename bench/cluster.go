@@ -393,8 +393,17 @@ func (b *clusterBench) heal(ctx context.Context) (float64, error) {
 		}
 	}()
 	time.Sleep(200 * time.Millisecond)
-	if _, err := other.st.Put(ctx, prefix+"x", []byte("1")); err != nil {
-		return 0, err
+	// The frozen member may be raft's leader: a write waits out the
+	// election, and one that times out meanwhile is tried again.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		_, err := other.st.Put(ctx, prefix+"x", []byte("1"))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, err
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(b.cfg.TTL + 2*time.Second)
 	var rest []*renderer
