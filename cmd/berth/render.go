@@ -212,7 +212,9 @@ func (o *renderOptions) fromStore(ctx context.Context, w io.Writer, log *slog.Lo
 	}
 	defer st.Close()
 	ropts := []runner.Option{runner.WithLogger(log),
-		runner.WithCerts(certs.New(certDir(o.store.stateDir, files), certs.WithLogger(log)))} // .Certs as berth up reads them
+		runner.WithCerts(certs.New(certDir(o.store.stateDir, files), certs.WithLogger(log))), // .Certs as berth up reads them
+		runner.WithEnv(acmeEnv(o.store.stateDir, files)),                                     // BERTH_ACME_CHALLENGE as berth up gives it
+	}
 	cat, err := catalogSources(ctx, o.consul, files, log)
 	if err == nil && cat == nil { // the daemon's, as its store
 		cat, err = o.daemonCatalog(ctx, log)
