@@ -13,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berthd/berth/runtime/embedded/network"
+	"github.com/berthd/berth/runtime/embedded/owner"
 )
 
 // hosts are simulated hosts: one network namespace each, with a veth pair
@@ -140,6 +143,22 @@ func (h *hosts) cleanup() {
 	}
 	for i := range h.names {
 		h.killCgroups(i)
+	}
+	// The containers' network namespaces are named in the machine's
+	// /run/netns, not inside the host's: a daemon killed with -9 (or one
+	// that did not remove them) leaves them there, marked with its state
+	// dir's owner mark.
+	for i := range h.names {
+		mark, err := owner.Mark(h.state(i))
+		if err != nil {
+			continue
+		}
+		left, _ := filepath.Glob(filepath.Join(network.NetnsDir, "berth-"+mark+"-*"))
+		for _, ns := range left {
+			if out, err := exec.Command("ip", "netns", "del", filepath.Base(ns)).CombinedOutput(); err != nil {
+				h.t.Logf("ip netns del %s: %v %s", filepath.Base(ns), err, out)
+			}
+		}
 	}
 	unmountUnder(h.root())
 	for _, ns := range append(h.names, h.prefix+"hub") {
