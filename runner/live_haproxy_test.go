@@ -228,7 +228,8 @@ func TestLiveHAProxyRefusedFallsBack(t *testing.T) {
 	h.Start(t)
 	// A reload that does not take while skip exists: the command succeeds,
 	// HAProxy keeps running the configuration it has.
-	tmpl.Spec.Reload = "echo reload >> " + reloads + " && if [ ! -e " + skip + " ]; then " + h.ReloadCommand() + "; fi"
+	// (A line in reloads says a reload command ran, after its decision.)
+	tmpl.Spec.Reload = "if [ ! -e " + skip + " ]; then " + h.ReloadCommand() + "; fi && echo reload >> " + reloads
 	runInBackground(t, st, renderer, log, env, tmpl)
 	waitUntil(t, "the live structure pushed", func() bool { return liveHost(t, h, "app.localhost") })
 	sawStatic := false
@@ -244,8 +245,12 @@ func TestLiveHAProxyRefusedFallsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	const newHost = "new.localhost"
+	skipped := countLines(reloads)
 	putProxied(t, st, "b2", ips["b2"], ports["b2"], newHost, records.StateRunning)
 	waitUntil(t, "the new host rendered", func() bool { return isLive() && strings.Contains(readFile(h.Conf), "backend new.localhost") })
+	// The file is swapped before the reload runs: skip must stay until
+	// that reload has been skipped, or it takes and nothing is refused.
+	waitUntil(t, "the new host's reload skipped", func() bool { return countLines(reloads) > skipped })
 	if sawStatic {
 		t.Fatal("not live before the refusal: the checks below would prove nothing")
 	}
