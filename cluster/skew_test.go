@@ -13,17 +13,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// needTimeNamespaces skips the test when the kernel has no time
-// namespaces (CONFIG_TIME_NS, Linux 5.6+) or unshare(1) cannot make one:
-// without them one process's clock cannot be skewed, and nothing else
-// here would show a skew.
+// needTimeNamespaces fails the test, as needTools does for a missing
+// tool, when the kernel has no time namespaces (CONFIG_TIME_NS, Linux
+// 5.6+) or unshare(1) cannot make one: without them one process's clock
+// cannot be skewed, and a skip would let CI pass having shown nothing.
 func needTimeNamespaces(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat("/proc/self/ns/time"); err != nil {
-		t.Skipf("no time namespaces on this kernel (%v): cannot skew one host's clock", err)
+		t.Fatalf("needs time namespaces (CONFIG_TIME_NS, Linux 5.6+): %v: cannot skew one host's clock", err)
 	}
 	if out, err := exec.Command("unshare", "--time", "true").CombinedOutput(); err != nil {
-		t.Skipf("unshare --time true: %v %s: cannot skew one host's clock", err, out)
+		t.Fatalf("unshare --time true: %v %s: cannot skew one host's clock", err, out)
 	}
 }
 
