@@ -111,8 +111,16 @@ func (f Fixture) Input(prefixes []string) dialect.Input {
 // MergeKVs merges listings of several prefixes into one list sorted by key,
 // each key once (prefixes may overlap).
 func MergeKVs(lists ...[]store.KV) []store.KV {
-	if len(lists) == 1 && strictlySorted(lists[0]) {
-		return lists[0] // one sorted list of distinct keys (a mirror's snapshot): nothing to merge
+	// Empty lists (a certificate source has no keys) merge to nothing.
+	var one []store.KV
+	nonEmpty := 0
+	for _, l := range lists {
+		if len(l) > 0 {
+			one, nonEmpty = l, nonEmpty+1
+		}
+	}
+	if nonEmpty <= 1 && strictlySorted(one) {
+		return one // one sorted list of distinct keys (a mirror's snapshot): nothing to merge
 	}
 	var out []store.KV
 	for _, l := range lists {
