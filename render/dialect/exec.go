@@ -50,6 +50,11 @@ func newExec(t *Template, in Input) (_ *execution, err error) {
 	x.kv = newKVStore(in.KVs, strip)
 	if x.memo != nil {
 		x.kv.ix = &x.memo.index
+		if x.memo.seenKVs != nil && t.blocks > 0 {
+			x.kv.changed, x.kv.delta = changedKeys(x.memo.seenKVs, x.kv.kvs)
+			x.kv.since = x.memo.seenGen
+		}
+		x.memo.seenKVs, x.memo.seenGen = x.kv.kvs, x.memo.gen
 	}
 	switch t.opts.Dialect {
 	case Native:

@@ -375,7 +375,7 @@ func memoFuncs(x *execution) template.FuncMap {
 func (x *execution) memoBegin(id int, a0, a1 any) bool {
 	key, cache := blockKey{id: id, a0: a0, a1: a1}, x.memo != nil && plainValue(a0) && plainValue(a1)
 	if cache {
-		if b, ok := x.memo.blocks[key]; ok && x.kv.valid(b.deps) {
+		if b, ok := x.memo.blocks[key]; ok && x.kv.valid(b.deps, x.kv.delta && b.gen == x.kv.since) {
 			x.out.Write(b.out)
 			if b.gen != x.memo.gen {
 				b.gen = x.memo.gen
@@ -456,9 +456,67 @@ func (s *kvStore) record(d dep) {
 	}
 }
 
-// valid reports whether every read in deps reads the same in s.
-func (s *kvStore) valid(deps []dep) bool {
+// maxChanged is how many changed keys changedKeys lists at most; beyond
+// it, blocks are checked by reading their deps again.
+const maxChanged = 4096
+
+// changedKeys returns the keys (sorted) whose state differs between the
+// sorted snapshots prev and cur: added, removed, or with another value or
+// revision; ok is false when there are more than maxChanged. The
+// snapshots of one mirror share their unchanged keys' strings and values,
+// which compare at once.
+func changedKeys(prev, cur []store.KV) (changed []string, ok bool) {
+	i, j := 0, 0
+	for i < len(prev) || j < len(cur) {
+		if len(changed) > maxChanged {
+			return nil, false
+		}
+		switch {
+		case i == len(prev):
+			changed = append(changed, cur[j].Key)
+			j++
+		case j == len(cur):
+			changed = append(changed, prev[i].Key)
+			i++
+		case prev[i].Key == cur[j].Key:
+			if !sameKV(prev[i], cur[j]) {
+				changed = append(changed, cur[j].Key)
+			}
+			i++
+			j++
+		case prev[i].Key < cur[j].Key:
+			changed = append(changed, prev[i].Key)
+			i++
+		default:
+			changed = append(changed, cur[j].Key)
+			j++
+		}
+	}
+	return changed, true
+}
+
+// touched reports whether a changed key starts with prefix (exact: is
+// prefix).
+func (s *kvStore) touched(prefix string, exact bool) bool {
+	i, found := slices.BinarySearch(s.changed, prefix)
+	if exact || found {
+		return found
+	}
+	return i < len(s.changed) && strings.HasPrefix(s.changed[i], prefix)
+}
+
+// valid reports whether every read in deps reads the same in s. With
+// sinceSeen, deps are known to read the same in the snapshot of the
+// memo's last execution, so a key or prefix read is checked against the
+// keys changed since (s.changed) alone.
+func (s *kvStore) valid(deps []dep, sinceSeen bool) bool {
 	for _, d := range deps {
+		if sinceSeen && (d.kind == 'k' || d.kind == 'u') {
+			if s.touched(d.arg, d.kind == 'k') {
+				return false
+			}
+			continue
+		}
 		switch d.kind {
 		case 'k':
 			i, ok := s.find(d.arg)

@@ -30,6 +30,11 @@ type kvStore struct {
 	ix       *dirIndex
 	followed bool
 	rec      *[]dep // the reads of the memoized block being executed; nil: none
+	// changed are the keys (sorted) added, removed or modified since the
+	// snapshot of the memo's execution since; delta says they are known.
+	changed []string
+	since   uint64
+	delta   bool
 }
 
 // index returns the directory index, current to s.kvs, or nil.

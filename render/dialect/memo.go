@@ -38,6 +38,13 @@ type memo struct {
 	// blocks holds the output of memoized range bodies (incremental.go).
 	blocks     map[blockKey]*block
 	usedBlocks int
+	// seenKVs is the snapshot the last execution holding the memo read,
+	// and seenGen its generation: the blocks that execution wrote or
+	// found valid (gen == seenGen) read the same in seenKVs, so in the
+	// next snapshot they are checked against the keys changed since
+	// (changedKeys), not by reading their deps again.
+	seenKVs []store.KV
+	seenGen uint64
 	// sets is the memo of the endpoint sets {{endpoints}} builds.
 	sets endpoints.Builder
 	// readOnly: the decoded instances go to a reader that does not modify
