@@ -20,7 +20,8 @@ import (
 // watchOptions are the flags of berth watch.
 type watchOptions struct {
 	renderFlags
-	once bool
+	once       bool
+	cpuProfile string
 }
 
 // renderFlags are the flags berth up and berth watch share: where the
@@ -72,6 +73,7 @@ configuration error.
 	f.StringVar(&o.wait, "wait", "", `default quiescence "min[:max]" for templates without their own (e.g. 100ms:1s)`)
 	f.DurationVar(&o.minInterval, "min-reload-interval", 0, "reload budget: at most one change applied per template in this interval")
 	f.DurationVar(&o.resync, "resync", watcher.DefaultResync, "re-list every watched prefix this often as a backstop (0: never)")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof bin/berth FILE)")
 	return cmd
 }
 
@@ -79,6 +81,13 @@ func (o *watchOptions) run(cmd *cobra.Command) error {
 	log, err := commandLogger(cmd)
 	if err != nil {
 		return err
+	}
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return usagef("--cpuprofile: %v", err)
+		}
+		defer stop()
 	}
 	templates, files, err := o.load()
 	if err != nil {
