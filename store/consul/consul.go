@@ -62,7 +62,9 @@ type Store struct {
 	client      *api.Client
 	transport   *http.Transport
 	kv          *api.KV
-	endpoint    string // scheme://address, named by errors
+	http        *http.Client // for the prefix reads (listing.go)
+	token       string       // the ACL token in effect, the environment's included
+	endpoint    string       // scheme://address, named by errors
 	logger      *slog.Logger
 	dialTimeout time.Duration
 	watchRetry  time.Duration
@@ -130,13 +132,15 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consul %s: TLS: %w", endpoint, err)
 	}
-	client, err := api.NewClient(&api.Config{
+	conf := &api.Config{
 		Address:    cfg.Address,
 		Scheme:     cfg.Scheme,
 		Token:      cfg.Token,
 		TLSConfig:  tlsCfg,
 		HttpClient: httpClient,
-	})
+	}
+	// NewClient fills conf in, the token from the environment included.
+	client, err := api.NewClient(conf)
 	if err != nil {
 		return nil, fmt.Errorf("consul %s: %w", endpoint, err)
 	}
@@ -151,6 +155,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		client:      client,
 		transport:   transport,
 		kv:          client.KV(),
+		http:        httpClient,
+		token:       conf.Token,
 		endpoint:    endpoint,
 		logger:      logger.With("store", endpoint),
 		dialTimeout: cfg.DialTimeout,
@@ -239,35 +245,20 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.KV, store.Revi
 	if err := cmp.Or(s.checkOpen(), s.checkKey("list", prefix, true)); err != nil {
 		return nil, 0, err
 	}
-	q := (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx)
-	kvs, rev, err := s.list(prefix, q)
+	kvs, rev, err := s.list(ctx, prefix, &api.QueryOptions{RequireConsistent: true}, nil)
 	if err != nil {
 		return nil, 0, s.wrap("list", prefix, err)
 	}
 	return kvs, rev, nil
 }
 
-// list reads prefix with q, records the result in the history and returns
-// it sorted by key.
-func (s *Store) list(prefix string, q *api.QueryOptions) ([]store.KV, store.Revision, error) {
-	pairs, meta, err := s.kv.List(consulKey(prefix), q)
+// list reads prefix with q (see getPrefix), records the result in the
+// history and returns it sorted by key.
+func (s *Store) list(ctx context.Context, prefix string, q *api.QueryOptions, base []store.KV) ([]store.KV, store.Revision, error) {
+	kvs, rev, err := s.getPrefix(ctx, prefix, uint64(q.WaitIndex), q.WaitTime, q.RequireConsistent, base)
 	if err != nil {
 		return nil, 0, err
 	}
-	if meta.ResultsFilteredByACLs {
-		// A listing with holes would look like deleted keys downstream.
-		return nil, 0, fmt.Errorf("%w: the token may not read some keys under this prefix (key:read)", ErrPermissionDenied)
-	}
-	kvs := make([]store.KV, 0, len(pairs))
-	for _, p := range pairs {
-		// With prefix "/", Consul lists every key, including any that
-		// would map to a key outside prefix; the mapping keeps them in.
-		kvs = append(kvs, toKV(p))
-	}
-	slices.SortFunc(kvs, func(a, b store.KV) int { return strings.Compare(a.Key, b.Key) })
-	// Consul documents index 0 as possible on an empty store; treat it as 1
-	// so that it is never mistaken for "now".
-	rev := store.Revision(max(meta.LastIndex, 1))
 	s.history.Add(prefix, rev, kvs)
 	return kvs, rev, nil
 }

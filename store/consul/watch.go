@@ -39,7 +39,7 @@ func (s *Store) Watch(ctx context.Context, prefix string, after store.Revision) 
 	}
 	// The baseline: a fresh read, which is the state at after when nothing
 	// under prefix changed since; else the remembered state at after.
-	cur, index, err := w.read(qctx, 0)
+	cur, index, err := w.read(qctx, 0, nil)
 	if err != nil {
 		run(func() { w.final(ctx, err) })
 		return ch
@@ -70,7 +70,7 @@ func (w *watcher) loop(ctx, qctx context.Context, base, cur []store.KV, index, w
 		}
 		base = cur
 		var err error
-		cur, index, err = w.read(qctx, wait)
+		cur, index, err = w.read(qctx, wait, cur)
 		if err != nil {
 			w.final(ctx, err)
 			return
@@ -110,7 +110,12 @@ type watcher struct {
 
 // read runs one (blocking, when wait > 0) query of the prefix, retrying
 // transient errors with backoff for at most the store's WatchRetry.
-func (w *watcher) read(ctx context.Context, wait store.Revision) ([]store.KV, store.Revision, error) {
+//
+// base is the previous state: the entries of the answer whose key and
+// ModifyIndex are unchanged from it keep base's KV, undecoded. After a
+// failure base is not trusted (the agent may have been replaced), and every
+// entry is decoded.
+func (w *watcher) read(ctx context.Context, wait store.Revision, base []store.KV) ([]store.KV, store.Revision, error) {
 	s := w.s
 	backoff := 100 * time.Millisecond
 	var failingSince time.Time
@@ -132,7 +137,11 @@ func (w *watcher) read(ctx context.Context, wait store.Revision) ([]store.KV, st
 			limit += s.wait + s.wait/16
 		}
 		rctx, cancel := context.WithTimeout(ctx, limit)
-		kvs, index, err := s.list(w.prefix, q.WithContext(rctx))
+		trusted := base
+		if !failingSince.IsZero() {
+			trusted = nil
+		}
+		kvs, index, err := s.list(rctx, w.prefix, q, trusted)
 		timedOut := rctx.Err() != nil
 		cancel()
 		if err == nil {
