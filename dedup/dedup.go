@@ -205,21 +205,29 @@ func decode(b []byte) (record, []byte, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return r, nil, fmt.Errorf("not an output record: %w", err)
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(r.Gzip))
+	out, err := unzip(r.Gzip, r.Hash)
+	return r, out, err
+}
+
+// unzip decompresses a gzipped output, bounded by maxOutput, and checks
+// it against its hash: the one check of an output, from the store or a
+// peer.
+func unzip(gz []byte, hash string) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
 	if err != nil {
-		return r, nil, fmt.Errorf("output: %w", err)
+		return nil, fmt.Errorf("output: %w", err)
 	}
 	out, err := io.ReadAll(io.LimitReader(zr, maxOutput+1))
 	if err != nil {
-		return r, nil, fmt.Errorf("output: %w", err)
+		return nil, fmt.Errorf("output: %w", err)
 	}
 	if len(out) > maxOutput {
-		return r, nil, fmt.Errorf("output larger than %d bytes", maxOutput)
+		return nil, fmt.Errorf("output larger than %d bytes", maxOutput)
 	}
-	if hashOf(out) != r.Hash {
-		return r, nil, errors.New("output does not match its hash")
+	if hashOf(out) != hash {
+		return nil, errors.New("output does not match its hash")
 	}
-	return r, out, nil
+	return out, nil
 }
 
 // fixed is a follower's render source: the leader's output.
