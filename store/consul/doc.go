@@ -1,5 +1,8 @@
 // Package consul is berth's store backend on Consul's KV store
-// (consul://host:8500), through github.com/hashicorp/consul/api.
+// (consul://host:8500), through github.com/hashicorp/consul/api, except
+// prefix reads (List and each blocking query of a watch): berth's own GET
+// (listing.go), which keeps the previous KV of every entry whose key and
+// ModifyIndex are unchanged instead of decoding its value again.
 //
 // Keys map one to one: berth's "/berth/x" is Consul's "berth/x"; keys
 // without a leading slash are refused. A revision is a Consul raft index
