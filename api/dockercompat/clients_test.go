@@ -428,7 +428,7 @@ func TestGoDockerClient(t *testing.T) {
 		}
 		return c.ID
 	}
-	web := run("web", "web.test", "sh", "-c", "trap 'echo hup' HUP; while true; do sleep 0.1; done")
+	web := run("web", "web.test", "sh", "-c", "trap 'echo hup' HUP; echo trapped; while true; do sleep 0.1; done")
 	start := next("start of web", func(e *dockerclient.APIEvents) bool { return e.Action == "start" && e.Actor.ID == web })
 	if start.Time == 0 || start.Status != "start" || start.ID != web || start.From != "busybox:test" {
 		t.Errorf("start event (legacy fields for docker-gen): %+v", start)
@@ -474,15 +474,18 @@ func TestGoDockerClient(t *testing.T) {
 		t.Errorf("networks: %+v %v", nets, err)
 	}
 
-	// docker-gen's notify: a signal, then a restart.
+	// docker-gen's notify: a signal, then a restart. The signal waits for
+	// the shell's trap: sent before it, under load, it ended the shell.
+	logs := func() string {
+		var o bytes.Buffer
+		_ = cli.Logs(dockerclient.LogsOptions{Container: web, Stdout: true, OutputStream: &o, ErrorStream: io.Discard})
+		return o.String()
+	}
+	waitFor(t, 10*time.Second, "the shell's trap set", func() bool { return strings.Contains(logs(), "trapped") })
 	if err := cli.KillContainer(dockerclient.KillContainerOptions{ID: web, Signal: dockerclient.SIGHUP}); err != nil {
 		t.Fatalf("kill HUP: %v", err)
 	}
-	waitFor(t, 10*time.Second, "the trapped HUP in the logs", func() bool {
-		var o bytes.Buffer
-		_ = cli.Logs(dockerclient.LogsOptions{Container: web, Stdout: true, OutputStream: &o, ErrorStream: io.Discard})
-		return strings.Contains(o.String(), "hup")
-	})
+	waitFor(t, 10*time.Second, "the trapped HUP in the logs", func() bool { return strings.Contains(logs(), "hup") })
 	if err := cli.RestartContainer(web, 1); err != nil {
 		t.Fatalf("restart: %v", err)
 	}

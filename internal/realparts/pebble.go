@@ -33,11 +33,21 @@ const PebbleModule = "github.com/letsencrypt/pebble/v2"
 // It also returns the Pebble module's directory, which holds its test
 // certificates (test/certs).
 func PebbleBinary() (bin, moddir string, err error) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}} {{.Version}}", PebbleModule).Output()
+	// go mod download, not go list -m: on a cold module cache list gives
+	// no Dir (the module is not downloaded yet), and the paths made of it
+	// were relative ones.
+	out, err := exec.Command("go", "mod", "download", "-json", PebbleModule).Output()
 	if err != nil {
-		return "", "", fmt.Errorf("go list -m %s: %w", PebbleModule, err)
+		return "", "", fmt.Errorf("go mod download %s: %w", PebbleModule, err)
 	}
-	moddir, version, _ := strings.Cut(strings.TrimSpace(string(out)), " ")
+	var mod struct{ Dir, Version, Error string }
+	if err := json.Unmarshal(out, &mod); err != nil {
+		return "", "", fmt.Errorf("go mod download %s: %w", PebbleModule, err)
+	}
+	if mod.Error != "" || mod.Dir == "" || mod.Version == "" {
+		return "", "", fmt.Errorf("go mod download %s: no module directory or version (%s)", PebbleModule, mod.Error)
+	}
+	moddir, version := mod.Dir, mod.Version
 	if p := os.Getenv("BERTH_PEBBLE"); p != "" {
 		return p, moddir, nil
 	}
