@@ -216,9 +216,10 @@ func TestPebbleIssuesServesAndRenews(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(certs, "app.example.com.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("key file: %v %v", fi, err)
 	}
-	if fileSerial(t, filepath.Join(certs, "www.example.com.crt")) != first {
-		t.Fatal("www.example.com does not have the set's certificate")
-	}
+	// each name's pair is its own file, written one after the other
+	waitFor(t, "www.example.com's copy of the set's certificate", 10*time.Second, func() bool {
+		return fileSerial(t, filepath.Join(certs, "www.example.com.crt")) == first
+	})
 	if _, err := st.Get(context.Background(), "/berth/acme/certs/app.example.com"); err != nil {
 		t.Fatalf("the certificate is not shared in the store: %v", err)
 	}
