@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -64,6 +65,7 @@ type Store struct {
 	kv          *api.KV
 	http        *http.Client // for the prefix reads (listing.go)
 	token       string       // the ACL token in effect, the environment's included
+	scope       url.Values   // dc, ns, partition as the client library sends them (listing.go)
 	endpoint    string       // scheme://address, named by errors
 	logger      *slog.Logger
 	dialTimeout time.Duration
@@ -157,6 +159,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		kv:          client.KV(),
 		http:        httpClient,
 		token:       conf.Token,
+		scope:       scopeOf(conf),
 		endpoint:    endpoint,
 		logger:      logger.With("store", endpoint),
 		dialTimeout: cfg.DialTimeout,
@@ -733,4 +736,18 @@ func (s *Store) close(destroy bool) error {
 	}
 	s.transport.CloseIdleConnections()
 	return errors.Join(errs...)
+}
+
+// scopeOf is the query parameters the client library adds to every request
+// of conf (filled in by api.NewClient, CONSUL_NAMESPACE and
+// CONSUL_PARTITION included): berth's own reads must address the keys its
+// writes, made through the library, do.
+func scopeOf(conf *api.Config) url.Values {
+	v := url.Values{}
+	for name, val := range map[string]string{"dc": conf.Datacenter, "ns": conf.Namespace, "partition": conf.Partition} {
+		if val != "" {
+			v.Set(name, val)
+		}
+	}
+	return v
 }

@@ -32,6 +32,9 @@ import (
 // naming what is wrong; the caller keeps its last good state.
 func (s *Store) getPrefix(ctx context.Context, prefix string, wait uint64, waitTime time.Duration, consistent bool, base []store.KV) ([]store.KV, store.Revision, error) {
 	v := url.Values{"recurse": {""}}
+	for name, vals := range s.scope {
+		v[name] = vals
+	}
 	if wait > 0 {
 		v.Set("index", strconv.FormatUint(wait, 10))
 		v.Set("wait", strconv.FormatInt(waitTime.Milliseconds(), 10)+"ms")

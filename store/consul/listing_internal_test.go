@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/consul/api"
+
 	"github.com/berthd/berth/store"
 )
 
@@ -77,5 +79,17 @@ func TestDecodeEntriesReuses(t *testing.T) {
 	}
 	if string(got[1].Value) != "z" || got[1].ModRevision != 3 {
 		t.Errorf("b = %+v, want z at 3", got[1])
+	}
+}
+
+// TestScopeOf: berth's own reads carry the datacenter, namespace and
+// partition the client library gives its writes.
+func TestScopeOf(t *testing.T) {
+	got := scopeOf(&api.Config{Datacenter: "dc2", Namespace: "team", Partition: "p1"}).Encode()
+	if want := "dc=dc2&ns=team&partition=p1"; got != want {
+		t.Errorf("scope %q, want %q", got, want)
+	}
+	if got := scopeOf(&api.Config{}).Encode(); got != "" {
+		t.Errorf("empty config: scope %q, want none", got)
 	}
 }
