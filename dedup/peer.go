@@ -236,7 +236,8 @@ func newPeerClient(base, fingerprint, secret, host string) (*peerClient, error) 
 	if err != nil {
 		return nil, fmt.Errorf("lock record: %w", err)
 	}
-	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second}
+	// A leader that accepts and never answers is given the poll and 10 s.
+	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: peerPoll + 10*time.Second}
 	return &peerClient{url: base, secret: secret, host: host, hc: &http.Client{Transport: tr}}, nil
 }
 
