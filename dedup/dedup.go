@@ -3,6 +3,7 @@ package dedup
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,6 +47,7 @@ type Deduper struct {
 	host   string
 	owner  string // this Deduper's identity in the locks and outputs it writes
 	mopts  []watcher.MirrorOption
+	peer   *peerSide // nil: outputs go through the store alone
 
 	mu    sync.Mutex
 	confs map[string]config.Template // by identity: the template Key was given first
@@ -71,6 +75,31 @@ func WithMirrorOptions(o ...watcher.MirrorOption) Option {
 	return func(d *Deduper) { d.mopts = append(d.mopts, o...) }
 }
 
+// WithPeers makes this daemon's leaders serve their outputs to the
+// followers directly, on ln (TLS, a certificate pinned by its fingerprint
+// and a secret, both published in the lock record), so that a change
+// costs the store only the leader's data watch: the leader stores an
+// output only for a registered follower that has not fetched it within
+// peerGrace. Followers reach ln at advertise ("host:port"; empty: ln's
+// own address, which must then be one they can reach). Run serves ln.
+func WithPeers(ln net.Listener, advertise string) Option {
+	return func(d *Deduper) {
+		if advertise == "" {
+			advertise = ln.Addr().String()
+		}
+		d.peer = &peerSide{ln: ln, url: "https://" + advertise}
+	}
+}
+
+// peerSide is a Deduper's peer-to-peer transport: its listener, the URL
+// followers reach it at, its identity and the server of its outputs.
+type peerSide struct {
+	ln  net.Listener
+	url string
+	id  peerIdentity
+	srv *peerServer
+}
+
 // New returns a Deduper over st.
 func New(st store.Store, opts ...Option) *Deduper {
 	var b [12]byte
@@ -86,7 +115,40 @@ func New(st store.Store, opts ...Option) *Deduper {
 	if d.host == "" {
 		d.host, _ = os.Hostname()
 	}
+	if d.peer != nil {
+		id, err := newPeerIdentity()
+		if err != nil {
+			d.log.Error("dedup: outputs go through the store alone", "err", err)
+			d.peer = nil
+		} else {
+			d.peer.id, d.peer.srv = id, newPeerServer(id.secret)
+		}
+	}
 	return d
+}
+
+// Run serves the leaders' outputs to the followers on the listener of
+// WithPeers until ctx ends, and then closes it (its long polls with it).
+// Without WithPeers it only waits for ctx. Followers that cannot reach it
+// take the outputs from the store, later.
+func (d *Deduper) Run(ctx context.Context) error {
+	if d.peer == nil {
+		<-ctx.Done()
+		return nil
+	}
+	hs := &http.Server{
+		Handler:           d.peer.srv,
+		TLSConfig:         d.peer.id.serverTLS(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
+	}
+	stop := context.AfterFunc(ctx, func() { hs.Close() })
+	defer stop()
+	err := hs.ServeTLS(d.peer.ln, "", "")
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("dedup peers on %s: %w", d.peer.ln.Addr(), err)
 }
 
 // Owner is this Deduper's identity in the locks and outputs it writes.
@@ -161,8 +223,22 @@ func readTemplate(path string) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
-// lockRecord is the value of the leader key.
+// lockRecord is the value of the leader key. URL, Fingerprint and
+// Secret are there when the leader serves its outputs peer to peer.
 type lockRecord struct {
+	Owner       string    `json:"owner"`
+	Host        string    `json:"host"`
+	Since       time.Time `json:"since"`
+	URL         string    `json:"url,omitempty"`
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	Secret      string    `json:"secret,omitempty"`
+}
+
+// followerRecord is the value of <prefix><id>/followers/<owner>: a
+// follower that takes the outputs peer to peer, bound to its lease. The
+// leader stores an output for the registered followers that did not
+// fetch it.
+type followerRecord struct {
 	Owner string    `json:"owner"`
 	Host  string    `json:"host"`
 	Since time.Time `json:"since"`
@@ -183,7 +259,8 @@ func hashOf(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-func encode(r record, out []byte) ([]byte, error) {
+// zip is out gzipped.
+func zip(out []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	if _, err := zw.Write(out); err != nil {
@@ -192,8 +269,7 @@ func encode(r record, out []byte) ([]byte, error) {
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
-	r.Gzip = buf.Bytes()
-	return json.Marshal(r)
+	return buf.Bytes(), nil
 }
 
 // maxOutput bounds a stored output as it is decompressed.

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,6 +157,27 @@ func startHost(t *testing.T, url, name, text string, withDedup bool) *host {
 // startHostOn is startHost with the template reading prefix.
 func startHostOn(t *testing.T, url, name, prefix, text string, withDedup bool) *host {
 	t.Helper()
+	return startHostWith(t, url, name, text, hostOpts{prefix: prefix, dedup: withDedup})
+}
+
+// hostOpts are startHostWith's.
+type hostOpts struct {
+	prefix    string
+	dedup     bool
+	peers     bool   // serve and take outputs peer to peer, on loopback
+	advertise string // with peers: the address followers are told
+}
+
+// startPeerHost starts a dedup daemon that serves its outputs peer to
+// peer.
+func startPeerHost(t *testing.T, url, name string) *host {
+	t.Helper()
+	return startHostWith(t, url, name, text, hostOpts{prefix: dataPrefix, dedup: true, peers: true})
+}
+
+func startHostWith(t *testing.T, url, name, text string, o hostOpts) *host {
+	t.Helper()
+	prefix, withDedup := o.prefix, o.dedup
 	st, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
@@ -174,16 +196,33 @@ func startHostOn(t *testing.T, url, name, prefix, text string, withDedup bool) *
 		Spec:     render.Spec{Name: "app", Dest: filepath.Join(dir, "app.out")},
 		Dedup:    withDedup,
 	}
-	dd := dedup.New(cnt, dedup.WithTTL(ttl), dedup.WithHost(name), dedup.WithLogger(quiet()))
+	dopts := []dedup.Option{dedup.WithTTL(ttl), dedup.WithHost(name), dedup.WithLogger(quiet())}
+	if o.peers {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dopts = append(dopts, dedup.WithPeers(ln, o.advertise))
+	}
+	dd := dedup.New(cnt, dopts...)
 	keys, open := dd.Sources(nil, func(k string) runner.Source { return watcher.NewMirror(cnt, k, watcher.WithLogger(quiet())) })
 	r := runner.New(cnt, render.New(render.WithLogger(quiet())), runner.WithLogger(quiet()), runner.WithSources(keys, open))
 	ctx, cancel := context.WithCancel(t.Context())
 	h := &host{name: name, st: st, cnt: cnt, dd: dd, tmpl: tmpl, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(h.done)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := dd.Run(ctx); err != nil {
+			t.Errorf("%s: dedup Run: %v", name, err)
+		}
+	})
+	wg.Go(func() {
 		if err := r.Run(ctx, []config.Template{tmpl}); err != nil {
 			t.Errorf("%s: Run: %v", name, err)
 		}
+	})
+	go func() {
+		defer close(h.done)
+		wg.Wait()
 	}()
 	t.Cleanup(h.stop)
 	return h
@@ -335,6 +374,12 @@ func TestDedupReadsDoNotGrow(t *testing.T) {
 // and every remaining file has the change. A stopped leader (context
 // ended) hands over at once.
 func TestDedupHandover(t *testing.T) {
+	for _, peers := range []bool{false, true} {
+		t.Run(fmt.Sprintf("peers=%t", peers), func(t *testing.T) { testHandover(t, peers) })
+	}
+}
+
+func testHandover(t *testing.T, peers bool) {
 	url := testenv.StartEtcd(t, 1).URL()
 	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
 	if err != nil {
@@ -344,7 +389,7 @@ func TestDedupHandover(t *testing.T) {
 	put(t, admin, "a", "0")
 	hosts := []*host{}
 	for i := range 3 {
-		hosts = append(hosts, startHost(t, url, fmt.Sprintf("h%d", i), text, true))
+		hosts = append(hosts, startHostWith(t, url, fmt.Sprintf("h%d", i), text, hostOpts{prefix: dataPrefix, dedup: true, peers: peers}))
 	}
 	waitAll(t, expect("a", "0"), hosts...)
 	rest := func(dead *host) []*host {

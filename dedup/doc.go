@@ -32,19 +32,24 @@
 // A dedup template must not render host-specific data (env, hostname):
 // the leader's is everyone's.
 //
-// peer.go holds the transport of #18 (followers take the output from the
-// leader peer to peer, so that a change costs the store only the
-// leader's data watch), not yet used by Source: the leader serves its
-// current output (gzipped, with its hash and count) at
+// Peer to peer (WithPeers, served by Deduper.Run): a leader serves its
+// current output (gzipped, with its hash, count and data revision) at
 // GET /dedup/<id>/output?have=<hash>&host=<follower>, a long poll that
 // answers when its hash differs from have (304 after 30 s), over TLS 1.3
 // with a self-signed ECDSA P-256 certificate made in memory, to a bearer
-// secret of 32 random bytes compared in constant time, and it records
-// the hash each follower host fetched. A follower takes the URL
-// (https://host:port), the certificate's SHA-256 fingerprint and the
-// secret from the lock record, pins the fingerprint (the chain is not
-// verified, the pin is), bounds the body and checks the output as one
-// from the store (unzip: size bound, gzip, hash). Its security is the
-// store's: who can read the lock record can read the data the output is
-// made from.
+// secret of 32 random bytes compared in constant time. Its URL, the
+// certificate's SHA-256 fingerprint and the secret are in its lock
+// record. A follower that sees them registers once under
+// <prefix><id>/followers/<owner> (bound to its lease), pins the
+// fingerprint (the chain is not verified, the pin is), bounds the body,
+// checks the output as one from the store (unzip: size bound, gzip,
+// hash) and follows each new one; the leader records which hash each
+// follower fetched, and stores an output only for registered followers
+// that did not fetch it within peerGrace (1 s). So a change costs the
+// store only the leader's data watch, however many follow. A follower
+// that cannot reach the leader says so once and takes the stored output
+// meanwhile; outputs of one leader are taken in the order of their data
+// revisions, whichever way each arrives, so a late stored one never
+// replaces a newer fetched one. Its security is the store's: who can
+// read the lock record can read the data the output is made from.
 package dedup

@@ -1,10 +1,10 @@
 package dedup
 
-// The peer-to-peer transport of outputs (#18), not yet used by Source:
-// a leader serves its current output over HTTPS with a self-signed
-// certificate whose fingerprint, and a secret, it would publish in its
-// lock record; a follower pins the fingerprint, sends the secret and
-// long-polls for an output whose hash differs from the one it has.
+// The peer-to-peer transport of outputs (#18): a leader serves its
+// current output over HTTPS with a self-signed certificate whose
+// fingerprint, and a secret, it publishes in its lock record; a follower
+// pins the fingerprint, sends the secret and long-polls for an output
+// whose hash differs from the one it has.
 
 import (
 	"context"
@@ -27,6 +27,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/berthd/berth/store"
 )
 
 // peerPoll is how long the leader holds a long poll before 304.
@@ -37,8 +39,9 @@ const maxPeerBody = maxOutput
 
 // Header names of a peer's answer.
 const (
-	hdrHash  = "X-Berth-Hash"
-	hdrCount = "X-Berth-Count"
+	hdrHash     = "X-Berth-Hash"
+	hdrCount    = "X-Berth-Count"
+	hdrRevision = "X-Berth-Revision"
 )
 
 // peerIdentity is a leader's TLS certificate, made at start and kept in
@@ -114,6 +117,7 @@ func pinnedTLS(fingerprint string) (*tls.Config, error) {
 type peerOutput struct {
 	hash  string
 	count int
+	rev   store.Revision // of the data it was made from
 	gzip  []byte
 }
 
@@ -142,6 +146,19 @@ func (s *peerServer) set(id string, o peerOutput) {
 		close(c)
 	}
 	s.changed[id] = make(chan struct{})
+}
+
+// drop stops serving id (its leader stopped leading) and forgets who
+// fetched it.
+func (s *peerServer) drop(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.outs, id)
+	delete(s.fetched, id)
+	if c, ok := s.changed[id]; ok {
+		close(c)
+		delete(s.changed, id)
+	}
 }
 
 // fetchedBy reports the hash host last fetched of id ("" if none).
@@ -185,6 +202,7 @@ func (s *peerServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if ok && o.hash != have {
 			w.Header().Set(hdrHash, o.hash)
 			w.Header().Set(hdrCount, strconv.Itoa(o.count))
+			w.Header().Set(hdrRevision, strconv.FormatInt(int64(o.rev), 10))
 			w.Header().Set("Content-Type", "application/gzip")
 			if _, err := w.Write(o.gzip); err == nil && host != "" {
 				s.mu.Lock()
@@ -272,6 +290,11 @@ func (c *peerClient) fetch(ctx context.Context, id, have string) (peerOutput, []
 	if o.count, err = strconv.Atoi(resp.Header.Get(hdrCount)); err != nil || o.count < 0 {
 		return o, nil, fmt.Errorf("dedup peer %s: header %s %q: not a count", c.url, hdrCount, resp.Header.Get(hdrCount))
 	}
+	rev, err := strconv.ParseInt(resp.Header.Get(hdrRevision), 10, 64)
+	if err != nil || rev < 0 {
+		return o, nil, fmt.Errorf("dedup peer %s: header %s %q: not a revision", c.url, hdrRevision, resp.Header.Get(hdrRevision))
+	}
+	o.rev = store.Revision(rev)
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPeerBody+1))
 	if err != nil {
 		return o, nil, fmt.Errorf("dedup peer %s: %w", c.url, err)

@@ -48,7 +48,7 @@ func leader(t *testing.T, h http.Handler) (peerIdentity, *peerServer, string) {
 func TestPeerFetch(t *testing.T) {
 	id, s, base := leader(t, nil)
 	out1, out2 := []byte("upstream a { server 10.0.0.1; }\n"), []byte("upstream a { server 10.0.0.2; }\n")
-	s.set("abc", peerOutput{hash: hashOf(out1), count: 1, gzip: gz(t, out1)})
+	s.set("abc", peerOutput{hash: hashOf(out1), count: 1, rev: 5, gzip: gz(t, out1)})
 	c, err := newPeerClient(base, id.fingerprint, id.secret, "h2")
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +56,7 @@ func TestPeerFetch(t *testing.T) {
 	defer c.close()
 	ctx := context.Background()
 	o, got, err := c.fetch(ctx, "abc", "")
-	if err != nil || !bytes.Equal(got, out1) || o.count != 1 || o.hash != hashOf(out1) {
+	if err != nil || !bytes.Equal(got, out1) || o.count != 1 || o.hash != hashOf(out1) || o.rev != 5 {
 		t.Fatalf("fetch = %+v %q %v, want out1", o, got, err)
 	}
 	if h := s.fetchedBy("abc", "h2"); h != hashOf(out1) {
@@ -95,13 +95,17 @@ func TestPeerFetch(t *testing.T) {
 func TestPeerRefused(t *testing.T) {
 	good := []byte("good\n")
 	bomb := gz(t, make([]byte, maxOutput+1))
-	hostile := func(hash string, body []byte) http.Handler {
+	hostileRev := func(hash, rev string, body []byte) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set(hdrHash, hash)
 			w.Header().Set(hdrCount, "1")
+			if rev != "" {
+				w.Header().Set(hdrRevision, rev)
+			}
 			_, _ = w.Write(body)
 		})
 	}
+	hostile := func(hash string, body []byte) http.Handler { return hostileRev(hash, "7", body) }
 	other, err := newPeerIdentity()
 	if err != nil {
 		t.Fatal(err)
@@ -145,6 +149,10 @@ func TestPeerRefused(t *testing.T) {
 			want: "body larger than"},
 		{name: "no hash", peer: hostile("", gz(t, good)),
 			want: "no X-Berth-Hash header"},
+		{name: "no revision", peer: hostileRev(hashOf(good), "", gz(t, good)),
+			want: `header X-Berth-Revision "": not a revision`},
+		{name: "negative revision", peer: hostileRev(hashOf(good), "-3", gz(t, good)),
+			want: `header X-Berth-Revision "-3": not a revision`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id, s, base := leader(t, tc.peer)

@@ -24,6 +24,10 @@ import (
 // opTimeout bounds one store write of the dedup keys.
 const opTimeout = 10 * time.Second
 
+// peerGrace is how long a leader with registered followers waits for
+// them to fetch an output peer to peer before it stores it for them.
+const peerGrace = time.Second
+
 var (
 	_ runner.Source = (*Source)(nil)
 	_ runner.Binder = (*Source)(nil)
@@ -49,6 +53,7 @@ type Source struct {
 	base    string // <prefix><id>/
 	lockKey string
 	outKey  string
+	folKeys string // <base>followers/
 	ctl     *watcher.Mirror // the dedup keys: who leads, what it stored
 	log     *slog.Logger
 	kick    chan struct{}
@@ -57,7 +62,9 @@ type Source struct {
 	changes     watcher.Changes
 	snap        watcher.Snapshot
 	mode        mode
-	followed    string   // modeOutput: the hash of the output the snapshot holds
+	followed    string         // modeOutput: the hash of the output the snapshot holds
+	followedBy  string         // and the owner of the leader that made it
+	followedRev store.Revision // and the data revision it was made from
 	dataGens    []uint64 // modeData: the mirrors' generations the snapshot holds
 	leading     bool
 	stopLead    context.CancelFunc
@@ -68,27 +75,34 @@ type Source struct {
 	errAt       time.Time
 	failing     time.Time
 	bad         string // the last invalid output record reported, by its value's hash
+	peerDown    bool   // following peer to peer: the current leader cannot be reached
 
 	// Run's goroutine only: this daemon's writes the dedup keys' mirror
-	// may not show yet.
-	lockRev  store.Revision // the revision of the lock this daemon created
-	wroteRev store.Revision // of the last output it stored, and its hash
-	wrote    string
+	// may not show yet, and its poller of the leader.
+	lockRev    store.Revision // the revision of the lock this daemon created
+	wroteRev   store.Revision // of the last output it stored, and its hash
+	wrote      string
+	registered bool        // as a follower, under folKeys
+	polling    string      // the lock record the poller follows ("" none)
+	stopPoll   func()      // stops it and waits
+	later      *time.Timer // wakes step when a peerGrace runs out
 }
 
 // applied is an output the leader applied.
 type applied struct {
 	out   []byte
+	gzip  []byte
 	hash  string
 	count int
 	rev   store.Revision
+	at    time.Time
 }
 
 func newSource(d *Deduper, id string, conf config.Template) *Source {
 	base := d.prefix + id + "/"
 	return &Source{
 		d: d, id: id, conf: conf, base: base,
-		lockKey: base + "leader", outKey: base + "output",
+		lockKey: base + "leader", outKey: base + "output", folKeys: base + "followers/",
 		ctl:     watcher.NewMirror(d.st, base, d.mopts...),
 		log:     d.log.With("dedup", id, "template", conf.Name),
 		kick:    make(chan struct{}, 1),
@@ -108,6 +122,12 @@ func (s *Source) Run(ctx context.Context) {
 	notify, cancel := s.ctl.Subscribe()
 	defer cancel()
 	defer s.resign()
+	defer s.poll(ctx, lockRecord{}) // stops the poller
+	defer func() {
+		if s.later != nil {
+			s.later.Stop()
+		}
+	}()
 	bo := backoff.New(500*time.Millisecond, 5*time.Second)
 	var retry <-chan time.Time
 	for {
@@ -146,13 +166,18 @@ func (s *Source) step(ctx context.Context) error {
 		return nil
 	}
 	var (
-		lock    lockRecord
-		held    bool
-		stored  *record
-		storedK store.KV
+		lock      lockRecord
+		held      bool
+		stored    *record
+		storedK   store.KV
+		followers []string // the owners registered as peer-to-peer followers
 	)
 	view := s.ctl.Snapshot()
 	for _, kv := range view.KVs {
+		if owner, ok := strings.CutPrefix(kv.Key, s.folKeys); ok {
+			followers = append(followers, owner)
+			continue
+		}
 		switch kv.Key {
 		case s.lockKey:
 			held = true
@@ -183,21 +208,180 @@ func (s *Source) step(ctx context.Context) error {
 	leading := held && lock.Owner == s.d.owner
 	s.lead(ctx, leading, lock)
 	if !leading {
-		if held && stored != nil && stored.Owner == lock.Owner {
-			s.follow(storedK, stored.Hash)
+		if !held {
+			lock = lockRecord{}
+		}
+		if err := s.peerFollow(ctx, lock); err != nil {
+			return err
+		}
+		if held && stored != nil && stored.Owner == lock.Owner && s.fromStore(lock) {
+			s.follow(storedK, *stored)
 		}
 		return nil
 	}
+	s.poll(ctx, lockRecord{})
 	if view.Revision < s.wroteRev {
 		stored = &record{Owner: s.d.owner, Hash: s.wrote} // stored; not seen yet
 	}
-	return s.store(ctx, stored)
+	return s.store(ctx, stored, followers)
+}
+
+// peerFollow follows lock's leader peer to peer when its record says it
+// serves its outputs (registering this daemon as its follower once), and
+// stops following the one before.
+func (s *Source) peerFollow(ctx context.Context, lock lockRecord) error {
+	if lock.URL != "" && !s.registered {
+		b, _ := json.Marshal(followerRecord{Owner: s.d.owner, Host: s.d.host, Since: time.Now()})
+		cctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		if _, err := s.d.st.Put(cctx, s.folKeys+s.d.owner, b, store.WithTTL(s.d.ttl)); err != nil {
+			return fmt.Errorf("dedup follower %s: %w", s.folKeys+s.d.owner, err)
+		}
+		s.registered = true
+	}
+	s.poll(ctx, lock)
+	return nil
+}
+
+// fromStore reports whether a follower of lock takes the stored output:
+// always from a leader that does not serve peer to peer, and from one
+// that does only while it cannot be reached (it stores outputs for such
+// followers after peerGrace).
+func (s *Source) fromStore(lock lockRecord) bool {
+	if lock.URL == "" {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peerDown && s.polling == pollKey(lock)
+}
+
+// pollKey names a lock record's peer: a new record is a new poller.
+func pollKey(l lockRecord) string {
+	if l.URL == "" {
+		return ""
+	}
+	return l.Owner + " " + l.URL + " " + l.Fingerprint
+}
+
+// poll makes the poller follow lock's leader ("" URL: none), stopping
+// the one before; Run's goroutine only.
+func (s *Source) poll(ctx context.Context, lock lockRecord) {
+	key := pollKey(lock)
+	if key == s.polling {
+		return
+	}
+	if s.stopPoll != nil {
+		s.stopPoll()
+		s.stopPoll = nil
+	}
+	s.mu.Lock()
+	s.polling, s.peerDown = key, false
+	s.mu.Unlock()
+	if key == "" || ctx.Err() != nil {
+		return
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	s.stopPoll = func() { cancel(); <-done }
+	go func() {
+		defer close(done)
+		s.pollPeer(pctx, lock)
+	}()
+}
+
+// pollPeer long-polls lock's leader for each new output and follows it.
+// While the leader cannot be reached, or answers what is not an output,
+// the follower takes the stored output instead (logged once per leader),
+// and tries again with backoff.
+func (s *Source) pollPeer(ctx context.Context, lock lockRecord) {
+	c, err := newPeerClient(lock.URL, lock.Fingerprint, lock.Secret, s.d.owner)
+	if err != nil {
+		s.unreachable(lock, err)
+		return
+	}
+	defer c.close()
+	bo := backoff.New(500*time.Millisecond, 10*time.Second)
+	for {
+		s.mu.Lock()
+		have := ""
+		if s.mode == modeOutput && s.followedBy == lock.Owner {
+			have = s.followed
+		}
+		s.mu.Unlock()
+		o, out, err := c.fetch(ctx, s.id, have)
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err == nil:
+			s.reached(lock)
+			s.take(lock, o, len(out))
+			bo.Reset()
+		case errors.Is(err, errNotModified):
+			s.reached(lock)
+			bo.Reset()
+		default:
+			s.unreachable(lock, err)
+			if !backoff.Sleep(ctx, bo.Next()) {
+				return
+			}
+		}
+	}
+}
+
+// unreachable notes that lock's leader cannot be followed peer to peer,
+// and wakes step to take the stored output.
+func (s *Source) unreachable(lock lockRecord, err error) {
+	s.mu.Lock()
+	was := s.peerDown
+	s.peerDown = true
+	s.mu.Unlock()
+	if !was {
+		s.log.Warn("dedup: cannot take the output from the leader peer to peer; taking it from the store, where the leader puts it for such followers after "+peerGrace.String(),
+			"leader", lock.Host, "url", lock.URL, "err", err)
+	}
+	s.wake()
+}
+
+// reached notes that lock's leader answers again.
+func (s *Source) reached(lock lockRecord) {
+	s.mu.Lock()
+	was := s.peerDown
+	s.peerDown = false
+	s.mu.Unlock()
+	if was {
+		s.log.Info("dedup: the leader answers peer to peer again", "leader", lock.Host, "url", lock.URL)
+	}
+}
+
+// take follows an output fetched from lock's leader, as follow does one
+// from the store.
+func (s *Source) take(lock lockRecord, o peerOutput, size int) {
+	b, err := json.Marshal(record{Owner: lock.Owner, Host: lock.Host, Hash: o.hash, Count: o.count, Revision: o.rev, Gzip: o.gzip})
+	if err != nil {
+		return
+	}
+	rec := record{Owner: lock.Owner, Hash: o.hash, Revision: o.rev}
+	s.follow(store.KV{Key: s.outKey, Value: b, ModRevision: o.rev}, rec)
+	s.log.Debug("dedup: output taken peer to peer", "hash", o.hash[:12], "bytes", size)
+}
+
+func (s *Source) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
 }
 
 // acquire creates the lock, bound to this daemon's lease; false when
 // another created it first.
 func (s *Source) acquire(ctx context.Context) (bool, error) {
-	b, _ := json.Marshal(lockRecord{Owner: s.d.owner, Host: s.d.host, Since: time.Now()})
+	l := lockRecord{Owner: s.d.owner, Host: s.d.host, Since: time.Now()}
+	if p := s.d.peer; p != nil {
+		l.URL, l.Fingerprint, l.Secret = p.url, p.id.fingerprint, p.id.secret
+	}
+	b, _ := json.Marshal(l)
 	cctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	rev, err := s.d.st.Txn(cctx, store.Create(s.lockKey, b, store.WithTTL(s.d.ttl)))
@@ -212,16 +396,38 @@ func (s *Source) acquire(ctx context.Context) (bool, error) {
 }
 
 // store writes the output applied here, unless the key holds it already
-// from this daemon (no write loop); an output another wrote (a stale
+// from this daemon (no write loop) or, serving peer to peer, every
+// registered follower has fetched it (within peerGrace: after it, it is
+// stored for those that have not); an output another wrote (a stale
 // leader's) is written over.
-func (s *Source) store(ctx context.Context, stored *record) error {
+func (s *Source) store(ctx context.Context, stored *record, followers []string) error {
 	s.mu.Lock()
 	p := s.pending
 	s.mu.Unlock()
 	if p == nil || (stored != nil && stored.Owner == s.d.owner && stored.Hash == p.hash) {
 		return nil
 	}
-	b, err := encode(record{Owner: s.d.owner, Host: s.d.host, Hash: p.hash, Count: p.count, Revision: p.rev}, p.out)
+	if s.d.peer != nil {
+		missing := 0
+		for _, f := range followers {
+			if f != s.d.owner && s.d.peer.srv.fetchedBy(s.id, f) != p.hash {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return nil
+		}
+		if wait := time.Until(p.at.Add(peerGrace)); wait > 0 {
+			if s.later == nil {
+				s.later = time.AfterFunc(wait, s.wake)
+			} else {
+				s.later.Reset(wait)
+			}
+			return nil
+		}
+		s.log.Debug("dedup: storing the output for followers that did not fetch it", "followers", missing)
+	}
+	b, err := json.Marshal(record{Owner: s.d.owner, Host: s.d.host, Hash: p.hash, Count: p.count, Revision: p.rev, Gzip: p.gzip})
 	if err != nil {
 		return err
 	}
@@ -247,6 +453,9 @@ func (s *Source) lead(ctx context.Context, leading bool, lock lockRecord) {
 	if !leading {
 		s.stopLead()
 		s.pending, s.dataGens = nil, nil
+		if s.d.peer != nil {
+			s.d.peer.srv.drop(s.id)
+		}
 		s.log.Info("dedup: following", "leader", lock.Host, "owner", lock.Owner)
 		return
 	}
@@ -326,7 +535,7 @@ func (s *Source) data(ctx context.Context, ms []*watcher.Mirror) {
 		s.dataGens = gens // only dedup keys changed: no news for the template
 		return
 	}
-	s.mode, s.dataGens, s.followed = modeData, gens, ""
+	s.mode, s.dataGens, s.followed, s.followedBy, s.followedRev = modeData, gens, "", "", 0
 	s.set(watcher.Snapshot{KVs: kvs, Revision: rev})
 }
 
@@ -350,15 +559,21 @@ func sameKVs(a, b []store.KV) bool {
 	return slices.EqualFunc(a, b, func(x, y store.KV) bool { return x.Key == y.Key && x.ModRevision == y.ModRevision })
 }
 
-// follow makes the leader's output record the snapshot, unless it holds
-// that output already: an output whose hash a follower has is no news.
-func (s *Source) follow(kv store.KV, hash string) {
+// follow makes the leader's output record (from the store or the
+// leader) the snapshot, unless it holds that output already (an output
+// whose hash a follower has is no news) or a newer one of the same
+// leader: an output the leader stored for slower followers may arrive
+// after a newer one was fetched peer to peer.
+func (s *Source) follow(kv store.KV, rec record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.leading || (s.mode == modeOutput && s.followed == hash) {
+	if s.leading || (s.mode == modeOutput && s.followed == rec.Hash) {
 		return
 	}
-	s.mode, s.followed, s.dataGens = modeOutput, hash, nil
+	if s.mode == modeOutput && s.followedBy == rec.Owner && rec.Revision < s.followedRev {
+		return
+	}
+	s.mode, s.followed, s.followedBy, s.followedRev, s.dataGens = modeOutput, rec.Hash, rec.Owner, rec.Revision, nil
 	s.set(watcher.Snapshot{KVs: []store.KV{kv}, Revision: kv.ModRevision})
 }
 
@@ -494,13 +709,19 @@ func (s *Source) Applied(_ config.Template, res render.Result) {
 		s.log.Warn("dedup: cannot read the output to share it", "dest", res.Dest, "err", err)
 		return
 	}
+	gz, err := zip(out)
+	if err != nil {
+		s.log.Warn("dedup: cannot compress the output to share it", "dest", res.Dest, "err", err)
+		return
+	}
+	p := &applied{out: out, gzip: gz, hash: hashOf(out), count: res.Count, rev: rev, at: time.Now()}
 	s.mu.Lock()
 	if s.leading {
-		s.pending = &applied{out: out, hash: hashOf(out), count: res.Count, rev: rev}
+		s.pending = p
+		if s.d.peer != nil {
+			s.d.peer.srv.set(s.id, peerOutput{hash: p.hash, count: p.count, rev: p.rev, gzip: p.gzip})
+		}
 	}
 	s.mu.Unlock()
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
+	s.wake()
 }

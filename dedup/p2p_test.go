@@ -1,0 +1,101 @@
+package dedup_test
+
+import (
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/berthd/berth/internal/testenv"
+	"github.com/berthd/berth/store/backend"
+)
+
+// TestDedupPeerToPeer: three daemons that serve their outputs peer to
+// peer render one template. Every file follows every change, and the
+// changes cost the store nothing but the leader's data watch: the leader
+// stores no output while its followers fetch each one from it, the
+// followers write only their one registration, and nobody but the leader
+// reads the data.
+func TestDedupPeerToPeer(t *testing.T) {
+	const changes = 5
+	url := testenv.StartEtcd(t, 1).URL()
+	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	put(t, admin, "a", "0")
+	var hosts []*host
+	for i := range 3 {
+		hosts = append(hosts, startPeerHost(t, url, fmt.Sprintf("h%d", i)))
+	}
+	waitAll(t, expect("a", "0"), hosts...)
+	leader := leaderOf(t, admin, hosts...)
+	if leader == nil {
+		t.Fatal("no host holds the dedup lock")
+	}
+	// Let the followers register and the first output's grace run out.
+	time.Sleep(1500 * time.Millisecond)
+	before := map[*host]int{}
+	for _, h := range hosts {
+		before[h] = h.cnt.count("writes", "dedup")
+	}
+	for i := 1; i <= changes; i++ {
+		put(t, admin, "a", fmt.Sprint(i))
+		waitAll(t, expect("a", fmt.Sprint(i)), hosts...)
+	}
+	// Past the grace: an output a follower had not fetched would be
+	// stored by now.
+	time.Sleep(1500 * time.Millisecond)
+	for _, h := range hosts {
+		if w := h.cnt.count("writes", "dedup") - before[h]; w != 0 {
+			t.Errorf("%s wrote the dedup keys %d times during %d changes, want 0 (the followers fetch from the leader)", h.name, w, changes)
+		}
+		if h == leader {
+			continue
+		}
+		if w := h.cnt.count("writes", "dedup"); w != 1 {
+			t.Errorf("follower %s wrote the dedup keys %d times, want 1 (its registration)", h.name, w)
+		}
+		if n := h.cnt.count("reads", "data"); n != 0 {
+			t.Errorf("follower %s read the data prefix %d times", h.name, n)
+		}
+	}
+}
+
+// TestDedupPeerFallback: followers that cannot reach the leader (its
+// lock record names a port nobody listens on) take each output from the
+// store, where the leader puts it after the grace, and still follow every
+// change.
+func TestDedupPeerFallback(t *testing.T) {
+	url := testenv.StartEtcd(t, 1).URL()
+	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	put(t, admin, "a", "0")
+	var hosts []*host
+	for i := range 3 {
+		hosts = append(hosts, startHostWith(t, url, fmt.Sprintf("h%d", i), text, hostOpts{prefix: dataPrefix, dedup: true, peers: true, advertise: closed}))
+	}
+	waitAll(t, expect("a", "0"), hosts...)
+	leader := leaderOf(t, admin, hosts...)
+	if leader == nil {
+		t.Fatal("no host holds the dedup lock")
+	}
+	before := leader.cnt.count("writes", "dedup")
+	for i := 1; i <= 3; i++ {
+		put(t, admin, "a", fmt.Sprint(i))
+		waitAll(t, expect("a", fmt.Sprint(i)), hosts...)
+	}
+	if w := leader.cnt.count("writes", "dedup") - before; w < 3 {
+		t.Errorf("the leader stored %d outputs for 3 changes, want 3 (its followers cannot fetch them)", w)
+	}
+}
