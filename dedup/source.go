@@ -53,7 +53,7 @@ type Source struct {
 	base    string // <prefix><id>/
 	lockKey string
 	outKey  string
-	folKeys string // <base>followers/
+	folKeys string          // <base>followers/
 	ctl     *watcher.Mirror // the dedup keys: who leads, what it stored
 	log     *slog.Logger
 	kick    chan struct{}
@@ -65,7 +65,7 @@ type Source struct {
 	followed    string         // modeOutput: the hash of the output the snapshot holds
 	followedBy  string         // and the owner of the leader that made it
 	followedRev store.Revision // and the data revision it was made from
-	dataGens    []uint64 // modeData: the mirrors' generations the snapshot holds
+	dataGens    []uint64       // modeData: the mirrors' generations the snapshot holds
 	leading     bool
 	stopLead    context.CancelFunc
 	leadDone    chan struct{}
