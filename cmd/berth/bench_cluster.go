@@ -30,7 +30,8 @@ one host per member (a store client of that member alone), then measure:
     writer's own (--changes changes);
   - the gRPC messages the members receive and send per change for 1, 5
     and 20 renderers of one template (--renderers), with and without
-    dedup, the writer's own and the idle traffic subtracted;
+    dedup (followers taking the outputs from the leader peer to peer, on
+    loopback), the writer's own and the idle traffic subtracted;
   - a partition of the dedup leader's host (its member stopped for
     --ttl + 2 s, a change made meanwhile): the time from the heal until
     its file is current.`,

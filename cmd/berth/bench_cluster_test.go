@@ -8,8 +8,8 @@ import (
 )
 
 // TestBenchCluster runs berth bench cluster small and checks its JSON:
-// exactly the documented fields, every figure measured, and the store
-// load without dedup growing with the renderers.
+// exactly the documented fields, every figure measured, the store load
+// without dedup growing with the renderers, and with dedup below it.
 func TestBenchCluster(t *testing.T) {
 	code, stdout, stderr := berthCLI(t.Context(), "bench", "cluster", "--json", "--changes", "3", "--renderers", "1,3", "--ttl", "2s")
 	if code != 0 {
@@ -42,5 +42,10 @@ func TestBenchCluster(t *testing.T) {
 	}
 	if len(r.StoreOps) != 2 || len(r.StoreOpsDedup) != 2 || r.StoreOps[1] <= r.StoreOps[0] {
 		t.Errorf("store load: %v without dedup, %v with", r.StoreOps, r.StoreOpsDedup)
+	}
+	// With dedup the followers take the outputs peer to peer: 3 renderers
+	// cost the store what one does, less than 3 without dedup.
+	if len(r.StoreOpsDedup) == 2 && r.StoreOpsDedup[1] >= r.StoreOps[1] {
+		t.Errorf("store load of 3 renderers: %v with dedup, not below %v without", r.StoreOpsDedup[1], r.StoreOps[1])
 	}
 }
