@@ -150,6 +150,7 @@ type Daemon struct {
 	DockerSocket string `toml:"docker_socket"` // Docker-compatible API (unix socket)
 	Listen       string `toml:"listen"`        // /metrics and /healthz (host:port)
 	Advertise    string `toml:"advertise"`     // this host's address as other hosts reach it
+	DedupListen  string `toml:"dedup_listen"`  // where this host's dedup leaders serve their outputs (host:port)
 	Network      string `toml:"network"`       // the network a container on several is recorded at (registrar.Config.Network)
 	Status       Status `toml:"status"`        // [daemon.status]: who may read the status page (status.go)
 }

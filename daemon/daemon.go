@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/berthd/berth/catalog"
 	"github.com/berthd/berth/certs"
 	"github.com/berthd/berth/config"
+	"github.com/berthd/berth/dedup"
 	"github.com/berthd/berth/deploy"
 	"github.com/berthd/berth/records"
 	"github.com/berthd/berth/registrar"
@@ -79,6 +81,12 @@ type Config struct {
 	// BERTH_ACME_CHALLENGE.
 	ACME                *acme.Config
 	ACMEChallengeListen string
+	// DedupListener, if set, is where this daemon's dedup leaders serve
+	// their outputs to the followers peer to peer, who reach it at
+	// DedupAdvertise (host:port; package dedup, WithPeers). Without it
+	// the followers take the outputs from the store.
+	DedupListener  net.Listener
+	DedupAdvertise string
 	// Commander runs check and reload commands (default: render's).
 	Commander render.Commander
 	Logger    *slog.Logger
@@ -94,6 +102,7 @@ type Daemon struct {
 	catalog func(context.Context) error // the catalog sink's Run; nil: none
 	catReg  *catalogRegistry            // the catalog sink, for Health and the status page; nil: none (catalogreg.go)
 	runner  *runner.Runner
+	dedup   *dedup.Deduper // the dedup templates' sources, and the server of their outputs
 	m       *metrics
 	started time.Time
 	status  *statusPage  // the status page's state (status.go)
@@ -250,6 +259,11 @@ func (d *Daemon) Run(ctx context.Context, templates []config.Template) error {
 		case <-ctx.Done():
 		}
 	}
+	wg.Go(func() {
+		if err := d.dedup.Run(ctx); err != nil {
+			d.log.Error("dedup: followers take the outputs from the store", "err", err)
+		}
+	})
 	d.keepDeploys(ctx, &wg)
 	d.runACME(ctx, &wg)
 	d.startStatus(ctx, &wg, templates)

@@ -2,7 +2,10 @@ package daemon_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +23,12 @@ import (
 // template (dedup = true) in its own directory: both files are rendered,
 // equal, from one leader's output under /berth/dedup/.
 func TestDedupAcrossDaemons(t *testing.T) {
+	for _, peers := range []bool{false, true} {
+		t.Run(fmt.Sprintf("peers=%t", peers), func(t *testing.T) { testDedupAcrossDaemons(t, peers) })
+	}
+}
+
+func testDedupAcrossDaemons(t *testing.T, peers bool) {
 	ec := testenv.StartEtcd(t, 1)
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	var dests []string
@@ -41,7 +50,16 @@ func TestDedupAcrossDaemons(t *testing.T) {
 		tmpl.Dedup = true
 		// CertDir as berth up sets it: every template reads the certificate
 		// store besides its dedup source.
-		d, err := daemon.New(st, nil, daemon.Config{Logger: quiet, CertDir: filepath.Join(dir, "certs")})
+		cfg := daemon.Config{Logger: quiet, CertDir: filepath.Join(dir, "certs")}
+		if peers {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			cfg.DedupListener = ln
+		}
+		d, err := daemon.New(st, nil, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,9 +97,26 @@ func TestDedupAcrossDaemons(t *testing.T) {
 	}
 	var keys []string
 	for _, kv := range kvs {
-		keys = append(keys, kv.Key[strings.LastIndexByte(kv.Key, '/'):])
+		k := kv.Key[strings.LastIndexByte(kv.Key, '/'):]
+		if strings.Contains(kv.Key, "/followers/") {
+			k = "/followers/*"
+		}
+		if k == "/leader" {
+			var l struct{ URL string }
+			if err := json.Unmarshal(kv.Value, &l); err != nil || (l.URL != "") != peers {
+				t.Errorf("lock record %s (%v): url %q, serving peer to peer %t", kv.Value, err, l.URL, peers)
+			}
+		}
+		keys = append(keys, k)
 	}
-	if strings.Join(keys, ",") != "/leader,/output" {
-		t.Fatalf("dedup keys %v, want one leader and one output", keys)
+	// Peer to peer, the one follower registers and fetches the output from
+	// the leader, who stores it only if the follower had not fetched it
+	// within a second (package dedup's tests show when).
+	got := strings.Join(keys, ",")
+	switch {
+	case !peers && got == "/leader,/output":
+	case peers && (got == "/followers/*,/leader" || got == "/followers/*,/leader,/output"):
+	default:
+		t.Fatalf("dedup keys %v (serving peer to peer %t)", keys, peers)
 	}
 }

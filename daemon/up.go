@@ -96,6 +96,11 @@ type Settings struct {
 	ACME config.ACME
 	// Cluster makes the embedded store a member of a cluster of hosts.
 	Cluster ClusterSettings
+	// DedupListen is where this host's dedup leaders serve their outputs
+	// to the followers ([daemon] dedup_listen; default: the advertise
+	// address, else loopback, on a free port). Listened on only when a
+	// template has dedup = true.
+	DedupListen string
 	// Version is berth's version, for the Docker-compatible API and the log.
 	Version string
 	// Signals delivers SIGHUP (reload the templates), SIGINT and SIGTERM
@@ -211,6 +216,14 @@ func Run(ctx context.Context, s Settings) error {
 			c.CertsDir = s.Daemon.CertDir // [certs] dir: the directory the templates read
 		}
 		s.Daemon.ACME, s.Daemon.ACMEChallengeListen = &c, s.ACME.ChallengeListen
+	}
+	if dedupUsed(s.Templates) {
+		ln, adv, err := dedupListener(s.DedupListen, advertise)
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		s.Daemon.DedupListener, s.Daemon.DedupAdvertise = ln, adv
 	}
 	d, err := New(st, rt, s.Daemon)
 	if err != nil {

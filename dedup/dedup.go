@@ -48,6 +48,7 @@ type Deduper struct {
 	owner  string // this Deduper's identity in the locks and outputs it writes
 	mopts  []watcher.MirrorOption
 	peer   *peerSide // nil: outputs go through the store alone
+	grace  time.Duration
 
 	mu    sync.Mutex
 	confs map[string]config.Template // by identity: the template Key was given first
@@ -80,7 +81,7 @@ func WithMirrorOptions(o ...watcher.MirrorOption) Option {
 // and a secret, both published in the lock record), so that a change
 // costs the store only the leader's data watch: the leader stores an
 // output only for a registered follower that has not fetched it within
-// peerGrace. Followers reach ln at advertise ("host:port"; empty: ln's
+// the grace (WithPeerGrace). Followers reach ln at advertise ("host:port"; empty: ln's
 // own address, which must then be one they can reach). Run serves ln.
 func WithPeers(ln net.Listener, advertise string) Option {
 	return func(d *Deduper) {
@@ -90,6 +91,14 @@ func WithPeers(ln net.Listener, advertise string) Option {
 		d.peer = &peerSide{ln: ln, url: "https://" + advertise}
 	}
 }
+
+// WithPeerGrace sets how long a leader serving peer to peer waits for
+// its registered followers to fetch an output before it stores it for
+// those that did not (default DefaultPeerGrace).
+func WithPeerGrace(g time.Duration) Option { return func(d *Deduper) { d.grace = g } }
+
+// DefaultPeerGrace is the grace of WithPeerGrace when it is not given.
+const DefaultPeerGrace = time.Second
 
 // peerSide is a Deduper's peer-to-peer transport: its listener, the URL
 // followers reach it at, its identity and the server of its outputs.
@@ -104,7 +113,7 @@ type peerSide struct {
 func New(st store.Store, opts ...Option) *Deduper {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
-	d := &Deduper{st: st, log: slog.Default(), ttl: DefaultTTL, prefix: DefaultPrefix,
+	d := &Deduper{st: st, log: slog.Default(), ttl: DefaultTTL, prefix: DefaultPrefix, grace: DefaultPeerGrace,
 		owner: hex.EncodeToString(b[:]), confs: map[string]config.Template{}}
 	for _, f := range opts {
 		f(d)

@@ -2,6 +2,7 @@ package dedup_test
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -164,8 +165,9 @@ func startHostOn(t *testing.T, url, name, prefix, text string, withDedup bool) *
 type hostOpts struct {
 	prefix    string
 	dedup     bool
-	peers     bool   // serve and take outputs peer to peer, on loopback
-	advertise string // with peers: the address followers are told
+	peers     bool          // serve and take outputs peer to peer, on loopback
+	advertise string        // with peers: the address followers are told
+	grace     time.Duration // with peers: WithPeerGrace (0: a long one, so that nothing is stored for a follower slowed by the machine's load)
 }
 
 // startPeerHost starts a dedup daemon that serves its outputs peer to
@@ -202,7 +204,7 @@ func startHostWith(t *testing.T, url, name, text string, o hostOpts) *host {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dopts = append(dopts, dedup.WithPeers(ln, o.advertise))
+		dopts = append(dopts, dedup.WithPeers(ln, o.advertise), dedup.WithPeerGrace(cmp.Or(o.grace, 20*time.Second)))
 	}
 	dd := dedup.New(cnt, dopts...)
 	keys, open := dd.Sources(nil, func(k string) runner.Source { return watcher.NewMirror(cnt, k, watcher.WithLogger(quiet())) })

@@ -45,7 +45,7 @@
 // checks the output as one from the store (unzip: size bound, gzip,
 // hash) and follows each new one; the leader records which hash each
 // follower fetched, and stores an output only for registered followers
-// that did not fetch it within peerGrace (1 s). So a change costs the
+// that did not fetch it within a grace (WithPeerGrace, 1 s). So a change costs the
 // store only the leader's data watch, however many follow. A follower
 // that cannot reach the leader says so once and takes the stored output
 // meanwhile; outputs of one leader are taken in the order of their data

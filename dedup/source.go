@@ -24,10 +24,6 @@ import (
 // opTimeout bounds one store write of the dedup keys.
 const opTimeout = 10 * time.Second
 
-// peerGrace is how long a leader with registered followers waits for
-// them to fetch an output peer to peer before it stores it for them.
-const peerGrace = time.Second
-
 var (
 	_ runner.Source = (*Source)(nil)
 	_ runner.Binder = (*Source)(nil)
@@ -85,7 +81,7 @@ type Source struct {
 	registered bool        // as a follower, under folKeys
 	polling    string      // the lock record the poller follows ("" none)
 	stopPoll   func()      // stops it and waits
-	later      *time.Timer // wakes step when a peerGrace runs out
+	later      *time.Timer // wakes step when a grace runs out
 }
 
 // applied is an output the leader applied.
@@ -246,7 +242,7 @@ func (s *Source) peerFollow(ctx context.Context, lock lockRecord) error {
 // fromStore reports whether a follower of lock takes the stored output:
 // always from a leader that does not serve peer to peer, and from one
 // that does only while it cannot be reached (it stores outputs for such
-// followers after peerGrace).
+// followers after the grace).
 func (s *Source) fromStore(lock lockRecord) bool {
 	if lock.URL == "" {
 		return true
@@ -338,7 +334,7 @@ func (s *Source) unreachable(lock lockRecord, err error) {
 	s.peerDown = true
 	s.mu.Unlock()
 	if !was {
-		s.log.Warn("dedup: cannot take the output from the leader peer to peer; taking it from the store, where the leader puts it for such followers after "+peerGrace.String(),
+		s.log.Warn("dedup: cannot take the output from the leader peer to peer; taking it from the store, where the leader puts it for such followers after a grace",
 			"leader", lock.Host, "url", lock.URL, "err", err)
 	}
 	s.wake()
@@ -397,7 +393,7 @@ func (s *Source) acquire(ctx context.Context) (bool, error) {
 
 // store writes the output applied here, unless the key holds it already
 // from this daemon (no write loop) or, serving peer to peer, every
-// registered follower has fetched it (within peerGrace: after it, it is
+// registered follower has fetched it (within the grace: after it, it is
 // stored for those that have not); an output another wrote (a stale
 // leader's) is written over.
 func (s *Source) store(ctx context.Context, stored *record, followers []string) error {
@@ -417,7 +413,7 @@ func (s *Source) store(ctx context.Context, stored *record, followers []string) 
 		if missing == 0 {
 			return nil
 		}
-		if wait := time.Until(p.at.Add(peerGrace)); wait > 0 {
+		if wait := time.Until(p.at.Add(s.d.grace)); wait > 0 {
 			if s.later == nil {
 				s.later = time.AfterFunc(wait, s.wake)
 			} else {

@@ -120,6 +120,7 @@ func (o *upOptions) settings(flags *pflag.FlagSet, files []*config.File) (daemon
 	s.Daemon.CertDir = certDir(s.StateDir, files) // [certs] dir
 	s.Cluster.Token = cmp.Or(s.Cluster.Token, os.Getenv("BERTH_CLUSTER_TOKEN"))
 	s.Cluster.Advertise = cmp.Or(s.Cluster.Advertise, os.Getenv("BERTH_ADVERTISE"), file.Daemon.Advertise)
+	s.DedupListen = cmp.Or(os.Getenv("BERTH_DEDUP_LISTEN"), file.Daemon.DedupListen)
 	if s.DockerSocket != "" && s.Runtime != daemon.RuntimeEmbedded {
 		return s, usagef("--docker-socket serves the embedded runtime's containers (runtime is %s)", s.Runtime)
 	}
