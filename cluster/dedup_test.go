@@ -13,21 +13,38 @@ import (
 // dedupLeader is the host name in the dedup lock, as host i sees it ("":
 // none).
 func (h *hosts) dedupLeader(i int) (string, error) {
+	d, err := h.dedup(i)
+	return d.leader, err
+}
+
+// dedupKeys is what the dedup keys say: who leads, the URL it serves its
+// outputs at, and the followers registered to fetch them from it.
+type dedupKeys struct {
+	leader, url string
+	followers   int
+}
+
+// dedup reads the dedup keys through host i.
+func (h *hosts) dedup(i int) (dedupKeys, error) {
+	var d dedupKeys
 	out, err := h.berth(i, "kv", "ls", "-o", "json", "--state-dir", h.state(i), "/berth/dedup/")
 	if err != nil {
-		return "", fmt.Errorf("%v: %s", err, out)
+		return d, fmt.Errorf("%v: %s", err, out)
 	}
 	var ls struct{ Keys []struct{ Key, Value string } }
 	if err := json.Unmarshal([]byte(out), &ls); err != nil {
-		return "", fmt.Errorf("%v: %s", err, out)
+		return d, fmt.Errorf("%v: %s", err, out)
 	}
 	for _, kv := range ls.Keys {
-		var l struct{ Host string }
+		var l struct{ Host, URL string }
 		if strings.HasSuffix(kv.Key, "/leader") && json.Unmarshal([]byte(kv.Value), &l) == nil {
-			return l.Host, nil
+			d.leader, d.url = l.Host, l.URL
+		}
+		if strings.Contains(kv.Key, "/followers/") {
+			d.followers++
 		}
 	}
-	return "", nil
+	return d, nil
 }
 
 // TestDedupAcrossHosts: three hosts of one cluster (network namespaces,
@@ -35,7 +52,8 @@ func (h *hosts) dedupLeader(i int) (string, error) {
 // dedup = true: one leads, every file is the same. kill -9 of the
 // leader's daemon (its member dies with it): another host takes over
 // within the TTL, and a record written right after the kill is in every
-// remaining host's file (no update lost on handover).
+// remaining host's file (no update lost on handover). The followers take
+// the outputs from the leader peer to peer, at its advertise address.
 func TestDedupAcrossHosts(t *testing.T) {
 	h := newHosts(t, 3)
 	const ttl = 3 * time.Second
@@ -86,6 +104,12 @@ func TestDedupAcrossHosts(t *testing.T) {
 	})
 	var dead int
 	fmt.Sscanf(leader, "host%d", &dead)
+	// The followers fetch the outputs from the leader peer to peer, at its
+	// advertise address.
+	eventually(t, 10*time.Second, "the followers registered with the leader", func() (bool, string) {
+		d, err := h.dedup(0)
+		return err == nil && strings.HasPrefix(d.url, "https://"+hostIP(dead)+":") && d.followers == 2, fmt.Sprintf("%+v %v", d, err)
+	})
 	var rest []int
 	for i := range 3 {
 		if i != dead {

@@ -3,9 +3,11 @@ package dedup_test
 import (
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/berthd/berth/dedup"
 	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/store/backend"
 )
@@ -94,5 +96,56 @@ func TestDedupPeerFallback(t *testing.T) {
 	}
 	if w := leader.cnt.count("writes", "dedup") - before; w < 3 {
 		t.Errorf("the leader stored %d outputs for 3 changes, want 3 (its followers cannot fetch them)", w)
+	}
+}
+
+// TestDedupFollowerRegistersAgain: a follower's registration that goes
+// (its lease lapsed, as in a partition longer than the TTL) is written
+// again, so the leader goes on storing outputs for it if it cannot fetch
+// them.
+func TestDedupFollowerRegistersAgain(t *testing.T) {
+	url := testenv.StartEtcd(t, 1).URL()
+	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	put(t, admin, "a", "0")
+	var hosts []*host
+	for i := range 3 {
+		hosts = append(hosts, startPeerHost(t, url, fmt.Sprintf("h%d", i)))
+	}
+	waitAll(t, expect("a", "0"), hosts...)
+	registrations := func() []string {
+		kvs, _, err := admin.List(t.Context(), dedup.DefaultPrefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for _, kv := range kvs {
+			if strings.Contains(kv.Key, "/followers/") {
+				keys = append(keys, kv.Key)
+			}
+		}
+		return keys
+	}
+	registered := func() int { return len(registrations()) }
+	waitFor(t, "two followers registered", func() bool { return registered() == 2 })
+	for _, k := range registrations() {
+		if _, err := admin.Delete(t.Context(), k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the followers registered again", func() bool { return registered() == 2 })
+	put(t, admin, "a", "1")
+	waitAll(t, expect("a", "1"), hosts...)
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
 	}
 }

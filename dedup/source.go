@@ -75,13 +75,13 @@ type Source struct {
 
 	// Run's goroutine only: this daemon's writes the dedup keys' mirror
 	// may not show yet, and its poller of the leader.
-	lockRev    store.Revision // the revision of the lock this daemon created
-	wroteRev   store.Revision // of the last output it stored, and its hash
-	wrote      string
-	registered bool        // as a follower, under folKeys
-	polling    string      // the lock record the poller follows ("" none)
-	stopPoll   func()      // stops it and waits
-	later      *time.Timer // wakes step when a grace runs out
+	lockRev  store.Revision // the revision of the lock this daemon created
+	wroteRev store.Revision // of the last output it stored, and its hash
+	wrote    string
+	regRev   store.Revision // of this daemon's registration as a follower, under folKeys
+	polling  string         // the lock record the poller follows ("" none)
+	stopPoll func()         // stops it and waits
+	later    *time.Timer    // wakes step when a grace runs out
 }
 
 // applied is an output the leader applied.
@@ -167,11 +167,13 @@ func (s *Source) step(ctx context.Context) error {
 		stored    *record
 		storedK   store.KV
 		followers []string // the owners registered as peer-to-peer followers
+		self      bool     // this daemon is one of them
 	)
 	view := s.ctl.Snapshot()
 	for _, kv := range view.KVs {
 		if owner, ok := strings.CutPrefix(kv.Key, s.folKeys); ok {
 			followers = append(followers, owner)
+			self = self || owner == s.d.owner
 			continue
 		}
 		switch kv.Key {
@@ -207,7 +209,8 @@ func (s *Source) step(ctx context.Context) error {
 		if !held {
 			lock = lockRecord{}
 		}
-		if err := s.peerFollow(ctx, lock); err != nil {
+		registered := self || view.Revision < s.regRev // written; not seen yet
+		if err := s.peerFollow(ctx, lock, registered); err != nil {
 			return err
 		}
 		if held && stored != nil && stored.Owner == lock.Owner && s.fromStore(lock) {
@@ -223,17 +226,19 @@ func (s *Source) step(ctx context.Context) error {
 }
 
 // peerFollow follows lock's leader peer to peer when its record says it
-// serves its outputs (registering this daemon as its follower once), and
-// stops following the one before.
-func (s *Source) peerFollow(ctx context.Context, lock lockRecord) error {
-	if lock.URL != "" && !s.registered {
+// serves its outputs (registering this daemon as a follower unless it is:
+// a registration goes with its lease, as after a partition), and stops
+// following the one before.
+func (s *Source) peerFollow(ctx context.Context, lock lockRecord, registered bool) error {
+	if lock.URL != "" && !registered {
 		b, _ := json.Marshal(followerRecord{Owner: s.d.owner, Host: s.d.host, Since: time.Now()})
 		cctx, cancel := context.WithTimeout(ctx, opTimeout)
 		defer cancel()
-		if _, err := s.d.st.Put(cctx, s.folKeys+s.d.owner, b, store.WithTTL(s.d.ttl)); err != nil {
+		rev, err := s.d.st.Put(cctx, s.folKeys+s.d.owner, b, store.WithTTL(s.d.ttl))
+		if err != nil {
 			return fmt.Errorf("dedup follower %s: %w", s.folKeys+s.d.owner, err)
 		}
-		s.registered = true
+		s.regRev = rev
 	}
 	s.poll(ctx, lock)
 	return nil
