@@ -17,10 +17,21 @@ import (
 // changes cost the store nothing but the leader's data watch: the leader
 // stores no output while its followers fetch each one from it, the
 // followers write only their one registration, and nobody but the leader
-// reads the data.
+// reads the data. On etcd and on Consul.
 func TestDedupPeerToPeer(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		url  func(t *testing.T) string
+	}{
+		{"etcd", func(t *testing.T) string { return testenv.StartEtcd(t, 1).URL() }},
+		{"consul", func(t *testing.T) string { return "consul://" + testenv.StartConsul(t).Addr }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testPeerToPeer(t, tc.url(t)) })
+	}
+}
+
+func testPeerToPeer(t *testing.T, url string) {
 	const changes = 5
-	url := testenv.StartEtcd(t, 1).URL()
 	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
