@@ -602,6 +602,9 @@ func (s *Source) resign() {
 	if !leading {
 		return
 	}
+	if s.d.peer != nil {
+		s.d.peer.srv.drop(s.id)
+	}
 	<-done
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
