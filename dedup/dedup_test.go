@@ -139,6 +139,7 @@ type host struct {
 	tmpl   config.Template
 	cancel context.CancelFunc
 	done   chan struct{}
+	px     *proxy // hostOpts.proxy
 }
 
 func (h *host) dest() string { return h.tmpl.Spec.Dest }
@@ -168,6 +169,7 @@ type hostOpts struct {
 	peers     bool          // serve and take outputs peer to peer, on loopback
 	advertise string        // with peers: the address followers are told
 	grace     time.Duration // with peers: WithPeerGrace (0: a long one, so that nothing is stored for a follower slowed by the machine's load)
+	proxy     bool          // with peers: followers reach the leader through a proxy that host.freeze stops
 }
 
 // startPeerHost starts a dedup daemon that serves its outputs peer to
@@ -199,18 +201,24 @@ func startHostWith(t *testing.T, url, name, text string, o hostOpts) *host {
 		Dedup:    withDedup,
 	}
 	dopts := []dedup.Option{dedup.WithTTL(ttl), dedup.WithHost(name), dedup.WithLogger(quiet())}
+	var px *proxy
 	if o.peers {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		dopts = append(dopts, dedup.WithPeers(ln, o.advertise), dedup.WithPeerGrace(cmp.Or(o.grace, 20*time.Second)))
+		adv := o.advertise
+		if o.proxy {
+			px = startProxy(t, ln.Addr().String())
+			adv = px.addr()
+		}
+		dopts = append(dopts, dedup.WithPeers(ln, adv), dedup.WithPeerGrace(cmp.Or(o.grace, 20*time.Second)))
 	}
 	dd := dedup.New(cnt, dopts...)
 	keys, open := dd.Sources(nil, func(k string) runner.Source { return watcher.NewMirror(cnt, k, watcher.WithLogger(quiet())) })
 	r := runner.New(cnt, render.New(render.WithLogger(quiet())), runner.WithLogger(quiet()), runner.WithSources(keys, open))
 	ctx, cancel := context.WithCancel(t.Context())
-	h := &host{name: name, st: st, cnt: cnt, dd: dd, tmpl: tmpl, cancel: cancel, done: make(chan struct{})}
+	h := &host{name: name, st: st, cnt: cnt, dd: dd, tmpl: tmpl, cancel: cancel, done: make(chan struct{}), px: px}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := dd.Run(ctx); err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -157,6 +158,121 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 	for deadline := time.Now().Add(20 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting: %s", what)
+		}
+	}
+}
+
+// TestDedupPeerSilent: the leader's connections to its followers go
+// silent (packets dropped, as by a firewall's DROP: nothing is refused,
+// nothing arrives). The followers' polls hang, so the leader stores each
+// output for them after the grace, and they take it from the store: the
+// files follow every change while the leader cannot be reached.
+func TestDedupPeerSilent(t *testing.T) {
+	url := testenv.StartEtcd(t, 1).URL()
+	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	put(t, admin, "a", "0")
+	var hosts []*host
+	for i := range 3 {
+		hosts = append(hosts, startHostWith(t, url, fmt.Sprintf("h%d", i), text, hostOpts{prefix: dataPrefix, dedup: true, peers: true, proxy: true, grace: 200 * time.Millisecond}))
+	}
+	waitAll(t, expect("a", "0"), hosts...)
+	leader := leaderOf(t, admin, hosts...)
+	if leader == nil {
+		t.Fatal("no host holds the dedup lock")
+	}
+	leader.px.freeze(true)
+	for i := 1; i <= 3; i++ {
+		put(t, admin, "a", fmt.Sprint(i))
+		waitAll(t, expect("a", fmt.Sprint(i)), hosts...)
+	}
+	leader.px.freeze(false)
+	put(t, admin, "a", "4")
+	waitAll(t, expect("a", "4"), hosts...)
+}
+
+// proxy forwards TCP connections to a target; while frozen it holds what
+// it reads in both directions, as a network that drops packets.
+type proxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	frozen bool
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target}
+	var wg sync.WaitGroup
+	var conns []net.Conn
+	var cmu sync.Mutex
+	t.Cleanup(func() {
+		ln.Close()
+		cmu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		cmu.Unlock()
+		p.freeze(false)
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			cmu.Lock()
+			conns = append(conns, c, u)
+			cmu.Unlock()
+			wg.Go(func() { p.pipe(u, c) })
+			wg.Go(func() { p.pipe(c, u) })
+		}
+	})
+	return p
+}
+
+func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+func (p *proxy) freeze(on bool) {
+	p.mu.Lock()
+	p.frozen = on
+	p.mu.Unlock()
+}
+
+func (p *proxy) isFrozen() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.frozen
+}
+
+func (p *proxy) pipe(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		for p.isFrozen() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
 		}
 	}
 }

@@ -204,11 +204,9 @@ func (s *peerServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set(hdrCount, strconv.Itoa(o.count))
 			w.Header().Set(hdrRevision, strconv.FormatInt(int64(o.rev), 10))
 			w.Header().Set("Content-Type", "application/gzip")
-			if _, err := w.Write(o.gzip); err == nil && host != "" {
-				s.mu.Lock()
-				s.noteFetched(id, host, o.hash)
-				s.mu.Unlock()
-			}
+			// Fetched once the follower's next poll says it has it: a
+			// write that succeeds here may still be held by the network.
+			_, _ = w.Write(o.gzip)
 			return
 		}
 		select {
@@ -254,8 +252,11 @@ func newPeerClient(base, fingerprint, secret, host string) (*peerClient, error) 
 	if err != nil {
 		return nil, fmt.Errorf("lock record: %w", err)
 	}
-	// A leader that accepts and never answers is given the poll and 10 s.
-	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: peerPoll + 10*time.Second}
+	// A leader that accepts and never answers is given the poll and 10 s;
+	// a connection that goes silent (packets dropped) is found by HTTP/2
+	// pings within 15 s, rather than by the end of the poll.
+	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, TLSHandshakeTimeout: 5 * time.Second, ResponseHeaderTimeout: peerPoll + 10*time.Second,
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second}}
 	return &peerClient{url: base, secret: secret, host: host, hc: &http.Client{Transport: tr}}, nil
 }
 

@@ -59,10 +59,12 @@ func TestPeerFetch(t *testing.T) {
 	if err != nil || !bytes.Equal(got, out1) || o.count != 1 || o.hash != hashOf(out1) || o.rev != 5 {
 		t.Fatalf("fetch = %+v %q %v, want out1", o, got, err)
 	}
-	if h := s.fetchedBy("abc", "h2"); h != hashOf(out1) {
-		t.Fatalf("leader saw h2 fetch %q, want %q", h, hashOf(out1))
+	// Sent is not fetched: the answer may still be in the network.
+	if h := s.fetchedBy("abc", "h2"); h != "" {
+		t.Fatalf("leader counts h2's fetch of %q before h2 says it has it", h)
 	}
-	// A poll with the current hash waits for the next output.
+	// A poll with the current hash says the follower has it, and waits
+	// for the next output.
 	done := make(chan error, 1)
 	go func() {
 		_, got, err := c.fetch(ctx, "abc", hashOf(out1))
@@ -76,19 +78,22 @@ func TestPeerFetch(t *testing.T) {
 		t.Fatalf("poll returned before a new output: %v", err)
 	case <-time.After(200 * time.Millisecond):
 	}
+	if h := s.fetchedBy("abc", "h2"); h != hashOf(out1) {
+		t.Fatalf("leader saw h2 fetch %q, want %q", h, hashOf(out1))
+	}
 	s.set("abc", peerOutput{hash: hashOf(out2), count: 1, gzip: gz(t, out2)})
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if h := s.fetchedBy("abc", "h2"); h != hashOf(out2) {
-		t.Fatalf("leader saw h2 fetch %q, want out2's", h)
-	}
-	// A poll with nothing new ends in 304.
+	// A poll with nothing new ends in 304; it confirms out2.
 	s.mu.Lock()
 	s.poll = 50 * time.Millisecond
 	s.mu.Unlock()
 	if _, _, err := c.fetch(ctx, "abc", hashOf(out2)); !errors.Is(err, errNotModified) {
 		t.Fatalf("idle poll: %v, want errNotModified", err)
+	}
+	if h := s.fetchedBy("abc", "h2"); h != hashOf(out2) {
+		t.Fatalf("leader saw h2 fetch %q, want out2's", h)
 	}
 }
 

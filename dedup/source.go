@@ -71,7 +71,7 @@ type Source struct {
 	errAt       time.Time
 	failing     time.Time
 	bad         string // the last invalid output record reported, by its value's hash
-	peerDown    bool   // following peer to peer: the current leader cannot be reached
+	polled      bool   // following peer to peer: the poller's first poll has ended
 
 	// Run's goroutine only: this daemon's writes the dedup keys' mirror
 	// may not show yet, and its poller of the leader.
@@ -246,15 +246,19 @@ func (s *Source) peerFollow(ctx context.Context, lock lockRecord, registered boo
 
 // fromStore reports whether a follower of lock takes the stored output:
 // always from a leader that does not serve peer to peer, and from one
-// that does only while it cannot be reached (it stores outputs for such
-// followers after the grace).
+// that does once its first poll has ended (fetched, refused or failed),
+// so that a follower that starts does not write an older stored output
+// before the leader's current one. Past that, the stored output is one
+// the leader put there for a follower that did not fetch it (this one,
+// perhaps, its connection silently dropped), and follow takes it only if
+// it is news and not older than what the follower has.
 func (s *Source) fromStore(lock lockRecord) bool {
 	if lock.URL == "" {
 		return true
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.peerDown && s.polling == pollKey(lock)
+	return s.polled && s.polling == pollKey(lock)
 }
 
 // pollKey names a lock record's peer: a new record is a new poller.
@@ -277,11 +281,12 @@ func (s *Source) poll(ctx context.Context, lock lockRecord) {
 		s.stopPoll = nil
 	}
 	s.mu.Lock()
-	s.polling, s.peerDown = key, false
+	s.polling, s.polled = key, false
 	s.mu.Unlock()
 	if key == "" || ctx.Err() != nil {
 		return
 	}
+	s.log.Info("dedup: following the leader peer to peer", "leader", lock.Host, "url", lock.URL)
 	pctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	s.stopPoll = func() { cancel(); <-done }
@@ -291,18 +296,20 @@ func (s *Source) poll(ctx context.Context, lock lockRecord) {
 	}()
 }
 
-// pollPeer long-polls lock's leader for each new output and follows it.
-// While the leader cannot be reached, or answers what is not an output,
-// the follower takes the stored output instead (logged once per leader),
-// and tries again with backoff.
+// pollPeer long-polls lock's leader for each new output and follows it,
+// and tries again with backoff when a poll fails. A failure is logged
+// when it repeats (a leader that hands over ends its polls once, and its
+// lock's change stops this poller), and so is the leader's return.
 func (s *Source) pollPeer(ctx context.Context, lock lockRecord) {
 	c, err := newPeerClient(lock.URL, lock.Fingerprint, lock.Secret, s.d.owner)
 	if err != nil {
-		s.unreachable(lock, err)
+		s.log.Warn("dedup: the leader's lock record does not say how to reach it; taking its output from the store", "leader", lock.Host, "err", err)
+		s.polledOnce()
 		return
 	}
 	defer c.close()
 	bo := backoff.New(500*time.Millisecond, 10*time.Second)
+	fails := 0
 	for {
 		s.mu.Lock()
 		have := ""
@@ -314,45 +321,37 @@ func (s *Source) pollPeer(ctx context.Context, lock lockRecord) {
 		if ctx.Err() != nil {
 			return
 		}
-		switch {
-		case err == nil:
-			s.reached(lock)
+		if err == nil {
 			s.take(lock, o, len(out))
-			bo.Reset()
-		case errors.Is(err, errNotModified):
-			s.reached(lock)
-			bo.Reset()
-		default:
-			s.unreachable(lock, err)
-			if !backoff.Sleep(ctx, bo.Next()) {
-				return
+		}
+		s.polledOnce()
+		if err == nil || errors.Is(err, errNotModified) {
+			if fails >= 2 {
+				s.log.Info("dedup: the leader answers peer to peer again", "leader", lock.Host, "url", lock.URL)
 			}
+			fails = 0
+			bo.Reset()
+			continue
+		}
+		if fails++; fails == 2 {
+			s.log.Warn("dedup: cannot take the output from the leader peer to peer; taking it from the store, where the leader puts it for followers that did not fetch it",
+				"leader", lock.Host, "url", lock.URL, "err", err)
+		}
+		if !backoff.Sleep(ctx, bo.Next()) {
+			return
 		}
 	}
 }
 
-// unreachable notes that lock's leader cannot be followed peer to peer,
-// and wakes step to take the stored output.
-func (s *Source) unreachable(lock lockRecord, err error) {
+// polledOnce notes that the current poller's first poll has ended, and
+// wakes step to look at the stored output.
+func (s *Source) polledOnce() {
 	s.mu.Lock()
-	was := s.peerDown
-	s.peerDown = true
+	was := s.polled
+	s.polled = true
 	s.mu.Unlock()
 	if !was {
-		s.log.Warn("dedup: cannot take the output from the leader peer to peer; taking it from the store, where the leader puts it for such followers after a grace",
-			"leader", lock.Host, "url", lock.URL, "err", err)
-	}
-	s.wake()
-}
-
-// reached notes that lock's leader answers again.
-func (s *Source) reached(lock lockRecord) {
-	s.mu.Lock()
-	was := s.peerDown
-	s.peerDown = false
-	s.mu.Unlock()
-	if was {
-		s.log.Info("dedup: the leader answers peer to peer again", "leader", lock.Host, "url", lock.URL)
+		s.wake()
 	}
 }
 
