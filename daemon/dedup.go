@@ -65,7 +65,7 @@ func dedupListener(listen, advertise string) (net.Listener, string, error) {
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return nil, "", fmt.Errorf("%w: dedup_listen %q: %v", ErrSettings, listen, err)
+		return nil, "", fmt.Errorf("%w: dedup listen address %q (--dedup-listen, BERTH_DEDUP_LISTEN or [daemon] dedup_listen; default the advertise address, any port): %v", ErrSettings, listen, err)
 	}
 	h, port, _ := net.SplitHostPort(ln.Addr().String())
 	if ip := net.ParseIP(h); ip == nil || ip.IsUnspecified() {

@@ -140,6 +140,7 @@ type host struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	px     *proxy // hostOpts.proxy
+	r      *runner.Runner
 }
 
 func (h *host) dest() string { return h.tmpl.Spec.Dest }
@@ -218,7 +219,7 @@ func startHostWith(t *testing.T, url, name, text string, o hostOpts) *host {
 	keys, open := dd.Sources(nil, func(k string) runner.Source { return watcher.NewMirror(cnt, k, watcher.WithLogger(quiet())) })
 	r := runner.New(cnt, render.New(render.WithLogger(quiet())), runner.WithLogger(quiet()), runner.WithSources(keys, open))
 	ctx, cancel := context.WithCancel(t.Context())
-	h := &host{name: name, st: st, cnt: cnt, dd: dd, tmpl: tmpl, cancel: cancel, done: make(chan struct{}), px: px}
+	h := &host{name: name, st: st, cnt: cnt, dd: dd, tmpl: tmpl, cancel: cancel, done: make(chan struct{}), px: px, r: r}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := dd.Run(ctx); err != nil {

@@ -15,7 +15,8 @@
 //   - the identity (Identity) hashes the template's text, its includes'
 //     names and text, its parse options and prefixes: two hosts with
 //     different templates never share an output, and an edit on disk
-//     after the key was made is refused until a restart re-keys it;
+//     after the key was made is refused until a reload (the runner
+//     re-keys a template whose sources changed) or restart re-keys it;
 //   - no stale lock: the lock lives with its holder's lease (a dead
 //     holder's goes within the TTL) and is deleted by a holder that stops;
 //   - no render loop: the leader's data never includes the dedup keys

@@ -3,11 +3,13 @@ package dedup_test
 import (
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/dedup"
 	"github.com/berthd/berth/internal/testenv"
 	"github.com/berthd/berth/store/backend"
@@ -114,7 +116,7 @@ func TestDedupPeerFallback(t *testing.T) {
 // TestDedupFollowerRegistersAgain: a follower's registration that goes
 // (its lease lapsed, as in a partition longer than the TTL) is written
 // again, so the leader goes on storing outputs for it if it cannot fetch
-// them.
+// them; a follower that stops deletes it.
 func TestDedupFollowerRegistersAgain(t *testing.T) {
 	url := testenv.StartEtcd(t, 1).URL()
 	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
@@ -151,6 +153,16 @@ func TestDedupFollowerRegistersAgain(t *testing.T) {
 	waitFor(t, "the followers registered again", func() bool { return registered() == 2 })
 	put(t, admin, "a", "1")
 	waitAll(t, expect("a", "1"), hosts...)
+	// A follower that stops deletes its registration (its lease would
+	// keep it, and the leader store outputs for it, until the TTL).
+	leader := leaderOf(t, admin, hosts...)
+	for _, h := range hosts {
+		if h != leader {
+			h.stop()
+			break
+		}
+	}
+	waitFor(t, "the stopped follower's registration gone", func() bool { return registered() == 1 })
 }
 
 func waitFor(t *testing.T, what string, ok func() bool) {
@@ -275,4 +287,31 @@ func (p *proxy) pipe(dst, src net.Conn) {
 			return
 		}
 	}
+}
+
+// TestDedupTemplateEdited: a dedup template edited on disk has another
+// identity. Its host refuses to write the old identity's output (it is
+// not its template's any more), and a configuration reload (Update, as on
+// SIGHUP) renders it under the new one, shared with nobody on the old
+// text; the other host goes on with the old text.
+func TestDedupTemplateEdited(t *testing.T) {
+	url := testenv.StartEtcd(t, 1).URL()
+	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	put(t, admin, "a", "0")
+	h0, h1 := startPeerHost(t, url, "h0"), startPeerHost(t, url, "h1")
+	waitAll(t, expect("a", "0"), h0, h1)
+	edited := "edited\n" + text
+	if err := os.WriteFile(h0.tmpl.Src, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := h0.r.Update(t.Context(), []config.Template{h0.tmpl}); err != nil {
+		t.Fatal(err)
+	}
+	put(t, admin, "a", "1")
+	waitAll(t, "edited\n"+expect("a", "1"), h0)
+	waitAll(t, expect("a", "1"), h1)
 }

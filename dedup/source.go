@@ -118,6 +118,7 @@ func (s *Source) Run(ctx context.Context) {
 	notify, cancel := s.ctl.Subscribe()
 	defer cancel()
 	defer s.resign()
+	defer s.unregister()
 	defer s.poll(ctx, lockRecord{}) // stops the poller
 	defer func() {
 		if s.later != nil {
@@ -219,6 +220,12 @@ func (s *Source) step(ctx context.Context) error {
 		return nil
 	}
 	s.poll(ctx, lockRecord{})
+	if self && s.regRev > 0 {
+		// A follower that now leads: its registration would count it as
+		// a follower that never fetches (the leader leaves itself out of
+		// the count, but others reading the keys would not).
+		s.unregister()
+	}
 	if view.Revision < s.wroteRev {
 		stored = &record{Owner: s.d.owner, Hash: s.wrote} // stored; not seen yet
 	}
@@ -242,6 +249,22 @@ func (s *Source) peerFollow(ctx context.Context, lock lockRecord, registered boo
 	}
 	s.poll(ctx, lock)
 	return nil
+}
+
+// unregister deletes this daemon's registration as a follower, if it
+// wrote one: a daemon that stops or leads is no follower (a stopped one's
+// would otherwise stay until its lease ends, the leader storing every
+// output meanwhile for a follower that never fetches). Run's goroutine.
+func (s *Source) unregister() {
+	if s.regRev == 0 {
+		return
+	}
+	s.regRev = 0
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.d.st.Delete(ctx, s.folKeys+s.d.owner); err != nil && !errors.Is(err, store.ErrClosed) {
+		s.log.Warn("dedup: cannot delete this host's registration as a follower; it expires with the lease", "key", s.folKeys+s.d.owner, "err", err)
+	}
 }
 
 // fromStore reports whether a follower of lock takes the stored output:
@@ -676,7 +699,7 @@ func (s *Source) Leading() bool {
 // executes the template, while this daemon leads.
 func (s *Source) Bind(t *dialect.Template, in dialect.Input) render.Source {
 	if id, err := Identity(s.conf); err != nil || id != s.id {
-		return failed{fmt.Errorf("dedup: template %q changed on disk since its dedup identity was made; restart berth to render it under its new identity (the last good output stays)", s.conf.Name)}
+		return failed{fmt.Errorf("dedup: template %q changed on disk since its dedup identity was made; reload berth (SIGHUP) or restart it to render it under its new identity (the last good output stays)", s.conf.Name)}
 	}
 	if len(in.KVs) == 1 && in.KVs[0].Key == s.outKey {
 		rec, out, err := decode(in.KVs[0].Value)

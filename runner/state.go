@@ -104,7 +104,9 @@ func (s *state) apply(templates []config.Template) error {
 	}
 	var retired []*tmplState
 	for name, cur := range s.tmpls {
-		if n, ok := next[name]; ok && reflect.DeepEqual(n.conf, cur.conf) && n.err == nil && cur.parsed() {
+		// The same configuration may read other sources now: a dedup
+		// template whose text changed has another identity.
+		if n, ok := next[name]; ok && reflect.DeepEqual(n.conf, cur.conf) && n.err == nil && cur.parsed() && slices.Equal(s.r.sourceKeys(n.conf), cur.keys) {
 			delete(next, name) // unchanged: keep it as it is
 			continue
 		}

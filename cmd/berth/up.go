@@ -30,6 +30,7 @@ type upOptions struct {
 	stopContainers, removeAll              bool
 	stopGrace                              time.Duration
 	cluster                                daemon.ClusterSettings
+	dedupListen                            string
 }
 
 func newUpCommand() *cobra.Command {
@@ -88,6 +89,7 @@ still removes everything.`,
 	f.StringVar(&o.cluster.Join, "join", "", "join the cluster of the member at this URL, https://HOST:2380 (with --token)")
 	f.StringVar(&o.cluster.Token, "token", "", "the cluster's join token, for --join (env BERTH_CLUSTER_TOKEN; berth cluster token prints it)")
 	f.StringVar(&o.cluster.Advertise, "advertise", "", "this host's IP as other hosts reach it (env BERTH_ADVERTISE; default: a member's peer address, or none)")
+	f.StringVar(&o.dedupListen, "dedup-listen", "", "host:port where this host serves dedup outputs to the other hosts (env BERTH_DEDUP_LISTEN; default: the advertise address, any free port)")
 	return cmd
 }
 
@@ -120,7 +122,7 @@ func (o *upOptions) settings(flags *pflag.FlagSet, files []*config.File) (daemon
 	s.Daemon.CertDir = certDir(s.StateDir, files) // [certs] dir
 	s.Cluster.Token = cmp.Or(s.Cluster.Token, os.Getenv("BERTH_CLUSTER_TOKEN"))
 	s.Cluster.Advertise = cmp.Or(s.Cluster.Advertise, os.Getenv("BERTH_ADVERTISE"), file.Daemon.Advertise)
-	s.DedupListen = cmp.Or(os.Getenv("BERTH_DEDUP_LISTEN"), file.Daemon.DedupListen)
+	s.DedupListen = cmp.Or(o.dedupListen, os.Getenv("BERTH_DEDUP_LISTEN"), file.Daemon.DedupListen)
 	if s.DockerSocket != "" && s.Runtime != daemon.RuntimeEmbedded {
 		return s, usagef("--docker-socket serves the embedded runtime's containers (runtime is %s)", s.Runtime)
 	}
