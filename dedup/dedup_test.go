@@ -244,6 +244,28 @@ func (h *host) stop() {
 	<-h.done
 }
 
+// openAdmin opens a client of the store at url for the test's own reads
+// and writes.
+func openAdmin(t *testing.T, url string) store.Store {
+	t.Helper()
+	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	return admin
+}
+
+// startHosts starts n daemons h0… with o.
+func startHosts(t *testing.T, url string, n int, o hostOpts) []*host {
+	t.Helper()
+	var hosts []*host
+	for i := range n {
+		hosts = append(hosts, startHostWith(t, url, fmt.Sprintf("h%d", i), text, o))
+	}
+	return hosts
+}
+
 func put(t *testing.T, st store.Store, k, v string) {
 	t.Helper()
 	if _, err := st.Put(t.Context(), dataPrefix+k, []byte(v)); err != nil {
@@ -317,11 +339,7 @@ func TestDedupReadsDoNotGrow(t *testing.T) {
 	}{{true, 1}, {false, 3}} {
 		t.Run(fmt.Sprintf("dedup=%t", tc.dedup), func(t *testing.T) {
 			url := testenv.StartEtcd(t, 1).URL()
-			admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { admin.Close() })
+			admin := openAdmin(t, url)
 			put(t, admin, "a", "0")
 			var hosts []*host
 			for i := range 3 {
@@ -392,11 +410,7 @@ func TestDedupHandover(t *testing.T) {
 
 func testHandover(t *testing.T, peers bool) {
 	url := testenv.StartEtcd(t, 1).URL()
-	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
+	admin := openAdmin(t, url)
 	put(t, admin, "a", "0")
 	hosts := []*host{}
 	for i := range 3 {
@@ -448,11 +462,7 @@ func testHandover(t *testing.T, peers bool) {
 // taken by the followers, and the leader stores its own over it.
 func TestDedupIgnoresAForeignOutput(t *testing.T) {
 	url := testenv.StartEtcd(t, 1).URL()
-	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
+	admin := openAdmin(t, url)
 	put(t, admin, "a", "0")
 	hosts := []*host{startHost(t, url, "h0", text, true), startHost(t, url, "h1", text, true)}
 	want := expect("a", "0")
@@ -542,11 +552,7 @@ func TestDedupIgnoresAForeignOutput(t *testing.T) {
 // never share an output; the same text at different paths does.
 func TestDedupSeparatesTemplates(t *testing.T) {
 	url := testenv.StartEtcd(t, 1).URL()
-	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
+	admin := openAdmin(t, url)
 	put(t, admin, "a", "0")
 	h0 := startHost(t, url, "h0", text, true)
 	h1 := startHost(t, url, "h1", text, true)
@@ -643,11 +649,7 @@ func TestIdentity(t *testing.T) {
 // no further write (consul-template's render loop).
 func TestDedupOverItsOwnKeys(t *testing.T) {
 	url := testenv.StartEtcd(t, 1).URL()
-	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
+	admin := openAdmin(t, url)
 	put(t, admin, "a", "0")
 	const keys = `{{ range tree "/" }}{{ .Key }}
 {{ end }}`

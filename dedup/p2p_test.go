@@ -12,7 +12,6 @@ import (
 	"github.com/berthd/berth/config"
 	"github.com/berthd/berth/dedup"
 	"github.com/berthd/berth/internal/testenv"
-	"github.com/berthd/berth/store/backend"
 )
 
 // TestDedupPeerToPeer: three daemons that serve their outputs peer to
@@ -35,16 +34,9 @@ func TestDedupPeerToPeer(t *testing.T) {
 
 func testPeerToPeer(t *testing.T, url string) {
 	const changes = 5
-	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
+	admin := openAdmin(t, url)
 	put(t, admin, "a", "0")
-	var hosts []*host
-	for i := range 3 {
-		hosts = append(hosts, startPeerHost(t, url, fmt.Sprintf("h%d", i)))
-	}
+	hosts := startHosts(t, url, 3, hostOpts{prefix: dataPrefix, dedup: true, peers: true})
 	waitAll(t, expect("a", "0"), hosts...)
 	leader := leaderOf(t, admin, hosts...)
 	if leader == nil {
@@ -82,11 +74,7 @@ func testPeerToPeer(t *testing.T, url string) {
 // change.
 func TestDedupPeerFallback(t *testing.T) {
 	url := testenv.StartEtcd(t, 1).URL()
-	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
+	admin := openAdmin(t, url)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -94,10 +82,7 @@ func TestDedupPeerFallback(t *testing.T) {
 	closed := l.Addr().String()
 	l.Close()
 	put(t, admin, "a", "0")
-	var hosts []*host
-	for i := range 3 {
-		hosts = append(hosts, startHostWith(t, url, fmt.Sprintf("h%d", i), text, hostOpts{prefix: dataPrefix, dedup: true, peers: true, advertise: closed, grace: 200 * time.Millisecond}))
-	}
+	hosts := startHosts(t, url, 3, hostOpts{prefix: dataPrefix, dedup: true, peers: true, advertise: closed, grace: 200 * time.Millisecond})
 	waitAll(t, expect("a", "0"), hosts...)
 	leader := leaderOf(t, admin, hosts...)
 	if leader == nil {
@@ -119,16 +104,9 @@ func TestDedupPeerFallback(t *testing.T) {
 // them; a follower that stops deletes it.
 func TestDedupFollowerRegistersAgain(t *testing.T) {
 	url := testenv.StartEtcd(t, 1).URL()
-	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
+	admin := openAdmin(t, url)
 	put(t, admin, "a", "0")
-	var hosts []*host
-	for i := range 3 {
-		hosts = append(hosts, startPeerHost(t, url, fmt.Sprintf("h%d", i)))
-	}
+	hosts := startHosts(t, url, 3, hostOpts{prefix: dataPrefix, dedup: true, peers: true})
 	waitAll(t, expect("a", "0"), hosts...)
 	registrations := func() []string {
 		kvs, _, err := admin.List(t.Context(), dedup.DefaultPrefix)
@@ -181,16 +159,9 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 // files follow every change while the leader cannot be reached.
 func TestDedupPeerSilent(t *testing.T) {
 	url := testenv.StartEtcd(t, 1).URL()
-	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
+	admin := openAdmin(t, url)
 	put(t, admin, "a", "0")
-	var hosts []*host
-	for i := range 3 {
-		hosts = append(hosts, startHostWith(t, url, fmt.Sprintf("h%d", i), text, hostOpts{prefix: dataPrefix, dedup: true, peers: true, proxy: true, grace: 200 * time.Millisecond}))
-	}
+	hosts := startHosts(t, url, 3, hostOpts{prefix: dataPrefix, dedup: true, peers: true, proxy: true, grace: 200 * time.Millisecond})
 	waitAll(t, expect("a", "0"), hosts...)
 	leader := leaderOf(t, admin, hosts...)
 	if leader == nil {
@@ -296,11 +267,7 @@ func (p *proxy) pipe(dst, src net.Conn) {
 // text; the other host goes on with the old text.
 func TestDedupTemplateEdited(t *testing.T) {
 	url := testenv.StartEtcd(t, 1).URL()
-	admin, err := backend.Open(t.Context(), url, backend.WithStateDir(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
+	admin := openAdmin(t, url)
 	put(t, admin, "a", "0")
 	h0, h1 := startPeerHost(t, url, "h0"), startPeerHost(t, url, "h1")
 	waitAll(t, expect("a", "0"), h0, h1)
