@@ -27,6 +27,8 @@ type entryScanner struct {
 	n   int   // entries returned
 	// state: 0 before '[', 1 after '[', 2 after an entry, 3 after ']'
 	state int
+	// escaped: the last string token had an escape
+	escaped bool
 }
 
 // rawEntry is one entry's fields as raw JSON (nil when absent).
@@ -156,7 +158,7 @@ func (s *entryScanner) step() (rawEntry, int, error) {
 }
 
 func (s *entryScanner) space() {
-	for s.pos < len(s.buf) {
+	for s.pos < len(s.buf) && s.buf[s.pos] <= ' ' {
 		switch s.buf[s.pos] {
 		case ' ', '\t', '\n', '\r':
 			s.pos++
@@ -190,6 +192,7 @@ func (s *entryScanner) entry() (rawEntry, error) {
 		if err != nil {
 			return e, err
 		}
+		nameEscaped := s.escaped
 		if name[0] != '"' {
 			return e, fmt.Errorf("entry %d: a field name that is not a string", s.n)
 		}
@@ -207,7 +210,7 @@ func (s *entryScanner) entry() (rawEntry, error) {
 			return e, err
 		}
 		n := name[1 : len(name)-1]
-		if bytes.IndexByte(n, '\\') >= 0 {
+		if nameEscaped {
 			var u string
 			if err := json.Unmarshal(name, &u); err != nil {
 				return e, fmt.Errorf("entry %d: a bad field name: %w", s.n, err)
@@ -215,11 +218,11 @@ func (s *entryScanner) entry() (rawEntry, error) {
 			n = []byte(u)
 		}
 		switch {
-		case bytes.EqualFold(n, []byte("Key")):
+		case string(n) == "Key" || bytes.EqualFold(n, []byte("Key")):
 			e.Key = v
-		case bytes.EqualFold(n, []byte("Value")):
+		case string(n) == "Value" || bytes.EqualFold(n, []byte("Value")):
 			e.Value = v
-		case bytes.EqualFold(n, []byte("ModifyIndex")):
+		case string(n) == "ModifyIndex" || bytes.EqualFold(n, []byte("ModifyIndex")):
 			e.ModifyIndex = v
 		}
 		s.space()
@@ -248,20 +251,24 @@ func (s *entryScanner) token() ([]byte, error) {
 	start := s.pos
 	switch c := s.buf[s.pos]; {
 	case c == '"':
-		escaped := false
+		s.escaped = false
 		for j := s.pos + 1; j < len(s.buf); j++ {
-			switch b := s.buf[j]; {
-			case b == '\\':
-				escaped = true
-				j++
+			b := s.buf[j]
+			if b > '\\' || b != '"' && b != '\\' && b >= 0x20 {
+				continue // the common case first: one comparison
+			}
+			switch {
 			case b == '"':
 				s.pos = j + 1
 				t := s.buf[start:s.pos]
-				if escaped && !json.Valid(t) {
+				if s.escaped && !json.Valid(t) {
 					return nil, fmt.Errorf("entry %d: a bad string escape", s.n)
 				}
 				return t, nil
-			case b < 0x20:
+			case b == '\\':
+				s.escaped = true
+				j++ // the byte it escapes (which may be a quote)
+			default:
 				return nil, fmt.Errorf("entry %d: a control character in a string", s.n)
 			}
 		}
