@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -77,7 +76,7 @@ configuration error.
 	f.DurationVar(&o.minInterval, "min-reload-interval", 0, "reload budget: at most one change applied per template in this interval")
 	f.DurationVar(&o.resync, "resync", watcher.DefaultResync, "re-list every watched prefix this often as a backstop (0: never)")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof bin/berth FILE)")
-	f.StringVar(&o.memProfile, "memprofile", "", "write a heap profile to this file when the run ends (what is live then, and every allocation of the run)")
+	f.StringVar(&o.memProfile, "memprofile", "", "write a heap profile to this file when the run ends (in use as of the run's last collection, and every allocation of the run)")
 	return cmd
 }
 
@@ -99,7 +98,8 @@ func (o *watchOptions) run(cmd *cobra.Command) error {
 			return usagef("--memprofile: %v", err)
 		}
 		defer func() {
-			runtime.GC() // the profile's live heap is that of the last GC
+			// In use: as of the last collection of the run, not one
+			// forced now, after the watches have stopped.
 			if err := pprof.WriteHeapProfile(f); err != nil {
 				log.Error("writing the heap profile", "file", o.memProfile, "err", err)
 			}
