@@ -158,7 +158,9 @@ func (o *renderOptions) run(cmd *cobra.Command) error {
 		if c.Stdout() && !o.stdout && !o.dump {
 			return usagef("%s: no destination: use --stdout, or SRC:DEST", c.Origin)
 		}
-		t, err := dialect.Parse(c.Src, c.Options)
+		opts := c.Options
+		opts.Once = true // rendered once
+		t, err := dialect.Parse(c.Src, opts)
 		if err != nil {
 			parseErrs = append(parseErrs, fmt.Errorf("%s: %w", c.Origin, err))
 			continue
