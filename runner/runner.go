@@ -168,7 +168,7 @@ func (r *Runner) OnceWith(ctx context.Context, templates []config.Template, cycl
 }
 
 func (r *Runner) once(ctx context.Context, templates []config.Template, cycle func(context.Context, []render.Job) ([]render.Result, error), apply bool) ([]render.Result, error) {
-	ts, err := parseAll(templates)
+	ts, err := parseAll(templates, true)
 	if err != nil {
 		return nil, err
 	}
@@ -283,8 +283,8 @@ type parsed struct {
 	err  error
 }
 
-func parseAll(templates []config.Template) ([]parsed, error) {
-	ps, err := parseEach(templates)
+func parseAll(templates []config.Template, once bool) ([]parsed, error) {
+	ps, err := parseEach(templates, once)
 	if err != nil {
 		return nil, err
 	}
@@ -296,15 +296,18 @@ func parseAll(templates []config.Template) ([]parsed, error) {
 }
 
 // parseEach validates templates as a set and parses each; a template that
-// does not parse comes back with its error.
-func parseEach(templates []config.Template) ([]parsed, error) {
+// does not parse comes back with its error. once: each is executed once
+// (dialect.Options.Once), not kept rendering.
+func parseEach(templates []config.Template, once bool) ([]parsed, error) {
 	if err := config.Validate(templates); err != nil {
 		return nil, err
 	}
 	out := make([]parsed, 0, len(templates))
 	for _, c := range templates {
 		p := parsed{conf: c}
-		if p.tmpl, p.err = dialect.Parse(c.Src, c.Options); p.err != nil {
+		opts := c.Options
+		opts.Once = once
+		if p.tmpl, p.err = dialect.Parse(c.Src, opts); p.err != nil {
 			p.err = fmt.Errorf("%s: %w", c.Origin, p.err)
 		}
 		out = append(out, p)

@@ -91,7 +91,7 @@ type sourceEntry struct {
 
 // apply makes the running set match templates.
 func (s *state) apply(templates []config.Template) error {
-	ts, err := parseEach(templates)
+	ts, err := parseEach(templates, false)
 	if err != nil {
 		return err
 	}

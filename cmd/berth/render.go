@@ -67,6 +67,9 @@ catalog of the agent --consul names (else the [catalog] of --config, or
 its consul-catalog [registry]'s agent, else the daemon's at -H); a render
 waits for the first answer of each query, as consul-template -once does,
 and fails when a query fails.
+A render runs once and exits, so it collects no garbage until its heap
+reaches 128 MB (then as usual); GOGC or GOMEMLIMIT in the environment
+override that.
 --context renders from a JSON fixture instead: a list of containers in
 docker-gen's RuntimeContainer shape, or an object mapping keys to values.
 
@@ -127,6 +130,7 @@ func (o *renderOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	deferGC(oneShotHeap) // renders once and exits
 	if o.dryRun && o.stdout {
 		return usagef("--dry-run and --stdout exclude each other")
 	}
@@ -154,7 +158,9 @@ func (o *renderOptions) run(cmd *cobra.Command) error {
 		if c.Stdout() && !o.stdout && !o.dump {
 			return usagef("%s: no destination: use --stdout, or SRC:DEST", c.Origin)
 		}
-		t, err := dialect.Parse(c.Src, c.Options)
+		opts := c.Options
+		opts.Once = true // rendered once
+		t, err := dialect.Parse(c.Src, opts)
 		if err != nil {
 			parseErrs = append(parseErrs, fmt.Errorf("%s: %w", c.Origin, err))
 			continue

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ type watchOptions struct {
 	renderFlags
 	once       bool
 	cpuProfile string
+	memProfile string
 }
 
 // renderFlags are the flags berth up and berth watch share: where the
@@ -74,6 +76,7 @@ configuration error.
 	f.DurationVar(&o.minInterval, "min-reload-interval", 0, "reload budget: at most one change applied per template in this interval")
 	f.DurationVar(&o.resync, "resync", watcher.DefaultResync, "re-list every watched prefix this often as a backstop (0: never)")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof bin/berth FILE)")
+	f.StringVar(&o.memProfile, "memprofile", "", "write a heap profile to this file when the run ends (in use as of the run's last collection, and every allocation of the run)")
 	return cmd
 }
 
@@ -88,6 +91,20 @@ func (o *watchOptions) run(cmd *cobra.Command) error {
 			return usagef("--cpuprofile: %v", err)
 		}
 		defer stop()
+	}
+	if o.memProfile != "" {
+		f, err := os.Create(o.memProfile)
+		if err != nil {
+			return usagef("--memprofile: %v", err)
+		}
+		defer func() {
+			// In use: as of the last collection of the run, not one
+			// forced now, after the watches have stopped.
+			if err := pprof.WriteHeapProfile(f); err != nil {
+				log.Error("writing the heap profile", "file", o.memProfile, "err", err)
+			}
+			f.Close()
+		}()
 	}
 	templates, files, err := o.load()
 	if err != nil {
@@ -123,6 +140,7 @@ func (o *watchOptions) run(cmd *cobra.Command) error {
 	}
 	r := runner.New(st, render.New(render.WithLogger(log)), ropts...)
 	if o.once {
+		deferGC(oneShotHeap) // renders once and exits
 		results, err := r.Once(ctx, templates)
 		if err != nil {
 			return exitCodeError{exitFailure, err}

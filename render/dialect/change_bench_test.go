@@ -78,18 +78,62 @@ func BenchmarkNaturalChange(b *testing.B) {
 }
 
 // BenchmarkNaturalCold renders the natural template once with a fresh
-// template, as berth render (one-shot) does.
+// template, as berth render (one-shot) does: kept (a memo for the next
+// execution, as berth watch's first render) and Once (none).
 func BenchmarkNaturalCold(b *testing.B) {
 	in := peerInput(10000)
-	b.ReportAllocs()
-	for b.Loop() {
-		tm, err := ParseString("natural.tmpl", naturalUpstreams, Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		var buf bytes.Buffer
-		if err := tm.Execute(&buf, in); err != nil {
-			b.Fatal(err)
-		}
+	for _, once := range []bool{false, true} {
+		b.Run(map[bool]string{false: "kept", true: "once"}[once], func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				tm, err := ParseString("natural.tmpl", naturalUpstreams, Options{Once: once})
+				if err != nil {
+					b.Fatal(err)
+				}
+				var buf bytes.Buffer
+				if err := tm.Execute(&buf, in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestOnceSameOutput: a template parsed with Once keeps no memo and renders
+// what a kept one renders (the natural template, and one of ls, gets,
+// fromJson and tree), on the peer workload and after changes.
+func TestOnceSameOutput(t *testing.T) {
+	for _, tc := range []struct{ name, text string }{
+		{"natural", naturalUpstreams},
+		{"ranges", `{{range $d := ls "/services"}}{{$d}}:{{range gets (printf "/services/%s/*" $d)}}{{.Key}}={{(fromJson .Value).port}} {{end}}
+{{end}}{{len (tree "services")}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kept, err := ParseString(tc.name, tc.text, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := peerInput(300)
+			for i := range 5 {
+				once, err := ParseString(tc.name, tc.text, Options{Once: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if once.memo != nil {
+					t.Fatal("a template parsed with Once keeps a memo")
+				}
+				var a, b bytes.Buffer
+				if err := kept.Execute(&a, in); err != nil {
+					t.Fatal(err)
+				}
+				if err := once.Execute(&b, in); err != nil {
+					t.Fatal(err)
+				}
+				if a.String() != b.String() {
+					t.Fatalf("after %d changes: Once renders\n%.300s\nkept renders\n%.300s", i, b.String(), a.String())
+				}
+				in = changeOne(in, (i*37)%len(in.KVs), 9000+i)
+			}
+		})
 	}
 }

@@ -93,6 +93,14 @@ func createMap(kv ...any) (map[string]any, error) {
 
 // jsonObject decodes a JSON object.
 func jsonObject(s string) (map[string]any, error) {
+	if v, err := decodeJSON(s); err == nil {
+		switch v := v.(type) {
+		case map[string]any:
+			return v, nil
+		case nil: // null leaves the map nil
+			return nil, nil
+		}
+	}
 	var v map[string]any
 	if err := json.Unmarshal([]byte(s), &v); err != nil {
 		return nil, err
@@ -102,6 +110,14 @@ func jsonObject(s string) (map[string]any, error) {
 
 // jsonArray decodes a JSON array.
 func jsonArray(s string) ([]any, error) {
+	if v, err := decodeJSON(s); err == nil {
+		switch v := v.(type) {
+		case []any:
+			return v, nil
+		case nil: // null leaves the list nil
+			return nil, nil
+		}
+	}
 	var v []any
 	if err := json.Unmarshal([]byte(s), &v); err != nil {
 		return nil, err

@@ -191,11 +191,7 @@ func copyJSON(v any) any {
 
 // fromJSON is sprig's mustFromJson, memoized.
 func (m *memo) fromJSON(s string) (any, error) {
-	return m.decode('a', s, func(s string) (any, error) {
-		var out any
-		err := json.Unmarshal([]byte(s), &out)
-		return out, err
-	})
+	return m.decode('a', s, decodeJSON)
 }
 
 // jsonObject is confd's json, memoized.

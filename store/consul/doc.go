@@ -1,8 +1,11 @@
 // Package consul is berth's store backend on Consul's KV store
 // (consul://host:8500), through github.com/hashicorp/consul/api, except
 // prefix reads (List and each blocking query of a watch): berth's own GET
-// (listing.go), which keeps the previous KV of every entry whose key and
-// ModifyIndex are unchanged instead of decoding its value again.
+// (listing.go), which reads the answer as a stream, one entry at a time
+// with a JSON scanner of its own (entries.go), and keeps the previous KV
+// of every entry whose key and ModifyIndex are unchanged instead of
+// decoding its value again. An agent on a loopback address answers
+// uncompressed (gzip there only costs CPU).
 //
 // Keys map one to one: berth's "/berth/x" is Consul's "berth/x"; keys
 // without a leading slash are refused. A revision is a Consul raft index
@@ -27,7 +30,9 @@
 // invalidates the session, up to twice the TTL later.
 //
 // Watch reads the prefix before it returns (so nothing written after the
-// call is missed), then runs blocking queries and turns each new state into
+// call is missed), unless it watches from a revision whose state it
+// remembers (a List's: the first blocking query then starts from it),
+// then runs blocking queries and turns each new state into
 // events by diffing it against the previous one (kvdiff), so several changes
 // of one key between two responses fold into the last one. To watch from a
 // revision, the Store needs the state at that revision: it keeps the last

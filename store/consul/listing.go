@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/consul/api"
 
@@ -55,13 +56,13 @@ func (s *Store) getPrefix(ctx context.Context, prefix string, wait uint64, waitT
 		return nil, 0, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, 0, fmt.Errorf("reading the answer: %w", err)
-	}
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusNotFound: // 404: nothing under prefix
 	default:
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		if err != nil {
+			return nil, 0, fmt.Errorf("reading the answer: %w", err)
+		}
 		// The client library's error, which isPermission and isTransient
 		// know.
 		return nil, 0, api.StatusError{Code: resp.StatusCode, Body: strings.TrimSpace(string(body))}
@@ -77,57 +78,71 @@ func (s *Store) getPrefix(ctx context.Context, prefix string, wait uint64, waitT
 	}
 	var kvs []store.KV
 	if resp.StatusCode == http.StatusOK {
-		if kvs, err = decodeEntries(body, base); err != nil {
+		if kvs, err = decodeEntries(resp.Body, base); err != nil {
 			return nil, 0, fmt.Errorf("answer: %w", err)
 		}
 	}
+	// Drain what is left (nothing, from Consul) so that the connection is
+	// reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 	// Consul documents index 0 as possible on an empty store; treat it as 1
 	// so that it is never mistaken for "now".
 	return kvs, store.Revision(max(index, 1)), nil
 }
 
-// entry is one KV entry of Consul's answer; Value stays undecoded until it
-// is needed.
-type entry struct {
-	Key         *string
-	Value       json.RawMessage
-	ModifyIndex *uint64
-}
+// maxErrorBody bounds what is read of an error answer's body.
+const maxErrorBody = 64 << 10
 
-// decodeEntries decodes Consul's JSON array of KV entries into KVs sorted by
-// key, reusing base's KV for every entry whose key and ModifyIndex are
-// unchanged.
-func decodeEntries(body []byte, base []store.KV) ([]store.KV, error) {
-	var entries []entry
-	if err := json.Unmarshal(body, &entries); err != nil {
-		return nil, fmt.Errorf("not a JSON array of KV entries: %w", err)
-	}
-	kvs := make([]store.KV, len(entries))
+// decodeEntries decodes Consul's JSON array of KV entries into KVs sorted
+// by key, reusing base's KV for every entry whose key and ModifyIndex are
+// unchanged. It reads the answer one entry at a time (entryScanner): at
+// 10,000 keys the answer is 2.3 MB of JSON, which is never held whole
+// (issue #14: the answer and its decoded copy were most of the watch's
+// peak memory).
+func decodeEntries(r io.Reader, base []store.KV) ([]store.KV, error) {
+	sc := newEntryScanner(r)
+	kvs := make([]store.KV, 0, len(base))
 	sorted := true
 	j := 0 // base is sorted, and so is Consul's answer
-	for i, e := range entries {
-		if e.Key == nil || *e.Key == "" {
+	for i := 0; ; i++ {
+		e, ok, err := sc.Next()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			break
+		}
+		key, err := entryKey(e.Key)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+		if len(key) == 0 {
 			return nil, fmt.Errorf("entry %d: no Key", i)
 		}
-		if e.ModifyIndex == nil {
-			return nil, fmt.Errorf("entry %d (key %q): no ModifyIndex", i, *e.Key)
+		if len(e.ModifyIndex) == 0 || string(e.ModifyIndex) == "null" {
+			return nil, fmt.Errorf("entry %d (key %q): no ModifyIndex", i, key)
 		}
-		key := *e.Key
-		for j < len(base) && base[j].Key[1:] < key {
+		mod, err := strconv.ParseUint(string(e.ModifyIndex), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d (key %q): ModifyIndex %.40q: not an index", i, key, e.ModifyIndex)
+		}
+		for j < len(base) && base[j].Key[1:] < string(key) {
 			j++
 		}
-		if j < len(base) && base[j].Key[1:] == key && uint64(base[j].ModRevision) == *e.ModifyIndex {
-			kvs[i] = base[j]
+		var kv store.KV
+		if j < len(base) && base[j].Key[1:] == string(key) && uint64(base[j].ModRevision) == mod {
+			kv = base[j]
 		} else {
 			value, err := decodeValue(e.Value)
 			if err != nil {
 				return nil, fmt.Errorf("entry %d (key %q): Value: %w", i, key, err)
 			}
-			kvs[i] = store.KV{Key: berthKey(key), Value: value, ModRevision: store.Revision(*e.ModifyIndex)}
+			kv = store.KV{Key: "/" + string(key), Value: value, ModRevision: store.Revision(mod)}
 		}
-		if i > 0 && kvs[i-1].Key >= kvs[i].Key {
+		if n := len(kvs); n > 0 && kvs[n-1].Key >= kv.Key {
 			sorted = false
 		}
+		kvs = append(kvs, kv)
 	}
 	if !sorted {
 		slices.SortFunc(kvs, func(a, b store.KV) int { return strings.Compare(a.Key, b.Key) })
@@ -140,9 +155,29 @@ func decodeEntries(body []byte, base []store.KV) ([]store.KV, error) {
 	return kvs, nil
 }
 
+// entryKey returns an entry's Key, a JSON string (empty when absent or
+// null). A string with no escapes and valid UTF-8 is its bytes between
+// the quotes (no copy); any other goes through encoding/json.
+func entryKey(raw []byte) ([]byte, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		in := raw[1 : len(raw)-1]
+		if bytes.IndexByte(in, '\\') < 0 && utf8.Valid(in) {
+			return in, nil
+		}
+	}
+	var k string
+	if err := json.Unmarshal(raw, &k); err != nil {
+		return nil, fmt.Errorf("Key %.40q: not a string", raw)
+	}
+	return []byte(k), nil
+}
+
 // decodeValue decodes an entry's Value: null (or absent) is an empty value,
 // else a base64 JSON string.
-func decodeValue(raw json.RawMessage) ([]byte, error) {
+func decodeValue(raw []byte) ([]byte, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil

@@ -37,8 +37,21 @@ func (s *Store) Watch(ctx context.Context, prefix string, after store.Revision) 
 		run(func() { w.final(ctx, err) })
 		return ch
 	}
-	// The baseline: a fresh read, which is the state at after when nothing
-	// under prefix changed since; else the remembered state at after.
+	// Remembered (a List just returned it, as the mirror does before its
+	// watch): the state at after is the baseline, and the first read
+	// blocks from after, returning at once if something changed since.
+	// That is the loop's state when a fresh read finds nothing changed,
+	// without reading the whole prefix once more (at 10,000 keys a second
+	// 2.3 MB answer, which berth render paid on every run: issue #14).
+	if after > 0 {
+		if old, ok := s.history.Lookup(prefix, after); ok {
+			run(func() { w.loop(ctx, qctx, old, old, after, after) })
+			return ch
+		}
+	}
+	// Else the baseline is a fresh read, which is the state at after when
+	// nothing under prefix changed since; else the remembered state at
+	// after.
 	cur, index, err := w.read(qctx, 0, nil)
 	if err != nil {
 		run(func() { w.final(ctx, err) })
